@@ -1,0 +1,1 @@
+//! The `blocking` runtime adapter (drivers arrive with the runtime issue).

@@ -1,0 +1,1 @@
+//! The `smol` runtime adapter (drivers arrive with the runtime issue).

@@ -1,0 +1,1 @@
+//! The `tokio` runtime adapter (drivers arrive with the runtime issue).

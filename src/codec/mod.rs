@@ -1,0 +1,456 @@
+//! The MQTT 3.1 / 3.1.1 / 5.0 codec: one packet model for every version.
+//!
+//! [`Decoder::decode`] takes bytes as they arrive and returns whole packets; [`encode`] writes
+//! them. v5-only fields are empty under 3.1.x, and the encoder refuses what a version cannot
+//! carry. Payloads and strings come out as slices of the received buffer, without copies.
+
+use std::fmt;
+
+use bytes::{Buf, BytesMut};
+
+mod connack;
+mod connect;
+mod disconnect;
+mod error;
+mod primitives;
+mod properties;
+mod puback;
+mod publish;
+mod suback;
+mod subscribe;
+mod unsubscribe;
+
+pub use connack::ConnAck;
+pub use connect::{Connect, Will};
+pub use disconnect::{Auth, Disconnect};
+pub use error::{DecodeError, EncodeError};
+pub use primitives::MAX_VAR_INT;
+pub use properties::{
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
+    PayloadFormat, PropertyId, PublishProperties, SubscribeProperties, UnsubscribeProperties,
+    UserProperty, WillProperties,
+};
+pub use puback::{PubAck, PubComp, PubRec, PubRel};
+pub use publish::Publish;
+pub use suback::{SubAck, UnsubAck};
+pub use subscribe::{RetainHandling, Subscribe, Subscription, SubscriptionOptions};
+pub use unsubscribe::Unsubscribe;
+
+use primitives::{read_var_int, var_int_len, Counter, Reader, Sink, VarIntError};
+
+use crate::types::ProtocolVersion;
+
+/// The largest packet the protocol can express: 1 header byte, 4 length bytes, 268,435,455.
+pub const MAX_PACKET_SIZE: u32 = 1 + 4 + MAX_VAR_INT;
+
+/// The type in a packet's fixed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PacketType {
+    /// 1.
+    Connect = 1,
+    /// 2.
+    ConnAck = 2,
+    /// 3.
+    Publish = 3,
+    /// 4.
+    PubAck = 4,
+    /// 5.
+    PubRec = 5,
+    /// 6.
+    PubRel = 6,
+    /// 7.
+    PubComp = 7,
+    /// 8.
+    Subscribe = 8,
+    /// 9.
+    SubAck = 9,
+    /// 10.
+    Unsubscribe = 10,
+    /// 11.
+    UnsubAck = 11,
+    /// 12.
+    PingReq = 12,
+    /// 13.
+    PingResp = 13,
+    /// 14.
+    Disconnect = 14,
+    /// 15 (MQTT 5 only).
+    Auth = 15,
+}
+
+impl PacketType {
+    fn from_u8(v: u8) -> Option<PacketType> {
+        use PacketType::*;
+        Some(match v {
+            1 => Connect,
+            2 => ConnAck,
+            3 => Publish,
+            4 => PubAck,
+            5 => PubRec,
+            6 => PubRel,
+            7 => PubComp,
+            8 => Subscribe,
+            9 => SubAck,
+            10 => Unsubscribe,
+            11 => UnsubAck,
+            12 => PingReq,
+            13 => PingResp,
+            14 => Disconnect,
+            15 => Auth,
+            _ => return None,
+        })
+    }
+
+    /// The specification's name, such as `PUBLISH`.
+    pub const fn name(self) -> &'static str {
+        use PacketType::*;
+        match self {
+            Connect => "CONNECT",
+            ConnAck => "CONNACK",
+            Publish => "PUBLISH",
+            PubAck => "PUBACK",
+            PubRec => "PUBREC",
+            PubRel => "PUBREL",
+            PubComp => "PUBCOMP",
+            Subscribe => "SUBSCRIBE",
+            SubAck => "SUBACK",
+            Unsubscribe => "UNSUBSCRIBE",
+            UnsubAck => "UNSUBACK",
+            PingReq => "PINGREQ",
+            PingResp => "PINGRESP",
+            Disconnect => "DISCONNECT",
+            Auth => "AUTH",
+        }
+    }
+
+    /// The fixed-header flags this type requires (PUBLISH's are variable).
+    const fn required_flags(self) -> u8 {
+        match self {
+            PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => 0b0010,
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Display for PacketType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Any MQTT control packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    /// CONNECT (boxed: large and rare).
+    Connect(Box<Connect>),
+    /// CONNACK (boxed: large and rare).
+    ConnAck(Box<ConnAck>),
+    /// PUBLISH.
+    Publish(Publish),
+    /// PUBACK.
+    PubAck(PubAck),
+    /// PUBREC.
+    PubRec(PubRec),
+    /// PUBREL.
+    PubRel(PubRel),
+    /// PUBCOMP.
+    PubComp(PubComp),
+    /// SUBSCRIBE.
+    Subscribe(Subscribe),
+    /// SUBACK.
+    SubAck(SubAck),
+    /// UNSUBSCRIBE.
+    Unsubscribe(Unsubscribe),
+    /// UNSUBACK.
+    UnsubAck(UnsubAck),
+    /// PINGREQ.
+    PingReq,
+    /// PINGRESP.
+    PingResp,
+    /// DISCONNECT.
+    Disconnect(Disconnect),
+    /// AUTH (MQTT 5).
+    Auth(Auth),
+}
+
+impl Packet {
+    /// The packet's type.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Connect(_) => PacketType::Connect,
+            Packet::ConnAck(_) => PacketType::ConnAck,
+            Packet::Publish(_) => PacketType::Publish,
+            Packet::PubAck(_) => PacketType::PubAck,
+            Packet::PubRec(_) => PacketType::PubRec,
+            Packet::PubRel(_) => PacketType::PubRel,
+            Packet::PubComp(_) => PacketType::PubComp,
+            Packet::Subscribe(_) => PacketType::Subscribe,
+            Packet::SubAck(_) => PacketType::SubAck,
+            Packet::Unsubscribe(_) => PacketType::Unsubscribe,
+            Packet::UnsubAck(_) => PacketType::UnsubAck,
+            Packet::PingReq => PacketType::PingReq,
+            Packet::PingResp => PacketType::PingResp,
+            Packet::Disconnect(_) => PacketType::Disconnect,
+            Packet::Auth(_) => PacketType::Auth,
+        }
+    }
+
+    fn first_byte(&self) -> u8 {
+        match self {
+            Packet::Publish(p) => p.first_byte(),
+            _ => {
+                let t = self.packet_type();
+                ((t as u8) << 4) | t.required_flags()
+            }
+        }
+    }
+
+    fn check(&self, v: ProtocolVersion) -> Result<(), EncodeError> {
+        match self {
+            Packet::Connect(p) => p.check(v),
+            Packet::ConnAck(p) => p.check(v),
+            Packet::Publish(p) => p.check(v),
+            Packet::PubAck(p) => p.check(v, PacketType::PubAck),
+            Packet::PubRec(p) => p.check(v, PacketType::PubRec),
+            Packet::PubRel(p) => p.check(v, PacketType::PubRel),
+            Packet::PubComp(p) => p.check(v, PacketType::PubComp),
+            Packet::Subscribe(p) => p.check(v),
+            Packet::SubAck(p) => p.check(v),
+            Packet::Unsubscribe(p) => p.check(v),
+            Packet::UnsubAck(p) => p.check(v),
+            Packet::PingReq | Packet::PingResp => Ok(()),
+            Packet::Disconnect(p) => p.check(v),
+            Packet::Auth(p) => p.check(v),
+        }
+    }
+
+    fn write_body<S: Sink>(&self, s: &mut S, v: ProtocolVersion) {
+        match self {
+            Packet::Connect(p) => p.write(s),
+            Packet::ConnAck(p) => p.write(s, v),
+            Packet::Publish(p) => p.write(s, v),
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                p.write(s, v)
+            }
+            Packet::Subscribe(p) => p.write(s, v),
+            Packet::SubAck(p) => p.write(s, v),
+            Packet::Unsubscribe(p) => p.write(s, v),
+            Packet::UnsubAck(p) => p.write(s, v),
+            Packet::PingReq | Packet::PingResp => {}
+            Packet::Disconnect(p) => p.write(s, v),
+            Packet::Auth(p) => p.write(s),
+        }
+    }
+}
+
+impl From<Publish> for Packet {
+    fn from(p: Publish) -> Packet {
+        Packet::Publish(p)
+    }
+}
+
+impl From<Connect> for Packet {
+    fn from(p: Connect) -> Packet {
+        Packet::Connect(Box::new(p))
+    }
+}
+
+impl From<ConnAck> for Packet {
+    fn from(p: ConnAck) -> Packet {
+        Packet::ConnAck(Box::new(p))
+    }
+}
+
+/// Turns a byte stream into packets.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tinymqtt::codec::{Decoder, Packet};
+/// use tinymqtt::ProtocolVersion;
+///
+/// let decoder = Decoder::new(ProtocolVersion::V3_1_1);
+/// let mut buf = BytesMut::from(&[0xC0][..]); // the first byte of a PINGREQ
+/// assert_eq!(decoder.decode(&mut buf), Ok(None)); // wait for more
+/// buf.extend_from_slice(&[0x00]);
+/// assert_eq!(decoder.decode(&mut buf), Ok(Some(Packet::PingReq)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoder {
+    /// The version to decode; CONNECT carries and uses its own.
+    pub version: ProtocolVersion,
+    /// The largest whole packet accepted, in bytes; larger ones fail before being buffered.
+    pub max_packet_size: u32,
+}
+
+impl Decoder {
+    /// A decoder for `version` with the protocol's own size limit.
+    pub fn new(version: ProtocolVersion) -> Decoder {
+        Decoder {
+            version,
+            max_packet_size: MAX_PACKET_SIZE,
+        }
+    }
+
+    /// Sets the maximum packet size.
+    pub fn with_max_packet_size(mut self, max: u32) -> Decoder {
+        self.max_packet_size = max;
+        self
+    }
+
+    /// Takes the next whole packet off the front of `buf`.
+    ///
+    /// Returns `Ok(None)` while the packet is incomplete, leaving `buf` untouched. The size limit
+    /// is checked as soon as the fixed header is complete, before the body is waited for. After
+    /// an error the stream cannot be resynchronised: close the connection with
+    /// [`DecodeError::reason_code`].
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        let v5 = self.version.is_v5();
+        let (remaining, len_bytes) = match read_var_int(&buf[1..], v5) {
+            Ok(r) => r,
+            Err(VarIntError::Incomplete) => return Ok(None),
+            Err(VarIntError::Malformed) => return Err(DecodeError::MalformedRemainingLength),
+        };
+        let header = 1 + len_bytes;
+        let total = header as u64 + u64::from(remaining);
+        if total > u64::from(self.max_packet_size) {
+            return Err(DecodeError::PacketTooLarge {
+                size: total,
+                max: self.max_packet_size,
+            });
+        }
+        let t = PacketType::from_u8(first >> 4)
+            .filter(|t| *t != PacketType::Auth || v5)
+            .ok_or(DecodeError::ReservedPacketType(first >> 4))?;
+        let flags = first & 0x0F;
+        if t != PacketType::Publish && flags != t.required_flags() {
+            return Err(DecodeError::InvalidFlags { packet: t, flags });
+        }
+        let total = total as usize;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        let frame = buf.split_to(total).freeze();
+        let mut r = Reader::new(&frame, header, t, v5);
+        let v = self.version;
+        let packet = match t {
+            PacketType::Connect => Packet::Connect(Box::new(Connect::read(&mut r)?)),
+            PacketType::ConnAck => Packet::ConnAck(Box::new(ConnAck::read(&mut r, v)?)),
+            PacketType::Publish => Packet::Publish(Publish::read(&mut r, v, flags)?),
+            PacketType::PubAck => Packet::PubAck(PubAck::read(&mut r, v, t)?),
+            PacketType::PubRec => Packet::PubRec(PubAck::read(&mut r, v, t)?),
+            PacketType::PubRel => Packet::PubRel(PubAck::read(&mut r, v, t)?),
+            PacketType::PubComp => Packet::PubComp(PubAck::read(&mut r, v, t)?),
+            PacketType::Subscribe => Packet::Subscribe(Subscribe::read(&mut r, v)?),
+            PacketType::SubAck => Packet::SubAck(SubAck::read(&mut r, v)?),
+            PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::read(&mut r, v)?),
+            PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::read(&mut r, v)?),
+            PacketType::PingReq => Packet::PingReq,
+            PacketType::PingResp => Packet::PingResp,
+            PacketType::Disconnect => Packet::Disconnect(Disconnect::read(&mut r, v)?),
+            PacketType::Auth => Packet::Auth(Auth::read(&mut r)?),
+        };
+        r.finish()?;
+        Ok(Some(packet))
+    }
+
+    /// Skips a whole packet without decoding it; `Ok(false)` while it is incomplete.
+    ///
+    /// Useful to a peer that wants to drop a packet it cannot use without closing.
+    pub fn skip(&self, buf: &mut BytesMut) -> Result<bool, DecodeError> {
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        let (remaining, len_bytes) = match read_var_int(&buf[1..], self.version.is_v5()) {
+            Ok(r) => r,
+            Err(VarIntError::Incomplete) => return Ok(false),
+            Err(VarIntError::Malformed) => return Err(DecodeError::MalformedRemainingLength),
+        };
+        let total = 1 + len_bytes + remaining as usize;
+        if buf.len() < total {
+            return Ok(false);
+        }
+        buf.advance(total);
+        Ok(true)
+    }
+}
+
+/// Turns packets into bytes for one protocol version, within a size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoder {
+    /// The version to encode.
+    pub version: ProtocolVersion,
+    /// The largest packet the peer accepts (its Maximum Packet Size).
+    pub max_packet_size: u32,
+}
+
+impl Encoder {
+    /// An encoder for `version` with the protocol's own size limit.
+    pub fn new(version: ProtocolVersion) -> Encoder {
+        Encoder {
+            version,
+            max_packet_size: MAX_PACKET_SIZE,
+        }
+    }
+
+    /// Sets the maximum packet size.
+    pub fn with_max_packet_size(mut self, max: u32) -> Encoder {
+        self.max_packet_size = max;
+        self
+    }
+
+    /// The exact number of bytes [`Encoder::encode`] would write, or why it would refuse.
+    pub fn encoded_len(&self, packet: &Packet) -> Result<usize, EncodeError> {
+        self.prepare(packet).map(|(_, total)| total)
+    }
+
+    /// Checks the packet and returns its remaining length and whole size.
+    fn prepare(&self, packet: &Packet) -> Result<(u32, usize), EncodeError> {
+        packet.check(self.version)?;
+        let mut c = Counter::default();
+        packet.write_body(&mut c, self.version);
+        let remaining = c.0;
+        let too_large = |size: usize, max: u64| EncodeError::PacketTooLarge {
+            size: size as u64,
+            max,
+        };
+        if remaining > MAX_VAR_INT as usize {
+            return Err(too_large(remaining + 5, u64::from(MAX_PACKET_SIZE)));
+        }
+        let remaining = remaining as u32;
+        let total = 1 + var_int_len(remaining) + remaining as usize;
+        if total as u64 > u64::from(self.max_packet_size) {
+            return Err(too_large(total, u64::from(self.max_packet_size)));
+        }
+        Ok((remaining, total))
+    }
+
+    /// Appends the packet to `buf` and returns the number of bytes written.
+    ///
+    /// On error nothing is written.
+    pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, EncodeError> {
+        let (remaining, total) = self.prepare(packet)?;
+        buf.reserve(total);
+        buf.put_u8(packet.first_byte());
+        buf.put_var_int(remaining);
+        packet.write_body(buf, self.version);
+        Ok(total)
+    }
+}
+
+/// Appends `packet` encoded for `version` to `buf`; see [`Encoder::encode`].
+pub fn encode(
+    packet: &Packet,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    Encoder::new(version).encode(packet, buf)
+}
+
+/// The exact encoded size of `packet` for `version`; see [`Encoder::encoded_len`].
+pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    Encoder::new(version).encoded_len(packet)
+}

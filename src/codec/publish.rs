@@ -1,0 +1,133 @@
+//! PUBLISH: an application message.
+
+use bytes::Bytes;
+
+use super::connect::not_in;
+use super::error::{DecodeError, EncodeError};
+use super::primitives::{Reader, Sink};
+use super::properties::{Properties, PublishProperties};
+use super::PacketType;
+use crate::topic::validate_topic_name_bytes;
+use crate::types::{PacketId, ProtocolVersion, QoS, TopicName};
+
+const T: PacketType = PacketType::Publish;
+
+/// PUBLISH: carries an application message either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// Whether this is a redelivery (never on QoS 0).
+    pub dup: bool,
+    /// The delivery guarantee.
+    pub qos: QoS,
+    /// Whether the server keeps the message for future subscribers.
+    pub retain: bool,
+    /// The topic; empty only in MQTT 5 with a topic alias.
+    pub topic: TopicName,
+    /// Present exactly when `qos` is 1 or 2.
+    pub packet_id: Option<PacketId>,
+    /// MQTT 5 properties.
+    pub properties: PublishProperties,
+    /// The application message, shared with the received buffer.
+    pub payload: Bytes,
+}
+
+impl Publish {
+    /// A QoS 0 message with no properties.
+    pub fn new(topic: TopicName, payload: impl Into<Bytes>) -> Publish {
+        Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            properties: PublishProperties::default(),
+            payload: payload.into(),
+        }
+    }
+
+    pub(crate) fn first_byte(&self) -> u8 {
+        0x30 | (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
+    }
+
+    /// Decodes the body; `flags` are the fixed header's low four bits.
+    pub(crate) fn read(
+        r: &mut Reader<'_>,
+        v: ProtocolVersion,
+        flags: u8,
+    ) -> Result<Publish, DecodeError> {
+        let qos = QoS::from_u8((flags >> 1) & 0x03).ok_or(DecodeError::InvalidQoS {
+            field: "publish qos",
+        })?;
+        let dup = flags & 0x08 != 0;
+        if dup && qos == QoS::AtMostOnce {
+            return Err(DecodeError::DupOnQoS0);
+        }
+        let topic = r.string("topic name")?;
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            Some(PacketId::new(r.u16()?).ok_or(DecodeError::ZeroPacketId(T))?)
+        };
+        let properties = if v.is_v5() {
+            PublishProperties::read(r)?
+        } else {
+            PublishProperties::default()
+        };
+        match validate_topic_name_bytes(topic.as_bytes()) {
+            Ok(()) => {}
+            Err(crate::topic::TopicError::Empty)
+                if v.is_v5() && properties.topic_alias.is_some() => {}
+            Err(crate::topic::TopicError::Empty) if v.is_v5() => {
+                return Err(DecodeError::EmptyTopicWithoutAlias)
+            }
+            Err(e) => return Err(DecodeError::InvalidTopicName(e)),
+        }
+        Ok(Publish {
+            dup,
+            qos,
+            retain: flags & 0x01 != 0,
+            topic: TopicName::from_checked(topic),
+            packet_id,
+            properties,
+            payload: r.rest(),
+        })
+    }
+
+    pub(crate) fn check(&self, v: ProtocolVersion) -> Result<(), EncodeError> {
+        let invalid = |reason| Err(EncodeError::Invalid { packet: T, reason });
+        match (self.qos, self.packet_id) {
+            (QoS::AtMostOnce, Some(_)) => return invalid("qos 0 publish with a packet id"),
+            (QoS::AtLeastOnce | QoS::ExactlyOnce, None) => {
+                return invalid("qos 1 or 2 publish without a packet id")
+            }
+            _ => {}
+        }
+        if self.dup && self.qos == QoS::AtMostOnce {
+            return invalid("dup flag on a qos 0 publish");
+        }
+        if v.is_v5() {
+            if self.topic.is_empty() && self.properties.topic_alias.is_none() {
+                return invalid("empty topic name without a topic alias");
+            }
+        } else {
+            if !self.properties.is_empty() {
+                return Err(not_in(v, "publish properties"));
+            }
+            if self.topic.is_empty() {
+                return Err(not_in(v, "an empty topic name"));
+            }
+        }
+        self.properties.check(T)
+    }
+
+    pub(crate) fn write<S: Sink>(&self, s: &mut S, v: ProtocolVersion) {
+        s.put_str(self.topic.as_byte_str());
+        if let Some(id) = self.packet_id {
+            s.put_u16(id.get());
+        }
+        if v.is_v5() {
+            self.properties.write_with_len(s);
+        }
+        s.put_slice(&self.payload);
+    }
+}

@@ -1,0 +1,54 @@
+//! tinymqtt: an MQTT 3.1, 3.1.1 and 5.0 codec, client and broker built as sans-IO state machines.
+//!
+//! The core in this crate never touches a socket, a thread or a clock: it takes bytes and
+//! caller-supplied `Instant`s and gives back bytes, events and the next deadline. Runtime
+//! adapters (the `tokio`, `smol`, `async-std` and `blocking` features) do the IO.
+//!
+//! The codec is usable on its own:
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use tinymqtt::codec::{encode, Decoder, Packet, Publish};
+//! use tinymqtt::{PacketId, ProtocolVersion, QoS, TopicName};
+//!
+//! let mut publish = Publish::new(TopicName::new("sensors/kitchen/temp")?, "21.5");
+//! publish.qos = QoS::AtLeastOnce;
+//! publish.packet_id = PacketId::new(1);
+//!
+//! let mut wire = BytesMut::new();
+//! encode(&Packet::Publish(publish.clone()), ProtocolVersion::V5, &mut wire)?;
+//!
+//! // Bytes may arrive in any chunks: the decoder waits for a whole packet.
+//! let decoder = Decoder::new(ProtocolVersion::V5).with_max_packet_size(1024);
+//! let mut inbox = BytesMut::new();
+//! let mut decoded = None;
+//! for byte in wire.iter() {
+//!     inbox.extend_from_slice(&[*byte]);
+//!     if let Some(packet) = decoder.decode(&mut inbox)? {
+//!         decoded = Some(packet);
+//!     }
+//! }
+//! assert_eq!(decoded, Some(Packet::Publish(publish)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod codec;
+pub mod topic;
+mod types;
+
+pub use types::{
+    ByteStr, InvalidTopic, PacketId, ProtocolVersion, QoS, ReasonCode, StringError, TopicFilter,
+    TopicName,
+};
+
+#[cfg(any(
+    feature = "tokio",
+    feature = "smol",
+    feature = "async-std",
+    feature = "blocking"
+))]
+#[path = "../runtimes/mod.rs"]
+pub mod runtimes;

@@ -1,0 +1,189 @@
+//! Topic name and filter validation, and wildcard matching.
+
+/// Why a string is not a valid topic name or filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// Topics are at least one character long ([MQTT-4.7.3-1]).
+    #[error("topic is empty")]
+    Empty,
+    /// A topic name contains `+` or `#` ([MQTT-3.3.2-2]).
+    #[error("topic name contains a wildcard")]
+    WildcardInName,
+    /// `#` is not alone in the last level, as in `a/b#` or `#/a` ([MQTT-4.7.1-2]).
+    #[error("'#' must be the whole last level of a filter")]
+    MisplacedMultiLevelWildcard,
+    /// `+` is not alone in its level, as in `+a` ([MQTT-4.7.1-3]).
+    #[error("'+' must be a whole level of a filter")]
+    MisplacedSingleLevelWildcard,
+    /// `$share/` without a share name, or a share name with `+`, `#` ([MQTT-4.8.2-1], [MQTT-4.8.2-2]).
+    #[error("invalid share name in a shared subscription")]
+    InvalidShareName,
+    /// `$share/{group}` without a `/` and a filter after it.
+    #[error("shared subscription has no topic filter")]
+    EmptySharedFilter,
+}
+
+const SHARE_PREFIX: &str = "$share/";
+
+/// Checks a topic name: not empty, no wildcard characters.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    validate_topic_name_bytes(name.as_bytes())
+}
+
+/// [`validate_topic_name`] on the UTF-8 bytes (the wildcards are ASCII).
+pub(crate) fn validate_topic_name_bytes(name: &[u8]) -> Result<(), TopicError> {
+    if name.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if name.iter().any(|&b| b == b'+' || b == b'#') {
+        return Err(TopicError::WildcardInName);
+    }
+    Ok(())
+}
+
+/// Checks a topic filter, including the `$share/{group}/{filter}` form.
+pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
+    if filter.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if let Some(rest) = filter.strip_prefix(SHARE_PREFIX) {
+        let (group, inner) = rest.split_once('/').ok_or(TopicError::EmptySharedFilter)?;
+        if group.is_empty() || group.bytes().any(|b| b == b'+' || b == b'#') {
+            return Err(TopicError::InvalidShareName);
+        }
+        if inner.is_empty() {
+            return Err(TopicError::EmptySharedFilter);
+        }
+        return validate_plain_filter(inner);
+    }
+    validate_plain_filter(filter)
+}
+
+fn validate_plain_filter(filter: &str) -> Result<(), TopicError> {
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+            return Err(TopicError::MisplacedMultiLevelWildcard);
+        }
+        if level.contains('+') && level != "+" {
+            return Err(TopicError::MisplacedSingleLevelWildcard);
+        }
+    }
+    Ok(())
+}
+
+/// Splits `$share/{group}/{filter}` into the group and the filter.
+pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
+    filter.strip_prefix(SHARE_PREFIX)?.split_once('/')
+}
+
+/// Whether `filter` (a valid, non-shared filter) matches the topic `name`.
+///
+/// A topic starting with `$` is not matched by a filter starting with a wildcard ([MQTT-4.7.2-1]).
+pub fn matches(filter: &str, name: &str) -> bool {
+    if name.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut n = name.split('/');
+    loop {
+        match (f.next(), n.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(fl), Some(nl)) if fl == nl => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_4_7_1_filters() {
+        for ok in ["#", "+", "a/#", "a/+/b", "+/+", "/", "a//b", "$SYS/#", "sport/tennis/+"] {
+            assert_eq!(validate_topic_filter(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(validate_topic_filter(""), Err(TopicError::Empty));
+        assert_eq!(
+            validate_topic_filter("a/b#"),
+            Err(TopicError::MisplacedMultiLevelWildcard)
+        );
+        assert_eq!(
+            validate_topic_filter("#/a"),
+            Err(TopicError::MisplacedMultiLevelWildcard)
+        );
+        assert_eq!(
+            validate_topic_filter("+a"),
+            Err(TopicError::MisplacedSingleLevelWildcard)
+        );
+        assert_eq!(
+            validate_topic_filter("a/b+/c"),
+            Err(TopicError::MisplacedSingleLevelWildcard)
+        );
+    }
+
+    #[test]
+    fn mqtt_4_8_2_shared_filters() {
+        assert_eq!(validate_topic_filter("$share/g/a/+"), Ok(()));
+        assert_eq!(split_shared("$share/g/a/+"), Some(("g", "a/+")));
+        assert_eq!(
+            validate_topic_filter("$share//a"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            validate_topic_filter("$share/g+/a"),
+            Err(TopicError::InvalidShareName)
+        );
+        assert_eq!(
+            validate_topic_filter("$share/g"),
+            Err(TopicError::EmptySharedFilter)
+        );
+        assert_eq!(
+            validate_topic_filter("$share/g/"),
+            Err(TopicError::EmptySharedFilter)
+        );
+        assert_eq!(
+            validate_topic_filter("$share/g/a#"),
+            Err(TopicError::MisplacedMultiLevelWildcard)
+        );
+    }
+
+    #[test]
+    fn mqtt_4_7_3_names() {
+        assert_eq!(validate_topic_name("a/b"), Ok(()));
+        assert_eq!(validate_topic_name("/"), Ok(()));
+        assert_eq!(validate_topic_name(""), Err(TopicError::Empty));
+        assert_eq!(validate_topic_name("a/+"), Err(TopicError::WildcardInName));
+        assert_eq!(validate_topic_name("a#"), Err(TopicError::WildcardInName));
+    }
+
+    #[test]
+    fn wildcard_matching() {
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
+        assert!(matches("sport/#", "sport"));
+        assert!(matches("#", "a/b/c"));
+        assert!(matches("sport/tennis/+", "sport/tennis/player1"));
+        assert!(!matches("sport/tennis/+", "sport/tennis/player1/ranking"));
+        assert!(!matches("sport/+", "sport"));
+        assert!(matches("sport/+", "sport/"));
+        assert!(matches("+/+", "/finance"));
+        assert!(matches("/+", "/finance"));
+        assert!(!matches("+", "/finance"));
+        assert!(matches("a/b", "a/b"));
+        assert!(!matches("a/b", "a/b/c"));
+        assert!(!matches("a/b/c", "a/b"));
+    }
+
+    #[test]
+    fn mqtt_4_7_2_1_dollar_topics_not_matched_by_leading_wildcards() {
+        assert!(!matches("#", "$SYS/broker/uptime"));
+        assert!(!matches("+/monitor/Clients", "$SYS/monitor/Clients"));
+        assert!(matches("$SYS/#", "$SYS/monitor/Clients"));
+        assert!(matches("$SYS/monitor/+", "$SYS/monitor/Clients"));
+    }
+}
