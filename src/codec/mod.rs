@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 mod connack;
 mod connect;
@@ -355,26 +355,6 @@ impl Decoder {
         };
         r.finish()?;
         Ok(Some(packet))
-    }
-
-    /// Skips a whole packet without decoding it; `Ok(false)` while it is incomplete.
-    ///
-    /// Useful to a peer that wants to drop a packet it cannot use without closing.
-    pub fn skip(&self, buf: &mut BytesMut) -> Result<bool, DecodeError> {
-        if buf.is_empty() {
-            return Ok(false);
-        }
-        let (remaining, len_bytes) = match read_var_int(&buf[1..], self.version.is_v5()) {
-            Ok(r) => r,
-            Err(VarIntError::Incomplete) => return Ok(false),
-            Err(VarIntError::Malformed) => return Err(DecodeError::MalformedRemainingLength),
-        };
-        let total = 1 + len_bytes + remaining as usize;
-        if buf.len() < total {
-            return Ok(false);
-        }
-        buf.advance(total);
-        Ok(true)
     }
 }
 

@@ -542,11 +542,23 @@ impl WillProperties {
     }
 
     pub(crate) fn check(&self, packet: PacketType) -> Result<(), EncodeError> {
+        check_response_topic(self.response_topic.as_ref(), packet)?;
         check_binary(
             self.correlation_data.as_ref(),
             packet,
             "correlation data longer than 65535 bytes",
         )
+    }
+}
+
+/// A response topic is a topic name: the empty alias-only name is not one ([MQTT-3.3.2-13]).
+fn check_response_topic(t: Option<&TopicName>, packet: PacketType) -> Result<(), EncodeError> {
+    match t {
+        Some(t) if t.is_empty() => Err(EncodeError::Invalid {
+            packet,
+            reason: "empty response topic",
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -757,6 +769,7 @@ impl PublishProperties {
         for id in &self.subscription_identifiers {
             check_sub_id(*id, packet)?;
         }
+        check_response_topic(self.response_topic.as_ref(), packet)?;
         check_binary(
             self.correlation_data.as_ref(),
             packet,

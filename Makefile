@@ -1,0 +1,59 @@
+# tinymqtt — developer commands. `make test` is what CI runs (via .ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+CARGO ?= cargo
+FUZZ_SECS ?= 60
+FUZZ_TARGETS ?= decode roundtrip
+
+.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build fuzz bench
+
+## test: everything CI checks (installs what it needs first)
+test: tools lint doc core check-features unit fuzz-build bench-smoke
+	@echo "make test: all checks passed"
+
+## tools: install the toolchain pieces the checks need, when missing
+tools:
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
+
+doc:
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --all-features
+
+## core: the sans-IO core builds alone and depends on bytes and thiserror only
+core:
+	$(CARGO) build --no-default-features
+	bash .ci/core-deps.sh
+
+## check-features: every combination of the runtime features builds
+check-features:
+	bash .ci/features.sh
+
+## unit: the tests, with every feature and with none
+unit:
+	$(CARGO) test --all-features
+	$(CARGO) test --no-default-features --lib --tests
+
+## fuzz-build: the fuzz targets compile (fuzzing itself is `make fuzz`)
+fuzz-build:
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
+
+## bench-smoke: each benchmark runs once (criterion's test mode), incl. the allocation check
+bench-smoke:
+	$(CARGO) bench --bench codec -- --test
+
+## fuzz: run each fuzz target for FUZZ_SECS seconds (cargo-fuzz on stable via RUSTC_BOOTSTRAP)
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
+
+## bench: the criterion benchmarks (codec side by side with rumqttc)
+bench:
+	$(CARGO) bench --bench codec
