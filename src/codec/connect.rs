@@ -188,7 +188,11 @@ impl Connect {
             check_binary(Some(&w.payload), T, "will payload longer than 65535 bytes")?;
             w.properties.check(T)?;
         }
-        check_binary(self.password.as_ref(), T, "password longer than 65535 bytes")
+        check_binary(
+            self.password.as_ref(),
+            T,
+            "password longer than 65535 bytes",
+        )
     }
 
     pub(crate) fn write<S: Sink>(&self, s: &mut S) {

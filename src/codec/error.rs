@@ -122,9 +122,13 @@ pub enum DecodeError {
     /// CONNACK flags break a rule ([MQTT-3.2.2-1]).
     #[error("invalid connack flags: {0}")]
     InvalidConnAckFlags(&'static str),
-    /// Subscription options break a rule ([MQTT-3.8.3-4], [MQTT-3.8.3-5]).
+    /// Subscription options have reserved bits set, or QoS 3 before MQTT 5 ([MQTT-3.8.3-5]).
     #[error("invalid subscription options: {0}")]
     InvalidSubscriptionOptions(&'static str),
+    /// Subscription options MQTT 5 calls a protocol error: QoS 3, retain handling 3, or no
+    /// local on a shared subscription ([MQTT-3.8.3-4]).
+    #[error("forbidden subscription options: {0}")]
+    ForbiddenSubscriptionOptions(&'static str),
     /// A reason or return code this packet may not carry.
     #[error("invalid reason code {code:#04x} in {packet}")]
     InvalidReasonCode {
@@ -143,6 +147,8 @@ impl DecodeError {
             PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
             InvalidTopicName(_) => ReasonCode::TopicNameInvalid,
             InvalidTopicFilter(_) => ReasonCode::TopicFilterInvalid,
+            // MQTT 5 section 3.3.2.3.4: a Topic Alias of 0 is answered with 0x94.
+            InvalidPropertyValue(PropertyId::TopicAlias) => ReasonCode::TopicAliasInvalid,
             InvalidProtocolName | UnsupportedProtocolLevel(_) => {
                 ReasonCode::UnsupportedProtocolVersion
             }
@@ -152,7 +158,8 @@ impl DecodeError {
             | NoReasonCodes(_)
             | PropertyNotAllowed { .. }
             | DuplicateProperty { .. }
-            | InvalidPropertyValue(_) => ReasonCode::ProtocolError,
+            | InvalidPropertyValue(_)
+            | ForbiddenSubscriptionOptions(_) => ReasonCode::ProtocolError,
             MalformedRemainingLength
             | MalformedVarInt { .. }
             | ReservedPacketType(_)

@@ -274,13 +274,19 @@ mod tests {
 
     #[test]
     fn mqtt_1_5_5_1_var_int_must_be_minimal() {
-        assert_eq!(read_var_int(&[0x80, 0x00], true), Err(VarIntError::Malformed));
+        assert_eq!(
+            read_var_int(&[0x80, 0x00], true),
+            Err(VarIntError::Malformed)
+        );
         assert_eq!(read_var_int(&[0x80, 0x00], false), Ok((0, 2)));
         assert_eq!(
             read_var_int(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01], false),
             Err(VarIntError::Malformed),
             "a fifth byte is never allowed"
         );
-        assert_eq!(read_var_int(&[0xFF, 0xFF], true), Err(VarIntError::Incomplete));
+        assert_eq!(
+            read_var_int(&[0xFF, 0xFF], true),
+            Err(VarIntError::Incomplete)
+        );
     }
 }

@@ -246,13 +246,18 @@ fn read_properties(
             ServerKeepAlive | ReceiveMaximum | TopicAliasMaximum | TopicAlias => {
                 Value::U16(p.u16()?)
             }
-            MessageExpiryInterval | SessionExpiryInterval | WillDelayInterval
+            MessageExpiryInterval
+            | SessionExpiryInterval
+            | WillDelayInterval
             | MaximumPacketSize => Value::U32(p.u32()?),
             SubscriptionIdentifier => Value::VarInt(p.var_int("subscription identifier")?),
-            ContentType | ResponseTopic | AssignedClientIdentifier | AuthenticationMethod
-            | ResponseInformation | ServerReference | ReasonString => {
-                Value::Str(p.string(id.name())?)
-            }
+            ContentType
+            | ResponseTopic
+            | AssignedClientIdentifier
+            | AuthenticationMethod
+            | ResponseInformation
+            | ServerReference
+            | ReasonString => Value::Str(p.string(id.name())?),
             CorrelationData | AuthenticationData => Value::Bin(p.binary()?),
             UserProperty => {
                 let k = p.string("user property name")?;
@@ -408,9 +413,7 @@ impl ConnectProperties {
             PropertyId::SessionExpiryInterval => {
                 prop.once(&mut p.session_expiry_interval, prop.u32())
             }
-            PropertyId::ReceiveMaximum => {
-                prop.once(&mut p.receive_maximum, prop.nonzero_u16()?)
-            }
+            PropertyId::ReceiveMaximum => prop.once(&mut p.receive_maximum, prop.nonzero_u16()?),
             PropertyId::MaximumPacketSize => {
                 prop.once(&mut p.maximum_packet_size, prop.nonzero_u32()?)
             }
@@ -492,10 +495,22 @@ impl Properties for ConnectProperties {
         use PropertyId::*;
         w_u32(s, SessionExpiryInterval, self.session_expiry_interval);
         w_u16(s, ReceiveMaximum, self.receive_maximum.map(NonZeroU16::get));
-        w_u32(s, MaximumPacketSize, self.maximum_packet_size.map(NonZeroU32::get));
+        w_u32(
+            s,
+            MaximumPacketSize,
+            self.maximum_packet_size.map(NonZeroU32::get),
+        );
         w_u16(s, TopicAliasMaximum, self.topic_alias_maximum);
-        w_bool(s, RequestResponseInformation, self.request_response_information);
-        w_bool(s, RequestProblemInformation, self.request_problem_information);
+        w_bool(
+            s,
+            RequestResponseInformation,
+            self.request_response_information,
+        );
+        w_bool(
+            s,
+            RequestProblemInformation,
+            self.request_problem_information,
+        );
         w_str(s, AuthenticationMethod, self.authentication_method.as_ref());
         w_bin(s, AuthenticationData, self.authentication_data.as_ref());
         w_user(s, &self.user_properties);
@@ -639,9 +654,7 @@ impl ConnAckProperties {
                     prop.once(&mut p.maximum_qos, qos)
                 }
                 RetainAvailable => prop.once(&mut p.retain_available, prop.bool()?),
-                MaximumPacketSize => {
-                    prop.once(&mut p.maximum_packet_size, prop.nonzero_u32()?)
-                }
+                MaximumPacketSize => prop.once(&mut p.maximum_packet_size, prop.nonzero_u32()?),
                 AssignedClientIdentifier => once_str(&mut p.assigned_client_identifier, prop),
                 TopicAliasMaximum => prop.once(&mut p.topic_alias_maximum, prop.u16()),
                 ReasonString => once_str(&mut p.reason_string, prop),
@@ -688,7 +701,11 @@ impl Properties for ConnAckProperties {
         w_u16(s, ReceiveMaximum, self.receive_maximum.map(NonZeroU16::get));
         w_byte(s, MaximumQoS, self.maximum_qos.map(|q| q as u8));
         w_bool(s, RetainAvailable, self.retain_available);
-        w_u32(s, MaximumPacketSize, self.maximum_packet_size.map(NonZeroU32::get));
+        w_u32(
+            s,
+            MaximumPacketSize,
+            self.maximum_packet_size.map(NonZeroU32::get),
+        );
         w_str(
             s,
             AssignedClientIdentifier,

@@ -154,9 +154,13 @@ impl SubAck {
     }
 
     pub(crate) fn check(&self, v: ProtocolVersion) -> Result<(), EncodeError> {
-        check_acks(v, PacketType::SubAck, &self.properties, &self.reason_codes, |rc| {
-            valid_suback(rc, v)
-        })
+        check_acks(
+            v,
+            PacketType::SubAck,
+            &self.properties,
+            &self.reason_codes,
+            |rc| valid_suback(rc, v),
+        )
     }
 
     pub(crate) fn write<S: Sink>(&self, s: &mut S, v: ProtocolVersion) {

@@ -71,20 +71,31 @@ impl SubscriptionOptions {
     fn read(b: u8, v: ProtocolVersion, shared: bool) -> Result<SubscriptionOptions, DecodeError> {
         let reserved = if v.is_v5() { 0xC0 } else { 0xFC };
         if b & reserved != 0 {
-            return Err(DecodeError::InvalidSubscriptionOptions("reserved bits are set"));
+            return Err(DecodeError::InvalidSubscriptionOptions(
+                "reserved bits are set",
+            ));
         }
-        let qos = QoS::from_u8(b & 0x03).ok_or(DecodeError::InvalidQoS {
-            field: "subscription options",
+        // MQTT 5 section 3.8.3.1: QoS 3 and retain handling 3 are protocol errors there.
+        let qos = QoS::from_u8(b & 0x03).ok_or(if v.is_v5() {
+            DecodeError::ForbiddenSubscriptionOptions("maximum qos 3")
+        } else {
+            DecodeError::InvalidQoS {
+                field: "subscription options",
+            }
         })?;
         let retain_handling = match (b >> 4) & 0x03 {
             0 => RetainHandling::SendAtSubscribe,
             1 => RetainHandling::SendIfNew,
             2 => RetainHandling::DoNotSend,
-            _ => return Err(DecodeError::InvalidSubscriptionOptions("retain handling 3")),
+            _ => {
+                return Err(DecodeError::ForbiddenSubscriptionOptions(
+                    "retain handling 3",
+                ))
+            }
         };
         let no_local = b & 0x04 != 0;
         if no_local && shared {
-            return Err(DecodeError::InvalidSubscriptionOptions(
+            return Err(DecodeError::ForbiddenSubscriptionOptions(
                 "no local on a shared subscription",
             ));
         }
@@ -154,7 +165,11 @@ impl Subscribe {
         }
         for f in &self.filters {
             let o = f.options;
-            if !v.is_v5() && (o.no_local || o.retain_as_published || o.retain_handling != RetainHandling::SendAtSubscribe) {
+            if !v.is_v5()
+                && (o.no_local
+                    || o.retain_as_published
+                    || o.retain_handling != RetainHandling::SendAtSubscribe)
+            {
                 return Err(not_in(v, "subscription options other than qos"));
             }
             if o.no_local && f.filter.shared().is_some() {
