@@ -4,6 +4,11 @@
 //! caller-supplied `Instant`s and gives back bytes, events and the next deadline. Runtime
 //! adapters (the `tokio`, `smol`, `async-std` and `blocking` features) do the IO.
 //!
+//! Every state machine has the same grammar: inputs are `handle_*(now, ...)`, commands return
+//! `Result` only for the caller's own mistakes, and after every input or command the caller
+//! drains `poll_transmit`, then `poll_timeout`, then `poll_event`, in that order. See
+//! [`client::Client`] for a session driven this way.
+//!
 //! The codec is usable on its own:
 //!
 //! ```
@@ -35,7 +40,10 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client;
 pub mod codec;
+pub mod error;
+pub mod timer;
 pub mod topic;
 mod types;
 
@@ -52,3 +60,10 @@ pub use types::{
 ))]
 #[path = "../runtimes/mod.rs"]
 pub mod runtimes;
+
+/// An origin for unit tests: only differences from it matter.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn test_instant() -> std::time::Instant {
+    std::time::Instant::now()
+}

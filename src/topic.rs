@@ -104,7 +104,17 @@ mod tests {
 
     #[test]
     fn mqtt_4_7_1_filters() {
-        for ok in ["#", "+", "a/#", "a/+/b", "+/+", "/", "a//b", "$SYS/#", "sport/tennis/+"] {
+        for ok in [
+            "#",
+            "+",
+            "a/#",
+            "a/+/b",
+            "+/+",
+            "/",
+            "a//b",
+            "$SYS/#",
+            "sport/tennis/+",
+        ] {
             assert_eq!(validate_topic_filter(ok), Ok(()), "{ok}");
         }
         assert_eq!(validate_topic_filter(""), Err(TopicError::Empty));
@@ -164,7 +174,10 @@ mod tests {
     #[test]
     fn wildcard_matching() {
         assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
-        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/ranking"
+        ));
         assert!(matches("sport/#", "sport"));
         assert!(matches("#", "a/b/c"));
         assert!(matches("sport/tennis/+", "sport/tennis/player1"));

@@ -556,7 +556,10 @@ mod tests {
             }
         }
         assert_eq!(ReasonCode::from_u8(0x03), None);
-        assert_eq!(ReasonCode::from_u8(0xA2), Some(ReasonCode::WildcardSubscriptionsNotSupported));
+        assert_eq!(
+            ReasonCode::from_u8(0xA2),
+            Some(ReasonCode::WildcardSubscriptionsNotSupported)
+        );
         assert!(ReasonCode::NotAuthorized.is_error());
         assert!(!ReasonCode::GrantedQoS2.is_error());
     }
@@ -570,7 +573,10 @@ mod tests {
             "an encoded surrogate is not utf-8"
         );
         let long = "x".repeat(65_536);
-        assert_eq!(ByteStr::try_from(long.as_str()), Err(StringError::TooLong(65_536)));
+        assert_eq!(
+            ByteStr::try_from(long.as_str()),
+            Err(StringError::TooLong(65_536))
+        );
         assert_eq!(ByteStr::try_from("héllo").unwrap(), "héllo");
     }
 

@@ -1,0 +1,141 @@
+//! What the client reports, and the session state it can export.
+
+use std::num::NonZeroU32;
+
+use crate::codec::{
+    AckProperties, Auth, ConnAckProperties, DisconnectProperties, Publish, Subscription,
+};
+use crate::error::CloseReason;
+use crate::types::{ByteStr, PacketId, ReasonCode};
+
+/// Something the application should know; drained with [`Client::poll_event`](super::Client::poll_event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The first connection was accepted.
+    Connected {
+        /// Whether the server had a session for this client.
+        session_present: bool,
+        /// The server's CONNACK properties (MQTT 5).
+        properties: Box<ConnAckProperties>,
+    },
+    /// A later connection was accepted; `lost` is what the previous one left unfinished that
+    /// will not complete.
+    Reconnected {
+        /// Whether the server resumed the session (unacked publishes were then resent).
+        session_present: bool,
+        /// The server's CONNACK properties (MQTT 5).
+        properties: Box<ConnAckProperties>,
+        /// What will not complete.
+        lost: Lost,
+    },
+    /// A message arrived.
+    Message(Message),
+    /// A QoS 1 or 2 publish finished: PUBACK, PUBCOMP, or a PUBREC with an error code.
+    Published {
+        /// The identifier `publish` returned.
+        packet_id: PacketId,
+        /// The server's reason code (Success in 3.1.x).
+        reason_code: ReasonCode,
+        /// The acknowledgement's properties.
+        properties: AckProperties,
+    },
+    /// The server answered a SUBSCRIBE.
+    Subscribed {
+        /// The identifier `subscribe` returned.
+        packet_id: PacketId,
+        /// One per filter: the granted QoS or a failure.
+        reason_codes: Vec<ReasonCode>,
+        /// SUBACK properties.
+        properties: AckProperties,
+    },
+    /// The server answered an UNSUBSCRIBE.
+    Unsubscribed {
+        /// The identifier `unsubscribe` returned.
+        packet_id: PacketId,
+        /// One per filter (MQTT 5; empty in 3.1.x).
+        reason_codes: Vec<ReasonCode>,
+        /// UNSUBACK properties.
+        properties: AckProperties,
+    },
+    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `Client::auth`.
+    Auth(Auth),
+    /// The connection ended. Send what `poll_transmit` still yields, then close the transport.
+    Disconnected {
+        /// Who ended it and why.
+        reason: CloseReason,
+        /// The server's DISCONNECT properties, if it sent one.
+        properties: Box<DisconnectProperties>,
+    },
+    /// The backoff delay has passed: open a new transport and call `Client::connect`.
+    ReconnectDue,
+}
+
+/// A received application message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The PUBLISH, with the topic filled in when the server used a topic alias.
+    pub publish: Publish,
+    /// With manual acks, the token to pass to `Client::ack` (QoS 1 and 2 only).
+    pub ack: Option<AckToken>,
+}
+
+/// Identifies a received message to acknowledge with `Client::ack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckToken {
+    pub(crate) connection: u64,
+    pub(crate) seq: u64,
+    pub(crate) packet_id: PacketId,
+}
+
+impl AckToken {
+    /// The packet identifier of the message.
+    pub fn packet_id(&self) -> PacketId {
+        self.packet_id
+    }
+}
+
+/// What a reconnect reports as unfinished for good.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// QoS 1/2 publishes the server never acknowledged; the new session does not know them.
+    pub publishes: Vec<Publish>,
+    /// QoS 2 publishes the server had received (PUBREC) whose handshake could not complete.
+    pub released: Vec<PacketId>,
+    /// SUBSCRIBE requests that got no SUBACK.
+    pub subscribes: Vec<PacketId>,
+    /// UNSUBSCRIBE requests that got no UNSUBACK.
+    pub unsubscribes: Vec<PacketId>,
+}
+
+impl Lost {
+    /// Whether nothing was lost.
+    pub fn is_empty(&self) -> bool {
+        self.publishes.is_empty()
+            && self.released.is_empty()
+            && self.subscribes.is_empty()
+            && self.unsubscribes.is_empty()
+    }
+}
+
+/// An unfinished outgoing flow, in the order it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A QoS 1/2 PUBLISH waiting for PUBACK or PUBREC.
+    Publish(Box<Publish>),
+    /// A QoS 2 flow waiting for PUBCOMP after PUBREL.
+    PubRel(PacketId),
+}
+
+/// The client's session state, exported to survive a process restart (a durable outbox).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// The client identifier in use (the server's assigned one, if it assigned one).
+    pub client_id: ByteStr,
+    /// Unfinished outgoing QoS 1/2 flows, oldest first.
+    pub outgoing: Vec<Outgoing>,
+    /// Received QoS 2 packet identifiers waiting for PUBREL (never delivered twice).
+    pub incoming_qos2: Vec<PacketId>,
+    /// Acknowledged subscriptions, with their subscription identifiers.
+    pub subscriptions: Vec<(Subscription, Option<NonZeroU32>)>,
+}

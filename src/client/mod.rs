@@ -1,0 +1,736 @@
+//! The client session: a complete MQTT client as a sans-IO state machine.
+//!
+//! A [`Client`] never touches a socket or a clock. The runtime opens a transport, calls
+//! [`Client::connect`], feeds received bytes to [`Client::handle_input`] and expired deadlines to
+//! [`Client::handle_timeout`], and after every input or command drains
+//! [`Client::poll_transmit`] (bytes to write), then [`Client::poll_timeout`] (the next deadline),
+//! then [`Client::poll_event`] (what the application should know).
+//!
+//! ```
+//! use std::time::Instant;
+//! use tinymqtt::client::{Client, ClientConfig, Event};
+//! use tinymqtt::codec::{encode, ConnAck, Packet, Publish};
+//! use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicName};
+//!
+//! # #[allow(clippy::disallowed_methods)]
+//! let now = Instant::now();
+//! let config = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("sensor-1"));
+//! let mut client = Client::new(config);
+//! client.connect(now)?;
+//! let connect_bytes = client.poll_transmit().expect("CONNECT");
+//! assert_eq!(connect_bytes[0], 0x10);
+//!
+//! // The server accepts.
+//! let mut wire = bytes::BytesMut::new();
+//! encode(&ConnAck::accepted(false).into(), ProtocolVersion::V5, &mut wire)?;
+//! client.handle_input(now, &wire);
+//! assert!(matches!(client.poll_event(), Some(Event::Connected { .. })));
+//!
+//! let mut msg = Publish::new(TopicName::new("sensors/1/temp")?, "21.5");
+//! msg.qos = QoS::AtLeastOnce;
+//! let id = client.publish(now, msg)?.expect("qos 1 has a packet id");
+//! assert!(client.poll_transmit().is_some()); // the PUBLISH; `Published(id)` follows its PUBACK
+//! # let _ = id;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod config;
+mod event;
+mod inbound;
+mod outgoing;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::num::{NonZeroU16, NonZeroU32};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+pub use config::{Backoff, ClientConfig};
+pub use event::{AckToken, Event, Lost, Message, Outgoing, SessionState};
+
+use crate::codec::{
+    Auth, Connect, Decoder, Disconnect, DisconnectProperties, Encoder, Packet, PubAck, Publish,
+    Subscribe, SubscribeProperties, Subscription, SubscriptionOptions, Unsubscribe,
+    UnsubscribeProperties, MAX_PACKET_SIZE,
+};
+use crate::error::{ClientError, CloseReason, ConnectionError, Initiator};
+use crate::timer::{TimerKind, TimerTable};
+use crate::topic::TopicError;
+use crate::types::{ByteStr, InvalidTopic, PacketId, QoS, ReasonCode, TopicFilter, TopicName};
+use outgoing::{Flow, Flows};
+
+/// Where the client is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Not connected, and no reconnect is planned.
+    Idle,
+    /// CONNECT sent, waiting for CONNACK (or in an AUTH exchange).
+    Connecting,
+    /// Accepted by the server.
+    Connected,
+    /// The connection ended; [`Event::ReconnectDue`] will say when to try again.
+    Reconnecting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    ConnAck,
+    PingResp,
+    KeepAlive,
+    Reconnect,
+}
+
+impl TimerKind for Timer {
+    // A PINGRESP deadline that falls with a keep-alive tick fails before another ping goes out.
+    const ALL: &'static [Timer] = &[
+        Timer::ConnAck,
+        Timer::PingResp,
+        Timer::KeepAlive,
+        Timer::Reconnect,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the server's CONNACK allows; the protocol's defaults until then.
+#[derive(Debug, Clone, Copy)]
+struct ServerLimits {
+    receive_maximum: u16,
+    maximum_qos: QoS,
+    retain_available: bool,
+    topic_alias_maximum: u16,
+    wildcards: bool,
+    subscription_ids: bool,
+    shared: bool,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            receive_maximum: u16::MAX,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            topic_alias_maximum: 0,
+            wildcards: true,
+            subscription_ids: true,
+            shared: true,
+        }
+    }
+}
+
+/// A received QoS 1/2 message waiting for the application's [`Client::ack`].
+#[derive(Debug, Clone, Copy)]
+struct PendingAck {
+    seq: u64,
+    packet_id: PacketId,
+    qos: QoS,
+    acked: bool,
+}
+
+/// An MQTT client session (3.1, 3.1.1 or 5.0) as a sans-IO state machine.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    state: ClientState,
+    client_id: ByteStr,
+    decoder: Decoder,
+    encoder: Encoder,
+    inbuf: BytesMut,
+    out: BytesMut,
+    events: VecDeque<Event>,
+    timers: TimerTable<Timer, 4>,
+    flows: Flows,
+    /// Received QoS 2 identifiers answered with PUBREC and waiting for PUBREL.
+    incoming_qos2: HashSet<PacketId>,
+    /// Manual acks in receipt order; released in that order ([MQTT-4.6.0-2]).
+    pending_acks: VecDeque<PendingAck>,
+    subscriptions: BTreeMap<TopicFilter, (SubscriptionOptions, Option<NonZeroU32>)>,
+    server: ServerLimits,
+    aliases_out: HashMap<TopicName, NonZeroU16>,
+    aliases_in: HashMap<u16, TopicName>,
+    /// Counts connections, so acknowledgement tokens of an earlier one are refused.
+    connection: u64,
+    ack_seq: u64,
+    /// Reconnect attempts since the last accepted connection.
+    attempt: u32,
+    rng: u64,
+    first_connect: bool,
+    ever_connected: bool,
+    sent_clean_start: bool,
+    keep_alive: Duration,
+    last_sent: Option<Instant>,
+}
+
+impl Client {
+    /// A client that has not connected yet.
+    pub fn new(config: ClientConfig) -> Client {
+        let max_in = config
+            .properties
+            .maximum_packet_size
+            .map_or(MAX_PACKET_SIZE, NonZeroU32::get);
+        Client {
+            client_id: config.client_id.clone(),
+            decoder: Decoder::new(config.protocol).with_max_packet_size(max_in),
+            encoder: Encoder::new(config.protocol),
+            rng: config.reconnect.map_or(0, |b| b.seed),
+            keep_alive: Duration::from_secs(u64::from(config.keep_alive)),
+            config,
+            state: ClientState::Idle,
+            inbuf: BytesMut::new(),
+            out: BytesMut::new(),
+            events: VecDeque::new(),
+            timers: TimerTable::default(),
+            flows: Flows::default(),
+            incoming_qos2: HashSet::new(),
+            pending_acks: VecDeque::new(),
+            subscriptions: BTreeMap::new(),
+            server: ServerLimits::default(),
+            aliases_out: HashMap::new(),
+            aliases_in: HashMap::new(),
+            connection: 0,
+            ack_seq: 0,
+            attempt: 0,
+            first_connect: true,
+            ever_connected: false,
+            sent_clean_start: false,
+            last_sent: None,
+        }
+    }
+
+    /// A client that resumes an exported session: its next connection asks to resume it.
+    pub fn with_session(config: ClientConfig, session: SessionState) -> Client {
+        let mut c = Client::new(config);
+        if !session.client_id.is_empty() {
+            c.client_id = session.client_id;
+        }
+        for o in session.outgoing {
+            match o {
+                Outgoing::Publish(p) => {
+                    if let (Some(id), true) = (p.packet_id, p.qos != QoS::AtMostOnce) {
+                        c.flows.insert(id, Flow::Publish(*p));
+                    }
+                }
+                Outgoing::PubRel(id) => c.flows.insert(id, Flow::PubRel),
+            }
+        }
+        c.incoming_qos2 = session.incoming_qos2.into_iter().collect();
+        for (s, id) in session.subscriptions {
+            c.subscriptions.insert(s.filter, (s.options, id));
+        }
+        c.first_connect = false;
+        c
+    }
+
+    /// The session state to store for [`Client::with_session`].
+    pub fn session(&self) -> SessionState {
+        let mut incoming: Vec<PacketId> = self.incoming_qos2.iter().copied().collect();
+        incoming.sort();
+        SessionState {
+            client_id: self.client_id.clone(),
+            outgoing: self
+                .flows
+                .in_order()
+                .filter_map(|(id, f)| match f {
+                    Flow::Publish(p) => Some(Outgoing::Publish(Box::new(p.clone()))),
+                    Flow::PubRel => Some(Outgoing::PubRel(id)),
+                    _ => None,
+                })
+                .collect(),
+            incoming_qos2: incoming,
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(f, (options, id))| {
+                    let sub = Subscription {
+                        filter: f.clone(),
+                        options: *options,
+                    };
+                    (sub, *id)
+                })
+                .collect(),
+        }
+    }
+
+    /// Where the client is.
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The client identifier in use (the server's assigned one, once it has assigned one).
+    pub fn client_id(&self) -> &ByteStr {
+        &self.client_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// QoS 1/2 publishes in flight, and the server's receive maximum that bounds them.
+    pub fn window(&self) -> (usize, u16) {
+        (self.flows.window_used(), self.server.receive_maximum)
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    /// Starts a connection on a freshly opened transport: queues CONNECT.
+    pub fn connect(&mut self, now: Instant) -> Result<(), ClientError> {
+        if matches!(self.state, ClientState::Connecting | ClientState::Connected) {
+            return Err(ClientError::AlreadyConnected);
+        }
+        let clean_start = if self.first_connect {
+            self.config.clean_start
+        } else {
+            !self.wants_session()
+        };
+        let c = &self.config;
+        let connect = Connect {
+            protocol: c.protocol,
+            clean_start,
+            keep_alive: c.keep_alive,
+            client_id: self.client_id.clone(),
+            will: c.will.clone(),
+            username: c.username.clone(),
+            password: c.password.clone(),
+            properties: c.properties.clone(),
+        };
+        self.out.clear();
+        self.inbuf.clear();
+        self.encoder = Encoder::new(c.protocol);
+        self.encoder.encode(&connect.into(), &mut self.out)?;
+        self.first_connect = false;
+        self.sent_clean_start = clean_start;
+        self.server = ServerLimits::default();
+        self.state = ClientState::Connecting;
+        self.timers.stop_all();
+        self.timers.set(Timer::ConnAck, now + c.connect_timeout);
+        self.last_sent = Some(now);
+        Ok(())
+    }
+
+    /// Whether a session can outlive a connection, so reconnects ask to resume it.
+    fn wants_session(&self) -> bool {
+        if self.config.protocol.is_v5() {
+            self.config.properties.session_expiry_interval.unwrap_or(0) > 0
+        } else {
+            !self.config.clean_start
+        }
+    }
+
+    /// Feeds bytes received from the server.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if !self.is_open() {
+            return;
+        }
+        self.inbuf.extend_from_slice(data);
+        while self.is_open() {
+            match self.decoder.decode(&mut self.inbuf) {
+                Ok(Some(packet)) => {
+                    // Any packet shows the connection is alive.
+                    self.timers.stop(Timer::PingResp);
+                    self.handle_packet(now, packet);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let code = e.reason_code();
+                    self.fail(now, ConnectionError::Decode(e), code);
+                }
+            }
+        }
+    }
+
+    /// Reports that the transport closed (read end, write error, reset).
+    pub fn handle_transport_closed(&mut self, now: Instant) {
+        if self.is_open() {
+            let reason = CloseReason {
+                initiator: Initiator::Transport,
+                reason_code: ReasonCode::UnspecifiedError,
+                error: Some(ConnectionError::TransportClosed),
+            };
+            self.closed(now, reason, DisconnectProperties::default(), true);
+        }
+    }
+
+    /// Acts on every deadline due at `now`; a spurious call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in self.timers.take_expired(now) {
+            match (timer, self.state) {
+                (Timer::ConnAck, ClientState::Connecting) => {
+                    self.fail_silently(
+                        now,
+                        ConnectionError::ConnAckTimeout,
+                        ReasonCode::UnspecifiedError,
+                    );
+                }
+                (Timer::PingResp, ClientState::Connected) => {
+                    self.fail_silently(
+                        now,
+                        ConnectionError::KeepAliveTimeout,
+                        ReasonCode::KeepAliveTimeout,
+                    );
+                }
+                (Timer::KeepAlive, ClientState::Connected) => {
+                    self.send_control(now, &Packet::PingReq);
+                    if self.timers.get(Timer::PingResp).is_none() {
+                        let wait = self.config.ping_timeout.unwrap_or(self.keep_alive);
+                        self.timers.set(Timer::PingResp, now + wait);
+                    }
+                }
+                (Timer::Reconnect, ClientState::Reconnecting) => {
+                    self.events.push_back(Event::ReconnectDue);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // ---- commands -----------------------------------------------------------------------
+
+    /// Publishes a message; returns its packet identifier for QoS 1 and 2.
+    ///
+    /// The client sets the packet identifier, clears DUP and assigns a topic alias itself.
+    /// `Event::Published` with this identifier reports the end of a QoS 1/2 flow.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        mut publish: Publish,
+    ) -> Result<Option<PacketId>, ClientError> {
+        self.require_connected()?;
+        if publish.topic.is_empty() {
+            return Err(InvalidTopic::Topic(TopicError::Empty).into());
+        }
+        if publish.qos > self.server.maximum_qos {
+            return Err(ClientError::QoSNotSupported {
+                max: self.server.maximum_qos,
+            });
+        }
+        if publish.retain && !self.server.retain_available {
+            return Err(ClientError::RetainNotSupported);
+        }
+        publish.dup = false;
+        publish.properties.topic_alias = None;
+        publish.packet_id = None;
+        if publish.qos != QoS::AtMostOnce {
+            let max = self.server.receive_maximum;
+            if self.flows.window_used() >= usize::from(max) {
+                return Err(ClientError::WindowFull(max));
+            }
+            publish.packet_id = Some(
+                self.flows
+                    .next_free_id()
+                    .ok_or(ClientError::PacketIdsExhausted)?,
+            );
+        }
+        let id = publish.packet_id;
+        let topic = publish.topic.clone();
+        let alias = self.plan_alias(&topic);
+        if let Some((alias, known)) = alias {
+            publish.properties.topic_alias = Some(alias);
+            if known {
+                publish.topic = TopicName::empty();
+            }
+        }
+        let packet = Packet::Publish(publish);
+        self.encoder.encode(&packet, &mut self.out)?;
+        self.sent(now);
+        if let Some((alias, false)) = alias {
+            self.aliases_out.insert(topic.clone(), alias);
+        }
+        if let (Some(id), Packet::Publish(mut p)) = (id, packet) {
+            // Stored with its full topic: a resend goes on a new connection, without aliases.
+            p.topic = topic;
+            p.properties.topic_alias = None;
+            self.flows.insert(id, Flow::Publish(p));
+        }
+        Ok(id)
+    }
+
+    /// The alias for `topic`, and whether the server knows it already.
+    fn plan_alias(&self, topic: &TopicName) -> Option<(NonZeroU16, bool)> {
+        if !self.config.topic_aliases || self.server.topic_alias_maximum == 0 {
+            return None;
+        }
+        if let Some(a) = self.aliases_out.get(topic) {
+            return Some((*a, true));
+        }
+        let next = u16::try_from(self.aliases_out.len() + 1).ok()?;
+        if next > self.server.topic_alias_maximum {
+            return None;
+        }
+        NonZeroU16::new(next).map(|a| (a, false))
+    }
+
+    /// Subscribes; returns the packet identifier that `Event::Subscribed` will carry.
+    pub fn subscribe(
+        &mut self,
+        now: Instant,
+        filters: Vec<Subscription>,
+        properties: SubscribeProperties,
+    ) -> Result<PacketId, ClientError> {
+        self.require_connected()?;
+        if properties.subscription_identifier.is_some() && !self.server.subscription_ids {
+            return Err(ClientError::FeatureNotSupported("subscription identifiers"));
+        }
+        for s in &filters {
+            let f = s.filter.as_str();
+            if s.filter.shared().is_some() && !self.server.shared {
+                return Err(ClientError::FeatureNotSupported("shared subscriptions"));
+            }
+            if (f.contains('+') || f.contains('#')) && !self.server.wildcards {
+                return Err(ClientError::FeatureNotSupported("wildcard subscriptions"));
+            }
+        }
+        let packet_id = self
+            .flows
+            .next_free_id()
+            .ok_or(ClientError::PacketIdsExhausted)?;
+        let packet = Packet::Subscribe(Subscribe {
+            packet_id,
+            properties,
+            filters,
+        });
+        self.encoder.encode(&packet, &mut self.out)?;
+        self.sent(now);
+        if let Packet::Subscribe(s) = packet {
+            self.flows
+                .insert(packet_id, Flow::Subscribe(s.filters, s.properties));
+        }
+        Ok(packet_id)
+    }
+
+    /// Unsubscribes; returns the packet identifier that `Event::Unsubscribed` will carry.
+    pub fn unsubscribe(
+        &mut self,
+        now: Instant,
+        filters: Vec<TopicFilter>,
+        properties: UnsubscribeProperties,
+    ) -> Result<PacketId, ClientError> {
+        self.require_connected()?;
+        let packet_id = self
+            .flows
+            .next_free_id()
+            .ok_or(ClientError::PacketIdsExhausted)?;
+        let packet = Packet::Unsubscribe(Unsubscribe {
+            packet_id,
+            properties,
+            filters,
+        });
+        self.encoder.encode(&packet, &mut self.out)?;
+        self.sent(now);
+        if let Packet::Unsubscribe(u) = packet {
+            self.flows.insert(packet_id, Flow::Unsubscribe(u.filters));
+        }
+        Ok(packet_id)
+    }
+
+    /// Acknowledges a message received with manual acks.
+    ///
+    /// Acknowledgements go out in the order the messages arrived ([MQTT-4.6.0-2]): one acked
+    /// early waits for those before it.
+    pub fn ack(&mut self, now: Instant, token: AckToken) -> Result<(), ClientError> {
+        if token.connection != self.connection || self.state != ClientState::Connected {
+            return Err(ClientError::UnknownAckToken);
+        }
+        let entry = self
+            .pending_acks
+            .iter_mut()
+            .find(|a| a.seq == token.seq && !a.acked)
+            .ok_or(ClientError::UnknownAckToken)?;
+        entry.acked = true;
+        while self.pending_acks.front().is_some_and(|a| a.acked) {
+            if let Some(a) = self.pending_acks.pop_front() {
+                self.send_ack(now, a.packet_id, a.qos);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends AUTH: the next step of MQTT 5 enhanced authentication, or a re-authentication.
+    pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), ClientError> {
+        if !self.config.protocol.is_v5() {
+            return Err(ClientError::NeedsV5("auth"));
+        }
+        if !self.is_open() {
+            return Err(ClientError::NotConnected);
+        }
+        self.encoder.encode(&Packet::Auth(auth), &mut self.out)?;
+        self.sent(now);
+        Ok(())
+    }
+
+    /// Ends the connection with DISCONNECT and stops reconnecting.
+    ///
+    /// Under 3.1.x `disconnect` must be `Disconnect::default()`.
+    pub fn disconnect(&mut self, now: Instant, disconnect: Disconnect) -> Result<(), ClientError> {
+        match self.state {
+            ClientState::Idle => Err(ClientError::NotConnected),
+            ClientState::Reconnecting => {
+                self.timers.stop(Timer::Reconnect);
+                self.state = ClientState::Idle;
+                Ok(())
+            }
+            ClientState::Connecting => {
+                let reason = CloseReason {
+                    initiator: Initiator::Local,
+                    reason_code: disconnect.reason_code,
+                    error: None,
+                };
+                self.closed(now, reason, disconnect.properties, false);
+                Ok(())
+            }
+            ClientState::Connected => {
+                let code = disconnect.reason_code;
+                let packet = Packet::Disconnect(disconnect);
+                self.encoder.encode(&packet, &mut self.out)?;
+                let props = match packet {
+                    Packet::Disconnect(d) => d.properties,
+                    _ => DisconnectProperties::default(),
+                };
+                let reason = CloseReason {
+                    initiator: Initiator::Local,
+                    reason_code: code,
+                    error: None,
+                };
+                self.closed(now, reason, props, false);
+                Ok(())
+            }
+        }
+    }
+
+    // ---- outputs ------------------------------------------------------------------------
+
+    /// Bytes to write to the transport, all that are pending in one buffer; `None` when there
+    /// are none. Yields after connect, commands, and inputs that need an answer.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.split().freeze())
+        }
+    }
+
+    /// The earliest deadline: CONNACK wait, next PINGREQ, PINGRESP wait or next reconnect.
+    /// Call [`Client::handle_timeout`] when it passes.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    /// The next event; yields after inputs, timeouts and disconnects.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- internals ----------------------------------------------------------------------
+
+    fn is_open(&self) -> bool {
+        matches!(self.state, ClientState::Connecting | ClientState::Connected)
+    }
+
+    fn require_connected(&self) -> Result<(), ClientError> {
+        if self.state == ClientState::Connected {
+            Ok(())
+        } else {
+            Err(ClientError::NotConnected)
+        }
+    }
+
+    /// Something went out at `now`: the next PINGREQ is a keep-alive later.
+    fn sent(&mut self, now: Instant) {
+        self.last_sent = Some(now);
+        if self.state == ClientState::Connected && !self.keep_alive.is_zero() {
+            self.timers.set(Timer::KeepAlive, now + self.keep_alive);
+        }
+    }
+
+    /// Sends a packet the session generates itself (acks, PINGREQ, resends).
+    ///
+    /// These are a few bytes; if even they exceed the server's maximum packet size, the
+    /// connection cannot work and is closed.
+    fn send_control(&mut self, now: Instant, packet: &Packet) -> bool {
+        match self.encoder.encode(packet, &mut self.out) {
+            Ok(_) => {
+                self.sent(now);
+                true
+            }
+            Err(_) => {
+                self.fail(
+                    now,
+                    ConnectionError::LimitExceeded("server maximum packet size too small"),
+                    ReasonCode::ImplementationSpecificError,
+                );
+                false
+            }
+        }
+    }
+
+    fn send_ack(&mut self, now: Instant, id: PacketId, qos: QoS) {
+        match qos {
+            QoS::AtLeastOnce => {
+                self.send_control(now, &Packet::PubAck(PubAck::new(id)));
+            }
+            QoS::ExactlyOnce => {
+                self.incoming_qos2.insert(id);
+                self.send_control(now, &Packet::PubRec(PubAck::new(id)));
+            }
+            QoS::AtMostOnce => {}
+        }
+    }
+
+    /// Closes because of a fault this side detected: DISCONNECT with `code` (MQTT 5, once
+    /// connected), then reconnect per the backoff.
+    fn fail(&mut self, now: Instant, error: ConnectionError, code: ReasonCode) {
+        if self.state == ClientState::Connected && self.config.protocol.is_v5() {
+            // Best effort: the connection is over whatever happens to this DISCONNECT.
+            let _ = self
+                .encoder
+                .encode(&Packet::Disconnect(Disconnect::new(code)), &mut self.out);
+        }
+        let reason = CloseReason {
+            initiator: Initiator::Local,
+            reason_code: code,
+            error: Some(error),
+        };
+        self.closed(now, reason, DisconnectProperties::default(), true);
+    }
+
+    /// Closes after a timeout: the peer is presumed gone, so no DISCONNECT is sent.
+    fn fail_silently(&mut self, now: Instant, error: ConnectionError, code: ReasonCode) {
+        let reason = CloseReason {
+            initiator: Initiator::Local,
+            reason_code: code,
+            error: Some(error),
+        };
+        self.closed(now, reason, DisconnectProperties::default(), true);
+    }
+
+    /// The connection is over: report it once, forget per-connection state, plan a reconnect.
+    fn closed(
+        &mut self,
+        now: Instant,
+        reason: CloseReason,
+        properties: DisconnectProperties,
+        reconnect: bool,
+    ) {
+        let backoff = self.config.reconnect.filter(|_| reconnect);
+        self.timers.stop_all();
+        self.inbuf.clear();
+        self.pending_acks.clear();
+        self.aliases_in.clear();
+        self.aliases_out.clear();
+        self.connection += 1;
+        self.state = match backoff {
+            Some(b) => {
+                let delay = b.delay(self.attempt, &mut self.rng);
+                self.attempt = self.attempt.saturating_add(1);
+                self.timers.set(Timer::Reconnect, now + delay);
+                ClientState::Reconnecting
+            }
+            None => ClientState::Idle,
+        };
+        self.events.push_back(Event::Disconnected {
+            reason,
+            properties: Box::new(properties),
+        });
+    }
+}
