@@ -295,6 +295,80 @@ pub(crate) fn check_mqtt_str(bytes: &[u8]) -> Result<&str, StringError> {
     Ok(s)
 }
 
+/// What a look over a string's bytes found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// A byte >= 0x80: the string needs a full UTF-8 check.
+    pub(crate) non_ascii: bool,
+    /// A zero byte: U+0000.
+    pub(crate) nul: bool,
+    /// A `+` or `#`.
+    pub(crate) wildcard: bool,
+}
+
+/// Looks at `bytes` once for what MQTT strings and topic names forbid.
+///
+/// Eight bytes at a time ("SWAR"): `(x - LO) & !x & HI` is non-zero exactly when some byte of
+/// `x` is zero, and `x ^ (LO * c)` turns bytes equal to `c` into zeros. The last word overlaps
+/// the one before it instead of copying a padded remainder. On a 38-byte topic this is about a
+/// third of the instructions of `is_ascii` plus three `memchr`s (callgrind).
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const PLUS: u64 = LO * b'+' as u64;
+    const HASH: u64 = LO * b'#' as u64;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x;
+    let load = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    let (mut high, mut nul, mut wild) = (0u64, 0u64, 0u64);
+    let n = bytes.len();
+    if n < 8 {
+        for &b in bytes {
+            high |= u64::from(b);
+            nul |= u64::from(b == 0);
+            wild |= u64::from(b == b'+' || b == b'#');
+        }
+        return Scan {
+            non_ascii: high >= 0x80,
+            nul: nul != 0,
+            wildcard: wild != 0,
+        };
+    }
+    let mut i = 0;
+    loop {
+        let x = load(i);
+        high |= x;
+        nul |= zero(x);
+        wild |= zero(x ^ PLUS) | zero(x ^ HASH);
+        if i + 8 == n {
+            break;
+        }
+        i = (i + 8).min(n - 8);
+    }
+    Scan {
+        non_ascii: high & HI != 0,
+        nul: nul & HI != 0,
+        wildcard: wild & HI != 0,
+    }
+}
+
+/// Checks an MQTT string from one [`scan`]: the full UTF-8 check only runs on non-ASCII.
+pub(crate) fn check_scanned(bytes: &[u8], scan: Scan) -> Result<(), StringError> {
+    if bytes.len() > usize::from(u16::MAX) {
+        return Err(StringError::TooLong(bytes.len()));
+    }
+    if scan.non_ascii && std::str::from_utf8(bytes).is_err() {
+        return Err(StringError::InvalidUtf8);
+    }
+    if scan.nul {
+        return Err(StringError::NullCharacter);
+    }
+    Ok(())
+}
+
 /// An MQTT UTF-8 encoded string backed by [`Bytes`], so decoding never copies it.
 ///
 /// The invariant (checked on construction): well-formed UTF-8, no U+0000, at most 65,535 bytes.
@@ -320,11 +394,19 @@ impl ByteStr {
 
     /// Validates `bytes` as an MQTT string without copying them.
     pub fn from_utf8(bytes: Bytes) -> Result<ByteStr, StringError> {
-        check_mqtt_str(&bytes)?;
+        check_scanned(&bytes, scan(&bytes))?;
         Ok(ByteStr(bytes))
     }
 
+    /// Wraps bytes already checked with [`check_scanned`].
+    pub(crate) fn from_checked(bytes: Bytes) -> ByteStr {
+        ByteStr(bytes)
+    }
+
     /// The string.
+    ///
+    /// Safe code cannot turn bytes into `&str` without checking them, so this checks the UTF-8
+    /// again (the invariant makes it succeed): use [`ByteStr::as_bytes`] in hot paths.
     pub fn as_str(&self) -> &str {
         // The invariant guarantees valid UTF-8, so the fallback is never taken.
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -441,9 +523,25 @@ macro_rules! topic_type {
                 }
             }
 
-            /// The topic as a string.
+            /// The topic as a string (checks the UTF-8 again: prefer [`Self::as_bytes`] in hot
+            /// paths).
             pub fn as_str(&self) -> &str {
                 self.0.as_str()
+            }
+
+            /// The topic's UTF-8 bytes, without any check.
+            pub fn as_bytes(&self) -> &Bytes {
+                self.0.as_bytes()
+            }
+
+            /// The length in bytes.
+            pub fn len(&self) -> usize {
+                self.0.len()
+            }
+
+            /// Whether the topic is empty (only [`TopicName::empty`] is).
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
             }
 
             /// The topic as an MQTT string.
@@ -525,11 +623,6 @@ impl TopicName {
         TopicName(ByteStr::new())
     }
 
-    /// Whether this is the empty name used with a topic alias.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Wraps a string the caller has already checked with `validate_topic_name_bytes`
     /// (or the empty alias-only name).
     pub(crate) fn from_checked(s: ByteStr) -> TopicName {
@@ -578,6 +671,36 @@ mod tests {
             Err(StringError::TooLong(65_536))
         );
         assert_eq!(ByteStr::try_from("héllo").unwrap(), "héllo");
+    }
+
+    #[test]
+    fn one_pass_scan_finds_what_it_must_at_every_offset() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for (b, expect) in [
+                    (0u8, (false, true, false)),
+                    (b'+', (false, false, true)),
+                    (b'#', (false, false, true)),
+                    (0xC3, (true, false, false)),
+                    (b'x', (false, false, false)),
+                ] {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    let s = scan(&v);
+                    assert_eq!(
+                        (s.non_ascii, s.nul, s.wildcard),
+                        expect,
+                        "len {len} pos {pos}"
+                    );
+                }
+            }
+        }
+        assert_eq!(check_scanned("é".as_bytes(), scan("é".as_bytes())), Ok(()));
+        let bad = [0xC3, 0x28];
+        assert_eq!(
+            check_scanned(&bad, scan(&bad)),
+            Err(StringError::InvalidUtf8)
+        );
     }
 
     #[test]

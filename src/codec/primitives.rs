@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
 use super::PacketType;
-use crate::types::ByteStr;
+use crate::types::{check_scanned, scan, ByteStr};
 
 /// The largest value a variable byte integer can carry (four bytes).
 pub const MAX_VAR_INT: u32 = 268_435_455;
@@ -130,13 +130,6 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    /// Everything up to the end of this reader.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let b = self.buf.slice(self.pos..self.end);
-        self.pos = self.end;
-        b
-    }
-
     /// Two-byte length, then that many bytes.
     pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.u16()?;
@@ -148,6 +141,35 @@ impl<'a> Reader<'a> {
         let len = usize::from(self.u16()?);
         let bytes = self.take(len)?;
         ByteStr::from_utf8(bytes).map_err(|error| DecodeError::InvalidString { field, error })
+    }
+
+    /// A topic name's MQTT string, checked in one pass, and whether it holds a wildcard.
+    pub(crate) fn topic_name(&mut self) -> Result<(ByteStr, bool), DecodeError> {
+        let field = "topic name";
+        let len = usize::from(self.u16()?);
+        if self.remaining() < len {
+            return Err(self.truncated());
+        }
+        let raw = &self.buf[self.pos..self.pos + len];
+        let found = scan(raw);
+        check_scanned(raw, found).map_err(|error| DecodeError::InvalidString { field, error })?;
+        let bytes = self.take(len)?;
+        Ok((ByteStr::from_checked(bytes), found.wildcard))
+    }
+
+    /// Consumes a property length of zero, the common case; false (nothing consumed) otherwise.
+    pub(crate) fn skip_empty_properties(&mut self) -> bool {
+        if self.remaining() > 0 && self.buf[self.pos] == 0 {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How far this reader has read, from the start of the packet.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     /// A reader over the next `len` bytes; this one skips past them.

@@ -796,6 +796,18 @@ impl PublishProperties {
 }
 
 impl Properties for PublishProperties {
+    // On every publish's path: look at the fields instead of building a default to compare.
+    fn is_empty(&self) -> bool {
+        self.payload_format_indicator.is_none()
+            && self.message_expiry_interval.is_none()
+            && self.topic_alias.is_none()
+            && self.response_topic.is_none()
+            && self.correlation_data.is_none()
+            && self.user_properties.is_empty()
+            && self.subscription_identifiers.is_empty()
+            && self.content_type.is_none()
+    }
+
     fn write<S: Sink>(&self, s: &mut S) {
         use PropertyId::*;
         w_byte(
@@ -841,6 +853,10 @@ impl AckProperties {
 }
 
 impl Properties for AckProperties {
+    fn is_empty(&self) -> bool {
+        self.reason_string.is_none() && self.user_properties.is_empty()
+    }
+
     fn write<S: Sink>(&self, s: &mut S) {
         w_str(s, PropertyId::ReasonString, self.reason_string.as_ref());
         w_user(s, &self.user_properties);

@@ -1,13 +1,13 @@
 //! PUBLISH: an application message.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
 use super::primitives::{Reader, Sink};
 use super::properties::{Properties, PublishProperties};
-use super::PacketType;
-use crate::topic::validate_topic_name_bytes;
+use super::{Packet, PacketType};
+use crate::topic::TopicError;
 use crate::types::{PacketId, ProtocolVersion, QoS, TopicName};
 
 const T: PacketType = PacketType::Publish;
@@ -49,12 +49,18 @@ impl Publish {
         0x30 | (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
     }
 
-    /// Decodes the body; `flags` are the fixed header's low four bits.
-    pub(crate) fn read(
-        r: &mut Reader<'_>,
+    /// Decodes a whole PUBLISH frame whose body starts at `header`; `flags` are the fixed
+    /// header's low four bits.
+    ///
+    /// The frame is taken by value so the payload can be the frame itself, advanced past the
+    /// header fields: the hot path costs one shared-buffer clone (the topic), and the packet is
+    /// built where it is returned.
+    pub(crate) fn decode(
+        frame: Bytes,
+        header: usize,
         v: ProtocolVersion,
         flags: u8,
-    ) -> Result<Publish, DecodeError> {
+    ) -> Result<Packet, DecodeError> {
         let qos = QoS::from_u8((flags >> 1) & 0x03).ok_or(DecodeError::InvalidQoS {
             field: "publish qos",
         })?;
@@ -62,35 +68,41 @@ impl Publish {
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::DupOnQoS0);
         }
-        let topic = r.string("topic name")?;
+        let mut r = Reader::new(&frame, header, T, v.is_v5());
+        let (topic, wildcard) = r.topic_name()?;
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
             Some(PacketId::new(r.u16()?).ok_or(DecodeError::ZeroPacketId(T))?)
         };
-        let properties = if v.is_v5() {
-            PublishProperties::read(r)?
+        let properties = if v.is_v5() && !r.skip_empty_properties() {
+            PublishProperties::read(&mut r)?
         } else {
             PublishProperties::default()
         };
-        match validate_topic_name_bytes(topic.as_bytes()) {
-            Ok(()) => {}
-            Err(crate::topic::TopicError::Empty)
-                if v.is_v5() && properties.topic_alias.is_some() => {}
-            Err(crate::topic::TopicError::Empty) if v.is_v5() => {
-                return Err(DecodeError::EmptyTopicWithoutAlias)
-            }
-            Err(e) => return Err(DecodeError::InvalidTopicName(e)),
+        if wildcard {
+            return Err(DecodeError::InvalidTopicName(TopicError::WildcardInName));
         }
-        Ok(Publish {
+        if topic.is_empty() {
+            if !v.is_v5() {
+                return Err(DecodeError::InvalidTopicName(TopicError::Empty));
+            }
+            if properties.topic_alias.is_none() {
+                return Err(DecodeError::EmptyTopicWithoutAlias);
+            }
+        }
+        let start = r.position();
+        let mut payload = frame;
+        payload.advance(start);
+        Ok(Packet::Publish(Publish {
             dup,
             qos,
             retain: flags & 0x01 != 0,
             topic: TopicName::from_checked(topic),
             packet_id,
             properties,
-            payload: r.rest(),
-        })
+            payload,
+        }))
     }
 
     pub(crate) fn check(&self, v: ProtocolVersion) -> Result<(), EncodeError> {
