@@ -71,24 +71,18 @@ impl Client {
             }
         }
         if c.session_present {
-            // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL, in order.
-            let resend: Vec<Packet> = self
+            // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL, in order; the
+            // PUBLISHes only as far as the new connection's send quota allows, the rest as
+            // acknowledgements free it.
+            let order: Vec<PacketId> = self
                 .flows
                 .in_order()
-                .filter_map(|(id, flow)| match flow {
-                    Flow::Publish(p) => {
-                        let mut p = p.clone();
-                        p.dup = true;
-                        Some(Packet::Publish(p))
-                    }
-                    Flow::PubRel => Some(Packet::PubRel(PubAck::new(id))),
-                    _ => None,
-                })
+                .filter(|(_, flow)| matches!(flow, Flow::Publish(_) | Flow::PubRel))
+                .map(|(id, _)| id)
                 .collect();
-            for packet in &resend {
-                if !self.send_control(now, packet) {
-                    return;
-                }
+            self.resend_backlog.extend(order);
+            if !self.pump_resends(now) {
+                return;
             }
         } else {
             // [MQTT-4.1.0-2]: no session on the server, so none here either.
@@ -267,8 +261,38 @@ impl Client {
             .push_back(Event::Message(Message { publish, ack }));
     }
 
-    fn published(&mut self, id: PacketId, a: PubAck) {
+    /// Resends a resumed session's flows in order: a PUBLISH only while the send quota allows
+    /// (a PUBREL behind it waits too, to keep the order); false if the connection failed.
+    pub(super) fn pump_resends(&mut self, now: Instant) -> bool {
+        while let Some(&id) = self.resend_backlog.front() {
+            let packet = match self.flows.get(id) {
+                Some(Flow::Publish(p)) => {
+                    if self.on_wire.len() >= usize::from(self.server.receive_maximum) {
+                        return true;
+                    }
+                    let mut p = p.clone();
+                    p.dup = true;
+                    self.on_wire.insert(id);
+                    Packet::Publish(p)
+                }
+                Some(Flow::PubRel) => Packet::PubRel(PubAck::new(id)),
+                _ => {
+                    self.resend_backlog.pop_front();
+                    continue;
+                }
+            };
+            self.resend_backlog.pop_front();
+            if !self.send_control(now, &packet) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn published(&mut self, now: Instant, id: PacketId, a: PubAck) {
         self.flows.remove(id);
+        self.on_wire.remove(&id);
+        self.pump_resends(now);
         self.events.push_back(Event::Published {
             packet_id: id,
             reason_code: a.reason_code,
@@ -279,7 +303,7 @@ impl Client {
     fn on_puback(&mut self, now: Instant, a: PubAck) {
         let id = a.packet_id;
         match self.flows.get(id) {
-            Some(Flow::Publish(p)) if p.qos == QoS::AtLeastOnce => self.published(id, a),
+            Some(Flow::Publish(p)) if p.qos == QoS::AtLeastOnce => self.published(now, id, a),
             _ => self.protocol_error(now, "puback for no qos 1 publish in flight"),
         }
     }
@@ -290,7 +314,7 @@ impl Client {
             Some(Flow::Publish(p)) if p.qos == QoS::ExactlyOnce => {
                 if a.reason_code.is_error() {
                     // The flow ends here ([MQTT-4.3.3-4]).
-                    self.published(id, a);
+                    self.published(now, id, a);
                 } else {
                     self.flows.release(id);
                     self.send_control(now, &Packet::PubRel(PubAck::new(id)));
@@ -320,7 +344,7 @@ impl Client {
     fn on_pubcomp(&mut self, now: Instant, a: PubAck) {
         let id = a.packet_id;
         match self.flows.get(id) {
-            Some(Flow::PubRel) => self.published(id, a),
+            Some(Flow::PubRel) => self.published(now, id, a),
             _ => self.protocol_error(now, "pubcomp for no pubrel in flight"),
         }
     }

@@ -143,6 +143,11 @@ pub struct Client {
     flows: Flows,
     /// Received QoS 2 identifiers answered with PUBREC and waiting for PUBREL.
     incoming_qos2: HashSet<PacketId>,
+    /// QoS 1/2 PUBLISH packets sent on this connection and not finished: the send quota used
+    /// ([MQTT-4.9.0-2]); the quota starts afresh with every connection.
+    on_wire: HashSet<PacketId>,
+    /// Publishes of a resumed session still to resend, in order, as the quota allows.
+    resend_backlog: VecDeque<PacketId>,
     /// Manual acks in receipt order; released in that order ([MQTT-4.6.0-2]).
     pending_acks: VecDeque<PendingAck>,
     subscriptions: BTreeMap<TopicFilter, (SubscriptionOptions, Option<NonZeroU32>)>,
@@ -183,6 +188,8 @@ impl Client {
             timers: TimerTable::default(),
             flows: Flows::default(),
             incoming_qos2: HashSet::new(),
+            on_wire: HashSet::new(),
+            resend_backlog: VecDeque::new(),
             pending_acks: VecDeque::new(),
             subscriptions: BTreeMap::new(),
             server: ServerLimits::default(),
@@ -219,6 +226,9 @@ impl Client {
             c.subscriptions.insert(s.filter, (s.options, id));
         }
         c.first_connect = false;
+        // A continuation of earlier connections: the first CONNACK reports `Reconnected`, with
+        // what is lost if the server no longer has the session.
+        c.ever_connected = true;
         c
     }
 
@@ -267,9 +277,10 @@ impl Client {
         &self.config
     }
 
-    /// QoS 1/2 publishes in flight, and the server's receive maximum that bounds them.
+    /// QoS 1/2 publishes sent on this connection and not finished, and the server's receive
+    /// maximum that bounds them.
     pub fn window(&self) -> (usize, u16) {
-        (self.flows.window_used(), self.server.receive_maximum)
+        (self.on_wire.len(), self.server.receive_maximum)
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -301,6 +312,8 @@ impl Client {
         self.encoder.encode(&connect.into(), &mut self.out)?;
         self.first_connect = false;
         self.sent_clean_start = clean_start;
+        self.on_wire.clear();
+        self.resend_backlog.clear();
         self.server = ServerLimits::default();
         self.state = ClientState::Connecting;
         self.timers.stop_all();
@@ -389,7 +402,8 @@ impl Client {
 
     /// Publishes a message; returns its packet identifier for QoS 1 and 2.
     ///
-    /// The client sets the packet identifier, clears DUP and assigns a topic alias itself.
+    /// The client sets the packet identifier, clears DUP and assigns a topic alias itself, and
+    /// drops subscription identifiers, which only a server may send ([MQTT-3.3.4-6]).
     /// `Event::Published` with this identifier reports the end of a QoS 1/2 flow.
     pub fn publish(
         &mut self,
@@ -410,10 +424,12 @@ impl Client {
         }
         publish.dup = false;
         publish.properties.topic_alias = None;
+        publish.properties.subscription_identifiers.clear();
         publish.packet_id = None;
         if publish.qos != QoS::AtMostOnce {
             let max = self.server.receive_maximum;
-            if self.flows.window_used() >= usize::from(max) {
+            // New messages also wait behind a resumed session's backlog, to keep the order.
+            if self.on_wire.len() >= usize::from(max) || !self.resend_backlog.is_empty() {
                 return Err(ClientError::WindowFull(max));
             }
             publish.packet_id = Some(
@@ -438,6 +454,7 @@ impl Client {
             self.aliases_out.insert(topic.clone(), alias);
         }
         if let (Some(id), Packet::Publish(mut p)) = (id, packet) {
+            self.on_wire.insert(id);
             // Stored with its full topic: a resend goes on a new connection, without aliases.
             p.topic = topic;
             p.properties.topic_alias = None;

@@ -19,13 +19,6 @@ pub(crate) enum Flow {
     Unsubscribe(Vec<TopicFilter>),
 }
 
-impl Flow {
-    /// Whether the flow holds a slot of the server's receive maximum.
-    fn in_window(&self) -> bool {
-        matches!(self, Flow::Publish(_) | Flow::PubRel)
-    }
-}
-
 /// The unfinished flows, by identifier and in start order.
 #[derive(Debug, Default)]
 pub(crate) struct Flows {
@@ -34,15 +27,9 @@ pub(crate) struct Flows {
     next_seq: u64,
     /// The last identifier handed out; the next search starts after it.
     cursor: u16,
-    in_window: usize,
 }
 
 impl Flows {
-    /// QoS 1/2 publishes in flight (what the server's receive maximum limits).
-    pub(crate) fn window_used(&self) -> usize {
-        self.in_window
-    }
-
     /// The next identifier not held by any flow, going round 1..=65535 ([MQTT-2.2.1-4]).
     pub(crate) fn next_free_id(&self) -> Option<PacketId> {
         if self.by_id.len() >= usize::from(u16::MAX) {
@@ -61,18 +48,12 @@ impl Flows {
     /// Starts a flow on `id` (from [`Flows::next_free_id`]).
     pub(crate) fn insert(&mut self, id: PacketId, flow: Flow) {
         self.cursor = id.get();
-        if flow.in_window() {
-            self.in_window += 1;
-        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert(seq, id);
-        if let Some((old_seq, old)) = self.by_id.insert(id, (seq, flow)) {
-            // Restoring a session can name an id twice; keep the counts straight.
+        if let Some((old_seq, _)) = self.by_id.insert(id, (seq, flow)) {
+            // Restoring a session can name an id twice; the later entry wins.
             self.order.remove(&old_seq);
-            if old.in_window() {
-                self.in_window -= 1;
-            }
         }
     }
 
@@ -84,9 +65,6 @@ impl Flows {
     pub(crate) fn remove(&mut self, id: PacketId) -> Option<Flow> {
         let (seq, flow) = self.by_id.remove(&id)?;
         self.order.remove(&seq);
-        if flow.in_window() {
-            self.in_window -= 1;
-        }
         Some(flow)
     }
 
@@ -108,7 +86,6 @@ impl Flows {
     pub(crate) fn drain(&mut self) -> Vec<(PacketId, Flow)> {
         let order = std::mem::take(&mut self.order);
         let mut by_id = std::mem::take(&mut self.by_id);
-        self.in_window = 0;
         order
             .into_values()
             .filter_map(|id| by_id.remove(&id).map(|(_, f)| (id, f)))
@@ -152,7 +129,6 @@ mod tests {
             got.push(id.get());
         }
         assert_eq!(got, vec![65_534, 65_535, 3]);
-        assert_eq!(f.window_used(), 5);
         let order: Vec<u16> = f.in_order().map(|(id, _)| id.get()).collect();
         assert_eq!(order, vec![1, 2, 65_534, 65_535, 3]);
     }
@@ -166,6 +142,5 @@ mod tests {
         assert_eq!(f.next_free_id(), None);
         f.remove(pid(40_000));
         assert_eq!(f.next_free_id(), Some(pid(40_000)));
-        assert_eq!(f.window_used(), 0);
     }
 }
