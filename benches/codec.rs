@@ -243,7 +243,9 @@ fn repeat(packet: &[u8], count: usize) -> BytesMut {
 fn decode_tiny(decoder: &Decoder, buf: &mut BytesMut, count: usize) {
     for _ in 0..count {
         match decoder.decode(buf) {
-            Ok(Some(packet)) => drop(black_box(packet)),
+            Ok(Some(packet)) => {
+                black_box(&packet);
+            }
             other => panic!("tinymqtt: {other:?}"),
         }
     }
@@ -252,7 +254,9 @@ fn decode_tiny(decoder: &Decoder, buf: &mut BytesMut, count: usize) {
 fn decode_rumq_v4(buf: &mut BytesMut, count: usize) {
     for _ in 0..count {
         match rv4::Packet::read(buf, RUMQTTC_V4_MAX) {
-            Ok(packet) => drop(black_box(packet)),
+            Ok(packet) => {
+                black_box(&packet);
+            }
             Err(e) => panic!("rumqttc v4: {e:?}"),
         }
     }
@@ -261,7 +265,9 @@ fn decode_rumq_v4(buf: &mut BytesMut, count: usize) {
 fn decode_rumq_v5(buf: &mut BytesMut, count: usize) {
     for _ in 0..count {
         match rv5::Packet::read(buf, None) {
-            Ok(packet) => drop(black_box(packet)),
+            Ok(packet) => {
+                black_box(&packet);
+            }
             Err(e) => panic!("rumqttc v5: {e:?}"),
         }
     }

@@ -631,6 +631,11 @@ impl TopicName {
 }
 
 impl TopicFilter {
+    /// Wraps a string the caller has already checked with `validate_topic_filter`.
+    pub(crate) fn from_checked(s: ByteStr) -> TopicFilter {
+        TopicFilter(s)
+    }
+
     /// For `$share/{group}/{filter}`, the group name and the filter; `None` otherwise.
     pub fn shared(&self) -> Option<(&str, &str)> {
         topic::split_shared(self.as_str())

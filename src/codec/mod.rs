@@ -480,12 +480,13 @@ impl Encoder {
         head[n..n + 2].copy_from_slice(&(p.topic.len() as u16).to_be_bytes());
         buf.extend_from_slice(&head[..n + 2]);
         buf.extend_from_slice(p.topic.as_bytes());
+        // put_u16/put_u8 store in place; extend_from_slice would call memcpy for 1-2 bytes.
         if let Some(id) = p.packet_id {
-            buf.extend_from_slice(&id.get().to_be_bytes());
+            Sink::put_u16(buf, id.get());
         }
         if v5 {
             if p.properties.is_empty() {
-                buf.extend_from_slice(&[0]);
+                Sink::put_u8(buf, 0);
             } else {
                 p.properties.write_with_len(buf);
             }

@@ -5,7 +5,8 @@ use super::error::{DecodeError, EncodeError};
 use super::primitives::{Reader, Sink};
 use super::properties::{Properties, SubscribeProperties};
 use super::PacketType;
-use crate::types::{InvalidTopic, PacketId, ProtocolVersion, QoS, TopicFilter};
+use crate::topic::{split_shared, validate_topic_filter};
+use crate::types::{PacketId, ProtocolVersion, QoS, TopicFilter};
 
 const T: PacketType = PacketType::Subscribe;
 
@@ -125,11 +126,22 @@ pub(crate) fn read_filter(
     r: &mut Reader<'_>,
     field: &'static str,
 ) -> Result<TopicFilter, DecodeError> {
+    read_filter_shared(r, field).map(|(f, _)| f)
+}
+
+/// Reads a topic filter and whether it is a shared subscription, checking its UTF-8 once.
+fn read_filter_shared(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<(TopicFilter, bool), DecodeError> {
     let s = r.string(field)?;
-    TopicFilter::from_byte_str(s).map_err(|e| match e {
-        InvalidTopic::Topic(t) => DecodeError::InvalidTopicFilter(t),
-        InvalidTopic::String(error) => DecodeError::InvalidString { field, error },
-    })
+    let text = std::str::from_utf8(s.as_bytes()).map_err(|_| DecodeError::InvalidString {
+        field,
+        error: crate::types::StringError::InvalidUtf8,
+    })?;
+    validate_topic_filter(text).map_err(DecodeError::InvalidTopicFilter)?;
+    let shared = split_shared(text).is_some();
+    Ok((TopicFilter::from_checked(s), shared))
 }
 
 impl Subscribe {
@@ -142,8 +154,8 @@ impl Subscribe {
         };
         let mut filters = Vec::new();
         while !r.is_empty() {
-            let filter = read_filter(r, "topic filter")?;
-            let options = SubscriptionOptions::read(r.u8()?, v, filter.shared().is_some())?;
+            let (filter, shared) = read_filter_shared(r, "topic filter")?;
+            let options = SubscriptionOptions::read(r.u8()?, v, shared)?;
             filters.push(Subscription { filter, options });
         }
         if filters.is_empty() {
