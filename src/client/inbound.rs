@@ -210,7 +210,7 @@ impl Client {
             return;
         };
         if p.qos == QoS::ExactlyOnce && self.incoming_qos2.contains(&id) {
-            // [MQTT-4.3.3-9]: already received; answer again, don't deliver twice.
+            // [MQTT-4.3.3-10] (5.0): already received; answer again, don't deliver twice.
             self.send_control(now, &Packet::PubRec(PubAck::new(id)));
             return;
         }

@@ -441,6 +441,12 @@ impl Client {
         let id = publish.packet_id;
         let topic = publish.topic.clone();
         let alias = self.plan_alias(&topic);
+        if let (Some(_), Some((_, true))) = (id, alias) {
+            // Sent with the alias alone, but a resend on a new connection carries the whole
+            // topic ([MQTT-3.3.2-7]): that form must fit the server's maximum packet size too.
+            self.encoder
+                .encoded_len(&Packet::Publish(publish.clone()))?;
+        }
         if let Some((alias, known)) = alias {
             publish.properties.topic_alias = Some(alias);
             if known {

@@ -30,7 +30,8 @@ pub(crate) struct Flows {
 }
 
 impl Flows {
-    /// The next identifier not held by any flow, going round 1..=65535 ([MQTT-2.2.1-4]).
+    /// The next identifier not held by any flow, going round 1..=65535
+    /// ([MQTT-2.2.1-3] in 5.0, [MQTT-2.3.1-2] in 3.1.1).
     pub(crate) fn next_free_id(&self) -> Option<PacketId> {
         if self.by_id.len() >= usize::from(u16::MAX) {
             return None;
