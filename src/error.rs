@@ -107,6 +107,9 @@ pub enum ClientError {
     /// The acknowledgement token is unknown or belongs to an earlier connection.
     #[error("unknown or stale acknowledgement token")]
     UnknownAckToken,
+    /// The client identifier cannot be used with this protocol version and session setting.
+    #[error("invalid client id: {0}")]
+    InvalidClientId(&'static str),
     /// The command needs MQTT 5.
     #[error("{0} needs mqtt 5")]
     NeedsV5(&'static str),

@@ -2099,3 +2099,57 @@ fn mqtt_3_1_2_6_clean_session_flag_on_each_connection() {
     };
     assert_eq!(*c, expected);
 }
+
+/// [MQTT-3.1.3-7] (3.1.1): "If the Client supplies a zero-byte ClientId, the Client MUST also
+/// set CleanSession to 1"; MQTT 3.1 allows 1 to 23 bytes. The client refuses before sending.
+#[test]
+fn mqtt_3_1_3_7_empty_client_id_needs_a_clean_session() {
+    let mut c = config(V311, "");
+    c.clean_start = false;
+    let mut client = Client::new(c);
+    assert!(matches!(
+        client.connect(t0()),
+        Err(ClientError::InvalidClientId(_))
+    ));
+    assert_eq!(client.poll_transmit(), None, "nothing goes out");
+    assert_eq!(client.state(), ClientState::Idle);
+
+    let mut clean = Peer::new(config(V311, ""));
+    clean.connect();
+
+    let mut v31 = Client::new(config(V3_1, "a-client-id-of-24-bytes!"));
+    assert!(matches!(
+        v31.connect(t0()),
+        Err(ClientError::InvalidClientId(_))
+    ));
+    let mut v31_empty = Client::new(config(V3_1, ""));
+    assert!(matches!(
+        v31_empty.connect(t0()),
+        Err(ClientError::InvalidClientId(_))
+    ));
+}
+
+/// [MQTT-3.14.0-1] (5.0): "The Server MUST NOT send a DISCONNECT until after it has sent a
+/// CONNACK with Reason Code of less than 0x80"; a DISCONNECT before CONNACK is a protocol error.
+#[test]
+fn mqtt_3_14_0_1_v5_server_disconnect_before_connack_is_a_protocol_error() {
+    let mut p = Peer::new(config(V5, "c"));
+    p.connect();
+    p.send(Packet::Disconnect(Disconnect::new(ReasonCode::ServerBusy)));
+    let (reason, _) = p.disconnected();
+    assert_eq!(reason.initiator, Initiator::Local);
+    assert_eq!(reason.reason_code, ReasonCode::ProtocolError);
+    assert!(matches!(reason.error, Some(ConnectionError::Protocol(_))));
+}
+
+/// MQTT 3.1.1 section 3.14: DISCONNECT is sent by the client only; one from the server is a
+/// protocol violation that closes the connection.
+#[test]
+fn v311_server_disconnect_is_a_protocol_violation() {
+    let mut p = Peer::connected(config(V311, "c"));
+    p.send_raw(&hex("E0 00"));
+    p.expect_silence();
+    let (reason, _) = p.disconnected();
+    assert_eq!(reason.initiator, Initiator::Local);
+    assert!(matches!(reason.error, Some(ConnectionError::Protocol(_))));
+}

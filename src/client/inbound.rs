@@ -26,7 +26,11 @@ impl Client {
             (ClientState::Connected, Packet::SubAck(a)) => self.on_suback(now, a),
             (ClientState::Connected, Packet::UnsubAck(a)) => self.on_unsuback(now, a),
             (ClientState::Connected, Packet::PingResp) => {}
-            (_, Packet::Disconnect(d)) => self.on_disconnect(now, d),
+            // [MQTT-3.14.0-1]: only after an accepting CONNACK, and only in MQTT 5.
+            (ClientState::Connected, Packet::Disconnect(d)) if self.config.protocol.is_v5() => {
+                self.on_disconnect(now, d)
+            }
+            (_, Packet::Disconnect(_)) => self.protocol_error(now, "disconnect not allowed here"),
             (ClientState::Connecting, _) => self.protocol_error(now, "packet before connack"),
             (_, Packet::ConnAck(_)) => self.protocol_error(now, "second connack"),
             (_, _) => self.protocol_error(now, "server sent a packet only clients send"),

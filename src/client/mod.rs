@@ -56,7 +56,9 @@ use crate::codec::{
 use crate::error::{ClientError, CloseReason, ConnectionError, Initiator};
 use crate::timer::{TimerKind, TimerTable};
 use crate::topic::TopicError;
-use crate::types::{ByteStr, InvalidTopic, PacketId, QoS, ReasonCode, TopicFilter, TopicName};
+use crate::types::{
+    ByteStr, InvalidTopic, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
+};
 use outgoing::{Flow, Flows};
 
 /// Where the client is in its life.
@@ -295,6 +297,20 @@ impl Client {
         } else {
             !self.wants_session()
         };
+        let id_len = self.client_id.len();
+        match self.config.protocol {
+            // MQTT 3.1: "between 1 and 23 UTF-8 encoded bytes".
+            ProtocolVersion::V3_1 if !(1..=23).contains(&id_len) => {
+                return Err(ClientError::InvalidClientId("mqtt 3.1 needs 1 to 23 bytes"));
+            }
+            // [MQTT-3.1.3-7]: an empty identifier only with a clean session.
+            ProtocolVersion::V3_1_1 if id_len == 0 && !clean_start => {
+                return Err(ClientError::InvalidClientId(
+                    "an empty client id needs a clean session",
+                ));
+            }
+            _ => {}
+        }
         let c = &self.config;
         let connect = Connect {
             protocol: c.protocol,
