@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod error;
