@@ -46,6 +46,7 @@ fuzz-build:
 ## bench-smoke: each benchmark runs once (criterion's test mode), incl. the allocation check
 bench-smoke:
 	$(CARGO) bench --bench codec -- --test
+	$(CARGO) bench --bench router -- --test
 
 ## fuzz: run each fuzz target for FUZZ_SECS seconds (cargo-fuzz on stable via RUSTC_BOOTSTRAP)
 fuzz:
@@ -54,6 +55,7 @@ fuzz:
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECS) || exit 1; \
 	done
 
-## bench: the criterion benchmarks (codec side by side with rumqttc)
+## bench: the criterion benchmarks (codec side by side with rumqttc; router)
 bench:
 	$(CARGO) bench --bench codec
+	$(CARGO) bench --bench router
