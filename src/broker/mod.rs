@@ -1,11 +1,292 @@
-//! The broker core (issue 4, being built): so far the two shared structures the router owns,
-//! the subscription tree and the retained-message store.
+//! The broker core: a [`Broker`] facade owning one router and a `ServerConnection` per
+//! transport, exchanging mail tagged with a never-reused [`ConnId`].
 //!
-//! The rest of the shape (DESIGN.md): a `ServerConnection` per socket, one `Router` owning
-//! what is shared, opaque mail between them, and a single-thread `Broker` facade.
+//! Like every machine of this crate it is sans-IO: call [`Broker::accept`] when a transport
+//! connects, feed its bytes to [`Broker::handle_input`], and after every input drain
+//! [`Broker::poll_transmit`], then [`Broker::poll_timeout`], then [`Broker::poll_event`].
+//!
+//! ```
+//! use std::time::Instant;
+//! use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent};
+//!
+//! # #[allow(clippy::disallowed_methods)]
+//! let now = Instant::now();
+//! let mut broker = Broker::new(BrokerConfig::default());
+//! let conn = broker.accept(now);
+//! // A 3.1.1 CONNECT with client id "a", clean session, keep-alive 60 s.
+//! broker.handle_input(now, conn, &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'a']);
+//! assert_eq!(broker.poll_transmit(), Some((conn, bytes::Bytes::from_static(&[0x20, 2, 0, 0]))));
+//! assert!(matches!(broker.poll_event(), Some(BrokerEvent::Connected { .. })));
+//! ```
 
+pub mod auth;
+pub mod config;
+mod connection;
+mod mail;
 pub mod retained;
+mod router;
 pub mod tree;
 
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use auth::{AllowAll, Authenticator, Authorizer};
+pub use config::BrokerConfig;
+pub use mail::ConnId;
 pub use retained::RetainedStore;
 pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
+
+use crate::error::CloseReason;
+use crate::types::{ByteStr, ReasonCode};
+use connection::{ConnEvent, ServerConnection};
+use mail::ToConnection;
+use router::Router;
+
+/// What the broker reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerEvent {
+    /// A client's CONNECT was accepted.
+    Connected {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier (assigned by the broker if the client sent none).
+        client_id: ByteStr,
+    },
+    /// A connection ended; reported once.
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Who ended it and why.
+        reason: CloseReason,
+    },
+    /// Write what `poll_transmit` gave for this connection, then close its transport.
+    CloseTransport(ConnId),
+}
+
+/// Counters for `$SYS` and the example broker's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BrokerStats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Sessions stored (online and offline).
+    pub sessions: usize,
+    /// Subscriptions in the tree.
+    pub subscriptions: usize,
+    /// Retained messages.
+    pub retained: usize,
+    /// PUBLISH packets routed.
+    pub published: u64,
+}
+
+/// A single-thread MQTT broker: one router and every connection, as one sans-IO machine.
+pub struct Broker {
+    config: Arc<BrokerConfig>,
+    authenticator: Arc<dyn Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
+    router: Router,
+    conns: HashMap<ConnId, ServerConnection>,
+    next_conn: u64,
+    /// Connections with something to transmit or report.
+    dirty: BTreeSet<ConnId>,
+    transmit: VecDeque<(ConnId, Bytes)>,
+    events: VecDeque<BrokerEvent>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker that lets everyone in and allows everything (see [`Broker::with_auth`]).
+    pub fn new(config: BrokerConfig) -> Broker {
+        Broker::with_auth(config, Arc::new(AllowAll), Arc::new(AllowAll))
+    }
+
+    /// A broker that asks `authenticator` and `authorizer`.
+    pub fn with_auth(
+        config: BrokerConfig,
+        authenticator: Arc<dyn Authenticator>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Broker {
+        let config = Arc::new(config);
+        Broker {
+            router: Router::new(config.clone()),
+            config,
+            authenticator,
+            authorizer,
+            conns: HashMap::new(),
+            next_conn: 0,
+            dirty: BTreeSet::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BrokerStats {
+        let (sessions, subscriptions, retained) = self.router.counts();
+        BrokerStats {
+            connections: self.conns.len(),
+            sessions,
+            subscriptions,
+            retained,
+            published: self.router.published,
+        }
+    }
+
+    /// Messages dropped for `client_id` because its queue was full.
+    pub fn dropped(&self, client_id: &ByteStr) -> Option<u64> {
+        self.router.dropped(client_id)
+    }
+
+    /// A transport connected; returns its identifier. It must send CONNECT within the
+    /// configured connect timeout.
+    pub fn accept(&mut self, now: Instant) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let conn = ServerConnection::new(
+            id,
+            now,
+            self.config.clone(),
+            self.authenticator.clone(),
+            self.authorizer.clone(),
+        );
+        self.conns.insert(id, conn);
+        id
+    }
+
+    /// Bytes received on `conn`.
+    pub fn handle_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.handle_input(now, data);
+            self.dirty.insert(conn);
+            self.pump(now);
+        }
+    }
+
+    /// `conn`'s transport closed.
+    pub fn handle_transport_closed(&mut self, now: Instant, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.handle_transport_closed();
+            self.dirty.insert(conn);
+            self.pump(now);
+        }
+        self.conns.remove(&conn);
+    }
+
+    /// Acts on every deadline due at `now`; a spurious call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.router.handle_timeout(now);
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.handle_timeout(now);
+                self.dirty.insert(id);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Closes every connection: DISCONNECT 0x8B to MQTT 5 clients, and no wills.
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.handle_router(
+                    now,
+                    ToConnection::Disconnect(ReasonCode::ServerShuttingDown),
+                );
+                self.dirty.insert(id);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Bytes to write to a connection; yields after inputs, timeouts and shutdown.
+    pub fn poll_transmit(&mut self) -> Option<(ConnId, Bytes)> {
+        self.transmit.pop_front()
+    }
+
+    /// The earliest deadline: connect timeouts, keep-alives, will delays, session expiries.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conns = self
+            .conns
+            .values()
+            .filter_map(ServerConnection::poll_timeout);
+        conns.chain(self.router.poll_timeout()).min()
+    }
+
+    /// The next event; yields after inputs, timeouts and shutdown.
+    pub fn poll_event(&mut self) -> Option<BrokerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Relays mail between connections and the router until both are quiet, then collects
+    /// what the touched connections want to send and report.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut moved = false;
+            let dirty: Vec<ConnId> = self.dirty.iter().copied().collect();
+            for id in dirty {
+                while let Some(mail) = self
+                    .conns
+                    .get_mut(&id)
+                    .and_then(ServerConnection::poll_router)
+                {
+                    self.router.handle(now, id, mail);
+                    moved = true;
+                }
+            }
+            while let Some((id, mail)) = self.router.poll_mail() {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.handle_router(now, mail);
+                    self.dirty.insert(id);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in dirty {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            while let Some(bytes) = c.poll_transmit() {
+                self.transmit.push_back((id, bytes));
+            }
+            while let Some(e) = c.poll_event() {
+                self.events.push_back(match e {
+                    ConnEvent::Connected(client_id) => BrokerEvent::Connected {
+                        conn: id,
+                        client_id,
+                    },
+                    ConnEvent::Closed(reason) => BrokerEvent::Closed { conn: id, reason },
+                    ConnEvent::CloseTransport => BrokerEvent::CloseTransport(id),
+                });
+            }
+            if c.is_closed() {
+                self.conns.remove(&id);
+            }
+        }
+    }
+}

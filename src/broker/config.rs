@@ -1,0 +1,69 @@
+//! Broker settings; the defaults are Mosquitto's where Mosquitto has one.
+
+use std::time::Duration;
+
+use crate::types::QoS;
+
+/// What the broker allows and how it queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// The largest packet accepted from a client (announced in MQTT 5 CONNACK).
+    pub max_packet_size: u32,
+    /// How many QoS 1/2 publishes a client may have unacknowledged towards the broker.
+    pub receive_maximum: u16,
+    /// The highest QoS the broker accepts and delivers.
+    pub maximum_qos: QoS,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// The highest topic alias a client may use towards the broker.
+    pub topic_alias_maximum: u16,
+    /// Keep-alive the broker imposes on MQTT 5 clients (server keep alive), if any.
+    pub server_keep_alive: Option<u16>,
+    /// The largest keep-alive accepted from an MQTT 5 client; above it the broker answers with
+    /// this value as server keep alive (Mosquitto's `max_keepalive`).
+    pub max_keep_alive: u16,
+    /// How long a new transport may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Whether clients without a user name are let in.
+    pub allow_anonymous: bool,
+    /// The longest client identifier accepted, in bytes.
+    pub max_client_id_len: usize,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions_per_client: usize,
+    /// Messages queued per session (offline, or beyond the in-flight window); see
+    /// [`Router`](super::router::Router) for the overflow policy.
+    pub max_queued_messages: usize,
+    /// Payload bytes queued per session.
+    pub max_queued_bytes: usize,
+    /// Queue QoS 0 messages for offline persistent sessions (Mosquitto's `queue_qos0_messages`).
+    pub queue_qos0_offline: bool,
+    /// Session expiry in seconds for 3.1.x clients with clean session 0; `None` keeps them
+    /// forever (Mosquitto's `persistent_client_expiration`).
+    pub persistent_session_expiry: Option<u32>,
+    /// In-flight window towards 3.1.x clients, which announce none (Mosquitto's
+    /// `max_inflight_messages`).
+    pub max_inflight_v3: u16,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            max_packet_size: 1 << 20,
+            receive_maximum: 100,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            topic_alias_maximum: 10,
+            server_keep_alive: None,
+            max_keep_alive: u16::MAX,
+            connect_timeout: Duration::from_secs(10),
+            allow_anonymous: true,
+            max_client_id_len: 65_535,
+            max_subscriptions_per_client: 10_000,
+            max_queued_messages: 1_000,
+            max_queued_bytes: 64 << 20,
+            queue_qos0_offline: false,
+            persistent_session_expiry: None,
+            max_inflight_v3: 20,
+        }
+    }
+}

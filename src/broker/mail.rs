@@ -1,0 +1,109 @@
+//! Mail between connections and the router, tagged with a never-reused [`ConnId`].
+//!
+//! While a client is online its connection holds the session's in-flight outbound flows and
+//! its received QoS 2 identifiers; when the connection closes it hands them back to the router
+//! ([`Handover`]), which gives them to the next connection of the session.
+
+use std::time::Instant;
+
+use crate::codec::{Publish, Subscription, Will};
+use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode, TopicFilter};
+
+/// Identifies a transport connection; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// A message on its way to one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// Topic, payload, the QoS and retain flag to deliver with, properties (subscription
+    /// identifiers set, topic alias cleared).
+    pub(crate) publish: Publish,
+    /// When the message expires (MQTT 5 message expiry), if it does.
+    pub(crate) expires_at: Option<Instant>,
+}
+
+/// An outbound QoS 1/2 flow not yet finished.
+///
+/// Kept unboxed on purpose: boxing the delivery would cost an allocation per outbound QoS 1/2
+/// message to save the space of the short-lived `Released` state.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OutFlow {
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Publish(Delivery),
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// Session state that travels between the router and the connection serving the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Handover {
+    /// Outbound flows in the order they started, with their packet identifiers.
+    pub(crate) outbound: Vec<(PacketId, OutFlow)>,
+    /// Received QoS 2 identifiers answered with PUBREC, waiting for PUBREL.
+    pub(crate) incoming_qos2: Vec<PacketId>,
+}
+
+/// What a validated, authenticated CONNECT asks of the router.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectRequest {
+    pub(crate) client_id: ByteStr,
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) clean_start: bool,
+    /// Seconds; `u32::MAX` never expires.
+    pub(crate) session_expiry: u32,
+    pub(crate) will: Option<Will>,
+    /// The in-flight window towards the client.
+    pub(crate) window: u16,
+}
+
+/// Connection to router.
+#[derive(Debug, Clone)]
+pub(crate) enum ToRouter {
+    Connect(ConnectRequest),
+    /// A PUBLISH from the client, authorized, alias resolved.
+    Publish(Publish),
+    /// SUBSCRIBE, with the connection's verdict per filter (`Some` refuses it with that code).
+    Subscribe {
+        packet_id: PacketId,
+        subscription_id: Option<std::num::NonZeroU32>,
+        filters: Vec<(Subscription, Option<ReasonCode>)>,
+    },
+    Unsubscribe {
+        packet_id: PacketId,
+        filters: Vec<TopicFilter>,
+    },
+    /// One outbound QoS 1/2 flow finished (or was dropped): the window has room for one more.
+    Credit,
+    /// The connection is over.
+    Closed {
+        /// Publish the will (abnormal end, keep-alive timeout, takeover, DISCONNECT 0x04).
+        will: bool,
+        /// A session expiry set by DISCONNECT (MQTT 5).
+        session_expiry: Option<u32>,
+        handover: Handover,
+    },
+}
+
+/// Router to connection.
+#[derive(Debug, Clone)]
+pub(crate) enum ToConnection {
+    /// The session is ready: send CONNACK, then resend what `handover` holds.
+    Accepted {
+        session_present: bool,
+        handover: Handover,
+    },
+    /// A message to send (the router keeps within the connection's window).
+    Deliver(Delivery),
+    SubAck {
+        packet_id: PacketId,
+        codes: Vec<ReasonCode>,
+    },
+    UnsubAck {
+        packet_id: PacketId,
+        codes: Vec<ReasonCode>,
+    },
+    /// Close with this reason (session taken over, server shutting down).
+    Disconnect(ReasonCode),
+}

@@ -1,0 +1,632 @@
+//! The router: what every connection shares. Sessions and their queues, the subscription
+//! tree, retained messages, wills with their delay, session expiry and takeover.
+//!
+//! Queue policy, per session: at most `max_queued_messages` messages and `max_queued_bytes`
+//! payload bytes wait (offline, or beyond the in-flight window). When a new message does not
+//! fit, the oldest queued QoS 0 message is dropped to make room; if none is left to drop, the
+//! new message is dropped. Either way the session's drop count grows. QoS 0 messages for an
+//! offline session are queued only with `queue_qos0_offline`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::BrokerConfig;
+use super::mail::{ConnId, ConnectRequest, Delivery, Handover, OutFlow, ToConnection, ToRouter};
+use super::retained::RetainedStore;
+use super::tree::{Match, SessionId, Subscription, SubscriptionTree};
+use crate::codec::{Publish, RetainHandling, Will};
+use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
+
+/// The members of a shared subscription group.
+type Members = Vec<(SessionId, Subscription)>;
+
+/// A retained message and when it arrived (for its expiry).
+#[derive(Debug, Clone)]
+struct Retained {
+    publish: Publish,
+    at: Instant,
+}
+
+impl Retained {
+    fn expires_at(&self) -> Option<Instant> {
+        expiry(&self.publish, self.at)
+    }
+}
+
+fn expiry(p: &Publish, at: Instant) -> Option<Instant> {
+    p.properties
+        .message_expiry_interval
+        .map(|s| at + Duration::from_secs(u64::from(s)))
+}
+
+#[derive(Debug)]
+struct Session {
+    client_id: ByteStr,
+    protocol: ProtocolVersion,
+    conn: Option<ConnId>,
+    /// Seconds the session outlives its connection; `u32::MAX` is forever.
+    expiry: u32,
+    subscriptions: HashMap<TopicFilter, Subscription>,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    /// QoS 1/2 deliveries the connection holds unfinished.
+    inflight: usize,
+    window: usize,
+    handover: Handover,
+    will: Option<Will>,
+    /// Bumped whenever a timer of this session must no longer fire.
+    generation: u64,
+    dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Will(SessionId, u64),
+    Expire(SessionId, u64),
+}
+
+/// The router; one per broker.
+#[derive(Debug)]
+pub(crate) struct Router {
+    config: Arc<BrokerConfig>,
+    tree: SubscriptionTree,
+    retained: RetainedStore<Retained>,
+    by_client: HashMap<ByteStr, SessionId>,
+    sessions: HashMap<SessionId, Session>,
+    online: HashMap<ConnId, SessionId>,
+    /// A CONNECT waiting for the session's previous connection to hand it over.
+    takeovers: HashMap<SessionId, (ConnId, ConnectRequest)>,
+    shared_cursor: HashMap<Box<str>, usize>,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    timer_seq: u64,
+    next_session: u64,
+    outbox: VecDeque<(ConnId, ToConnection)>,
+    /// PUBLISH packets routed (for statistics).
+    pub(crate) published: u64,
+}
+
+impl Router {
+    pub(crate) fn new(config: Arc<BrokerConfig>) -> Router {
+        Router {
+            config,
+            tree: SubscriptionTree::new(),
+            retained: RetainedStore::new(),
+            by_client: HashMap::new(),
+            sessions: HashMap::new(),
+            online: HashMap::new(),
+            takeovers: HashMap::new(),
+            shared_cursor: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            next_session: 0,
+            outbox: VecDeque::new(),
+            published: 0,
+        }
+    }
+
+    /// Mail for connections.
+    pub(crate) fn poll_mail(&mut self) -> Option<(ConnId, ToConnection)> {
+        self.outbox.pop_front()
+    }
+
+    /// The next will-delay or session-expiry deadline.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Sessions stored, subscriptions, retained messages.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        (self.sessions.len(), self.tree.len(), self.retained.len())
+    }
+
+    fn set_timer(&mut self, at: Instant, t: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), t);
+    }
+
+    /// Fires will delays and session expiries due at `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Timer::Will(sid, gen) => {
+                    let will = match self.sessions.get_mut(&sid) {
+                        Some(s) if s.generation == gen && s.conn.is_none() => s.will.take(),
+                        _ => None,
+                    };
+                    if let Some(w) = will {
+                        self.publish_will(now, w);
+                    }
+                }
+                Timer::Expire(sid, gen) => {
+                    if self
+                        .sessions
+                        .get(&sid)
+                        .is_some_and(|s| s.generation == gen && s.conn.is_none())
+                    {
+                        self.end_session(now, sid);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mail from a connection.
+    pub(crate) fn handle(&mut self, now: Instant, conn: ConnId, mail: ToRouter) {
+        match mail {
+            ToRouter::Connect(req) => self.connect(now, conn, req),
+            ToRouter::Publish(p) => {
+                let from = self.online.get(&conn).copied();
+                self.route(now, p, from);
+            }
+            ToRouter::Subscribe {
+                packet_id,
+                subscription_id,
+                filters,
+            } => self.subscribe(now, conn, packet_id, subscription_id, filters),
+            ToRouter::Unsubscribe { packet_id, filters } => {
+                self.unsubscribe(conn, packet_id, filters)
+            }
+            ToRouter::Credit => {
+                if let Some(&sid) = self.online.get(&conn) {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.inflight = s.inflight.saturating_sub(1);
+                    }
+                    self.release(now, sid);
+                }
+            }
+            ToRouter::Closed {
+                will,
+                session_expiry,
+                handover,
+            } => self.closed(now, conn, will, session_expiry, handover),
+        }
+    }
+
+    fn connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
+        if let Some(&sid) = self.by_client.get(&req.client_id) {
+            if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
+                // [MQTT-3.1.4-3]: the existing connection is closed first; it hands the session
+                // over, then this CONNECT completes (see `closed`).
+                self.takeovers.insert(sid, (conn, req));
+                self.outbox
+                    .push_back((old, ToConnection::Disconnect(ReasonCode::SessionTakenOver)));
+                return;
+            }
+        }
+        self.complete_connect(now, conn, req);
+    }
+
+    fn complete_connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
+        let existing = self.by_client.get(&req.client_id).copied();
+        if let (Some(sid), true) = (existing, req.clean_start) {
+            // [MQTT-3.1.2-4]: clean start discards the stored session (its will goes out now).
+            self.end_session(now, sid);
+        }
+        let resumed = if req.clean_start { None } else { existing };
+        let sid = match resumed {
+            Some(sid) => sid,
+            None => {
+                let sid = SessionId(self.next_session);
+                self.next_session += 1;
+                self.sessions.insert(
+                    sid,
+                    Session {
+                        client_id: req.client_id.clone(),
+                        protocol: req.protocol,
+                        conn: None,
+                        expiry: 0,
+                        subscriptions: HashMap::new(),
+                        queue: VecDeque::new(),
+                        queued_bytes: 0,
+                        inflight: 0,
+                        window: 1,
+                        handover: Handover::default(),
+                        will: None,
+                        generation: 0,
+                        dropped: 0,
+                    },
+                );
+                self.by_client.insert(req.client_id.clone(), sid);
+                sid
+            }
+        };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        // Reconnecting within the will delay cancels the will ([MQTT-3.1.3-9]); stale timers
+        // of this session stop counting.
+        s.generation += 1;
+        s.will = req.will;
+        s.protocol = req.protocol;
+        s.expiry = req.session_expiry;
+        s.conn = Some(conn);
+        s.window = usize::from(req.window.max(1));
+        let handover = std::mem::take(&mut s.handover);
+        s.inflight = handover
+            .outbound
+            .iter()
+            .filter(|(_, f)| matches!(f, OutFlow::Publish(_)))
+            .count();
+        self.online.insert(conn, sid);
+        self.outbox.push_back((
+            conn,
+            ToConnection::Accepted {
+                session_present: resumed.is_some(),
+                handover,
+            },
+        ));
+        self.release(now, sid);
+    }
+
+    fn closed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        will: bool,
+        session_expiry: Option<u32>,
+        handover: Handover,
+    ) {
+        let Some(sid) = self.online.remove(&conn) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.conn = None;
+            s.generation += 1;
+            s.inflight = 0;
+            s.handover = handover;
+            if let Some(e) = session_expiry {
+                s.expiry = e;
+            }
+            if !will {
+                s.will = None;
+            }
+        }
+        self.schedule_end(now, sid);
+        if let Some((new_conn, req)) = self.takeovers.remove(&sid) {
+            self.complete_connect(now, new_conn, req);
+        }
+    }
+
+    /// Plans the will and the end of a session whose connection just ended.
+    fn schedule_end(&mut self, now: Instant, sid: SessionId) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let gen = s.generation;
+        let expiry = s.expiry;
+        if let Some(w) = &s.will {
+            // The will goes out after its delay or when the session ends, whichever is first
+            // ([MQTT-3.1.3-9]).
+            let delay = w.properties.will_delay_interval.unwrap_or(0).min(expiry);
+            if delay == 0 {
+                if let Some(w) = self.sessions.get_mut(&sid).and_then(|s| s.will.take()) {
+                    self.publish_will(now, w);
+                }
+            } else {
+                let at = now + Duration::from_secs(u64::from(delay));
+                self.set_timer(at, Timer::Will(sid, gen));
+            }
+        }
+        match expiry {
+            0 => self.end_session(now, sid),
+            u32::MAX => {}
+            secs => {
+                let at = now + Duration::from_secs(u64::from(secs));
+                self.set_timer(at, Timer::Expire(sid, gen));
+            }
+        }
+    }
+
+    /// Removes a session: its subscriptions, queue and state; a pending will goes out now.
+    fn end_session(&mut self, now: Instant, sid: SessionId) {
+        let Some(s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        for filter in s.subscriptions.keys() {
+            self.tree.remove(filter, sid);
+        }
+        if self.by_client.get(&s.client_id) == Some(&sid) {
+            self.by_client.remove(&s.client_id);
+        }
+        if let Some(w) = s.will {
+            self.publish_will(now, w);
+        }
+    }
+
+    fn publish_will(&mut self, now: Instant, w: Will) {
+        let mut p = Publish::new(w.topic, w.payload);
+        p.qos = w.qos.min(self.config.maximum_qos);
+        p.retain = w.retain && self.config.retain_available;
+        let wp = w.properties;
+        p.properties.payload_format_indicator = wp.payload_format_indicator;
+        p.properties.message_expiry_interval = wp.message_expiry_interval;
+        p.properties.content_type = wp.content_type;
+        p.properties.response_topic = wp.response_topic;
+        p.properties.correlation_data = wp.correlation_data;
+        p.properties.user_properties = wp.user_properties;
+        self.route(now, p, None);
+    }
+
+    /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
+    pub(crate) fn route(&mut self, now: Instant, publish: Publish, from: Option<SessionId>) {
+        self.published += 1;
+        if publish.retain {
+            if publish.payload.is_empty() {
+                // [MQTT-3.3.1-6]: an empty retained message clears the topic.
+                self.retained.remove(&publish.topic);
+            } else {
+                let mut kept = publish.clone();
+                kept.dup = false;
+                kept.packet_id = None;
+                kept.properties.topic_alias = None;
+                let r = Retained {
+                    publish: kept,
+                    at: now,
+                };
+                self.retained.insert(&publish.topic, r);
+            }
+        }
+        // Per session: the highest QoS, retain-as-published, and every subscription identifier.
+        let mut targets: Vec<(SessionId, QoS, bool, Vec<NonZeroU32>)> = Vec::new();
+        let mut shared: Vec<(Box<str>, Members)> = Vec::new();
+        self.tree
+            .for_each_match(publish.topic.as_bytes(), |m| match m {
+                Match::Plain(sid, sub) => {
+                    if sub.options.no_local && Some(sid) == from {
+                        return; // [MQTT-3.8.3-3]
+                    }
+                    let i = match targets.iter().position(|t| t.0 == sid) {
+                        Some(i) => i,
+                        None => {
+                            targets.push((sid, QoS::AtMostOnce, false, Vec::new()));
+                            targets.len() - 1
+                        }
+                    };
+                    let t = &mut targets[i];
+                    t.1 = t.1.max(sub.options.qos);
+                    t.2 |= sub.options.retain_as_published;
+                    t.3.extend(sub.identifier);
+                }
+                Match::Shared { group, members } => {
+                    shared.push((group.into(), members.as_slice().to_vec()));
+                }
+            });
+        let expires_at = expiry(&publish, now);
+        for (sid, qos, rap, ids) in targets {
+            self.deliver(now, sid, &publish, qos, rap, ids, expires_at);
+        }
+        for (group, members) in shared {
+            // Round-robin over the group's members that are online, else any member.
+            let online: Vec<&(SessionId, Subscription)> = members
+                .iter()
+                .filter(|(sid, _)| self.sessions.get(sid).is_some_and(|s| s.conn.is_some()))
+                .collect();
+            let pool: Vec<&(SessionId, Subscription)> = if online.is_empty() {
+                members.iter().collect()
+            } else {
+                online
+            };
+            let cursor = self.shared_cursor.entry(group).or_insert(0);
+            let Some(&&(sid, sub)) = pool.get(*cursor % pool.len().max(1)) else {
+                continue;
+            };
+            *cursor = cursor.wrapping_add(1);
+            let ids = sub.identifier.into_iter().collect();
+            self.deliver(
+                now,
+                sid,
+                &publish,
+                sub.options.qos,
+                sub.options.retain_as_published,
+                ids,
+                expires_at,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        publish: &Publish,
+        max_qos: QoS,
+        retain_as_published: bool,
+        ids: Vec<NonZeroU32>,
+        expires_at: Option<Instant>,
+    ) {
+        let mut p = publish.clone();
+        p.qos = p.qos.min(max_qos);
+        // [MQTT-3.3.1-12]/[MQTT-3.3.1-13]: the retain flag is kept only with retain as published.
+        p.retain = p.retain && retain_as_published;
+        p.dup = false;
+        p.packet_id = None;
+        p.properties.topic_alias = None;
+        p.properties.subscription_identifiers = ids;
+        self.enqueue(
+            now,
+            sid,
+            Delivery {
+                publish: p,
+                expires_at,
+            },
+        );
+    }
+
+    fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {
+        let max_msgs = self.config.max_queued_messages;
+        let max_bytes = self.config.max_queued_bytes;
+        let queue_qos0 = self.config.queue_qos0_offline;
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let qos0 = d.publish.qos == QoS::AtMostOnce;
+        if s.conn.is_none() && qos0 && !queue_qos0 {
+            return;
+        }
+        let size = d.publish.payload.len();
+        while s.queue.len() >= max_msgs || s.queued_bytes + size > max_bytes {
+            // Make room by dropping the oldest QoS 0 message; otherwise refuse the new one.
+            match s
+                .queue
+                .iter()
+                .position(|q| q.publish.qos == QoS::AtMostOnce)
+            {
+                Some(i) => {
+                    if let Some(old) = s.queue.remove(i) {
+                        s.queued_bytes -= old.publish.payload.len();
+                    }
+                    s.dropped += 1;
+                }
+                None => {
+                    s.dropped += 1;
+                    return;
+                }
+            }
+        }
+        s.queued_bytes += size;
+        s.queue.push_back(d);
+        self.release(now, sid);
+    }
+
+    /// Hands queued messages to the session's connection while its window has room.
+    fn release(&mut self, now: Instant, sid: SessionId) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(conn) = s.conn else {
+            return;
+        };
+        if self.takeovers.contains_key(&sid) {
+            return;
+        }
+        while let Some(front) = s.queue.front() {
+            let qos0 = front.publish.qos == QoS::AtMostOnce;
+            if !qos0 && s.inflight >= s.window {
+                break;
+            }
+            let Some(d) = s.queue.pop_front() else {
+                break;
+            };
+            s.queued_bytes -= d.publish.payload.len();
+            if d.expires_at.is_some_and(|at| at <= now) {
+                continue; // [MQTT-3.3.2-5]: expired, not delivered
+            }
+            if !qos0 {
+                s.inflight += 1;
+            }
+            self.outbox.push_back((conn, ToConnection::Deliver(d)));
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        packet_id: PacketId,
+        subscription_id: Option<NonZeroU32>,
+        filters: Vec<(crate::codec::Subscription, Option<ReasonCode>)>,
+    ) {
+        let Some(&sid) = self.online.get(&conn) else {
+            return;
+        };
+        let max_qos = self.config.maximum_qos;
+        let max_subs = self.config.max_subscriptions_per_client;
+        let mut codes = Vec::with_capacity(filters.len());
+        let mut retained_for: Vec<(TopicFilter, QoS, bool)> = Vec::new();
+        for (req, verdict) in filters {
+            if let Some(code) = verdict {
+                codes.push(code);
+                continue;
+            }
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                return;
+            };
+            let exists = s.subscriptions.contains_key(&req.filter);
+            if !exists && s.subscriptions.len() >= max_subs {
+                codes.push(if s.protocol.is_v5() {
+                    ReasonCode::QuotaExceeded
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let mut options = req.options;
+            options.qos = options.qos.min(max_qos);
+            let sub = Subscription {
+                options,
+                identifier: subscription_id,
+            };
+            s.subscriptions.insert(req.filter.clone(), sub);
+            self.tree.insert(&req.filter, sid, sub);
+            codes.push(ReasonCode::granted(options.qos));
+            // [MQTT-3.3.1-9]/[MQTT-3.3.1-10]/[MQTT-3.3.1-11]: retained messages per retain
+            // handling; none for shared subscriptions.
+            let send = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !exists,
+                RetainHandling::DoNotSend => false,
+            };
+            if send && req.filter.shared().is_none() {
+                retained_for.push((req.filter, options.qos, subscription_id.is_some()));
+            }
+        }
+        self.outbox
+            .push_back((conn, ToConnection::SubAck { packet_id, codes }));
+        for (filter, qos, _) in retained_for {
+            let mut found: Vec<(Publish, Option<Instant>)> = Vec::new();
+            self.retained.for_each_match(&filter, |r| {
+                found.push((r.publish.clone(), r.expires_at()));
+            });
+            for (mut p, expires_at) in found {
+                if expires_at.is_some_and(|at| at <= now) {
+                    continue;
+                }
+                p.qos = p.qos.min(qos);
+                p.retain = true; // [MQTT-3.3.1-8]
+                p.properties.subscription_identifiers = subscription_id.into_iter().collect();
+                self.enqueue(
+                    now,
+                    sid,
+                    Delivery {
+                        publish: p,
+                        expires_at,
+                    },
+                );
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, conn: ConnId, packet_id: PacketId, filters: Vec<TopicFilter>) {
+        let Some(&sid) = self.online.get(&conn) else {
+            return;
+        };
+        let mut codes = Vec::with_capacity(filters.len());
+        for f in filters {
+            let existed = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.subscriptions.remove(&f))
+                .is_some();
+            self.tree.remove(&f, sid);
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        self.outbox
+            .push_back((conn, ToConnection::UnsubAck { packet_id, codes }));
+    }
+
+    /// Messages a session dropped because its queue was full.
+    pub(crate) fn dropped(&self, client_id: &ByteStr) -> Option<u64> {
+        let sid = self.by_client.get(client_id)?;
+        self.sessions.get(sid).map(|s| s.dropped)
+    }
+}
