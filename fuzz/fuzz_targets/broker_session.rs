@@ -1,0 +1,133 @@
+//! Arbitrary client bytes and time steps into one `Broker` with several connections. The
+//! broker must never panic, never return a deadline in the past after `handle_timeout(now)`,
+//! and only ever send bytes that decode as packets of the connection's version.
+//!
+//! Each operation is a byte: the low 3 bits pick the action, the rest its argument.
+
+#![no_main]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
+use tinymqtt::codec::{Decoder, Packet};
+use tinymqtt::{ProtocolVersion, ReasonCode};
+
+/// Valid openings, so the fuzzer starts past CONNECT: 3.1.1 and 5.0, client ids "a" / "b".
+const CONNECTS: [&[u8]; 3] = [
+    // 3.1.1, persistent session, client id "a".
+    &[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 5, 0, 1, b'a',
+    ],
+    // 5.0, clean start, client id "b".
+    &[
+        0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 5, 0, 0, 1, b'b',
+    ],
+    // 5.0, clean start, receive maximum 1, client id "a" (a takeover of the first).
+    &[
+        0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 5, 3, 0x21, 0, 1, 0, 1, b'a',
+    ],
+];
+
+fuzz_target!(|data: &[u8]| {
+    let config = BrokerConfig {
+        max_queued_messages: 8,
+        max_packet_size: 512,
+        ..BrokerConfig::default()
+    };
+    let mut broker = Broker::new(config);
+    #[allow(clippy::disallowed_methods)]
+    let mut now = Instant::now();
+    let mut conns: Vec<ConnId> = Vec::new();
+    // What each connection received, decoded as the broker's version for it.
+    let mut received: HashMap<ConnId, (BytesMut, Decoder)> = HashMap::new();
+    let mut i = 0;
+    while i < data.len() {
+        let op = data[i];
+        i += 1;
+        let arg = usize::from(op >> 3);
+        match op & 7 {
+            0 | 1 => {
+                let conn = broker.accept(now);
+                let opening = CONNECTS[arg % CONNECTS.len()];
+                let v = if opening[8] == 5 {
+                    ProtocolVersion::V5
+                } else {
+                    ProtocolVersion::V3_1_1
+                };
+                received.insert(conn, (BytesMut::new(), Decoder::new(v)));
+                conns.push(conn);
+                if op & 7 == 1 {
+                    broker.handle_input(now, conn, opening);
+                }
+            }
+            2..=4 => {
+                // Raw bytes to a connection.
+                let Some(&conn) = conns.get(arg % conns.len().max(1)) else {
+                    continue;
+                };
+                let n = usize::from(data.get(i).copied().unwrap_or(0) % 64);
+                i += 1;
+                let end = (i + n).min(data.len());
+                broker.handle_input(now, conn, &data[i.min(end)..end]);
+                i = end;
+            }
+            5 => {
+                if let Some(&conn) = conns.get(arg % conns.len().max(1)) {
+                    broker.handle_transport_closed(now, conn);
+                }
+            }
+            6 => {
+                now += Duration::from_millis(arg as u64 * 250);
+                broker.handle_timeout(now);
+                if let Some(t) = broker.poll_timeout() {
+                    assert!(t >= now, "deadline in the past after handle_timeout");
+                }
+            }
+            _ => {
+                if let Some(t) = broker.poll_timeout() {
+                    now = now.max(t);
+                    broker.handle_timeout(now);
+                    if let Some(t) = broker.poll_timeout() {
+                        assert!(t >= now, "deadline in the past after handle_timeout");
+                    }
+                }
+            }
+        }
+        while let Some((conn, bytes)) = broker.poll_transmit() {
+            let (buf, decoder) = received
+                .get_mut(&conn)
+                .expect("bytes for a known connection");
+            buf.extend_from_slice(&bytes);
+            loop {
+                let snapshot = buf.clone();
+                match decoder.decode(buf) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The answer to an unknown protocol level is a CONNACK in 3.1.1's
+                        // format (return code 1), which every client can read; anything else
+                        // the broker sends must decode in the connection's version.
+                        let mut again = snapshot;
+                        let v311 = Decoder::new(ProtocolVersion::V3_1_1).decode(&mut again);
+                        match v311 {
+                            Ok(Some(Packet::ConnAck(c)))
+                                if c.reason_code == ReasonCode::UnsupportedProtocolVersion =>
+                            {
+                                *buf = again;
+                            }
+                            _ => panic!("broker sent an undecodable packet: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(e) = broker.poll_event() {
+            if let BrokerEvent::CloseTransport(conn) = e {
+                conns.retain(|c| *c != conn);
+            }
+        }
+    }
+});
