@@ -160,8 +160,20 @@ impl ServerConnection {
         self.events.pop_front()
     }
 
+    /// Encodes a packet the broker built itself.
+    ///
+    /// One larger than the client's maximum packet size is not sent ([MQTT-3.1.2-24]: the
+    /// client's limit forbids it). Any other refusal means the broker built a packet the
+    /// version cannot carry: a bug, asserted in debug builds.
     fn send(&mut self, packet: &Packet) -> bool {
-        self.encoder.encode(packet, &mut self.out).is_ok()
+        match self.encoder.encode(packet, &mut self.out) {
+            Ok(_) => true,
+            Err(crate::codec::EncodeError::PacketTooLarge { .. }) => false,
+            Err(e) => {
+                debug_assert!(false, "broker built a packet its version cannot carry: {e}");
+                false
+            }
+        }
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -480,7 +492,9 @@ impl ServerConnection {
         if self.state != State::Connecting {
             return;
         }
-        let mut ack = ConnAck::accepted(session_present);
+        // MQTT 3.1's CONNACK has no session present flag.
+        let flag = session_present && self.protocol != ProtocolVersion::V3_1;
+        let mut ack = ConnAck::accepted(flag);
         if self.protocol.is_v5() {
             let p = &mut ack.properties;
             let cfg = &self.config;
