@@ -538,7 +538,7 @@ impl Router {
         let max_qos = self.config.maximum_qos;
         let max_subs = self.config.max_subscriptions_per_client;
         let mut codes = Vec::with_capacity(filters.len());
-        let mut retained_for: Vec<(TopicFilter, QoS, bool)> = Vec::new();
+        let mut retained_for: Vec<(TopicFilter, QoS)> = Vec::new();
         for (req, verdict) in filters {
             if let Some(code) = verdict {
                 codes.push(code);
@@ -573,31 +573,23 @@ impl Router {
                 RetainHandling::DoNotSend => false,
             };
             if send && req.filter.shared().is_none() {
-                retained_for.push((req.filter, options.qos, subscription_id.is_some()));
+                retained_for.push((req.filter, options.qos));
             }
         }
         self.outbox
             .push_back((conn, ToConnection::SubAck { packet_id, codes }));
-        for (filter, qos, _) in retained_for {
+        for (filter, qos) in retained_for {
             let mut found: Vec<(Publish, Option<Instant>)> = Vec::new();
             self.retained.for_each_match(&filter, |r| {
                 found.push((r.publish.clone(), r.expires_at()));
             });
-            for (mut p, expires_at) in found {
+            for (p, expires_at) in found {
                 if expires_at.is_some_and(|at| at <= now) {
                     continue;
                 }
-                p.qos = p.qos.min(qos);
-                p.retain = true; // [MQTT-3.3.1-8]
-                p.properties.subscription_identifiers = subscription_id.into_iter().collect();
-                self.enqueue(
-                    now,
-                    sid,
-                    Delivery {
-                        publish: p,
-                        expires_at,
-                    },
-                );
+                // Stored with the retain flag, which "as published" keeps ([MQTT-3.3.1-8]).
+                let ids = subscription_id.into_iter().collect();
+                self.deliver(now, sid, &p, qos, true, ids, expires_at);
             }
         }
     }
