@@ -606,6 +606,10 @@ impl ServerConnection {
     }
 
     fn on_publish(&mut self, mut p: Publish) {
+        if !p.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-6]: only servers send subscription identifiers.
+            return self.protocol_error("publish from a client with a subscription identifier");
+        }
         if let Some(alias) = p.properties.topic_alias.take() {
             if alias.get() > self.config.topic_alias_maximum {
                 // [MQTT-3.2.2-17]: above the maximum the broker announced.
