@@ -721,10 +721,14 @@ impl Sim {
             self.expect_close = true;
             return;
         }
-        let can_resume = !clean && self.v != ProtocolVersion::V3_1;
-        let bad = bad_present && clean && self.v != ProtocolVersion::V3_1;
-        let present = (present && can_resume) || bad;
-        let mut c = ConnAck::accepted(present);
+        let v31 = self.v == ProtocolVersion::V3_1;
+        let can_resume = !clean && !v31;
+        let bad = bad_present && clean && !v31;
+        let wire_present = (present && can_resume) || bad;
+        // MQTT 3.1's CONNACK has no session present flag: a client that asked to keep its
+        // session (clean session 0) takes it as kept, as a 3.1 server keeps it.
+        let present = if v31 { !clean } else { wire_present };
+        let mut c = ConnAck::accepted(wire_present);
         let rm = match (self.v.is_v5(), rm % 2) {
             (false, _) => u16::MAX,
             (true, 0) => self.s.server_rm,

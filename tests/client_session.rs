@@ -2153,3 +2153,43 @@ fn v311_server_disconnect_is_a_protocol_violation() {
     assert_eq!(reason.initiator, Initiator::Local);
     assert!(matches!(reason.error, Some(ConnectionError::Protocol(_))));
 }
+
+/// MQTT 3.1 section 3.1 (Clean session flag): with clean session 0 the server keeps the
+/// session, and 3.1's CONNACK carries no session present flag. The client takes the session
+/// as kept and resends its unacknowledged PUBLISH with DUP set, instead of reporting it lost.
+#[test]
+fn v31_persistent_session_is_resumed_without_a_session_present_flag() {
+    let mut c = config(V3_1, "c31");
+    c.clean_start = false;
+    let mut p = Peer::new(c);
+    p.connect();
+    p.accept(ConnAck::accepted(false));
+    let present = p.expect_event("connected", |e| match e {
+        Event::Connected {
+            session_present, ..
+        } => Some(*session_present),
+        _ => None,
+    });
+    assert!(present, "taken as present in 3.1");
+    let id = p
+        .publish(message("t", b"m", QoS::AtLeastOnce))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(p.expect_packet(), Packet::Publish(_)));
+    p.close_transport();
+    p.disconnected();
+    p.reconnect();
+    p.accept(ConnAck::accepted(false));
+    match p.expect_packet() {
+        Packet::Publish(resent) => {
+            assert!(resent.dup, "resent with DUP");
+            assert_eq!(resent.packet_id, Some(id));
+        }
+        other => panic!("expected the resent PUBLISH, got {other:?}"),
+    }
+    let lost = p.expect_event("reconnected", |e| match e {
+        Event::Reconnected { lost, .. } => Some(lost.clone()),
+        _ => None,
+    });
+    assert!(lost.is_empty(), "nothing lost: {lost:?}");
+}

@@ -7,7 +7,7 @@ use crate::codec::{
     ConnAck, Disconnect, Packet, PubAck, Publish, SubAck, Subscribe, Subscription, UnsubAck,
 };
 use crate::error::{CloseReason, ConnectionError, Initiator};
-use crate::types::{PacketId, QoS, ReasonCode};
+use crate::types::{PacketId, ProtocolVersion, QoS, ReasonCode};
 
 use super::event::{AckToken, Event, Lost, Message};
 use super::outgoing::Flow;
@@ -45,7 +45,12 @@ impl Client {
         );
     }
 
-    fn on_connack(&mut self, now: Instant, c: ConnAck) {
+    fn on_connack(&mut self, now: Instant, mut c: ConnAck) {
+        if self.config.protocol == ProtocolVersion::V3_1 && !self.sent_clean_start {
+            // MQTT 3.1's CONNACK has no session present flag: with clean session 0 the server
+            // keeps the session, so it is taken as present and unacked flows are resent.
+            c.session_present = true;
+        }
         if c.reason_code.is_error() {
             let reason = CloseReason {
                 initiator: Initiator::Remote,
