@@ -12,6 +12,8 @@ mod sim;
 mod acks;
 #[path = "broker_packets/errors.rs"]
 mod errors;
+#[path = "broker_packets/flow.rs"]
+mod flow;
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;

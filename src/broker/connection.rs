@@ -73,6 +73,10 @@ pub(crate) struct ServerConnection {
     aliases_in: HashMap<u16, TopicName>,
     /// Outbound QoS 1/2 flows in start order.
     outbound: BTreeMap<u64, (PacketId, OutFlow)>,
+    /// The client's receive maximum (MQTT 5) or the configured window (3.1.x).
+    window: usize,
+    /// Handed-over flows not resent yet because the window was full, in order.
+    resend_backlog: VecDeque<PacketId>,
     outbound_ids: HashMap<PacketId, u64>,
     next_seq: u64,
     next_id: u16,
@@ -124,6 +128,8 @@ impl ServerConnection {
             incoming_qos2: HashSet::new(),
             aliases_in: HashMap::new(),
             outbound: BTreeMap::new(),
+            window: 1,
+            resend_backlog: VecDeque::new(),
             outbound_ids: HashMap::new(),
             next_seq: 0,
             next_id: 0,
@@ -183,7 +189,13 @@ impl ServerConnection {
             return;
         }
         self.inbuf.extend_from_slice(data);
-        while self.state != State::Closed {
+        self.process_input(now);
+    }
+
+    /// Decodes what is buffered. Packets a client pipelines behind CONNECT (allowed: MQTT 5
+    /// section 3.1.4) wait in the buffer until the router has accepted the session.
+    fn process_input(&mut self, now: Instant) {
+        while matches!(self.state, State::New | State::Connected) {
             match self.decoder.decode(&mut self.inbuf) {
                 Ok(Some(p)) => {
                     self.arm_keep_alive(now);
@@ -323,7 +335,9 @@ impl ServerConnection {
         if self.state == State::Closed {
             return;
         }
-        if let (Some(code), true) = (disconnect, self.protocol.is_v5()) {
+        // [MQTT-3.14.0-1]: never a DISCONNECT before an accepting CONNACK.
+        let connected = self.state == State::Connected;
+        if let (Some(code), true, true) = (disconnect, self.protocol.is_v5(), connected) {
             self.send(&Packet::Disconnect(Disconnect::new(code)));
         }
         let was_session = matches!(self.state, State::Connecting | State::Connected);
@@ -475,6 +489,7 @@ impl ServerConnection {
         } else {
             self.config.max_inflight_v3
         };
+        self.window = usize::from(window.max(1));
         self.client_id = client_id.clone();
         self.username = c.username.clone();
         self.state = State::Connecting;
@@ -518,21 +533,57 @@ impl ServerConnection {
         self.arm_keep_alive(now);
         self.events
             .push_back(ConnEvent::Connected(self.client_id.clone()));
-        // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL in their order.
+        // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL in their order, within
+        // the client's receive maximum ([MQTT-3.3.4-9]); the rest as acknowledgements free it.
         self.incoming_qos2 = handover.incoming_qos2.into_iter().collect();
-        for (id, flow) in handover.outbound {
-            let packet = match &flow {
-                OutFlow::Publish(d) => {
-                    let mut p = d.publish.clone();
-                    p.packet_id = Some(id);
-                    p.dup = true;
-                    Packet::Publish(p)
-                }
-                OutFlow::Released => Packet::PubRel(PubAck::new(id)),
-            };
-            self.send(&packet);
+        // Every flow before this one holds a window slot.
+        for (held, (id, flow)) in handover.outbound.into_iter().enumerate() {
+            let publish = matches!(flow, OutFlow::Publish(_));
             self.track(id, flow);
+            if self.resend_backlog.is_empty() && !(publish && held >= self.window) {
+                self.resend(id);
+            } else {
+                self.resend_backlog.push_back(id);
+            }
         }
+        self.process_input(now);
+    }
+
+    /// Sends a tracked flow again: PUBLISH with DUP, or PUBREL.
+    fn resend(&mut self, id: PacketId) {
+        let packet = match self
+            .outbound_ids
+            .get(&id)
+            .and_then(|s| self.outbound.get(s))
+        {
+            Some((_, OutFlow::Publish(d))) => {
+                let mut p = d.publish.clone();
+                p.packet_id = Some(id);
+                p.dup = true;
+                Packet::Publish(p)
+            }
+            Some((_, OutFlow::Released)) => Packet::PubRel(PubAck::new(id)),
+            None => return,
+        };
+        self.send(&packet);
+    }
+
+    /// An outbound flow finished: its window slot goes to the next held-back resend, or back
+    /// to the router.
+    fn flow_done(&mut self) {
+        while let Some(id) = self.resend_backlog.pop_front() {
+            let publish = matches!(
+                self.outbound_ids
+                    .get(&id)
+                    .and_then(|s| self.outbound.get(s)),
+                Some((_, OutFlow::Publish(_)))
+            );
+            self.resend(id);
+            if publish {
+                return; // the freed slot is used again
+            }
+        }
+        self.to_router.push_back(ToRouter::Credit);
     }
 
     fn track(&mut self, id: PacketId, flow: OutFlow) {
@@ -714,7 +765,7 @@ impl ServerConnection {
         {
             Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::AtLeastOnce => {
                 self.untrack(a.packet_id);
-                self.to_router.push_back(ToRouter::Credit);
+                self.flow_done();
             }
             _ => self.protocol_error("puback for no qos 1 publish in flight"),
         }
@@ -730,7 +781,7 @@ impl ServerConnection {
             Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::ExactlyOnce => {
                 if a.reason_code.is_error() {
                     self.untrack(id);
-                    self.to_router.push_back(ToRouter::Credit);
+                    self.flow_done();
                     return;
                 }
                 if let Some(seq) = self.outbound_ids.get(&id) {
@@ -769,7 +820,7 @@ impl ServerConnection {
         {
             Some((_, OutFlow::Released)) => {
                 self.untrack(a.packet_id);
-                self.to_router.push_back(ToRouter::Credit);
+                self.flow_done();
             }
             _ => self.protocol_error("pubcomp for no pubrel in flight"),
         }

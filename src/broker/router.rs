@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::BrokerConfig;
-use super::mail::{ConnId, ConnectRequest, Delivery, Handover, OutFlow, ToConnection, ToRouter};
+use super::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRouter};
 use super::retained::RetainedStore;
 use super::tree::{Match, SessionId, Subscription, SubscriptionTree};
 use crate::codec::{Publish, RetainHandling, Will};
@@ -191,8 +191,14 @@ impl Router {
         if let Some(&sid) = self.by_client.get(&req.client_id) {
             if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
                 // [MQTT-3.1.4-3]: the existing connection is closed first; it hands the session
-                // over, then this CONNECT completes (see `closed`).
-                self.takeovers.insert(sid, (conn, req));
+                // over, then this CONNECT completes (see `closed`). A connection still waiting
+                // for an earlier takeover of the same session is itself taken over.
+                if let Some((displaced, _)) = self.takeovers.insert(sid, (conn, req)) {
+                    self.outbox.push_back((
+                        displaced,
+                        ToConnection::Disconnect(ReasonCode::SessionTakenOver),
+                    ));
+                }
                 self.outbox
                     .push_back((old, ToConnection::Disconnect(ReasonCode::SessionTakenOver)));
                 return;
@@ -247,11 +253,8 @@ impl Router {
         s.conn = Some(conn);
         s.window = usize::from(req.window.max(1));
         let handover = std::mem::take(&mut s.handover);
-        s.inflight = handover
-            .outbound
-            .iter()
-            .filter(|(_, f)| matches!(f, OutFlow::Publish(_)))
-            .count();
+        // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
+        s.inflight = handover.outbound.len();
         self.online.insert(conn, sid);
         self.outbox.push_back((
             conn,
@@ -371,33 +374,34 @@ impl Router {
                 self.retained.insert(&publish.topic, r);
             }
         }
-        // Per session: the highest QoS, retain-as-published, and every subscription identifier.
-        let mut targets: Vec<(SessionId, QoS, bool, Vec<NonZeroU32>)> = Vec::new();
+        // Plain matches, then one delivery per session ([MQTT-3.3.4-2]): sorted by session, each
+        // run merged into the highest QoS, retain-as-published if any asks, and every
+        // subscription identifier. Sorting keeps this O(m log m) at any fan-out.
+        let mut plain: Vec<(SessionId, Subscription)> = Vec::new();
         let mut shared: Vec<(Box<str>, Members)> = Vec::new();
         self.tree
             .for_each_match(publish.topic.as_bytes(), |m| match m {
                 Match::Plain(sid, sub) => {
-                    if sub.options.no_local && Some(sid) == from {
-                        return; // [MQTT-3.8.3-3]
+                    if !(sub.options.no_local && Some(sid) == from) {
+                        plain.push((sid, *sub)); // no-local: [MQTT-3.8.3-3]
                     }
-                    let i = match targets.iter().position(|t| t.0 == sid) {
-                        Some(i) => i,
-                        None => {
-                            targets.push((sid, QoS::AtMostOnce, false, Vec::new()));
-                            targets.len() - 1
-                        }
-                    };
-                    let t = &mut targets[i];
-                    t.1 = t.1.max(sub.options.qos);
-                    t.2 |= sub.options.retain_as_published;
-                    t.3.extend(sub.identifier);
                 }
                 Match::Shared { group, members } => {
                     shared.push((group.into(), members.as_slice().to_vec()));
                 }
             });
+        plain.sort_by_key(|(sid, _)| *sid);
         let expires_at = expiry(&publish, now);
-        for (sid, qos, rap, ids) in targets {
+        let mut i = 0;
+        while i < plain.len() {
+            let sid = plain[i].0;
+            let (mut qos, mut rap, mut ids) = (QoS::AtMostOnce, false, Vec::new());
+            while let Some((_, sub)) = plain.get(i).filter(|(s, _)| *s == sid) {
+                qos = qos.max(sub.options.qos);
+                rap |= sub.options.retain_as_published;
+                ids.extend(sub.identifier);
+                i += 1;
+            }
             self.deliver(now, sid, &publish, qos, rap, ids, expires_at);
         }
         for (group, members) in shared {

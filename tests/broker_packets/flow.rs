@@ -1,0 +1,89 @@
+//! Flow control and ordering at the edges of a connection: packets pipelined behind CONNECT,
+//! resends within the client's receive maximum, and no DISCONNECT before CONNACK.
+
+use std::num::NonZeroU16;
+
+use tinymqtt::codec::{Connect, Packet, PubAck};
+use tinymqtt::{ByteStr, QoS};
+
+use crate::sim::raw::hex;
+use crate::sim::sub;
+use crate::{publish, raw, subscribe, V311, V5};
+
+/// MQTT 5 section 3.1.4: "Clients are allowed to send further MQTT Control Packets immediately
+/// after sending a CONNECT packet". A SUBSCRIBE in the same read as CONNECT is answered after
+/// the CONNACK, not treated as a protocol error.
+#[test]
+fn packets_pipelined_behind_connect_wait_for_the_connack() {
+    let mut r = raw();
+    let c = r.accept();
+    let mut bytes = hex("10 0D 00 04 'MQTT' 04 02 00 3C 00 01 'p'");
+    bytes.extend(hex("82 06 00 07 00 01 'x' 01"));
+    r.send(c, &bytes);
+    r.expect_bytes(c, &hex("20 02 00 00 90 03 00 07 01"));
+    r.expect_open(c);
+}
+
+/// [MQTT-3.3.4-9] on resume: a client's receive maximum bounds the handed-over resends too.
+/// Three QoS 1 messages are in flight unacknowledged when the link breaks; the client comes
+/// back announcing a receive maximum of 1 and gets them one at a time, in order.
+#[test]
+fn mqtt_3_3_4_9_resends_on_resume_stay_within_the_new_receive_maximum() {
+    let mut r = raw();
+    let mut connect = Connect::new(V5, ByteStr::from_static("slow"));
+    connect.properties.session_expiry_interval = Some(600);
+    let (s, _) = r.connect_with(connect.clone());
+    r.send_packet(s, V5, subscribe(1, vec![sub("q", QoS::AtLeastOnce)]));
+    assert!(matches!(r.expect_packet(s, V5), Packet::SubAck(_)));
+    let p = r.connect(V5, "pub");
+    for (i, payload) in ["1", "2", "3"].into_iter().enumerate() {
+        r.send_packet(
+            p,
+            V5,
+            publish("q", payload, QoS::AtLeastOnce, 10 + i as u16),
+        );
+    }
+    let first: Vec<_> = r.packets(s, V5);
+    assert_eq!(
+        first.len(),
+        3,
+        "all three delivered within the default window"
+    );
+    r.close(s);
+
+    connect.clean_start = false;
+    connect.properties.receive_maximum = NonZeroU16::new(1);
+    let (s, ack) = r.connect_with(connect);
+    assert!(ack.session_present);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let packets = r.packets(s, V5);
+        assert_eq!(packets.len(), 1, "one resend at a time: {packets:?}");
+        let Packet::Publish(p) = &packets[0] else {
+            panic!("expected a resent PUBLISH, got {packets:?}");
+        };
+        assert!(p.dup, "[MQTT-3.3.1-1]: a resend has DUP set");
+        seen.push(p.payload.clone());
+        r.send_packet(s, V5, Packet::PubAck(PubAck::new(p.packet_id.unwrap())));
+    }
+    assert_eq!(
+        seen,
+        vec!["1", "2", "3"],
+        "[MQTT-4.6.0-1]: in the original order"
+    );
+    r.expect_silence(s);
+}
+
+/// [MQTT-3.14.0-1]: the server does not send DISCONNECT before an accepting CONNACK; a shutdown
+/// that finds a transport still waiting for CONNECT just closes it.
+#[test]
+fn mqtt_3_14_0_1_no_disconnect_before_connack_on_shutdown() {
+    let mut r = raw();
+    let early = r.accept();
+    let v311 = r.connect(V311, "old");
+    r.shutdown();
+    r.expect_silence(early);
+    r.expect_closed(early);
+    r.expect_silence(v311);
+    r.expect_closed(v311);
+}
