@@ -30,8 +30,8 @@ pub struct BrokerConfig {
     pub max_client_id_len: usize,
     /// Subscriptions one session may hold.
     pub max_subscriptions_per_client: usize,
-    /// Messages queued per session (offline, or beyond the in-flight window); see
-    /// [`Router`](super::router::Router) for the overflow policy.
+    /// Messages queued per session (offline, or beyond the in-flight window); see the
+    /// [queue policy](crate::broker#queues) for what happens when it is full.
     pub max_queued_messages: usize,
     /// Payload bytes queued per session.
     pub max_queued_bytes: usize,

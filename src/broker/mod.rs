@@ -5,6 +5,15 @@
 //! connects, feed its bytes to [`Broker::handle_input`], and after every input drain
 //! [`Broker::poll_transmit`], then [`Broker::poll_timeout`], then [`Broker::poll_event`].
 //!
+//! # Queues
+//!
+//! Each session queues what it cannot receive yet (it is offline, or its in-flight window is
+//! full), at most [`BrokerConfig::max_queued_messages`] messages and
+//! [`BrokerConfig::max_queued_bytes`] payload bytes. A message that does not fit makes room by
+//! dropping the oldest queued QoS 0 message; when none is left, the new message is dropped.
+//! Every drop is counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
+//! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.
+//!
 //! ```
 //! use std::time::Instant;
 //! use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent};
