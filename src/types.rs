@@ -245,6 +245,16 @@ impl ReasonCode {
         self.as_u8() >= 0x80
     }
 
+    /// This code if DISCONNECT may carry it, else Protocol Error: a fault found while decoding
+    /// can map to a code only CONNACK knows (0x84, 0x85...), and DISCONNECT needs one it allows.
+    pub fn for_disconnect(self) -> ReasonCode {
+        if crate::codec::valid_disconnect(self) {
+            self
+        } else {
+            ReasonCode::ProtocolError
+        }
+    }
+
     /// The SUBACK code granting `qos`.
     pub const fn granted(qos: QoS) -> ReasonCode {
         match qos {
@@ -660,6 +670,26 @@ mod tests {
         );
         assert!(ReasonCode::NotAuthorized.is_error());
         assert!(!ReasonCode::GrantedQoS2.is_error());
+    }
+
+    #[test]
+    fn disconnect_gets_a_code_it_may_carry() {
+        assert_eq!(
+            ReasonCode::KeepAliveTimeout.for_disconnect(),
+            ReasonCode::KeepAliveTimeout
+        );
+        assert_eq!(
+            ReasonCode::MalformedPacket.for_disconnect(),
+            ReasonCode::MalformedPacket
+        );
+        for connack_only in [
+            ReasonCode::UnsupportedProtocolVersion,
+            ReasonCode::ClientIdentifierNotValid,
+            ReasonCode::BadUserNameOrPassword,
+            ReasonCode::PacketIdentifierNotFound,
+        ] {
+            assert_eq!(connack_only.for_disconnect(), ReasonCode::ProtocolError);
+        }
     }
 
     #[test]

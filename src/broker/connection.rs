@@ -338,7 +338,7 @@ impl ServerConnection {
         // [MQTT-3.14.0-1]: never a DISCONNECT before an accepting CONNACK.
         let connected = self.state == State::Connected;
         if let (Some(code), true, true) = (disconnect, self.protocol.is_v5(), connected) {
-            self.send(&Packet::Disconnect(Disconnect::new(code)));
+            self.send(&Packet::Disconnect(Disconnect::new(code.for_disconnect())));
         }
         let was_session = matches!(self.state, State::Connecting | State::Connected);
         self.state = State::Closed;

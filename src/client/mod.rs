@@ -721,9 +721,8 @@ impl Client {
     fn fail(&mut self, now: Instant, error: ConnectionError, code: ReasonCode) {
         if self.state == ClientState::Connected && self.config.protocol.is_v5() {
             // Best effort: the connection is over whatever happens to this DISCONNECT.
-            let _ = self
-                .encoder
-                .encode(&Packet::Disconnect(Disconnect::new(code)), &mut self.out);
+            let d = Disconnect::new(code.for_disconnect());
+            let _ = self.encoder.encode(&Packet::Disconnect(d), &mut self.out);
         }
         let reason = CloseReason {
             initiator: Initiator::Local,

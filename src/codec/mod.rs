@@ -22,6 +22,7 @@ mod unsubscribe;
 
 pub use connack::ConnAck;
 pub use connect::{Connect, Will};
+pub(crate) use disconnect::valid_disconnect;
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
 pub use primitives::MAX_VAR_INT;

@@ -87,3 +87,14 @@ fn mqtt_3_14_0_1_no_disconnect_before_connack_on_shutdown() {
     r.expect_silence(v311);
     r.expect_closed(v311);
 }
+
+/// A fault whose reason code only CONNACK may carry (here 0x84, a second CONNECT with an unknown
+/// protocol level) closes a connected MQTT 5 client with DISCONNECT 0x82, a code DISCONNECT
+/// allows ([MQTT-3.1.0-2]: a second CONNECT is a protocol violation). Found by the fuzzer.
+#[test]
+fn mqtt_3_1_0_2_second_connect_with_unknown_level_is_a_protocol_error() {
+    let mut r = raw();
+    let c = r.connect(V5, "c");
+    r.send(c, &hex("10 0D 00 04 'MQTT' 06 02 00 3C 00 01 'x'"));
+    r.expect_disconnect(c, tinymqtt::ReasonCode::ProtocolError);
+}
