@@ -43,6 +43,9 @@ pub struct BrokerConfig {
     /// In-flight window towards 3.1.x clients, which announce none (Mosquitto's
     /// `max_inflight_messages`).
     pub max_inflight_v3: u16,
+    /// How often `$SYS/broker/...` statistics are published; `None` turns them off
+    /// (Mosquitto's `sys_interval`).
+    pub sys_interval: Option<Duration>,
 }
 
 impl Default for BrokerConfig {
@@ -64,6 +67,7 @@ impl Default for BrokerConfig {
             queue_qos0_offline: false,
             persistent_session_expiry: None,
             max_inflight_v3: 20,
+            sys_interval: Some(Duration::from_secs(10)),
         }
     }
 }

@@ -15,7 +15,7 @@
 //! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.
 //!
 //! ```
-//! use std::time::Instant;
+//! use std::time::{Duration, Instant};
 //! use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent};
 //!
 //! # #[allow(clippy::disallowed_methods)]
@@ -34,11 +34,12 @@ mod connection;
 mod mail;
 pub mod retained;
 mod router;
+mod sys;
 pub mod tree;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -87,8 +88,16 @@ pub struct BrokerStats {
     pub subscriptions: usize,
     /// Retained messages.
     pub retained: usize,
-    /// PUBLISH packets routed.
-    pub published: u64,
+    /// PUBLISH packets received from clients.
+    pub messages_received: u64,
+    /// Messages handed to connections to send.
+    pub messages_sent: u64,
+    /// Bytes received from transports.
+    pub bytes_received: u64,
+    /// Bytes given to transports to write.
+    pub bytes_sent: u64,
+    /// Messages dropped because a session's queue was full.
+    pub dropped: u64,
 }
 
 /// A single-thread MQTT broker: one router and every connection, as one sans-IO machine.
@@ -103,6 +112,12 @@ pub struct Broker {
     dirty: BTreeSet<ConnId>,
     transmit: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<BrokerEvent>,
+    bytes_received: u64,
+    bytes_sent: u64,
+    /// The first instant the broker was given, for uptime.
+    started: Option<Instant>,
+    /// When `$SYS` statistics are next published.
+    next_sys: Option<Instant>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -136,6 +151,10 @@ impl Broker {
             dirty: BTreeSet::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            bytes_received: 0,
+            bytes_sent: 0,
+            started: None,
+            next_sys: None,
         }
     }
 
@@ -146,13 +165,17 @@ impl Broker {
 
     /// Counters.
     pub fn stats(&self) -> BrokerStats {
-        let (sessions, subscriptions, retained) = self.router.counts();
+        let (sessions, subscriptions, retained, dropped) = self.router.counts();
         BrokerStats {
             connections: self.conns.len(),
             sessions,
             subscriptions,
             retained,
-            published: self.router.published,
+            messages_received: self.router.received,
+            messages_sent: self.router.sent,
+            bytes_received: self.bytes_received,
+            bytes_sent: self.bytes_sent,
+            dropped,
         }
     }
 
@@ -164,6 +187,7 @@ impl Broker {
     /// A transport connected; returns its identifier. It must send CONNECT within the
     /// configured connect timeout.
     pub fn accept(&mut self, now: Instant) -> ConnId {
+        self.start_clock(now);
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         let conn = ServerConnection::new(
@@ -179,6 +203,7 @@ impl Broker {
 
     /// Bytes received on `conn`.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        self.bytes_received += data.len() as u64;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.handle_input(now, data);
             self.dirty.insert(conn);
@@ -198,7 +223,11 @@ impl Broker {
 
     /// Acts on every deadline due at `now`; a spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.start_clock(now);
         self.router.handle_timeout(now);
+        if self.next_sys.is_some_and(|at| at <= now) {
+            self.publish_sys(now);
+        }
         let due: Vec<ConnId> = self
             .conns
             .iter()
@@ -231,7 +260,11 @@ impl Broker {
 
     /// Bytes to write to a connection; yields after inputs, timeouts and shutdown.
     pub fn poll_transmit(&mut self) -> Option<(ConnId, Bytes)> {
-        self.transmit.pop_front()
+        let out = self.transmit.pop_front();
+        if let Some((_, bytes)) = &out {
+            self.bytes_sent += bytes.len() as u64;
+        }
+        out
     }
 
     /// The earliest deadline: connect timeouts, keep-alives, will delays, session expiries.
@@ -240,12 +273,35 @@ impl Broker {
             .conns
             .values()
             .filter_map(ServerConnection::poll_timeout);
-        conns.chain(self.router.poll_timeout()).min()
+        conns
+            .chain(self.router.poll_timeout())
+            .chain(self.next_sys)
+            .min()
     }
 
     /// The next event; yields after inputs, timeouts and shutdown.
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
         self.events.pop_front()
+    }
+
+    /// Starts the uptime and the `$SYS` timer at the first instant the broker is given.
+    fn start_clock(&mut self, now: Instant) {
+        if self.started.is_none() {
+            self.started = Some(now);
+            self.next_sys = self.config.sys_interval.map(|i| now + i);
+        }
+    }
+
+    /// Publishes the `$SYS/broker/...` statistics (retained) and plans the next round.
+    fn publish_sys(&mut self, now: Instant) {
+        let uptime = self.started.map_or(Duration::ZERO, |s| now - s);
+        let stats = self.stats();
+        for p in sys::messages(&stats, uptime) {
+            self.router.route(now, p, None);
+        }
+        self.next_sys = self.config.sys_interval.map(|i| now + i);
+        let touched: Vec<ConnId> = self.conns.keys().copied().collect();
+        self.dirty.extend(touched);
     }
 
     /// Relays mail between connections and the router until both are quiet, then collects

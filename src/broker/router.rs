@@ -83,8 +83,10 @@ pub(crate) struct Router {
     timer_seq: u64,
     next_session: u64,
     outbox: VecDeque<(ConnId, ToConnection)>,
-    /// PUBLISH packets routed (for statistics).
-    pub(crate) published: u64,
+    /// PUBLISH packets received from clients (for statistics).
+    pub(crate) received: u64,
+    /// Messages handed to connections to send (for statistics).
+    pub(crate) sent: u64,
 }
 
 impl Router {
@@ -102,7 +104,8 @@ impl Router {
             timer_seq: 0,
             next_session: 0,
             outbox: VecDeque::new(),
-            published: 0,
+            received: 0,
+            sent: 0,
         }
     }
 
@@ -116,9 +119,15 @@ impl Router {
         self.timers.keys().next().map(|(at, _)| *at)
     }
 
-    /// Sessions stored, subscriptions, retained messages.
-    pub(crate) fn counts(&self) -> (usize, usize, usize) {
-        (self.sessions.len(), self.tree.len(), self.retained.len())
+    /// Sessions stored, subscriptions, retained messages, messages dropped from full queues.
+    pub(crate) fn counts(&self) -> (usize, usize, usize, u64) {
+        let dropped = self.sessions.values().map(|s| s.dropped).sum();
+        (
+            self.sessions.len(),
+            self.tree.len(),
+            self.retained.len(),
+            dropped,
+        )
     }
 
     fn set_timer(&mut self, at: Instant, t: Timer) {
@@ -160,6 +169,7 @@ impl Router {
         match mail {
             ToRouter::Connect(req) => self.connect(now, conn, req),
             ToRouter::Publish(p) => {
+                self.received += 1;
                 let from = self.online.get(&conn).copied();
                 self.route(now, p, from);
             }
@@ -357,7 +367,6 @@ impl Router {
 
     /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
     pub(crate) fn route(&mut self, now: Instant, publish: Publish, from: Option<SessionId>) {
-        self.published += 1;
         if publish.retain {
             if publish.payload.is_empty() {
                 // [MQTT-3.3.1-6]: an empty retained message clears the topic.
@@ -524,6 +533,7 @@ impl Router {
             if !qos0 {
                 s.inflight += 1;
             }
+            self.sent += 1;
             self.outbox.push_back((conn, ToConnection::Deliver(d)));
         }
     }

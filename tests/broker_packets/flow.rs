@@ -98,3 +98,75 @@ fn mqtt_3_1_0_2_second_connect_with_unknown_level_is_a_protocol_error() {
     r.send(c, &hex("10 0D 00 04 'MQTT' 06 02 00 3C 00 01 'x'"));
     r.expect_disconnect(c, tinymqtt::ReasonCode::ProtocolError);
 }
+
+/// `$SYS/broker/...` statistics, as in Mosquitto: published every `sys_interval` as retained
+/// QoS 0 messages; a `#` subscriber does not see them ([MQTT-4.7.2-1]); a late subscriber gets
+/// them retained; `sys_interval: None` turns them off.
+#[test]
+fn sys_statistics_are_published_at_the_interval() {
+    let mut r = raw();
+    let sys = r.connect(V311, "sys");
+    r.send_packet(
+        sys,
+        V311,
+        subscribe(1, vec![sub("$SYS/broker/#", QoS::AtMostOnce)]),
+    );
+    assert!(matches!(r.expect_packet(sys, V311), Packet::SubAck(_)));
+    let all = r.connect(V311, "all");
+    r.send_packet(all, V311, subscribe(1, vec![sub("#", QoS::AtMostOnce)]));
+    assert!(matches!(r.expect_packet(all, V311), Packet::SubAck(_)));
+    r.send(sys, &hex("C0 00"));
+    r.send(all, &hex("C0 00"));
+    let _ = (r.packets(sys, V311), r.packets(all, V311));
+
+    r.advance(crate::sim::secs(10));
+    let got: Vec<(String, String)> = r
+        .packets(sys, V311)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some((
+                p.topic.to_string(),
+                String::from_utf8(p.payload.to_vec()).unwrap(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let value = |t: &str| {
+        got.iter()
+            .find(|(topic, _)| topic == t)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(value("$SYS/broker/clients/connected"), Some("2"), "{got:?}");
+    assert_eq!(value("$SYS/broker/subscriptions/count"), Some("2"));
+    assert_eq!(value("$SYS/broker/uptime"), Some("10 seconds"));
+    assert!(value("$SYS/broker/bytes/received").is_some());
+    assert!(
+        r.packets(all, V311).is_empty(),
+        "[MQTT-4.7.2-1]: '#' does not match $SYS"
+    );
+
+    let late = r.connect(V5, "late");
+    r.send_packet(
+        late,
+        V5,
+        subscribe(2, vec![sub("$SYS/broker/uptime", QoS::AtMostOnce)]),
+    );
+    let packets = r.packets(late, V5);
+    let retained = packets
+        .iter()
+        .any(|p| matches!(p, Packet::Publish(p) if p.retain && p.topic == "$SYS/broker/uptime"));
+    assert!(
+        retained,
+        "a late subscriber gets the retained value: {packets:?}"
+    );
+
+    let mut off = crate::raw_with(|c| c.sys_interval = None);
+    let c = off.connect(V311, "c");
+    off.send_packet(c, V311, subscribe(1, vec![sub("$SYS/#", QoS::AtMostOnce)]));
+    assert!(matches!(off.expect_packet(c, V311), Packet::SubAck(_)));
+    off.advance(crate::sim::secs(60));
+    assert!(
+        off.packets(c, V311).is_empty(),
+        "no $SYS with sys_interval None"
+    );
+}
