@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use auth::{AllowAll, Authenticator, Authorizer};
-pub use config::BrokerConfig;
+pub use auth::{AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer};
+pub use config::{BrokerConfig, Redirect};
 pub use mail::ConnId;
 pub use retained::RetainedStore;
 pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
