@@ -3,17 +3,23 @@
 //! PUBREC, PUBCOMP and DISCONNECT reason code the broker can send is checked exactly, with
 //! whether it closes the transport. Tests are named after the normative statement they check
 //! (3.1.1 numbering unless it says v5). This file covers CONNECT, keep-alive and shutdown;
-//! `broker_packets/errors.rs` the errors after CONNECT and `broker_packets/acks.rs` the
-//! acknowledgements.
+//! `broker_packets/errors.rs` the errors after CONNECT, `broker_packets/acks.rs` the
+//! acknowledgements, `broker_packets/auth.rs` enhanced authentication and
+//! `broker_packets/limits.rs` the configured limits, redirection, response information,
+//! reason strings and outbound topic aliases.
 
 mod sim;
 
 #[path = "broker_packets/acks.rs"]
 mod acks;
+#[path = "broker_packets/auth.rs"]
+mod auth;
 #[path = "broker_packets/errors.rs"]
 mod errors;
 #[path = "broker_packets/flow.rs"]
 mod flow;
+#[path = "broker_packets/limits.rs"]
+mod limits;
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;

@@ -328,7 +328,24 @@ impl ServerConnection {
                 p.authentication_data = self.auth_data.take();
             }
         }
-        self.send(&ack.into());
+        let sent = self.send(&ack.into());
+        self.incoming_qos2 = handover.incoming_qos2.into_iter().collect();
+        if !sent {
+            // Even the accepting CONNACK is above the client's maximum packet size: the
+            // session goes back to the router untouched and the connection ends.
+            for (id, flow) in handover.outbound {
+                self.track(id, flow);
+            }
+            return self.close(
+                Initiator::Local,
+                ReasonCode::PacketTooLarge,
+                Some(ConnectionError::LimitExceeded(
+                    "connack above the client's maximum packet size",
+                )),
+                None,
+                false,
+            );
+        }
         self.state = State::Connected;
         self.timers.stop(Timer::Connect);
         self.arm_keep_alive(now);
@@ -336,7 +353,6 @@ impl ServerConnection {
             .push_back(ConnEvent::Connected(self.client_id.clone()));
         // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL in their order, within
         // the client's receive maximum ([MQTT-3.3.4-9]); the rest as acknowledgements free it.
-        self.incoming_qos2 = handover.incoming_qos2.into_iter().collect();
         // Every flow before this one holds a window slot.
         for (held, (id, flow)) in handover.outbound.into_iter().enumerate() {
             let publish = matches!(flow, OutFlow::Publish(_));
