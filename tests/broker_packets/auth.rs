@@ -12,7 +12,7 @@ use tinymqtt::{ByteStr, ReasonCode};
 
 use crate::sim::raw::{hex, Raw};
 use crate::sim::{s, secs};
-use crate::{refused, V5};
+use crate::{refused, V311, V5};
 
 /// "CHALLENGE": the client opens with "hello", is sent "nonce" and must answer "signed";
 /// "TOKEN": one step, the data must be "token". Plain CONNECTs are let in.
@@ -365,4 +365,68 @@ fn mqtt_4_12_1_2_v5_failed_reauthentication_gets_disconnect_0x87() {
         auth(ReasonCode::ContinueAuthentication, "CHALLENGE", b"forged"),
     );
     r.expect_disconnect(c, ReasonCode::NotAuthorized);
+}
+
+/// Refuses every plain CONNECT with the code in its password.
+struct CodeInPassword;
+
+impl Authenticator for CodeInPassword {
+    fn authenticate(
+        &self,
+        _: &ByteStr,
+        _: Option<&ByteStr>,
+        password: Option<&Bytes>,
+    ) -> Result<(), ReasonCode> {
+        let code = password.and_then(|p| p.first().copied()).unwrap_or(0);
+        Err(ReasonCode::from_u8(code).unwrap_or(ReasonCode::UnspecifiedError))
+    }
+}
+
+#[test]
+fn authenticator_refusals_map_to_codes_the_connack_can_carry() {
+    let mut r = Raw::with_broker(Broker::with_auth(
+        BrokerConfig::default(),
+        Arc::new(CodeInPassword),
+        Arc::new(AllowAll),
+    ));
+    for (v, code, expected) in [
+        (V5, ReasonCode::ServerBusy, ReasonCode::ServerBusy),
+        (V5, ReasonCode::Banned, ReasonCode::Banned),
+        // Not a refusal, or not a CONNACK code: not authorized.
+        (V5, ReasonCode::Success, ReasonCode::NotAuthorized),
+        (V5, ReasonCode::GrantedQoS1, ReasonCode::NotAuthorized),
+        (V5, ReasonCode::TopicAliasInvalid, ReasonCode::NotAuthorized),
+        // 3.1.1 return codes 3, 4 and 5.
+        (V311, ReasonCode::ServerBusy, ReasonCode::ServerUnavailable),
+        (
+            V311,
+            ReasonCode::BadUserNameOrPassword,
+            ReasonCode::BadUserNameOrPassword,
+        ),
+        (V311, ReasonCode::Banned, ReasonCode::NotAuthorized),
+        (V311, ReasonCode::Success, ReasonCode::NotAuthorized),
+    ] {
+        let mut c = Connect::new(v, s("who"));
+        c.username = Some(s("u"));
+        c.password = Some(Bytes::copy_from_slice(&[code.as_u8()]));
+        assert_eq!(refused(&mut r, c), expected, "{v:?} {code}");
+    }
+}
+
+#[test]
+fn v5_malformed_or_oversized_packet_during_authentication_gets_connack_0x81_or_0x95() {
+    for (bytes, code) in [
+        // AUTH with a reserved flag bit set.
+        ("F1 00", ReasonCode::MalformedPacket),
+        // A remaining length above the broker's maximum packet size.
+        ("F0 FF FF FF 7F", ReasonCode::PacketTooLarge),
+    ] {
+        let mut r = broker();
+        let c = r.accept();
+        r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
+        expect_auth(&mut r, c);
+        r.send(c, &hex(bytes));
+        assert_eq!(r.expect_connack(c, V5).reason_code, code, "{bytes}");
+        r.expect_closed(c);
+    }
 }

@@ -31,7 +31,10 @@ impl ServerConnection {
     }
 
     fn refuse_with(&mut self, code: ReasonCode, server_reference: Option<ByteStr>) {
-        let code = if self.protocol.is_v5() {
+        // A refusal is an error code whatever the authenticator returned.
+        let code = if !code.is_error() {
+            ReasonCode::NotAuthorized
+        } else if self.protocol.is_v5() {
             if valid_connack(code) {
                 code
             } else {
