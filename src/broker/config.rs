@@ -53,8 +53,8 @@ pub struct BrokerConfig {
     /// The longest topic name or filter accepted, in bytes: a longer PUBLISH gets PUBACK /
     /// PUBREC 0x90 (MQTT 5), a longer filter SUBACK 0x8F (3.1.x: 0x80).
     pub max_topic_len: usize,
-    /// The most topic levels accepted in a topic name or filter (Mosquitto's fixed limit is
-    /// 200); beyond it, the same codes as [`BrokerConfig::max_topic_len`].
+    /// The most topic levels accepted in a topic name or filter (Mosquitto refuses more than
+    /// 200 `/`); beyond it, the same codes as [`BrokerConfig::max_topic_len`].
     pub max_topic_levels: usize,
     /// Topic aliases the broker assigns towards an MQTT 5 client, at most the client's Topic
     /// Alias Maximum; 0 (the default, as in Mosquitto) sends none.

@@ -10,7 +10,7 @@ const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
 #[test]
-fn mqtt_3_3_2_12_v5_client_resolves_the_brokers_outbound_aliases_under_chunking() {
+fn mqtt_3_3_2_11_v5_client_resolves_the_brokers_outbound_aliases_under_chunking() {
     const TOPICS: [&str; 5] = [
         "s/building-1/floor-2/room-a",
         "s/building-1/floor-2/room-b",
