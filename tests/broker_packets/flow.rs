@@ -249,3 +249,60 @@ fn mqtt_4_8_2_6_v5_refused_shared_delivery_is_not_sent_to_another_member() {
     r.expect_silence(members[taker]);
     r.expect_open(members[taker]);
 }
+
+/// A shared-group member with a persistent session (600 s unless `expiry`), receive maximum 1.
+fn shared_member(r: &mut crate::sim::raw::Raw, id: &'static str, expiry: u32) -> Connect {
+    let mut connect = Connect::new(V5, ByteStr::from_static(id));
+    connect.properties.session_expiry_interval = Some(expiry);
+    connect.properties.receive_maximum = NonZeroU16::new(1);
+    let (c, _) = r.connect_with(connect.clone());
+    r.send_packet(
+        c,
+        V5,
+        subscribe(1, vec![sub("$share/g/job", QoS::AtLeastOnce)]),
+    );
+    assert!(matches!(r.expect_packet(c, V5), Packet::SubAck(_)));
+    connect.clean_start = false;
+    connect
+}
+
+/// [MQTT-4.8.2-4] and [MQTT-4.8.2-5] (v5): messages a shared member took (in flight or queued
+/// behind its window) stay with its session: it gets them when it reconnects, and when its
+/// session ends first they are not handed to another member.
+#[test]
+fn mqtt_4_8_2_4_and_5_v5_a_shared_members_messages_stay_with_its_session() {
+    for reconnect in [true, false] {
+        let mut r = raw();
+        let m1 = shared_member(&mut r, "m1", 10);
+        let m2 = shared_member(&mut r, "m2", 600);
+        // m2 goes offline: both messages go to m1, one in flight, one queued.
+        let c2 = r.connect_with(m2.clone()).0;
+        r.close(c2);
+        let c1 = r.connect_with(m1.clone()).0;
+        let p = r.connect(V5, "pub");
+        r.send_packet(p, V5, publish("job", "1", QoS::AtLeastOnce, 1));
+        r.send_packet(p, V5, publish("job", "2", QoS::AtLeastOnce, 2));
+        assert_eq!(crate::publishes(&mut r, c1, V5).len(), 1, "window of one");
+        r.close(c1);
+        let c2 = r.connect_with(m2.clone()).0;
+        if reconnect {
+            let c1 = r.connect_with(m1.clone()).0;
+            let first = crate::publishes(&mut r, c1, V5);
+            assert_eq!(first.len(), 1);
+            assert!(first[0].dup, "the in-flight one is resent");
+            r.send_packet(
+                c1,
+                V5,
+                Packet::PubAck(PubAck::new(first[0].packet_id.unwrap())),
+            );
+            let second = crate::publishes(&mut r, c1, V5);
+            assert_eq!(second.len(), 1);
+            assert_eq!(&second[0].payload[..], b"2");
+        } else {
+            r.advance(std::time::Duration::from_secs(11));
+            r.expect_open(c2);
+        }
+        let to_m2 = crate::publishes(&mut r, c2, V5);
+        assert!(to_m2.is_empty(), "m2 got {to_m2:?}");
+    }
+}
