@@ -377,6 +377,23 @@ fn mqtt_3_2_2_12_v5_will_qos_above_maximum_qos_gets_0x9b() {
     r.connect_with(with_will(V5, QoS::AtMostOnce, false));
 }
 
+/// 3.1.1 has no code for these: the refusal is return code 5 (before, the broker tried to
+/// encode the MQTT 5 code for a 3.1.1 client, which the encoder refuses).
+#[test]
+fn v311_will_the_broker_cannot_honour_gets_return_code_5() {
+    let mut r = raw_with(|c| {
+        c.maximum_qos = QoS::AtMostOnce;
+        c.retain_available = false;
+    });
+    for (qos, retain) in [(QoS::AtLeastOnce, false), (QoS::AtMostOnce, true)] {
+        assert_eq!(
+            refused(&mut r, with_will(V311, qos, retain)),
+            ReasonCode::NotAuthorized,
+            "{qos:?} retain {retain}"
+        );
+    }
+}
+
 #[test]
 fn mqtt_3_2_2_13_v5_will_retain_without_retain_available_gets_0x9a() {
     let mut r = raw_with(|c| c.retain_available = false);

@@ -198,6 +198,7 @@ impl ServerConnection {
     /// One larger than the client's maximum packet size is not sent ([MQTT-3.1.2-24]: the
     /// client's limit forbids it). Any other refusal means the broker built a packet the
     /// version cannot carry: a bug, asserted in debug builds.
+    ///
     /// A reason string or user properties that would make the packet too large are left out
     /// instead ([MQTT-3.2.2-19], [MQTT-3.2.2-20], [MQTT-3.4.2-2], [MQTT-3.9.2-1],
     /// [MQTT-3.14.2-3]).
@@ -291,12 +292,11 @@ impl ServerConnection {
             } => self.accepted(now, session_present, handover),
             ToConnection::Deliver(d) => self.deliver(now, d),
             ToConnection::SubAck { packet_id, codes } => {
-                let ack = SubAck {
+                let mut ack = SubAck {
                     packet_id,
                     properties: AckProperties::default(),
                     reason_codes: codes,
                 };
-                let mut ack = ack;
                 if let Some(code) = ack.reason_codes.iter().find(|c| c.is_error()) {
                     ack.properties.reason_string = self.reason(code.description());
                 }
