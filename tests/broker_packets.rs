@@ -3,17 +3,23 @@
 //! PUBREC, PUBCOMP and DISCONNECT reason code the broker can send is checked exactly, with
 //! whether it closes the transport. Tests are named after the normative statement they check
 //! (3.1.1 numbering unless it says v5). This file covers CONNECT, keep-alive and shutdown;
-//! `broker_packets/errors.rs` the errors after CONNECT and `broker_packets/acks.rs` the
-//! acknowledgements.
+//! `broker_packets/errors.rs` the errors after CONNECT, `broker_packets/acks.rs` the
+//! acknowledgements, `broker_packets/auth.rs` enhanced authentication and
+//! `broker_packets/limits.rs` the configured limits, redirection, response information,
+//! reason strings and outbound topic aliases.
 
 mod sim;
 
 #[path = "broker_packets/acks.rs"]
 mod acks;
+#[path = "broker_packets/auth.rs"]
+mod auth;
 #[path = "broker_packets/errors.rs"]
 mod errors;
 #[path = "broker_packets/flow.rs"]
 mod flow;
+#[path = "broker_packets/limits.rs"]
+mod limits;
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
@@ -369,6 +375,23 @@ fn mqtt_3_2_2_12_v5_will_qos_above_maximum_qos_gets_0x9b() {
         ReasonCode::QoSNotSupported
     );
     r.connect_with(with_will(V5, QoS::AtMostOnce, false));
+}
+
+/// 3.1.1 has no code for these: the refusal is return code 5 (before, the broker tried to
+/// encode the MQTT 5 code for a 3.1.1 client, which the encoder refuses).
+#[test]
+fn v311_will_the_broker_cannot_honour_gets_return_code_5() {
+    let mut r = raw_with(|c| {
+        c.maximum_qos = QoS::AtMostOnce;
+        c.retain_available = false;
+    });
+    for (qos, retain) in [(QoS::AtLeastOnce, false), (QoS::AtMostOnce, true)] {
+        assert_eq!(
+            refused(&mut r, with_will(V311, qos, retain)),
+            ReasonCode::NotAuthorized,
+            "{qos:?} retain {retain}"
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! This file covers the connection's life (CONNECT, client identifiers, takeover, keep-alive,
 //! wills and their delay, sessions and their expiry, shutdown, authentication);
-//! `broker_sim/routing.rs` covers what happens to messages. Tests are named after the
+//! `broker_sim/routing.rs` covers what happens to messages, `broker_sim/v5.rs` outbound topic
+//! aliases, response information, redirection and the connection limit. Tests are named after the
 //! normative statement they check (3.1.1 numbering unless it says v5).
 
 mod sim;
@@ -14,6 +15,8 @@ mod routing;
 mod sessions;
 #[path = "broker_sim/stored.rs"]
 mod stored;
+#[path = "broker_sim/v5.rs"]
+mod v5;
 #[path = "broker_sim/wills.rs"]
 mod wills;
 

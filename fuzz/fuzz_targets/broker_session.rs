@@ -3,20 +3,68 @@
 //! and only ever send bytes that decode as packets of the connection's version.
 //!
 //! Each operation is a byte: the low 3 bits pick the action, the rest its argument.
+//!
+//! The broker runs with an enhanced authenticator (method "X": CONNECT data, then one AUTH
+//! answer "ok"), outbound topic aliases, a topic depth limit and a connection limit, so those
+//! paths are reachable from the openings.
 
 #![no_main]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
+use tinymqtt::broker::{
+    AllowAll, AuthExchange, AuthStep, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId,
+};
 use tinymqtt::codec::{Decoder, Packet};
-use tinymqtt::{ProtocolVersion, ReasonCode};
+use tinymqtt::{ByteStr, ProtocolVersion, ReasonCode};
 
-/// Valid openings, so the fuzzer starts past CONNECT: 3.1.1 and 5.0, client ids "a" / "b".
-const CONNECTS: [&[u8]; 3] = [
+/// Method "X": continue once when the CONNECT carries data, then succeed on "ok".
+struct TwoStep;
+
+struct TwoStepExchange {
+    asked: bool,
+}
+
+impl AuthExchange for TwoStepExchange {
+    fn step(&mut self, data: Option<&Bytes>) -> AuthStep {
+        match (self.asked, data.map(|d| &d[..])) {
+            (false, Some(d)) if !d.is_empty() => {
+                self.asked = true;
+                AuthStep::Continue(Bytes::from_static(b"nonce"))
+            }
+            (true, Some(b"ok")) | (false, None) => AuthStep::Success(None),
+            _ => AuthStep::Failure(ReasonCode::NotAuthorized),
+        }
+    }
+}
+
+impl Authenticator for TwoStep {
+    fn authenticate(
+        &self,
+        _: &ByteStr,
+        _: Option<&ByteStr>,
+        _: Option<&Bytes>,
+    ) -> Result<(), ReasonCode> {
+        Ok(())
+    }
+
+    fn start_auth(
+        &self,
+        _: &ByteStr,
+        _: Option<&ByteStr>,
+        method: &ByteStr,
+    ) -> Option<Box<dyn AuthExchange>> {
+        (method.as_str() == "X").then(|| Box::new(TwoStepExchange { asked: false }) as _)
+    }
+}
+
+/// Valid openings, so the fuzzer starts past CONNECT: 3.1.1 and 5.0, client ids "a" / "b" /
+/// "c" (the last two with enhanced authentication, one finishing it at once).
+const CONNECTS: [&[u8]; 5] = [
     // 3.1.1, persistent session, client id "a".
     &[
         0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 5, 0, 1, b'a',
@@ -29,15 +77,28 @@ const CONNECTS: [&[u8]; 3] = [
     &[
         0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 5, 3, 0x21, 0, 1, 0, 1, b'a',
     ],
+    // 5.0, client id "c", topic alias maximum 4, method "X" with data "hi": waits for AUTH.
+    &[
+        0x10, 26, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 5, 12, 0x22, 0, 4, 0x15, 0, 1, b'X', 0x16,
+        0, 2, b'h', b'i', 0, 1, b'c',
+    ],
+    // The same, followed by the AUTH 0x18 answer "ok" that completes it.
+    &[
+        0x10, 26, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 5, 12, 0x22, 0, 4, 0x15, 0, 1, b'X', 0x16,
+        0, 2, b'h', b'i', 0, 1, b'c', 0xF0, 11, 0x18, 9, 0x15, 0, 1, b'X', 0x16, 0, 2, b'o', b'k',
+    ],
 ];
 
 fuzz_target!(|data: &[u8]| {
     let config = BrokerConfig {
         max_queued_messages: 8,
         max_packet_size: 512,
+        outbound_topic_aliases: 4,
+        max_topic_levels: 4,
+        max_connections: Some(4),
         ..BrokerConfig::default()
     };
-    let mut broker = Broker::new(config);
+    let mut broker = Broker::with_auth(config, Arc::new(TwoStep), Arc::new(AllowAll));
     #[allow(clippy::disallowed_methods)]
     let mut now = Instant::now();
     let mut conns: Vec<ConnId> = Vec::new();

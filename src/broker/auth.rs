@@ -1,8 +1,36 @@
 //! Authentication and authorization, behind two small traits.
+//!
+//! Plain CONNECT authentication asks [`Authenticator::authenticate`]. MQTT 5 enhanced
+//! authentication (a CONNECT with an Authentication Method, then AUTH packets) asks
+//! [`Authenticator::start_auth`] for an [`AuthExchange`] that runs one exchange, step by step;
+//! the default supports no method, which refuses such a CONNECT with 0x8C.
 
 use bytes::Bytes;
 
 use crate::types::{ByteStr, ReasonCode, TopicFilter, TopicName};
+
+/// What one step of an enhanced authentication exchange decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthStep {
+    /// Authenticated; the data, if any, goes to the client in CONNACK (or AUTH 0x00 after a
+    /// re-authentication).
+    Success(Option<Bytes>),
+    /// More is needed: this data goes to the client in AUTH 0x18 and its answer comes back to
+    /// [`AuthExchange::step`].
+    Continue(Bytes),
+    /// Refused with this reason code: CONNACK during the connect, DISCONNECT after a failed
+    /// re-authentication (a code the packet cannot carry becomes 0x87 or 0x82).
+    Failure(ReasonCode),
+}
+
+/// One enhanced authentication exchange (CONNECT or re-authentication), owned by the
+/// connection for as long as it runs.
+pub trait AuthExchange: Send {
+    /// The next step, given the Authentication Data the client sent (in CONNECT, or in its
+    /// AUTH packet).
+    fn step(&mut self, data: Option<&Bytes>) -> AuthStep;
+}
 
 /// Decides whether a client may connect.
 pub trait Authenticator: Send + Sync {
@@ -14,6 +42,21 @@ pub trait Authenticator: Send + Sync {
         username: Option<&ByteStr>,
         password: Option<&Bytes>,
     ) -> Result<(), ReasonCode>;
+
+    /// Starts an MQTT 5 enhanced authentication exchange for `method`, at CONNECT and at
+    /// every re-authentication; `None` means the method is not supported (CONNACK 0x8C).
+    ///
+    /// When the CONNECT names a method, this exchange alone decides: `authenticate` and the
+    /// anonymous-access check are not consulted.
+    fn start_auth(
+        &self,
+        client_id: &ByteStr,
+        username: Option<&ByteStr>,
+        method: &ByteStr,
+    ) -> Option<Box<dyn AuthExchange>> {
+        let _ = (client_id, username, method);
+        None
+    }
 }
 
 /// Decides what a connected client may do.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::types::QoS;
+use crate::types::{ByteStr, QoS};
 
 /// What the broker allows and how it queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,35 @@ pub struct BrokerConfig {
     /// How often `$SYS/broker/...` statistics are published; `None` turns them off
     /// (Mosquitto's `sys_interval`).
     pub sys_interval: Option<Duration>,
+    /// Connections with a session at once; one more is refused with CONNACK 0x97 (quota
+    /// exceeded; 3.1.x: return code 3, server unavailable). `None` is no limit (Mosquitto's
+    /// `max_connections -1`). A takeover of an online session does not count as one more.
+    pub max_connections: Option<usize>,
+    /// The longest topic name or filter accepted, in bytes: a longer PUBLISH gets PUBACK /
+    /// PUBREC 0x90 (MQTT 5), a longer filter SUBACK 0x8F (3.1.x: 0x80).
+    pub max_topic_len: usize,
+    /// The most topic levels accepted in a topic name or filter (Mosquitto refuses more than
+    /// 200 `/`); beyond it, the same codes as [`BrokerConfig::max_topic_len`].
+    pub max_topic_levels: usize,
+    /// Topic aliases the broker assigns towards an MQTT 5 client, at most the client's Topic
+    /// Alias Maximum; 0 (the default, as in Mosquitto) sends none.
+    pub outbound_topic_aliases: u16,
+    /// Response Information sent in CONNACK to an MQTT 5 client that asks for it (Request
+    /// Response Information 1); `None` sends none.
+    pub response_information: Option<ByteStr>,
+    /// Sends every client to another server: CONNACK 0x9C or 0x9D with a Server Reference
+    /// (MQTT 5), return code 3 (3.1.x). `None` serves clients here.
+    pub redirect: Option<Redirect>,
+}
+
+/// Server redirection: where clients are sent instead of being served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The Server Reference sent to MQTT 5 clients (for example `"other.example:1883"`).
+    pub server_reference: ByteStr,
+    /// `true` answers 0x9D (server moved, use it from now on); `false` 0x9C (use another
+    /// server, this time).
+    pub permanent: bool,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +97,12 @@ impl Default for BrokerConfig {
             persistent_session_expiry: None,
             max_inflight_v3: 20,
             sys_interval: Some(Duration::from_secs(10)),
+            max_connections: None,
+            max_topic_len: 65_535,
+            max_topic_levels: 200,
+            outbound_topic_aliases: 0,
+            response_information: None,
+            redirect: None,
         }
     }
 }

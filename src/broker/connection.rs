@@ -1,8 +1,12 @@
 //! One client connection on the broker side: framing, CONNECT validation and authentication,
-//! keep-alive at 1.5x, the QoS handshakes, topic aliases and encoding.
+//! keep-alive at 1.5x, the QoS handshakes, topic aliases and encoding. CONNECT, AUTH and
+//! CONNACK live in `connect`, deliveries and outbound flows in `outbound`.
+
+mod connect;
+mod outbound;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::num::{NonZeroU16, NonZeroU32};
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,10 +14,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
-use super::mail::{ConnId, ConnectRequest, Delivery, Handover, OutFlow, ToConnection, ToRouter};
+use super::mail::{ConnId, Handover, OutFlow, ToConnection, ToRouter};
 use crate::codec::{
-    AckProperties, ConnAck, Connect, DecodeError, Decoder, Disconnect, Encoder, Packet, PubAck,
-    Publish, SubAck, Subscribe, UnsubAck, Unsubscribe, MAX_PACKET_SIZE,
+    valid_connack, AckProperties, ConnAck, Connect, DecodeError, Decoder, Disconnect, EncodeError,
+    Encoder, Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::error::{CloseReason, ConnectionError, Initiator};
 use crate::timer::{TimerKind, TimerTable};
@@ -23,6 +27,8 @@ use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicNam
 enum State {
     /// Waiting for CONNECT.
     New,
+    /// CONNECT named an authentication method; AUTH packets go back and forth.
+    Authenticating,
     /// CONNECT handed to the router; waiting for the session.
     Connecting,
     Connected,
@@ -85,6 +91,20 @@ pub(crate) struct ServerConnection {
     session_expiry: u32,
     session_expiry_update: Option<u32>,
     assigned_id: bool,
+    /// Enhanced authentication, when the CONNECT named a method.
+    auth: Option<connect::AuthState>,
+    /// The CONNECT waiting for its enhanced authentication to finish.
+    pending_connect: Option<Box<Connect>>,
+    /// Authentication data for the CONNACK.
+    auth_data: Option<Bytes>,
+    /// Whether reason strings may go on acknowledgements (Request Problem Information).
+    problem_info: bool,
+    /// Whether the client asked for Response Information.
+    response_info: bool,
+    /// Topic aliases the broker may assign towards the client (0: none).
+    alias_out_max: u16,
+    /// Topics with an alias assigned on this connection ([MQTT-3.3.2-7]: never carried over).
+    aliases_out: HashMap<TopicName, NonZeroU16>,
     to_router: VecDeque<ToRouter>,
     events: VecDeque<ConnEvent>,
 }
@@ -137,6 +157,13 @@ impl ServerConnection {
             session_expiry: 0,
             session_expiry_update: None,
             assigned_id: false,
+            auth: None,
+            pending_connect: None,
+            auth_data: None,
+            problem_info: true,
+            response_info: false,
+            alias_out_max: 0,
+            aliases_out: HashMap::new(),
             to_router: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -171,10 +198,17 @@ impl ServerConnection {
     /// One larger than the client's maximum packet size is not sent ([MQTT-3.1.2-24]: the
     /// client's limit forbids it). Any other refusal means the broker built a packet the
     /// version cannot carry: a bug, asserted in debug builds.
+    ///
+    /// A reason string or user properties that would make the packet too large are left out
+    /// instead ([MQTT-3.2.2-19], [MQTT-3.2.2-20], [MQTT-3.4.2-2], [MQTT-3.9.2-1],
+    /// [MQTT-3.14.2-3]).
     fn send(&mut self, packet: &Packet) -> bool {
         match self.encoder.encode(packet, &mut self.out) {
             Ok(_) => true,
-            Err(crate::codec::EncodeError::PacketTooLarge { .. }) => false,
+            Err(EncodeError::PacketTooLarge { .. }) => match without_problem_info(packet) {
+                Some(p) => self.send(&p),
+                None => false,
+            },
             Err(e) => {
                 debug_assert!(false, "broker built a packet its version cannot carry: {e}");
                 false
@@ -195,7 +229,10 @@ impl ServerConnection {
     /// Decodes what is buffered. Packets a client pipelines behind CONNECT (allowed: MQTT 5
     /// section 3.1.4) wait in the buffer until the router has accepted the session.
     fn process_input(&mut self, now: Instant) {
-        while matches!(self.state, State::New | State::Connected) {
+        while matches!(
+            self.state,
+            State::New | State::Authenticating | State::Connected
+        ) {
             match self.decoder.decode(&mut self.inbuf) {
                 Ok(Some(p)) => {
                     self.arm_keep_alive(now);
@@ -210,7 +247,7 @@ impl ServerConnection {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         for t in self.timers.take_expired(now) {
             match (t, self.state) {
-                (Timer::Connect, State::New) => {
+                (Timer::Connect, State::New | State::Authenticating) => {
                     self.close(
                         Initiator::Local,
                         ReasonCode::MaximumConnectTime,
@@ -255,11 +292,14 @@ impl ServerConnection {
             } => self.accepted(now, session_present, handover),
             ToConnection::Deliver(d) => self.deliver(now, d),
             ToConnection::SubAck { packet_id, codes } => {
-                let ack = SubAck {
+                let mut ack = SubAck {
                     packet_id,
                     properties: AckProperties::default(),
                     reason_codes: codes,
                 };
+                if let Some(code) = ack.reason_codes.iter().find(|c| c.is_error()) {
+                    ack.properties.reason_string = self.reason(code.description());
+                }
                 self.send(&Packet::SubAck(ack));
             }
             ToConnection::UnsubAck { packet_id, codes } => {
@@ -275,6 +315,7 @@ impl ServerConnection {
                 };
                 self.send(&Packet::UnsubAck(ack));
             }
+            ToConnection::Refused(code) => self.router_refused(code),
             ToConnection::Disconnect(code) => {
                 // Takeover: [MQTT-3.1.4-3] the will is published (subject to its delay).
                 let will = code == ReasonCode::SessionTakenOver;
@@ -301,6 +342,7 @@ impl ServerConnection {
             ack.reason_code = ReasonCode::UnsupportedProtocolVersion;
             self.send(&ack.into());
         }
+        self.connack_if_authenticating(code);
         let disconnect = (self.state == State::Connected).then_some(code);
         self.close(
             Initiator::Local,
@@ -311,7 +353,30 @@ impl ServerConnection {
         );
     }
 
+    /// A fault found during enhanced authentication: the CONNECT is known to be MQTT 5, so a
+    /// CONNACK can say why (MQTT 5 section 4.13.1).
+    fn connack_if_authenticating(&mut self, code: ReasonCode) {
+        if self.state == State::Authenticating {
+            let mut ack = ConnAck::accepted(false);
+            ack.reason_code = if valid_connack(code) {
+                code
+            } else {
+                ReasonCode::ProtocolError
+            };
+            self.send(&ack.into());
+        }
+    }
+
+    /// A reason string for an acknowledgement, unless the client asked for no problem
+    /// information ([MQTT-3.1.2-29]) or speaks 3.1.x.
+    fn reason(&self, text: &str) -> Option<ByteStr> {
+        (self.problem_info && self.protocol.is_v5())
+            .then(|| ByteStr::try_from(text).ok())
+            .flatten()
+    }
+
     fn protocol_error(&mut self, what: &'static str) {
+        self.connack_if_authenticating(ReasonCode::ProtocolError);
         let disconnect = (self.state == State::Connected).then_some(ReasonCode::ProtocolError);
         self.close(
             Initiator::Local,
@@ -338,7 +403,13 @@ impl ServerConnection {
         // [MQTT-3.14.0-1]: never a DISCONNECT before an accepting CONNACK.
         let connected = self.state == State::Connected;
         if let (Some(code), true, true) = (disconnect, self.protocol.is_v5(), connected) {
-            self.send(&Packet::Disconnect(Disconnect::new(code.for_disconnect())));
+            let mut d = Disconnect::new(code.for_disconnect());
+            // Always allowed on DISCONNECT ([MQTT-3.1.2-29]); left out if it does not fit.
+            let text = error
+                .as_ref()
+                .map_or(code.description().into(), |e| e.to_string());
+            d.properties.reason_string = ByteStr::try_from(text).ok();
+            self.send(&Packet::Disconnect(d));
         }
         let was_session = matches!(self.state, State::Connecting | State::Connected);
         self.state = State::Closed;
@@ -375,6 +446,12 @@ impl ServerConnection {
     fn handle_packet(&mut self, now: Instant, packet: Packet) {
         match (self.state, packet) {
             (State::New, Packet::Connect(c)) => self.on_connect(*c),
+            (State::Authenticating, Packet::Auth(a)) => self.on_auth(a),
+            (State::Authenticating, Packet::Disconnect(d)) => self.on_disconnect(d),
+            (State::Authenticating, _) => {
+                // [MQTT-3.1.2-30]: only AUTH or DISCONNECT until CONNACK.
+                self.protocol_error("packet other than auth during authentication")
+            }
             (State::New, _) => {
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT; close without CONNACK.
                 self.protocol_error("first packet is not connect");
@@ -392,268 +469,10 @@ impl ServerConnection {
                 self.send(&Packet::PingResp);
             }
             (_, Packet::Disconnect(d)) => self.on_disconnect(d),
-            (_, Packet::Auth(_)) => self.protocol_error("auth without an authentication method"),
+            (_, Packet::Auth(a)) => self.on_auth(a),
             (_, _) => self.protocol_error("client sent a packet only servers send"),
         }
         let _ = now;
-    }
-
-    fn refuse(&mut self, code: ReasonCode) {
-        let mut ack = ConnAck::accepted(false);
-        ack.reason_code = code;
-        self.send(&ack.into());
-        self.close(
-            Initiator::Local,
-            code,
-            Some(ConnectionError::Refused(code)),
-            None,
-            false,
-        );
-    }
-
-    fn on_connect(&mut self, c: Connect) {
-        self.protocol = c.protocol;
-        self.decoder.version = c.protocol;
-        self.encoder = Encoder::new(c.protocol);
-        let v5 = c.protocol.is_v5();
-        if c.properties.authentication_method.is_some() {
-            // Enhanced authentication is not offered ([MQTT-4.12.0-1]).
-            return self.refuse(ReasonCode::BadAuthenticationMethod);
-        }
-        let mut client_id = c.client_id.clone();
-        if client_id.len() > self.config.max_client_id_len {
-            return self.refuse(ReasonCode::ClientIdentifierNotValid);
-        }
-        if client_id.is_empty() {
-            // [MQTT-3.1.3-8]: 3.1.1 refuses an empty id with a persistent session; 3.1 always.
-            if c.protocol == ProtocolVersion::V3_1 || (!v5 && !c.clean_start) {
-                return self.refuse(ReasonCode::ClientIdentifierNotValid);
-            }
-            let assigned = format!("tinymqtt-{:016x}", self.id.0);
-            client_id = ByteStr::try_from(assigned).unwrap_or_default();
-            self.assigned_id = true;
-        }
-        if c.username.is_none() && !self.config.allow_anonymous {
-            return self.refuse(ReasonCode::NotAuthorized);
-        }
-        if let Err(code) =
-            self.authenticator
-                .authenticate(&client_id, c.username.as_ref(), c.password.as_ref())
-        {
-            let code = if v5 { code } else { v3_refusal(code) };
-            return self.refuse(code);
-        }
-        if let Some(w) = &c.will {
-            if !self
-                .authorizer
-                .can_publish(&client_id, c.username.as_ref(), &w.topic)
-            {
-                return self.refuse(ReasonCode::NotAuthorized);
-            }
-            if w.qos > self.config.maximum_qos {
-                return self.refuse(ReasonCode::QoSNotSupported);
-            }
-            if w.retain && !self.config.retain_available {
-                return self.refuse(ReasonCode::RetainNotSupported);
-            }
-        }
-        let mut keep_alive = c.keep_alive;
-        if v5 {
-            if let Some(k) = self.config.server_keep_alive {
-                keep_alive = k;
-            } else if keep_alive > self.config.max_keep_alive
-                || keep_alive == 0 && self.config.max_keep_alive < u16::MAX
-            {
-                keep_alive = self.config.max_keep_alive;
-            }
-        }
-        // [MQTT-3.1.2-24]: one and a half times the keep-alive.
-        self.keep_alive = Duration::from_millis(u64::from(keep_alive) * 1500);
-        self.server_keep_alive = (v5 && keep_alive != c.keep_alive).then_some(keep_alive);
-        let session_expiry = if v5 {
-            c.properties.session_expiry_interval.unwrap_or(0)
-        } else if c.clean_start {
-            0
-        } else {
-            self.config.persistent_session_expiry.unwrap_or(u32::MAX)
-        };
-        self.session_expiry = session_expiry;
-        self.encoder.max_packet_size = c
-            .properties
-            .maximum_packet_size
-            .map_or(MAX_PACKET_SIZE, NonZeroU32::get);
-        let window = if v5 {
-            c.properties
-                .receive_maximum
-                .map_or(u16::MAX, NonZeroU16::get)
-        } else {
-            self.config.max_inflight_v3
-        };
-        self.window = usize::from(window.max(1));
-        self.client_id = client_id.clone();
-        self.username = c.username.clone();
-        self.state = State::Connecting;
-        self.to_router.push_back(ToRouter::Connect(ConnectRequest {
-            client_id,
-            protocol: c.protocol,
-            clean_start: c.clean_start,
-            session_expiry,
-            will: c.will,
-            window,
-        }));
-    }
-
-    fn accepted(&mut self, now: Instant, session_present: bool, handover: Handover) {
-        if self.state != State::Connecting {
-            return;
-        }
-        // MQTT 3.1's CONNACK has no session present flag.
-        let flag = session_present && self.protocol != ProtocolVersion::V3_1;
-        let mut ack = ConnAck::accepted(flag);
-        if self.protocol.is_v5() {
-            let p = &mut ack.properties;
-            let cfg = &self.config;
-            p.receive_maximum = NonZeroU16::new(cfg.receive_maximum);
-            p.maximum_packet_size = NonZeroU32::new(cfg.max_packet_size);
-            p.topic_alias_maximum = Some(cfg.topic_alias_maximum);
-            if cfg.maximum_qos < QoS::ExactlyOnce {
-                p.maximum_qos = Some(cfg.maximum_qos);
-            }
-            if !cfg.retain_available {
-                p.retain_available = Some(false);
-            }
-            if self.assigned_id {
-                p.assigned_client_identifier = Some(self.client_id.clone());
-            }
-            p.server_keep_alive = self.server_keep_alive;
-        }
-        self.send(&ack.into());
-        self.state = State::Connected;
-        self.timers.stop(Timer::Connect);
-        self.arm_keep_alive(now);
-        self.events
-            .push_back(ConnEvent::Connected(self.client_id.clone()));
-        // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL in their order, within
-        // the client's receive maximum ([MQTT-3.3.4-9]); the rest as acknowledgements free it.
-        self.incoming_qos2 = handover.incoming_qos2.into_iter().collect();
-        // Every flow before this one holds a window slot.
-        for (held, (id, flow)) in handover.outbound.into_iter().enumerate() {
-            let publish = matches!(flow, OutFlow::Publish(_));
-            self.track(id, flow);
-            if self.resend_backlog.is_empty() && !(publish && held >= self.window) {
-                self.resend(id);
-            } else {
-                self.resend_backlog.push_back(id);
-            }
-        }
-        self.process_input(now);
-    }
-
-    /// Sends a tracked flow again: PUBLISH with DUP, or PUBREL.
-    fn resend(&mut self, id: PacketId) {
-        let packet = match self
-            .outbound_ids
-            .get(&id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Publish(d))) => {
-                let mut p = d.publish.clone();
-                p.packet_id = Some(id);
-                p.dup = true;
-                Packet::Publish(p)
-            }
-            Some((_, OutFlow::Released)) => Packet::PubRel(PubAck::new(id)),
-            None => return,
-        };
-        self.send(&packet);
-    }
-
-    /// An outbound flow finished: its window slot goes to the next held-back resend, or back
-    /// to the router.
-    fn flow_done(&mut self) {
-        while let Some(id) = self.resend_backlog.pop_front() {
-            let publish = matches!(
-                self.outbound_ids
-                    .get(&id)
-                    .and_then(|s| self.outbound.get(s)),
-                Some((_, OutFlow::Publish(_)))
-            );
-            self.resend(id);
-            if publish {
-                return; // the freed slot is used again
-            }
-        }
-        self.to_router.push_back(ToRouter::Credit);
-    }
-
-    fn track(&mut self, id: PacketId, flow: OutFlow) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.outbound.insert(seq, (id, flow));
-        self.outbound_ids.insert(id, seq);
-        self.next_id = id.get();
-    }
-
-    fn untrack(&mut self, id: PacketId) -> Option<OutFlow> {
-        let seq = self.outbound_ids.remove(&id)?;
-        self.outbound.remove(&seq).map(|(_, f)| f)
-    }
-
-    fn next_packet_id(&self) -> Option<PacketId> {
-        let mut id = self.next_id;
-        for _ in 0..u16::MAX {
-            id = if id == u16::MAX { 1 } else { id + 1 };
-            let pid = PacketId::new(id)?;
-            if !self.outbound_ids.contains_key(&pid) {
-                return Some(pid);
-            }
-        }
-        None
-    }
-
-    fn deliver(&mut self, now: Instant, d: Delivery) {
-        let qos0 = d.publish.qos == QoS::AtMostOnce;
-        let credit = |c: &mut Self| {
-            if !qos0 {
-                c.to_router.push_back(ToRouter::Credit);
-            }
-        };
-        if self.state != State::Connected {
-            return credit(self);
-        }
-        let mut p = d.publish.clone();
-        if let Some(at) = d.expires_at {
-            // [MQTT-3.3.2-6]: forward the remaining lifetime; drop what has expired.
-            let Some(left) = at.checked_duration_since(now).filter(|l| !l.is_zero()) else {
-                return credit(self);
-            };
-            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            p.properties.message_expiry_interval = Some(secs.min(u64::from(u32::MAX)) as u32);
-        }
-        if !self.protocol.is_v5() {
-            p.properties = Default::default();
-        }
-        if !qos0 {
-            let Some(id) = self.next_packet_id() else {
-                return credit(self);
-            };
-            p.packet_id = Some(id);
-            if self
-                .encoder
-                .encode(&Packet::Publish(p), &mut self.out)
-                .is_err()
-            {
-                // Larger than the client's maximum packet size: discarded ([MQTT-3.1.2-25]).
-                return credit(self);
-            }
-            self.track(id, OutFlow::Publish(d));
-        } else if self
-            .encoder
-            .encode(&Packet::Publish(p), &mut self.out)
-            .is_err()
-        {
-            // Discarded as above.
-        }
     }
 
     fn on_publish(&mut self, mut p: Publish) {
@@ -682,6 +501,9 @@ impl ServerConnection {
             } else {
                 self.aliases_in.insert(alias.get(), p.topic.clone());
             }
+        }
+        if !self.topic_within_limits(p.topic.as_str()) {
+            return self.topic_over_limits(p);
         }
         if p.qos > self.config.maximum_qos {
             // [MQTT-3.2.2-11]
@@ -721,8 +543,7 @@ impl ServerConnection {
                 if allowed {
                     self.to_router.push_back(ToRouter::Publish(p));
                 }
-                let mut ack = PubAck::new(id);
-                ack.reason_code = code;
+                let ack = self.ack(id, code);
                 self.send(&Packet::PubAck(ack));
             }
             (QoS::ExactlyOnce, Some(id)) => {
@@ -745,8 +566,7 @@ impl ServerConnection {
                     self.incoming_qos2.insert(id);
                     self.to_router.push_back(ToRouter::Publish(p));
                 }
-                let mut rec = PubAck::new(id);
-                rec.reason_code = code;
+                let rec = self.ack(id, code);
                 self.send(&Packet::PubRec(rec));
             }
             _ => {
@@ -757,86 +577,56 @@ impl ServerConnection {
         }
     }
 
-    fn on_puback(&mut self, a: PubAck) {
-        match self
-            .outbound_ids
-            .get(&a.packet_id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::AtLeastOnce => {
-                self.untrack(a.packet_id);
-                self.flow_done();
-            }
-            _ => self.protocol_error("puback for no qos 1 publish in flight"),
+    /// A PUBACK or PUBREC with `code`, and a reason string when it is an error.
+    fn ack(&self, id: PacketId, code: ReasonCode) -> PubAck {
+        let mut ack = PubAck::new(id);
+        ack.reason_code = code;
+        if code.is_error() {
+            ack.properties.reason_string = self.reason(code.description());
         }
+        ack
     }
 
-    fn on_pubrec(&mut self, a: PubAck) {
-        let id = a.packet_id;
-        match self
-            .outbound_ids
-            .get(&id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::ExactlyOnce => {
-                if a.reason_code.is_error() {
-                    self.untrack(id);
-                    self.flow_done();
-                    return;
-                }
-                if let Some(seq) = self.outbound_ids.get(&id) {
-                    if let Some(entry) = self.outbound.get_mut(seq) {
-                        entry.1 = OutFlow::Released;
-                    }
-                }
-                self.send(&Packet::PubRel(PubAck::new(id)));
-            }
-            Some((_, OutFlow::Released)) => {
-                self.send(&Packet::PubRel(PubAck::new(id)));
-            }
-            _ => {
-                let mut rel = PubAck::new(id);
-                if self.protocol.is_v5() {
-                    rel.reason_code = ReasonCode::PacketIdentifierNotFound;
-                }
-                self.send(&Packet::PubRel(rel));
-            }
+    /// A PUBLISH whose topic is longer or deeper than the broker accepts: MQTT 5 QoS 1/2 get
+    /// PUBACK / PUBREC 0x90 and the connection goes on; QoS 0 is dropped; a 3.1.x client,
+    /// which cannot be told, is disconnected.
+    fn topic_over_limits(&mut self, p: Publish) {
+        if !self.protocol.is_v5() {
+            return self.close(
+                Initiator::Local,
+                ReasonCode::TopicNameInvalid,
+                Some(ConnectionError::LimitExceeded(
+                    "topic above the broker's limits",
+                )),
+                None,
+                true,
+            );
         }
-    }
-
-    fn on_pubrel(&mut self, a: PubAck) {
-        let mut comp = PubAck::new(a.packet_id);
-        if !self.incoming_qos2.remove(&a.packet_id) && self.protocol.is_v5() {
-            comp.reason_code = ReasonCode::PacketIdentifierNotFound;
-        }
-        self.send(&Packet::PubComp(comp));
-    }
-
-    fn on_pubcomp(&mut self, a: PubAck) {
-        match self
-            .outbound_ids
-            .get(&a.packet_id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Released)) => {
-                self.untrack(a.packet_id);
-                self.flow_done();
-            }
-            _ => self.protocol_error("pubcomp for no pubrel in flight"),
-        }
+        let ack = p
+            .packet_id
+            .map(|id| self.ack(id, ReasonCode::TopicNameInvalid));
+        match (p.qos, ack) {
+            (QoS::AtLeastOnce, Some(ack)) => self.send(&Packet::PubAck(ack)),
+            (QoS::ExactlyOnce, Some(ack)) => self.send(&Packet::PubRec(ack)),
+            _ => false,
+        };
     }
 
     fn on_subscribe(&mut self, s: Subscribe) {
         let v5 = self.protocol.is_v5();
-        let refused = if v5 {
-            ReasonCode::NotAuthorized
+        let (refused, too_long) = if v5 {
+            (ReasonCode::NotAuthorized, ReasonCode::TopicFilterInvalid)
         } else {
-            ReasonCode::UnspecifiedError
+            (ReasonCode::UnspecifiedError, ReasonCode::UnspecifiedError)
         };
         let filters = s
             .filters
             .into_iter()
             .map(|sub| {
+                let filter = sub.filter.shared().map_or(sub.filter.as_str(), |(_, f)| f);
+                if !self.topic_within_limits(filter) {
+                    return (sub, Some(too_long));
+                }
                 let ok = self.authorizer.can_subscribe(
                     &self.client_id,
                     self.username.as_ref(),
@@ -877,13 +667,36 @@ impl ServerConnection {
     }
 }
 
-/// A refusal in MQTT 3.1.x terms: bad user name or password, or not authorized.
-fn v3_refusal(code: ReasonCode) -> ReasonCode {
-    match code {
-        ReasonCode::BadUserNameOrPassword
-        | ReasonCode::ClientIdentifierNotValid
-        | ReasonCode::ServerUnavailable
-        | ReasonCode::UnsupportedProtocolVersion => code,
-        _ => ReasonCode::NotAuthorized,
+/// `packet` without its reason string and user properties, if it had any to leave out.
+fn without_problem_info(packet: &Packet) -> Option<Packet> {
+    let mut p = packet.clone();
+    let (reason, users) = match &mut p {
+        Packet::ConnAck(a) => (
+            &mut a.properties.reason_string,
+            &mut a.properties.user_properties,
+        ),
+        Packet::Disconnect(d) => (
+            &mut d.properties.reason_string,
+            &mut d.properties.user_properties,
+        ),
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => (
+            &mut a.properties.reason_string,
+            &mut a.properties.user_properties,
+        ),
+        Packet::SubAck(a) => (
+            &mut a.properties.reason_string,
+            &mut a.properties.user_properties,
+        ),
+        Packet::UnsubAck(a) => (
+            &mut a.properties.reason_string,
+            &mut a.properties.user_properties,
+        ),
+        _ => return None,
+    };
+    if reason.is_none() && users.is_empty() {
+        return None;
     }
+    *reason = None;
+    users.clear();
+    Some(p)
 }

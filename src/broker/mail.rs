@@ -104,6 +104,8 @@ pub(crate) enum ToConnection {
         packet_id: PacketId,
         codes: Vec<ReasonCode>,
     },
+    /// The session is refused (too many connections): CONNACK with this code, then close.
+    Refused(ReasonCode),
     /// Close with this reason (session taken over, server shutting down).
     Disconnect(ReasonCode),
 }

@@ -14,6 +14,13 @@
 //! Every drop is counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
 //! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.
 //!
+//! # Authentication and limits
+//!
+//! [`Broker::with_auth`] takes an [`Authenticator`] (plain CONNECT credentials, and MQTT 5
+//! enhanced authentication through [`Authenticator::start_auth`]) and an [`Authorizer`].
+//! Connections, topic length and depth, client identifiers and subscriptions are capped by
+//! [`BrokerConfig`]; each field says which reason code a client gets beyond it.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent};
@@ -43,8 +50,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use auth::{AllowAll, Authenticator, Authorizer};
-pub use config::BrokerConfig;
+pub use auth::{AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer};
+pub use config::{BrokerConfig, Redirect};
 pub use mail::ConnId;
 pub use retained::RetainedStore;
 pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};

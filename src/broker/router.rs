@@ -214,6 +214,16 @@ impl Router {
                 return;
             }
         }
+        if self
+            .config
+            .max_connections
+            .is_some_and(|max| self.online.len() >= max)
+        {
+            // Not a takeover, and every slot is taken: refused with quota exceeded.
+            self.outbox
+                .push_back((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
+            return;
+        }
         self.complete_connect(now, conn, req);
     }
 

@@ -20,6 +20,7 @@ mod suback;
 mod subscribe;
 mod unsubscribe;
 
+pub(crate) use connack::valid_v5 as valid_connack;
 pub use connack::ConnAck;
 pub use connect::{Connect, Will};
 pub(crate) use disconnect::valid_disconnect;

@@ -268,6 +268,23 @@ fn mqtt_4_3_3_v5_pubrel_for_an_unknown_packet_id_gets_pubcomp_0x92() {
 }
 
 #[test]
+fn mqtt_4_3_3_v5_pubrec_for_an_unknown_packet_id_gets_pubrel_0x92() {
+    let mut r = raw();
+    let c = r.connect(V5, "p");
+    r.send_packet(c, V5, Packet::PubRec(PubAck::new(pid(7))));
+    let (kind, a) = ack_of(r.expect_packet(c, V5));
+    assert_eq!(
+        (kind, a.packet_id, a.reason_code),
+        ("PUBREL", pid(7), ReasonCode::PacketIdentifierNotFound)
+    );
+    r.expect_open(c);
+    let c = r.connect(V311, "p3");
+    r.send(c, &hex("50 02 00 07"));
+    r.expect_bytes(c, &hex("62 02 00 07"));
+    r.expect_open(c);
+}
+
+#[test]
 fn mqtt_4_3_3_2_qos2_publish_repeated_before_pubrel_is_delivered_once() {
     for v in [V311, V5] {
         let mut r = raw();

@@ -1,5 +1,7 @@
-//! Flow control and ordering at the edges of a connection: packets pipelined behind CONNECT,
-//! resends within the client's receive maximum, and no DISCONNECT before CONNACK.
+//! Flow control and ordering at the edges of a connection: packets pipelined behind CONNECT
+//! (and nothing processed behind a refused one), resends within the client's receive maximum,
+//! a full window that holds back only PUBLISH, refused shared deliveries, and no DISCONNECT
+//! before CONNACK.
 
 use std::num::NonZeroU16;
 
@@ -169,4 +171,138 @@ fn sys_statistics_are_published_at_the_interval() {
         off.packets(c, V311).is_empty(),
         "no $SYS with sys_interval None"
     );
+}
+
+/// [MQTT-3.1.4-6] (v5): after refusing a CONNECT the broker processes nothing that came after
+/// it: a PUBLISH in the same read reaches no subscriber and gets no PUBACK.
+#[test]
+fn mqtt_3_1_4_6_v5_nothing_after_a_refused_connect_is_processed() {
+    let mut r = crate::raw_with(|c| c.max_client_id_len = 4);
+    let spy = crate::subscriber(&mut r, V5, "spy", "#");
+    let c = r.accept();
+    // CONNECT with client id "toolong", then PUBLISH QoS 1 "t" id 1, in one read.
+    let mut bytes = hex("10 14 00 04 'MQTT' 05 02 00 3C 00 00 07 'toolong'");
+    bytes.extend(hex("32 07 00 01 't' 00 01 00 'x'"));
+    r.send(c, &bytes);
+    assert_eq!(
+        r.expect_connack(c, V5).reason_code,
+        tinymqtt::ReasonCode::ClientIdentifierNotValid
+    );
+    r.expect_closed(c);
+    r.expect_silence(c);
+    assert!(crate::publishes(&mut r, spy, V5).is_empty());
+}
+
+/// [MQTT-3.3.4-10] (v5): a full in-flight window holds back only PUBLISH: PINGRESP, SUBACK
+/// and UNSUBACK still go out at once.
+#[test]
+fn mqtt_3_3_4_10_v5_full_window_does_not_delay_other_packets() {
+    let mut r = raw();
+    let mut connect = Connect::new(V5, ByteStr::from_static("slow"));
+    connect.properties.receive_maximum = NonZeroU16::new(1);
+    let (s, _) = r.connect_with(connect);
+    r.send_packet(s, V5, subscribe(1, vec![sub("q", QoS::AtLeastOnce)]));
+    assert!(matches!(r.expect_packet(s, V5), Packet::SubAck(_)));
+    let p = r.connect(V5, "pub");
+    for id in 1..=3 {
+        r.send_packet(p, V5, publish("q", "m", QoS::AtLeastOnce, id));
+    }
+    let first = r.packets(s, V5);
+    assert_eq!(first.len(), 1, "the window holds one: {first:?}");
+    r.send(s, &hex("C0 00"));
+    r.expect_bytes(s, &hex("D0 00"));
+    r.send_packet(s, V5, subscribe(2, vec![sub("other", QoS::AtMostOnce)]));
+    assert!(matches!(r.expect_packet(s, V5), Packet::SubAck(a) if a.packet_id.get() == 2));
+    r.expect_silence(s);
+    let Packet::Publish(m) = &first[0] else {
+        panic!("expected PUBLISH, got {first:?}");
+    };
+    r.send_packet(s, V5, Packet::PubAck(PubAck::new(m.packet_id.unwrap())));
+    assert_eq!(
+        r.packets(s, V5).len(),
+        1,
+        "the next one once the first is acknowledged"
+    );
+}
+
+/// [MQTT-4.8.2-6] (v5): a shared subscriber that answers PUBACK 0x80 gets the message
+/// discarded; it is not offered to another member of the group.
+#[test]
+fn mqtt_4_8_2_6_v5_refused_shared_delivery_is_not_sent_to_another_member() {
+    let mut r = raw();
+    let members = [
+        crate::subscriber(&mut r, V5, "m1", "$share/g/job"),
+        crate::subscriber(&mut r, V5, "m2", "$share/g/job"),
+    ];
+    let p = r.connect(V5, "pub");
+    r.send_packet(p, V5, publish("job", "once", QoS::AtLeastOnce, 1));
+    let got: Vec<_> = members
+        .iter()
+        .map(|m| crate::publishes(&mut r, *m, V5))
+        .collect();
+    let (taker, other) = if got[0].len() == 1 { (0, 1) } else { (1, 0) };
+    assert_eq!((got[taker].len(), got[other].len()), (1, 0), "{got:?}");
+    let mut refusal = PubAck::new(got[taker][0].packet_id.unwrap());
+    refusal.reason_code = tinymqtt::ReasonCode::UnspecifiedError;
+    r.send_packet(members[taker], V5, Packet::PubAck(refusal));
+    r.expect_silence(members[other]);
+    r.expect_silence(members[taker]);
+    r.expect_open(members[taker]);
+}
+
+/// A shared-group member with a persistent session (600 s unless `expiry`), receive maximum 1.
+fn shared_member(r: &mut crate::sim::raw::Raw, id: &'static str, expiry: u32) -> Connect {
+    let mut connect = Connect::new(V5, ByteStr::from_static(id));
+    connect.properties.session_expiry_interval = Some(expiry);
+    connect.properties.receive_maximum = NonZeroU16::new(1);
+    let (c, _) = r.connect_with(connect.clone());
+    r.send_packet(
+        c,
+        V5,
+        subscribe(1, vec![sub("$share/g/job", QoS::AtLeastOnce)]),
+    );
+    assert!(matches!(r.expect_packet(c, V5), Packet::SubAck(_)));
+    connect.clean_start = false;
+    connect
+}
+
+/// [MQTT-4.8.2-4] and [MQTT-4.8.2-5] (v5): messages a shared member took (in flight or queued
+/// behind its window) stay with its session: it gets them when it reconnects, and when its
+/// session ends first they are not handed to another member.
+#[test]
+fn mqtt_4_8_2_4_and_5_v5_a_shared_members_messages_stay_with_its_session() {
+    for reconnect in [true, false] {
+        let mut r = raw();
+        let m1 = shared_member(&mut r, "m1", 10);
+        let m2 = shared_member(&mut r, "m2", 600);
+        // m2 goes offline: both messages go to m1, one in flight, one queued.
+        let c2 = r.connect_with(m2.clone()).0;
+        r.close(c2);
+        let c1 = r.connect_with(m1.clone()).0;
+        let p = r.connect(V5, "pub");
+        r.send_packet(p, V5, publish("job", "1", QoS::AtLeastOnce, 1));
+        r.send_packet(p, V5, publish("job", "2", QoS::AtLeastOnce, 2));
+        assert_eq!(crate::publishes(&mut r, c1, V5).len(), 1, "window of one");
+        r.close(c1);
+        let c2 = r.connect_with(m2.clone()).0;
+        if reconnect {
+            let c1 = r.connect_with(m1.clone()).0;
+            let first = crate::publishes(&mut r, c1, V5);
+            assert_eq!(first.len(), 1);
+            assert!(first[0].dup, "the in-flight one is resent");
+            r.send_packet(
+                c1,
+                V5,
+                Packet::PubAck(PubAck::new(first[0].packet_id.unwrap())),
+            );
+            let second = crate::publishes(&mut r, c1, V5);
+            assert_eq!(second.len(), 1);
+            assert_eq!(&second[0].payload[..], b"2");
+        } else {
+            r.advance(std::time::Duration::from_secs(11));
+            r.expect_open(c2);
+        }
+        let to_m2 = crate::publishes(&mut r, c2, V5);
+        assert!(to_m2.is_empty(), "m2 got {to_m2:?}");
+    }
 }
