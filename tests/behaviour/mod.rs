@@ -1,0 +1,300 @@
+//! The behaviour suite, mounted once per runtime: each `tests/behaviour_*.rs` provides a `rt`
+//! shim (start a broker, connect a client, wait for events with a timeout) and includes this.
+//!
+//! Everything runs over 127.0.0.1 with port 0; every wait is bounded, so a failure fails fast.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tinymqtt::broker::BrokerConfig;
+use tinymqtt::client::{ClientConfig, Event};
+use tinymqtt::codec::{encode, Connect, Packet, Publish, Subscription, Will};
+use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+
+use crate::rt;
+
+/// How long any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Real sockets run on real time.
+#[allow(clippy::disallowed_methods)]
+fn clock() -> Instant {
+    Instant::now()
+}
+
+#[allow(clippy::disallowed_methods)]
+fn pause(d: Duration) {
+    std::thread::sleep(d);
+}
+
+fn config(v: ProtocolVersion, id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(v, ByteStr::try_from(id).unwrap());
+    c.reconnect = None;
+    c
+}
+
+fn broker() -> rt::Broker {
+    rt::broker(BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    })
+}
+
+fn msg(topic: &str, payload: &'static str, qos: QoS, retain: bool) -> Publish {
+    let mut p = Publish::new(
+        TopicName::new(topic).unwrap(),
+        Bytes::from_static(payload.as_bytes()),
+    );
+    p.qos = qos;
+    p.retain = retain;
+    p
+}
+
+fn sub(filter: &str, qos: QoS) -> Vec<Subscription> {
+    vec![Subscription::new(TopicFilter::new(filter).unwrap(), qos)]
+}
+
+/// The next message, skipping other events; panics after `WAIT`.
+fn next_message(c: &rt::Client) -> Publish {
+    let end = clock() + WAIT;
+    loop {
+        let left = end.saturating_duration_since(clock());
+        match c.next_event(left) {
+            Some(Event::Message(m)) => return m.publish,
+            Some(_) => continue,
+            None => panic!("no message within {WAIT:?}"),
+        }
+    }
+}
+
+/// No message arrives within `wait`.
+fn no_message(c: &rt::Client, wait: Duration) {
+    let end = clock() + wait;
+    while let Some(e) = c.next_event(end.saturating_duration_since(clock())) {
+        if let Event::Message(m) = e {
+            panic!("unexpected message on {}", m.publish.topic);
+        }
+    }
+}
+
+/// The next Disconnected event's reason code; panics after `WAIT`.
+fn next_disconnect(c: &rt::Client) -> ReasonCode {
+    let end = clock() + WAIT;
+    loop {
+        match c.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Disconnected { reason, .. }) => return reason.reason_code,
+            Some(_) => continue,
+            None => panic!("no disconnect within {WAIT:?}"),
+        }
+    }
+}
+
+/// A raw TCP peer that sends `connect` and reads the CONNACK.
+fn raw_connect(addr: SocketAddr, connect: Connect) -> TcpStream {
+    let v = connect.protocol;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = BytesMut::new();
+    encode(&Packet::Connect(Box::new(connect)), v, &mut buf).unwrap();
+    s.write_all(&buf).unwrap();
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x20, "CONNACK expected");
+    let mut rest = vec![0u8; usize::from(head[1])];
+    s.read_exact(&mut rest).unwrap();
+    assert_eq!(rest[1], 0, "connection refused");
+    s
+}
+
+#[test]
+fn pub_sub_at_qos_0_1_2_in_every_version() {
+    let b = broker();
+    for v in [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ] {
+        let s = rt::connect(b.addr, config(v, "sub")).unwrap();
+        let granted = s.subscribe(sub("t/#", QoS::ExactlyOnce)).unwrap();
+        assert_eq!(granted.reason_codes, vec![ReasonCode::GrantedQoS2]);
+        let p = rt::connect(b.addr, config(v, "pub")).unwrap();
+        for (qos, payload) in [
+            (QoS::AtMostOnce, "zero"),
+            (QoS::AtLeastOnce, "one"),
+            (QoS::ExactlyOnce, "two"),
+        ] {
+            let ack = p.publish(msg("t/x", payload, qos, false)).unwrap();
+            assert_eq!(ack.packet_id.is_some(), qos != QoS::AtMostOnce);
+            assert_eq!(ack.reason_code, ReasonCode::Success);
+            let got = next_message(&s);
+            assert_eq!(
+                (got.topic.as_str(), &got.payload[..], got.qos),
+                ("t/x", payload.as_bytes(), qos),
+                "{v:?}"
+            );
+        }
+        p.disconnect();
+        s.disconnect();
+    }
+    b.shutdown();
+}
+
+#[test]
+fn many_qos1_publishes_wait_for_room_in_the_window() {
+    let b = rt::broker(BrokerConfig {
+        receive_maximum: 4,
+        sys_interval: None,
+        ..BrokerConfig::default()
+    });
+    let s = rt::connect(b.addr, config(ProtocolVersion::V5, "sub")).unwrap();
+    s.subscribe(sub("w", QoS::AtLeastOnce)).unwrap();
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    let acks = p.publish_many(
+        (0..200)
+            .map(|_| msg("w", "m", QoS::AtLeastOnce, false))
+            .collect(),
+    );
+    assert_eq!(acks.len(), 200);
+    assert!(acks.iter().all(|a| a.reason_code == ReasonCode::Success));
+    for _ in 0..200 {
+        next_message(&s);
+    }
+    b.shutdown();
+}
+
+#[test]
+fn retained_message_reaches_a_later_subscriber_and_is_cleared() {
+    let b = broker();
+    let p = rt::connect(b.addr, config(ProtocolVersion::V3_1_1, "pub")).unwrap();
+    p.publish(msg("r/1", "kept", QoS::AtLeastOnce, true))
+        .unwrap();
+    let s = rt::connect(b.addr, config(ProtocolVersion::V3_1_1, "sub")).unwrap();
+    s.subscribe(sub("r/+", QoS::AtLeastOnce)).unwrap();
+    let got = next_message(&s);
+    assert!(got.retain);
+    assert_eq!(&got.payload[..], b"kept");
+    // An empty retained payload clears it.
+    p.publish(msg("r/1", "", QoS::AtLeastOnce, true)).unwrap();
+    next_message(&s);
+    let s2 = rt::connect(b.addr, config(ProtocolVersion::V3_1_1, "sub2")).unwrap();
+    s2.subscribe(sub("r/+", QoS::AtLeastOnce)).unwrap();
+    no_message(&s2, Duration::from_millis(200));
+    b.shutdown();
+}
+
+#[test]
+fn will_is_published_when_a_connection_is_killed() {
+    let b = broker();
+    let s = rt::connect(b.addr, config(ProtocolVersion::V5, "watcher")).unwrap();
+    s.subscribe(sub("wills/#", QoS::AtLeastOnce)).unwrap();
+    let mut c = Connect::new(ProtocolVersion::V3_1_1, ByteStr::from_static("doomed"));
+    c.will = Some(Will {
+        topic: TopicName::from_static("wills/doomed"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let raw = raw_connect(b.addr, c);
+    drop(raw); // no DISCONNECT
+    let got = next_message(&s);
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("wills/doomed", &b"gone"[..])
+    );
+    b.shutdown();
+}
+
+#[test]
+fn a_second_connection_with_the_same_id_takes_over() {
+    let b = broker();
+    let first = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
+    let second = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
+    assert_eq!(next_disconnect(&first), ReasonCode::SessionTakenOver);
+    // The new connection works.
+    second.subscribe(sub("x", QoS::AtMostOnce)).unwrap();
+    b.shutdown();
+}
+
+#[test]
+fn persistent_session_gets_what_was_published_while_offline() {
+    let b = broker();
+    let mut c = config(ProtocolVersion::V5, "durable");
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(60);
+    let s = rt::connect(b.addr, c.clone()).unwrap();
+    s.subscribe(sub("d/#", QoS::AtLeastOnce)).unwrap();
+    s.disconnect();
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    p.publish(msg("d/1", "while away", QoS::AtLeastOnce, false))
+        .unwrap();
+    let s = rt::connect(b.addr, c).unwrap();
+    let got = next_message(&s);
+    assert_eq!(&got.payload[..], b"while away");
+    b.shutdown();
+}
+
+#[test]
+fn a_silent_client_is_closed_after_one_and_a_half_keep_alives() {
+    let b = broker();
+    let mut c = Connect::new(ProtocolVersion::V3_1_1, ByteStr::from_static("silent"));
+    c.keep_alive = 1;
+    let started = clock();
+    let mut raw = raw_connect(b.addr, c);
+    let mut byte = [0u8; 1];
+    // The broker closes the socket: end of stream (or a reset), well before our 5 s timeout.
+    match raw.read(&mut byte) {
+        Ok(0) | Err(_) => {}
+        Ok(_) => panic!("unexpected bytes from the broker"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "closed too early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(4000),
+        "closed too late: {waited:?}"
+    );
+    b.shutdown();
+}
+
+#[test]
+fn shutdown_sends_0x8b_to_v5_clients_and_publishes_no_will() {
+    let b = broker();
+    let watcher = rt::connect(b.addr, config(ProtocolVersion::V5, "watcher")).unwrap();
+    watcher.subscribe(sub("wills/#", QoS::AtMostOnce)).unwrap();
+    let mut c = config(ProtocolVersion::V5, "leaving");
+    c.will = Some(Will {
+        topic: TopicName::from_static("wills/leaving"),
+        payload: Bytes::from_static(b"bye"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let client = rt::connect(b.addr, c).unwrap();
+    let addr = b.addr;
+    b.shutdown();
+    assert_eq!(next_disconnect(&client), ReasonCode::ServerShuttingDown);
+    // The watcher is told the same, and saw no will before it.
+    let end = clock() + WAIT;
+    loop {
+        match watcher.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Disconnected { reason, .. }) => {
+                assert_eq!(reason.reason_code, ReasonCode::ServerShuttingDown);
+                break;
+            }
+            Some(Event::Message(m)) => panic!("a will was published: {}", m.publish.topic),
+            Some(_) => {}
+            None => panic!("the watcher saw no disconnect"),
+        }
+    }
+    // The listener closes.
+    let end = clock() + WAIT;
+    while TcpStream::connect(addr).is_ok() {
+        assert!(clock() < end, "the listener still accepts");
+        pause(Duration::from_millis(20));
+    }
+}
