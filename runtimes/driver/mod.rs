@@ -93,9 +93,9 @@ pub struct SubAck {
 }
 
 /// A one-shot answer from the driver.
-type Reply<T> = async_channel::Sender<Result<T, Error>>;
+pub(crate) type Reply<T> = async_channel::Sender<Result<T, Error>>;
 
-fn reply_channel<T>() -> (Reply<T>, async_channel::Receiver<Result<T, Error>>) {
+pub(crate) fn reply_channel<T>() -> (Reply<T>, async_channel::Receiver<Result<T, Error>>) {
     async_channel::bounded(1)
 }
 
@@ -111,6 +111,11 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Wraps the receiving end of a reply.
+    pub(crate) fn from_receiver(rx: async_channel::Receiver<Result<Ack, Error>>) -> Pending {
+        Pending { rx }
+    }
+
     /// Waits for the acknowledgement the message's QoS requires.
     pub async fn ack(self) -> Result<Ack, Error> {
         self.rx.recv().await.unwrap_or(Err(Error::Stopped))
@@ -131,6 +136,11 @@ pub struct Events {
 }
 
 impl Events {
+    /// Wraps the receiving end of the event channel.
+    pub(crate) fn from_receiver(rx: async_channel::Receiver<Event>) -> Events {
+        Events { rx }
+    }
+
     /// The next event; `None` once the client has stopped and every event was read.
     pub async fn recv(&self) -> Option<Event> {
         self.rx.recv().await.ok()
