@@ -404,7 +404,7 @@ mod handle {
                 commands: cmd_tx,
                 runtime: PhantomData,
             };
-            Ok((client, Events { rx: ev_rx }))
+            Ok((client, Events::from_receiver(ev_rx)))
         }
 
         /// Publishes; the returned [`Pending`] completes with the acknowledgement.
@@ -413,7 +413,7 @@ mod handle {
         pub async fn publish(&self, publish: Publish) -> Result<Pending, Error> {
             let (tx, rx) = reply_channel();
             self.send(Command::Publish(Box::new(publish), tx)).await?;
-            Ok(Pending { rx })
+            Ok(Pending::from_receiver(rx))
         }
 
         /// Subscribes and waits for the SUBACK.
