@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::driver::broker::{written, Outbox, RouterCore};
+use super::driver::broker::{written, OutQueue, Outbox, RouterCore};
 use super::driver::client::{ClientCore, Command};
 use super::driver::{self, now, reply_channel, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
 pub use super::driver::{Ack, BrokerOptions, Error, Events, Pending, ShutdownHandle, SubAck};
@@ -263,6 +263,22 @@ fn run_client(
     }
 }
 
+/// The router's end of a connection's writer queue; abort shuts the socket down at once.
+struct Queue {
+    tx: SyncSender<Bytes>,
+    stream: TcpStream,
+}
+
+impl OutQueue for Queue {
+    fn try_push(&self, bytes: Bytes) -> bool {
+        self.tx.try_send(bytes).is_ok()
+    }
+
+    fn abort(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
 /// What reaches the broker's router thread.
 enum Inbox {
     Accept(TcpStream),
@@ -356,10 +372,11 @@ impl Broker {
             };
             match input {
                 Ok(Inbox::Accept(s)) => {
+                    let Ok(stream) = s.try_clone() else { continue };
                     let (out_tx, out_rx) = sync_channel(self.options.max_outbound_batches);
                     let queued = Arc::new(AtomicUsize::new(0));
                     let outbox = Outbox {
-                        queue: out_tx,
+                        queue: Queue { tx: out_tx, stream },
                         queued: queued.clone(),
                     };
                     let conn = core.accept(now(), outbox);

@@ -6,11 +6,12 @@ mod rt {
     use std::time::Duration;
 
     use futures_lite::future;
+    use tinymqtt::broker::Broker as Core;
     use tinymqtt::broker::BrokerConfig;
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::async_std::{Broker as Server, Client as Handle};
-    use tinymqtt::runtimes::{Ack, Error, Events, ShutdownHandle, SubAck};
+    use tinymqtt::runtimes::{Ack, BrokerOptions, Error, Events, ShutdownHandle, SubAck};
 
     /// `f`, or `None` after `wait`.
     async fn timeout<T>(wait: Duration, f: impl Future<Output = T>) -> Option<T> {
@@ -32,10 +33,18 @@ mod rt {
     }
 
     pub(crate) fn broker(config: BrokerConfig) -> Broker {
+        broker_with(config, BrokerOptions::default())
+    }
+
+    pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broker {
         block_on(async {
-            let server = Server::bind(config, &["127.0.0.1:0".parse().unwrap()])
-                .await
-                .unwrap();
+            let server = Server::bind_with(
+                Core::new(config),
+                options,
+                &["127.0.0.1:0".parse().unwrap()],
+            )
+            .await
+            .unwrap();
             let addr = server.local_addrs()[0];
             let stop = server.shutdown_handle();
             let done = async_std::task::spawn(server.run());

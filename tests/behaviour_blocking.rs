@@ -6,11 +6,12 @@ mod rt {
     use std::thread::JoinHandle;
     use std::time::Duration;
 
+    use tinymqtt::broker::Broker as Core;
     use tinymqtt::broker::BrokerConfig;
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle};
-    use tinymqtt::runtimes::{Ack, Error, Events, ShutdownHandle, SubAck};
+    use tinymqtt::runtimes::{Ack, BrokerOptions, Error, Events, ShutdownHandle, SubAck};
 
     pub(crate) struct Broker {
         pub(crate) addr: SocketAddr,
@@ -19,7 +20,16 @@ mod rt {
     }
 
     pub(crate) fn broker(config: BrokerConfig) -> Broker {
-        let server = Server::bind(config, &["127.0.0.1:0".parse().unwrap()]).unwrap();
+        broker_with(config, BrokerOptions::default())
+    }
+
+    pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broker {
+        let server = Server::bind_with(
+            Core::new(config),
+            options,
+            &["127.0.0.1:0".parse().unwrap()],
+        )
+        .unwrap();
         let addr = server.local_addrs()[0];
         let stop = server.shutdown_handle();
         let done = std::thread::spawn(move || server.run());

@@ -6,11 +6,12 @@ mod rt {
     use std::sync::OnceLock;
     use std::time::Duration;
 
+    use tinymqtt::broker::Broker as Core;
     use tinymqtt::broker::BrokerConfig;
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::tokio::{Broker as Server, Client as Handle};
-    use tinymqtt::runtimes::{Ack, Error, Events, ShutdownHandle, SubAck};
+    use tinymqtt::runtimes::{Ack, BrokerOptions, Error, Events, ShutdownHandle, SubAck};
 
     fn runtime() -> &'static tokio::runtime::Runtime {
         static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -39,10 +40,18 @@ mod rt {
     }
 
     pub(crate) fn broker(config: BrokerConfig) -> Broker {
+        broker_with(config, BrokerOptions::default())
+    }
+
+    pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broker {
         block_on(async {
-            let server = Server::bind(config, &["127.0.0.1:0".parse().unwrap()])
-                .await
-                .unwrap();
+            let server = Server::bind_with(
+                Core::new(config),
+                options,
+                &["127.0.0.1:0".parse().unwrap()],
+            )
+            .await
+            .unwrap();
             let addr = server.local_addrs()[0];
             let stop = server.shutdown_handle();
             let done = tokio::spawn(server.run());

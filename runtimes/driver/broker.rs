@@ -60,18 +60,9 @@ impl ShutdownHandle {
 pub(crate) trait OutQueue {
     /// Queues `bytes`; `false` when the queue is full or its writer is gone.
     fn try_push(&self, bytes: Bytes) -> bool;
-}
-
-impl OutQueue for async_channel::Sender<Bytes> {
-    fn try_push(&self, bytes: Bytes) -> bool {
-        self.try_send(bytes).is_ok()
-    }
-}
-
-impl OutQueue for std::sync::mpsc::SyncSender<Bytes> {
-    fn try_push(&self, bytes: Bytes) -> bool {
-        self.try_send(bytes).is_ok()
-    }
+    /// Makes the writer close the socket now, without flushing (it may be stuck writing to a
+    /// peer that does not read).
+    fn abort(&self);
 }
 
 /// A connection's outbound queue with its byte count (the writer subtracts what it wrote).
@@ -161,6 +152,7 @@ impl<Q: OutQueue> RouterCore<Q> {
             while let Some((conn, bytes)) = self.broker.poll_transmit() {
                 if let Some(o) = self.outboxes.get(&conn) {
                     if !o.push(bytes, self.max_bytes) {
+                        o.queue.abort();
                         self.outboxes.remove(&conn);
                         overflowed.push(conn);
                     }
@@ -196,7 +188,7 @@ mod server {
 
     use bytes::Bytes;
 
-    use super::{written, BrokerOptions, Outbox, RouterCore, ShutdownHandle};
+    use super::{written, BrokerOptions, OutQueue, Outbox, RouterCore, ShutdownHandle};
     use crate::broker::{Broker, BrokerConfig, ConnId};
     use crate::runtimes::driver::{
         now, wait, Listener, Reader, Runtime, Woke, Writer, READ_CHUNK, ROUTER_INBOX,
@@ -274,6 +266,22 @@ mod server {
         }
     }
 
+    /// The router's end of a connection's writer queue.
+    pub(crate) struct Queue {
+        tx: async_channel::Sender<Bytes>,
+        kill: async_channel::Sender<()>,
+    }
+
+    impl OutQueue for Queue {
+        fn try_push(&self, bytes: Bytes) -> bool {
+            self.tx.try_send(bytes).is_ok()
+        }
+
+        fn abort(&self) {
+            self.kill.close();
+        }
+    }
+
     /// What reaches the router task.
     enum Inbox<R: Runtime> {
         Accept(R::Reader, R::Writer),
@@ -304,20 +312,23 @@ mod server {
             match woke.await {
                 Woke::First(Ok(Inbox::Accept(reader, writer))) => {
                     let (tx, rx) = async_channel::bounded(options.max_outbound_batches);
+                    let (kill, killed) = async_channel::bounded(1);
                     let queued = Arc::new(AtomicUsize::new(0));
                     let outbox = Outbox {
-                        queue: tx,
+                        queue: Queue {
+                            tx,
+                            kill: kill.clone(),
+                        },
                         queued: queued.clone(),
                     };
                     let conn = core.accept(now(), outbox);
                     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-                    R::spawn(write_loop::<R>(
-                        writer,
-                        rx,
-                        queued,
-                        stop_tx,
-                        done_tx.clone(),
-                    ));
+                    let ends = Ends {
+                        _stop_reader: stop_tx,
+                        _done: done_tx.clone(),
+                        _kill: kill,
+                    };
+                    R::spawn(write_loop::<R>(writer, rx, queued, killed, ends));
                     R::spawn(read_loop::<R>(reader, conn, inbox_tx.clone(), stop_rx));
                 }
                 Woke::First(Ok(Inbox::Bytes(conn, b))) => core.input(now(), conn, &b),
@@ -381,18 +392,28 @@ mod server {
         let _ = inbox.send(Inbox::Closed(conn)).await;
     }
 
+    /// What a writer holds until it ends: dropping them stops the reader, counts the writer
+    /// as done, and (the clone of the kill switch) keeps an ordinary close from reading as kill.
+    struct Ends {
+        _stop_reader: async_channel::Sender<()>,
+        _done: async_channel::Sender<()>,
+        _kill: async_channel::Sender<()>,
+    }
+
     async fn write_loop<R: Runtime>(
         mut writer: R::Writer,
         queue: async_channel::Receiver<Bytes>,
         queued: Arc<AtomicUsize>,
-        _stop_reader: async_channel::Sender<()>,
-        _done: async_channel::Sender<()>,
+        killed: async_channel::Receiver<()>,
+        _ends: Ends,
     ) {
         while let Ok(bytes) = queue.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
-                return;
+            let write = writer.write_all(&bytes);
+            match wait::<R, _, _>(write, Some(killed.recv()), None).await {
+                Woke::First(Ok(())) => written(&queued, bytes.len()),
+                // A write error, or killed as too slow: drop the socket unflushed.
+                _ => return,
             }
-            written(&queued, bytes.len());
         }
         writer.close().await;
     }

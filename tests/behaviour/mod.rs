@@ -3,14 +3,15 @@
 //!
 //! Everything runs over 127.0.0.1 with port 0; every wait is bounded, so a failure fails fast.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tinymqtt::broker::BrokerConfig;
-use tinymqtt::client::{ClientConfig, Event};
+use tinymqtt::client::{Backoff, ClientConfig, Event};
 use tinymqtt::codec::{encode, Connect, Packet, Publish, Subscription, Will};
+use tinymqtt::runtimes::BrokerOptions;
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 
 use crate::rt;
@@ -297,4 +298,117 @@ fn shutdown_sends_0x8b_to_v5_clients_and_publishes_no_will() {
         assert!(clock() < end, "the listener still accepts");
         pause(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn the_client_reconnects_with_its_backoff_after_losing_the_connection() {
+    let b = broker();
+    let mut c = config(ProtocolVersion::V3_1_1, "comeback");
+    c.reconnect = Some(Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        jitter_percent: 0,
+        seed: 1,
+    });
+    let client = rt::connect(b.addr, c).unwrap();
+    client.subscribe(sub("back/#", QoS::AtLeastOnce)).unwrap();
+    // A raw connection with the same client id takes the session over.
+    let raw = raw_connect(
+        b.addr,
+        Connect::new(ProtocolVersion::V3_1_1, ByteStr::from_static("comeback")),
+    );
+    let end = clock() + WAIT;
+    let mut disconnected = false;
+    loop {
+        match client.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Disconnected { .. }) => disconnected = true,
+            Some(Event::Reconnected { .. }) if disconnected => break,
+            Some(_) => {}
+            None => panic!("no reconnect within {WAIT:?} (disconnected: {disconnected})"),
+        }
+    }
+    drop(raw);
+    // The session re-subscribed on its own (clean session: the broker had none).
+    let p = rt::connect(b.addr, config(ProtocolVersion::V3_1_1, "pub")).unwrap();
+    p.publish(msg("back/1", "again", QoS::AtLeastOnce, false))
+        .unwrap();
+    assert_eq!(&next_message(&client).payload[..], b"again");
+    b.shutdown();
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
+    let options = BrokerOptions {
+        max_outbound_bytes: 256 * 1024,
+        ..BrokerOptions::default()
+    };
+    let b = rt::broker_with(
+        BrokerConfig {
+            sys_interval: None,
+            ..BrokerConfig::default()
+        },
+        options,
+    );
+    let reader = rt::connect(b.addr, config(ProtocolVersion::V5, "reader")).unwrap();
+    reader.subscribe(sub("flood", QoS::AtMostOnce)).unwrap();
+    // A raw subscriber that never reads what it is sent.
+    let mut stuck = raw_connect(
+        b.addr,
+        Connect::new(ProtocolVersion::V3_1_1, ByteStr::from_static("stuck")),
+    );
+    let mut subscribe = BytesMut::new();
+    let s = tinymqtt::codec::Subscribe {
+        packet_id: tinymqtt::PacketId::new(1).unwrap(),
+        properties: Default::default(),
+        filters: sub("flood", QoS::AtMostOnce),
+    };
+    encode(
+        &Packet::Subscribe(s),
+        ProtocolVersion::V3_1_1,
+        &mut subscribe,
+    )
+    .unwrap();
+    stuck.write_all(&subscribe).unwrap();
+    let mut suback = [0u8; 5];
+    stuck.read_exact(&mut suback).unwrap();
+    assert_eq!(suback[0], 0x90);
+
+    // More than the kernel buffers on loopback plus the outbound cap.
+    const N: usize = 320;
+    static PAYLOAD: [u8; 64 * 1024] = [7u8; 64 * 1024];
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "flooder")).unwrap();
+    // In rounds the reading subscriber keeps up with: only the stuck one falls behind.
+    for _ in 0..N / 2 {
+        let round: Vec<Publish> = (0..2)
+            .map(|_| {
+                let mut m = Publish::new(
+                    TopicName::from_static("flood"),
+                    Bytes::from_static(&PAYLOAD),
+                );
+                m.qos = QoS::AtMostOnce;
+                m
+            })
+            .collect();
+        p.publish_many(round);
+        // The reading subscriber gets every message: the stuck one stalls no one.
+        for _ in 0..2 {
+            assert_eq!(next_message(&reader).payload.len(), PAYLOAD.len());
+        }
+    }
+    // The stuck one was closed after far less than everything.
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stuck.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the stuck subscriber was not closed: {e}")
+            }
+            // Closed with a reset: the broker dropped what it had queued.
+            Err(_) => break,
+        }
+    }
+    assert!(total < N * PAYLOAD.len(), "received all {total} bytes");
+    b.shutdown();
 }
