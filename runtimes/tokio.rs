@@ -1,16 +1,17 @@
 //! The `tokio` runtime: a [`Client`] and a [`Broker`] on tokio's sockets and timers.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), tinymqtt::runtimes::Error> {
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
 //! use tinymqtt::client::ClientConfig;
 //! use tinymqtt::codec::Publish;
 //! use tinymqtt::runtimes::tokio::{Broker, Client};
 //! use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicName};
 //!
-//! let broker = Broker::bind(Default::default(), &["127.0.0.1:0".parse().unwrap()]).await?;
+//! let broker = Broker::bind(Default::default(), &["127.0.0.1:0".parse()?]).await?;
 //! let addr = broker.local_addrs()[0];
 //! let stop = broker.shutdown_handle();
-//! tokio::spawn(broker.run());
+//! let served = tokio::spawn(broker.run());
 //!
 //! let config = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("demo"));
 //! let (client, _events) = Client::connect(addr, config).await?;
@@ -20,7 +21,9 @@
 //! assert!(ack.packet_id.is_some());
 //! client.disconnect().await?;
 //! stop.shutdown();
-//! # Ok(())
+//! served.await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
 //! # }
 //! ```
 
