@@ -16,7 +16,8 @@
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
 //! | bytes read from a socket, per client connection | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (reads of every connection, accepts) | [`ROUTER_INBOX`] reads of up to [`READ_CHUNK`] bytes | readers stop reading their sockets (backpressure); the router never waits on a connection |
-//! | broker outbound, per connection | [`BrokerOptions::max_outbound_batches`] writes and [`BrokerOptions::max_outbound_bytes`] bytes | the connection is closed (as if its transport failed, so its will is published): a slow subscriber cannot grow the broker's memory nor stall the router |
+//! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
+//! | broker outbound, per connection | [`BrokerOptions::max_outbound_batches`] writes and [`BrokerOptions::max_outbound_bytes`] bytes | the connection is closed at once, unflushed (as if its transport failed, so its will is published): a slow subscriber cannot grow the broker's memory nor stall the router |
 //!
 //! The broker core bounds each session's own queue as well (see the
 //! [broker queue policy](crate::broker#queues)).
@@ -34,7 +35,7 @@ use crate::{PacketId, ReasonCode};
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use broker::Server;
-pub use broker::{BrokerOptions, ShutdownHandle};
+pub use broker::{BrokerHandle, BrokerOptions};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
 
@@ -100,7 +101,7 @@ pub(crate) fn reply_channel<T>() -> (Reply<T>, async_channel::Receiver<Result<T,
 }
 
 /// Answers a waiter; a waiter that went away does not matter.
-fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
+pub(crate) fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
     let _ = reply.try_send(value);
 }
 

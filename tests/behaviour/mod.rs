@@ -176,6 +176,11 @@ fn retained_message_reaches_a_later_subscriber_and_is_cleared() {
     let got = next_message(&s);
     assert!(got.retain);
     assert_eq!(&got.payload[..], b"kept");
+    let stats = b.stats();
+    assert_eq!(
+        (stats.retained, stats.connections, stats.subscriptions),
+        (1, 2, 1)
+    );
     // An empty retained payload clears it.
     p.publish(msg("r/1", "", QoS::AtLeastOnce, true)).unwrap();
     next_message(&s);
