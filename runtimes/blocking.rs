@@ -243,10 +243,7 @@ fn run_client(
                 continue;
             }
         }
-        let input = match core.deadline() {
-            Some(at) => rx.recv_timeout(at.saturating_duration_since(now())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
+        let input = next(&rx, core.deadline());
         match input {
             Ok(Input::Bytes(g, b)) if g == generation => core.input(now(), &b),
             Ok(Input::Closed(g)) if g == generation => {
@@ -276,6 +273,16 @@ impl OutQueue for Queue {
 
     fn abort(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// The next input, or `Timeout` once `deadline` has passed: a passed deadline goes first, so
+/// a busy channel cannot starve the timers.
+fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, RecvTimeoutError> {
+    match deadline.map(|at| at.saturating_duration_since(now())) {
+        Some(left) if left.is_zero() => Err(RecvTimeoutError::Timeout),
+        Some(left) => rx.recv_timeout(left),
+        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
     }
 }
 
@@ -371,10 +378,7 @@ impl Broker {
         let (done_tx, done_rx) = sync_channel::<()>(1);
         let mut core = RouterCore::new(self.broker, &self.options);
         loop {
-            let input = match core.deadline() {
-                Some(at) => rx.recv_timeout(at.saturating_duration_since(now())),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
+            let input = next(&rx, core.deadline());
             match input {
                 Ok(Inbox::Accept(s)) => {
                     let Ok(stream) = s.try_clone() else { continue };

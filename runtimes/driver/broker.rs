@@ -219,7 +219,8 @@ mod server {
     use super::{written, BrokerHandle, BrokerOptions, Control, OutQueue, Outbox, RouterCore};
     use crate::broker::{Broker, BrokerConfig, ConnId};
     use crate::runtimes::driver::{
-        answer, now, wait, Listener, Reader, Runtime, Woke, Writer, READ_CHUNK, ROUTER_INBOX,
+        answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer, READ_CHUNK,
+        ROUTER_INBOX,
     };
 
     /// An MQTT broker on an async runtime: listeners bound, routing once [`Server::run`] runs.
@@ -337,8 +338,10 @@ mod server {
             R::spawn(accept_loop::<R>(l, inbox_tx.clone(), accepting.clone()));
         }
         let mut core = RouterCore::new(broker, &options);
+        let mut turn = false;
         loop {
-            let woke = wait::<R, _, _>(inbox_rx.recv(), Some(shutdown.recv()), core.deadline());
+            let (inbox, control) = (inbox_rx.recv(), Some(shutdown.recv()));
+            let woke = wait_fair::<R, _, _>(inbox, control, core.deadline(), &mut turn);
             match woke.await {
                 Woke::First(Ok(Inbox::Accept(reader, writer))) => {
                     let (tx, rx) = async_channel::bounded(options.max_outbound_batches);

@@ -174,7 +174,7 @@ pub(crate) fn now() -> Instant {
 }
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub(crate) use asyncrt::{wait, Woke};
+pub(crate) use asyncrt::{wait, wait_fair, Woke};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use asyncrt::{Listener, Reader, Runtime, Writer};
 
@@ -264,21 +264,38 @@ mod asyncrt {
         b: Option<impl Future<Output = B>>,
         deadline: Option<Instant>,
     ) -> Woke<A, B> {
+        wait_fair::<R, A, B>(a, b, deadline, &mut false).await
+    }
+
+    /// [`wait`] for a loop with two busy sources: a passed deadline wins, then `a` and `b` take
+    /// turns at being polled first (`turn` flips on every call), so neither can starve the
+    /// other nor the timers.
+    pub(crate) async fn wait_fair<R: Runtime, A, B>(
+        a: impl Future<Output = A>,
+        b: Option<impl Future<Output = B>>,
+        deadline: Option<Instant>,
+        turn: &mut bool,
+    ) -> Woke<A, B> {
+        let b_first = *turn;
+        *turn = !*turn;
         let mut a = pin!(a);
         let mut b = pin!(b);
         let mut sleep = pin!(deadline.map(R::sleep_until));
         poll_fn(|cx| {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                return Poll::Ready(Woke::First(v));
-            }
-            if let Some(b) = b.as_mut().as_pin_mut() {
-                if let Poll::Ready(v) = b.poll(cx) {
-                    return Poll::Ready(Woke::Second(v));
-                }
-            }
             if let Some(s) = sleep.as_mut().as_pin_mut() {
                 if s.poll(cx).is_ready() {
                     return Poll::Ready(Woke::Deadline);
+                }
+            }
+            for round in 0..2 {
+                if (round == 0) == b_first {
+                    if let Some(b) = b.as_mut().as_pin_mut() {
+                        if let Poll::Ready(v) = b.poll(cx) {
+                            return Poll::Ready(Woke::Second(v));
+                        }
+                    }
+                } else if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::First(v));
                 }
             }
             Poll::Pending

@@ -417,3 +417,24 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
     assert!(total < N * PAYLOAD.len(), "received all {total} bytes");
     b.shutdown();
 }
+
+#[test]
+fn an_idle_client_keeps_its_connection_alive_with_pings() {
+    let b = broker();
+    let mut c = config(ProtocolVersion::V5, "idle");
+    c.keep_alive = 1;
+    let client = rt::connect(b.addr, c).unwrap();
+    // Idle for well over 1.5 keep-alives: only the driver's timer (PINGREQ) keeps it open.
+    let end = clock() + Duration::from_millis(2600);
+    while let Some(e) = client.next_event(end.saturating_duration_since(clock())) {
+        assert!(
+            !matches!(e, Event::Disconnected { .. }),
+            "disconnected while idle: {e:?}"
+        );
+    }
+    client
+        .subscribe(sub("still/here", QoS::AtLeastOnce))
+        .unwrap();
+    assert_eq!(b.stats().connections, 1);
+    b.shutdown();
+}
