@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use tinymqtt::broker::{Broker, BrokerConfig};
+use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent};
 use tinymqtt::runtimes::{BrokerHandle, BrokerOptions};
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -111,7 +111,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => FileConfig::default(),
     };
-    let (config, options) = settings(&file);
+    let (config, mut options) = settings(&file);
+    options.on_event = Some(std::sync::Arc::new(log_event));
     let addrs: Vec<SocketAddr> = match &file.listeners {
         Some(list) => list
             .iter()
@@ -136,6 +137,19 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|_| "the broker thread panicked")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Logs what the broker reports.
+fn log_event(event: &BrokerEvent) {
+    match event {
+        BrokerEvent::Connected { conn, client_id } => {
+            tracing::info!(?conn, client_id = %client_id, "client connected");
+        }
+        BrokerEvent::Closed { conn, reason } => {
+            tracing::info!(?conn, code = ?reason.reason_code, initiator = ?reason.initiator, error = ?reason.error, "connection closed");
+        }
+        other => tracing::debug!(?other, "broker event"),
+    }
 }
 
 /// The broker's settings from the file's keys over the defaults.

@@ -10,8 +10,11 @@ use bytes::Bytes;
 use super::{reply_channel, Error, Reply};
 use crate::broker::{Broker, BrokerEvent, BrokerStats, ConnId};
 
+/// Called by the router for every broker event (connects, closes); it must not block.
+pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
+
 /// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct BrokerOptions {
     /// Writes queued for one connection before it is closed as too slow.
     pub max_outbound_batches: usize,
@@ -19,15 +22,29 @@ pub struct BrokerOptions {
     pub max_outbound_bytes: usize,
     /// How long a graceful shutdown waits for connections to flush before it returns.
     pub shutdown_grace: Duration,
+    /// Told of every broker event, for logs and metrics.
+    pub on_event: Option<EventHook>,
+}
+
+impl std::fmt::Debug for BrokerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerOptions")
+            .field("max_outbound_batches", &self.max_outbound_batches)
+            .field("max_outbound_bytes", &self.max_outbound_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("on_event", &self.on_event.is_some())
+            .finish()
+    }
 }
 
 impl Default for BrokerOptions {
-    /// 1024 writes, 8 MiB, 5 s.
+    /// 1024 writes, 8 MiB, 5 s, no hook.
     fn default() -> BrokerOptions {
         BrokerOptions {
             max_outbound_batches: 1024,
             max_outbound_bytes: 8 << 20,
             shutdown_grace: Duration::from_secs(5),
+            on_event: None,
         }
     }
 }
@@ -122,6 +139,7 @@ pub(crate) struct RouterCore<Q> {
     pub(crate) broker: Broker,
     outboxes: HashMap<ConnId, Outbox<Q>>,
     max_bytes: usize,
+    hook: Option<EventHook>,
 }
 
 impl<Q: OutQueue> RouterCore<Q> {
@@ -131,6 +149,7 @@ impl<Q: OutQueue> RouterCore<Q> {
             broker,
             outboxes: HashMap::new(),
             max_bytes: options.max_outbound_bytes,
+            hook: options.on_event.clone(),
         }
     }
 
@@ -187,6 +206,9 @@ impl<Q: OutQueue> RouterCore<Q> {
                 }
             }
             while let Some(e) = self.broker.poll_event() {
+                if let Some(hook) = &self.hook {
+                    hook(&e);
+                }
                 match e {
                     BrokerEvent::CloseTransport(conn) | BrokerEvent::Closed { conn, .. } => {
                         self.outboxes.remove(&conn);

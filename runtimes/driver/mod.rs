@@ -35,7 +35,7 @@ use crate::{PacketId, ReasonCode};
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use broker::Server;
-pub use broker::{BrokerHandle, BrokerOptions};
+pub use broker::{BrokerHandle, BrokerOptions, EventHook};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
 

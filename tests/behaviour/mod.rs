@@ -8,7 +8,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tinymqtt::broker::BrokerConfig;
+use std::sync::{Arc, Mutex};
+
+use tinymqtt::broker::{BrokerConfig, BrokerEvent};
 use tinymqtt::client::{Backoff, ClientConfig, Event};
 use tinymqtt::codec::{encode, Connect, Packet, Publish, Subscription, Will};
 use tinymqtt::runtimes::BrokerOptions;
@@ -215,12 +217,37 @@ fn will_is_published_when_a_connection_is_killed() {
 
 #[test]
 fn a_second_connection_with_the_same_id_takes_over() {
-    let b = broker();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let options = BrokerOptions {
+        on_event: Some(Arc::new(move |e: &BrokerEvent| {
+            log.lock().unwrap().push(e.clone())
+        })),
+        ..BrokerOptions::default()
+    };
+    let b = rt::broker_with(
+        BrokerConfig {
+            sys_interval: None,
+            ..BrokerConfig::default()
+        },
+        options,
+    );
     let first = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
     let second = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
     assert_eq!(next_disconnect(&first), ReasonCode::SessionTakenOver);
     // The new connection works.
     second.subscribe(sub("x", QoS::AtMostOnce)).unwrap();
+    // The event hook saw both connects and the first connection's close.
+    let events = seen.lock().unwrap().clone();
+    let connected = events
+        .iter()
+        .filter(|e| matches!(e, BrokerEvent::Connected { client_id, .. } if client_id.as_str() == "same"))
+        .count();
+    assert_eq!(connected, 2, "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, BrokerEvent::Closed { reason, .. } if reason.reason_code == ReasonCode::SessionTakenOver)),
+        "{events:?}"
+    );
     b.shutdown();
 }
 
