@@ -1,5 +1,8 @@
 //! The `tokio` runtime: a [`Client`] and a [`Broker`] on tokio's sockets and timers.
 //!
+//! `Client::connect`, `Broker::bind` and `Broker::run` must run inside a tokio runtime (they
+//! spawn tasks); the other calls only wait on channels and work from any executor.
+//!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # tokio::runtime::Runtime::new()?.block_on(async {

@@ -12,6 +12,7 @@ mod rt {
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle};
     use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+    use tinymqtt::TopicFilter;
 
     pub(crate) struct Broker {
         pub(crate) addr: SocketAddr,
@@ -82,6 +83,10 @@ mod rt {
 
         pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
             self.handle.subscribe(s)
+        }
+
+        pub(crate) fn unsubscribe(&self, f: Vec<TopicFilter>) -> Result<SubAck, Error> {
+            self.handle.unsubscribe(f)
         }
 
         pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {

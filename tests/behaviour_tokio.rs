@@ -12,6 +12,7 @@ mod rt {
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::tokio::{Broker as Server, Client as Handle};
     use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+    use tinymqtt::TopicFilter;
 
     fn runtime() -> &'static tokio::runtime::Runtime {
         static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -101,6 +102,10 @@ mod rt {
 
         pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
             block_on(self.handle.subscribe(s))
+        }
+
+        pub(crate) fn unsubscribe(&self, f: Vec<TopicFilter>) -> Result<SubAck, Error> {
+            block_on(self.handle.unsubscribe(f))
         }
 
         pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {

@@ -138,6 +138,14 @@ fn pub_sub_at_qos_0_1_2_in_every_version() {
                 "{v:?}"
             );
         }
+        // After UNSUBACK nothing more arrives.
+        let gone = s
+            .unsubscribe(vec![TopicFilter::new("t/#").unwrap()])
+            .unwrap();
+        assert_eq!(gone.reason_codes.len(), if v.is_v5() { 1 } else { 0 });
+        p.publish(msg("t/x", "late", QoS::AtLeastOnce, false))
+            .unwrap();
+        no_message(&s, Duration::from_millis(100));
         p.disconnect();
         s.disconnect();
     }
