@@ -130,7 +130,9 @@ impl Pending {
 
 /// The stream of what a client's session reports: messages, connects, reconnects, disconnects.
 ///
-/// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls.
+/// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. Read it
+/// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading its socket
+/// (and so stops taking commands).
 #[derive(Debug, Clone)]
 pub struct Events {
     rx: async_channel::Receiver<Event>,
