@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tinymqtt::broker::{BrokerConfig, BrokerEvent};
 use tinymqtt::client::{Backoff, ClientConfig, Event};
 use tinymqtt::codec::{encode, Connect, Packet, Publish, Subscription, Will};
-use tinymqtt::runtimes::BrokerOptions;
+use tinymqtt::runtimes::{BrokerOptions, Error};
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 
 use crate::rt;
@@ -471,5 +471,45 @@ fn an_idle_client_keeps_its_connection_alive_with_pings() {
         .subscribe(sub("still/here", QoS::AtLeastOnce))
         .unwrap();
     assert_eq!(b.stats().connections, 1);
+    b.shutdown();
+}
+
+#[test]
+fn a_refused_connection_is_an_error_from_connect() {
+    let b = rt::broker(BrokerConfig {
+        allow_anonymous: false,
+        sys_interval: None,
+        ..BrokerConfig::default()
+    });
+    match rt::connect(b.addr, config(ProtocolVersion::V5, "anon")) {
+        Err(Error::ConnectFailed(reason)) => assert!(reason.reason_code.is_error(), "{reason:?}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("an anonymous client was let in"),
+    }
+    b.shutdown();
+}
+
+#[test]
+fn dropping_every_handle_disconnects_cleanly_without_the_will() {
+    let b = broker();
+    let watcher = rt::connect(b.addr, config(ProtocolVersion::V5, "watcher")).unwrap();
+    watcher.subscribe(sub("wills/#", QoS::AtMostOnce)).unwrap();
+    let mut c = config(ProtocolVersion::V3_1_1, "dropped");
+    c.will = Some(Will {
+        topic: TopicName::from_static("wills/dropped"),
+        payload: Bytes::from_static(b"unexpected"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let client = rt::connect(b.addr, c).unwrap();
+    assert_eq!(b.stats().connections, 2);
+    drop(client);
+    let end = clock() + WAIT;
+    while b.stats().connections != 1 {
+        assert!(clock() < end, "the dropped client is still connected");
+        pause(Duration::from_millis(10));
+    }
+    no_message(&watcher, Duration::from_millis(200));
     b.shutdown();
 }
