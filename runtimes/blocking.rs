@@ -1,1 +1,455 @@
-//! The `blocking` runtime adapter (drivers arrive with the runtime issue).
+//! The `blocking` runtime: a [`Client`] and a [`Broker`] on `std::net` and threads.
+//!
+//! The client's session runs in a thread of its own (plus one reader thread per connection);
+//! its [`Events`] are an iterator. The broker runs a router thread, an accept thread per
+//! listener and a reader and a writer thread per connection, joined by bounded channels with the
+//! caps of the [`driver`](super::driver#queue-caps-and-overflow-policies).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::driver::broker::{written, Control, OutQueue, Outbox, RouterCore};
+use super::driver::client::{ClientCore, Command};
+use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
+pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnId};
+use crate::client::{Client as Session, ClientConfig};
+use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};
+use crate::TopicFilter;
+
+/// What the client's session thread waits for.
+enum Input {
+    Bytes(u64, Bytes),
+    Closed(u64),
+    Command(Command),
+    HandlesGone,
+}
+
+/// Counts the commands in flight towards the session thread, so they stay within the cap.
+struct Permits {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Permits {
+    fn acquire(&self) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+    }
+
+    fn release(&self) {
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.freed.notify_one();
+    }
+}
+
+/// Tells the session thread when the last handle is dropped.
+struct Handles {
+    inputs: SyncSender<Input>,
+    permits: Arc<Permits>,
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        let _ = self.inputs.send(Input::HandlesGone);
+    }
+}
+
+/// A handle to a client session running on threads; clones share the session.
+#[derive(Clone)]
+pub struct Client {
+    handles: Arc<Handles>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to `addr` and returns once the server accepted the first connection.
+    pub fn connect(addr: SocketAddr, config: ClientConfig) -> Result<(Client, Events), Error> {
+        let stream = open(addr, config.connect_timeout)?;
+        let (ready_tx, ready_rx) = reply_channel();
+        let (in_tx, in_rx) = sync_channel(CLIENT_COMMANDS + NET_CHUNKS);
+        let (ev_tx, ev_rx) = async_channel::bounded(CLIENT_EVENTS);
+        let permits = Arc::new(Permits {
+            free: Mutex::new(CLIENT_COMMANDS),
+            freed: Condvar::new(),
+        });
+        let core = ClientCore::new(Session::new(config), ready_tx);
+        let (tx, p) = (in_tx.clone(), permits.clone());
+        thread::spawn(move || run_client(addr, core, stream, tx, in_rx, ev_tx, p));
+        ready_rx.recv_blocking().unwrap_or(Err(Error::Stopped))?;
+        let handles = Arc::new(Handles {
+            inputs: in_tx,
+            permits,
+        });
+        Ok((Client { handles }, Events::from_receiver(ev_rx)))
+    }
+
+    /// Publishes; the returned [`Pending`] completes with the acknowledgement.
+    ///
+    /// Blocks while the command queue is full, which it is while the in-flight window is.
+    pub fn publish(&self, publish: Publish) -> Result<Pending, Error> {
+        let (tx, rx) = reply_channel();
+        self.send(Command::Publish(Box::new(publish), tx))?;
+        Ok(Pending::from_receiver(rx))
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub fn subscribe(&self, filters: Vec<Subscription>) -> Result<SubAck, Error> {
+        self.subscribe_with(filters, SubscribeProperties::default())
+    }
+
+    /// Subscribes with MQTT 5 properties and waits for the SUBACK.
+    pub fn subscribe_with(
+        &self,
+        filters: Vec<Subscription>,
+        properties: SubscribeProperties,
+    ) -> Result<SubAck, Error> {
+        let (tx, rx) = reply_channel();
+        self.send(Command::Subscribe(filters, properties, tx))?;
+        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
+    }
+
+    /// Unsubscribes and waits for the UNSUBACK.
+    pub fn unsubscribe(&self, filters: Vec<TopicFilter>) -> Result<SubAck, Error> {
+        let (tx, rx) = reply_channel();
+        let props = UnsubscribeProperties::default();
+        self.send(Command::Unsubscribe(filters, props, tx))?;
+        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
+    }
+
+    /// Sends DISCONNECT (normal), closes the transport and stops the session thread.
+    pub fn disconnect(&self) -> Result<(), Error> {
+        self.disconnect_with(Disconnect::default())
+    }
+
+    /// Sends this DISCONNECT (MQTT 5 reason code and properties), closes and stops.
+    pub fn disconnect_with(&self, disconnect: Disconnect) -> Result<(), Error> {
+        let (tx, rx) = reply_channel();
+        self.send(Command::Disconnect(disconnect, Some(tx)))?;
+        rx.recv_blocking().unwrap_or(Ok(()))
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.handles.permits.acquire();
+        self.handles
+            .inputs
+            .send(Input::Command(command))
+            .map_err(|_| Error::Stopped)
+    }
+}
+
+/// Opens a TCP connection with `TCP_NODELAY`.
+fn open(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+fn spawn_reader(stream: &TcpStream, generation: u64, inputs: SyncSender<Input>) -> io::Result<()> {
+    let mut r = stream.try_clone()?;
+    thread::spawn(move || {
+        let mut buf = vec![0u8; driver::READ_CHUNK];
+        loop {
+            match r.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let b = Bytes::copy_from_slice(&buf[..n]);
+                    if inputs.send(Input::Bytes(generation, b)).is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = inputs.send(Input::Closed(generation));
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The session thread: the same drain as the async driver, waiting with `recv_timeout`.
+fn run_client(
+    addr: SocketAddr,
+    mut core: ClientCore,
+    stream: TcpStream,
+    inputs: SyncSender<Input>,
+    rx: Receiver<Input>,
+    events: async_channel::Sender<crate::client::Event>,
+    permits: Arc<Permits>,
+) {
+    let mut generation = 0u64;
+    let ok = spawn_reader(&stream, generation, inputs.clone()).is_ok();
+    let mut transport = Some(stream).filter(|_| ok);
+    let mut stash: VecDeque<Command> = VecDeque::new();
+    core.connect(now(), ok);
+    loop {
+        loop {
+            let out = core.take_output();
+            if out.transmit.is_empty() && !out.close && !out.reconnect && out.events.is_empty() {
+                break;
+            }
+            for bytes in &out.transmit {
+                let Some(t) = transport.as_mut() else { break };
+                if t.write_all(bytes).is_err() {
+                    transport = None;
+                    core.transport_closed(now());
+                    break;
+                }
+            }
+            for e in out.events {
+                let _ = events.send_blocking(e);
+            }
+            if out.close {
+                if let Some(t) = transport.take() {
+                    let _ = t.shutdown(Shutdown::Both);
+                }
+            }
+            if out.reconnect {
+                generation += 1;
+                let opened = open(addr, core.connect_timeout()).and_then(|s| {
+                    spawn_reader(&s, generation, inputs.clone())?;
+                    Ok(s)
+                });
+                transport = opened.ok();
+                core.connect(now(), transport.is_some());
+            }
+        }
+        if let Some(reply) = core.take_stop() {
+            if let Some(r) = reply {
+                let _ = r.try_send(Ok(()));
+            }
+            return;
+        }
+        if !core.is_parked() {
+            if let Some(c) = stash.pop_front() {
+                permits.release();
+                core.command(now(), c);
+                continue;
+            }
+        }
+        let input = next(&rx, core.deadline());
+        match input {
+            Ok(Input::Bytes(g, b)) if g == generation => core.input(now(), &b),
+            Ok(Input::Closed(g)) if g == generation => {
+                transport = None;
+                core.transport_closed(now());
+            }
+            Ok(Input::Bytes(..) | Input::Closed(_)) => {}
+            Ok(Input::Command(c)) => stash.push_back(c),
+            Ok(Input::HandlesGone) | Err(RecvTimeoutError::Disconnected) => {
+                core.handles_gone(now())
+            }
+            Err(RecvTimeoutError::Timeout) => core.timeout(now()),
+        }
+    }
+}
+
+/// The router's end of a connection's writer queue; abort shuts the socket down at once.
+struct Queue {
+    tx: SyncSender<Bytes>,
+    stream: TcpStream,
+}
+
+impl OutQueue for Queue {
+    fn try_push(&self, bytes: Bytes) -> bool {
+        self.tx.try_send(bytes).is_ok()
+    }
+
+    fn abort(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// The next input, or `Timeout` once `deadline` has passed: a passed deadline goes first, so
+/// a busy channel cannot starve the timers.
+fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, RecvTimeoutError> {
+    match deadline.map(|at| at.saturating_duration_since(now())) {
+        Some(left) if left.is_zero() => Err(RecvTimeoutError::Timeout),
+        Some(left) => rx.recv_timeout(left),
+        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    }
+}
+
+/// What reaches the broker's router thread.
+enum Inbox {
+    Accept(TcpStream),
+    Bytes(ConnId, Bytes),
+    Closed(ConnId),
+    Stats(Reply<BrokerStats>),
+    Shutdown,
+}
+
+/// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
+#[derive(Debug)]
+pub struct Broker {
+    broker: Core,
+    options: BrokerOptions,
+    listeners: Vec<TcpListener>,
+    addrs: Vec<SocketAddr>,
+    handle: BrokerHandle,
+    signal: async_channel::Receiver<Control>,
+}
+
+impl Broker {
+    /// Binds `addrs` for a broker with `config` that lets everyone in.
+    pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Broker> {
+        Broker::bind_with(Core::new(config), BrokerOptions::default(), addrs)
+    }
+
+    /// Binds `addrs` for `broker` (built with its authenticator and authorizer).
+    pub fn bind_with(
+        broker: Core,
+        options: BrokerOptions,
+        addrs: &[SocketAddr],
+    ) -> io::Result<Broker> {
+        let listeners = addrs
+            .iter()
+            .map(TcpListener::bind)
+            .collect::<io::Result<Vec<_>>>()?;
+        let addrs = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<io::Result<Vec<_>>>()?;
+        let (handle, signal) = BrokerHandle::new();
+        Ok(Broker {
+            broker,
+            options,
+            listeners,
+            addrs,
+            handle,
+            signal,
+        })
+    }
+
+    /// The bound addresses (with the ports the system chose for port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// A handle that triggers the graceful shutdown.
+    pub fn handle(&self) -> BrokerHandle {
+        self.handle.clone()
+    }
+
+    /// Serves on this thread until the shutdown handle is triggered, then shuts down
+    /// gracefully: DISCONNECT 0x8B to MQTT 5 clients, no wills, every connection flushed.
+    pub fn run(self) {
+        let (tx, rx) = sync_channel::<Inbox>(driver::ROUTER_INBOX);
+        let stopping = Arc::new(AtomicBool::new(false));
+        for l in self.listeners {
+            let (tx, stopping) = (tx.clone(), stopping.clone());
+            thread::spawn(move || {
+                for s in l.incoming() {
+                    if stopping.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(s) = s else { continue };
+                    if s.set_nodelay(true).is_err() || tx.send(Inbox::Accept(s)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let (signal, t) = (self.signal, tx.clone());
+        thread::spawn(move || {
+            while let Ok(Control::Stats(reply)) = signal.recv_blocking() {
+                if t.send(Inbox::Stats(reply)).is_err() {
+                    return;
+                }
+            }
+            let _ = t.send(Inbox::Shutdown);
+        });
+        let (done_tx, done_rx) = sync_channel::<()>(1);
+        let mut core = RouterCore::new(self.broker, &self.options);
+        loop {
+            let input = next(&rx, core.deadline());
+            match input {
+                Ok(Inbox::Accept(s)) => {
+                    let Ok(stream) = s.try_clone() else { continue };
+                    let (out_tx, out_rx) = sync_channel(self.options.max_outbound_batches);
+                    let queued = Arc::new(AtomicUsize::new(0));
+                    let outbox = Outbox {
+                        queue: Queue { tx: out_tx, stream },
+                        queued: queued.clone(),
+                    };
+                    let conn = core.accept(now(), outbox);
+                    if connection(s, conn, tx.clone(), out_rx, queued, done_tx.clone()).is_err() {
+                        core.closed(now(), conn);
+                    }
+                }
+                Ok(Inbox::Bytes(conn, b)) => core.input(now(), conn, &b),
+                Ok(Inbox::Closed(conn)) => core.closed(now(), conn),
+                Ok(Inbox::Stats(reply)) => {
+                    let _ = reply.try_send(Ok(core.broker.stats()));
+                }
+                Ok(Inbox::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => core.timeout(now()),
+            }
+        }
+        core.shutdown(now());
+        stopping.store(true, Ordering::Release);
+        for a in &self.addrs {
+            // Wakes the accept threads, which see the flag and end.
+            let _ = TcpStream::connect_timeout(a, Duration::from_millis(100));
+        }
+        drop(done_tx);
+        let _ = done_rx.recv_timeout(self.options.shutdown_grace);
+    }
+}
+
+/// Starts a connection's reader and writer threads.
+fn connection(
+    stream: TcpStream,
+    conn: ConnId,
+    inbox: SyncSender<Inbox>,
+    out: Receiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+    done: SyncSender<()>,
+) -> io::Result<()> {
+    let mut reader = stream.try_clone()?;
+    let mut writer = stream;
+    thread::spawn(move || {
+        let mut buf = vec![0u8; driver::READ_CHUNK];
+        loop {
+            match reader.read(&mut buf) {
+                // A full inbox blocks this thread: backpressure on the socket.
+                Ok(n) if n > 0 => {
+                    let b = Bytes::copy_from_slice(&buf[..n]);
+                    if inbox.send(Inbox::Bytes(conn, b)).is_err() {
+                        return;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let _ = inbox.send(Inbox::Closed(conn));
+    });
+    thread::spawn(move || {
+        let _done = done;
+        while let Ok(b) = out.recv() {
+            if writer.write_all(&b).is_err() {
+                break;
+            }
+            written(&queued, b.len());
+        }
+        // Ends the reader too.
+        let _ = writer.shutdown(Shutdown::Both);
+    });
+    Ok(())
+}

@@ -1,12 +1,19 @@
 //! Runtime adapters: sockets and timers around the sans-IO core, one cargo feature each.
 //!
-//! They use only the core's public API. The client and broker drivers arrive with the runtime
-//! issue; for now each feature compiles its (empty) module so every feature combination builds.
+//! They use only the core's public API. The poll loop is written once in [`driver`]; each
+//! runtime module binds its sockets and timers and names the driver's types for it:
+//! `tokio::{Client, Broker}`, `smol::{..}`, `async_std::{..}` and `blocking::{..}`.
+
+pub mod driver;
+
+pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 
 #[cfg(feature = "async-std")]
 pub mod async_std;
 #[cfg(feature = "blocking")]
 pub mod blocking;
+#[cfg(any(feature = "smol", feature = "async-std"))]
+mod fio;
 #[cfg(feature = "smol")]
 pub mod smol;
 #[cfg(feature = "tokio")]

@@ -1,1 +1,112 @@
-//! The `tokio` runtime adapter (drivers arrive with the runtime issue).
+//! The `tokio` runtime: a [`Client`] and a [`Broker`] on tokio's sockets and timers.
+//!
+//! `Client::connect`, `Broker::bind` and `Broker::run` must run inside a tokio runtime (they
+//! spawn tasks); the other calls only wait on channels and work from any executor.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! use tinymqtt::client::ClientConfig;
+//! use tinymqtt::codec::Publish;
+//! use tinymqtt::runtimes::tokio::{Broker, Client};
+//! use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicName};
+//!
+//! let broker = Broker::bind(Default::default(), &["127.0.0.1:0".parse()?]).await?;
+//! let addr = broker.local_addrs()[0];
+//! let stop = broker.handle();
+//! let served = tokio::spawn(broker.run());
+//!
+//! let config = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("demo"));
+//! let (client, _events) = Client::connect(addr, config).await?;
+//! let mut msg = Publish::new(TopicName::new("a/b")?, "hello");
+//! msg.qos = QoS::AtLeastOnce;
+//! let ack = client.publish(msg).await?.ack().await?;
+//! assert!(ack.packet_id.is_some());
+//! client.disconnect().await?;
+//! stop.shutdown();
+//! served.await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
+//! # }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::driver::{self, Runtime};
+pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+
+/// The tokio binding of the driver.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokio;
+
+impl driver::Reader for OwnedReadHalf {
+    fn read<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        AsyncReadExt::read(self, buf)
+    }
+}
+
+impl driver::Writer for OwnedWriteHalf {
+    fn write_all<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        AsyncWriteExt::write_all(self, buf)
+    }
+
+    async fn close(&mut self) {
+        let _ = self.shutdown().await;
+    }
+}
+
+impl driver::Listener for TcpListener {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+
+    async fn accept(&mut self) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+        let (stream, _) = TcpListener::accept(self).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream.into_split())
+    }
+}
+
+impl Runtime for Tokio {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+    type Listener = TcpListener;
+
+    async fn connect(addr: SocketAddr) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream.into_split())
+    }
+
+    async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
+        let l = TcpListener::bind(addr).await?;
+        let local = l.local_addr()?;
+        Ok((l, local))
+    }
+
+    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep_until(deadline.into())
+    }
+
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(future);
+    }
+}
+
+/// An MQTT broker on tokio: bound listeners, run until its [`BrokerHandle`] is triggered.
+pub type Broker = driver::Server<Tokio>;
+
+/// An MQTT client on tokio; see [`driver::Client`].
+pub type Client = driver::Client<Tokio>;

@@ -1,0 +1,307 @@
+//! The poll loop, written once for every runtime.
+//!
+//! The sans-IO machines are wrapped by two synchronous cores that know the drain order and the
+//! waiters of pending commands: `ClientCore` and `RouterCore`. The async runtimes run them in the
+//! loops of this module, generic over a small `Runtime` trait (connect, bind, read, write, sleep
+//! until, spawn); the blocking runtime runs the same cores on threads. A runtime file only binds
+//! sockets and timers.
+//!
+//! # Queue caps and overflow policies
+//!
+//! Every queue between tasks is bounded:
+//!
+//! | queue | cap | when full |
+//! | --- | --- | --- |
+//! | client commands (publish, subscribe, ...) | [`CLIENT_COMMANDS`] | the caller waits; while a publish waits for room in the in-flight window (or for a connection) the driver takes no further commands |
+//! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
+//! | bytes read from a socket, per client connection | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
+//! | broker router inbox (reads of every connection, accepts) | [`ROUTER_INBOX`] reads of up to [`READ_CHUNK`] bytes | readers stop reading their sockets (backpressure); the router never waits on a connection |
+//! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
+//! | broker outbound, per connection | [`BrokerOptions::max_outbound_batches`] writes and [`BrokerOptions::max_outbound_bytes`] bytes | the connection is closed at once, unflushed (as if its transport failed, so its will is published): a slow subscriber cannot grow the broker's memory nor stall the router |
+//!
+//! The broker core bounds each session's own queue as well (see the
+//! [broker queue policy](crate::broker#queues)).
+
+pub(crate) mod broker;
+pub(crate) mod client;
+
+use std::io;
+use std::time::Instant;
+
+use crate::client::Event;
+use crate::codec::AckProperties;
+use crate::error::{ClientError, CloseReason};
+use crate::{PacketId, ReasonCode};
+
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+pub use broker::Server;
+pub use broker::{BrokerHandle, BrokerOptions, EventHook};
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+pub use client::Client;
+
+/// Commands a client handle may queue before the caller waits.
+pub const CLIENT_COMMANDS: usize = 64;
+/// Events a client driver may queue before it stops reading its socket.
+pub const CLIENT_EVENTS: usize = 256;
+/// Reads a client connection may queue before its reader stops reading.
+pub const NET_CHUNKS: usize = 16;
+/// The largest single read from a socket, in bytes.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Reads (from every connection) the broker router may queue before readers stop reading.
+pub const ROUTER_INBOX: usize = 1024;
+
+/// Why a runtime command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session refused the command (invalid topic, packet too large, ...).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A socket operation failed.
+    #[error("io error: {0}")]
+    Io(#[from] io::Error),
+    /// The first connection was refused or failed before CONNACK.
+    #[error("connection failed: {0:?}")]
+    ConnectFailed(CloseReason),
+    /// The session ended without the acknowledgement (the server did not resume it).
+    #[error("the session ended before the acknowledgement")]
+    Lost,
+    /// The client is stopped (disconnected and not reconnecting, or its driver ended).
+    #[error("the client is stopped")]
+    Stopped,
+}
+
+/// How a publish ended: its acknowledgement (QoS 1 and 2), or its hand-over to the socket (QoS 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The packet identifier (`None` for QoS 0).
+    pub packet_id: Option<PacketId>,
+    /// The server's reason code (Success in 3.1.x and for QoS 0).
+    pub reason_code: ReasonCode,
+    /// The acknowledgement's properties.
+    pub properties: AckProperties,
+}
+
+/// The answer to a SUBSCRIBE or UNSUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubAck {
+    /// The packet identifier.
+    pub packet_id: PacketId,
+    /// One per filter: the granted QoS or a failure (empty for a 3.1.x UNSUBACK).
+    pub reason_codes: Vec<ReasonCode>,
+    /// The acknowledgement's properties.
+    pub properties: AckProperties,
+}
+
+/// A one-shot answer from the driver.
+pub(crate) type Reply<T> = async_channel::Sender<Result<T, Error>>;
+
+pub(crate) fn reply_channel<T>() -> (Reply<T>, async_channel::Receiver<Result<T, Error>>) {
+    async_channel::bounded(1)
+}
+
+/// Answers a waiter; a waiter that went away does not matter.
+pub(crate) fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
+    let _ = reply.try_send(value);
+}
+
+/// A publish on its way; [`Pending::ack`] (or [`Pending::wait`]) tells how it ended.
+#[derive(Debug)]
+pub struct Pending {
+    rx: async_channel::Receiver<Result<Ack, Error>>,
+}
+
+impl Pending {
+    /// Wraps the receiving end of a reply.
+    pub(crate) fn from_receiver(rx: async_channel::Receiver<Result<Ack, Error>>) -> Pending {
+        Pending { rx }
+    }
+
+    /// Waits for the acknowledgement the message's QoS requires.
+    pub async fn ack(self) -> Result<Ack, Error> {
+        self.rx.recv().await.unwrap_or(Err(Error::Stopped))
+    }
+
+    /// Blocks the thread until the acknowledgement the message's QoS requires.
+    pub fn wait(self) -> Result<Ack, Error> {
+        self.rx.recv_blocking().unwrap_or(Err(Error::Stopped))
+    }
+}
+
+/// The stream of what a client's session reports: messages, connects, reconnects, disconnects.
+///
+/// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. Read it
+/// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading its socket
+/// (and so stops taking commands).
+#[derive(Debug, Clone)]
+pub struct Events {
+    rx: async_channel::Receiver<Event>,
+}
+
+impl Events {
+    /// Wraps the receiving end of the event channel.
+    pub(crate) fn from_receiver(rx: async_channel::Receiver<Event>) -> Events {
+        Events { rx }
+    }
+
+    /// The next event; `None` once the client has stopped and every event was read.
+    pub async fn recv(&self) -> Option<Event> {
+        self.rx.recv().await.ok()
+    }
+
+    /// Blocks the thread until the next event; `None` once the client has stopped.
+    pub fn recv_blocking(&self) -> Option<Event> {
+        self.rx.recv_blocking().ok()
+    }
+
+    /// The next event if one is queued now.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Iterator for Events {
+    type Item = Event;
+
+    /// Blocks the thread until the next event (for the blocking runtime).
+    fn next(&mut self) -> Option<Event> {
+        self.recv_blocking()
+    }
+}
+
+/// The time, for the runtimes (the core never reads the clock).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+pub(crate) use asyncrt::{wait, wait_fair, Woke};
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+pub use asyncrt::{Listener, Reader, Runtime, Writer};
+
+/// What an async runtime binds: sockets, a timer and spawn.
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+mod asyncrt {
+    use std::future::{poll_fn, Future};
+    use std::io;
+    use std::net::SocketAddr;
+    use std::pin::pin;
+    use std::task::Poll;
+    use std::time::Instant;
+
+    /// The read half of a TCP connection.
+    pub trait Reader: Send + 'static {
+        /// Reads some bytes; `Ok(0)` is the end of the stream.
+        fn read<'a>(
+            &'a mut self,
+            buf: &'a mut [u8],
+        ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+    }
+
+    /// The write half of a TCP connection.
+    pub trait Writer: Send + 'static {
+        /// Writes all of `buf`.
+        fn write_all<'a>(
+            &'a mut self,
+            buf: &'a [u8],
+        ) -> impl Future<Output = io::Result<()>> + Send + 'a;
+        /// Flushes and shuts the write side down (the peer reads the end of the stream).
+        fn close(&mut self) -> impl Future<Output = ()> + Send + '_;
+    }
+
+    /// A bound TCP listener.
+    pub trait Listener: Send + 'static {
+        /// The read half of an accepted connection.
+        type Reader: Reader;
+        /// The write half of an accepted connection.
+        type Writer: Writer;
+        /// Accepts the next connection.
+        fn accept(
+            &mut self,
+        ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer)>> + Send + '_;
+    }
+
+    /// What a runtime binds for the driver: sockets, a timer and spawn.
+    ///
+    /// Each runtime module implements it on a marker type; the driver's [`Client`](super::Client)
+    /// and [`Server`](super::Server) are generic over it.
+    pub trait Runtime: Send + Sync + 'static {
+        /// The read half of a connection.
+        type Reader: Reader;
+        /// The write half of a connection.
+        type Writer: Writer;
+        /// A listener whose connections have the same halves.
+        type Listener: Listener<Reader = Self::Reader, Writer = Self::Writer>;
+        /// Opens a TCP connection (with `TCP_NODELAY`).
+        fn connect(
+            addr: SocketAddr,
+        ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer)>> + Send;
+        /// Binds a listener; returns it and its local address.
+        fn bind(
+            addr: SocketAddr,
+        ) -> impl Future<Output = io::Result<(Self::Listener, SocketAddr)>> + Send;
+        /// Completes at `deadline`.
+        fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
+        /// Runs `future` in the background.
+        fn spawn(future: impl Future<Output = ()> + Send + 'static);
+    }
+
+    /// Which of the futures given to [`wait`] completed first.
+    pub(crate) enum Woke<A, B> {
+        /// The first.
+        First(A),
+        /// The second.
+        Second(B),
+        /// The deadline passed.
+        Deadline,
+    }
+
+    /// Waits for the first of `a`, `b` (when given) and `deadline` (when given).
+    ///
+    /// The other futures are dropped, so both must be cancel-safe (channel receives and socket
+    /// reads are).
+    pub(crate) async fn wait<R: Runtime, A, B>(
+        a: impl Future<Output = A>,
+        b: Option<impl Future<Output = B>>,
+        deadline: Option<Instant>,
+    ) -> Woke<A, B> {
+        wait_fair::<R, A, B>(a, b, deadline, &mut false).await
+    }
+
+    /// [`wait`] for a loop with two busy sources: a passed deadline wins, then `a` and `b` take
+    /// turns at being polled first (`turn` flips on every call), so neither can starve the
+    /// other nor the timers.
+    pub(crate) async fn wait_fair<R: Runtime, A, B>(
+        a: impl Future<Output = A>,
+        b: Option<impl Future<Output = B>>,
+        deadline: Option<Instant>,
+        turn: &mut bool,
+    ) -> Woke<A, B> {
+        let b_first = *turn;
+        *turn = !*turn;
+        let mut a = pin!(a);
+        let mut b = pin!(b);
+        let mut sleep = pin!(deadline.map(R::sleep_until));
+        poll_fn(|cx| {
+            if let Some(s) = sleep.as_mut().as_pin_mut() {
+                if s.poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Deadline);
+                }
+            }
+            for round in 0..2 {
+                if (round == 0) == b_first {
+                    if let Some(b) = b.as_mut().as_pin_mut() {
+                        if let Poll::Ready(v) = b.poll(cx) {
+                            return Poll::Ready(Woke::Second(v));
+                        }
+                    }
+                } else if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::First(v));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}

@@ -1,0 +1,103 @@
+//! The behaviour suite on the blocking runtime (std::net and threads).
+
+mod rt {
+    use std::net::SocketAddr;
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    use tinymqtt::broker::Broker as Core;
+    use tinymqtt::broker::BrokerConfig;
+    use tinymqtt::client::{ClientConfig, Event};
+    use tinymqtt::codec::{Publish, Subscription};
+    use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle};
+    use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+    use tinymqtt::TopicFilter;
+
+    pub(crate) struct Broker {
+        pub(crate) addr: SocketAddr,
+        stop: BrokerHandle,
+        done: JoinHandle<()>,
+    }
+
+    pub(crate) fn broker(config: BrokerConfig) -> Broker {
+        broker_with(config, BrokerOptions::default())
+    }
+
+    pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broker {
+        let server = Server::bind_with(
+            Core::new(config),
+            options,
+            &["127.0.0.1:0".parse().unwrap()],
+        )
+        .unwrap();
+        let addr = server.local_addrs()[0];
+        let stop = server.handle();
+        let done = std::thread::spawn(move || server.run());
+        Broker { addr, stop, done }
+    }
+
+    impl Broker {
+        pub(crate) fn stats(&self) -> tinymqtt::broker::BrokerStats {
+            self.stop.stats_blocking().unwrap()
+        }
+
+        pub(crate) fn shutdown(self) {
+            self.stop.shutdown();
+            self.done.join().unwrap();
+        }
+    }
+
+    pub(crate) struct Client {
+        handle: Handle,
+        events: mpsc::Receiver<Event>,
+    }
+
+    pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
+        let (handle, events) = Handle::connect(addr, config)?;
+        // The events iterator on a thread, so waits can time out.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let events: Events = events;
+            for e in events {
+                if tx.send(e).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Client { handle, events: rx })
+    }
+
+    impl Client {
+        pub(crate) fn publish(&self, p: Publish) -> Result<Ack, Error> {
+            self.handle.publish(p)?.wait()
+        }
+
+        pub(crate) fn publish_many(&self, ps: Vec<Publish>) -> Vec<Ack> {
+            let pending: Vec<_> = ps
+                .into_iter()
+                .map(|p| self.handle.publish(p).unwrap())
+                .collect();
+            pending.into_iter().map(|p| p.wait().unwrap()).collect()
+        }
+
+        pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
+            self.handle.subscribe(s)
+        }
+
+        pub(crate) fn unsubscribe(&self, f: Vec<TopicFilter>) -> Result<SubAck, Error> {
+            self.handle.unsubscribe(f)
+        }
+
+        pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {
+            self.events.recv_timeout(wait).ok()
+        }
+
+        pub(crate) fn disconnect(self) {
+            self.handle.disconnect().unwrap();
+        }
+    }
+}
+
+#[path = "behaviour/mod.rs"]
+mod behaviour;
