@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip
 
-.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build fuzz bench
+.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build fuzz bench broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build bench-smoke
@@ -69,3 +69,8 @@ fuzz:
 bench:
 	$(CARGO) bench --bench codec
 	$(CARGO) bench --bench router
+
+## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"
+ARGS ?=
+broker publisher subscriber:
+	$(CARGO) run --quiet --release --all-features --example $@ -- $(ARGS)

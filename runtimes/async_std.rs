@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_std::net::{TcpListener, TcpStream};
 
 use super::driver::{self, now, Runtime};
-pub use super::driver::{Ack, BrokerOptions, Error, Events, Pending, ShutdownHandle, SubAck};
+pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 
 super::fio::futures_io_sockets!(TcpStream, TcpListener);
 
@@ -45,7 +45,7 @@ impl Runtime for AsyncStd {
     }
 }
 
-/// An MQTT broker on async-std: bound listeners, run until its [`ShutdownHandle`] is triggered.
+/// An MQTT broker on async-std: bound listeners, run until its [`BrokerHandle`] is triggered.
 pub type Broker = driver::Server<AsyncStd>;
 
 /// An MQTT client on async-std; see [`driver::Client`].

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::driver::broker::{written, OutQueue, Outbox, RouterCore};
+use super::driver::broker::{written, Control, OutQueue, Outbox, RouterCore};
 use super::driver::client::{ClientCore, Command};
-use super::driver::{self, now, reply_channel, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
-pub use super::driver::{Ack, BrokerOptions, Error, Events, Pending, ShutdownHandle, SubAck};
-use crate::broker::{Broker as Core, BrokerConfig, ConnId};
+use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
+pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnId};
 use crate::client::{Client as Session, ClientConfig};
 use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};
 use crate::TopicFilter;
@@ -243,10 +243,7 @@ fn run_client(
                 continue;
             }
         }
-        let input = match core.deadline() {
-            Some(at) => rx.recv_timeout(at.saturating_duration_since(now())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
+        let input = next(&rx, core.deadline());
         match input {
             Ok(Input::Bytes(g, b)) if g == generation => core.input(now(), &b),
             Ok(Input::Closed(g)) if g == generation => {
@@ -279,23 +276,34 @@ impl OutQueue for Queue {
     }
 }
 
+/// The next input, or `Timeout` once `deadline` has passed: a passed deadline goes first, so
+/// a busy channel cannot starve the timers.
+fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, RecvTimeoutError> {
+    match deadline.map(|at| at.saturating_duration_since(now())) {
+        Some(left) if left.is_zero() => Err(RecvTimeoutError::Timeout),
+        Some(left) => rx.recv_timeout(left),
+        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    }
+}
+
 /// What reaches the broker's router thread.
 enum Inbox {
     Accept(TcpStream),
     Bytes(ConnId, Bytes),
     Closed(ConnId),
+    Stats(Reply<BrokerStats>),
     Shutdown,
 }
 
-/// An MQTT broker on threads: bound listeners, run until its [`ShutdownHandle`] is triggered.
+/// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[derive(Debug)]
 pub struct Broker {
     broker: Core,
     options: BrokerOptions,
     listeners: Vec<TcpListener>,
     addrs: Vec<SocketAddr>,
-    handle: ShutdownHandle,
-    signal: async_channel::Receiver<()>,
+    handle: BrokerHandle,
+    signal: async_channel::Receiver<Control>,
 }
 
 impl Broker {
@@ -318,7 +326,7 @@ impl Broker {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<io::Result<Vec<_>>>()?;
-        let (handle, signal) = ShutdownHandle::new();
+        let (handle, signal) = BrokerHandle::new();
         Ok(Broker {
             broker,
             options,
@@ -335,7 +343,7 @@ impl Broker {
     }
 
     /// A handle that triggers the graceful shutdown.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
+    pub fn handle(&self) -> BrokerHandle {
         self.handle.clone()
     }
 
@@ -360,16 +368,17 @@ impl Broker {
         }
         let (signal, t) = (self.signal, tx.clone());
         thread::spawn(move || {
-            let _ = signal.recv_blocking();
+            while let Ok(Control::Stats(reply)) = signal.recv_blocking() {
+                if t.send(Inbox::Stats(reply)).is_err() {
+                    return;
+                }
+            }
             let _ = t.send(Inbox::Shutdown);
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
         let mut core = RouterCore::new(self.broker, &self.options);
         loop {
-            let input = match core.deadline() {
-                Some(at) => rx.recv_timeout(at.saturating_duration_since(now())),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
+            let input = next(&rx, core.deadline());
             match input {
                 Ok(Inbox::Accept(s)) => {
                     let Ok(stream) = s.try_clone() else { continue };
@@ -386,6 +395,9 @@ impl Broker {
                 }
                 Ok(Inbox::Bytes(conn, b)) => core.input(now(), conn, &b),
                 Ok(Inbox::Closed(conn)) => core.closed(now(), conn),
+                Ok(Inbox::Stats(reply)) => {
+                    let _ = reply.try_send(Ok(core.broker.stats()));
+                }
                 Ok(Inbox::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => core.timeout(now()),
             }

@@ -6,7 +6,7 @@
 
 pub mod driver;
 
-pub use driver::{Ack, BrokerOptions, Error, Events, Pending, ShutdownHandle, SubAck};
+pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 
 #[cfg(feature = "async-std")]
 pub mod async_std;

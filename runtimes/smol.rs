@@ -9,7 +9,7 @@ use std::time::Instant;
 use smol::net::{TcpListener, TcpStream};
 
 use super::driver::{self, Runtime};
-pub use super::driver::{Ack, BrokerOptions, Error, Events, Pending, ShutdownHandle, SubAck};
+pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 
 super::fio::futures_io_sockets!(TcpStream, TcpListener);
 
@@ -43,7 +43,7 @@ impl Runtime for Smol {
     }
 }
 
-/// An MQTT broker on smol: bound listeners, run until its [`ShutdownHandle`] is triggered.
+/// An MQTT broker on smol: bound listeners, run until its [`BrokerHandle`] is triggered.
 pub type Broker = driver::Server<Smol>;
 
 /// An MQTT client on smol; see [`driver::Client`].

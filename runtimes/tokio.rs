@@ -1,5 +1,8 @@
 //! The `tokio` runtime: a [`Client`] and a [`Broker`] on tokio's sockets and timers.
 //!
+//! `Client::connect`, `Broker::bind` and `Broker::run` must run inside a tokio runtime (they
+//! spawn tasks); the other calls only wait on channels and work from any executor.
+//!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # tokio::runtime::Runtime::new()?.block_on(async {
@@ -10,7 +13,7 @@
 //!
 //! let broker = Broker::bind(Default::default(), &["127.0.0.1:0".parse()?]).await?;
 //! let addr = broker.local_addrs()[0];
-//! let stop = broker.shutdown_handle();
+//! let stop = broker.handle();
 //! let served = tokio::spawn(broker.run());
 //!
 //! let config = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("demo"));
@@ -37,7 +40,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::driver::{self, Runtime};
-pub use super::driver::{Ack, BrokerOptions, Error, Events, Pending, ShutdownHandle, SubAck};
+pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 
 /// The tokio binding of the driver.
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +105,7 @@ impl Runtime for Tokio {
     }
 }
 
-/// An MQTT broker on tokio: bound listeners, run until its [`ShutdownHandle`] is triggered.
+/// An MQTT broker on tokio: bound listeners, run until its [`BrokerHandle`] is triggered.
 pub type Broker = driver::Server<Tokio>;
 
 /// An MQTT client on tokio; see [`driver::Client`].

@@ -11,11 +11,12 @@ mod rt {
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle};
-    use tinymqtt::runtimes::{Ack, BrokerOptions, Error, Events, ShutdownHandle, SubAck};
+    use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+    use tinymqtt::TopicFilter;
 
     pub(crate) struct Broker {
         pub(crate) addr: SocketAddr,
-        stop: ShutdownHandle,
+        stop: BrokerHandle,
         done: JoinHandle<()>,
     }
 
@@ -31,12 +32,16 @@ mod rt {
         )
         .unwrap();
         let addr = server.local_addrs()[0];
-        let stop = server.shutdown_handle();
+        let stop = server.handle();
         let done = std::thread::spawn(move || server.run());
         Broker { addr, stop, done }
     }
 
     impl Broker {
+        pub(crate) fn stats(&self) -> tinymqtt::broker::BrokerStats {
+            self.stop.stats_blocking().unwrap()
+        }
+
         pub(crate) fn shutdown(self) {
             self.stop.shutdown();
             self.done.join().unwrap();
@@ -78,6 +83,10 @@ mod rt {
 
         pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
             self.handle.subscribe(s)
+        }
+
+        pub(crate) fn unsubscribe(&self, f: Vec<TopicFilter>) -> Result<SubAck, Error> {
+            self.handle.unsubscribe(f)
         }
 
         pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {

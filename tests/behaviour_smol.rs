@@ -11,7 +11,8 @@ mod rt {
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::smol::{Broker as Server, Client as Handle};
-    use tinymqtt::runtimes::{Ack, BrokerOptions, Error, Events, ShutdownHandle, SubAck};
+    use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+    use tinymqtt::TopicFilter;
 
     /// `f`, or `None` after `wait`.
     async fn timeout<T>(wait: Duration, f: impl Future<Output = T>) -> Option<T> {
@@ -28,7 +29,7 @@ mod rt {
 
     pub(crate) struct Broker {
         pub(crate) addr: SocketAddr,
-        stop: ShutdownHandle,
+        stop: BrokerHandle,
         done: smol::Task<()>,
     }
 
@@ -46,13 +47,17 @@ mod rt {
             .await
             .unwrap();
             let addr = server.local_addrs()[0];
-            let stop = server.shutdown_handle();
+            let stop = server.handle();
             let done = smol::spawn(server.run());
             Broker { addr, stop, done }
         })
     }
 
     impl Broker {
+        pub(crate) fn stats(&self) -> tinymqtt::broker::BrokerStats {
+            self.stop.stats_blocking().unwrap()
+        }
+
         pub(crate) fn shutdown(self) {
             self.stop.shutdown();
             block_on(self.done);
@@ -90,6 +95,10 @@ mod rt {
 
         pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
             block_on(self.handle.subscribe(s))
+        }
+
+        pub(crate) fn unsubscribe(&self, f: Vec<TopicFilter>) -> Result<SubAck, Error> {
+            block_on(self.handle.unsubscribe(f))
         }
 
         pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {

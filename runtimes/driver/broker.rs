@@ -7,10 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::broker::{Broker, BrokerEvent, ConnId};
+use super::{reply_channel, Error, Reply};
+use crate::broker::{Broker, BrokerEvent, BrokerStats, ConnId};
+
+/// Called by the router for every broker event (connects, closes); it must not block.
+pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
 
 /// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct BrokerOptions {
     /// Writes queued for one connection before it is closed as too slow.
     pub max_outbound_batches: usize,
@@ -18,30 +22,52 @@ pub struct BrokerOptions {
     pub max_outbound_bytes: usize,
     /// How long a graceful shutdown waits for connections to flush before it returns.
     pub shutdown_grace: Duration,
+    /// Told of every broker event, for logs and metrics.
+    pub on_event: Option<EventHook>,
+}
+
+impl std::fmt::Debug for BrokerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerOptions")
+            .field("max_outbound_batches", &self.max_outbound_batches)
+            .field("max_outbound_bytes", &self.max_outbound_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("on_event", &self.on_event.is_some())
+            .finish()
+    }
 }
 
 impl Default for BrokerOptions {
-    /// 1024 writes, 8 MiB, 5 s.
+    /// 1024 writes, 8 MiB, 5 s, no hook.
     fn default() -> BrokerOptions {
         BrokerOptions {
             max_outbound_batches: 1024,
             max_outbound_bytes: 8 << 20,
             shutdown_grace: Duration::from_secs(5),
+            on_event: None,
         }
     }
 }
 
-/// Triggers the graceful shutdown of a running broker; clones trigger the same broker.
+/// Controls a running broker: its statistics and its graceful shutdown; clones control the
+/// same broker.
 #[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    pub(crate) tx: async_channel::Sender<()>,
+pub struct BrokerHandle {
+    pub(crate) tx: async_channel::Sender<Control>,
 }
 
-impl ShutdownHandle {
-    /// A handle and the signal it closes.
-    pub(crate) fn new() -> (ShutdownHandle, async_channel::Receiver<()>) {
-        let (tx, rx) = async_channel::bounded(1);
-        (ShutdownHandle { tx }, rx)
+/// What a [`BrokerHandle`] asks the router; closing the channel is the shutdown.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Answer with the counters.
+    Stats(Reply<BrokerStats>),
+}
+
+impl BrokerHandle {
+    /// A handle and the router's end of it.
+    pub(crate) fn new() -> (BrokerHandle, async_channel::Receiver<Control>) {
+        let (tx, rx) = async_channel::bounded(16);
+        (BrokerHandle { tx }, rx)
     }
 
     /// Starts the graceful shutdown: DISCONNECT 0x8B to MQTT 5 clients, no wills, then the
@@ -51,8 +77,27 @@ impl ShutdownHandle {
     }
 
     /// Whether the shutdown was triggered.
-    pub fn is_triggered(&self) -> bool {
+    pub fn is_shut_down(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// The broker's counters (connections, sessions, subscriptions, retained, messages).
+    pub async fn stats(&self) -> Result<BrokerStats, Error> {
+        let (tx, rx) = reply_channel();
+        self.tx
+            .send(Control::Stats(tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.recv().await.unwrap_or(Err(Error::Stopped))
+    }
+
+    /// The broker's counters, blocking the thread.
+    pub fn stats_blocking(&self) -> Result<BrokerStats, Error> {
+        let (tx, rx) = reply_channel();
+        self.tx
+            .send_blocking(Control::Stats(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
     }
 }
 
@@ -94,6 +139,7 @@ pub(crate) struct RouterCore<Q> {
     pub(crate) broker: Broker,
     outboxes: HashMap<ConnId, Outbox<Q>>,
     max_bytes: usize,
+    hook: Option<EventHook>,
 }
 
 impl<Q: OutQueue> RouterCore<Q> {
@@ -103,6 +149,7 @@ impl<Q: OutQueue> RouterCore<Q> {
             broker,
             outboxes: HashMap::new(),
             max_bytes: options.max_outbound_bytes,
+            hook: options.on_event.clone(),
         }
     }
 
@@ -159,6 +206,9 @@ impl<Q: OutQueue> RouterCore<Q> {
                 }
             }
             while let Some(e) = self.broker.poll_event() {
+                if let Some(hook) = &self.hook {
+                    hook(&e);
+                }
                 match e {
                     BrokerEvent::CloseTransport(conn) | BrokerEvent::Closed { conn, .. } => {
                         self.outboxes.remove(&conn);
@@ -188,10 +238,11 @@ mod server {
 
     use bytes::Bytes;
 
-    use super::{written, BrokerOptions, OutQueue, Outbox, RouterCore, ShutdownHandle};
+    use super::{written, BrokerHandle, BrokerOptions, Control, OutQueue, Outbox, RouterCore};
     use crate::broker::{Broker, BrokerConfig, ConnId};
     use crate::runtimes::driver::{
-        now, wait, Listener, Reader, Runtime, Woke, Writer, READ_CHUNK, ROUTER_INBOX,
+        answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer, READ_CHUNK,
+        ROUTER_INBOX,
     };
 
     /// An MQTT broker on an async runtime: listeners bound, routing once [`Server::run`] runs.
@@ -200,8 +251,8 @@ mod server {
         options: BrokerOptions,
         listeners: Vec<R::Listener>,
         addrs: Vec<SocketAddr>,
-        handle: ShutdownHandle,
-        signal: async_channel::Receiver<()>,
+        handle: BrokerHandle,
+        signal: async_channel::Receiver<Control>,
     }
 
     impl<R: Runtime> std::fmt::Debug for Server<R> {
@@ -231,7 +282,7 @@ mod server {
                 listeners.push(l);
                 bound.push(local);
             }
-            let (handle, signal) = ShutdownHandle::new();
+            let (handle, signal) = BrokerHandle::new();
             Ok(Server {
                 broker,
                 options,
@@ -248,7 +299,7 @@ mod server {
         }
 
         /// A handle that triggers the graceful shutdown.
-        pub fn shutdown_handle(&self) -> ShutdownHandle {
+        pub fn handle(&self) -> BrokerHandle {
             self.handle.clone()
         }
 
@@ -295,20 +346,24 @@ mod server {
         broker: Broker,
         options: BrokerOptions,
         listeners: Vec<R::Listener>,
-        handle: ShutdownHandle,
-        shutdown: async_channel::Receiver<()>,
+        handle: BrokerHandle,
+        shutdown: async_channel::Receiver<Control>,
     ) {
         // Held so that dropping every user handle does not read as a shutdown.
         let _handle = handle;
         let (inbox_tx, inbox_rx) = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
         // Writers hold a clone; when all are gone every connection has flushed.
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+        // Dropped at shutdown, which ends the accept loops.
+        let (stop_accepting, accepting) = async_channel::bounded::<()>(1);
         for l in listeners {
-            R::spawn(accept_loop::<R>(l, inbox_tx.clone(), shutdown.clone()));
+            R::spawn(accept_loop::<R>(l, inbox_tx.clone(), accepting.clone()));
         }
         let mut core = RouterCore::new(broker, &options);
+        let mut turn = false;
         loop {
-            let woke = wait::<R, _, _>(inbox_rx.recv(), Some(shutdown.recv()), core.deadline());
+            let (inbox, control) = (inbox_rx.recv(), Some(shutdown.recv()));
+            let woke = wait_fair::<R, _, _>(inbox, control, core.deadline(), &mut turn);
             match woke.await {
                 Woke::First(Ok(Inbox::Accept(reader, writer))) => {
                     let (tx, rx) = async_channel::bounded(options.max_outbound_batches);
@@ -333,11 +388,13 @@ mod server {
                 }
                 Woke::First(Ok(Inbox::Bytes(conn, b))) => core.input(now(), conn, &b),
                 Woke::First(Ok(Inbox::Closed(conn))) => core.closed(now(), conn),
-                Woke::First(Err(_)) | Woke::Second(_) => break,
+                Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.broker.stats())),
+                Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
                 Woke::Deadline => core.timeout(now()),
             }
         }
         core.shutdown(now());
+        drop(stop_accepting);
         drop(done_tx);
         let grace = now() + options.shutdown_grace;
         let _ = wait::<R, _, ()>(
@@ -351,10 +408,10 @@ mod server {
     async fn accept_loop<R: Runtime>(
         mut listener: R::Listener,
         inbox: async_channel::Sender<Inbox<R>>,
-        shutdown: async_channel::Receiver<()>,
+        stop: async_channel::Receiver<()>,
     ) {
         loop {
-            match wait::<R, _, _>(listener.accept(), Some(shutdown.recv()), None).await {
+            match wait::<R, _, _>(listener.accept(), Some(stop.recv()), None).await {
                 Woke::First(Ok((r, w))) => {
                     if inbox.send(Inbox::Accept(r, w)).await.is_err() {
                         return;

@@ -357,8 +357,8 @@ mod handle {
         Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
     use crate::runtimes::driver::{
-        now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
-        CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS, READ_CHUNK,
+        now, reply_channel, wait, wait_fair, Error, Events, Pending, Reader, Runtime, SubAck, Woke,
+        Writer, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS, READ_CHUNK,
     };
     use crate::TopicFilter;
 
@@ -524,6 +524,7 @@ mod handle {
         let mut generation = 0u64;
         let mut transport = Some(start::<R>(reader, writer, generation, net_tx.clone()));
         core.connect(now(), true);
+        let mut turn = false;
         loop {
             loop {
                 let out = core.take_output();
@@ -573,7 +574,7 @@ mod handle {
                 return;
             }
             let cmd = (!core.is_parked()).then(|| commands.recv());
-            match wait::<R, _, _>(net_rx.recv(), cmd, core.deadline()).await {
+            match wait_fair::<R, _, _>(net_rx.recv(), cmd, core.deadline(), &mut turn).await {
                 Woke::First(Ok((g, Net::Bytes(b)))) if g == generation => core.input(now(), &b),
                 Woke::First(Ok((g, Net::Closed))) if g == generation => {
                     transport = None;

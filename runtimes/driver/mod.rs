@@ -16,7 +16,8 @@
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
 //! | bytes read from a socket, per client connection | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (reads of every connection, accepts) | [`ROUTER_INBOX`] reads of up to [`READ_CHUNK`] bytes | readers stop reading their sockets (backpressure); the router never waits on a connection |
-//! | broker outbound, per connection | [`BrokerOptions::max_outbound_batches`] writes and [`BrokerOptions::max_outbound_bytes`] bytes | the connection is closed (as if its transport failed, so its will is published): a slow subscriber cannot grow the broker's memory nor stall the router |
+//! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
+//! | broker outbound, per connection | [`BrokerOptions::max_outbound_batches`] writes and [`BrokerOptions::max_outbound_bytes`] bytes | the connection is closed at once, unflushed (as if its transport failed, so its will is published): a slow subscriber cannot grow the broker's memory nor stall the router |
 //!
 //! The broker core bounds each session's own queue as well (see the
 //! [broker queue policy](crate::broker#queues)).
@@ -34,7 +35,7 @@ use crate::{PacketId, ReasonCode};
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use broker::Server;
-pub use broker::{BrokerOptions, ShutdownHandle};
+pub use broker::{BrokerHandle, BrokerOptions, EventHook};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
 
@@ -100,7 +101,7 @@ pub(crate) fn reply_channel<T>() -> (Reply<T>, async_channel::Receiver<Result<T,
 }
 
 /// Answers a waiter; a waiter that went away does not matter.
-fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
+pub(crate) fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
     let _ = reply.try_send(value);
 }
 
@@ -129,7 +130,9 @@ impl Pending {
 
 /// The stream of what a client's session reports: messages, connects, reconnects, disconnects.
 ///
-/// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls.
+/// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. Read it
+/// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading its socket
+/// (and so stops taking commands).
 #[derive(Debug, Clone)]
 pub struct Events {
     rx: async_channel::Receiver<Event>,
@@ -173,7 +176,7 @@ pub(crate) fn now() -> Instant {
 }
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub(crate) use asyncrt::{wait, Woke};
+pub(crate) use asyncrt::{wait, wait_fair, Woke};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use asyncrt::{Listener, Reader, Runtime, Writer};
 
@@ -263,21 +266,38 @@ mod asyncrt {
         b: Option<impl Future<Output = B>>,
         deadline: Option<Instant>,
     ) -> Woke<A, B> {
+        wait_fair::<R, A, B>(a, b, deadline, &mut false).await
+    }
+
+    /// [`wait`] for a loop with two busy sources: a passed deadline wins, then `a` and `b` take
+    /// turns at being polled first (`turn` flips on every call), so neither can starve the
+    /// other nor the timers.
+    pub(crate) async fn wait_fair<R: Runtime, A, B>(
+        a: impl Future<Output = A>,
+        b: Option<impl Future<Output = B>>,
+        deadline: Option<Instant>,
+        turn: &mut bool,
+    ) -> Woke<A, B> {
+        let b_first = *turn;
+        *turn = !*turn;
         let mut a = pin!(a);
         let mut b = pin!(b);
         let mut sleep = pin!(deadline.map(R::sleep_until));
         poll_fn(|cx| {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                return Poll::Ready(Woke::First(v));
-            }
-            if let Some(b) = b.as_mut().as_pin_mut() {
-                if let Poll::Ready(v) = b.poll(cx) {
-                    return Poll::Ready(Woke::Second(v));
-                }
-            }
             if let Some(s) = sleep.as_mut().as_pin_mut() {
                 if s.poll(cx).is_ready() {
                     return Poll::Ready(Woke::Deadline);
+                }
+            }
+            for round in 0..2 {
+                if (round == 0) == b_first {
+                    if let Some(b) = b.as_mut().as_pin_mut() {
+                        if let Poll::Ready(v) = b.poll(cx) {
+                            return Poll::Ready(Woke::Second(v));
+                        }
+                    }
+                } else if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::First(v));
                 }
             }
             Poll::Pending

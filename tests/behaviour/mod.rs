@@ -8,10 +8,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tinymqtt::broker::BrokerConfig;
+use std::sync::{Arc, Mutex};
+
+use tinymqtt::broker::{BrokerConfig, BrokerEvent};
 use tinymqtt::client::{Backoff, ClientConfig, Event};
 use tinymqtt::codec::{encode, Connect, Packet, Publish, Subscription, Will};
-use tinymqtt::runtimes::BrokerOptions;
+use tinymqtt::runtimes::{BrokerOptions, Error};
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 
 use crate::rt;
@@ -138,6 +140,14 @@ fn pub_sub_at_qos_0_1_2_in_every_version() {
                 "{v:?}"
             );
         }
+        // After UNSUBACK nothing more arrives.
+        let gone = s
+            .unsubscribe(vec![TopicFilter::new("t/#").unwrap()])
+            .unwrap();
+        assert_eq!(gone.reason_codes.len(), if v.is_v5() { 1 } else { 0 });
+        p.publish(msg("t/x", "late", QoS::AtLeastOnce, false))
+            .unwrap();
+        no_message(&s, Duration::from_millis(100));
         p.disconnect();
         s.disconnect();
     }
@@ -178,6 +188,11 @@ fn retained_message_reaches_a_later_subscriber_and_is_cleared() {
     let got = next_message(&s);
     assert!(got.retain);
     assert_eq!(&got.payload[..], b"kept");
+    let stats = b.stats();
+    assert_eq!(
+        (stats.retained, stats.connections, stats.subscriptions),
+        (1, 2, 1)
+    );
     // An empty retained payload clears it.
     p.publish(msg("r/1", "", QoS::AtLeastOnce, true)).unwrap();
     next_message(&s);
@@ -212,12 +227,37 @@ fn will_is_published_when_a_connection_is_killed() {
 
 #[test]
 fn a_second_connection_with_the_same_id_takes_over() {
-    let b = broker();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let options = BrokerOptions {
+        on_event: Some(Arc::new(move |e: &BrokerEvent| {
+            log.lock().unwrap().push(e.clone())
+        })),
+        ..BrokerOptions::default()
+    };
+    let b = rt::broker_with(
+        BrokerConfig {
+            sys_interval: None,
+            ..BrokerConfig::default()
+        },
+        options,
+    );
     let first = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
     let second = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
     assert_eq!(next_disconnect(&first), ReasonCode::SessionTakenOver);
     // The new connection works.
     second.subscribe(sub("x", QoS::AtMostOnce)).unwrap();
+    // The event hook saw both connects and the first connection's close.
+    let events = seen.lock().unwrap().clone();
+    let connected = events
+        .iter()
+        .filter(|e| matches!(e, BrokerEvent::Connected { client_id, .. } if client_id.as_str() == "same"))
+        .count();
+    assert_eq!(connected, 2, "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, BrokerEvent::Closed { reason, .. } if reason.reason_code == ReasonCode::SessionTakenOver)),
+        "{events:?}"
+    );
     b.shutdown();
 }
 
@@ -412,5 +452,67 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
         }
     }
     assert!(total < N * PAYLOAD.len(), "received all {total} bytes");
+    b.shutdown();
+}
+
+#[test]
+fn an_idle_client_keeps_its_connection_alive_with_pings() {
+    let b = broker();
+    let mut c = config(ProtocolVersion::V5, "idle");
+    c.keep_alive = 2;
+    let client = rt::connect(b.addr, c).unwrap();
+    // Idle for over 1.5 keep-alives (the broker's limit): only the driver's timer (PINGREQ)
+    // keeps it open. A 2 s keep-alive leaves a second of slack for a loaded machine.
+    let end = clock() + Duration::from_millis(3300);
+    while let Some(e) = client.next_event(end.saturating_duration_since(clock())) {
+        assert!(
+            !matches!(e, Event::Disconnected { .. }),
+            "disconnected while idle: {e:?}"
+        );
+    }
+    client
+        .subscribe(sub("still/here", QoS::AtLeastOnce))
+        .unwrap();
+    assert_eq!(b.stats().connections, 1);
+    b.shutdown();
+}
+
+#[test]
+fn a_refused_connection_is_an_error_from_connect() {
+    let b = rt::broker(BrokerConfig {
+        allow_anonymous: false,
+        sys_interval: None,
+        ..BrokerConfig::default()
+    });
+    match rt::connect(b.addr, config(ProtocolVersion::V5, "anon")) {
+        Err(Error::ConnectFailed(reason)) => assert!(reason.reason_code.is_error(), "{reason:?}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("an anonymous client was let in"),
+    }
+    b.shutdown();
+}
+
+#[test]
+fn dropping_every_handle_disconnects_cleanly_without_the_will() {
+    let b = broker();
+    let watcher = rt::connect(b.addr, config(ProtocolVersion::V5, "watcher")).unwrap();
+    watcher.subscribe(sub("wills/#", QoS::AtMostOnce)).unwrap();
+    let mut c = config(ProtocolVersion::V3_1_1, "dropped");
+    c.will = Some(Will {
+        topic: TopicName::from_static("wills/dropped"),
+        payload: Bytes::from_static(b"unexpected"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let client = rt::connect(b.addr, c).unwrap();
+    assert_eq!(b.stats().connections, 2);
+    drop(client);
+    let end = clock() + WAIT;
+    while b.stats().connections != 1 {
+        assert!(clock() < end, "the dropped client is still connected");
+        pause(Duration::from_millis(10));
+    }
+    no_message(&watcher, Duration::from_millis(200));
     b.shutdown();
 }

@@ -1,0 +1,195 @@
+//! What the example programs share: the runtime choice, logging, and a client or broker on any
+//! runtime, driven from the main thread.
+
+// Each program uses part of this module.
+#![allow(dead_code)]
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::thread::JoinHandle;
+
+use tinymqtt::broker::Broker;
+use tinymqtt::client::ClientConfig;
+use tinymqtt::codec::{Publish, Subscription};
+use tinymqtt::runtimes::{
+    async_std, blocking, smol, tokio, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck,
+};
+use tinymqtt::ProtocolVersion;
+
+/// Which runtime runs the client or broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Runtime {
+    /// tokio (multi-threaded).
+    Tokio,
+    /// smol's global executor.
+    Smol,
+    /// async-std (discontinued upstream; shares smol's futures-io path).
+    AsyncStd,
+    /// std::net and threads.
+    Blocking,
+}
+
+/// The MQTT protocol version, spelled as mosquitto's tools spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    /// MQTT 3.1.
+    #[value(name = "3.1", alias = "mqttv31")]
+    V31,
+    /// MQTT 3.1.1.
+    #[value(name = "3.1.1", alias = "mqttv311")]
+    V311,
+    /// MQTT 5.0.
+    #[value(name = "5", alias = "mqttv5")]
+    V5,
+}
+
+impl From<Protocol> for ProtocolVersion {
+    fn from(p: Protocol) -> ProtocolVersion {
+        match p {
+            Protocol::V31 => ProtocolVersion::V3_1,
+            Protocol::V311 => ProtocolVersion::V3_1_1,
+            Protocol::V5 => ProtocolVersion::V5,
+        }
+    }
+}
+
+/// Logs to stderr at `level` (a `tracing` filter such as `info` or `tinymqtt=debug`).
+pub(crate) fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_env_filter(filter)
+        .init();
+}
+
+/// The first address `host:port` resolves to.
+pub(crate) fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} did not resolve")))
+}
+
+/// A client on the chosen runtime.
+pub(crate) enum AnyClient {
+    Tokio(tokio::Client, ::tokio::runtime::Runtime),
+    Smol(smol::Client),
+    AsyncStd(async_std::Client),
+    Blocking(blocking::Client),
+}
+
+/// Runs a runtime-agnostic future (the client's command side only waits on channels).
+fn wait<F: std::future::Future>(f: F) -> F::Output {
+    futures_lite::future::block_on(f)
+}
+
+impl AnyClient {
+    /// Connects on `runtime` and returns once the server accepted the connection.
+    pub(crate) fn connect(
+        runtime: Runtime,
+        addr: SocketAddr,
+        config: ClientConfig,
+    ) -> Result<(AnyClient, Events), Error> {
+        Ok(match runtime {
+            Runtime::Tokio => {
+                let rt = ::tokio::runtime::Runtime::new()?;
+                let (c, e) = rt.block_on(tokio::Client::connect(addr, config))?;
+                (AnyClient::Tokio(c, rt), e)
+            }
+            Runtime::Smol => {
+                let (c, e) = ::smol::block_on(smol::Client::connect(addr, config))?;
+                (AnyClient::Smol(c), e)
+            }
+            Runtime::AsyncStd => {
+                let (c, e) = ::async_std::task::block_on(async_std::Client::connect(addr, config))?;
+                (AnyClient::AsyncStd(c), e)
+            }
+            Runtime::Blocking => {
+                let (c, e) = blocking::Client::connect(addr, config)?;
+                (AnyClient::Blocking(c), e)
+            }
+        })
+    }
+
+    /// Publishes; the [`Pending`] completes with the acknowledgement.
+    pub(crate) fn publish(&self, p: Publish) -> Result<Pending, Error> {
+        match self {
+            AnyClient::Tokio(c, _) => wait(c.publish(p)),
+            AnyClient::Smol(c) => wait(c.publish(p)),
+            AnyClient::AsyncStd(c) => wait(c.publish(p)),
+            AnyClient::Blocking(c) => c.publish(p),
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
+        match self {
+            AnyClient::Tokio(c, _) => wait(c.subscribe(s)),
+            AnyClient::Smol(c) => wait(c.subscribe(s)),
+            AnyClient::AsyncStd(c) => wait(c.subscribe(s)),
+            AnyClient::Blocking(c) => c.subscribe(s),
+        }
+    }
+
+    /// Disconnects cleanly.
+    pub(crate) fn disconnect(&self) -> Result<(), Error> {
+        match self {
+            AnyClient::Tokio(c, _) => wait(c.disconnect()),
+            AnyClient::Smol(c) => wait(c.disconnect()),
+            AnyClient::AsyncStd(c) => wait(c.disconnect()),
+            AnyClient::Blocking(c) => c.disconnect(),
+        }
+    }
+}
+
+/// A broker serving on the chosen runtime in a thread of its own.
+pub(crate) struct RunningBroker {
+    pub(crate) handle: BrokerHandle,
+    pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) thread: JoinHandle<()>,
+}
+
+/// Binds `addrs` and serves on `runtime` until the handle shuts the broker down.
+pub(crate) fn start_broker(
+    runtime: Runtime,
+    broker: Broker,
+    options: BrokerOptions,
+    addrs: &[SocketAddr],
+) -> io::Result<RunningBroker> {
+    let spawn = std::thread::Builder::new().name("broker".into());
+    let (handle, bound, thread) = match runtime {
+        Runtime::Tokio => {
+            let rt = ::tokio::runtime::Runtime::new()?;
+            let s = rt.block_on(tokio::Broker::bind_with(broker, options, addrs))?;
+            let (h, a) = (s.handle(), s.local_addrs().to_vec());
+            (h, a, spawn.spawn(move || rt.block_on(s.run()))?)
+        }
+        Runtime::Smol => {
+            let s = ::smol::block_on(smol::Broker::bind_with(broker, options, addrs))?;
+            let (h, a) = (s.handle(), s.local_addrs().to_vec());
+            (h, a, spawn.spawn(move || ::smol::block_on(s.run()))?)
+        }
+        Runtime::AsyncStd => {
+            let bind = async_std::Broker::bind_with(broker, options, addrs);
+            let s = ::async_std::task::block_on(bind)?;
+            let (h, a) = (s.handle(), s.local_addrs().to_vec());
+            (
+                h,
+                a,
+                spawn.spawn(move || ::async_std::task::block_on(s.run()))?,
+            )
+        }
+        Runtime::Blocking => {
+            let s = blocking::Broker::bind_with(broker, options, addrs)?;
+            let (h, a) = (s.handle(), s.local_addrs().to_vec());
+            (h, a, spawn.spawn(move || s.run())?)
+        }
+    };
+    Ok(RunningBroker {
+        handle,
+        addrs: bound,
+        thread,
+    })
+}
