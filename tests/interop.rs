@@ -18,7 +18,7 @@ use std::time::Duration;
 use peers::{mosquitto_pub, mosquitto_sub, next_msg};
 use tinymqtt::broker::BrokerConfig;
 use tinymqtt::runtimes::blocking::Broker;
-use tinymqtt::runtimes::ShutdownHandle;
+use tinymqtt::runtimes::BrokerHandle;
 
 /// The protocol names `mosquitto_pub`/`mosquitto_sub` take with `-V`.
 const VERSIONS: [&str; 3] = ["mqttv31", "mqttv311", "mqttv5"];
@@ -26,7 +26,7 @@ const VERSIONS: [&str; 3] = ["mqttv31", "mqttv311", "mqttv5"];
 /// Our broker (blocking runtime) on a free 127.0.0.1 port; shut down when dropped.
 struct Ours {
     port: u16,
-    stop: ShutdownHandle,
+    stop: BrokerHandle,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -39,7 +39,7 @@ impl Ours {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let broker = Broker::bind(config, &[addr]).expect("bind 127.0.0.1:0");
         let port = broker.local_addrs()[0].port();
-        let stop = broker.shutdown_handle();
+        let stop = broker.handle();
         let thread = Some(std::thread::spawn(move || broker.run()));
         Ours { port, stop, thread }
     }

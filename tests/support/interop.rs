@@ -9,8 +9,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 /// How long any single wait may take before the test fails.
@@ -36,38 +36,53 @@ pub(crate) fn wait_for_port(port: u16) {
     panic!("nothing listens on 127.0.0.1:{port} after {WAIT:?}");
 }
 
-/// A child process killed on drop, with its stdout lines on a channel.
+/// A child process killed on drop, with its stdout and stderr lines on one channel (stderr
+/// lines prefixed with `stderr: `).
 pub(crate) struct Peer {
     name: String,
     child: Child,
     lines: Receiver<String>,
+    stdin: Option<ChildStdin>,
 }
 
 impl Peer {
-    /// Starts `program args...` with stdout captured line by line.
+    /// Starts `program args...` with stdout and stderr captured line by line.
     pub(crate) fn spawn(program: &str, args: &[&str]) -> Peer {
+        Peer::start(program, args, false)
+    }
+
+    /// Like [`Peer::spawn`], with a pipe to its stdin for [`Peer::send_line`].
+    pub(crate) fn spawn_with_stdin(program: &str, args: &[&str]) -> Peer {
+        Peer::start(program, args, true)
+    }
+
+    fn start(program: &str, args: &[&str], stdin: bool) -> Peer {
         let mut child = Command::new(program)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e} (make test installs it)"));
-        let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        forward(stdout, "", tx.clone());
+        forward(stderr, "stderr: ", tx);
         Peer {
             name: format!("{program} {}", args.join(" ")),
+            stdin: child.stdin.take(),
             child,
             lines,
         }
+    }
+
+    /// Writes one line to its stdin.
+    pub(crate) fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("started with spawn_with_stdin");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .expect("write to stdin");
     }
 
     /// The next stdout line that satisfies `pred`, skipping others; panics after [`WAIT`].
@@ -145,32 +160,50 @@ impl Drop for Peer {
     }
 }
 
-/// Runs a program to completion; it must succeed within [`WAIT`]. Returns its stdout.
-pub(crate) fn run_ok(program: &str, args: &[&str]) -> String {
-    let peer = Peer::spawn(program, args);
+/// Sends each line of `from` to `tx`, with `prefix`, until the pipe closes.
+fn forward(from: impl std::io::Read + Send + 'static, prefix: &'static str, tx: Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(format!("{prefix}{line}")).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Runs a program to completion within [`WAIT`]; returns its exit status and output lines.
+pub(crate) fn run(program: &str, args: &[&str]) -> (ExitStatus, String) {
+    let mut peer = Peer::spawn(program, args);
     let mut out = Vec::new();
     let deadline = Instant::now() + WAIT;
-    let mut peer = peer;
     loop {
         while let Ok(line) = peer.lines.try_recv() {
             out.push(line);
         }
         match peer.child.try_wait().expect("try_wait") {
             Some(status) => {
-                while let Ok(line) = peer.lines.recv_timeout(Duration::from_millis(200)) {
+                // Both pipes close at exit: this ends as soon as the last line is read.
+                while let Ok(line) = peer.lines.recv_timeout(WAIT) {
                     out.push(line);
                 }
-                assert!(
-                    status.success(),
-                    "{} exited with {status}: {out:?}",
-                    peer.name
-                );
-                return out.join("\n");
+                return (status, out.join("\n"));
             }
             None if Instant::now() > deadline => panic!("{} did not finish in {WAIT:?}", peer.name),
             None => std::thread::sleep(Duration::from_millis(10)),
         }
     }
+}
+
+/// Runs a program to completion; it must succeed within [`WAIT`]. Returns its output.
+pub(crate) fn run_ok(program: &str, args: &[&str]) -> String {
+    let (status, out) = run(program, args);
+    assert!(
+        status.success(),
+        "{program} {} exited with {status}: {out}",
+        args.join(" ")
+    );
+    out
 }
 
 /// A `mosquitto` broker on a free 127.0.0.1 port, with anonymous access; killed on drop.
