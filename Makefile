@@ -12,10 +12,20 @@ FUZZ_TARGETS ?= decode roundtrip
 test: tools lint doc core check-features unit fuzz-build bench-smoke
 	@echo "make test: all checks passed"
 
-## tools: install the toolchain pieces the checks need, when missing
+## tools: install what the checks need, when missing: rustfmt and clippy, and the real MQTT
+## peers of the interop tests (apt: mosquitto, mosquitto-clients; pip: paho-mqtt)
 tools:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	@if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1 \
+	    || ! command -v stdbuf >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    mosquitto mosquitto-clients coreutils >/dev/null; \
+	fi
+	@# The Debian package starts a system mosquitto on port 1883; the tests start their own.
+	@-systemctl disable --now mosquitto >/dev/null 2>&1 || true
+	@python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install --quiet paho-mqtt
+	@(mosquitto -h 2>/dev/null || true) | head -1; python3 -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 
 lint:
 	$(CARGO) fmt --all --check

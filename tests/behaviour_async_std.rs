@@ -113,3 +113,5 @@ mod rt {
 
 #[path = "behaviour/mod.rs"]
 mod behaviour;
+#[path = "support/interop.rs"]
+mod peers;

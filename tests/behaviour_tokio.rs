@@ -125,3 +125,5 @@ mod rt {
 
 #[path = "behaviour/mod.rs"]
 mod behaviour;
+#[path = "support/interop.rs"]
+mod peers;

@@ -18,6 +18,8 @@ use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName
 
 use crate::rt;
 
+mod interop;
+
 /// How long any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -1,0 +1,191 @@
+//! The example programs as users run them: `publisher` and `subscriber` against Debian's
+//! `mosquitto` broker in every protocol version and at every QoS, and the README's walkthrough
+//! (`broker`, then a subscriber and a publisher, then `status` and `stop` on its stdin) on every
+//! runtime, with `mosquitto_sub` listening too.
+//!
+//! `cargo test` builds the examples before it runs this (they need every runtime feature).
+
+#![cfg(all(
+    feature = "tokio",
+    feature = "smol",
+    feature = "async-std",
+    feature = "blocking"
+))]
+
+#[path = "support/interop.rs"]
+mod peers;
+
+use std::path::PathBuf;
+
+use peers::{free_port, mosquitto_sub, next_msg, run, run_ok, wait_for_port, Mosquitto, Peer};
+
+const RUNTIMES: [&str; 4] = ["tokio", "smol", "async-std", "blocking"];
+
+/// The path of an example program built by this `cargo test` (`target/<profile>/examples/`).
+fn example(name: &str) -> String {
+    let mut dir: PathBuf = std::env::current_exe().expect("test binary path");
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built (`cargo test --all-features` builds it; alone: `cargo build --examples --all-features`)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// Starts the example subscriber and waits until its subscription is acknowledged.
+fn subscriber(port: u16, args: &[&str]) -> Peer {
+    let port = port.to_string();
+    let mut all = vec!["--port", &port, "--log-level", "info"];
+    all.extend_from_slice(args);
+    let sub = Peer::spawn(&example("subscriber"), &all);
+    sub.line_where(|l| l.starts_with("stderr: ") && l.contains("subscribed"));
+    sub
+}
+
+#[test]
+fn example_publisher_and_subscriber_talk_through_mosquitto_in_every_version_at_every_qos() {
+    let m = Mosquitto::start();
+    let port = m.port.to_string();
+    let mut runtimes = RUNTIMES.iter().cycle();
+    for v in ["3.1", "3.1.1", "5"] {
+        for qos in ["0", "1", "2"] {
+            let rt = runtimes.next().unwrap();
+            let topic = format!("examples/{v}/{qos}");
+            let sub = subscriber(
+                m.port,
+                &[
+                    "--topic",
+                    &topic,
+                    "--qos",
+                    qos,
+                    "--count",
+                    "3",
+                    "--protocol",
+                    v,
+                    "--runtime",
+                    rt,
+                ],
+            );
+            run_ok(
+                &example("publisher"),
+                &[
+                    "--port",
+                    &port,
+                    "--topic",
+                    &topic,
+                    "--message",
+                    "hi there",
+                    "--qos",
+                    qos,
+                    "--count",
+                    "3",
+                    "--protocol",
+                    v,
+                    "--runtime",
+                    rt,
+                ],
+            );
+            for _ in 0..3 {
+                assert_eq!(
+                    sub.line_where(|l| !l.starts_with("stderr: ")),
+                    format!("{topic} hi there"),
+                    "{v} {rt}"
+                );
+            }
+            sub.wait_success();
+        }
+    }
+}
+
+#[test]
+fn example_publisher_fails_when_no_broker_listens() {
+    let port = free_port().to_string();
+    let (status, out) = run(
+        &example("publisher"),
+        &[
+            "--port",
+            &port,
+            "--topic",
+            "t",
+            "--message",
+            "m",
+            "--qos",
+            "1",
+        ],
+    );
+    assert!(
+        !status.success(),
+        "publisher succeeded with nothing listening: {out}"
+    );
+}
+
+#[test]
+fn readme_walkthrough_works_on_every_runtime() {
+    for rt in RUNTIMES {
+        let port = free_port();
+        let p = port.to_string();
+        let mut broker = Peer::spawn_with_stdin(
+            &example("broker"),
+            &["--host", "127.0.0.1", "--port", &p, "--runtime", rt],
+        );
+        broker.line_where(|l| l.contains("listening on"));
+        wait_for_port(port);
+
+        let ours = subscriber(
+            port,
+            &[
+                "--topic",
+                "walk/#",
+                "--qos",
+                "1",
+                "--count",
+                "2",
+                "--runtime",
+                rt,
+            ],
+        );
+        let theirs = mosquitto_sub(port, &["-q", "1", "-t", "walk/#", "-C", "2"]);
+        for n in ["1", "2"] {
+            run_ok(
+                &example("publisher"),
+                &[
+                    "--port",
+                    &p,
+                    "--topic",
+                    "walk/kitchen",
+                    "--message",
+                    n,
+                    "--qos",
+                    "1",
+                    "--runtime",
+                    rt,
+                ],
+            );
+        }
+        for n in ["1", "2"] {
+            assert_eq!(
+                ours.line_where(|l| !l.starts_with("stderr: ")),
+                format!("walk/kitchen {n}"),
+                "{rt}"
+            );
+            assert_eq!(
+                next_msg(&theirs),
+                (false, 1, "walk/kitchen".into(), n.into()),
+                "{rt}"
+            );
+        }
+        ours.wait_success();
+        theirs.wait_success();
+
+        broker.send_line("status");
+        let status = broker.line_where(|l| !l.starts_with("stderr: ") && l.contains("messages"));
+        assert!(status.contains("received"), "{rt}: status line {status:?}");
+        broker.send_line("stop");
+        broker.wait_success();
+    }
+}
