@@ -335,11 +335,11 @@ impl Decoder {
         if buf.len() < total {
             return Ok(None);
         }
-        let frame = buf.split_to(total).freeze();
         let v = self.version;
         if t == PacketType::Publish {
-            return Publish::decode(frame, header, v, flags).map(Some);
+            return Publish::decode_from(buf, total, header, v, flags);
         }
+        let frame = buf.split_to(total).freeze();
         let mut r = Reader::new(&frame, header, t, v5);
         let packet = match t {
             PacketType::Connect => Packet::Connect(Box::new(Connect::read(&mut r)?)),

@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
 use super::PacketType;
-use crate::types::{check_scanned, scan, ByteStr};
+use crate::types::{check_scanned, is_plain_ascii, scan, ByteStr};
 
 /// The largest value a variable byte integer can carry (four bytes).
 pub const MAX_VAR_INT: u32 = 268_435_455;
@@ -151,10 +151,16 @@ impl<'a> Reader<'a> {
             return Err(self.truncated());
         }
         let raw = &self.buf[self.pos..self.pos + len];
-        let found = scan(raw);
-        check_scanned(raw, found).map_err(|error| DecodeError::InvalidString { field, error })?;
+        let wildcard = if is_plain_ascii::<true>(raw) {
+            false
+        } else {
+            let found = scan(raw);
+            check_scanned(raw, found)
+                .map_err(|error| DecodeError::InvalidString { field, error })?;
+            found.wildcard
+        };
         let bytes = self.take(len)?;
-        Ok((ByteStr::from_checked(bytes), found.wildcard))
+        Ok((ByteStr::from_checked(bytes), wildcard))
     }
 
     /// Consumes a property length of zero, the common case; false (nothing consumed) otherwise.
