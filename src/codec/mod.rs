@@ -419,10 +419,17 @@ impl Encoder {
     /// Appends the packet to `buf` and returns the number of bytes written.
     ///
     /// On error nothing is written.
+    #[inline]
     pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, EncodeError> {
-        if let Packet::Publish(p) = packet {
-            return self.encode_publish(p, buf);
+        match packet {
+            Packet::Publish(p) => self.encode_publish(p, buf),
+            _ => self.encode_other(packet, buf),
         }
+    }
+
+    /// Every packet but PUBLISH: checked and sized by a counting pass, then written.
+    #[inline(never)]
+    fn encode_other(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, EncodeError> {
         let (remaining, total) = self.prepare(packet)?;
         buf.reserve(total);
         buf.put_u8(packet.first_byte());
@@ -433,10 +440,57 @@ impl Encoder {
 }
 
 impl Encoder {
-    /// PUBLISH, the hot path: the size by arithmetic instead of a counting pass, and the fixed
-    /// header, topic length and packet id written from a stack array in few appends. The
-    /// bytes are the same as the generic path's (the spec vectors and round trips check both).
+    /// PUBLISH, the hot path: a plain packet (no properties, flags and packet id that agree,
+    /// see [`Publish::is_plain`]) is sized by arithmetic and written in five appends at most,
+    /// with no other check; the rest go through the general path. The bytes are the same
+    /// either way (the spec vectors and round trips check both).
+    #[inline(never)]
     fn encode_publish(&self, p: &Publish, buf: &mut BytesMut) -> Result<usize, EncodeError> {
+        if !p.is_plain() {
+            return self.encode_publish_with_properties(p, buf);
+        }
+        let v5 = self.version.is_v5();
+        let topic = p.topic.as_bytes();
+        let id_len = if p.packet_id.is_some() { 2 } else { 0 };
+        let remaining = 2 + topic.len() + id_len + usize::from(v5) + p.payload.len();
+        let total = 1 + var_int_len(remaining as u32) + remaining;
+        if remaining > MAX_VAR_INT as usize || total as u64 > u64::from(self.max_packet_size) {
+            // The general path reports the error.
+            return self.encode_publish_with_properties(p, buf);
+        }
+        buf.reserve(total);
+        // `put_u8` is BytesMut's own inlined store; its `put_u16` and small `extend_from_slice`
+        // calls end in `memcpy`. The topic is at most 65535 bytes (ByteStr's invariant).
+        let [topic_hi, topic_lo] = (topic.len() as u16).to_be_bytes();
+        bytes::BufMut::put_u8(buf, p.first_byte());
+        let mut rem = remaining as u32;
+        while rem > 0x7F {
+            bytes::BufMut::put_u8(buf, (rem & 0x7F) as u8 | 0x80);
+            rem >>= 7;
+        }
+        bytes::BufMut::put_u8(buf, rem as u8);
+        bytes::BufMut::put_u8(buf, topic_hi);
+        bytes::BufMut::put_u8(buf, topic_lo);
+        buf.extend_from_slice(topic);
+        if let Some(id) = p.packet_id {
+            let [hi, lo] = id.get().to_be_bytes();
+            bytes::BufMut::put_u8(buf, hi);
+            bytes::BufMut::put_u8(buf, lo);
+        }
+        if v5 {
+            bytes::BufMut::put_u8(buf, 0);
+        }
+        buf.extend_from_slice(&p.payload);
+        Ok(total)
+    }
+
+    /// PUBLISH with properties, or one the checks refuse.
+    #[inline(never)]
+    fn encode_publish_with_properties(
+        &self,
+        p: &Publish,
+        buf: &mut BytesMut,
+    ) -> Result<usize, EncodeError> {
         p.check(self.version)?;
         let v5 = self.version.is_v5();
         let props = if v5 && !p.properties.is_empty() {

@@ -137,6 +137,16 @@ impl Publish {
         }))
     }
 
+    /// Whether [`Publish::check`] passes without looking further: no properties, a topic, and
+    /// the flags and packet id agree. The encoder's fast path; the rest go through `check`.
+    #[inline]
+    pub(crate) fn is_plain(&self) -> bool {
+        !self.topic.is_empty()
+            && (self.qos == QoS::AtMostOnce) == self.packet_id.is_none()
+            && !(self.dup && self.qos == QoS::AtMostOnce)
+            && self.properties.is_empty()
+    }
+
     pub(crate) fn check(&self, v: ProtocolVersion) -> Result<(), EncodeError> {
         let invalid = |reason| Err(EncodeError::Invalid { packet: T, reason });
         match (self.qos, self.packet_id) {
