@@ -163,6 +163,25 @@ impl<'a> Reader<'a> {
         Ok((ByteStr::from_checked(bytes), wildcard))
     }
 
+    /// How many length-prefixed fields, each followed by `trailer` bytes, fill the rest of the
+    /// reader, counting at most `max`; a cheap look ahead that consumes nothing and stops at
+    /// the first that does not fit (the real read reports it).
+    pub(crate) fn count_binaries(&self, trailer: usize, max: usize) -> usize {
+        let rest = &self.buf[self.pos..self.end];
+        let (mut at, mut count) = (0, 0);
+        while count < max {
+            let Some(len) = rest.get(at..at + 2) else {
+                break;
+            };
+            at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]])) + trailer;
+            if at > rest.len() {
+                break;
+            }
+            count += 1;
+        }
+        count
+    }
+
     /// Consumes a property length of zero, the common case; false (nothing consumed) otherwise.
     pub(crate) fn skip_empty_properties(&mut self) -> bool {
         if self.remaining() > 0 && self.buf[self.pos] == 0 {
