@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
 use super::PacketType;
-use crate::types::{check_scanned, is_plain_ascii, scan, ByteStr};
+use crate::types::{check_mqtt_bytes, check_scanned, is_plain_ascii, scan, ByteStr};
 
 /// The largest value a variable byte integer can carry (four bytes).
 pub const MAX_VAR_INT: u32 = 268_435_455;
@@ -138,9 +138,24 @@ impl<'a> Reader<'a> {
 
     /// An MQTT UTF-8 encoded string ([MQTT-1.5.4-1], [MQTT-1.5.4-2]).
     pub(crate) fn string(&mut self, field: &'static str) -> Result<ByteStr, DecodeError> {
+        self.string_checked(field, |_| Ok(()))
+    }
+
+    /// An MQTT string that `check` also accepts: both look at the received bytes before the
+    /// string takes its share of the buffer, so a refused string costs no reference count.
+    pub(crate) fn string_checked(
+        &mut self,
+        field: &'static str,
+        check: impl FnOnce(&[u8]) -> Result<(), DecodeError>,
+    ) -> Result<ByteStr, DecodeError> {
         let len = usize::from(self.u16()?);
-        let bytes = self.take(len)?;
-        ByteStr::from_utf8(bytes).map_err(|error| DecodeError::InvalidString { field, error })
+        if self.remaining() < len {
+            return Err(self.truncated());
+        }
+        let raw = &self.buf[self.pos..self.pos + len];
+        check_mqtt_bytes(raw).map_err(|error| DecodeError::InvalidString { field, error })?;
+        check(raw)?;
+        Ok(ByteStr::from_checked(self.take(len)?))
     }
 
     /// A topic name's MQTT string, checked in one pass, and whether it holds a wildcard.

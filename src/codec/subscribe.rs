@@ -138,11 +138,13 @@ fn read_filter_shared(
     r: &mut Reader<'_>,
     field: &'static str,
 ) -> Result<(TopicFilter, bool), DecodeError> {
-    let s = r.string(field)?;
-    let bytes = s.as_bytes();
-    validate_topic_filter_bytes(bytes).map_err(DecodeError::InvalidTopicFilter)?;
-    // A valid filter under `$share/` has its group and filter: it is shared.
-    let shared = bytes.starts_with(b"$share/");
+    let mut shared = false;
+    let s = r.string_checked(field, |bytes| {
+        validate_topic_filter_bytes(bytes).map_err(DecodeError::InvalidTopicFilter)?;
+        // A valid filter under `$share/` has its group and filter: it is shared.
+        shared = bytes.starts_with(b"$share/");
+        Ok(())
+    })?;
     Ok((TopicFilter::from_checked(s), shared))
 }
 
