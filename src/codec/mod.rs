@@ -306,6 +306,10 @@ impl Decoder {
     /// is checked as soon as the fixed header is complete, before the body is waited for. After
     /// an error the stream cannot be resynchronised: close the connection with
     /// [`DecodeError::reason_code`].
+    ///
+    /// Inlined into the caller's loop (the fixed header and the plain-PUBLISH path are small), so
+    /// a PUBLISH is built where the caller keeps it; other packets are read out of line.
+    #[inline]
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
         let Some(&first) = buf.first() else {
             return Ok(None);
@@ -339,15 +343,27 @@ impl Decoder {
         if t == PacketType::Publish {
             return Publish::decode_from(buf, total, header, v, flags);
         }
+        self.decode_other(buf, t, header, total, flags).map(Some)
+    }
+
+    /// Every packet but PUBLISH, whole in `buf`: split off and read.
+    #[inline(never)]
+    fn decode_other(
+        &self,
+        buf: &mut BytesMut,
+        t: PacketType,
+        header: usize,
+        total: usize,
+        flags: u8,
+    ) -> Result<Packet, DecodeError> {
+        let (v, v5) = (self.version, self.version.is_v5());
         let frame = buf.split_to(total).freeze();
         let mut r = Reader::new(&frame, header, t, v5);
         let packet = match t {
             PacketType::Connect => Packet::Connect(Box::new(Connect::read(&mut r)?)),
             PacketType::ConnAck => Packet::ConnAck(Box::new(ConnAck::read(&mut r, v)?)),
             // Taken by the early return above; kept exact rather than unreachable.
-            PacketType::Publish => {
-                return Publish::decode(frame.clone(), header, v, flags).map(Some)
-            }
+            PacketType::Publish => return Publish::decode(frame.clone(), header, v, flags),
             PacketType::PubAck => Packet::PubAck(PubAck::read(&mut r, v, t)?),
             PacketType::PubRec => Packet::PubRec(PubAck::read(&mut r, v, t)?),
             PacketType::PubRel => Packet::PubRel(PubAck::read(&mut r, v, t)?),
@@ -362,7 +378,7 @@ impl Decoder {
             PacketType::Auth => Packet::Auth(Auth::read(&mut r)?),
         };
         r.finish()?;
-        Ok(Some(packet))
+        Ok(packet)
     }
 }
 

@@ -87,6 +87,7 @@ impl Publish {
     /// The frame is taken by value so the payload can be the frame itself, advanced past the
     /// header fields: the hot path costs one shared-buffer clone (the topic), and the packet is
     /// built where it is returned.
+    #[inline(never)]
     pub(crate) fn decode(
         frame: Bytes,
         header: usize,
