@@ -44,12 +44,22 @@ pub(crate) fn validate_topic_name_bytes(name: &[u8]) -> Result<(), TopicError> {
 
 /// Checks a topic filter, including the `$share/{group}/{filter}` form.
 pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
+    validate_topic_filter_bytes(filter.as_bytes())
+}
+
+/// [`validate_topic_filter`] on the UTF-8 bytes (`/`, `+`, `#` and `$share/` are ASCII, and
+/// never part of a multi-byte character), in one pass per level.
+pub(crate) fn validate_topic_filter_bytes(filter: &[u8]) -> Result<(), TopicError> {
     if filter.is_empty() {
         return Err(TopicError::Empty);
     }
-    if let Some(rest) = filter.strip_prefix(SHARE_PREFIX) {
-        let (group, inner) = rest.split_once('/').ok_or(TopicError::EmptySharedFilter)?;
-        if group.is_empty() || group.bytes().any(|b| b == b'+' || b == b'#') {
+    if let Some(rest) = filter.strip_prefix(SHARE_PREFIX.as_bytes()) {
+        let slash = rest
+            .iter()
+            .position(|&b| b == b'/')
+            .ok_or(TopicError::EmptySharedFilter)?;
+        let (group, inner) = (&rest[..slash], &rest[slash + 1..]);
+        if group.is_empty() || group.iter().any(|&b| b == b'+' || b == b'#') {
             return Err(TopicError::InvalidShareName);
         }
         if inner.is_empty() {
@@ -60,17 +70,76 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
     validate_plain_filter(filter)
 }
 
-fn validate_plain_filter(filter: &str) -> Result<(), TopicError> {
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+/// Level by level, first to last: `#` only as the whole last level, `+` only as a whole level.
+fn validate_plain_filter(filter: &[u8]) -> Result<(), TopicError> {
+    if wildcards_well_placed(filter) {
+        return Ok(());
+    }
+    let check = |level: &[u8], hash: bool, plus: bool, last: bool| {
+        if hash && (level.len() != 1 || !last) {
             return Err(TopicError::MisplacedMultiLevelWildcard);
         }
-        if level.contains('+') && level != "+" {
+        if plus && level.len() != 1 {
             return Err(TopicError::MisplacedSingleLevelWildcard);
         }
+        Ok(())
+    };
+    let (mut start, mut hash, mut plus) = (0, false, false);
+    for (i, &b) in filter.iter().enumerate() {
+        match b {
+            b'/' => {
+                check(&filter[start..i], hash, plus, false)?;
+                (start, hash, plus) = (i + 1, false, false);
+            }
+            b'#' => hash = true,
+            b'+' => plus = true,
+            _ => {}
+        }
     }
-    Ok(())
+    check(&filter[start..], hash, plus, true)
+}
+
+/// Whether every `+` and `#` in `filter` is a whole level, `#` only the last one: the valid
+/// case, found eight bytes at a time; `false` sends the caller to the level walk, which
+/// decides and names the first fault.
+///
+/// `(b | 0x08) ^ b'+'` is zero exactly for `+` and `#`; for a byte `y`, bit 7 of
+/// `((y & 0x7F) + 0x7F) | y` is clear exactly when `y` is zero, without carries between bytes.
+/// The last word overlaps the one before it, so a wildcard may be looked at twice.
+fn wildcards_well_placed(f: &[u8]) -> bool {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const L7F: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const L08: u64 = 0x0808_0808_0808_0808;
+    const PLUS: u64 = 0x0101_0101_0101_0101 * b'+' as u64;
+    let n = f.len();
+    let whole_level = |i: usize| {
+        let starts = i == 0 || f[i - 1] == b'/';
+        let ends = i + 1 == n || (f[i] == b'+' && f[i + 1] == b'/');
+        starts && ends
+    };
+    if n < 8 {
+        return f
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b | 0x08 != b'+' || whole_level(i));
+    }
+    let mut base = 0;
+    loop {
+        let c = &f[base..base + 8];
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let y = (x | L08) ^ PLUS;
+        let mut wild = !(((y & L7F).wrapping_add(L7F)) | y) & HI;
+        while wild != 0 {
+            if !whole_level(base + (wild.trailing_zeros() / 8) as usize) {
+                return false;
+            }
+            wild &= wild - 1;
+        }
+        if base + 8 == n {
+            return true;
+        }
+        base = (base + 8).min(n - 8);
+    }
 }
 
 /// Splits `$share/{group}/{filter}` into the group and the filter.
@@ -101,6 +170,48 @@ pub fn matches(filter: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The level walk alone, to compare the word-at-a-time shortcut with.
+    fn by_levels(filter: &str) -> Result<(), TopicError> {
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+                return Err(TopicError::MisplacedMultiLevelWildcard);
+            }
+            if level.contains('+') && level != "+" {
+                return Err(TopicError::MisplacedSingleLevelWildcard);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn filter_shortcut_agrees_with_the_level_walk() {
+        let alphabet = ['a', '/', '+', '#', 'é'];
+        // Every string of up to 5 symbols, alone (the byte loop under 8 bytes) and inside
+        // longer filters (the overlapping words).
+        let mut all = vec![String::new()];
+        let mut layer = all.clone();
+        for _ in 0..5 {
+            layer = layer
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(layer.iter().cloned());
+        }
+        for s in &all {
+            for f in [
+                s.clone(),
+                format!("abcdefgh/{s}"),
+                format!("{s}/abcdefghij/{s}"),
+            ] {
+                if f.is_empty() {
+                    continue;
+                }
+                assert_eq!(validate_plain_filter(f.as_bytes()), by_levels(&f), "{f:?}");
+            }
+        }
+    }
 
     #[test]
     fn mqtt_4_7_1_filters() {

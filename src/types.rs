@@ -365,6 +365,73 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
     }
 }
 
+/// Whether `bytes` are all ASCII without U+0000 and, with `WILD`, without `+` or `#`: the
+/// common case, decided in one pass so that [`scan`] and the UTF-8 check run only when not.
+///
+/// For an ASCII byte `b`, `b + 0x7F` sets the byte's high bit exactly when `b != 0`, and cannot
+/// carry into the next byte; `(b | 0x08) ^ b'+'` is zero exactly for `+` and `#`, which differ
+/// only in bit 3. A byte >= 0x80 can carry, but it also sets `high`, which alone makes the
+/// answer false. Eight bytes at a time; the last word overlaps the one before it, and strings
+/// under eight bytes are read as two overlapping halves (or single bytes) padded with `a`.
+#[inline]
+pub(crate) fn is_plain_ascii<const WILD: bool>(bytes: &[u8]) -> bool {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const L7F: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const L08: u64 = 0x0808_0808_0808_0808;
+    const PLUS: u64 = 0x0101_0101_0101_0101 * b'+' as u64;
+    let word = |x: u64, high: &mut u64, ok: &mut u64| {
+        *high |= x;
+        let mut w = x.wrapping_add(L7F);
+        if WILD {
+            w &= ((x | L08) ^ PLUS).wrapping_add(L7F);
+        }
+        *ok &= w;
+    };
+    let (mut high, mut ok) = (0u64, u64::MAX);
+    let n = bytes.len();
+    if n >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            word(x, &mut high, &mut ok);
+        }
+        if !chunks.remainder().is_empty() {
+            let c = &bytes[n - 8..];
+            let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            word(x, &mut high, &mut ok);
+        }
+    } else if n >= 4 {
+        let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let hi = u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]);
+        word(u64::from(lo) | (u64::from(hi) << 32), &mut high, &mut ok);
+    } else if n > 0 {
+        let x = u64::from_le_bytes([
+            bytes[0],
+            bytes[n / 2],
+            bytes[n - 1],
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+        ]);
+        word(x, &mut high, &mut ok);
+    }
+    high & HI == 0 && ok & HI == HI
+}
+
+/// Checks the rules of an MQTT UTF-8 encoded string on bytes, the full UTF-8 check only when
+/// they are not plain ASCII; the same answers, in the same order, as [`check_mqtt_str`].
+pub(crate) fn check_mqtt_bytes(bytes: &[u8]) -> Result<(), StringError> {
+    if bytes.len() > usize::from(u16::MAX) {
+        return Err(StringError::TooLong(bytes.len()));
+    }
+    if is_plain_ascii::<false>(bytes) {
+        return Ok(());
+    }
+    check_mqtt_str(bytes).map(|_| ())
+}
+
 /// Checks an MQTT string from one [`scan`]: the full UTF-8 check only runs on non-ASCII.
 pub(crate) fn check_scanned(bytes: &[u8], scan: Scan) -> Result<(), StringError> {
     if bytes.len() > usize::from(u16::MAX) {
@@ -404,7 +471,7 @@ impl ByteStr {
 
     /// Validates `bytes` as an MQTT string without copying them.
     pub fn from_utf8(bytes: Bytes) -> Result<ByteStr, StringError> {
-        check_scanned(&bytes, scan(&bytes))?;
+        check_mqtt_bytes(&bytes)?;
         Ok(ByteStr(bytes))
     }
 
@@ -736,6 +803,44 @@ mod tests {
             check_scanned(&bad, scan(&bad)),
             Err(StringError::InvalidUtf8)
         );
+    }
+
+    #[test]
+    fn plain_ascii_agrees_with_scan_at_every_offset_and_length() {
+        let probes = [
+            0u8,
+            b'+',
+            b'#',
+            b'/',
+            b'a',
+            0x7F,
+            0x80,
+            0xC3,
+            0xFF,
+            0x01,
+            0x2B ^ 0x08,
+        ];
+        for len in 0..40 {
+            for pos in 0..len.max(1) {
+                for b in probes {
+                    for fill in [b'a', 0x7F, b'/', b'*'] {
+                        let mut v = vec![fill; len];
+                        if len > 0 {
+                            v[pos] = b;
+                        }
+                        let s = scan(&v);
+                        assert_eq!(
+                            is_plain_ascii::<true>(&v),
+                            !s.non_ascii && !s.nul && !s.wildcard,
+                            "{v:?}"
+                        );
+                        assert_eq!(is_plain_ascii::<false>(&v), !s.non_ascii && !s.nul, "{v:?}");
+                        let exact = check_mqtt_str(&v).map(|_| ());
+                        assert_eq!(check_mqtt_bytes(&v), exact, "{v:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

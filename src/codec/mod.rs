@@ -307,6 +307,10 @@ impl Decoder {
     /// is checked as soon as the fixed header is complete, before the body is waited for. After
     /// an error the stream cannot be resynchronised: close the connection with
     /// [`DecodeError::reason_code`].
+    ///
+    /// Inlined into the caller's loop (the fixed header and the plain-PUBLISH path are small), so
+    /// a PUBLISH is built where the caller keeps it; other packets are read out of line.
+    #[inline]
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
         let Some(&first) = buf.first() else {
             return Ok(None);
@@ -336,19 +340,31 @@ impl Decoder {
         if buf.len() < total {
             return Ok(None);
         }
-        let frame = buf.split_to(total).freeze();
         let v = self.version;
         if t == PacketType::Publish {
-            return Publish::decode(frame, header, v, flags).map(Some);
+            return Publish::decode_from(buf, total, header, v, flags);
         }
+        self.decode_other(buf, t, header, total, flags).map(Some)
+    }
+
+    /// Every packet but PUBLISH, whole in `buf`: split off and read.
+    #[inline(never)]
+    fn decode_other(
+        &self,
+        buf: &mut BytesMut,
+        t: PacketType,
+        header: usize,
+        total: usize,
+        flags: u8,
+    ) -> Result<Packet, DecodeError> {
+        let (v, v5) = (self.version, self.version.is_v5());
+        let frame = buf.split_to(total).freeze();
         let mut r = Reader::new(&frame, header, t, v5);
         let packet = match t {
             PacketType::Connect => Packet::Connect(Box::new(Connect::read(&mut r)?)),
             PacketType::ConnAck => Packet::ConnAck(Box::new(ConnAck::read(&mut r, v)?)),
             // Taken by the early return above; kept exact rather than unreachable.
-            PacketType::Publish => {
-                return Publish::decode(frame.clone(), header, v, flags).map(Some)
-            }
+            PacketType::Publish => return Publish::decode(frame.clone(), header, v, flags),
             PacketType::PubAck => Packet::PubAck(PubAck::read(&mut r, v, t)?),
             PacketType::PubRec => Packet::PubRec(PubAck::read(&mut r, v, t)?),
             PacketType::PubRel => Packet::PubRel(PubAck::read(&mut r, v, t)?),
@@ -363,7 +379,7 @@ impl Decoder {
             PacketType::Auth => Packet::Auth(Auth::read(&mut r)?),
         };
         r.finish()?;
-        Ok(Some(packet))
+        Ok(packet)
     }
 }
 
@@ -420,10 +436,17 @@ impl Encoder {
     /// Appends the packet to `buf` and returns the number of bytes written.
     ///
     /// On error nothing is written.
+    #[inline]
     pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, EncodeError> {
-        if let Packet::Publish(p) = packet {
-            return self.encode_publish(p, buf);
+        match packet {
+            Packet::Publish(p) => self.encode_publish(p, buf),
+            _ => self.encode_other(packet, buf),
         }
+    }
+
+    /// Every packet but PUBLISH: checked and sized by a counting pass, then written.
+    #[inline(never)]
+    fn encode_other(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, EncodeError> {
         let (remaining, total) = self.prepare(packet)?;
         buf.reserve(total);
         buf.put_u8(packet.first_byte());
@@ -434,10 +457,57 @@ impl Encoder {
 }
 
 impl Encoder {
-    /// PUBLISH, the hot path: the size by arithmetic instead of a counting pass, and the fixed
-    /// header, topic length and packet id written from a stack array in few appends. The
-    /// bytes are the same as the generic path's (the spec vectors and round trips check both).
+    /// PUBLISH, the hot path: a plain packet (no properties, flags and packet id that agree,
+    /// see [`Publish::is_plain`]) is sized by arithmetic and written in five appends at most,
+    /// with no other check; the rest go through the general path. The bytes are the same
+    /// either way (the spec vectors and round trips check both).
+    #[inline(never)]
     fn encode_publish(&self, p: &Publish, buf: &mut BytesMut) -> Result<usize, EncodeError> {
+        if !p.is_plain() {
+            return self.encode_publish_with_properties(p, buf);
+        }
+        let v5 = self.version.is_v5();
+        let topic = p.topic.as_bytes();
+        let id_len = if p.packet_id.is_some() { 2 } else { 0 };
+        let remaining = 2 + topic.len() + id_len + usize::from(v5) + p.payload.len();
+        let total = 1 + var_int_len(remaining as u32) + remaining;
+        if remaining > MAX_VAR_INT as usize || total as u64 > u64::from(self.max_packet_size) {
+            // The general path reports the error.
+            return self.encode_publish_with_properties(p, buf);
+        }
+        buf.reserve(total);
+        // `put_u8` is BytesMut's own inlined store; its `put_u16` and small `extend_from_slice`
+        // calls end in `memcpy`. The topic is at most 65535 bytes (ByteStr's invariant).
+        let [topic_hi, topic_lo] = (topic.len() as u16).to_be_bytes();
+        bytes::BufMut::put_u8(buf, p.first_byte());
+        let mut rem = remaining as u32;
+        while rem > 0x7F {
+            bytes::BufMut::put_u8(buf, (rem & 0x7F) as u8 | 0x80);
+            rem >>= 7;
+        }
+        bytes::BufMut::put_u8(buf, rem as u8);
+        bytes::BufMut::put_u8(buf, topic_hi);
+        bytes::BufMut::put_u8(buf, topic_lo);
+        buf.extend_from_slice(topic);
+        if let Some(id) = p.packet_id {
+            let [hi, lo] = id.get().to_be_bytes();
+            bytes::BufMut::put_u8(buf, hi);
+            bytes::BufMut::put_u8(buf, lo);
+        }
+        if v5 {
+            bytes::BufMut::put_u8(buf, 0);
+        }
+        buf.extend_from_slice(&p.payload);
+        Ok(total)
+    }
+
+    /// PUBLISH with properties, or one the checks refuse.
+    #[inline(never)]
+    fn encode_publish_with_properties(
+        &self,
+        p: &Publish,
+        buf: &mut BytesMut,
+    ) -> Result<usize, EncodeError> {
         p.check(self.version)?;
         let v5 = self.version.is_v5();
         let props = if v5 && !p.properties.is_empty() {

@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::DecodeError;
 use super::PacketType;
-use crate::types::{check_scanned, scan, ByteStr};
+use crate::types::{check_mqtt_bytes, check_scanned, is_plain_ascii, scan, ByteStr};
 
 /// The largest value a variable byte integer can carry (four bytes).
 pub const MAX_VAR_INT: u32 = 268_435_455;
@@ -138,9 +138,24 @@ impl<'a> Reader<'a> {
 
     /// An MQTT UTF-8 encoded string ([MQTT-1.5.4-1], [MQTT-1.5.4-2]).
     pub(crate) fn string(&mut self, field: &'static str) -> Result<ByteStr, DecodeError> {
+        self.string_checked(field, |_| Ok(()))
+    }
+
+    /// An MQTT string that `check` also accepts: both look at the received bytes before the
+    /// string takes its share of the buffer, so a refused string costs no reference count.
+    pub(crate) fn string_checked(
+        &mut self,
+        field: &'static str,
+        check: impl FnOnce(&[u8]) -> Result<(), DecodeError>,
+    ) -> Result<ByteStr, DecodeError> {
         let len = usize::from(self.u16()?);
-        let bytes = self.take(len)?;
-        ByteStr::from_utf8(bytes).map_err(|error| DecodeError::InvalidString { field, error })
+        if self.remaining() < len {
+            return Err(self.truncated());
+        }
+        let raw = &self.buf[self.pos..self.pos + len];
+        check_mqtt_bytes(raw).map_err(|error| DecodeError::InvalidString { field, error })?;
+        check(raw)?;
+        Ok(ByteStr::from_checked(self.take(len)?))
     }
 
     /// A topic name's MQTT string, checked in one pass, and whether it holds a wildcard.
@@ -151,10 +166,35 @@ impl<'a> Reader<'a> {
             return Err(self.truncated());
         }
         let raw = &self.buf[self.pos..self.pos + len];
-        let found = scan(raw);
-        check_scanned(raw, found).map_err(|error| DecodeError::InvalidString { field, error })?;
+        let wildcard = if is_plain_ascii::<true>(raw) {
+            false
+        } else {
+            let found = scan(raw);
+            check_scanned(raw, found)
+                .map_err(|error| DecodeError::InvalidString { field, error })?;
+            found.wildcard
+        };
         let bytes = self.take(len)?;
-        Ok((ByteStr::from_checked(bytes), found.wildcard))
+        Ok((ByteStr::from_checked(bytes), wildcard))
+    }
+
+    /// How many length-prefixed fields, each followed by `trailer` bytes, fill the rest of the
+    /// reader, counting at most `max`; a cheap look ahead that consumes nothing and stops at
+    /// the first that does not fit (the real read reports it).
+    pub(crate) fn count_binaries(&self, trailer: usize, max: usize) -> usize {
+        let rest = &self.buf[self.pos..self.end];
+        let (mut at, mut count) = (0, 0);
+        while count < max {
+            let Some(len) = rest.get(at..at + 2) else {
+                break;
+            };
+            at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]])) + trailer;
+            if at > rest.len() {
+                break;
+            }
+            count += 1;
+        }
+        count
     }
 
     /// Consumes a property length of zero, the common case; false (nothing consumed) otherwise.

@@ -1,6 +1,6 @@
 //! PUBLISH: an application message.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
@@ -8,7 +8,7 @@ use super::primitives::{Reader, Sink};
 use super::properties::{Properties, PublishProperties};
 use super::{Packet, PacketType};
 use crate::topic::TopicError;
-use crate::types::{PacketId, ProtocolVersion, QoS, TopicName};
+use crate::types::{is_plain_ascii, ByteStr, PacketId, ProtocolVersion, QoS, TopicName};
 
 const T: PacketType = PacketType::Publish;
 
@@ -49,12 +49,45 @@ impl Publish {
         0x30 | (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
     }
 
+    /// Takes a whole PUBLISH of `total` bytes, body at `header`, off the front of `buf`.
+    ///
+    /// The common packet (an ASCII topic without U+0000 or wildcards, no MQTT 5 properties) is
+    /// read straight from the received bytes and built in the returned value; anything else,
+    /// errors included, goes through [`Publish::decode`], so both give the same answers.
+    #[inline]
+    pub(crate) fn decode_from(
+        buf: &mut BytesMut,
+        total: usize,
+        header: usize,
+        v: ProtocolVersion,
+        flags: u8,
+    ) -> Result<Option<Packet>, DecodeError> {
+        let plain = plain_head(&buf[..total], header, v.is_v5(), flags);
+        let frame = buf.split_to(total).freeze();
+        let Some(h) = plain else {
+            return Publish::decode(frame, header, v, flags).map(Some);
+        };
+        let topic = frame.slice(header + 2..h.topic_end);
+        let mut payload = frame;
+        payload.advance(h.payload_start);
+        Ok(Some(Packet::Publish(Publish {
+            dup: flags & 0x08 != 0,
+            qos: h.qos,
+            retain: flags & 0x01 != 0,
+            topic: TopicName::from_checked(ByteStr::from_checked(topic)),
+            packet_id: h.packet_id,
+            properties: PublishProperties::default(),
+            payload,
+        })))
+    }
+
     /// Decodes a whole PUBLISH frame whose body starts at `header`; `flags` are the fixed
     /// header's low four bits.
     ///
     /// The frame is taken by value so the payload can be the frame itself, advanced past the
     /// header fields: the hot path costs one shared-buffer clone (the topic), and the packet is
     /// built where it is returned.
+    #[inline(never)]
     pub(crate) fn decode(
         frame: Bytes,
         header: usize,
@@ -105,6 +138,16 @@ impl Publish {
         }))
     }
 
+    /// Whether [`Publish::check`] passes without looking further: no properties, a topic, and
+    /// the flags and packet id agree. The encoder's fast path; the rest go through `check`.
+    #[inline]
+    pub(crate) fn is_plain(&self) -> bool {
+        !self.topic.is_empty()
+            && (self.qos == QoS::AtMostOnce) == self.packet_id.is_none()
+            && !(self.dup && self.qos == QoS::AtMostOnce)
+            && self.properties.is_empty()
+    }
+
     pub(crate) fn check(&self, v: ProtocolVersion) -> Result<(), EncodeError> {
         let invalid = |reason| Err(EncodeError::Invalid { packet: T, reason });
         match (self.qos, self.packet_id) {
@@ -142,4 +185,51 @@ impl Publish {
         }
         s.put_slice(&self.payload);
     }
+}
+
+/// Where the fields of a plain PUBLISH lie in its frame.
+struct PlainHead {
+    qos: QoS,
+    topic_end: usize,
+    packet_id: Option<PacketId>,
+    payload_start: usize,
+}
+
+/// Reads the variable header of the PUBLISH in `frame` (body at `header`) if it is plain: valid
+/// flags, a non-empty ASCII topic without U+0000 or wildcards, a non-zero packet id where the
+/// QoS needs one, and under MQTT 5 a zero property length. `None` for anything else, valid or
+/// not; the full decoder then decides.
+#[inline]
+fn plain_head(frame: &[u8], header: usize, v5: bool, flags: u8) -> Option<PlainHead> {
+    let qos = QoS::from_u8((flags >> 1) & 0x03)?;
+    if flags & 0x08 != 0 && qos == QoS::AtMostOnce {
+        return None;
+    }
+    let start = header + 2;
+    let len = frame.get(header..start)?;
+    let topic_end = start + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let topic = frame.get(start..topic_end)?;
+    if topic.is_empty() || !is_plain_ascii::<true>(topic) {
+        return None;
+    }
+    let mut pos = topic_end;
+    let packet_id = if qos == QoS::AtMostOnce {
+        None
+    } else {
+        let id = frame.get(pos..pos + 2)?;
+        pos += 2;
+        Some(PacketId::new(u16::from_be_bytes([id[0], id[1]]))?)
+    };
+    if v5 {
+        if *frame.get(pos)? != 0 {
+            return None;
+        }
+        pos += 1;
+    }
+    Some(PlainHead {
+        qos,
+        topic_end,
+        packet_id,
+        payload_start: pos,
+    })
 }

@@ -5,10 +5,14 @@ use super::error::{DecodeError, EncodeError};
 use super::primitives::{Reader, Sink};
 use super::properties::{Properties, SubscribeProperties};
 use super::PacketType;
-use crate::topic::{split_shared, validate_topic_filter};
+use crate::topic::validate_topic_filter_bytes;
 use crate::types::{PacketId, ProtocolVersion, QoS, TopicFilter};
 
 const T: PacketType = PacketType::Subscribe;
+
+/// At most this many filters are allocated for before they are read (one allocation for a
+/// typical SUBSCRIBE, a bounded one for a hostile length walk); beyond it the list grows.
+const MAX_PREALLOCATED_FILTERS: usize = 64;
 
 /// SUBSCRIBE: asks for messages matching one or more topic filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,13 +138,13 @@ fn read_filter_shared(
     r: &mut Reader<'_>,
     field: &'static str,
 ) -> Result<(TopicFilter, bool), DecodeError> {
-    let s = r.string(field)?;
-    let text = std::str::from_utf8(s.as_bytes()).map_err(|_| DecodeError::InvalidString {
-        field,
-        error: crate::types::StringError::InvalidUtf8,
+    let mut shared = false;
+    let s = r.string_checked(field, |bytes| {
+        validate_topic_filter_bytes(bytes).map_err(DecodeError::InvalidTopicFilter)?;
+        // A valid filter under `$share/` has its group and filter: it is shared.
+        shared = bytes.starts_with(b"$share/");
+        Ok(())
     })?;
-    validate_topic_filter(text).map_err(DecodeError::InvalidTopicFilter)?;
-    let shared = split_shared(text).is_some();
     Ok((TopicFilter::from_checked(s), shared))
 }
 
@@ -152,7 +156,7 @@ impl Subscribe {
         } else {
             SubscribeProperties::default()
         };
-        let mut filters = Vec::new();
+        let mut filters = Vec::with_capacity(r.count_binaries(1, MAX_PREALLOCATED_FILTERS));
         while !r.is_empty() {
             let (filter, shared) = read_filter_shared(r, "topic filter")?;
             let options = SubscriptionOptions::read(r.u8()?, v, shared)?;
