@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 FUZZ_SECS ?= 60
-FUZZ_TARGETS ?= decode roundtrip
+FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
 .PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build fuzz bench broker publisher subscriber
 

@@ -35,16 +35,19 @@ struct Args {
     #[arg(short = 't', long)]
     topic: String,
     /// The payload.
-    #[arg(short = 'm', long)]
-    message: String,
+    #[arg(short = 'm', long, required_unless_present = "null_message")]
+    message: Option<String>,
+    /// Send an empty payload (with `--retain`, clears the retained message), as mosquitto_pub -n.
+    #[arg(short = 'n', long, conflicts_with = "message")]
+    null_message: bool,
     /// The QoS: 0, 1 or 2.
     #[arg(short = 'q', long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     qos: u8,
     /// Publish as retained.
     #[arg(short = 'r', long)]
     retain: bool,
-    /// How many times to publish the message.
-    #[arg(short = 'n', long, default_value_t = 1)]
+    /// How many times to publish the message (mosquitto_pub's `--repeat` is an alias).
+    #[arg(short = 'C', long, visible_alias = "repeat", default_value_t = 1)]
     count: u64,
     /// Pause between messages, in milliseconds.
     #[arg(long, default_value_t = 0)]
@@ -124,7 +127,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         if i > 0 && args.interval_ms > 0 {
             pause(Duration::from_millis(args.interval_ms));
         }
-        let mut p = Publish::new(topic.clone(), Bytes::from(args.message.clone()));
+        let mut p = Publish::new(
+            topic.clone(),
+            Bytes::from(args.message.clone().unwrap_or_default()),
+        );
         p.qos = qos(args.qos);
         p.retain = args.retain;
         pending.push(client.publish(p)?);

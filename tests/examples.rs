@@ -189,3 +189,43 @@ fn readme_walkthrough_works_on_every_runtime() {
         broker.wait_success();
     }
 }
+
+#[test]
+fn example_publisher_sets_and_clears_a_retained_message_like_mosquitto_pub() {
+    let m = Mosquitto::start();
+    let port = m.port.to_string();
+    let publisher = example("publisher");
+    run_ok(
+        &publisher,
+        &[
+            "-p",
+            &port,
+            "-t",
+            "examples/r",
+            "-m",
+            "kept",
+            "-q",
+            "1",
+            "-r",
+        ],
+    );
+    let sub = mosquitto_sub(m.port, &["-q", "1", "-t", "examples/r", "-C", "1"]);
+    assert_eq!(
+        next_msg(&sub),
+        (true, 1, "examples/r".into(), "kept".into())
+    );
+    sub.wait_success();
+
+    run_ok(
+        &publisher,
+        &["-p", &port, "-t", "examples/r", "-n", "-q", "1", "-r"],
+    );
+    let sub = mosquitto_sub(m.port, &["-q", "1", "-t", "examples/r"]);
+    let got = sub.lines_within(std::time::Duration::from_millis(300), |l| {
+        l.starts_with("MSG ")
+    });
+    assert!(
+        got.is_empty(),
+        "the retained message was not cleared: {got:?}"
+    );
+}
