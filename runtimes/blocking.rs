@@ -57,6 +57,21 @@ impl Permits {
         *self.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.freed.notify_one();
     }
+
+    /// Lets every waiter through from now on (the other end is gone).
+    fn open_all(&self) {
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX / 2;
+        self.freed.notify_all();
+    }
+}
+
+/// Opens the permits when dropped, so a reader waiting for one ends instead of hanging.
+struct OpenOnDrop(Arc<Permits>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open_all();
+    }
 }
 
 /// Tells the session thread when the last handle is dropped.
@@ -513,6 +528,7 @@ fn run_connection(
         ..
     } = p;
     let _done = done;
+    let _open = OpenOnDrop(permits.clone());
     let id = conn.id();
     let mut traffic = Traffic::new(now());
     loop {

@@ -207,6 +207,9 @@ async fn accept_loop<R: Runtime>(
     }
 }
 
+/// Mail batches a connection task takes in one wake before it writes.
+const MAIL_PER_WAKE: usize = 32;
+
 /// A connection task's state.
 struct Conn<R: Runtime> {
     reader: R::Reader,
@@ -271,10 +274,19 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
             }
             Wake::Read(_) => c.conn.handle_transport_closed(now()),
             Wake::Mail(Ok(batch)) => {
-                taken(&c.queued, &batch);
+                // What else is queued goes into the same write (a bounded number of batches,
+                // so reads still get their turn).
                 let at = now();
-                for m in batch {
-                    c.conn.handle_router(at, m);
+                let (mut next, mut took) = (Some(batch), 0);
+                while let Some(batch) = next.take() {
+                    taken(&c.queued, &batch);
+                    for m in batch {
+                        c.conn.handle_router(at, m);
+                    }
+                    took += 1;
+                    if took < MAIL_PER_WAKE {
+                        next = c.mail.try_recv().ok();
+                    }
                 }
             }
             Wake::Mail(Err(_)) | Wake::Stop => return shut_down(c).await,
