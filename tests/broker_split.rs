@@ -266,6 +266,7 @@ fn undelivered_mail_keeps_qos1_in_order_and_the_session_waits_for_its_next_conne
     s.send(publisher, publish("t", "third", QoS::AtLeastOnce, 2));
     s.send(publisher, publish("u", "dropped", QoS::AtMostOnce, 0));
     assert!(payloads(&s.received(sub)).is_empty(), "nothing reached it");
+    assert_eq!(s.router.stats().messages_sent, 0, "nothing was sent");
     assert_eq!(
         s.router.dropped(&ByteStr::from_static("sub0")),
         Some(1),
@@ -287,6 +288,7 @@ fn undelivered_mail_keeps_qos1_in_order_and_the_session_waits_for_its_next_conne
         "the returned QoS 1 message goes first; what was queued behind it follows"
     );
     assert_eq!(s.router.dropped(&ByteStr::from_static("sub")), Some(0));
+    assert_eq!(s.router.stats().messages_sent, 3);
     for p in &got {
         if let Packet::Publish(p) = p {
             if let Some(id) = p.packet_id {

@@ -12,6 +12,8 @@
 //! connection, writes what it transmits and keeps its deadlines, and sends the router task all
 //! the mail one input produced as one batch. The router task owns the `Router` and only routes:
 //! it sends each connection its mail as one batch per input, never waiting on a connection.
+//! Byte counts travel with the batches (or alone, at most once a second), so
+//! `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
 //!
 //! # Queue caps and overflow policies
 //!

@@ -70,6 +70,9 @@ impl Router {
             s.stalled = true;
             s.returned = 0;
         }
+        if matches!(mail.mail, ToConnection::Deliver(_)) {
+            self.sent = self.sent.saturating_sub(1); // counted when released, never sent
+        }
         match mail.mail {
             ToConnection::Deliver(d) if d.publish.qos != QoS::AtMostOnce => {
                 s.inflight = s.inflight.saturating_sub(1);
