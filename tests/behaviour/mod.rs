@@ -503,7 +503,7 @@ fn a_subscriber_whose_mail_queue_overflows_is_closed_with_its_will_and_others_ke
     // More than loopback's kernel buffers hold, one message per publish (one batch each).
     static PAYLOAD: [u8; 32 * 1024] = [5u8; 32 * 1024];
     let p = rt::connect(b.addr, config(ProtocolVersion::V5, "flooder")).unwrap();
-    for _ in 0..300 {
+    for _ in 0..600 {
         let m = Publish::new(
             TopicName::from_static("flood"),
             Bytes::from_static(&PAYLOAD),
