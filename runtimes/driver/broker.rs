@@ -22,8 +22,8 @@ pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
 pub struct BrokerOptions {
     /// Mail batches the router may queue for one connection before it is closed as too slow.
     pub max_outbound_batches: usize,
-    /// Message payload bytes the router may queue for one connection before it is closed as
-    /// too slow.
+    /// Bytes of mail (messages with their topics and payloads) the router may queue for one
+    /// connection before it is closed as too slow.
     pub max_outbound_bytes: usize,
     /// How long a graceful shutdown waits for connections to flush before it returns.
     pub shutdown_grace: Duration,
@@ -117,7 +117,7 @@ pub(crate) trait MailQueue {
     fn shutdown(&self);
 }
 
-/// What waits in a connection's mail channel: batches and their payload bytes.
+/// What waits in a connection's mail channel: batches and the bytes they hold.
 #[derive(Debug, Default)]
 pub(crate) struct Queued {
     batches: AtomicUsize,
@@ -131,9 +131,9 @@ pub(crate) struct Mailbox<Q> {
     pub(crate) queued: Arc<Queued>,
 }
 
-/// The payload bytes of a batch, for the byte cap.
+/// The bytes a batch holds, for the byte cap.
 fn batch_bytes(batch: &[ConnectionMail]) -> usize {
-    batch.iter().map(ConnectionMail::payload_len).sum()
+    batch.iter().map(ConnectionMail::size).sum()
 }
 
 /// Marks `batch` as taken from a mail channel (called by a connection).

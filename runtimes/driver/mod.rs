@@ -26,7 +26,7 @@
 //! | bytes read from a socket, per client connection (and per broker connection in the blocking runtime) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (one for every connection: the mail batch of each read, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
 //! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
-//! | broker mail, per connection (router to connection) | [`BrokerOptions::max_outbound_batches`] batches and [`BrokerOptions::max_outbound_bytes`] payload bytes | the connection is closed at once, unflushed (as if its transport failed, so its will is published); the batch that did not fit goes back to the router, which puts its QoS 1/2 messages back at the front of the session's queue and drops its QoS 0 ones (counted in `dropped`): a slow subscriber cannot grow the broker's memory nor stall the router |
+//! | broker mail, per connection (router to connection) | [`BrokerOptions::max_outbound_batches`] batches and [`BrokerOptions::max_outbound_bytes`] bytes (each mail's size with its topic and payload) | the connection is closed at once, unflushed (as if its transport failed, so its will is published); the batch that did not fit goes back to the router, which puts its QoS 1/2 messages back at the front of the session's queue and drops its QoS 0 ones (counted in `dropped`): a slow subscriber cannot grow the broker's memory nor stall the router |
 //!
 //! The broker core bounds each session's own queue as well (see the
 //! [broker queue policy](crate::broker#queues)).

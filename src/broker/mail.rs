@@ -85,11 +85,13 @@ impl ConnectionMail {
         self.conn
     }
 
-    /// The message payload bytes it carries (zero for anything but a delivery), for byte caps.
-    pub fn payload_len(&self) -> usize {
+    /// About how many bytes of memory it holds (its own size, plus a delivery's topic and
+    /// payload), for byte caps on queues of mail.
+    pub fn size(&self) -> usize {
+        let own = size_of::<ConnectionMail>();
         match &self.mail {
-            ToConnection::Deliver(d) => d.publish.payload.len(),
-            _ => 0,
+            ToConnection::Deliver(d) => own + d.publish.topic.len() + d.publish.payload.len(),
+            _ => own,
         }
     }
 }
