@@ -1,26 +1,31 @@
 //! The `blocking` runtime: a [`Client`] and a [`Broker`] on `std::net` and threads.
 //!
 //! The client's session runs in a thread of its own (plus one reader thread per connection);
-//! its [`Events`] are an iterator. The broker runs a router thread, an accept thread per
-//! listener and a reader and a writer thread per connection, joined by bounded channels with the
-//! caps of the [`driver`](super::driver#queue-caps-and-overflow-policies).
+//! its [`Events`] are an iterator. The broker runs a router thread (which owns the `Router` and
+//! only routes), an accept thread per listener, and per connection a reader thread and a
+//! connection thread that owns its `ServerConnection` (decoding, keep-alive, encoding, writes),
+//! joined by bounded channels with the caps of the
+//! [`driver`](super::driver#queue-caps-and-overflow-policies).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::driver::broker::{written, Control, OutQueue, Outbox, RouterCore};
+use super::driver::broker::{
+    drain_connection, taken, Control, EventHook, MailQueue, Mailbox, Queued, Report, RouterCore,
+    Traffic,
+};
 use super::driver::client::{ClientCore, Command};
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
 pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
-use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnId};
+use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
 use crate::client::{Client as Session, ClientConfig};
 use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};
 use crate::TopicFilter;
@@ -51,6 +56,21 @@ impl Permits {
     fn release(&self) {
         *self.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.freed.notify_one();
+    }
+
+    /// Lets every waiter through from now on (the other end is gone).
+    fn open_all(&self) {
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX / 2;
+        self.freed.notify_all();
+    }
+}
+
+/// Opens the permits when dropped, so a reader waiting for one ends instead of hanging.
+struct OpenOnDrop(Arc<Permits>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open_all();
     }
 }
 
@@ -260,22 +280,6 @@ fn run_client(
     }
 }
 
-/// The router's end of a connection's writer queue; abort shuts the socket down at once.
-struct Queue {
-    tx: SyncSender<Bytes>,
-    stream: TcpStream,
-}
-
-impl OutQueue for Queue {
-    fn try_push(&self, bytes: Bytes) -> bool {
-        self.tx.try_send(bytes).is_ok()
-    }
-
-    fn abort(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
-    }
-}
-
 /// The next input, or `Timeout` once `deadline` has passed: a passed deadline goes first, so
 /// a busy channel cannot starve the timers.
 fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, RecvTimeoutError> {
@@ -289,10 +293,46 @@ fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, 
 /// What reaches the broker's router thread.
 enum Inbox {
     Accept(TcpStream),
-    Bytes(ConnId, Bytes),
-    Closed(ConnId),
+    Report(Report),
     Stats(Reply<BrokerStats>),
     Shutdown,
+}
+
+/// What reaches a connection's thread.
+enum ConnInput {
+    Bytes(Bytes),
+    ReadEnd,
+    Mail(Vec<ConnectionMail>),
+    Shutdown,
+}
+
+/// The router's end of a connection's channel; abort shuts the socket down at once.
+struct Queue {
+    tx: SyncSender<ConnInput>,
+    stream: TcpStream,
+}
+
+impl MailQueue for Queue {
+    fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
+        self.tx
+            .try_send(ConnInput::Mail(batch))
+            .map_err(|e| match e {
+                TrySendError::Full(ConnInput::Mail(b))
+                | TrySendError::Disconnected(ConnInput::Mail(b)) => b,
+                _ => Vec::new(),
+            })
+    }
+
+    fn abort(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// A slot is kept for it; if the channel is full anyway, the socket is shut down.
+    fn shutdown(&self) {
+        if self.tx.try_send(ConnInput::Shutdown).is_err() {
+            self.abort();
+        }
+    }
 }
 
 /// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
@@ -312,7 +352,8 @@ impl Broker {
         Broker::bind_with(Core::new(config), BrokerOptions::default(), addrs)
     }
 
-    /// Binds `addrs` for `broker` (built with its authenticator and authorizer).
+    /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
+    /// runs in the router thread, its connections each in their own thread.
     pub fn bind_with(
         broker: Core,
         options: BrokerOptions,
@@ -376,33 +417,44 @@ impl Broker {
             let _ = t.send(Inbox::Shutdown);
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
-        let mut core = RouterCore::new(self.broker, &self.options);
+        let mut core = RouterCore::new(self.broker.into_router(now()), &self.options);
+        let batches = self.options.max_outbound_batches.max(1);
         loop {
             let input = next(&rx, core.deadline());
             match input {
                 Ok(Inbox::Accept(s)) => {
-                    let Ok(stream) = s.try_clone() else { continue };
-                    let (out_tx, out_rx) = sync_channel(self.options.max_outbound_batches);
-                    let queued = Arc::new(AtomicUsize::new(0));
-                    let outbox = Outbox {
-                        queue: Queue { tx: out_tx, stream },
-                        queued: queued.clone(),
+                    let mut conn = core.accept(now());
+                    let id = conn.id();
+                    let (Ok(reader), Ok(abort)) = (s.try_clone(), s.try_clone()) else {
+                        // No thread can serve it: a closed transport ends it at once.
+                        conn.handle_transport_closed(now());
+                        let d = drain_connection(&mut conn, None);
+                        if let Some(r) = Traffic::new(now()).report(now(), id, d.mail, true) {
+                            core.report(now(), r);
+                        }
+                        continue;
                     };
-                    let conn = core.accept(now(), outbox);
-                    if connection(s, conn, tx.clone(), out_rx, queued, done_tx.clone()).is_err() {
-                        core.closed(now(), conn);
-                    }
+                    let parts = Parts {
+                        conn,
+                        batches,
+                        router: tx.clone(),
+                        hook: self.options.on_event.clone(),
+                        done: done_tx.clone(),
+                    };
+                    core.register(id, connection([s, reader, abort], parts));
                 }
-                Ok(Inbox::Bytes(conn, b)) => core.input(now(), conn, &b),
-                Ok(Inbox::Closed(conn)) => core.closed(now(), conn),
+                Ok(Inbox::Report(r)) => core.report(now(), r),
                 Ok(Inbox::Stats(reply)) => {
-                    let _ = reply.try_send(Ok(core.broker.stats()));
+                    let _ = reply.try_send(Ok(core.router.stats()));
                 }
                 Ok(Inbox::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => core.timeout(now()),
             }
         }
-        core.shutdown(now());
+        // No more routing (so no will goes out); every connection says DISCONNECT 0x8B.
+        core.shutdown();
+        // Connection threads waiting on a full inbox give up.
+        drop(rx);
         stopping.store(true, Ordering::Release);
         for a in &self.addrs {
             // Wakes the accept threads, which see the flag and end.
@@ -413,43 +465,127 @@ impl Broker {
     }
 }
 
-/// Starts a connection's reader and writer threads.
-fn connection(
-    stream: TcpStream,
-    conn: ConnId,
-    inbox: SyncSender<Inbox>,
-    out: Receiver<Bytes>,
-    queued: Arc<AtomicUsize>,
+/// What a connection's thread is given besides its socket.
+struct Parts {
+    conn: ServerConnection,
+    batches: usize,
+    router: SyncSender<Inbox>,
+    hook: Option<EventHook>,
     done: SyncSender<()>,
-) -> io::Result<()> {
-    let mut reader = stream.try_clone()?;
-    let mut writer = stream;
+}
+
+/// Starts a connection's reader thread and its connection thread (which owns the
+/// `ServerConnection` and writes) on three handles of one socket; returns the router's
+/// mailbox for it.
+fn connection(streams: [TcpStream; 3], p: Parts) -> Mailbox<Queue> {
+    let [stream, mut reader, abort] = streams;
+    // The reader's chunks, the router's batches, and a slot for the shutdown.
+    let (tx, rx) = sync_channel::<ConnInput>(NET_CHUNKS + p.batches + 1);
+    let permits = Arc::new(Permits {
+        free: Mutex::new(NET_CHUNKS),
+        freed: Condvar::new(),
+    });
+    let queued = Arc::new(Queued::default());
+    let (inputs, free) = (tx.clone(), permits.clone());
     thread::spawn(move || {
         let mut buf = vec![0u8; driver::READ_CHUNK];
         loop {
             match reader.read(&mut buf) {
-                // A full inbox blocks this thread: backpressure on the socket.
+                // At most NET_CHUNKS reads wait: this thread blocks, backpressure on the socket.
                 Ok(n) if n > 0 => {
+                    free.acquire();
                     let b = Bytes::copy_from_slice(&buf[..n]);
-                    if inbox.send(Inbox::Bytes(conn, b)).is_err() {
+                    if inputs.send(ConnInput::Bytes(b)).is_err() {
                         return;
                     }
                 }
                 _ => break,
             }
         }
-        let _ = inbox.send(Inbox::Closed(conn));
+        let _ = inputs.send(ConnInput::ReadEnd);
     });
-    thread::spawn(move || {
-        let _done = done;
-        while let Ok(b) = out.recv() {
-            if writer.write_all(&b).is_err() {
+    let q = queued.clone();
+    thread::spawn(move || run_connection(stream, p, rx, permits, q));
+    Mailbox {
+        queue: Queue { tx, stream: abort },
+        queued,
+    }
+}
+
+/// A connection's thread: the same drain as the async connection task.
+fn run_connection(
+    mut stream: TcpStream,
+    p: Parts,
+    rx: Receiver<ConnInput>,
+    permits: Arc<Permits>,
+    queued: Arc<Queued>,
+) {
+    let Parts {
+        mut conn,
+        router,
+        hook,
+        done,
+        ..
+    } = p;
+    let _done = done;
+    let _open = OpenOnDrop(permits.clone());
+    let id = conn.id();
+    let mut traffic = Traffic::new(now());
+    loop {
+        let d = drain_connection(&mut conn, hook.as_ref());
+        let mut failed = false;
+        for b in &d.transmit {
+            if stream.write_all(b).is_err() {
+                failed = true;
                 break;
             }
-            written(&queued, b.len());
+            traffic.sent += b.len() as u64;
         }
-        // Ends the reader too.
-        let _ = writer.shutdown(Shutdown::Both);
-    });
-    Ok(())
+        let mut mail = d.mail;
+        if failed {
+            // A write error, or shut down by the router as too slow: the transport failed.
+            conn.handle_transport_closed(now());
+            mail.extend(drain_connection(&mut conn, hook.as_ref()).mail);
+        }
+        let last = d.close || failed;
+        if let Some(r) = traffic.report(now(), id, mail, last) {
+            if router.send(Inbox::Report(r)).is_err() {
+                return shut_down(stream, conn, hook.as_ref());
+            }
+        }
+        if last {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        match next(&rx, conn.poll_timeout()) {
+            Ok(ConnInput::Bytes(b)) => {
+                permits.release();
+                traffic.received += b.len() as u64;
+                conn.handle_input(now(), &b);
+            }
+            Ok(ConnInput::ReadEnd) => conn.handle_transport_closed(now()),
+            Ok(ConnInput::Mail(batch)) => {
+                taken(&queued, &batch);
+                let at = now();
+                for m in batch {
+                    conn.handle_router(at, m);
+                }
+            }
+            Ok(ConnInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                return shut_down(stream, conn, hook.as_ref())
+            }
+            Err(RecvTimeoutError::Timeout) => conn.handle_timeout(now()),
+        }
+    }
+}
+
+/// DISCONNECT 0x8B to an MQTT 5 client, no will, then the socket is closed.
+fn shut_down(mut stream: TcpStream, mut conn: ServerConnection, hook: Option<&EventHook>) {
+    conn.shutdown(now());
+    for b in drain_connection(&mut conn, hook).transmit {
+        if stream.write_all(&b).is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
 }

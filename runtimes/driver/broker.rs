@@ -1,4 +1,5 @@
-//! The broker driver: the router core around the sans-IO [`Broker`], and the async loops.
+//! The broker driver: `RouterCore` (the sans-IO [`Router`] and a mailbox per connection), the
+//! connection side's drain (`ConnCore`), and the async loops (in `server`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,17 +9,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{reply_channel, Error, Reply};
-use crate::broker::{Broker, BrokerEvent, BrokerStats, ConnId};
+use crate::broker::{
+    BrokerEvent, BrokerStats, ConnId, ConnectionMail, Router, RouterMail, ServerConnection,
+};
 
-/// Called by the router for every broker event (connects, closes); it must not block.
+/// Called for every broker event (connects, closes), by the connection's own task; it must
+/// not block.
 pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
 
 /// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
 #[derive(Clone)]
 pub struct BrokerOptions {
-    /// Writes queued for one connection before it is closed as too slow.
+    /// Mail batches the router may queue for one connection before it is closed as too slow.
     pub max_outbound_batches: usize,
-    /// Bytes queued for one connection before it is closed as too slow.
+    /// Bytes of mail (messages with their topics and payloads) the router may queue for one
+    /// connection before it is closed as too slow.
     pub max_outbound_bytes: usize,
     /// How long a graceful shutdown waits for connections to flush before it returns.
     pub shutdown_grace: Duration,
@@ -38,7 +43,7 @@ impl std::fmt::Debug for BrokerOptions {
 }
 
 impl Default for BrokerOptions {
-    /// 1024 writes, 8 MiB, 5 s, no hook.
+    /// 1024 batches, 8 MiB, 5 s, no hook.
     fn default() -> BrokerOptions {
         BrokerOptions {
             max_outbound_batches: 1024,
@@ -101,377 +106,228 @@ impl BrokerHandle {
     }
 }
 
-/// A bounded queue towards one connection's writer.
-pub(crate) trait OutQueue {
-    /// Queues `bytes`; `false` when the queue is full or its writer is gone.
-    fn try_push(&self, bytes: Bytes) -> bool;
-    /// Makes the writer close the socket now, without flushing (it may be stuck writing to a
-    /// peer that does not read).
+/// The router's end of one connection's mail channel.
+pub(crate) trait MailQueue {
+    /// Queues a batch; gives it back when the channel is full or the connection is gone.
+    fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>>;
+    /// Makes the connection close now, as if its transport failed (it may be stuck writing
+    /// to a peer that does not read).
     fn abort(&self);
+    /// Tells the connection the server is shutting down (DISCONNECT 0x8B, no will).
+    fn shutdown(&self);
 }
 
-/// A connection's outbound queue with its byte count (the writer subtracts what it wrote).
-pub(crate) struct Outbox<Q> {
+/// What waits in a connection's mail channel: batches and the bytes they hold.
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    batches: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// A connection's mail channel with what is queued in it (the connection subtracts what it
+/// took).
+pub(crate) struct Mailbox<Q> {
     pub(crate) queue: Q,
-    pub(crate) queued: Arc<AtomicUsize>,
+    pub(crate) queued: Arc<Queued>,
 }
 
-impl<Q: OutQueue> Outbox<Q> {
-    fn push(&self, bytes: Bytes, cap: usize) -> bool {
-        let len = bytes.len();
-        if self.queued.load(Ordering::Relaxed) + len > cap {
-            return false;
-        }
-        self.queued.fetch_add(len, Ordering::Relaxed);
-        self.queue.try_push(bytes)
-    }
+/// The bytes a batch holds, for the byte cap.
+fn batch_bytes(batch: &[ConnectionMail]) -> usize {
+    batch.iter().map(ConnectionMail::size).sum()
 }
 
-/// Marks `len` bytes as written (called by a writer).
-pub(crate) fn written(queued: &AtomicUsize, len: usize) {
-    queued.fetch_sub(len, Ordering::Relaxed);
+/// Marks `batch` as taken from a mail channel (called by a connection).
+pub(crate) fn taken(queued: &Queued, batch: &[ConnectionMail]) {
+    queued.batches.fetch_sub(1, Ordering::Relaxed);
+    queued
+        .bytes
+        .fetch_sub(batch_bytes(batch), Ordering::Relaxed);
 }
 
-/// The router: the sans-IO broker and the outbound queue of every connection.
-///
-/// Dropping a connection's queue makes its writer flush what is queued and close the socket.
+/// What a connection's read and mail produced, for the router: all its mail in one batch.
+pub(crate) struct Report {
+    pub(crate) conn: ConnId,
+    pub(crate) mail: Vec<RouterMail>,
+    /// Bytes read and written since the last report.
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    /// The connection has ended; this is its last report.
+    pub(crate) last: bool,
+}
+
+/// The router task's state: the sans-IO router and every connection's mailbox.
 pub(crate) struct RouterCore<Q> {
-    pub(crate) broker: Broker,
-    outboxes: HashMap<ConnId, Outbox<Q>>,
+    pub(crate) router: Router,
+    mailboxes: HashMap<ConnId, Mailbox<Q>>,
+    max_batches: usize,
     max_bytes: usize,
-    hook: Option<EventHook>,
 }
 
-impl<Q: OutQueue> RouterCore<Q> {
-    /// A router around `broker`.
-    pub(crate) fn new(broker: Broker, options: &BrokerOptions) -> RouterCore<Q> {
+impl<Q: MailQueue> RouterCore<Q> {
+    /// A router task's state around `router`.
+    pub(crate) fn new(router: Router, options: &BrokerOptions) -> RouterCore<Q> {
         RouterCore {
-            broker,
-            outboxes: HashMap::new(),
+            router,
+            mailboxes: HashMap::new(),
+            max_batches: options.max_outbound_batches.max(1),
             max_bytes: options.max_outbound_bytes,
-            hook: options.on_event.clone(),
         }
     }
 
-    /// A transport connected; its writer reads `queue`.
-    pub(crate) fn accept(&mut self, now: Instant, outbox: Outbox<Q>) -> ConnId {
-        let id = self.broker.accept(now);
-        self.outboxes.insert(id, outbox);
-        id
+    /// A transport connected: its connection (for its own task), whose mail goes to `mailbox`.
+    pub(crate) fn accept(&mut self, now: Instant) -> ServerConnection {
+        self.router.accept(now)
     }
 
-    /// Bytes arrived on `conn`.
-    pub(crate) fn input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        self.broker.handle_input(now, conn, data);
-        self.drain(now);
+    /// Registers where the mail for `conn` goes.
+    pub(crate) fn register(&mut self, conn: ConnId, mailbox: Mailbox<Q>) {
+        self.mailboxes.insert(conn, mailbox);
     }
 
-    /// `conn`'s transport closed (or its reader ended).
-    pub(crate) fn closed(&mut self, now: Instant, conn: ConnId) {
-        self.outboxes.remove(&conn);
-        self.broker.handle_transport_closed(now, conn);
+    /// A connection's report: its mail is routed, and what it causes is mailed out.
+    pub(crate) fn report(&mut self, now: Instant, report: Report) {
+        self.router.record_traffic(report.received, report.sent);
+        for m in report.mail {
+            self.router.handle_mail(now, m);
+        }
+        if report.last {
+            self.mailboxes.remove(&report.conn);
+        }
         self.drain(now);
     }
 
     /// A deadline passed.
     pub(crate) fn timeout(&mut self, now: Instant) {
-        self.broker.handle_timeout(now);
+        self.router.handle_timeout(now);
         self.drain(now);
     }
 
-    /// The graceful shutdown: DISCONNECT 0x8B to v5 clients, then every transport closes.
-    pub(crate) fn shutdown(&mut self, now: Instant) {
-        self.broker.shutdown(now);
-        self.drain(now);
-        self.outboxes.clear();
+    /// The graceful shutdown: every connection is told; the router routes nothing more (so no
+    /// will is published).
+    pub(crate) fn shutdown(&mut self) {
+        for (_, m) in self.mailboxes.drain() {
+            m.queue.shutdown();
+        }
     }
 
     /// The earliest deadline.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.broker.poll_timeout()
+        self.router.poll_timeout()
     }
 
-    /// Hands what the broker transmits to the writers and closes what it closes; a connection
-    /// whose queue overflows is closed as if its transport had failed.
+    /// Mails what the router produced, one batch per connection. A connection whose channel
+    /// is full (or over its byte cap) is closed as too slow and its batch goes back to the
+    /// router; the router never waits on a connection.
     fn drain(&mut self, now: Instant) {
-        let mut overflowed = Vec::new();
-        loop {
-            while let Some((conn, bytes)) = self.broker.poll_transmit() {
-                if let Some(o) = self.outboxes.get(&conn) {
-                    if !o.push(bytes, self.max_bytes) {
-                        o.queue.abort();
-                        self.outboxes.remove(&conn);
-                        overflowed.push(conn);
+        let mut batches: HashMap<ConnId, Vec<ConnectionMail>> = HashMap::new();
+        while let Some(m) = self.router.poll_mail() {
+            batches.entry(m.conn()).or_default().push(m);
+        }
+        for (conn, batch) in batches {
+            let back = match self.mailboxes.get(&conn) {
+                Some(mb) => {
+                    let len = batch_bytes(&batch);
+                    let q = &mb.queued;
+                    let full = q.batches.load(Ordering::Relaxed) >= self.max_batches
+                        || q.bytes.load(Ordering::Relaxed) + len > self.max_bytes;
+                    let refused = if full {
+                        Err(batch)
+                    } else {
+                        q.batches.fetch_add(1, Ordering::Relaxed);
+                        q.bytes.fetch_add(len, Ordering::Relaxed);
+                        mb.queue.try_push(batch).inspect_err(|_| {
+                            q.batches.fetch_sub(1, Ordering::Relaxed);
+                            q.bytes.fetch_sub(len, Ordering::Relaxed);
+                        })
+                    };
+                    match refused {
+                        Ok(()) => continue,
+                        Err(batch) => {
+                            mb.queue.abort();
+                            self.mailboxes.remove(&conn);
+                            batch
+                        }
                     }
                 }
-            }
-            while let Some(e) = self.broker.poll_event() {
-                if let Some(hook) = &self.hook {
-                    hook(&e);
-                }
-                match e {
-                    BrokerEvent::CloseTransport(conn) | BrokerEvent::Closed { conn, .. } => {
-                        self.outboxes.remove(&conn);
-                    }
-                    _ => {}
-                }
-            }
-            if overflowed.is_empty() {
-                return;
-            }
-            for conn in overflowed.drain(..) {
-                self.broker.handle_transport_closed(now, conn);
+                None => batch,
+            };
+            for m in back {
+                self.router.handle_undelivered(now, m);
             }
         }
     }
 }
 
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub use server::Server;
+/// The connection task's drain after an input: what to write, the report for the router,
+/// and whether to close the transport. The `on_event` hook hears every event.
+pub(crate) struct Drained {
+    pub(crate) transmit: Vec<Bytes>,
+    pub(crate) mail: Vec<RouterMail>,
+    pub(crate) close: bool,
+}
 
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-mod server {
-    use std::io;
-    use std::net::SocketAddr;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-
-    use super::{written, BrokerHandle, BrokerOptions, Control, OutQueue, Outbox, RouterCore};
-    use crate::broker::{Broker, BrokerConfig, ConnId};
-    use crate::runtimes::driver::{
-        answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer, READ_CHUNK,
-        ROUTER_INBOX,
-    };
-
-    /// An MQTT broker on an async runtime: listeners bound, routing once [`Server::run`] runs.
-    pub struct Server<R: Runtime> {
-        broker: Broker,
-        options: BrokerOptions,
-        listeners: Vec<R::Listener>,
-        addrs: Vec<SocketAddr>,
-        handle: BrokerHandle,
-        signal: async_channel::Receiver<Control>,
+/// Drains `conn` in order: transmit, router mail, events.
+pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventHook>) -> Drained {
+    let mut transmit = Vec::new();
+    while let Some(b) = conn.poll_transmit() {
+        transmit.push(b);
     }
-
-    impl<R: Runtime> std::fmt::Debug for Server<R> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("Server")
-                .field("addrs", &self.addrs)
-                .finish_non_exhaustive()
-        }
+    let mut mail = Vec::new();
+    while let Some(m) = conn.poll_router() {
+        mail.push(m);
     }
-
-    impl<R: Runtime> Server<R> {
-        /// Binds `addrs` for a broker with `config` that lets everyone in.
-        pub async fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Self> {
-            Self::bind_with(Broker::new(config), BrokerOptions::default(), addrs).await
+    let mut close = false;
+    while let Some(e) = conn.poll_event() {
+        if let Some(h) = hook {
+            h(&e);
         }
+        close |= matches!(e, BrokerEvent::CloseTransport(_));
+    }
+    Drained {
+        transmit,
+        mail,
+        close: close || conn.is_closed(),
+    }
+}
 
-        /// Binds `addrs` for `broker` (built with its authenticator and authorizer).
-        pub async fn bind_with(
-            broker: Broker,
-            options: BrokerOptions,
-            addrs: &[SocketAddr],
-        ) -> io::Result<Self> {
-            let mut listeners = Vec::new();
-            let mut bound = Vec::new();
-            for a in addrs {
-                let (l, local) = R::bind(*a).await?;
-                listeners.push(l);
-                bound.push(local);
-            }
-            let (handle, signal) = BrokerHandle::new();
-            Ok(Server {
-                broker,
-                options,
-                listeners,
-                addrs: bound,
-                handle,
-                signal,
-            })
-        }
+/// Traffic not reported yet; reported with the next mail, or alone once a second.
+#[derive(Debug)]
+pub(crate) struct Traffic {
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    last: Instant,
+}
 
-        /// The bound addresses (with the ports the system chose for port 0).
-        pub fn local_addrs(&self) -> &[SocketAddr] {
-            &self.addrs
-        }
-
-        /// A handle that triggers the graceful shutdown.
-        pub fn handle(&self) -> BrokerHandle {
-            self.handle.clone()
-        }
-
-        /// Serves until the shutdown handle is triggered, then shuts down gracefully: DISCONNECT
-        /// 0x8B to MQTT 5 clients, no wills, every connection flushed (within the grace period).
-        pub async fn run(self) {
-            run::<R>(
-                self.broker,
-                self.options,
-                self.listeners,
-                self.handle,
-                self.signal,
-            )
-            .await;
+impl Traffic {
+    /// Nothing counted yet, as of `now`.
+    pub(crate) fn new(now: Instant) -> Traffic {
+        Traffic {
+            received: 0,
+            sent: 0,
+            last: now,
         }
     }
 
-    /// The router's end of a connection's writer queue.
-    pub(crate) struct Queue {
-        tx: async_channel::Sender<Bytes>,
-        kill: async_channel::Sender<()>,
-    }
-
-    impl OutQueue for Queue {
-        fn try_push(&self, bytes: Bytes) -> bool {
-            self.tx.try_send(bytes).is_ok()
-        }
-
-        fn abort(&self) {
-            self.kill.close();
-        }
-    }
-
-    /// What reaches the router task.
-    enum Inbox<R: Runtime> {
-        Accept(R::Reader, R::Writer),
-        Bytes(ConnId, Bytes),
-        Closed(ConnId),
-    }
-
-    /// Runs the broker until `shutdown` closes: one task per listener accepts, one reader and
-    /// one writer task per connection do the socket IO, and this task routes.
-    async fn run<R: Runtime>(
-        broker: Broker,
-        options: BrokerOptions,
-        listeners: Vec<R::Listener>,
-        handle: BrokerHandle,
-        shutdown: async_channel::Receiver<Control>,
-    ) {
-        // Held so that dropping every user handle does not read as a shutdown.
-        let _handle = handle;
-        let (inbox_tx, inbox_rx) = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
-        // Writers hold a clone; when all are gone every connection has flushed.
-        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-        // Dropped at shutdown, which ends the accept loops.
-        let (stop_accepting, accepting) = async_channel::bounded::<()>(1);
-        for l in listeners {
-            R::spawn(accept_loop::<R>(l, inbox_tx.clone(), accepting.clone()));
-        }
-        let mut core = RouterCore::new(broker, &options);
-        let mut turn = false;
-        loop {
-            let (inbox, control) = (inbox_rx.recv(), Some(shutdown.recv()));
-            let woke = wait_fair::<R, _, _>(inbox, control, core.deadline(), &mut turn);
-            match woke.await {
-                Woke::First(Ok(Inbox::Accept(reader, writer))) => {
-                    let (tx, rx) = async_channel::bounded(options.max_outbound_batches);
-                    let (kill, killed) = async_channel::bounded(1);
-                    let queued = Arc::new(AtomicUsize::new(0));
-                    let outbox = Outbox {
-                        queue: Queue {
-                            tx,
-                            kill: kill.clone(),
-                        },
-                        queued: queued.clone(),
-                    };
-                    let conn = core.accept(now(), outbox);
-                    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-                    let ends = Ends {
-                        _stop_reader: stop_tx,
-                        _done: done_tx.clone(),
-                        _kill: kill,
-                    };
-                    R::spawn(write_loop::<R>(writer, rx, queued, killed, ends));
-                    R::spawn(read_loop::<R>(reader, conn, inbox_tx.clone(), stop_rx));
-                }
-                Woke::First(Ok(Inbox::Bytes(conn, b))) => core.input(now(), conn, &b),
-                Woke::First(Ok(Inbox::Closed(conn))) => core.closed(now(), conn),
-                Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.broker.stats())),
-                Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
-                Woke::Deadline => core.timeout(now()),
-            }
-        }
-        core.shutdown(now());
-        drop(stop_accepting);
-        drop(done_tx);
-        let grace = now() + options.shutdown_grace;
-        let _ = wait::<R, _, ()>(
-            done_rx.recv(),
-            None::<std::future::Pending<()>>,
-            Some(grace),
-        )
-        .await;
-    }
-
-    async fn accept_loop<R: Runtime>(
-        mut listener: R::Listener,
-        inbox: async_channel::Sender<Inbox<R>>,
-        stop: async_channel::Receiver<()>,
-    ) {
-        loop {
-            match wait::<R, _, _>(listener.accept(), Some(stop.recv()), None).await {
-                Woke::First(Ok((r, w))) => {
-                    if inbox.send(Inbox::Accept(r, w)).await.is_err() {
-                        return;
-                    }
-                }
-                // Out of descriptors and the like: breathe, then go on.
-                Woke::First(Err(_)) => {
-                    let pause = now() + std::time::Duration::from_millis(50);
-                    R::sleep_until(pause).await;
-                }
-                _ => return,
-            }
-        }
-    }
-
-    async fn read_loop<R: Runtime>(
-        mut reader: R::Reader,
+    /// The report for `conn` if there is mail, the connection ended, or a second passed with
+    /// traffic unreported.
+    pub(crate) fn report(
+        &mut self,
+        now: Instant,
         conn: ConnId,
-        inbox: async_channel::Sender<Inbox<R>>,
-        stop: async_channel::Receiver<()>,
-    ) {
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            match wait::<R, _, _>(reader.read(&mut buf), Some(stop.recv()), None).await {
-                Woke::First(Ok(n)) if n > 0 => {
-                    let bytes = Bytes::copy_from_slice(&buf[..n]);
-                    // A full inbox stops this reader: backpressure on the socket.
-                    if inbox.send(Inbox::Bytes(conn, bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                _ => break,
-            }
+        mail: Vec<RouterMail>,
+        last: bool,
+    ) -> Option<Report> {
+        let stale = (self.received | self.sent) != 0 && now >= self.last + Duration::from_secs(1);
+        if mail.is_empty() && !last && !stale {
+            return None;
         }
-        let _ = inbox.send(Inbox::Closed(conn)).await;
-    }
-
-    /// What a writer holds until it ends: dropping them stops the reader, counts the writer
-    /// as done, and (the clone of the kill switch) keeps an ordinary close from reading as kill.
-    struct Ends {
-        _stop_reader: async_channel::Sender<()>,
-        _done: async_channel::Sender<()>,
-        _kill: async_channel::Sender<()>,
-    }
-
-    async fn write_loop<R: Runtime>(
-        mut writer: R::Writer,
-        queue: async_channel::Receiver<Bytes>,
-        queued: Arc<AtomicUsize>,
-        killed: async_channel::Receiver<()>,
-        _ends: Ends,
-    ) {
-        while let Ok(bytes) = queue.recv().await {
-            let write = writer.write_all(&bytes);
-            match wait::<R, _, _>(write, Some(killed.recv()), None).await {
-                Woke::First(Ok(())) => written(&queued, bytes.len()),
-                // A write error, or killed as too slow: drop the socket unflushed.
-                _ => return,
-            }
-        }
-        writer.close().await;
+        self.last = now;
+        Some(Report {
+            conn,
+            mail,
+            received: std::mem::take(&mut self.received),
+            sent: std::mem::take(&mut self.sent),
+            last,
+        })
     }
 }

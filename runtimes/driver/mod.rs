@@ -1,10 +1,19 @@
 //! The poll loop, written once for every runtime.
 //!
-//! The sans-IO machines are wrapped by two synchronous cores that know the drain order and the
-//! waiters of pending commands: `ClientCore` and `RouterCore`. The async runtimes run them in the
-//! loops of this module, generic over a small `Runtime` trait (connect, bind, read, write, sleep
-//! until, spawn); the blocking runtime runs the same cores on threads. A runtime file only binds
-//! sockets and timers.
+//! The sans-IO machines are wrapped by synchronous cores that know the drain order and the
+//! waiters of pending commands: `ClientCore`, `RouterCore` (the broker's
+//! [`Router`](crate::broker::Router) and a mailbox per connection) and the connection drain. The
+//! async runtimes run them in the loops of this module, generic over a small `Runtime` trait
+//! (connect, bind, read, write, sleep until, spawn); the blocking runtime runs the same cores on
+//! threads. A runtime file only binds sockets and timers.
+//!
+//! The broker runs one task per connection, which owns its
+//! [`ServerConnection`](crate::broker::ServerConnection): it reads the socket, feeds the
+//! connection, writes what it transmits and keeps its deadlines, and sends the router task all
+//! the mail one input produced as one batch. The router task owns the `Router` and only routes:
+//! it sends each connection its mail as one batch per input, never waiting on a connection.
+//! Byte counts travel with the batches (or alone, at most once a second), so
+//! `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
 //!
 //! # Queue caps and overflow policies
 //!
@@ -14,16 +23,18 @@
 //! | --- | --- | --- |
 //! | client commands (publish, subscribe, ...) | [`CLIENT_COMMANDS`] | the caller waits; while a publish waits for room in the in-flight window (or for a connection) the driver takes no further commands |
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
-//! | bytes read from a socket, per client connection | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
-//! | broker router inbox (reads of every connection, accepts) | [`ROUTER_INBOX`] reads of up to [`READ_CHUNK`] bytes | readers stop reading their sockets (backpressure); the router never waits on a connection |
+//! | bytes read from a socket, per client connection (and per broker connection in the blocking runtime) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
+//! | broker router inbox (one for every connection: the mail batch of each read, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
 //! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
-//! | broker outbound, per connection | [`BrokerOptions::max_outbound_batches`] writes and [`BrokerOptions::max_outbound_bytes`] bytes | the connection is closed at once, unflushed (as if its transport failed, so its will is published): a slow subscriber cannot grow the broker's memory nor stall the router |
+//! | broker mail, per connection (router to connection) | [`BrokerOptions::max_outbound_batches`] batches and [`BrokerOptions::max_outbound_bytes`] bytes (each mail's size with its topic and payload) | the connection is closed at once, unflushed (as if its transport failed, so its will is published); the batch that did not fit goes back to the router, which puts its QoS 1/2 messages back at the front of the session's queue and drops its QoS 0 ones (counted in `dropped`): a slow subscriber cannot grow the broker's memory nor stall the router |
 //!
 //! The broker core bounds each session's own queue as well (see the
 //! [broker queue policy](crate::broker#queues)).
 
 pub(crate) mod broker;
 pub(crate) mod client;
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+mod server;
 
 use std::io;
 use std::time::Instant;
@@ -33,11 +44,11 @@ use crate::codec::AckProperties;
 use crate::error::{ClientError, CloseReason};
 use crate::{PacketId, ReasonCode};
 
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub use broker::Server;
 pub use broker::{BrokerHandle, BrokerOptions, EventHook};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+pub use server::Server;
 
 /// Commands a client handle may queue before the caller waits.
 pub const CLIENT_COMMANDS: usize = 64;
@@ -47,7 +58,8 @@ pub const CLIENT_EVENTS: usize = 256;
 pub const NET_CHUNKS: usize = 16;
 /// The largest single read from a socket, in bytes.
 pub const READ_CHUNK: usize = 16 * 1024;
-/// Reads (from every connection) the broker router may queue before readers stop reading.
+/// Mail batches (from every connection) the broker router may queue before connection tasks
+/// wait.
 pub const ROUTER_INBOX: usize = 1024;
 
 /// Why a runtime command failed.

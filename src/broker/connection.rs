@@ -14,7 +14,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
-use super::mail::{ConnId, Handover, OutFlow, ToConnection, ToRouter};
+use super::mail::{ConnId, ConnectionMail, Handover, OutFlow, RouterMail, ToConnection, ToRouter};
+use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, Connect, DecodeError, Decoder, Disconnect, EncodeError,
     Encoder, Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -56,8 +57,14 @@ pub(crate) enum ConnEvent {
     CloseTransport,
 }
 
-/// The broker side of one client connection.
-pub(crate) struct ServerConnection {
+/// The broker side of one client connection: all of its protocol work, as a sans-IO machine.
+///
+/// [`Router::accept`](super::Router::accept) makes one per transport. Feed it the transport's
+/// bytes, timeouts and the router's [`ConnectionMail`]; after every input drain
+/// [`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
+/// [`poll_event`](Self::poll_event), and hand what [`poll_router`](Self::poll_router) yields to
+/// the router.
+pub struct ServerConnection {
     id: ConnId,
     config: Arc<BrokerConfig>,
     authenticator: Arc<dyn Authenticator>,
@@ -120,6 +127,7 @@ impl std::fmt::Debug for ServerConnection {
 }
 
 impl ServerConnection {
+    /// A connection accepted at `now`; it must send CONNECT within the connect timeout.
     pub(crate) fn new(
         id: ConnId,
         now: Instant,
@@ -169,11 +177,18 @@ impl ServerConnection {
         }
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    /// The connection's identifier.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Whether the connection has ended (every later input is a no-op).
+    pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }
 
-    pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
+    /// Bytes to write to the transport; yields after inputs and router mail.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         if self.out.is_empty() {
             None
         } else {
@@ -181,16 +196,28 @@ impl ServerConnection {
         }
     }
 
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    /// The next deadline: the connect timeout, then the keep-alive (1.5 times the client's).
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_timeout()
     }
 
-    pub(crate) fn poll_router(&mut self) -> Option<ToRouter> {
-        self.to_router.pop_front()
+    /// Mail for the router; yields after inputs (a CONNECT, a PUBLISH, a close, ...).
+    pub fn poll_router(&mut self) -> Option<RouterMail> {
+        let mail = self.to_router.pop_front()?;
+        Some(RouterMail {
+            conn: self.id,
+            mail,
+        })
     }
 
-    pub(crate) fn poll_event(&mut self) -> Option<ConnEvent> {
-        self.events.pop_front()
+    /// The next event (connected, closed, close the transport); yields after inputs.
+    pub fn poll_event(&mut self) -> Option<BrokerEvent> {
+        let conn = self.id;
+        Some(match self.events.pop_front()? {
+            ConnEvent::Connected(client_id) => BrokerEvent::Connected { conn, client_id },
+            ConnEvent::Closed(reason) => BrokerEvent::Closed { conn, reason },
+            ConnEvent::CloseTransport => BrokerEvent::CloseTransport(conn),
+        })
     }
 
     /// Encodes a packet the broker built itself.
@@ -218,7 +245,8 @@ impl ServerConnection {
 
     // ---- inputs -------------------------------------------------------------------------
 
-    pub(crate) fn handle_input(&mut self, now: Instant, data: &[u8]) {
+    /// Bytes read from the transport.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.state == State::Closed {
             return;
         }
@@ -244,7 +272,8 @@ impl ServerConnection {
         }
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+    /// Acts on the deadlines due at `now`; a spurious call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
         for t in self.timers.take_expired(now) {
             match (t, self.state) {
                 (Timer::Connect, State::New | State::Authenticating) => {
@@ -271,7 +300,8 @@ impl ServerConnection {
         }
     }
 
-    pub(crate) fn handle_transport_closed(&mut self) {
+    /// The transport closed (or failed): the session ends abnormally, so its will goes out.
+    pub fn handle_transport_closed(&mut self, _now: Instant) {
         if self.state != State::Closed {
             self.close(
                 Initiator::Transport,
@@ -283,8 +313,23 @@ impl ServerConnection {
         }
     }
 
-    /// Mail from the router.
-    pub(crate) fn handle_router(&mut self, now: Instant, mail: ToConnection) {
+    /// Closes for a server shutdown: DISCONNECT 0x8B to an MQTT 5 client, and no will.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.handle_to_connection(
+            now,
+            ToConnection::Disconnect(ReasonCode::ServerShuttingDown),
+        );
+    }
+
+    /// Mail from the router (mail for another connection is ignored).
+    pub fn handle_router(&mut self, now: Instant, mail: ConnectionMail) {
+        debug_assert_eq!(mail.conn, self.id, "mail for another connection");
+        if mail.conn == self.id {
+            self.handle_to_connection(now, mail.mail);
+        }
+    }
+
+    fn handle_to_connection(&mut self, now: Instant, mail: ToConnection) {
         match mail {
             ToConnection::Accepted {
                 session_present,
@@ -414,7 +459,9 @@ impl ServerConnection {
         let was_session = matches!(self.state, State::Connecting | State::Connected);
         self.state = State::Closed;
         self.timers.stop_all();
-        if was_session {
+        if !was_session {
+            self.to_router.push_back(ToRouter::Gone);
+        } else {
             let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
             incoming.sort();
             let handover = Handover {

@@ -58,6 +58,44 @@ pub(crate) struct ConnectRequest {
     pub(crate) window: u16,
 }
 
+/// Mail from a connection to the router, tagged with the connection it comes from.
+#[derive(Debug, Clone)]
+pub struct RouterMail {
+    pub(crate) conn: ConnId,
+    pub(crate) mail: ToRouter,
+}
+
+impl RouterMail {
+    /// The connection the mail comes from.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+}
+
+/// Mail from the router to one connection, tagged with the connection it is for.
+#[derive(Debug, Clone)]
+pub struct ConnectionMail {
+    pub(crate) conn: ConnId,
+    pub(crate) mail: ToConnection,
+}
+
+impl ConnectionMail {
+    /// The connection the mail is for.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// About how many bytes of memory it holds (its own size, plus a delivery's topic and
+    /// payload), for byte caps on queues of mail.
+    pub fn size(&self) -> usize {
+        let own = size_of::<ConnectionMail>();
+        match &self.mail {
+            ToConnection::Deliver(d) => own + d.publish.topic.len() + d.publish.payload.len(),
+            _ => own,
+        }
+    }
+}
+
 /// Connection to router.
 #[derive(Debug, Clone)]
 pub(crate) enum ToRouter {
@@ -76,6 +114,8 @@ pub(crate) enum ToRouter {
     },
     /// One outbound QoS 1/2 flow finished (or was dropped): the window has room for one more.
     Credit,
+    /// The connection ended before it had a session.
+    Gone,
     /// The connection is over.
     Closed {
         /// Publish the will (abnormal end, keep-alive timeout, takeover, DISCONNECT 0x04).

@@ -1,9 +1,16 @@
-//! The broker core: a [`Broker`] facade owning one router and a `ServerConnection` per
-//! transport, exchanging mail tagged with a never-reused [`ConnId`].
+//! The broker core: a [`Router`] (what connections share) and a [`ServerConnection`] per
+//! transport (all of its protocol work), exchanging opaque [`RouterMail`] and
+//! [`ConnectionMail`] tagged with a never-reused [`ConnId`]; [`Broker`] is a single-thread
+//! facade owning both.
 //!
 //! Like every machine of this crate it is sans-IO: call [`Broker::accept`] when a transport
 //! connects, feed its bytes to [`Broker::handle_input`], and after every input drain
 //! [`Broker::poll_transmit`], then [`Broker::poll_timeout`], then [`Broker::poll_event`].
+//!
+//! A multi-task runtime splits it instead: each connection task owns the [`ServerConnection`]
+//! that [`Router::accept`] made, and carries what its `poll_router` yields to the task that owns
+//! the [`Router`], which carries what [`Router::poll_mail`] yields back. Mail that cannot reach
+//! its connection goes to [`Router::handle_undelivered`] (and that connection is closed).
 //!
 //! # Queues
 //!
@@ -22,7 +29,7 @@
 //! [`BrokerConfig`]; each field says which reason code a client gets beyond it.
 //!
 //! ```
-//! use std::time::{Duration, Instant};
+//! use std::time::Instant;
 //! use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent};
 //!
 //! # #[allow(clippy::disallowed_methods)]
@@ -46,21 +53,20 @@ pub mod tree;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 pub use auth::{AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer};
 pub use config::{BrokerConfig, Redirect};
-pub use mail::ConnId;
+pub use connection::ServerConnection;
+pub use mail::{ConnId, ConnectionMail, RouterMail};
 pub use retained::RetainedStore;
+pub use router::Router;
 pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
 
 use crate::error::CloseReason;
-use crate::types::{ByteStr, ReasonCode};
-use connection::{ConnEvent, ServerConnection};
-use mail::ToConnection;
-use router::Router;
+use crate::types::ByteStr;
 
 /// What the broker reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,24 +113,15 @@ pub struct BrokerStats {
     pub dropped: u64,
 }
 
-/// A single-thread MQTT broker: one router and every connection, as one sans-IO machine.
+/// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO
+/// machine that relays their mail.
 pub struct Broker {
-    config: Arc<BrokerConfig>,
-    authenticator: Arc<dyn Authenticator>,
-    authorizer: Arc<dyn Authorizer>,
     router: Router,
     conns: HashMap<ConnId, ServerConnection>,
-    next_conn: u64,
     /// Connections with something to transmit or report.
     dirty: BTreeSet<ConnId>,
     transmit: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<BrokerEvent>,
-    bytes_received: u64,
-    bytes_sent: u64,
-    /// The first instant the broker was given, for uptime.
-    started: Option<Instant>,
-    /// When `$SYS` statistics are next published.
-    next_sys: Option<Instant>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -147,43 +144,37 @@ impl Broker {
         authenticator: Arc<dyn Authenticator>,
         authorizer: Arc<dyn Authorizer>,
     ) -> Broker {
-        let config = Arc::new(config);
+        Broker::from_router(Router::with_auth(config, authenticator, authorizer))
+    }
+
+    /// A broker around `router` (which has no connections yet).
+    pub fn from_router(router: Router) -> Broker {
         Broker {
-            router: Router::new(config.clone()),
-            config,
-            authenticator,
-            authorizer,
+            router,
             conns: HashMap::new(),
-            next_conn: 0,
             dirty: BTreeSet::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
-            bytes_received: 0,
-            bytes_sent: 0,
-            started: None,
-            next_sys: None,
         }
+    }
+
+    /// Gives up the facade for its router, to run connections elsewhere (connections this
+    /// broker accepted are closed first, as by [`Broker::shutdown`]).
+    pub fn into_router(mut self, now: Instant) -> Router {
+        if !self.conns.is_empty() {
+            self.shutdown(now);
+        }
+        self.router
     }
 
     /// The configuration.
     pub fn config(&self) -> &BrokerConfig {
-        &self.config
+        self.router.config()
     }
 
     /// Counters.
     pub fn stats(&self) -> BrokerStats {
-        let (sessions, subscriptions, retained, dropped) = self.router.counts();
-        BrokerStats {
-            connections: self.conns.len(),
-            sessions,
-            subscriptions,
-            retained,
-            messages_received: self.router.received,
-            messages_sent: self.router.sent,
-            bytes_received: self.bytes_received,
-            bytes_sent: self.bytes_sent,
-            dropped,
-        }
+        self.router.stats()
     }
 
     /// Messages dropped for `client_id` because its queue was full.
@@ -194,23 +185,15 @@ impl Broker {
     /// A transport connected; returns its identifier. It must send CONNECT within the
     /// configured connect timeout.
     pub fn accept(&mut self, now: Instant) -> ConnId {
-        self.start_clock(now);
-        let id = ConnId(self.next_conn);
-        self.next_conn += 1;
-        let conn = ServerConnection::new(
-            id,
-            now,
-            self.config.clone(),
-            self.authenticator.clone(),
-            self.authorizer.clone(),
-        );
+        let conn = self.router.accept(now);
+        let id = conn.id();
         self.conns.insert(id, conn);
         id
     }
 
     /// Bytes received on `conn`.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        self.bytes_received += data.len() as u64;
+        self.router.record_traffic(data.len() as u64, 0);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.handle_input(now, data);
             self.dirty.insert(conn);
@@ -221,7 +204,7 @@ impl Broker {
     /// `conn`'s transport closed.
     pub fn handle_transport_closed(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.handle_transport_closed();
+            c.handle_transport_closed(now);
             self.dirty.insert(conn);
             self.pump(now);
         }
@@ -230,11 +213,7 @@ impl Broker {
 
     /// Acts on every deadline due at `now`; a spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.start_clock(now);
         self.router.handle_timeout(now);
-        if self.next_sys.is_some_and(|at| at <= now) {
-            self.publish_sys(now);
-        }
         let due: Vec<ConnId> = self
             .conns
             .iter()
@@ -252,16 +231,7 @@ impl Broker {
 
     /// Closes every connection: DISCONNECT 0x8B to MQTT 5 clients, and no wills.
     pub fn shutdown(&mut self, now: Instant) {
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.handle_router(
-                    now,
-                    ToConnection::Disconnect(ReasonCode::ServerShuttingDown),
-                );
-                self.dirty.insert(id);
-            }
-        }
+        self.router.shutdown(now);
         self.pump(now);
     }
 
@@ -269,7 +239,7 @@ impl Broker {
     pub fn poll_transmit(&mut self) -> Option<(ConnId, Bytes)> {
         let out = self.transmit.pop_front();
         if let Some((_, bytes)) = &out {
-            self.bytes_sent += bytes.len() as u64;
+            self.router.record_traffic(0, bytes.len() as u64);
         }
         out
     }
@@ -280,35 +250,12 @@ impl Broker {
             .conns
             .values()
             .filter_map(ServerConnection::poll_timeout);
-        conns
-            .chain(self.router.poll_timeout())
-            .chain(self.next_sys)
-            .min()
+        conns.chain(self.router.poll_timeout()).min()
     }
 
     /// The next event; yields after inputs, timeouts and shutdown.
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
         self.events.pop_front()
-    }
-
-    /// Starts the uptime and the `$SYS` timer at the first instant the broker is given.
-    fn start_clock(&mut self, now: Instant) {
-        if self.started.is_none() {
-            self.started = Some(now);
-            self.next_sys = self.config.sys_interval.map(|i| now + i);
-        }
-    }
-
-    /// Publishes the `$SYS/broker/...` statistics (retained) and plans the next round.
-    fn publish_sys(&mut self, now: Instant) {
-        let uptime = self.started.map_or(Duration::ZERO, |s| now - s);
-        let stats = self.stats();
-        for p in sys::messages(&stats, uptime) {
-            self.router.route(now, p, None);
-        }
-        self.next_sys = self.config.sys_interval.map(|i| now + i);
-        let touched: Vec<ConnId> = self.conns.keys().copied().collect();
-        self.dirty.extend(touched);
     }
 
     /// Relays mail between connections and the router until both are quiet, then collects
@@ -323,11 +270,12 @@ impl Broker {
                     .get_mut(&id)
                     .and_then(ServerConnection::poll_router)
                 {
-                    self.router.handle(now, id, mail);
+                    self.router.handle_mail(now, mail);
                     moved = true;
                 }
             }
-            while let Some((id, mail)) = self.router.poll_mail() {
+            while let Some(mail) = self.router.poll_mail() {
+                let id = mail.conn();
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.handle_router(now, mail);
                     self.dirty.insert(id);
@@ -347,14 +295,7 @@ impl Broker {
                 self.transmit.push_back((id, bytes));
             }
             while let Some(e) = c.poll_event() {
-                self.events.push_back(match e {
-                    ConnEvent::Connected(client_id) => BrokerEvent::Connected {
-                        conn: id,
-                        client_id,
-                    },
-                    ConnEvent::Closed(reason) => BrokerEvent::Closed { conn: id, reason },
-                    ConnEvent::CloseTransport => BrokerEvent::CloseTransport(id),
-                });
+                self.events.push_back(e);
             }
             if c.is_closed() {
                 self.conns.remove(&id);

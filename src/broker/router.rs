@@ -6,12 +6,18 @@
 //! fit, the oldest queued QoS 0 message is dropped to make room; if none is left to drop, the
 //! new message is dropped. Either way the session's drop count grows. QoS 0 messages for an
 //! offline session are queued only with `queue_qos0_offline`.
+//!
+//! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
+//! `public`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod public;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRouter};
 use super::retained::RetainedStore;
@@ -59,6 +65,10 @@ struct Session {
     /// Bumped whenever a timer of this session must no longer fire.
     generation: u64,
     dropped: u64,
+    /// Mail for the connection could not be delivered: nothing more is released to it.
+    stalled: bool,
+    /// Where the next undelivered message goes back into the queue while stalled.
+    returned: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +77,25 @@ enum Timer {
     Expire(SessionId, u64),
 }
 
-/// The router; one per broker.
-#[derive(Debug)]
-pub(crate) struct Router {
+/// What every connection of a broker shares: sessions and their queues, the subscription
+/// tree, retained messages, wills, expiry, takeover, `$SYS` and the statistics.
+///
+/// It hands out connections ([`Router::accept`]) and talks to them only through mail: give it
+/// each [`RouterMail`](super::RouterMail) with [`Router::handle_mail`], and after every input
+/// drain [`Router::poll_mail`], then [`Router::poll_timeout`].
+pub struct Router {
     config: Arc<BrokerConfig>,
+    authenticator: Arc<dyn Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
+    /// Connections accepted and not yet reported closed.
+    conns: BTreeSet<ConnId>,
+    next_conn: u64,
+    /// The first instant the router was given, for uptime.
+    started: Option<Instant>,
+    /// When `$SYS` statistics are next published.
+    next_sys: Option<Instant>,
+    bytes_received: u64,
+    bytes_sent: u64,
     tree: SubscriptionTree,
     retained: RetainedStore<Retained>,
     by_client: HashMap<ByteStr, SessionId>,
@@ -84,15 +109,36 @@ pub(crate) struct Router {
     next_session: u64,
     outbox: VecDeque<(ConnId, ToConnection)>,
     /// PUBLISH packets received from clients (for statistics).
-    pub(crate) received: u64,
+    received: u64,
     /// Messages handed to connections to send (for statistics).
-    pub(crate) sent: u64,
+    sent: u64,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("connections", &self.conns.len())
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Router {
-    pub(crate) fn new(config: Arc<BrokerConfig>) -> Router {
+    fn build(
+        config: Arc<BrokerConfig>,
+        authenticator: Arc<dyn Authenticator>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Router {
         Router {
             config,
+            authenticator,
+            authorizer,
+            conns: BTreeSet::new(),
+            next_conn: 0,
+            started: None,
+            next_sys: None,
+            bytes_received: 0,
+            bytes_sent: 0,
             tree: SubscriptionTree::new(),
             retained: RetainedStore::new(),
             by_client: HashMap::new(),
@@ -109,25 +155,9 @@ impl Router {
         }
     }
 
-    /// Mail for connections.
-    pub(crate) fn poll_mail(&mut self) -> Option<(ConnId, ToConnection)> {
-        self.outbox.pop_front()
-    }
-
     /// The next will-delay or session-expiry deadline.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    fn next_timer(&self) -> Option<Instant> {
         self.timers.keys().next().map(|(at, _)| *at)
-    }
-
-    /// Sessions stored, subscriptions, retained messages, messages dropped from full queues.
-    pub(crate) fn counts(&self) -> (usize, usize, usize, u64) {
-        let dropped = self.sessions.values().map(|s| s.dropped).sum();
-        (
-            self.sessions.len(),
-            self.tree.len(),
-            self.retained.len(),
-            dropped,
-        )
     }
 
     fn set_timer(&mut self, at: Instant, t: Timer) {
@@ -136,7 +166,7 @@ impl Router {
     }
 
     /// Fires will delays and session expiries due at `now`.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+    fn fire_timers(&mut self, now: Instant) {
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -165,8 +195,11 @@ impl Router {
     }
 
     /// Mail from a connection.
-    pub(crate) fn handle(&mut self, now: Instant, conn: ConnId, mail: ToRouter) {
+    fn handle(&mut self, now: Instant, conn: ConnId, mail: ToRouter) {
         match mail {
+            ToRouter::Gone => {
+                self.conns.remove(&conn);
+            }
             ToRouter::Connect(req) => self.connect(now, conn, req),
             ToRouter::Publish(p) => {
                 self.received += 1;
@@ -193,7 +226,10 @@ impl Router {
                 will,
                 session_expiry,
                 handover,
-            } => self.closed(now, conn, will, session_expiry, handover),
+            } => {
+                self.conns.remove(&conn);
+                self.closed(now, conn, will, session_expiry, handover);
+            }
         }
     }
 
@@ -255,6 +291,8 @@ impl Router {
                         will: None,
                         generation: 0,
                         dropped: 0,
+                        stalled: false,
+                        returned: 0,
                     },
                 );
                 self.by_client.insert(req.client_id.clone(), sid);
@@ -267,6 +305,7 @@ impl Router {
         // Reconnecting within the will delay cancels the will ([MQTT-3.1.3-9]); stale timers
         // of this session stop counting.
         s.generation += 1;
+        s.stalled = false;
         s.will = req.will;
         s.protocol = req.protocol;
         s.expiry = req.session_expiry;
@@ -301,7 +340,10 @@ impl Router {
             s.conn = None;
             s.generation += 1;
             s.inflight = 0;
-            s.handover = handover;
+            // A stalled session keeps an undelivered hand-over if the connection never got it.
+            if !(s.stalled && handover == Handover::default()) {
+                s.handover = handover;
+            }
             if let Some(e) = session_expiry {
                 s.expiry = e;
             }
@@ -376,7 +418,7 @@ impl Router {
     }
 
     /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
-    pub(crate) fn route(&mut self, now: Instant, publish: Publish, from: Option<SessionId>) {
+    fn route(&mut self, now: Instant, publish: Publish, from: Option<SessionId>) {
         if publish.retain {
             if publish.payload.is_empty() {
                 // [MQTT-3.3.1-6]: an empty retained message clears the topic.
@@ -525,7 +567,7 @@ impl Router {
         let Some(conn) = s.conn else {
             return;
         };
-        if self.takeovers.contains_key(&sid) {
+        if s.stalled || self.takeovers.contains_key(&sid) {
             return;
         }
         while let Some(front) = s.queue.front() {
@@ -638,11 +680,5 @@ impl Router {
         }
         self.outbox
             .push_back((conn, ToConnection::UnsubAck { packet_id, codes }));
-    }
-
-    /// Messages a session dropped because its queue was full.
-    pub(crate) fn dropped(&self, client_id: &ByteStr) -> Option<u64> {
-        let sid = self.by_client.get(client_id)?;
-        self.sessions.get(sid).map(|s| s.dropped)
     }
 }

@@ -456,6 +456,80 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
 }
 
 #[test]
+fn a_subscriber_whose_mail_queue_overflows_is_closed_with_its_will_and_others_keep_going() {
+    // Few mail batches per connection: the stuck subscriber's queue overflows by count.
+    let options = BrokerOptions {
+        max_outbound_batches: 8,
+        ..BrokerOptions::default()
+    };
+    let b = rt::broker_with(
+        BrokerConfig {
+            sys_interval: None,
+            ..BrokerConfig::default()
+        },
+        options,
+    );
+    let watcher = rt::connect(b.addr, config(ProtocolVersion::V5, "watcher")).unwrap();
+    watcher.subscribe(sub("wills/#", QoS::AtLeastOnce)).unwrap();
+    let reader = rt::connect(b.addr, config(ProtocolVersion::V5, "reader")).unwrap();
+    reader.subscribe(sub("flood", QoS::AtMostOnce)).unwrap();
+    let mut c = Connect::new(ProtocolVersion::V3_1_1, ByteStr::from_static("stuck"));
+    c.will = Some(Will {
+        topic: TopicName::from_static("wills/stuck"),
+        payload: Bytes::from_static(b"too slow"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let mut stuck = raw_connect(b.addr, c);
+    let mut subscribe = BytesMut::new();
+    let s = tinymqtt::codec::Subscribe {
+        packet_id: tinymqtt::PacketId::new(1).unwrap(),
+        properties: Default::default(),
+        filters: sub("flood", QoS::AtMostOnce),
+    };
+    encode(
+        &Packet::Subscribe(s),
+        ProtocolVersion::V3_1_1,
+        &mut subscribe,
+    )
+    .unwrap();
+    stuck.write_all(&subscribe).unwrap();
+    let mut suback = [0u8; 5];
+    stuck.read_exact(&mut suback).unwrap();
+    assert_eq!(suback[0], 0x90);
+    assert_eq!(b.stats().connections, 3);
+
+    // More than loopback's kernel buffers hold, one message per publish (one batch each).
+    static PAYLOAD: [u8; 32 * 1024] = [5u8; 32 * 1024];
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "flooder")).unwrap();
+    for _ in 0..600 {
+        let m = Publish::new(
+            TopicName::from_static("flood"),
+            Bytes::from_static(&PAYLOAD),
+        );
+        p.publish_many(vec![m]);
+        assert_eq!(next_message(&reader).payload.len(), PAYLOAD.len());
+    }
+    let will = next_message(&watcher);
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("wills/stuck", &b"too slow"[..]),
+        "closed as too slow: its will is published"
+    );
+    let end = clock() + WAIT;
+    while b.stats().connections != 3 {
+        assert!(clock() < end, "the stuck subscriber is still counted");
+        pause(Duration::from_millis(10));
+    }
+    // Everyone else is still served.
+    p.publish(msg("flood", "after", QoS::AtLeastOnce, false))
+        .unwrap();
+    assert_eq!(&next_message(&reader).payload[..], b"after");
+    b.shutdown();
+}
+
+#[test]
 fn an_idle_client_keeps_its_connection_alive_with_pings() {
     let b = broker();
     let mut c = config(ProtocolVersion::V5, "idle");

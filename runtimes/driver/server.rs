@@ -1,0 +1,363 @@
+//! The async broker: an accept task per listener, one task per connection that owns its
+//! [`ServerConnection`] (socket reads and writes, decoding, encoding, keep-alive), and one
+//! router task that owns the [`Router`](crate::broker::Router) and only routes.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use super::broker::{
+    drain_connection, taken, BrokerHandle, BrokerOptions, Control, EventHook, MailQueue, Mailbox,
+    Queued, Report, RouterCore, Traffic,
+};
+use super::{answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer};
+use super::{READ_CHUNK, ROUTER_INBOX};
+use crate::broker::{Broker, BrokerConfig, ConnectionMail, RouterMail, ServerConnection};
+
+/// An MQTT broker on an async runtime: listeners bound, routing once [`Server::run`] runs.
+pub struct Server<R: Runtime> {
+    broker: Broker,
+    options: BrokerOptions,
+    listeners: Vec<R::Listener>,
+    addrs: Vec<SocketAddr>,
+    handle: BrokerHandle,
+    signal: async_channel::Receiver<Control>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Server<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> Server<R> {
+    /// Binds `addrs` for a broker with `config` that lets everyone in.
+    pub async fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Self> {
+        Self::bind_with(Broker::new(config), BrokerOptions::default(), addrs).await
+    }
+
+    /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
+    /// runs in the router task, its connections each in their own task.
+    pub async fn bind_with(
+        broker: Broker,
+        options: BrokerOptions,
+        addrs: &[SocketAddr],
+    ) -> io::Result<Self> {
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for a in addrs {
+            let (l, local) = R::bind(*a).await?;
+            listeners.push(l);
+            bound.push(local);
+        }
+        let (handle, signal) = BrokerHandle::new();
+        Ok(Server {
+            broker,
+            options,
+            listeners,
+            addrs: bound,
+            handle,
+            signal,
+        })
+    }
+
+    /// The bound addresses (with the ports the system chose for port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// A handle that triggers the graceful shutdown.
+    pub fn handle(&self) -> BrokerHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until the shutdown handle is triggered, then shuts down gracefully: DISCONNECT
+    /// 0x8B to MQTT 5 clients, no wills, every connection flushed (within the grace period).
+    pub async fn run(self) {
+        run::<R>(self).await;
+    }
+}
+
+/// The router's end of a connection's mail channel.
+struct Queue {
+    tx: async_channel::Sender<Vec<ConnectionMail>>,
+    kill: async_channel::Sender<()>,
+}
+
+impl MailQueue for Queue {
+    fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
+        self.tx.try_send(batch).map_err(|e| e.into_inner())
+    }
+
+    fn abort(&self) {
+        self.kill.close();
+    }
+
+    /// Nothing to do: every connection watches the shared stop signal.
+    fn shutdown(&self) {}
+}
+
+/// What reaches the router task.
+enum Inbox<R: Runtime> {
+    Accept(R::Reader, R::Writer),
+    Report(Report),
+}
+
+/// Runs the broker until the handle's channel closes.
+async fn run<R: Runtime>(server: Server<R>) {
+    let Server {
+        broker,
+        options,
+        listeners,
+        handle,
+        signal,
+        ..
+    } = server;
+    // Held so that dropping every user handle does not read as a shutdown.
+    let _handle = handle;
+    let (inbox_tx, inbox_rx) = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
+    // Connections hold a clone; when all are gone every connection has flushed.
+    let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+    // Dropped at shutdown, which ends the accept loops and tells every connection.
+    let (stop_tx, stop) = async_channel::bounded::<()>(1);
+    for l in listeners {
+        R::spawn(accept_loop::<R>(l, inbox_tx.clone(), stop.clone()));
+    }
+    let mut core = RouterCore::new(broker.into_router(now()), &options);
+    let mut turn = false;
+    loop {
+        let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
+        let woke = wait_fair::<R, _, _>(inbox, control, core.deadline(), &mut turn);
+        match woke.await {
+            Woke::First(Ok(Inbox::Accept(reader, writer))) => {
+                let conn = core.accept(now());
+                let (tx, mail) = async_channel::bounded(options.max_outbound_batches.max(1));
+                let (kill, killed) = async_channel::bounded(1);
+                let queued = Arc::new(Queued::default());
+                let queue = Queue {
+                    tx,
+                    kill: kill.clone(),
+                };
+                core.register(
+                    conn.id(),
+                    Mailbox {
+                        queue,
+                        queued: queued.clone(),
+                    },
+                );
+                R::spawn(connection::<R>(Conn {
+                    reader,
+                    writer,
+                    conn,
+                    mail,
+                    queued,
+                    killed,
+                    _kill: kill,
+                    stop: stop.clone(),
+                    inbox: inbox_tx.clone(),
+                    hook: options.on_event.clone(),
+                    _done: done_tx.clone(),
+                }));
+            }
+            Woke::First(Ok(Inbox::Report(r))) => core.report(now(), r),
+            Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.router.stats())),
+            Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
+            Woke::Deadline => core.timeout(now()),
+        }
+    }
+    // No more routing (so no will goes out); every connection says DISCONNECT 0x8B.
+    core.shutdown();
+    drop(stop_tx);
+    drop(inbox_rx);
+    drop(done_tx);
+    let grace = now() + options.shutdown_grace;
+    let _ = wait::<R, _, ()>(
+        done_rx.recv(),
+        None::<std::future::Pending<()>>,
+        Some(grace),
+    )
+    .await;
+}
+
+async fn accept_loop<R: Runtime>(
+    mut listener: R::Listener,
+    inbox: async_channel::Sender<Inbox<R>>,
+    stop: async_channel::Receiver<()>,
+) {
+    loop {
+        match wait::<R, _, _>(listener.accept(), Some(stop.recv()), None).await {
+            Woke::First(Ok((r, w))) => {
+                if inbox.send(Inbox::Accept(r, w)).await.is_err() {
+                    return;
+                }
+            }
+            // Out of descriptors and the like: breathe, then go on.
+            Woke::First(Err(_)) => {
+                let pause = now() + std::time::Duration::from_millis(50);
+                R::sleep_until(pause).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Mail batches a connection task takes in one wake before it writes.
+const MAIL_PER_WAKE: usize = 32;
+
+/// A connection task's state.
+struct Conn<R: Runtime> {
+    reader: R::Reader,
+    writer: R::Writer,
+    conn: ServerConnection,
+    mail: async_channel::Receiver<Vec<ConnectionMail>>,
+    queued: Arc<Queued>,
+    /// Closed by the router when the connection is too slow.
+    killed: async_channel::Receiver<()>,
+    /// Keeps an ordinary end of the router's mailbox from reading as a kill.
+    _kill: async_channel::Sender<()>,
+    /// Closed at shutdown.
+    stop: async_channel::Receiver<()>,
+    inbox: async_channel::Sender<Inbox<R>>,
+    hook: Option<EventHook>,
+    /// Dropped when the connection has flushed.
+    _done: async_channel::Sender<()>,
+}
+
+/// What woke a connection task.
+enum Wake {
+    Read(io::Result<usize>),
+    Mail(Result<Vec<ConnectionMail>, async_channel::RecvError>),
+    Killed,
+    Stop,
+    Deadline,
+}
+
+/// The connection task: reads, router mail and its own deadlines go into the connection; what
+/// it transmits is written here, and all the mail one input produced goes to the router as one
+/// report. A full router inbox makes this task wait, so it stops reading its socket.
+async fn connection<R: Runtime>(mut c: Conn<R>) {
+    let id = c.conn.id();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut traffic = Traffic::new(now());
+    let mut turn = false;
+    loop {
+        let d = drain_connection(&mut c.conn, c.hook.as_ref());
+        for b in &d.transmit {
+            match wait::<R, _, _>(c.writer.write_all(b), Some(c.killed.recv()), None).await {
+                Woke::First(Ok(())) => traffic.sent += b.len() as u64,
+                // A write error, or killed as too slow: the transport failed.
+                _ => return abort(c, traffic, d.mail).await,
+            }
+        }
+        if let Some(r) = traffic.report(now(), id, d.mail, d.close) {
+            if c.inbox.send(Inbox::Report(r)).await.is_err() {
+                // The router has stopped: the server is shutting down.
+                return shut_down(c).await;
+            }
+        }
+        if d.close {
+            c.writer.close().await;
+            return;
+        }
+        let deadline = c.conn.poll_timeout();
+        let woke = next::<R>(&mut c, &mut buf, deadline, &mut turn).await;
+        match woke {
+            Wake::Read(Ok(n)) if n > 0 => {
+                traffic.received += n as u64;
+                c.conn.handle_input(now(), &buf[..n]);
+            }
+            Wake::Read(_) => c.conn.handle_transport_closed(now()),
+            Wake::Mail(Ok(batch)) => {
+                // What else is queued goes into the same write (a bounded number of batches,
+                // so reads still get their turn).
+                let at = now();
+                let (mut next, mut took) = (Some(batch), 0);
+                while let Some(batch) = next.take() {
+                    taken(&c.queued, &batch);
+                    for m in batch {
+                        c.conn.handle_router(at, m);
+                    }
+                    took += 1;
+                    if took < MAIL_PER_WAKE {
+                        next = c.mail.try_recv().ok();
+                    }
+                }
+            }
+            Wake::Mail(Err(_)) | Wake::Stop => return shut_down(c).await,
+            Wake::Killed => return abort(c, traffic, Vec::new()).await,
+            Wake::Deadline => c.conn.handle_timeout(now()),
+        }
+    }
+}
+
+/// Waits for the first of: a passed deadline, the kill, the stop, then a read and mail taking
+/// turns at going first (so neither starves the other). Every source is cancel-safe.
+async fn next<R: Runtime>(
+    c: &mut Conn<R>,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+    turn: &mut bool,
+) -> Wake {
+    let mail_first = *turn;
+    *turn = !*turn;
+    let mut read = pin!(c.reader.read(buf));
+    let mut mail = pin!(c.mail.recv());
+    let mut killed = pin!(c.killed.recv());
+    let mut stop = pin!(c.stop.recv());
+    let mut sleep = pin!(deadline.map(R::sleep_until));
+    poll_fn(|cx| {
+        if let Some(s) = sleep.as_mut().as_pin_mut() {
+            if s.poll(cx).is_ready() {
+                return Poll::Ready(Wake::Deadline);
+            }
+        }
+        if killed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Wake::Killed);
+        }
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Wake::Stop);
+        }
+        for round in 0..2 {
+            if (round == 0) == mail_first {
+                if let Poll::Ready(m) = mail.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Mail(m));
+                }
+            } else if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                return Poll::Ready(Wake::Read(r));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The transport failed (or the router closed the connection as too slow): the session ends
+/// abnormally (its will goes out) and the socket is dropped unflushed.
+async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<RouterMail>) {
+    c.conn.handle_transport_closed(now());
+    let d = drain_connection(&mut c.conn, c.hook.as_ref());
+    mail.extend(d.mail);
+    if let Some(r) = traffic.report(now(), c.conn.id(), mail, true) {
+        let _ = c.inbox.send(Inbox::Report(r)).await;
+    }
+}
+
+/// The graceful shutdown of one connection: DISCONNECT 0x8B to an MQTT 5 client, no will
+/// (the router routes nothing more), then the socket is flushed and closed.
+async fn shut_down<R: Runtime>(mut c: Conn<R>) {
+    c.conn.shutdown(now());
+    let d = drain_connection(&mut c.conn, c.hook.as_ref());
+    for b in &d.transmit {
+        match wait::<R, _, _>(c.writer.write_all(b), Some(c.killed.recv()), None).await {
+            Woke::First(Ok(())) => {}
+            _ => return,
+        }
+    }
+    c.writer.close().await;
+}

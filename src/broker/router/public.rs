@@ -1,0 +1,159 @@
+//! The router's public surface: accepting connections, mail, timers, `$SYS`, statistics and
+//! shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::super::connection::ServerConnection;
+use super::super::mail::{ConnId, ConnectionMail, RouterMail, ToConnection};
+use super::super::{sys, AllowAll, Authenticator, Authorizer, BrokerConfig, BrokerStats};
+use super::Router;
+use crate::types::{ByteStr, QoS, ReasonCode};
+
+impl Router {
+    /// A router that lets everyone in and allows everything (see [`Router::with_auth`]).
+    pub fn new(config: BrokerConfig) -> Router {
+        Router::with_auth(config, Arc::new(AllowAll), Arc::new(AllowAll))
+    }
+
+    /// A router whose connections ask `authenticator` and `authorizer`.
+    pub fn with_auth(
+        config: BrokerConfig,
+        authenticator: Arc<dyn Authenticator>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Router {
+        Router::build(Arc::new(config), authenticator, authorizer)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// A transport connected: its connection, with an identifier never used before.
+    ///
+    /// It counts towards [`BrokerStats::connections`] until its last mail (the one its close
+    /// produces) reaches [`Router::handle_mail`].
+    pub fn accept(&mut self, now: Instant) -> ServerConnection {
+        self.start_clock(now);
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.conns.insert(id);
+        ServerConnection::new(
+            id,
+            now,
+            self.config.clone(),
+            self.authenticator.clone(),
+            self.authorizer.clone(),
+        )
+    }
+
+    /// Mail from a connection.
+    pub fn handle_mail(&mut self, now: Instant, mail: RouterMail) {
+        self.handle(now, mail.conn, mail.mail);
+    }
+
+    /// Mail that could not reach its connection (its queue is full); the caller closes that
+    /// connection as too slow.
+    ///
+    /// Nothing more is released to the session until its connection's close arrives. QoS 1
+    /// and 2 deliveries go back to the front of the session's queue, in order; QoS 0
+    /// deliveries and acknowledgements are dropped.
+    pub fn handle_undelivered(&mut self, _now: Instant, mail: ConnectionMail) {
+        let Some(&sid) = self.online.get(&mail.conn) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if !s.stalled {
+            s.stalled = true;
+            s.returned = 0;
+        }
+        if matches!(mail.mail, ToConnection::Deliver(_)) {
+            self.sent = self.sent.saturating_sub(1); // counted when released, never sent
+        }
+        match mail.mail {
+            ToConnection::Deliver(d) if d.publish.qos != QoS::AtMostOnce => {
+                s.inflight = s.inflight.saturating_sub(1);
+                s.queued_bytes += d.publish.payload.len();
+                let at = s.returned.min(s.queue.len());
+                s.queue.insert(at, d);
+                s.returned = at + 1;
+            }
+            ToConnection::Deliver(_) => s.dropped += 1,
+            ToConnection::Accepted { handover, .. } => s.handover = handover,
+            _ => {}
+        }
+    }
+
+    /// Acts on every deadline due at `now` (will delays, session expiries, `$SYS`); a
+    /// spurious call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.start_clock(now);
+        self.fire_timers(now);
+        if self.next_sys.is_some_and(|at| at <= now) {
+            let uptime = self.started.map_or(Duration::ZERO, |s| now - s);
+            let stats = self.stats();
+            for p in sys::messages(&stats, uptime) {
+                self.route(now, p, None);
+            }
+            self.next_sys = self.config.sys_interval.map(|i| now + i);
+        }
+    }
+
+    /// Counts bytes the connections read from and wrote to their transports (for statistics).
+    pub fn record_traffic(&mut self, received: u64, sent: u64) {
+        self.bytes_received += received;
+        self.bytes_sent += sent;
+    }
+
+    /// Mails every connection to close for a server shutdown: DISCONNECT 0x8B to MQTT 5
+    /// clients, and no wills.
+    pub fn shutdown(&mut self, _now: Instant) {
+        for &conn in &self.conns {
+            let mail = ToConnection::Disconnect(ReasonCode::ServerShuttingDown);
+            self.outbox.push_back((conn, mail));
+        }
+    }
+
+    /// Mail for a connection; yields after inputs, timeouts and shutdown.
+    pub fn poll_mail(&mut self) -> Option<ConnectionMail> {
+        let (conn, mail) = self.outbox.pop_front()?;
+        Some(ConnectionMail { conn, mail })
+    }
+
+    /// The earliest deadline: will delays, session expiries, the next `$SYS` round.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timer().into_iter().chain(self.next_sys).min()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BrokerStats {
+        BrokerStats {
+            connections: self.conns.len(),
+            sessions: self.sessions.len(),
+            subscriptions: self.tree.len(),
+            retained: self.retained.len(),
+            messages_received: self.received,
+            messages_sent: self.sent,
+            bytes_received: self.bytes_received,
+            bytes_sent: self.bytes_sent,
+            dropped: self.sessions.values().map(|s| s.dropped).sum(),
+        }
+    }
+
+    /// Messages dropped for `client_id` because its queue was full.
+    pub fn dropped(&self, client_id: &ByteStr) -> Option<u64> {
+        let sid = self.by_client.get(client_id)?;
+        self.sessions.get(sid).map(|s| s.dropped)
+    }
+
+    /// Starts the uptime and the `$SYS` timer at the first instant the router is given.
+    fn start_clock(&mut self, now: Instant) {
+        if self.started.is_none() {
+            self.started = Some(now);
+            self.next_sys = self.config.sys_interval.map(|i| now + i);
+        }
+    }
+}
