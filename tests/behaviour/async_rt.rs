@@ -1,0 +1,121 @@
+// The behaviour suite's `rt` shim for an async runtime, written once: `include!`d inside
+// `mod rt` by `tests/behaviour_{tokio,smol,async_std}.rs`, each of which first defines
+// `type Rt` (the runtime's driver binding) and `fn run<F: Future>(f: F) -> F::Output` (its
+// `block_on`). Everything else here goes through the driver's `Runtime` trait.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_lite::future;
+use tinymqtt::broker::Broker as Core;
+use tinymqtt::broker::BrokerConfig;
+use tinymqtt::client::{ClientConfig, Event};
+use tinymqtt::codec::{Publish, Subscription};
+use tinymqtt::runtimes::driver::{Client as Handle, Runtime, Server};
+use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+use tinymqtt::TopicFilter;
+
+/// `f`, or `None` after `wait`.
+async fn timeout<T>(wait: Duration, f: impl Future<Output = T>) -> Option<T> {
+    #[allow(clippy::disallowed_methods)] // real sockets run on real time
+    let deadline = std::time::Instant::now() + wait;
+    future::or(async { Some(f.await) }, async {
+        Rt::sleep_until(deadline).await;
+        None
+    })
+    .await
+}
+
+/// Runs `f` to completion on the runtime; a test that waits longer than 10 s fails.
+fn block_on<F: Future>(f: F) -> F::Output {
+    run(timeout(Duration::from_secs(10), f)).expect("timed out")
+}
+
+pub(crate) struct Broker {
+    pub(crate) addr: SocketAddr,
+    stop: BrokerHandle,
+    done: async_channel::Receiver<()>,
+}
+
+pub(crate) fn broker(config: BrokerConfig) -> Broker {
+    broker_with(config, BrokerOptions::default())
+}
+
+pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broker {
+    block_on(async {
+        let server = Server::<Rt>::bind_with(
+            Core::new(config),
+            options,
+            &["127.0.0.1:0".parse().unwrap()],
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addrs()[0];
+        let stop = server.handle();
+        let (tx, done) = async_channel::bounded(1);
+        Rt::spawn(async move {
+            server.run().await;
+            let _ = tx.send(()).await;
+        });
+        Broker { addr, stop, done }
+    })
+}
+
+impl Broker {
+    pub(crate) fn stats(&self) -> tinymqtt::broker::BrokerStats {
+        self.stop.stats_blocking().unwrap()
+    }
+
+    /// Shuts the broker down and waits until its `run` returned.
+    pub(crate) fn shutdown(self) {
+        self.stop.shutdown();
+        block_on(self.done.recv()).expect("the broker's run returned");
+    }
+}
+
+pub(crate) struct Client {
+    handle: Handle<Rt>,
+    events: Events,
+}
+
+pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
+    let (handle, events) = block_on(Handle::<Rt>::connect(addr, config))?;
+    Ok(Client { handle, events })
+}
+
+impl Client {
+    pub(crate) fn publish(&self, p: Publish) -> Result<Ack, Error> {
+        block_on(async { self.handle.publish(p).await?.ack().await })
+    }
+
+    pub(crate) fn publish_many(&self, ps: Vec<Publish>) -> Vec<Ack> {
+        block_on(async {
+            let mut pending = Vec::new();
+            for p in ps {
+                pending.push(self.handle.publish(p).await.unwrap());
+            }
+            let mut acks = Vec::new();
+            for p in pending {
+                acks.push(p.ack().await.unwrap());
+            }
+            acks
+        })
+    }
+
+    pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
+        block_on(self.handle.subscribe(s))
+    }
+
+    pub(crate) fn unsubscribe(&self, f: Vec<TopicFilter>) -> Result<SubAck, Error> {
+        block_on(self.handle.unsubscribe(f))
+    }
+
+    pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {
+        run(timeout(wait, self.events.recv())).flatten()
+    }
+
+    pub(crate) fn disconnect(self) {
+        block_on(self.handle.disconnect()).unwrap();
+    }
+}
