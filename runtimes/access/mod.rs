@@ -4,13 +4,13 @@
 //! Both parse the files `mosquitto_passwd` and Mosquitto's `acl_file` use, so existing files
 //! work unchanged; [`set_password`] writes entries `mosquitto_passwd` and Mosquitto read back.
 
-//ACL mod acl;
+mod acl;
 mod passwd;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-//ACL pub use acl::AclFile;
+pub use acl::AclFile;
 pub use passwd::{password_entry, set_password, PasswordFile};
 
 /// A password or ACL file that could not be read or parsed.
