@@ -1,38 +1,49 @@
 //! An MQTT broker: `broker --host 127.0.0.1 --port 1883 [--config FILE] [--runtime tokio]`.
 //!
 //! Reads `help`, `status` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT
-//! 0x8B to MQTT 5 clients, no wills). The TOML config file looks like this (every key optional):
+//! 0x8B to MQTT 5 clients, no wills). `broker --check-config FILE` checks a config file (and
+//! the password and ACL files it names) and exits; `broker passwd FILE USER [--password P]`
+//! adds or changes a user in a Mosquitto password file (the password is read from stdin
+//! without `--password`). The TOML config file uses mosquitto.conf's names (every key
+//! optional; relative paths are relative to the config file):
 //!
 //! ```toml
 //! listeners = ["127.0.0.1:1883", "127.0.0.1:1884"]   # replaces --host/--port
 //! allow_anonymous = true
+//! password_file = "passwd"         # mosquitto_passwd's format
+//! acl_file = "acl"                 # Mosquitto's acl_file format
+//! max_connections = -1             # -1: no limit
+//! max_queued_messages = 1000       # per session; 0: no limit
+//! max_queued_bytes = 67108864      # per session; 0: no limit
+//! max_inflight_messages = 20       # towards 3.1.x clients; 0: no limit
+//! message_size_limit = 1048576     # the largest packet; 0: MQTT's maximum
+//! max_packet_size = 1048576        # the same; with both, the smaller wins
+//! max_keepalive = 65535
+//! max_topic_alias = 10
+//! sys_interval = 10                # seconds; 0 turns $SYS off
+//! persistence_location = "data"    # where state is kept across restarts
 //!
-//! [limits]
-//! max_packet_size = 1048576
+//! [limits]                         # what mosquitto.conf has no name for
 //! receive_maximum = 100
-//! max_inflight_v3 = 20
-//! max_keep_alive = 65535
 //! max_client_id_len = 65535
 //! max_subscriptions_per_client = 10000
-//! max_queued_messages = 1000
-//! max_queued_bytes = 67108864
-//! topic_alias_maximum = 10
 //! connect_timeout_secs = 10
-//! sys_interval_secs = 10        # 0 turns $SYS off
-//! max_outbound_bytes = 8388608  # a connection queued more is closed as too slow
+//! max_outbound_bytes = 8388608     # a connection queued more is closed as too slow
 //! ```
 
 mod cli;
+#[path = "broker_config/mod.rs"]
+mod config;
 
 use std::io::BufRead;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
-use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent};
-use tinymqtt::runtimes::{BrokerHandle, BrokerOptions};
+use tinymqtt::broker::BrokerEvent;
+use tinymqtt::runtimes::access::{set_password, PasswordFile};
+use tinymqtt::runtimes::BrokerHandle;
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
 #[derive(Debug, Parser)]
@@ -53,47 +64,52 @@ struct Args {
     port: u16,
     /// A TOML config file.
     #[arg(short = 'c', long)]
-    config: Option<std::path::PathBuf>,
+    config: Option<PathBuf>,
     /// The log filter (stderr): error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: String,
     /// The runtime.
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: cli::Runtime,
+    /// Check this config file (and the password and ACL files it names), then exit.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// A tool instead of the broker.
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-/// The config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listeners: Option<Vec<String>>,
-    allow_anonymous: Option<bool>,
-    #[serde(default)]
-    limits: Limits,
-}
-
-/// The `[limits]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Limits {
-    max_packet_size: Option<u32>,
-    receive_maximum: Option<u16>,
-    max_inflight_v3: Option<u16>,
-    max_keep_alive: Option<u16>,
-    max_client_id_len: Option<usize>,
-    max_subscriptions_per_client: Option<usize>,
-    max_queued_messages: Option<usize>,
-    max_queued_bytes: Option<usize>,
-    topic_alias_maximum: Option<u16>,
-    connect_timeout_secs: Option<u64>,
-    sys_interval_secs: Option<u64>,
-    max_outbound_bytes: Option<usize>,
+/// The tools beside the broker.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Add or change a user in a Mosquitto password file (created if missing).
+    Passwd {
+        /// The password file.
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// The password (without it, the first line of stdin).
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logs(&args.log_level);
-    match run(&args) {
+    let result = match (&args.command, &args.check_config) {
+        (
+            Some(Command::Passwd {
+                file,
+                user,
+                password,
+            }),
+            _,
+        ) => passwd(file, user, password.as_deref()),
+        (None, Some(path)) => check_config(path),
+        (None, None) => run(&args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("broker: {e}");
@@ -103,24 +119,24 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        None => FileConfig::default(),
+    let mut settings = match &args.config {
+        Some(path) => config::Settings::load(path)?,
+        None => config::Settings::defaults(),
     };
-    let (config, mut options) = settings(&file);
+    for line in &settings.summary {
+        tracing::info!("{line}");
+    }
+    if let Some(dir) = &settings.persistence_location {
+        tracing::info!("persistence_location {}", dir.display());
+    }
+    let broker = settings.broker();
+    let mut options = std::mem::take(&mut settings.options);
     options.on_event = Some(std::sync::Arc::new(log_event));
-    let addrs: Vec<SocketAddr> = match &file.listeners {
-        Some(list) => list
-            .iter()
-            .map(|l| l.parse().map_err(|e| format!("listener {l:?}: {e}")))
-            .collect::<Result<_, _>>()?,
+    let addrs: Vec<SocketAddr> = match settings.listeners.take() {
+        Some(list) => list,
         None => vec![cli::resolve(&args.host, args.port)?],
     };
-    let running = cli::start_broker(args.runtime, Broker::new(config), options, &addrs)?;
+    let running = cli::start_broker(args.runtime, broker, options, &addrs)?;
     for a in &running.addrs {
         tracing::info!(runtime = ?args.runtime, "listening on {a}");
     }
@@ -139,6 +155,60 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `--check-config`: loads everything the file names, says what is wrong or what was loaded.
+fn check_config(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = config::Settings::load(path)?;
+    println!("{}: ok", path.display());
+    for line in &settings.summary {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// `passwd FILE USER`: sets the user's password in the file, creating it if missing.
+fn passwd(
+    file: &Path,
+    user: &str,
+    password: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let password = match password {
+        Some(p) => p.to_owned(),
+        None => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display()).into()),
+    };
+    // A file that does not parse is not rewritten: its other lines would be carried along.
+    PasswordFile::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let out = set_password(&text, user, &password)?;
+    write_private(file, &out).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(())
+}
+
+/// Writes `text` to `path` through a temporary file beside it, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut f = open.open(&tmp)?;
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Logs what the broker reports.
 fn log_event(event: &BrokerEvent) {
     match event {
@@ -150,40 +220,6 @@ fn log_event(event: &BrokerEvent) {
         }
         other => tracing::debug!(?other, "broker event"),
     }
-}
-
-/// The broker's settings from the file's keys over the defaults.
-fn settings(file: &FileConfig) -> (BrokerConfig, BrokerOptions) {
-    let mut c = BrokerConfig::default();
-    let mut o = BrokerOptions::default();
-    let l = &file.limits;
-    if let Some(v) = file.allow_anonymous {
-        c.allow_anonymous = v;
-    }
-    macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(v) = l.$field { c.$field = v; } )* };
-    }
-    set!(
-        max_packet_size,
-        receive_maximum,
-        max_inflight_v3,
-        max_keep_alive,
-        max_client_id_len,
-        max_subscriptions_per_client,
-        max_queued_messages,
-        max_queued_bytes,
-        topic_alias_maximum
-    );
-    if let Some(s) = l.connect_timeout_secs {
-        c.connect_timeout = Duration::from_secs(s);
-    }
-    if let Some(s) = l.sys_interval_secs {
-        c.sys_interval = (s > 0).then(|| Duration::from_secs(s));
-    }
-    if let Some(b) = l.max_outbound_bytes {
-        o.max_outbound_bytes = b;
-    }
-    (c, o)
 }
 
 /// Reads `help`, `status` and `stop` from stdin; the end of stdin only ends the console.

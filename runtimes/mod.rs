@@ -4,6 +4,7 @@
 //! runtime module binds its sockets and timers and names the driver's types for it:
 //! `tokio::{Client, Broker}`, `smol::{..}`, `async_std::{..}` and `blocking::{..}`.
 
+pub mod access;
 pub mod driver;
 
 pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};

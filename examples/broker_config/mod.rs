@@ -1,0 +1,226 @@
+//! The broker's TOML config file: Mosquitto's names at the top level, checked whole before
+//! the broker starts, every mistake reported as `FILE:LINE:COLUMN: reason`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
+use tinymqtt::runtimes::access::{AclFile, PasswordFile};
+use tinymqtt::runtimes::BrokerOptions;
+use toml::Spanned;
+
+/// The largest packet MQTT can frame (the remaining length's maximum plus the fixed header).
+const MQTT_MAX_PACKET: u32 = 268_435_455 + 5;
+
+/// The config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listeners: Option<Vec<Spanned<String>>>,
+    allow_anonymous: Option<bool>,
+    password_file: Option<Spanned<PathBuf>>,
+    acl_file: Option<Spanned<PathBuf>>,
+    max_connections: Option<Spanned<i64>>,
+    max_queued_messages: Option<usize>,
+    max_queued_bytes: Option<usize>,
+    max_inflight_messages: Option<u16>,
+    message_size_limit: Option<Spanned<u32>>,
+    max_packet_size: Option<Spanned<u32>>,
+    max_keepalive: Option<Spanned<u16>>,
+    max_topic_alias: Option<u16>,
+    persistence_location: Option<PathBuf>,
+    sys_interval: Option<u64>,
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// The `[limits]` table: what Mosquitto has no name for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    receive_maximum: Option<Spanned<u16>>,
+    max_client_id_len: Option<usize>,
+    max_subscriptions_per_client: Option<usize>,
+    connect_timeout_secs: Option<u64>,
+    max_outbound_bytes: Option<usize>,
+}
+
+/// Everything the broker is started with.
+pub(crate) struct Settings {
+    /// The core broker's settings.
+    pub(crate) config: BrokerConfig,
+    /// The runtime's settings.
+    pub(crate) options: BrokerOptions,
+    /// The listeners, if the file names them.
+    pub(crate) listeners: Option<Vec<std::net::SocketAddr>>,
+    /// Checks CONNECT credentials.
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    /// Checks publishes and subscriptions.
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    /// Where the broker keeps its state across restarts (`persistence_location`).
+    pub(crate) persistence_location: Option<PathBuf>,
+    /// What was loaded, for the logs and `--check-config`.
+    pub(crate) summary: Vec<String>,
+}
+
+impl Settings {
+    /// The defaults, as without a config file.
+    pub(crate) fn defaults() -> Settings {
+        Settings {
+            config: BrokerConfig::default(),
+            options: BrokerOptions::default(),
+            listeners: None,
+            authenticator: Arc::new(AllowAll),
+            authorizer: Arc::new(AllowAll),
+            persistence_location: None,
+            summary: Vec::new(),
+        }
+    }
+
+    /// Reads the config file at `path`, and the password and ACL files it names (relative
+    /// paths are relative to the config file's folder).
+    pub(crate) fn load(path: &Path) -> Result<Settings, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Settings::parse(&text, base).map_err(|(span, reason)| match span {
+            Some(span) => {
+                let (line, col) = line_col(&text, span.start);
+                format!("{}:{line}:{col}: {reason}", path.display())
+            }
+            None => format!("{}: {reason}", path.display()),
+        })
+    }
+
+    /// The broker these settings describe.
+    pub(crate) fn broker(&self) -> Broker {
+        Broker::with_auth(
+            self.config.clone(),
+            self.authenticator.clone(),
+            self.authorizer.clone(),
+        )
+    }
+
+    /// Parses `text`; an error carries the span it is about, if any.
+    fn parse(text: &str, base: &Path) -> Result<Settings, (Option<Range<usize>>, String)> {
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| (e.span(), e.message().to_owned()))?;
+        let mut s = Settings::defaults();
+        let c = &mut s.config;
+        let unlimited = |v: usize| if v == 0 { usize::MAX } else { v };
+        if let Some(v) = file.allow_anonymous {
+            c.allow_anonymous = v;
+        }
+        if let Some(v) = file.max_queued_messages {
+            c.max_queued_messages = unlimited(v);
+        }
+        if let Some(v) = file.max_queued_bytes {
+            c.max_queued_bytes = unlimited(v);
+        }
+        if let Some(v) = file.max_inflight_messages {
+            c.max_inflight_v3 = if v == 0 { u16::MAX } else { v };
+        }
+        if let Some(v) = &file.max_connections {
+            c.max_connections = match *v.get_ref() {
+                -1 => None,
+                n if n >= 0 => Some(n as usize),
+                _ => return Err(bad(v, "max_connections is -1 (no limit) or a count")),
+            };
+        }
+        // Both keys bound the whole packet; with both, the smaller wins. 0 is no limit.
+        let mut size: Option<u32> = None;
+        for v in [&file.max_packet_size, &file.message_size_limit]
+            .into_iter()
+            .flatten()
+        {
+            let n = match *v.get_ref() {
+                0 => MQTT_MAX_PACKET,
+                n if n < 2 => return Err(bad(v, "a packet size below 2 bytes admits no packet")),
+                n => n,
+            };
+            size = Some(size.map_or(n, |m| m.min(n)));
+        }
+        if let Some(n) = size {
+            c.max_packet_size = n;
+        }
+        if let Some(v) = &file.max_keepalive {
+            if *v.get_ref() == 0 {
+                return Err(bad(v, "max_keepalive must be at least 1"));
+            }
+            c.max_keep_alive = *v.get_ref();
+        }
+        if let Some(v) = file.max_topic_alias {
+            c.topic_alias_maximum = v;
+        }
+        if let Some(secs) = file.sys_interval {
+            c.sys_interval = (secs > 0).then(|| Duration::from_secs(secs));
+        }
+        let l = &file.limits;
+        if let Some(v) = &l.receive_maximum {
+            if *v.get_ref() == 0 {
+                return Err(bad(v, "receive_maximum must be at least 1"));
+            }
+            c.receive_maximum = *v.get_ref();
+        }
+        if let Some(v) = l.max_client_id_len {
+            c.max_client_id_len = v;
+        }
+        if let Some(v) = l.max_subscriptions_per_client {
+            c.max_subscriptions_per_client = v;
+        }
+        if let Some(secs) = l.connect_timeout_secs {
+            c.connect_timeout = Duration::from_secs(secs);
+        }
+        if let Some(b) = l.max_outbound_bytes {
+            s.options.max_outbound_bytes = b;
+        }
+        if let Some(list) = &file.listeners {
+            let addrs = list
+                .iter()
+                .map(|l| {
+                    l.get_ref()
+                        .parse()
+                        .map_err(|e| bad(l, &format!("listener {:?}: {e}", l.get_ref())))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if addrs.is_empty() {
+                return Err((None, "listeners is empty".into()));
+            }
+            s.listeners = Some(addrs);
+        }
+        if let Some(p) = &file.password_file {
+            let path = base.join(p.get_ref());
+            let f = PasswordFile::load(&path).map_err(|e| bad(p, &e.to_string()))?;
+            s.summary.push(format!(
+                "password_file {}: {} users",
+                path.display(),
+                f.len()
+            ));
+            s.authenticator = Arc::new(f);
+        }
+        if let Some(p) = &file.acl_file {
+            let path = base.join(p.get_ref());
+            let f = AclFile::load(&path).map_err(|e| bad(p, &e.to_string()))?;
+            s.summary.push(format!("acl_file {}", path.display()));
+            s.authorizer = Arc::new(f);
+        }
+        s.persistence_location = file.persistence_location.map(|p| base.join(p));
+        Ok(s)
+    }
+}
+
+/// An error about the value at `v`'s span.
+fn bad<T>(v: &Spanned<T>, reason: &str) -> (Option<Range<usize>>, String) {
+    (Some(v.span()), reason.to_owned())
+}
+
+/// The 1-based line and column of byte `at` in `text`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
