@@ -453,6 +453,60 @@ impl Authorizer for NoPrivate {
     }
 }
 
+/// Lets everyone subscribe to anything but delivers nothing under `hidden/`, nor anything to
+/// the client `blind`: the per-delivery check.
+struct Hidden;
+
+impl Authorizer for Hidden {
+    fn can_publish(&self, _: &ByteStr, _: Option<&ByteStr>, _: &TopicName) -> bool {
+        true
+    }
+    fn can_subscribe(&self, _: &ByteStr, _: Option<&ByteStr>, _: &TopicFilter) -> bool {
+        true
+    }
+    fn can_receive(&self, c: &ByteStr, _: Option<&ByteStr>, t: &TopicName) -> bool {
+        !t.as_str().starts_with("hidden/") && c.as_str() != "blind"
+    }
+}
+
+#[test]
+fn can_receive_filters_each_live_retained_and_queued_delivery_and_frees_the_window() {
+    let mut sim = Sim::with_broker(
+        Broker::with_auth(
+            BrokerConfig {
+                max_inflight_v3: 1,
+                ..BrokerConfig::default()
+            },
+            Arc::new(AllowAll),
+            Arc::new(Hidden),
+        ),
+        65,
+    );
+    let p = sim.connected(config(V5, "pub"));
+    sim.publish_settled(p, {
+        let mut m = msg("hidden/r", "retained", QoS::AtLeastOnce);
+        m.retain = true;
+        m
+    });
+    let s = sim.connected(config(V311, "sub"));
+    assert_eq!(
+        sim.subscribe(s, &[("#", QoS::AtLeastOnce)]),
+        vec![ReasonCode::GrantedQoS1]
+    );
+    // Refused QoS 1 deliveries give their window slot back: with a window of one, the
+    // allowed message after several refused ones still arrives.
+    for topic in ["hidden/a", "hidden/b", "hidden/c", "open/x"] {
+        sim.publish_settled(p, msg(topic, "m", QoS::AtLeastOnce));
+    }
+    let topics = |ps: Vec<Publish>| ps.iter().map(|p| p.topic.to_string()).collect::<Vec<_>>();
+    assert_eq!(topics(sim.messages(s)), ["open/x"]);
+    let blind = sim.connected(config(V5, "blind"));
+    sim.subscribe(blind, &[("open/#", QoS::AtMostOnce)]);
+    sim.publish_settled(p, msg("open/y", "m", QoS::AtMostOnce));
+    assert_eq!(topics(sim.messages(s)), ["open/y"]);
+    sim.no_message(blind);
+}
+
 fn auth_sim(seed: u64) -> Sim {
     let bc = BrokerConfig {
         allow_anonymous: false,

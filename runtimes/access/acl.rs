@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{meaningful_lines, read, FileError};
 use crate::broker::Authorizer;
 use crate::topic::{split_shared, validate_topic_filter};
-use crate::types::{ByteStr, TopicFilter, TopicName};
+use crate::{ByteStr, TopicFilter, TopicName};
 
 /// What a line grants or takes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +46,10 @@ enum Check<'a> {
 /// A Mosquitto ACL file.
 ///
 /// As an [`Authorizer`] it allows only what a line grants and a `deny` line does not take away:
-/// a publish needs `write` (or `readwrite`) on a filter matching its topic; a subscription
-/// needs `read` (or `readwrite`) on a filter covering all of it, and is refused if any `deny`
-/// filter overlaps it (messages are not filtered one by one on delivery, so a subscription
-/// that could see a denied topic is refused whole). `topic` lines before the first `user` line
+/// a publish needs `write` (or `readwrite`) on a filter matching its topic; as in Mosquitto, a
+/// subscription is granted when `read` (or `readwrite`) covers some topic it matches and no
+/// `deny` covers all of it, and each delivery is checked against `read`
+/// ([`Authorizer::can_receive`]). `topic` lines before the first `user` line
 /// apply to clients without a user name, those after `user NAME` to that user, and `pattern`
 /// lines to everyone, with `%u` the user name (a pattern with `%u` does nothing for an
 /// anonymous client) and `%c` the client identifier.
@@ -113,7 +113,9 @@ impl AclFile {
         self.allows(client_id, username, Check::Topic(topic, Access::Write))
     }
 
-    /// Whether the client may subscribe with `filter` (`$share/GROUP/` is looked through).
+    /// Whether the client may subscribe with `filter` (`$share/GROUP/` is looked through): as
+    /// in Mosquitto, when some topic it matches may be read and a `deny` does not cover all of
+    /// it. Each message is then checked with [`AclFile::can_read`] on delivery.
     pub fn can_read_filter(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
         let filter = split_shared(filter).map_or(filter, |(_, f)| f);
         self.allows(client_id, username, Check::Subscribe(filter))
@@ -141,10 +143,10 @@ impl AclFile {
                 }
                 Check::Subscribe(sub) => {
                     if access == Access::Deny {
-                        if overlaps(filter, sub) {
+                        if covers(filter, sub) {
                             return false;
                         }
-                    } else if access.reads() && covers(filter, sub) {
+                    } else if access.reads() && overlaps(filter, sub) {
                         granted = true;
                     }
                 }
@@ -204,6 +206,19 @@ impl Authorizer for AclFile {
             client_id.as_str(),
             username.map(ByteStr::as_str),
             filter.as_str(),
+        )
+    }
+
+    fn can_receive(
+        &self,
+        client_id: &ByteStr,
+        username: Option<&ByteStr>,
+        topic: &TopicName,
+    ) -> bool {
+        self.can_read(
+            client_id.as_str(),
+            username.map(ByteStr::as_str),
+            topic.as_str(),
         )
     }
 }
@@ -335,21 +350,26 @@ pattern write users/%u/out
         let alice = Some("alice");
         assert!(!a.can_read("c", alice, "sensors/private/x"));
         assert!(!a.can_write("c", alice, "sensors/private/temp"));
-        // A subscription that could see a denied topic is refused whole.
-        assert!(!a.can_read_filter("c", alice, "sensors/#"));
-        assert!(!a.can_read_filter("c", alice, "sensors/+/x"));
-        assert!(a.can_read_filter("c", alice, "sensors/public/#"));
+        // A subscription that overlaps a deny is granted; its messages are checked one by one.
+        assert!(a.can_read_filter("c", alice, "sensors/#"));
+        assert!(a.can_read_filter("c", alice, "sensors/+/x"));
+        // One that the deny covers whole is refused.
+        assert!(!a.can_read_filter("c", alice, "sensors/private/#"));
+        assert!(!a.can_read_filter("c", alice, "sensors/private/x"));
     }
 
     #[test]
-    fn subscriptions_need_a_read_grant_covering_all_of_the_filter() {
+    fn subscriptions_need_a_read_grant_on_some_topic_of_the_filter() {
         let a = acl();
         let alice = Some("alice");
         assert!(a.can_read_filter("c", alice, "alice/#"));
         assert!(a.can_read_filter("c", alice, "alice"));
         assert!(a.can_read_filter("c", alice, "$share/g/alice/+/z"));
-        assert!(!a.can_read_filter("c", alice, "#"));
-        assert!(!a.can_read_filter("c", alice, "+/x"));
+        // `#` may see alice's topics: granted, and filtered on delivery.
+        assert!(a.can_read_filter("c", alice, "#"));
+        assert!(a.can_read_filter("c", alice, "+/x"));
+        assert!(!a.can_read_filter("c", alice, "elsewhere/#"));
+        assert!(!a.can_read("c", alice, "elsewhere/x"));
         // write-only grants no subscription
         assert!(!a.can_read_filter("c", Some("bob"), "users/bob/out"));
     }
@@ -380,7 +400,9 @@ pattern write users/%u/out
         assert!(a.can_read("c", None, "a/b"));
         assert!(!a.can_read("c", None, "$SYS/broker/load"));
         assert!(!a.can_read_filter("c", None, "$SYS/#"));
-        assert!(!a.can_read_filter("c", None, "a/#")); // overlaps the deny on +/x
+        assert!(a.can_read_filter("c", None, "a/#")); // overlaps the deny on +/x: granted
+        assert!(!a.can_read("c", None, "a/x")); // and a/x is not delivered
+        assert!(!a.can_read_filter("c", None, "b/x")); // covered by the deny
         assert!(a.can_read_filter("c", None, "a/y"));
     }
 

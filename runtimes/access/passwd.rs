@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::{meaningful_lines, read, FileError};
 use crate::broker::Authenticator;
-use crate::types::{ByteStr, ReasonCode};
+use crate::{ByteStr, ReasonCode};
 
 /// PBKDF2 iterations of the entries this module writes (`mosquitto_passwd` writes 101; a
 /// verification costs about a millisecond at this count).

@@ -75,6 +75,19 @@ pub trait Authorizer: Send + Sync {
         username: Option<&ByteStr>,
         filter: &TopicFilter,
     ) -> bool;
+
+    /// Whether a message published on `topic` may be delivered to the client, asked for each
+    /// delivery (live, queued or retained) just before it is sent; a refused one is dropped
+    /// as if never matched. The default allows everything that `can_subscribe` let in.
+    fn can_receive(
+        &self,
+        client_id: &ByteStr,
+        username: Option<&ByteStr>,
+        topic: &TopicName,
+    ) -> bool {
+        let _ = (client_id, username, topic);
+        true
+    }
 }
 
 /// Lets everyone in and allows everything (anonymous access is checked separately).

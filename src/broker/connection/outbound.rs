@@ -82,6 +82,12 @@ impl ServerConnection {
         if self.state != State::Connected {
             return credit(self);
         }
+        if !self
+            .authorizer
+            .can_receive(&self.client_id, self.username.as_ref(), &d.publish.topic)
+        {
+            return credit(self);
+        }
         let mut p = d.publish.clone();
         if let Some(at) = d.expires_at {
             // [MQTT-3.3.2-6]: forward the remaining lifetime; drop what has expired.
