@@ -12,6 +12,13 @@
 //! Persisted so far: retained messages, and sessions that outlive their connection (client
 //! id, protocol, expiry, when the connection ended, subscriptions with their options and
 //! identifiers). Not yet: offline queues, inflight messages, QoS 2 receive state, wills.
+//!
+//! Planned, not wired yet: with `fsync = always` a QoS 1/2 PUBLISH is acknowledged only once
+//! what it changed is durable. The connection will hold its PUBACK/PUBREC and mail the router
+//! the PUBLISH as now; the router logs the publish's ops followed by a ticket naming the
+//! connection and packet id; the runtime writes every op it drained in one transaction (one
+//! fsync for all the writers of that batch: the group commit), then hands the tickets back with
+//! `Router::handle_durable`, which mails each connection the acknowledgements it may send.
 
 mod format;
 
