@@ -164,3 +164,80 @@ fn failed(path: &Path, e: impl std::fmt::Display) -> io::Error {
         format!("store {}: {e}", path.display()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Publish;
+    use crate::{ByteStr, ProtocolVersion, TopicName};
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tinymqtt-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn session(expiry: u32) -> SessionRecord {
+        SessionRecord {
+            client_id: ByteStr::from_static("c"),
+            protocol: ProtocolVersion::V5,
+            expiry,
+            disconnected_at: None,
+            subscriptions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_survives_reopening() {
+        let d = dir("order");
+        let store = RedbStore::open(&d).unwrap();
+        let mut p = Publish::new(TopicName::from_static("t"), &b"x"[..]);
+        p.retain = true;
+        let kept = RetainedRecord {
+            publish: Publish::new(TopicName::from_static("k"), &b"y"[..]),
+            stored_at: 5,
+        };
+        store
+            .apply(&[
+                StoreOp::PutRetained(RetainedRecord {
+                    publish: p,
+                    stored_at: 1,
+                }),
+                StoreOp::PutRetained(kept.clone()),
+                StoreOp::DeleteRetained(TopicName::from_static("t")),
+                StoreOp::PutSession(session(10)),
+                StoreOp::PutSession(session(20)),
+            ])
+            .unwrap();
+        drop(store);
+        let again = RedbStore::open(&d).unwrap();
+        let snap = again.load().unwrap();
+        assert_eq!(snap.retained, vec![kept]);
+        assert_eq!(snap.sessions, vec![session(20)], "the later put wins");
+        again
+            .apply(&[StoreOp::DeleteSession(ByteStr::from_static("c"))])
+            .unwrap();
+        assert!(again.load().unwrap().sessions.is_empty());
+        drop(again);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_fails_the_load_naming_the_file() {
+        let d = dir("record");
+        let store = RedbStore::open(&d).unwrap();
+        let tx = store.db.begin_write().unwrap();
+        tx.open_table(SESSIONS)
+            .unwrap()
+            .insert(&b"c"[..], &b"\x01\x05"[..])
+            .unwrap();
+        tx.commit().unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(
+            err.contains(STORE_FILE) && err.contains("corrupt session record"),
+            "{err}"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
