@@ -71,6 +71,10 @@ struct Args {
     /// The runtime.
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: cli::Runtime,
+    /// Keep retained messages and persistent sessions in this folder across restarts
+    /// (overrides the config file's `persistence_location`).
+    #[arg(long, value_name = "DIR")]
+    persistence: Option<PathBuf>,
     /// Check this config file (and the password and ACL files it names), then exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
@@ -126,11 +130,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for line in &settings.summary {
         tracing::info!("{line}");
     }
-    if let Some(dir) = &settings.persistence_location {
-        tracing::info!("persistence_location {}", dir.display());
-    }
     let broker = settings.broker();
     let mut options = std::mem::take(&mut settings.options);
+    options.persistence = args
+        .persistence
+        .clone()
+        .or_else(|| settings.persistence_location.take());
+    if let Some(dir) = &options.persistence {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("persistence folder {}: {e}", dir.display()))?;
+        tracing::info!("persistence in {}", dir.display());
+    }
     options.on_event = Some(std::sync::Arc::new(log_event));
     let addrs: Vec<SocketAddr> = match settings.listeners.take() {
         Some(list) => list,

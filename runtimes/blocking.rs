@@ -23,6 +23,7 @@ use super::driver::broker::{
     Traffic,
 };
 use super::driver::client::{ClientCore, Command};
+use super::driver::store::RedbStore;
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
 pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
@@ -344,6 +345,7 @@ pub struct Broker {
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
+    store: Option<RedbStore>,
 }
 
 impl Broker {
@@ -354,11 +356,15 @@ impl Broker {
 
     /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
     /// runs in the router thread, its connections each in their own thread.
+    ///
+    /// With [`BrokerOptions::persistence`], the broker is first restored from its store; a
+    /// store that cannot be opened or read fails here with an error naming its file.
     pub fn bind_with(
-        broker: Core,
+        mut broker: Core,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Broker> {
+        let store = driver::store::start(options.persistence.as_deref(), &mut broker)?;
         let listeners = addrs
             .iter()
             .map(TcpListener::bind)
@@ -375,6 +381,7 @@ impl Broker {
             addrs,
             handle,
             signal,
+            store,
         })
     }
 
@@ -417,9 +424,9 @@ impl Broker {
             let _ = t.send(Inbox::Shutdown);
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
-        let mut core = RouterCore::new(self.broker.into_router(now()), &self.options);
+        let mut core = RouterCore::new(self.broker.into_router(now()), &self.options, self.store);
         let batches = self.options.max_outbound_batches.max(1);
-        loop {
+        while !core.failed() {
             let input = next(&rx, core.deadline());
             match input {
                 Ok(Inbox::Accept(s)) => {

@@ -25,16 +25,23 @@ mod rt {
     }
 
     pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broker {
+        try_broker_with(config, options).unwrap()
+    }
+
+    /// A broker, or why it could not start (a store it cannot read, say).
+    pub(crate) fn try_broker_with(
+        config: BrokerConfig,
+        options: BrokerOptions,
+    ) -> std::io::Result<Broker> {
         let server = Server::bind_with(
             Core::new(config),
             options,
             &["127.0.0.1:0".parse().unwrap()],
-        )
-        .unwrap();
+        )?;
         let addr = server.local_addrs()[0];
         let stop = server.handle();
         let done = std::thread::spawn(move || server.run());
-        Broker { addr, stop, done }
+        Ok(Broker { addr, stop, done })
     }
 
     impl Broker {

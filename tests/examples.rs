@@ -229,3 +229,75 @@ fn example_publisher_sets_and_clears_a_retained_message_like_mosquitto_pub() {
         "the retained message was not cleared: {got:?}"
     );
 }
+
+#[test]
+fn example_broker_with_persistence_keeps_retained_messages_and_sessions_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("tinymqtt-examples-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = dir.to_string_lossy().into_owned();
+    let port = free_port();
+    let p = port.to_string();
+    let start = || {
+        let b = Peer::spawn_with_stdin(
+            &example("broker"),
+            &[
+                "--port",
+                &p,
+                "--persistence",
+                &store,
+                "--runtime",
+                "blocking",
+            ],
+        );
+        b.line_where(|l| l.contains("listening on"));
+        wait_for_port(port);
+        b
+    };
+    let mut broker = start();
+    run_ok(
+        &example("publisher"),
+        &["-p", &p, "-t", "kept/1", "-m", "across", "-q", "1", "-r"],
+    );
+    // A persistent session with a subscription, then away.
+    let away = ["-c", "-i", "durable-sub", "-q", "1", "-t", "queued/#", "-E"];
+    mosquitto_sub(port, &away).wait_success();
+    broker.send_line("stop");
+    broker.wait_success();
+
+    let mut broker = start();
+    let sub = mosquitto_sub(port, &["-q", "1", "-t", "kept/#", "-C", "1"]);
+    assert_eq!(next_msg(&sub), (true, 1, "kept/1".into(), "across".into()));
+    sub.wait_success();
+    // The session and its subscription survived: a message published now is queued for it.
+    run_ok(
+        &example("publisher"),
+        &["-p", &p, "-t", "queued/a", "-m", "for you", "-q", "1"],
+    );
+    let back = [
+        "-c",
+        "-i",
+        "durable-sub",
+        "-q",
+        "1",
+        "-t",
+        "queued/#",
+        "-C",
+        "1",
+    ];
+    let back = peers::line_buffered(
+        "mosquitto_sub",
+        &[
+            &["-h", "127.0.0.1", "-p", &p, "-F", "MSG %r %q %t %p"][..],
+            &back[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        next_msg(&back),
+        (false, 1, "queued/a".into(), "for you".into())
+    );
+    back.wait_success();
+    broker.send_line("stop");
+    broker.wait_success();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,12 +2,14 @@
 //! connection side's drain (`ConnCore`), and the async loops (in `server`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::store::RedbStore;
 use super::{reply_channel, Error, Reply};
 use crate::broker::{
     BrokerEvent, BrokerStats, ConnId, ConnectionMail, Router, RouterMail, ServerConnection,
@@ -29,6 +31,10 @@ pub struct BrokerOptions {
     pub shutdown_grace: Duration,
     /// Told of every broker event, for logs and metrics.
     pub on_event: Option<EventHook>,
+    /// The directory of the broker's store (its file is [`STORE_FILE`](super::STORE_FILE)):
+    /// retained messages and persistent sessions with their subscriptions survive a restart.
+    /// `None` keeps everything in memory.
+    pub persistence: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for BrokerOptions {
@@ -38,18 +44,20 @@ impl std::fmt::Debug for BrokerOptions {
             .field("max_outbound_bytes", &self.max_outbound_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("on_event", &self.on_event.is_some())
+            .field("persistence", &self.persistence)
             .finish()
     }
 }
 
 impl Default for BrokerOptions {
-    /// 1024 batches, 8 MiB, 5 s, no hook.
+    /// 1024 batches, 8 MiB, 5 s, no hook, in memory.
     fn default() -> BrokerOptions {
         BrokerOptions {
             max_outbound_batches: 1024,
             max_outbound_bytes: 8 << 20,
             shutdown_grace: Duration::from_secs(5),
             on_event: None,
+            persistence: None,
         }
     }
 }
@@ -161,16 +169,55 @@ pub(crate) struct RouterCore<Q> {
     mailboxes: HashMap<ConnId, Mailbox<Q>>,
     max_batches: usize,
     max_bytes: usize,
+    /// Where the router's changes are written, with persistence on.
+    store: Option<RedbStore>,
+    /// A write to the store failed: the broker stops.
+    failed: bool,
 }
 
 impl<Q: MailQueue> RouterCore<Q> {
-    /// A router task's state around `router`.
-    pub(crate) fn new(router: Router, options: &BrokerOptions) -> RouterCore<Q> {
-        RouterCore {
+    /// A router task's state around `router` (restored from `store` if there is one).
+    pub(crate) fn new(
+        router: Router,
+        options: &BrokerOptions,
+        store: Option<RedbStore>,
+    ) -> RouterCore<Q> {
+        let mut core = RouterCore {
             router,
             mailboxes: HashMap::new(),
             max_batches: options.max_outbound_batches.max(1),
             max_bytes: options.max_outbound_bytes,
+            store,
+            failed: false,
+        };
+        // What the restore itself changed (records that expired while the broker was down).
+        core.persist();
+        core
+    }
+
+    /// Whether the broker must stop: its store can no longer be written.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Writes what the router changed since the last batch, in one transaction.
+    ///
+    /// A failed write stops the broker (its `run` returns, after telling the error on
+    /// standard error): it cannot keep what it would go on acknowledging.
+    fn persist(&mut self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let mut ops = Vec::new();
+        while let Some(op) = self.router.poll_store() {
+            ops.push(op);
+        }
+        if ops.is_empty() || self.failed {
+            return;
+        }
+        if let Err(e) = store.apply(&ops) {
+            eprintln!("tinymqtt: {e}; stopping the broker");
+            self.failed = true;
         }
     }
 
@@ -219,6 +266,7 @@ impl<Q: MailQueue> RouterCore<Q> {
     /// is full (or over its byte cap) is closed as too slow and its batch goes back to the
     /// router; the router never waits on a connection.
     fn drain(&mut self, now: Instant) {
+        self.persist();
         let mut batches: HashMap<ConnId, Vec<ConnectionMail>> = HashMap::new();
         while let Some(m) = self.router.poll_mail() {
             batches.entry(m.conn()).or_default().push(m);

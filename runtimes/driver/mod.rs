@@ -35,6 +35,7 @@ pub(crate) mod broker;
 pub(crate) mod client;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod server;
+pub(crate) mod store;
 
 use std::io;
 use std::time::Instant;
@@ -49,6 +50,7 @@ pub use broker::{BrokerHandle, BrokerOptions, EventHook};
 pub use client::Client;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use server::Server;
+pub use store::STORE_FILE;
 
 /// Commands a client handle may queue before the caller waits.
 pub const CLIENT_COMMANDS: usize = 64;

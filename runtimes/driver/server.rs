@@ -14,6 +14,7 @@ use super::broker::{
     drain_connection, taken, BrokerHandle, BrokerOptions, Control, EventHook, MailQueue, Mailbox,
     Queued, Report, RouterCore, Traffic,
 };
+use super::store::{self, RedbStore};
 use super::{answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer};
 use super::{READ_CHUNK, ROUTER_INBOX};
 use crate::broker::{Broker, BrokerConfig, ConnectionMail, RouterMail, ServerConnection};
@@ -26,6 +27,7 @@ pub struct Server<R: Runtime> {
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
+    store: Option<RedbStore>,
 }
 
 impl<R: Runtime> std::fmt::Debug for Server<R> {
@@ -44,11 +46,15 @@ impl<R: Runtime> Server<R> {
 
     /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
     /// runs in the router task, its connections each in their own task.
+    ///
+    /// With [`BrokerOptions::persistence`], the broker is first restored from its store; a
+    /// store that cannot be opened or read fails here with an error naming its file.
     pub async fn bind_with(
-        broker: Broker,
+        mut broker: Broker,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Self> {
+        let store = store::start(options.persistence.as_deref(), &mut broker)?;
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         for a in addrs {
@@ -64,6 +70,7 @@ impl<R: Runtime> Server<R> {
             addrs: bound,
             handle,
             signal,
+            store,
         })
     }
 
@@ -117,6 +124,7 @@ async fn run<R: Runtime>(server: Server<R>) {
         listeners,
         handle,
         signal,
+        store,
         ..
     } = server;
     // Held so that dropping every user handle does not read as a shutdown.
@@ -129,9 +137,9 @@ async fn run<R: Runtime>(server: Server<R>) {
     for l in listeners {
         R::spawn(accept_loop::<R>(l, inbox_tx.clone(), stop.clone()));
     }
-    let mut core = RouterCore::new(broker.into_router(now()), &options);
+    let mut core = RouterCore::new(broker.into_router(now()), &options, store);
     let mut turn = false;
-    loop {
+    while !core.failed() {
         let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
         let woke = wait_fair::<R, _, _>(inbox, control, core.deadline(), &mut turn);
         match woke.await {

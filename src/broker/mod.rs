@@ -62,10 +62,11 @@ pub use config::{BrokerConfig, Redirect};
 pub use connection::ServerConnection;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
 pub use retained::RetainedStore;
-pub use router::Router;
+pub use router::{Restored, Router};
 pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
 
 use crate::error::CloseReason;
+use crate::store::{StoreOp, StoreSnapshot};
 use crate::types::ByteStr;
 
 /// What the broker reports.
@@ -256,6 +257,18 @@ impl Broker {
     /// The next event; yields after inputs, timeouts and shutdown.
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
         self.events.pop_front()
+    }
+
+    /// Restores retained messages and sessions from a store and turns the change log on; see
+    /// [`Router::restore`].
+    pub fn restore(&mut self, now: Instant, wall: u64, snapshot: StoreSnapshot) -> Restored {
+        self.router.restore(now, wall, snapshot)
+    }
+
+    /// A change for the store; yields after inputs, timeouts and [`Broker::restore`] once a
+    /// store is on (drain it after [`Broker::poll_event`]); see [`Router::poll_store`].
+    pub fn poll_store(&mut self) -> Option<StoreOp> {
+        self.router.poll_store()
     }
 
     /// Relays mail between connections and the router until both are quiet, then collects

@@ -11,6 +11,9 @@
 //! `public`.
 
 mod public;
+mod store;
+
+pub use store::Restored;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::num::NonZeroU32;
@@ -23,6 +26,7 @@ use super::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRo
 use super::retained::RetainedStore;
 use super::tree::{Match, SessionId, Subscription, SubscriptionTree};
 use crate::codec::{Publish, RetainHandling, Will};
+use crate::store::StoreOp;
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
 
 /// The members of a shared subscription group.
@@ -69,6 +73,10 @@ struct Session {
     stalled: bool,
     /// Where the next undelivered message goes back into the queue while stalled.
     returned: usize,
+    /// Whether the store holds a record of this session.
+    persisted: bool,
+    /// When its connection ended, in wall-clock seconds (only kept with a store).
+    disconnected_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +120,8 @@ pub struct Router {
     received: u64,
     /// Messages handed to connections to send (for statistics).
     sent: u64,
+    /// The change log for a store, once [`Router::restore`] turned it on.
+    store: Option<store::StoreLog>,
 }
 
 impl std::fmt::Debug for Router {
@@ -152,6 +162,7 @@ impl Router {
             outbox: VecDeque::new(),
             received: 0,
             sent: 0,
+            store: None,
         }
     }
 
@@ -293,6 +304,8 @@ impl Router {
                         dropped: 0,
                         stalled: false,
                         returned: 0,
+                        persisted: false,
+                        disconnected_at: None,
                     },
                 );
                 self.by_client.insert(req.client_id.clone(), sid);
@@ -311,6 +324,7 @@ impl Router {
         s.expiry = req.session_expiry;
         s.conn = Some(conn);
         s.window = usize::from(req.window.max(1));
+        s.disconnected_at = None;
         let handover = std::mem::take(&mut s.handover);
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
         s.inflight = handover.outbound.len();
@@ -322,6 +336,7 @@ impl Router {
                 handover,
             },
         ));
+        self.persist_session(sid);
         self.release(now, sid);
     }
 
@@ -350,7 +365,9 @@ impl Router {
             if !will {
                 s.will = None;
             }
+            s.disconnected_at = self.store.as_ref().map(|log| log.wall(now));
         }
+        self.persist_session(sid);
         self.schedule_end(now, sid);
         if let Some((new_conn, req)) = self.takeovers.remove(&sid) {
             self.complete_connect(now, new_conn, req);
@@ -398,6 +415,9 @@ impl Router {
         if self.by_client.get(&s.client_id) == Some(&sid) {
             self.by_client.remove(&s.client_id);
         }
+        if s.persisted {
+            self.log(StoreOp::DeleteSession(s.client_id.clone()));
+        }
         if let Some(w) = s.will {
             self.publish_will(now, w);
         }
@@ -422,12 +442,15 @@ impl Router {
         if publish.retain {
             if publish.payload.is_empty() {
                 // [MQTT-3.3.1-6]: an empty retained message clears the topic.
-                self.retained.remove(&publish.topic);
+                if self.retained.remove(&publish.topic).is_some() {
+                    self.log(StoreOp::DeleteRetained(publish.topic.clone()));
+                }
             } else {
                 let mut kept = publish.clone();
                 kept.dup = false;
                 kept.packet_id = None;
                 kept.properties.topic_alias = None;
+                self.log_retained(now, &kept);
                 let r = Retained {
                     publish: kept,
                     at: now,
@@ -644,6 +667,7 @@ impl Router {
         }
         self.outbox
             .push_back((conn, ToConnection::SubAck { packet_id, codes }));
+        self.persist_session(sid);
         for (filter, qos) in retained_for {
             let mut found: Vec<(Publish, Option<Instant>)> = Vec::new();
             self.retained.for_each_match(&filter, |r| {
@@ -680,5 +704,6 @@ impl Router {
         }
         self.outbox
             .push_back((conn, ToConnection::UnsubAck { packet_id, codes }));
+        self.persist_session(sid);
     }
 }

@@ -73,7 +73,11 @@ pub enum RetainHandling {
 }
 
 impl SubscriptionOptions {
-    fn read(b: u8, v: ProtocolVersion, shared: bool) -> Result<SubscriptionOptions, DecodeError> {
+    pub(crate) fn read(
+        b: u8,
+        v: ProtocolVersion,
+        shared: bool,
+    ) -> Result<SubscriptionOptions, DecodeError> {
         let reserved = if v.is_v5() { 0xC0 } else { 0xFC };
         if b & reserved != 0 {
             return Err(DecodeError::InvalidSubscriptionOptions(
@@ -112,7 +116,7 @@ impl SubscriptionOptions {
         })
     }
 
-    fn byte(&self) -> u8 {
+    pub(crate) fn byte(&self) -> u8 {
         let rh = match self.retain_handling {
             RetainHandling::SendAtSubscribe => 0,
             RetainHandling::SendIfNew => 1,

@@ -43,14 +43,21 @@ pub(crate) fn broker(config: BrokerConfig) -> Broker {
 }
 
 pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broker {
+    try_broker_with(config, options).unwrap()
+}
+
+/// A broker, or why it could not start (a store it cannot read, say).
+pub(crate) fn try_broker_with(
+    config: BrokerConfig,
+    options: BrokerOptions,
+) -> std::io::Result<Broker> {
     block_on(async {
         let server = Server::<Rt>::bind_with(
             Core::new(config),
             options,
             &["127.0.0.1:0".parse().unwrap()],
         )
-        .await
-        .unwrap();
+        .await?;
         let addr = server.local_addrs()[0];
         let stop = server.handle();
         let (tx, done) = async_channel::bounded(1);
@@ -58,7 +65,7 @@ pub(crate) fn broker_with(config: BrokerConfig, options: BrokerOptions) -> Broke
             server.run().await;
             let _ = tx.send(()).await;
         });
-        Broker { addr, stop, done }
+        Ok(Broker { addr, stop, done })
     })
 }
 

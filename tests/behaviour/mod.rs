@@ -19,6 +19,7 @@ use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName
 use crate::rt;
 
 mod interop;
+mod persistence;
 
 /// How long any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(5);
@@ -45,6 +46,14 @@ fn broker() -> rt::Broker {
         sys_interval: None,
         ..BrokerConfig::default()
     })
+}
+
+/// Options for a broker whose store is in `dir`.
+fn broker_options_in(dir: &std::path::Path) -> BrokerOptions {
+    BrokerOptions {
+        persistence: Some(dir.to_path_buf()),
+        ..BrokerOptions::default()
+    }
 }
 
 fn msg(topic: &str, payload: &'static str, qos: QoS, retain: bool) -> Publish {

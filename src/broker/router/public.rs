@@ -150,7 +150,7 @@ impl Router {
     }
 
     /// Starts the uptime and the `$SYS` timer at the first instant the router is given.
-    fn start_clock(&mut self, now: Instant) {
+    pub(super) fn start_clock(&mut self, now: Instant) {
         if self.started.is_none() {
             self.started = Some(now);
             self.next_sys = self.config.sys_interval.map(|i| now + i);

@@ -1,0 +1,243 @@
+//! The broker's store on disk: one `redb` file in the persistence directory, written one
+//! transaction per batch of the router's [`StoreOp`]s and read back whole at start.
+//!
+//! Each table maps a record's key to its bytes in the core's format
+//! ([`RetainedRecord::encode`], [`SessionRecord::encode`]). Every failure, at open, read or
+//! write, is an `io::Error` that names the file: a store that cannot be read refuses the
+//! start instead of running with part of its state.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::now;
+use crate::broker::Broker;
+use crate::store::{RetainedRecord, SessionRecord, StoreError, StoreOp, StoreSnapshot};
+
+/// The file the store keeps in the persistence directory.
+pub const STORE_FILE: &str = "tinymqtt.redb";
+
+const RETAINED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("retained");
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+
+/// An open store file.
+pub(crate) struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch, for the records' expiry (the core never reads the clock).
+#[allow(clippy::disallowed_methods)]
+fn wall() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Opens the store in `dir` (if the options name one), restores `broker` from it and returns
+/// it; an unreadable store fails naming its file.
+pub(crate) fn start(dir: Option<&Path>, broker: &mut Broker) -> io::Result<Option<RedbStore>> {
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let store = RedbStore::open(dir)?;
+    let snapshot = guarded(&store.path, || store.load())?;
+    broker.restore(now(), wall(), snapshot);
+    Ok(Some(store))
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file in `dir`, creating `dir` if needed.
+    pub(crate) fn open(dir: &Path) -> io::Result<RedbStore> {
+        let path = dir.join(STORE_FILE);
+        std::fs::create_dir_all(dir).map_err(|e| failed(&path, e))?;
+        let db = guarded(&path, || {
+            Database::create(&path).map_err(|e| failed(&path, e))
+        })?;
+        let store = RedbStore { db, path };
+        // Both tables exist from the first start on, so reading never meets a missing one.
+        store.apply(&[])?;
+        Ok(store)
+    }
+
+    /// Everything the store holds; a record that does not decode fails the whole load.
+    pub(crate) fn load(&self) -> io::Result<StoreSnapshot> {
+        let fail = |e: &dyn std::fmt::Display| failed(&self.path, e);
+        let tx = self.db.begin_read().map_err(|e| fail(&e))?;
+        let mut snapshot = StoreSnapshot::default();
+        let table = tx.open_table(RETAINED).map_err(|e| fail(&e))?;
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (_, v) = row.map_err(|e| fail(&e))?;
+            let r = RetainedRecord::decode(v.value()).map_err(|e| fail(&e))?;
+            snapshot.retained.push(r);
+        }
+        let table = tx.open_table(SESSIONS).map_err(|e| fail(&e))?;
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (_, v) = row.map_err(|e| fail(&e))?;
+            let s = SessionRecord::decode(v.value()).map_err(|e| fail(&e))?;
+            snapshot.sessions.push(s);
+        }
+        Ok(snapshot)
+    }
+
+    /// Writes `ops` in order in one transaction, durable when this returns.
+    pub(crate) fn apply(&self, ops: &[StoreOp]) -> io::Result<()> {
+        guarded(&self.path, || {
+            self.write(ops).map_err(|e| failed(&self.path, e))
+        })
+    }
+
+    fn write(&self, ops: &[StoreOp]) -> Result<(), WriteError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut retained = tx.open_table(RETAINED)?;
+            let mut sessions = tx.open_table(SESSIONS)?;
+            for op in ops {
+                match op {
+                    StoreOp::PutRetained(r) => {
+                        retained.insert(r.key(), r.encode()?.as_slice())?;
+                    }
+                    StoreOp::DeleteRetained(t) => {
+                        retained.remove(&t.as_bytes()[..])?;
+                    }
+                    StoreOp::PutSession(s) => {
+                        sessions.insert(s.key(), s.encode()?.as_slice())?;
+                    }
+                    StoreOp::DeleteSession(id) => {
+                        sessions.remove(&id.as_bytes()[..])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Why a write failed: the database, or a record that cannot be encoded.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Db(Box<redb::Error>),
+    #[error(transparent)]
+    Record(#[from] StoreError),
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for WriteError {
+            fn from(e: $t) -> WriteError {
+                WriteError::Db(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Runs `f`, turning a panic into an error naming the store file: redb 2 asserts on some
+/// damaged files (a truncated one, say) instead of returning an error, and a broken store must
+/// refuse the start, never abort it. (The panic message still reaches standard error.)
+fn guarded<T>(path: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(failed(path, "the file is damaged (the database panicked)")))
+}
+
+/// An error naming the store file.
+fn failed(path: &Path, e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("store {}: {e}", path.display()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Publish;
+    use crate::{ByteStr, ProtocolVersion, TopicName};
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tinymqtt-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn session(expiry: u32) -> SessionRecord {
+        SessionRecord {
+            client_id: ByteStr::from_static("c"),
+            protocol: ProtocolVersion::V5,
+            expiry,
+            disconnected_at: None,
+            subscriptions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_survives_reopening() {
+        let d = dir("order");
+        let store = RedbStore::open(&d).unwrap();
+        let mut p = Publish::new(TopicName::from_static("t"), &b"x"[..]);
+        p.retain = true;
+        let kept = RetainedRecord {
+            publish: Publish::new(TopicName::from_static("k"), &b"y"[..]),
+            stored_at: 5,
+        };
+        store
+            .apply(&[
+                StoreOp::PutRetained(RetainedRecord {
+                    publish: p,
+                    stored_at: 1,
+                }),
+                StoreOp::PutRetained(kept.clone()),
+                StoreOp::DeleteRetained(TopicName::from_static("t")),
+                StoreOp::PutSession(session(10)),
+                StoreOp::PutSession(session(20)),
+            ])
+            .unwrap();
+        drop(store);
+        let again = RedbStore::open(&d).unwrap();
+        let snap = again.load().unwrap();
+        assert_eq!(snap.retained, vec![kept]);
+        assert_eq!(snap.sessions, vec![session(20)], "the later put wins");
+        again
+            .apply(&[StoreOp::DeleteSession(ByteStr::from_static("c"))])
+            .unwrap();
+        assert!(again.load().unwrap().sessions.is_empty());
+        drop(again);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_fails_the_load_naming_the_file() {
+        let d = dir("record");
+        let store = RedbStore::open(&d).unwrap();
+        let tx = store.db.begin_write().unwrap();
+        tx.open_table(SESSIONS)
+            .unwrap()
+            .insert(&b"c"[..], &b"\x01\x05"[..])
+            .unwrap();
+        tx.commit().unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(
+            err.contains(STORE_FILE) && err.contains("corrupt session record"),
+            "{err}"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,311 @@
+//! The byte format of stored records: a format byte, fixed-width big-endian numbers,
+//! length-prefixed strings; a retained message's PUBLISH is kept as an MQTT 5 packet, so every
+//! property survives. Decoding checks everything and never panics.
+
+use std::num::NonZeroU32;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{RetainedRecord, SessionRecord, StoreError, StoredSubscription};
+use crate::codec::{Decoder, Encoder, Packet, SubscriptionOptions};
+use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, TopicFilter};
+
+/// The format byte every record starts with.
+const FORMAT: u8 = 1;
+
+impl RetainedRecord {
+    /// The record's key in a store: its topic.
+    pub fn key(&self) -> &[u8] {
+        self.publish.topic.as_bytes()
+    }
+
+    /// The record's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let mut p = self.publish.clone();
+        // A QoS 1/2 PUBLISH carries a packet id on the wire; it means nothing here.
+        p.packet_id = (p.qos != QoS::AtMostOnce).then_some(PacketId::MIN);
+        p.properties.topic_alias = None;
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[FORMAT]);
+        buf.extend_from_slice(&self.stored_at.to_be_bytes());
+        Encoder::new(ProtocolVersion::V5)
+            .encode(&Packet::Publish(p), &mut buf)
+            .map_err(|_| StoreError::Encode {
+                record: "retained",
+                reason: "the message cannot be encoded as an mqtt 5 publish",
+            })?;
+        Ok(buf.to_vec())
+    }
+
+    /// Reads a record written by [`RetainedRecord::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<RetainedRecord, StoreError> {
+        let corrupt = |reason| StoreError::Corrupt {
+            record: "retained",
+            reason,
+        };
+        let mut r = Reader(bytes, "retained");
+        r.format()?;
+        let stored_at = r.u64()?;
+        let mut buf = BytesMut::from(r.0);
+        let p = match Decoder::new(ProtocolVersion::V5).decode(&mut buf) {
+            Ok(Some(Packet::Publish(p))) => p,
+            Ok(Some(_)) => return Err(corrupt("not a publish")),
+            Ok(None) => return Err(corrupt("truncated")),
+            Err(_) => return Err(corrupt("the publish does not decode")),
+        };
+        if !buf.is_empty() {
+            return Err(corrupt("trailing bytes"));
+        }
+        let mut publish = p;
+        publish.packet_id = None;
+        publish.dup = false;
+        Ok(RetainedRecord { publish, stored_at })
+    }
+}
+
+impl SessionRecord {
+    /// The record's key in a store: its client id.
+    pub fn key(&self) -> &[u8] {
+        self.client_id.as_bytes()
+    }
+
+    /// The record's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let too_long = |reason| StoreError::Encode {
+            record: "session",
+            reason,
+        };
+        let mut out = vec![FORMAT, self.protocol.level()];
+        out.extend_from_slice(&self.expiry.to_be_bytes());
+        match self.disconnected_at {
+            Some(at) => {
+                out.push(1);
+                out.extend_from_slice(&at.to_be_bytes());
+            }
+            None => out.push(0),
+        }
+        put_str(&mut out, self.client_id.as_bytes()).ok_or(too_long("client id too long"))?;
+        let n = u32::try_from(self.subscriptions.len()).map_err(|_| too_long("too many"))?;
+        out.extend_from_slice(&n.to_be_bytes());
+        for s in &self.subscriptions {
+            put_str(&mut out, s.filter.as_bytes()).ok_or(too_long("filter too long"))?;
+            out.push(s.options.byte());
+            out.extend_from_slice(&s.identifier.map_or(0, NonZeroU32::get).to_be_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Reads a record written by [`SessionRecord::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
+        let mut r = Reader(bytes, "session");
+        r.format()?;
+        let protocol = match r.u8()? {
+            3 => ProtocolVersion::V3_1,
+            4 => ProtocolVersion::V3_1_1,
+            5 => ProtocolVersion::V5,
+            _ => return Err(r.corrupt("unknown protocol level")),
+        };
+        let expiry = r.u32()?;
+        let disconnected_at = match r.u8()? {
+            0 => None,
+            1 => Some(r.u64()?),
+            _ => return Err(r.corrupt("bad disconnect flag")),
+        };
+        let client_id = ByteStr::from_utf8(r.str()?).map_err(|_| r.corrupt("client id"))?;
+        let n = r.u32()?;
+        // Each subscription takes at least 7 bytes: a claimed count beyond that is corrupt
+        // (and never sizes an allocation).
+        if u64::from(n) * 7 > r.0.len() as u64 {
+            return Err(r.corrupt("truncated"));
+        }
+        let mut subscriptions = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let text = ByteStr::from_utf8(r.str()?).map_err(|_| r.corrupt("filter"))?;
+            let filter = TopicFilter::from_byte_str(text).map_err(|_| r.corrupt("filter"))?;
+            let shared = filter.shared().is_some();
+            let options = SubscriptionOptions::read(r.u8()?, ProtocolVersion::V5, shared)
+                .map_err(|_| r.corrupt("subscription options"))?;
+            let identifier = NonZeroU32::new(r.u32()?);
+            subscriptions.push(StoredSubscription {
+                filter,
+                options,
+                identifier,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(r.corrupt("trailing bytes"));
+        }
+        Ok(SessionRecord {
+            client_id,
+            protocol,
+            expiry,
+            disconnected_at,
+            subscriptions,
+        })
+    }
+}
+
+/// Appends a u16-length-prefixed string; `None` if it is too long.
+fn put_str(out: &mut Vec<u8>, s: &[u8]) -> Option<()> {
+    let len = u16::try_from(s.len()).ok()?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s);
+    Some(())
+}
+
+/// Reads a record front to back; every shortfall is a corrupt record.
+struct Reader<'a>(&'a [u8], &'static str);
+
+impl<'a> Reader<'a> {
+    fn corrupt(&self, reason: &'static str) -> StoreError {
+        StoreError::Corrupt {
+            record: self.1,
+            reason,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(self.corrupt("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn format(&mut self) -> Result<(), StoreError> {
+        match self.u8()? {
+            FORMAT => Ok(()),
+            _ => Err(self.corrupt("unknown format")),
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        let mut a = [0; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn str(&mut self) -> Result<Bytes, StoreError> {
+        let b = self.take(2)?;
+        let len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+        Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Publish, RetainHandling};
+    use crate::types::TopicName;
+
+    fn retained() -> RetainedRecord {
+        let mut p = Publish::new(TopicName::from_static("a/b"), &b"hello"[..]);
+        p.qos = QoS::ExactlyOnce;
+        p.retain = true;
+        p.properties.message_expiry_interval = Some(60);
+        p.properties.content_type = Some(ByteStr::from_static("text/plain"));
+        RetainedRecord {
+            publish: p,
+            stored_at: 1_700_000_000,
+        }
+    }
+
+    fn session() -> SessionRecord {
+        let opts = SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: RetainHandling::SendIfNew,
+        };
+        SessionRecord {
+            client_id: ByteStr::from_static("c1"),
+            protocol: ProtocolVersion::V5,
+            expiry: 3600,
+            disconnected_at: Some(1_700_000_123),
+            subscriptions: vec![
+                StoredSubscription {
+                    filter: TopicFilter::from_static("a/+"),
+                    options: opts,
+                    identifier: NonZeroU32::new(7),
+                },
+                StoredSubscription {
+                    filter: TopicFilter::from_static("$share/g/x/#"),
+                    options: SubscriptionOptions {
+                        no_local: false,
+                        ..opts
+                    },
+                    identifier: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn records_read_back_exactly() {
+        let r = retained();
+        assert_eq!(RetainedRecord::decode(&r.encode().unwrap()).unwrap(), r);
+        let s = session();
+        assert_eq!(SessionRecord::decode(&s.encode().unwrap()).unwrap(), s);
+        let mut online = session();
+        online.disconnected_at = None;
+        online.subscriptions.clear();
+        assert_eq!(
+            SessionRecord::decode(&online.encode().unwrap()).unwrap(),
+            online
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_garbage_is_a_typed_error() {
+        let r = retained().encode().unwrap();
+        let s = session().encode().unwrap();
+        for n in 0..r.len() {
+            assert!(
+                matches!(
+                    RetainedRecord::decode(&r[..n]),
+                    Err(StoreError::Corrupt {
+                        record: "retained",
+                        ..
+                    })
+                ),
+                "retained cut at {n}"
+            );
+        }
+        for n in 0..s.len() {
+            assert!(
+                matches!(
+                    SessionRecord::decode(&s[..n]),
+                    Err(StoreError::Corrupt {
+                        record: "session",
+                        ..
+                    })
+                ),
+                "session cut at {n}"
+            );
+        }
+        let mut longer = s.clone();
+        longer.push(0);
+        assert!(SessionRecord::decode(&longer).is_err(), "trailing bytes");
+        let mut wrong = s;
+        wrong[0] = 9;
+        assert!(SessionRecord::decode(&wrong).is_err(), "unknown format");
+        // A huge claimed subscription count is refused before anything is allocated.
+        let mut huge = session();
+        huge.subscriptions.clear();
+        let mut b = huge.encode().unwrap();
+        let at = b.len() - 4;
+        b[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(SessionRecord::decode(&b).is_err());
+        assert!(RetainedRecord::decode(b"\x01garbage garbage").is_err());
+    }
+}

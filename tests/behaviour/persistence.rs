@@ -1,0 +1,159 @@
+//! The broker with a store directory on this runtime: what it kept is there after a restart
+//! (retained messages, persistent sessions with their subscriptions), and a store file it
+//! cannot read stops the start with an error naming the file.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::{broker_options_in, config, msg, next_message, no_message, sub, WAIT};
+use super::{clock, Event};
+use crate::rt;
+use tinymqtt::broker::BrokerConfig;
+use tinymqtt::runtimes::driver::STORE_FILE;
+use tinymqtt::{ProtocolVersion, QoS};
+
+/// A fresh directory for one test's store, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let runtime = module_path!().split("::").next().unwrap_or("rt");
+        let dir = std::env::temp_dir().join(format!(
+            "tinymqtt-{runtime}-{name}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn stored_broker(dir: &Dir) -> rt::Broker {
+    rt::broker_with(BrokerConfig::default(), broker_options_in(&dir.0))
+}
+
+/// The session present flag of a client's first connection.
+fn session_present(c: &rt::Client) -> bool {
+    let end = clock() + WAIT;
+    loop {
+        match c.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Connected {
+                session_present, ..
+            }) => return session_present,
+            Some(_) => continue,
+            None => panic!("no connected event within {WAIT:?}"),
+        }
+    }
+}
+
+#[test]
+fn retained_messages_and_persistent_sessions_survive_a_restart() {
+    let dir = Dir::new("restart");
+    let mut durable = config(ProtocolVersion::V5, "durable");
+    durable.clean_start = false;
+    durable.properties.session_expiry_interval = Some(3600);
+    let mut old = config(ProtocolVersion::V3_1_1, "old");
+    old.clean_start = false;
+
+    let b = stored_broker(&dir);
+    let s = rt::connect(b.addr, durable.clone()).unwrap();
+    assert!(!session_present(&s));
+    s.subscribe(sub("d/#", QoS::AtLeastOnce)).unwrap();
+    s.disconnect();
+    let o = rt::connect(b.addr, old.clone()).unwrap();
+    o.subscribe(sub("o/+", QoS::ExactlyOnce)).unwrap();
+    o.disconnect();
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    p.publish(msg("r/1", "kept", QoS::AtLeastOnce, true))
+        .unwrap();
+    p.publish(msg("r/2", "cleared", QoS::AtLeastOnce, true))
+        .unwrap();
+    p.publish(msg("r/2", "", QoS::AtLeastOnce, true)).unwrap();
+    p.disconnect();
+    b.shutdown();
+    assert!(dir.0.join(STORE_FILE).is_file());
+
+    let b = stored_broker(&dir);
+    let stats = b.stats();
+    assert_eq!((stats.sessions, stats.subscriptions), (2, 2), "{stats:?}");
+    let fresh = rt::connect(b.addr, config(ProtocolVersion::V5, "fresh")).unwrap();
+    fresh.subscribe(sub("r/#", QoS::AtLeastOnce)).unwrap();
+    let got = next_message(&fresh);
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("r/1", &b"kept"[..])
+    );
+    assert!(got.retain);
+    no_message(&fresh, std::time::Duration::from_millis(200));
+
+    let s = rt::connect(b.addr, durable).unwrap();
+    assert!(session_present(&s), "the v5 session was restored");
+    let o = rt::connect(b.addr, old).unwrap();
+    assert!(session_present(&o), "the 3.1.1 session was restored");
+    fresh
+        .publish(msg("d/x", "to durable", QoS::AtLeastOnce, false))
+        .unwrap();
+    fresh
+        .publish(msg("o/y", "to old", QoS::ExactlyOnce, false))
+        .unwrap();
+    assert_eq!(&next_message(&s).payload[..], b"to durable");
+    let got = next_message(&o);
+    assert_eq!(
+        (got.qos, &got.payload[..]),
+        (QoS::ExactlyOnce, &b"to old"[..])
+    );
+    b.shutdown();
+}
+
+#[test]
+fn a_corrupt_store_file_stops_the_start_naming_the_file() {
+    let dir = Dir::new("corrupt");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join(STORE_FILE);
+    std::fs::write(
+        &file,
+        b"this is not a redb database, only garbage bytes".repeat(100),
+    )
+    .unwrap();
+    let err = match rt::try_broker_with(BrokerConfig::default(), broker_options_in(&dir.0)) {
+        Ok(b) => {
+            b.shutdown();
+            panic!("a broker started on a corrupt store");
+        }
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(text.contains(&file.display().to_string()), "{text}");
+}
+
+#[test]
+fn a_truncated_store_file_stops_the_start_naming_the_file() {
+    let dir = Dir::new("truncated");
+    let b = stored_broker(&dir);
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    p.publish(msg("t", "x", QoS::AtLeastOnce, true)).unwrap();
+    p.disconnect();
+    b.shutdown();
+    let file = dir.0.join(STORE_FILE);
+    let len = std::fs::metadata(&file).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(len / 3).unwrap();
+    drop(f);
+    match rt::try_broker_with(BrokerConfig::default(), broker_options_in(&dir.0)) {
+        Ok(b) => {
+            b.shutdown();
+            panic!("a broker started on a truncated store");
+        }
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains(&file.display().to_string()), "{text}");
+        }
+    }
+}
