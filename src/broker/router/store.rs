@@ -53,8 +53,10 @@ impl Router {
     /// `wall` is the wall-clock time at `now`, in seconds since the Unix epoch: expiry keeps
     /// counting from the stored times. Call it once, on a router that has accepted nothing
     /// yet, with an empty snapshot for a new store. Restored sessions are offline and keep
-    /// their subscriptions; a session stored while its client was connected counts its expiry
-    /// from `now`. Records for a client id or topic already present are ignored.
+    /// their subscriptions and their queued messages, in sequence order (an expired one, or
+    /// one whose session is not restored, is deleted); a session stored while its client was
+    /// connected counts its expiry from `now`. Records for a client id or topic already
+    /// present are ignored.
     pub fn restore(&mut self, now: Instant, wall: u64, snapshot: StoreSnapshot) -> Restored {
         self.start_clock(now);
         self.store = Some(StoreLog {
