@@ -432,10 +432,60 @@ fn queue_overflow_drops_and_session_end_reach_the_store() {
         ]
     );
 
+    // Restarted with a smaller limit: what no longer fits is dropped, in the store too.
+    let one = BrokerConfig {
+        max_queued_messages: 1,
+        ..Default::default()
+    };
+    let (mut small, restored) = stored_sim_with(one, WALL + 5, store.clone());
+    assert_eq!(restored.queued, 1);
+    assert_eq!(small.broker.dropped(&s("sub")), Some(1));
+    let mut after = store.clone();
+    drain(&mut small, &mut after);
+    assert_eq!(queued_payloads(&after, "sub"), ["b"]);
+
     // A clean start ends the session: its queue leaves the store with it.
     let (mut c, _) = stored_sim(WALL + 6, store.clone());
     c.connected(config(V5, "sub"));
     let ops = drain(&mut c, &mut store);
     assert!(ops.contains(&StoreOp::DeleteSession(s("sub"))), "{ops:?}");
     assert!(store.queued.is_empty());
+}
+
+#[test]
+fn messages_queued_beyond_the_window_are_stored_when_the_connection_ends() {
+    let mut store = StoreSnapshot::default();
+    let (mut a, _) = stored_sim(WALL, StoreSnapshot::default());
+    let mut slow = persistent(V5, "slow", 3600);
+    slow.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    let subr = a.connected(slow);
+    a.subscribe(subr, &[("q", QoS::AtLeastOnce)]);
+    a.deafen(subr);
+    let pubr = a.connected(config(V5, "pub"));
+    for m in ["w1", "w2", "w3"] {
+        a.publish_settled(pubr, msg("q", m, QoS::AtLeastOnce));
+    }
+    let ops = drain(&mut a, &mut store);
+    assert!(
+        !ops.iter().any(|op| matches!(op, StoreOp::Enqueue(_))),
+        "nothing is stored while the session is online: {ops:?}"
+    );
+    a.sever(subr);
+    a.settle();
+    drain(&mut a, &mut store);
+    // "w1" is in flight (sent, unacknowledged), which is not stored yet; the rest waits.
+    assert_eq!(queued_payloads(&store, "slow"), ["w2", "w3"]);
+
+    let (mut b, restored) = stored_sim(WALL + 5, store);
+    assert_eq!(restored.queued, 2);
+    let back = b.add_client(resuming(V5, "slow", 3600));
+    assert!(b.connect(back).0);
+    b.settle();
+    assert_eq!(
+        payloads(&b.messages(back)),
+        [
+            ("w2".to_owned(), QoS::AtLeastOnce),
+            ("w3".to_owned(), QoS::AtLeastOnce)
+        ]
+    );
 }

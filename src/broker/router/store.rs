@@ -106,7 +106,8 @@ impl Router {
     }
 
     /// Puts stored messages back in their sessions' queues, in sequence order; those whose
-    /// session is gone or whose expiry passed are deleted.
+    /// session is gone or whose expiry passed are deleted, and so are those beyond the
+    /// queue's limits (counted as dropped).
     fn restore_queued(
         &mut self,
         now: Instant,
@@ -115,6 +116,8 @@ impl Router {
         done: &mut Restored,
     ) {
         queued.sort_by(|a, b| (&a.client_id, a.seq).cmp(&(&b.client_id, b.seq)));
+        let max_msgs = self.config.max_queued_messages;
+        let max_bytes = self.config.max_queued_bytes;
         for q in queued {
             if let Some(log) = &mut self.store {
                 log.next_seq = log.next_seq.max(q.seq.saturating_add(1));
@@ -130,8 +133,15 @@ impl Router {
                 unqueue(&mut self.store, &q.client_id, Some(q.seq));
                 continue;
             };
+            let size = q.publish.payload.len();
+            if s.queue.len() >= max_msgs || s.queued_bytes + size > max_bytes {
+                // The limits shrank since it was stored: the newest messages are dropped.
+                s.dropped += 1;
+                unqueue(&mut self.store, &q.client_id, Some(q.seq));
+                continue;
+            }
             let expires_at = q.expires_at.map(|at| now + Duration::from_secs(at - wall));
-            s.queued_bytes += q.publish.payload.len();
+            s.queued_bytes += size;
             s.queue.push_back(Delivery {
                 publish: q.publish,
                 expires_at,
