@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use sim::{config, msg, persistent, s, secs, sub, topic, Sim};
 use tinymqtt::broker::{Broker, BrokerConfig, Restored};
 use tinymqtt::codec::{Disconnect, Publish, SubscribeProperties};
-use tinymqtt::store::{RetainedRecord, SessionRecord, StoreOp, StoreSnapshot};
+use tinymqtt::store::{QueuedRecord, RetainedRecord, SessionRecord, StoreOp, StoreSnapshot};
 use tinymqtt::{ProtocolVersion, QoS};
 
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -21,7 +21,12 @@ const WALL: u64 = 1_800_000_000;
 
 /// A simulation whose broker logs its changes from `wall` on, restored from `snapshot`.
 fn stored_sim(wall: u64, snapshot: StoreSnapshot) -> (Sim, Restored) {
-    let mut sim = Sim::new(BrokerConfig::default(), 7);
+    stored_sim_with(BrokerConfig::default(), wall, snapshot)
+}
+
+/// [`stored_sim`] with a broker configuration.
+fn stored_sim_with(config: BrokerConfig, wall: u64, snapshot: StoreSnapshot) -> (Sim, Restored) {
+    let mut sim = Sim::new(config, 7);
     let now = sim.now();
     let restored = sim.broker.restore(now, wall, snapshot);
     (sim, restored)
@@ -38,6 +43,9 @@ fn drain(sim: &mut Sim, store: &mut StoreSnapshot) -> Vec<StoreOp> {
             }
             StoreOp::PutSession(r) => {
                 StoreOp::PutSession(SessionRecord::decode(&r.encode().unwrap()).unwrap())
+            }
+            StoreOp::Enqueue(q) => {
+                StoreOp::Enqueue(QueuedRecord::decode(&q.encode().unwrap()).unwrap())
             }
             other => other,
         };
@@ -126,6 +134,7 @@ fn a_restarted_broker_delivers_retained_and_resumes_sessions_with_their_subscrip
         Restored {
             retained: 1,
             sessions: 2,
+            queued: 0,
             expired: 0
         }
     );
@@ -259,4 +268,224 @@ fn without_a_store_nothing_is_logged() {
     sim.subscribe(c, &[("t", QoS::AtLeastOnce)]);
     sim.publish_settled(c, retained("t", "x"));
     assert_eq!(sim.broker.poll_store(), None);
+}
+
+/// The payloads of a store's queued messages for `id`, in sequence order.
+fn queued_payloads(store: &StoreSnapshot, id: &str) -> Vec<String> {
+    let mut q: Vec<&QueuedRecord> = store.queued.iter().filter(|q| q.client_id == id).collect();
+    q.sort_by_key(|q| q.seq);
+    q.iter()
+        .map(|q| String::from_utf8_lossy(&q.publish.payload).into_owned())
+        .collect()
+}
+
+fn payloads(got: &[Publish]) -> Vec<(String, QoS)> {
+    got.iter()
+        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.qos))
+        .collect()
+}
+
+#[test]
+fn an_offline_queue_survives_the_restart_in_order_and_is_not_redelivered() {
+    let mut store = StoreSnapshot::default();
+    let (mut a, _) = stored_sim(WALL, StoreSnapshot::default());
+    let subr = a.connected(persistent(V5, "sub", 3600));
+    a.subscribe(subr, &[("q", QoS::ExactlyOnce)]);
+    let pubr = a.connected(config(V5, "pub"));
+    a.publish_settled(pubr, msg("q", "online", QoS::AtLeastOnce));
+    assert_eq!(a.messages(subr).len(), 1);
+    a.disconnect(subr, Disconnect::default());
+    a.settle();
+    a.publish_settled(pubr, msg("q", "m1", QoS::AtLeastOnce));
+    a.publish_settled(pubr, msg("q", "m2", QoS::ExactlyOnce));
+    a.publish_settled(pubr, msg("q", "m3", QoS::AtLeastOnce));
+    let ops = drain(&mut a, &mut store);
+    let enqueued = ops
+        .iter()
+        .filter(|op| matches!(op, StoreOp::Enqueue(_)))
+        .count();
+    assert_eq!(
+        enqueued, 3,
+        "only what waits for the offline session: {ops:?}"
+    );
+    assert_eq!(queued_payloads(&store, "sub"), ["m1", "m2", "m3"]);
+
+    // A new broker from the store: the subscriber resumes and gets them, in order, once.
+    let (mut b, restored) = stored_sim(WALL + 10, store.clone());
+    assert_eq!((restored.sessions, restored.queued), (1, 3));
+    let back = b.add_client(resuming(V5, "sub", 3600));
+    let (present, _) = b.connect(back);
+    assert!(present, "the session is present after the restart");
+    b.settle();
+    assert_eq!(
+        payloads(&b.messages(back)),
+        [
+            ("m1".to_owned(), QoS::AtLeastOnce),
+            ("m2".to_owned(), QoS::ExactlyOnce),
+            ("m3".to_owned(), QoS::AtLeastOnce)
+        ]
+    );
+    let ops = drain(&mut b, &mut store);
+    let dequeued = ops
+        .iter()
+        .filter(|op| matches!(op, StoreOp::Dequeue { client_id, .. } if client_id == "sub"))
+        .count();
+    assert_eq!(dequeued, 3, "{ops:?}");
+    assert!(store.queued.is_empty());
+
+    // Restarted again: what was delivered is not delivered twice.
+    let (mut c, restored) = stored_sim(WALL + 20, store);
+    assert_eq!((restored.sessions, restored.queued), (1, 0));
+    let again = c.add_client(resuming(V5, "sub", 3600));
+    assert!(c.connect(again).0);
+    c.settle();
+    assert!(c.messages(again).is_empty());
+}
+
+#[test]
+fn mqtt_3_3_2_5_queued_message_expiry_keeps_counting_across_the_restart() {
+    let mut store = StoreSnapshot::default();
+    let (mut a, _) = stored_sim(WALL, StoreSnapshot::default());
+    let subr = a.connected(persistent(V5, "sub", 3600));
+    a.subscribe(subr, &[("q", QoS::AtLeastOnce)]);
+    a.disconnect(subr, Disconnect::default());
+    a.settle();
+    let pubr = a.connected(config(V5, "pub"));
+    let mut brief = msg("q", "brief", QoS::AtLeastOnce);
+    brief.properties.message_expiry_interval = Some(30);
+    a.publish_settled(pubr, brief);
+    a.publish_settled(pubr, msg("q", "lasting", QoS::AtLeastOnce));
+    drain(&mut a, &mut store);
+    assert_eq!(queued_payloads(&store, "sub"), ["brief", "lasting"]);
+
+    // Back after 10 s: both, the first with what is left of its lifetime.
+    let (mut b, restored) = stored_sim(WALL + 10, store.clone());
+    assert_eq!((restored.queued, restored.expired), (2, 0));
+    let back = b.add_client(resuming(V5, "sub", 3600));
+    b.connect(back);
+    b.settle();
+    let got = b.messages(back);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].properties.message_expiry_interval, Some(20));
+
+    // Back after 31 s: the expired one is deleted, never delivered.
+    let (mut late, restored) = stored_sim(WALL + 31, store.clone());
+    assert_eq!((restored.queued, restored.expired), (1, 1));
+    let mut after = store.clone();
+    let ops = drain(&mut late, &mut after);
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, StoreOp::Dequeue { client_id, .. } if client_id == "sub")),
+        "{ops:?}"
+    );
+    assert_eq!(queued_payloads(&after, "sub"), ["lasting"]);
+    let back = late.add_client(resuming(V5, "sub", 3600));
+    late.connect(back);
+    late.settle();
+    assert_eq!(
+        payloads(&late.messages(back)),
+        [("lasting".to_owned(), QoS::AtLeastOnce)]
+    );
+}
+
+#[test]
+fn queue_overflow_drops_and_session_end_reach_the_store() {
+    let cfg = BrokerConfig {
+        max_queued_messages: 2,
+        queue_qos0_offline: true,
+        ..Default::default()
+    };
+    let mut store = StoreSnapshot::default();
+    let (mut a, _) = stored_sim_with(cfg.clone(), WALL, StoreSnapshot::default());
+    let subr = a.connected(persistent(V5, "sub", 3600));
+    a.subscribe(subr, &[("q", QoS::AtLeastOnce)]);
+    a.disconnect(subr, Disconnect::default());
+    a.settle();
+    let pubr = a.connected(config(V5, "pub"));
+    a.publish_settled(pubr, msg("q", "zero", QoS::AtMostOnce));
+    drain(&mut a, &mut store);
+    assert_eq!(
+        queued_payloads(&store, "sub"),
+        ["zero"],
+        "qos 0 queued is stored"
+    );
+    assert_eq!(store.queued[0].publish.qos, QoS::AtMostOnce);
+    a.publish_settled(pubr, msg("q", "b", QoS::AtLeastOnce));
+    // Full: the oldest QoS 0 message makes room, in the store too.
+    a.publish_settled(pubr, msg("q", "c", QoS::AtLeastOnce));
+    // Full of QoS 1: the new message is dropped and never stored.
+    a.publish_settled(pubr, msg("q", "d", QoS::AtLeastOnce));
+    drain(&mut a, &mut store);
+    assert_eq!(a.broker.dropped(&s("sub")), Some(2));
+    assert_eq!(queued_payloads(&store, "sub"), ["b", "c"]);
+
+    let (mut b, restored) = stored_sim_with(cfg, WALL + 5, store.clone());
+    assert_eq!(restored.queued, 2);
+    let back = b.add_client(resuming(V5, "sub", 3600));
+    b.connect(back);
+    b.settle();
+    assert_eq!(
+        payloads(&b.messages(back)),
+        [
+            ("b".to_owned(), QoS::AtLeastOnce),
+            ("c".to_owned(), QoS::AtLeastOnce)
+        ]
+    );
+
+    // Restarted with a smaller limit: what no longer fits is dropped, in the store too.
+    let one = BrokerConfig {
+        max_queued_messages: 1,
+        ..Default::default()
+    };
+    let (mut small, restored) = stored_sim_with(one, WALL + 5, store.clone());
+    assert_eq!(restored.queued, 1);
+    assert_eq!(small.broker.dropped(&s("sub")), Some(1));
+    let mut after = store.clone();
+    drain(&mut small, &mut after);
+    assert_eq!(queued_payloads(&after, "sub"), ["b"]);
+
+    // A clean start ends the session: its queue leaves the store with it.
+    let (mut c, _) = stored_sim(WALL + 6, store.clone());
+    c.connected(config(V5, "sub"));
+    let ops = drain(&mut c, &mut store);
+    assert!(ops.contains(&StoreOp::DeleteSession(s("sub"))), "{ops:?}");
+    assert!(store.queued.is_empty());
+}
+
+#[test]
+fn messages_queued_beyond_the_window_are_stored_when_the_connection_ends() {
+    let mut store = StoreSnapshot::default();
+    let (mut a, _) = stored_sim(WALL, StoreSnapshot::default());
+    let mut slow = persistent(V5, "slow", 3600);
+    slow.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    let subr = a.connected(slow);
+    a.subscribe(subr, &[("q", QoS::AtLeastOnce)]);
+    a.deafen(subr);
+    let pubr = a.connected(config(V5, "pub"));
+    for m in ["w1", "w2", "w3"] {
+        a.publish_settled(pubr, msg("q", m, QoS::AtLeastOnce));
+    }
+    let ops = drain(&mut a, &mut store);
+    assert!(
+        !ops.iter().any(|op| matches!(op, StoreOp::Enqueue(_))),
+        "nothing is stored while the session is online: {ops:?}"
+    );
+    a.sever(subr);
+    a.settle();
+    drain(&mut a, &mut store);
+    // "w1" is in flight (sent, unacknowledged), which is not stored yet; the rest waits.
+    assert_eq!(queued_payloads(&store, "slow"), ["w2", "w3"]);
+
+    let (mut b, restored) = stored_sim(WALL + 5, store);
+    assert_eq!(restored.queued, 2);
+    let back = b.add_client(resuming(V5, "slow", 3600));
+    assert!(b.connect(back).0);
+    b.settle();
+    assert_eq!(
+        payloads(&b.messages(back)),
+        [
+            ("w2".to_owned(), QoS::AtLeastOnce),
+            ("w3".to_owned(), QoS::AtLeastOnce)
+        ]
+    );
 }

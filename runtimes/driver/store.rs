@@ -2,7 +2,7 @@
 //! transaction per batch of the router's [`StoreOp`]s and read back whole at start.
 //!
 //! Each table maps a record's key to its bytes in the core's format
-//! ([`RetainedRecord::encode`], [`SessionRecord::encode`]). Every failure, at open, read or
+//! ([`RetainedRecord::encode`], [`SessionRecord::encode`], [`QueuedRecord::encode`]). Every failure, at open, read or
 //! write, is an `io::Error` that names the file: a store that cannot be read refuses the
 //! start instead of running with part of its state.
 
@@ -14,13 +14,18 @@ use redb::{Database, ReadableTable, TableDefinition};
 
 use super::now;
 use crate::broker::Broker;
-use crate::store::{RetainedRecord, SessionRecord, StoreError, StoreOp, StoreSnapshot};
+use crate::store::{
+    QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoreOp, StoreSnapshot,
+};
 
 /// The file the store keeps in the persistence directory.
 pub const STORE_FILE: &str = "tinymqtt.redb";
 
 const RETAINED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("retained");
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+/// Offline queues, keyed by (client id, sequence number): a session's messages read back in
+/// order.
+const QUEUED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queued");
 
 /// An open store file.
 pub(crate) struct RedbStore {
@@ -65,7 +70,7 @@ impl RedbStore {
             Database::create(&path).map_err(|e| failed(&path, e))
         })?;
         let store = RedbStore { db, path };
-        // Both tables exist from the first start on, so reading never meets a missing one.
+        // Every table exists from the first start on, so reading never meets a missing one.
         store.apply(&[])?;
         Ok(store)
     }
@@ -87,6 +92,12 @@ impl RedbStore {
             let s = SessionRecord::decode(v.value()).map_err(|e| fail(&e))?;
             snapshot.sessions.push(s);
         }
+        let table = tx.open_table(QUEUED).map_err(|e| fail(&e))?;
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (_, v) = row.map_err(|e| fail(&e))?;
+            let q = QueuedRecord::decode(v.value()).map_err(|e| fail(&e))?;
+            snapshot.queued.push(q);
+        }
         Ok(snapshot)
     }
 
@@ -102,6 +113,7 @@ impl RedbStore {
         {
             let mut retained = tx.open_table(RETAINED)?;
             let mut sessions = tx.open_table(SESSIONS)?;
+            let mut queued = tx.open_table(QUEUED)?;
             for op in ops {
                 match op {
                     StoreOp::PutRetained(r) => {
@@ -115,6 +127,21 @@ impl RedbStore {
                     }
                     StoreOp::DeleteSession(id) => {
                         sessions.remove(&id.as_bytes()[..])?;
+                        // Its queue goes with it.
+                        let id = id.as_str();
+                        let mut seqs = Vec::new();
+                        for row in queued.range((id, 0)..=(id, u64::MAX))? {
+                            seqs.push(row?.0.value().1);
+                        }
+                        for seq in seqs {
+                            queued.remove((id, seq))?;
+                        }
+                    }
+                    StoreOp::Enqueue(q) => {
+                        queued.insert(q.key(), q.encode()?.as_slice())?;
+                    }
+                    StoreOp::Dequeue { client_id, seq } => {
+                        queued.remove((client_id.as_str(), *seq))?;
                     }
                 }
             }
@@ -218,6 +245,48 @@ mod tests {
             .apply(&[StoreOp::DeleteSession(ByteStr::from_static("c"))])
             .unwrap();
         assert!(again.load().unwrap().sessions.is_empty());
+        drop(again);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn queued(id: &'static str, seq: u64) -> QueuedRecord {
+        QueuedRecord {
+            client_id: ByteStr::from_static(id),
+            seq,
+            publish: Publish::new(TopicName::from_static("q"), format!("m{seq}").into_bytes()),
+            stored_at: 1,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn queues_read_back_in_order_and_go_with_their_session() {
+        let d = dir("queues");
+        let store = RedbStore::open(&d).unwrap();
+        store
+            .apply(&[
+                StoreOp::PutSession(session(10)),
+                StoreOp::Enqueue(queued("c", 300)),
+                StoreOp::Enqueue(queued("d", 1)),
+                StoreOp::Enqueue(queued("c", 2)),
+                StoreOp::Enqueue(queued("c", 10)),
+                StoreOp::Dequeue {
+                    client_id: ByteStr::from_static("c"),
+                    seq: 10,
+                },
+            ])
+            .unwrap();
+        drop(store);
+        let again = RedbStore::open(&d).unwrap();
+        let snap = again.load().unwrap();
+        assert_eq!(
+            snap.queued,
+            vec![queued("c", 2), queued("c", 300), queued("d", 1)]
+        );
+        again
+            .apply(&[StoreOp::DeleteSession(ByteStr::from_static("c"))])
+            .unwrap();
+        assert_eq!(again.load().unwrap().queued, vec![queued("d", 1)]);
         drop(again);
         let _ = std::fs::remove_dir_all(&d);
     }

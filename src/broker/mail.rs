@@ -21,6 +21,8 @@ pub(crate) struct Delivery {
     pub(crate) publish: Publish,
     /// When the message expires (MQTT 5 message expiry), if it does.
     pub(crate) expires_at: Option<Instant>,
+    /// Its sequence number in the store while it waits in a stored offline queue.
+    pub(crate) stored: Option<u64>,
 }
 
 /// An outbound QoS 1/2 flow not yet finished.
@@ -127,6 +129,10 @@ pub(crate) enum ToRouter {
 }
 
 /// Router to connection.
+///
+/// Kept unboxed on purpose: `Deliver` is by far the most frequent mail, and boxing it would
+/// cost an allocation per delivered message to shrink the rare acknowledgements.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(crate) enum ToConnection {
     /// The session is ready: send CONNACK, then resend what `handover` holds.

@@ -368,6 +368,7 @@ impl Router {
             s.disconnected_at = self.store.as_ref().map(|log| log.wall(now));
         }
         self.persist_session(sid);
+        self.persist_queued(now, sid);
         self.schedule_end(now, sid);
         if let Some((new_conn, req)) = self.takeovers.remove(&sid) {
             self.complete_connect(now, new_conn, req);
@@ -416,6 +417,7 @@ impl Router {
             self.by_client.remove(&s.client_id);
         }
         if s.persisted {
+            // The store removes the session's queue with it.
             self.log(StoreOp::DeleteSession(s.client_id.clone()));
         }
         if let Some(w) = s.will {
@@ -542,6 +544,7 @@ impl Router {
             Delivery {
                 publish: p,
                 expires_at,
+                stored: None,
             },
         );
     }
@@ -568,6 +571,7 @@ impl Router {
                 Some(i) => {
                     if let Some(old) = s.queue.remove(i) {
                         s.queued_bytes -= old.publish.payload.len();
+                        store::unqueue(&mut self.store, &s.client_id, old.stored);
                     }
                     s.dropped += 1;
                 }
@@ -579,6 +583,9 @@ impl Router {
         }
         s.queued_bytes += size;
         s.queue.push_back(d);
+        if s.conn.is_none() && s.persisted {
+            self.persist_queued(now, sid);
+        }
         self.release(now, sid);
     }
 
@@ -598,10 +605,11 @@ impl Router {
             if !qos0 && s.inflight >= s.window {
                 break;
             }
-            let Some(d) = s.queue.pop_front() else {
+            let Some(mut d) = s.queue.pop_front() else {
                 break;
             };
             s.queued_bytes -= d.publish.payload.len();
+            store::unqueue(&mut self.store, &s.client_id, d.stored.take());
             if d.expires_at.is_some_and(|at| at <= now) {
                 continue; // [MQTT-3.3.2-5]: expired, not delivered
             }

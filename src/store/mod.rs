@@ -11,7 +11,9 @@
 //!
 //! Persisted so far: retained messages, and sessions that outlive their connection (client
 //! id, protocol, expiry, when the connection ended, subscriptions with their options and
-//! identifiers). Not yet: offline queues, inflight messages, QoS 2 receive state, wills.
+//! identifiers), and the offline queues of those sessions (each message a [`QueuedRecord`]
+//! keyed by client id and a sequence number that keeps the queue's order). Not yet: inflight
+//! messages, QoS 2 receive state, wills.
 //!
 //! Planned, not wired yet: with `fsync = always` a QoS 1/2 PUBLISH is acknowledged only once
 //! what it changed is durable. The connection will hold its PUBACK/PUBREC and mail the router
@@ -64,6 +66,23 @@ pub struct SessionRecord {
     pub subscriptions: Vec<StoredSubscription>,
 }
 
+/// A message waiting in the offline queue of a stored session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRecord {
+    /// The client identifier of the session (the first half of the key).
+    pub client_id: ByteStr,
+    /// The message's place in the queue (the second half of the key): later messages have
+    /// higher numbers.
+    pub seq: u64,
+    /// The message as it will be delivered (QoS, retain flag and subscription identifiers
+    /// set; no packet id, no topic alias).
+    pub publish: Publish,
+    /// When it was queued, in wall-clock seconds since the Unix epoch.
+    pub stored_at: u64,
+    /// When it expires (MQTT 5 message expiry), in wall-clock seconds, if it does.
+    pub expires_at: Option<u64>,
+}
+
 /// A change for the store to write, in the order the router made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -74,8 +93,17 @@ pub enum StoreOp {
     DeleteRetained(TopicName),
     /// Store (or replace) a session.
     PutSession(SessionRecord),
-    /// Remove the session of a client id.
+    /// Remove the session of a client id and every message of its queue.
     DeleteSession(ByteStr),
+    /// Store a message at the end of a session's offline queue.
+    Enqueue(QueuedRecord),
+    /// Remove a message from a session's queue (delivered, dropped or expired).
+    Dequeue {
+        /// The client identifier of the session.
+        client_id: ByteStr,
+        /// The message's sequence number.
+        seq: u64,
+    },
 }
 
 /// Everything a store holds, read at start and given to
@@ -86,6 +114,8 @@ pub struct StoreSnapshot {
     pub retained: Vec<RetainedRecord>,
     /// Sessions, one per client id.
     pub sessions: Vec<SessionRecord>,
+    /// Queued messages, in any order (restore sorts them by client id and sequence number).
+    pub queued: Vec<QueuedRecord>,
 }
 
 impl StoreSnapshot {
@@ -101,7 +131,18 @@ impl StoreSnapshot {
                 self.sessions.retain(|o| o.client_id != s.client_id);
                 self.sessions.push(s);
             }
-            StoreOp::DeleteSession(id) => self.sessions.retain(|o| o.client_id != id),
+            StoreOp::DeleteSession(id) => {
+                self.sessions.retain(|o| o.client_id != id);
+                self.queued.retain(|q| q.client_id != id);
+            }
+            StoreOp::Enqueue(q) => {
+                self.queued
+                    .retain(|o| (&o.client_id, o.seq) != (&q.client_id, q.seq));
+                self.queued.push(q);
+            }
+            StoreOp::Dequeue { client_id, seq } => self
+                .queued
+                .retain(|o| (&o.client_id, o.seq) != (&client_id, seq)),
         }
     }
 }
@@ -113,7 +154,7 @@ pub enum StoreError {
     /// A stored record is not in the format this version writes (corrupt or truncated).
     #[error("corrupt {record} record: {reason}")]
     Corrupt {
-        /// Which kind of record (`retained`, `session`).
+        /// Which kind of record (`retained`, `session`, `queued`).
         record: &'static str,
         /// What is wrong with it.
         reason: &'static str,

@@ -1,6 +1,6 @@
 //! The broker with a store directory on this runtime: what it kept is there after a restart
-//! (retained messages, persistent sessions with their subscriptions), and a store file it
-//! cannot read stops the start with an error naming the file.
+//! (retained messages, persistent sessions with their subscriptions and offline queues), and a
+//! store file it cannot read stops the start with an error naming the file.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -156,4 +156,50 @@ fn a_truncated_store_file_stops_the_start_naming_the_file() {
             assert!(text.contains(&file.display().to_string()), "{text}");
         }
     }
+}
+
+#[test]
+fn an_offline_queue_survives_a_restart_in_order() {
+    let dir = Dir::new("queue");
+    let mut durable = config(ProtocolVersion::V5, "queued");
+    durable.clean_start = false;
+    durable.properties.session_expiry_interval = Some(3600);
+
+    let b = stored_broker(&dir);
+    let s = rt::connect(b.addr, durable.clone()).unwrap();
+    assert!(!session_present(&s));
+    s.subscribe(sub("q", QoS::AtLeastOnce)).unwrap();
+    s.disconnect();
+    // The subscriber's close reaches the router before anything is published.
+    let end = clock() + WAIT;
+    while b.stats().connections > 0 {
+        assert!(clock() < end, "the subscriber never left");
+        std::thread::yield_now();
+    }
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    for payload in ["m0", "m1", "m2", "m3", "m4"] {
+        p.publish(msg("q", payload, QoS::AtLeastOnce, false))
+            .unwrap();
+    }
+    p.disconnect();
+    let end = clock() + WAIT;
+    while b.stats().connections > 0 {
+        assert!(clock() < end, "the publisher never left");
+        std::thread::yield_now();
+    }
+    b.shutdown();
+
+    let b = stored_broker(&dir);
+    let s = rt::connect(b.addr, durable).unwrap();
+    assert!(session_present(&s), "the session was restored");
+    for i in 0..5 {
+        let got = next_message(&s);
+        assert_eq!(
+            (got.qos, got.payload.to_vec()),
+            (QoS::AtLeastOnce, format!("m{i}").into_bytes()),
+            "message {i}"
+        );
+    }
+    no_message(&s, std::time::Duration::from_millis(200));
+    b.shutdown();
 }

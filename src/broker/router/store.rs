@@ -4,11 +4,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::super::mail::Handover;
+use super::super::mail::{Delivery, Handover};
 use super::super::tree::{SessionId, Subscription};
 use super::{Retained, Router, Session, Timer};
 use crate::codec::Publish;
-use crate::store::{RetainedRecord, SessionRecord, StoreOp, StoreSnapshot, StoredSubscription};
+use crate::store::{
+    QueuedRecord, RetainedRecord, SessionRecord, StoreOp, StoreSnapshot, StoredSubscription,
+};
+use crate::types::ByteStr;
 
 /// The changes not yet drained, and the wall clock the runtime gave at restore.
 #[derive(Debug)]
@@ -18,6 +21,8 @@ pub(super) struct StoreLog {
     epoch: Instant,
     /// Wall-clock seconds since the Unix epoch at `epoch`.
     wall: u64,
+    /// The sequence number the next queued message gets in the store.
+    next_seq: u64,
 }
 
 impl StoreLog {
@@ -34,8 +39,10 @@ pub struct Restored {
     pub retained: usize,
     /// Sessions restored (each with its subscriptions).
     pub sessions: usize,
-    /// Retained messages and sessions whose expiry passed while the broker was down (their
-    /// records are deleted through [`Router::poll_store`]).
+    /// Messages put back in the offline queues of restored sessions.
+    pub queued: usize,
+    /// Retained messages, sessions and queued messages whose expiry passed while the broker
+    /// was down (their records are deleted through [`Router::poll_store`]).
     pub expired: usize,
 }
 
@@ -46,14 +53,17 @@ impl Router {
     /// `wall` is the wall-clock time at `now`, in seconds since the Unix epoch: expiry keeps
     /// counting from the stored times. Call it once, on a router that has accepted nothing
     /// yet, with an empty snapshot for a new store. Restored sessions are offline and keep
-    /// their subscriptions; a session stored while its client was connected counts its expiry
-    /// from `now`. Records for a client id or topic already present are ignored.
+    /// their subscriptions and their queued messages, in sequence order (an expired one, or
+    /// one whose session is not restored, is deleted); a session stored while its client was
+    /// connected counts its expiry from `now`. Records for a client id or topic already
+    /// present are ignored.
     pub fn restore(&mut self, now: Instant, wall: u64, snapshot: StoreSnapshot) -> Restored {
         self.start_clock(now);
         self.store = Some(StoreLog {
             ops: VecDeque::new(),
             epoch: now,
             wall,
+            next_seq: 0,
         });
         let mut done = Restored::default();
         for r in snapshot.retained {
@@ -91,7 +101,101 @@ impl Router {
             self.restore_session(now, wall, age, s);
             done.sessions += 1;
         }
+        self.restore_queued(now, wall, snapshot.queued, &mut done);
         done
+    }
+
+    /// Puts stored messages back in their sessions' queues, in sequence order; those whose
+    /// session is gone or whose expiry passed are deleted, and so are those beyond the
+    /// queue's limits (counted as dropped).
+    fn restore_queued(
+        &mut self,
+        now: Instant,
+        wall: u64,
+        mut queued: Vec<QueuedRecord>,
+        done: &mut Restored,
+    ) {
+        queued.sort_by(|a, b| (&a.client_id, a.seq).cmp(&(&b.client_id, b.seq)));
+        let max_msgs = self.config.max_queued_messages;
+        let max_bytes = self.config.max_queued_bytes;
+        for q in queued {
+            if let Some(log) = &mut self.store {
+                log.next_seq = log.next_seq.max(q.seq.saturating_add(1));
+            }
+            let session = self
+                .by_client
+                .get(&q.client_id)
+                .and_then(|sid| self.sessions.get_mut(sid))
+                .filter(|s| s.persisted && s.conn.is_none());
+            let expired = q.expires_at.is_some_and(|at| at <= wall);
+            let Some(s) = session.filter(|_| !expired) else {
+                done.expired += usize::from(expired);
+                unqueue(&mut self.store, &q.client_id, Some(q.seq));
+                continue;
+            };
+            let size = q.publish.payload.len();
+            if s.queue.len() >= max_msgs || s.queued_bytes + size > max_bytes {
+                // The limits shrank since it was stored: the newest messages are dropped.
+                s.dropped += 1;
+                unqueue(&mut self.store, &q.client_id, Some(q.seq));
+                continue;
+            }
+            let expires_at = q.expires_at.map(|at| now + Duration::from_secs(at - wall));
+            s.queued_bytes += size;
+            s.queue.push_back(Delivery {
+                publish: q.publish,
+                expires_at,
+                stored: Some(q.seq),
+            });
+            done.queued += 1;
+        }
+    }
+
+    /// Logs the messages of an offline stored session's queue the store does not hold yet,
+    /// keeping the queue's order in the sequence numbers.
+    pub(super) fn persist_queued(&mut self, now: Instant, sid: SessionId) {
+        let Some(log) = &mut self.store else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if !s.persisted || s.conn.is_some() {
+            return;
+        }
+        let Some(first) = s.queue.iter().position(|d| d.stored.is_none()) else {
+            return;
+        };
+        // New messages only at the end: they follow the stored ones. Otherwise (messages came
+        // back to the front) the whole queue is stored again under new numbers.
+        let from = if s.queue.iter().skip(first).all(|d| d.stored.is_none()) {
+            first
+        } else {
+            0
+        };
+        let wall = log.wall(now);
+        for d in s.queue.iter_mut().skip(from) {
+            if let Some(seq) = d.stored.take() {
+                log.ops.push_back(StoreOp::Dequeue {
+                    client_id: s.client_id.clone(),
+                    seq,
+                });
+            }
+            let seq = log.next_seq;
+            log.next_seq += 1;
+            d.stored = Some(seq);
+            let expires_at = d.expires_at.map(|at| {
+                let left = at.saturating_duration_since(now);
+                wall + left.as_secs() + u64::from(left.subsec_nanos() > 0)
+            });
+            log.ops.push_back(StoreOp::Enqueue(QueuedRecord {
+                client_id: s.client_id.clone(),
+                seq,
+                publish: d.publish.clone(),
+                stored_at: wall,
+                expires_at,
+            }));
+        }
     }
 
     /// A change for the store, in order; yields after inputs, timeouts and [`Router::restore`]
@@ -174,6 +278,10 @@ impl Router {
             return;
         };
         if s.expiry == 0 {
+            // The store drops the queue with the session.
+            for d in &mut s.queue {
+                d.stored = None;
+            }
             if std::mem::take(&mut s.persisted) {
                 log.ops
                     .push_back(StoreOp::DeleteSession(s.client_id.clone()));
@@ -198,6 +306,16 @@ impl Router {
             disconnected_at: s.disconnected_at,
             subscriptions,
         }));
+    }
+}
+
+/// Logs the removal of a message from a stored queue, if it was stored.
+pub(super) fn unqueue(store: &mut Option<StoreLog>, client_id: &ByteStr, seq: Option<u64>) {
+    if let (Some(log), Some(seq)) = (store, seq) {
+        log.ops.push_back(StoreOp::Dequeue {
+            client_id: client_id.clone(),
+            seq,
+        });
     }
 }
 
