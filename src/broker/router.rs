@@ -79,6 +79,31 @@ struct Session {
     disconnected_at: Option<u64>,
 }
 
+impl Session {
+    /// A session with nothing in it yet: offline, no expiry, no subscriptions, not stored.
+    fn new(client_id: ByteStr, protocol: ProtocolVersion) -> Session {
+        Session {
+            client_id,
+            protocol,
+            conn: None,
+            expiry: 0,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: 0,
+            window: 1,
+            handover: Handover::default(),
+            will: None,
+            generation: 0,
+            dropped: 0,
+            stalled: false,
+            returned: 0,
+            persisted: false,
+            disconnected_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Will(SessionId, u64),
@@ -286,28 +311,8 @@ impl Router {
             None => {
                 let sid = SessionId(self.next_session);
                 self.next_session += 1;
-                self.sessions.insert(
-                    sid,
-                    Session {
-                        client_id: req.client_id.clone(),
-                        protocol: req.protocol,
-                        conn: None,
-                        expiry: 0,
-                        subscriptions: HashMap::new(),
-                        queue: VecDeque::new(),
-                        queued_bytes: 0,
-                        inflight: 0,
-                        window: 1,
-                        handover: Handover::default(),
-                        will: None,
-                        generation: 0,
-                        dropped: 0,
-                        stalled: false,
-                        returned: 0,
-                        persisted: false,
-                        disconnected_at: None,
-                    },
-                );
+                self.sessions
+                    .insert(sid, Session::new(req.client_id.clone(), req.protocol));
                 self.by_client.insert(req.client_id.clone(), sid);
                 sid
             }

@@ -122,6 +122,26 @@ fn raw_connect(addr: SocketAddr, connect: Connect) -> TcpStream {
     s
 }
 
+/// Sends a 3.1.1 SUBSCRIBE (id 1, QoS 0) on a raw peer and reads its SUBACK.
+fn raw_subscribe_v311(s: &mut TcpStream, filter: &str) {
+    let mut subscribe = BytesMut::new();
+    let packet = tinymqtt::codec::Subscribe {
+        packet_id: tinymqtt::PacketId::new(1).unwrap(),
+        properties: Default::default(),
+        filters: sub(filter, QoS::AtMostOnce),
+    };
+    encode(
+        &Packet::Subscribe(packet),
+        ProtocolVersion::V3_1_1,
+        &mut subscribe,
+    )
+    .unwrap();
+    s.write_all(&subscribe).unwrap();
+    let mut suback = [0u8; 5];
+    s.read_exact(&mut suback).unwrap();
+    assert_eq!(suback, [0x90, 3, 0, 1, 0], "SUBACK granting QoS 0");
+}
+
 #[test]
 fn pub_sub_at_qos_0_1_2_in_every_version() {
     let b = broker();
@@ -407,22 +427,7 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
         b.addr,
         Connect::new(ProtocolVersion::V3_1_1, ByteStr::from_static("stuck")),
     );
-    let mut subscribe = BytesMut::new();
-    let s = tinymqtt::codec::Subscribe {
-        packet_id: tinymqtt::PacketId::new(1).unwrap(),
-        properties: Default::default(),
-        filters: sub("flood", QoS::AtMostOnce),
-    };
-    encode(
-        &Packet::Subscribe(s),
-        ProtocolVersion::V3_1_1,
-        &mut subscribe,
-    )
-    .unwrap();
-    stuck.write_all(&subscribe).unwrap();
-    let mut suback = [0u8; 5];
-    stuck.read_exact(&mut suback).unwrap();
-    assert_eq!(suback[0], 0x90);
+    raw_subscribe_v311(&mut stuck, "flood");
 
     // More than the kernel buffers on loopback plus the outbound cap.
     const N: usize = 320;
@@ -491,22 +496,7 @@ fn a_subscriber_whose_mail_queue_overflows_is_closed_with_its_will_and_others_ke
         properties: Default::default(),
     });
     let mut stuck = raw_connect(b.addr, c);
-    let mut subscribe = BytesMut::new();
-    let s = tinymqtt::codec::Subscribe {
-        packet_id: tinymqtt::PacketId::new(1).unwrap(),
-        properties: Default::default(),
-        filters: sub("flood", QoS::AtMostOnce),
-    };
-    encode(
-        &Packet::Subscribe(s),
-        ProtocolVersion::V3_1_1,
-        &mut subscribe,
-    )
-    .unwrap();
-    stuck.write_all(&subscribe).unwrap();
-    let mut suback = [0u8; 5];
-    stuck.read_exact(&mut suback).unwrap();
-    assert_eq!(suback[0], 0x90);
+    raw_subscribe_v311(&mut stuck, "flood");
     assert_eq!(b.stats().connections, 3);
 
     // More than loopback's kernel buffers hold, one message per publish (one batch each).

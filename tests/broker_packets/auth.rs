@@ -116,6 +116,16 @@ fn expect_auth(r: &mut Raw, c: ConnId) -> Auth {
     }
 }
 
+/// A broker with one connection in the middle of a CHALLENGE exchange: CONNECT sent, the
+/// broker's first AUTH 0x18 read.
+fn mid_exchange() -> (Raw, ConnId) {
+    let mut r = broker();
+    let c = r.accept();
+    r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
+    expect_auth(&mut r, c);
+    (r, c)
+}
+
 fn connected(r: &mut Raw, c: ConnId) -> bool {
     r.events()
         .iter()
@@ -186,10 +196,7 @@ fn mqtt_4_12_0_1_v5_method_the_authenticator_does_not_know_gets_0x8c() {
 
 #[test]
 fn mqtt_4_12_0_4_v5_authentication_refused_midway_gets_connack_and_close() {
-    let mut r = broker();
-    let c = r.accept();
-    r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
-    expect_auth(&mut r, c);
+    let (mut r, c) = mid_exchange();
     r.send_packet(
         c,
         V5,
@@ -204,10 +211,7 @@ fn mqtt_4_12_0_4_v5_authentication_refused_midway_gets_connack_and_close() {
 
 #[test]
 fn mqtt_4_12_0_3_v5_answer_other_than_continue_authentication_is_a_protocol_error() {
-    let mut r = broker();
-    let c = r.accept();
-    r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
-    expect_auth(&mut r, c);
+    let (mut r, c) = mid_exchange();
     r.send_packet(
         c,
         V5,
@@ -222,10 +226,7 @@ fn mqtt_4_12_0_3_v5_answer_other_than_continue_authentication_is_a_protocol_erro
 
 #[test]
 fn mqtt_4_12_0_5_v5_auth_with_another_method_is_a_protocol_error() {
-    let mut r = broker();
-    let c = r.accept();
-    r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
-    expect_auth(&mut r, c);
+    let (mut r, c) = mid_exchange();
     r.send_packet(
         c,
         V5,
@@ -240,10 +241,7 @@ fn mqtt_4_12_0_5_v5_auth_with_another_method_is_a_protocol_error() {
 
 #[test]
 fn mqtt_3_1_2_30_v5_packet_other_than_auth_before_connack_is_a_protocol_error() {
-    let mut r = broker();
-    let c = r.accept();
-    r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
-    expect_auth(&mut r, c);
+    let (mut r, c) = mid_exchange();
     r.send(c, &hex("C0 00"));
     assert_eq!(
         r.expect_connack(c, V5).reason_code,
@@ -255,10 +253,7 @@ fn mqtt_3_1_2_30_v5_packet_other_than_auth_before_connack_is_a_protocol_error() 
 
 #[test]
 fn v5_disconnect_during_authentication_closes_quietly() {
-    let mut r = broker();
-    let c = r.accept();
-    r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
-    expect_auth(&mut r, c);
+    let (mut r, c) = mid_exchange();
     r.send(c, &hex("E0 00"));
     r.expect_closed(c);
     r.expect_silence(c);
@@ -266,10 +261,7 @@ fn v5_disconnect_during_authentication_closes_quietly() {
 
 #[test]
 fn connect_timeout_bounds_an_unfinished_authentication() {
-    let mut r = broker();
-    let c = r.accept();
-    r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
-    expect_auth(&mut r, c);
+    let (mut r, c) = mid_exchange();
     r.advance(secs(9));
     r.expect_open(c);
     r.advance(secs(1));
@@ -421,10 +413,7 @@ fn v5_malformed_or_oversized_packet_during_authentication_gets_connack_0x81_or_0
         // A remaining length above the broker's maximum packet size.
         ("F0 FF FF FF 7F", ReasonCode::PacketTooLarge),
     ] {
-        let mut r = broker();
-        let c = r.accept();
-        r.send_packet(c, V5, connect("CHALLENGE", b"hello"));
-        expect_auth(&mut r, c);
+        let (mut r, c) = mid_exchange();
         r.send(c, &hex(bytes));
         assert_eq!(r.expect_connack(c, V5).reason_code, code, "{bytes}");
         r.expect_closed(c);

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::super::mail::{Delivery, Handover};
+use super::super::mail::Delivery;
 use super::super::tree::{SessionId, Subscription};
 use super::{Retained, Router, Session, Timer};
 use crate::codec::Publish;
@@ -221,23 +221,11 @@ impl Router {
         self.sessions.insert(
             sid,
             Session {
-                client_id: r.client_id,
-                protocol: r.protocol,
-                conn: None,
                 expiry: r.expiry,
                 subscriptions,
-                queue: VecDeque::new(),
-                queued_bytes: 0,
-                inflight: 0,
-                window: 1,
-                handover: Handover::default(),
-                will: None,
-                generation: 0,
-                dropped: 0,
-                stalled: false,
-                returned: 0,
                 persisted: true,
                 disconnected_at: Some(r.disconnected_at.unwrap_or(wall)),
+                ..Session::new(r.client_id, r.protocol)
             },
         );
         if r.expiry != u32::MAX {
