@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::store::RedbStore;
+use crate::store::StoreOp;
 use super::{reply_channel, Error, Reply};
 use crate::broker::{
     BrokerEvent, BrokerStats, ConnId, ConnectionMail, Router, RouterMail, ServerConnection,
@@ -191,7 +192,7 @@ impl<Q: MailQueue> RouterCore<Q> {
             failed: false,
         };
         // What the restore itself changed (records that expired while the broker was down).
-        core.persist();
+        core.persist(super::now());
         core
     }
 
@@ -204,7 +205,7 @@ impl<Q: MailQueue> RouterCore<Q> {
     ///
     /// A failed write stops the broker (its `run` returns, after telling the error on
     /// standard error): it cannot keep what it would go on acknowledging.
-    fn persist(&mut self) {
+    fn persist(&mut self, now: Instant) {
         let Some(store) = &self.store else {
             return;
         };
@@ -218,6 +219,13 @@ impl<Q: MailQueue> RouterCore<Q> {
         if let Err(e) = store.apply(&ops) {
             eprintln!("tinymqtt: {e}; stopping the broker");
             self.failed = true;
+            return;
+        }
+        // Durable now: the acknowledgements waiting on these may go.
+        for op in ops {
+            if let StoreOp::Durable(ticket) = op {
+                self.router.handle_durable(now, ticket);
+            }
         }
     }
 
@@ -266,7 +274,7 @@ impl<Q: MailQueue> RouterCore<Q> {
     /// is full (or over its byte cap) is closed as too slow and its batch goes back to the
     /// router; the router never waits on a connection.
     fn drain(&mut self, now: Instant) {
-        self.persist();
+        self.persist(now);
         let mut batches: HashMap<ConnId, Vec<ConnectionMail>> = HashMap::new();
         while let Some(m) = self.router.poll_mail() {
             batches.entry(m.conn()).or_default().push(m);

@@ -15,8 +15,10 @@ use redb::{Database, ReadableTable, TableDefinition};
 use super::now;
 use crate::broker::Broker;
 use crate::store::{
-    QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoreOp, StoreSnapshot,
+    PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoreOp,
+    StoreSnapshot,
 };
+use crate::types::{ByteStr, PacketId};
 
 /// The file the store keeps in the persistence directory.
 pub const STORE_FILE: &str = "tinymqtt.redb";
@@ -26,6 +28,10 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 /// Offline queues, keyed by (client id, sequence number): a session's messages read back in
 /// order.
 const QUEUED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queued");
+/// Inbound QoS 2 packet ids waiting for PUBREL, keyed by client id and packet id.
+const INCOMING: TableDefinition<(&str, u16), ()> = TableDefinition::new("incoming");
+/// Outbound QoS 2 flows waiting for PUBCOMP, keyed by client id and packet id.
+const RELEASED: TableDefinition<(&str, u16), ()> = TableDefinition::new("released");
 
 /// An open store file.
 pub(crate) struct RedbStore {
@@ -98,6 +104,21 @@ impl RedbStore {
             let q = QueuedRecord::decode(v.value()).map_err(|e| fail(&e))?;
             snapshot.queued.push(q);
         }
+        for (def, into) in [
+            (INCOMING, &mut snapshot.incoming),
+            (RELEASED, &mut snapshot.released),
+        ] {
+            let table = tx.open_table(def).map_err(|e| fail(&e))?;
+            for row in table.iter().map_err(|e| fail(&e))? {
+                let (k, _) = row.map_err(|e| fail(&e))?;
+                let (client_id, id) = k.value();
+                let packet_id = PacketId::new(id).ok_or_else(|| fail(&"packet id 0 in a flow"))?;
+                into.push(PacketIdRecord {
+                    client_id: ByteStr::try_from(client_id).map_err(|e| fail(&e))?,
+                    packet_id,
+                });
+            }
+        }
         Ok(snapshot)
     }
 
@@ -114,6 +135,8 @@ impl RedbStore {
             let mut retained = tx.open_table(RETAINED)?;
             let mut sessions = tx.open_table(SESSIONS)?;
             let mut queued = tx.open_table(QUEUED)?;
+            let mut incoming = tx.open_table(INCOMING)?;
+            let mut released = tx.open_table(RELEASED)?;
             for op in ops {
                 match op {
                     StoreOp::PutRetained(r) => {
@@ -136,6 +159,15 @@ impl RedbStore {
                         for seq in seqs {
                             queued.remove((id, seq))?;
                         }
+                        for flows in [&mut incoming, &mut released] {
+                            let mut ids = Vec::new();
+                            for row in flows.range((id, 0)..=(id, u16::MAX))? {
+                                ids.push(row?.0.value().1);
+                            }
+                            for pid in ids {
+                                flows.remove((id, pid))?;
+                            }
+                        }
                     }
                     StoreOp::Enqueue(q) => {
                         queued.insert(q.key(), q.encode()?.as_slice())?;
@@ -143,12 +175,31 @@ impl RedbStore {
                     StoreOp::Dequeue { client_id, seq } => {
                         queued.remove((client_id.as_str(), *seq))?;
                     }
+                    StoreOp::PutIncoming(r) => {
+                        incoming.insert(key(r), ())?;
+                    }
+                    StoreOp::DeleteIncoming(r) => {
+                        incoming.remove(key(r))?;
+                    }
+                    StoreOp::PutReleased(r) => {
+                        released.insert(key(r), ())?;
+                    }
+                    StoreOp::DeleteReleased(r) => {
+                        released.remove(key(r))?;
+                    }
+                    // Nothing to write: the caller hands it back once this commits.
+                    StoreOp::Durable(_) => {}
                 }
             }
         }
         tx.commit()?;
         Ok(())
     }
+}
+
+/// The key of a QoS 2 flow's row: client id and packet id.
+fn key(r: &PacketIdRecord) -> (&str, u16) {
+    (r.client_id.as_str(), r.packet_id.get())
 }
 
 /// Why a write failed: the database, or a record that cannot be encoded.
@@ -211,6 +262,7 @@ mod tests {
             expiry,
             disconnected_at: None,
             subscriptions: Vec::new(),
+            will: None,
         }
     }
 
@@ -254,6 +306,7 @@ mod tests {
             client_id: ByteStr::from_static(id),
             seq,
             publish: Publish::new(TopicName::from_static("q"), format!("m{seq}").into_bytes()),
+            packet_id: None,
             stored_at: 1,
             expires_at: None,
         }

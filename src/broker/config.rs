@@ -65,6 +65,12 @@ pub struct BrokerConfig {
     /// Sends every client to another server: CONNACK 0x9C or 0x9D with a Server Reference
     /// (MQTT 5), return code 3 (3.1.x). `None` serves clients here.
     pub redirect: Option<Redirect>,
+    /// With a store ([`Router::restore`](crate::broker::Router::restore)), send each PUBACK,
+    /// PUBREC, PUBREL and PUBCOMP only once what it promises is durable (the store handed
+    /// its [`StoreOp::Durable`](crate::store::StoreOp::Durable) ticket back): `fsync =
+    /// always`. `false` acknowledges at once and leaves durability to the store's own pace
+    /// (`fsync = interval`). No effect without a store.
+    pub durable_acks: bool,
 }
 
 /// Server redirection: where clients are sent instead of being served.
@@ -103,6 +109,7 @@ impl Default for BrokerConfig {
             outbound_topic_aliases: 0,
             response_information: None,
             redirect: None,
+            durable_acks: true,
         }
     }
 }

@@ -112,6 +112,15 @@ pub struct ServerConnection {
     alias_out_max: u16,
     /// Topics with an alias assigned on this connection ([MQTT-3.3.2-7]: never carried over).
     aliases_out: HashMap<TopicName, NonZeroU16>,
+    /// Durable acks: acknowledgements wait in `held` for the router's word that what they
+    /// promise is durable.
+    hold: bool,
+    /// Acknowledgements waiting for durability, oldest first (each has one ticket coming).
+    /// At most `u16::MAX`: a client cannot have more flows open.
+    held: VecDeque<Packet>,
+    /// Held PUBACKs: inbound QoS 1 messages not acknowledged yet (they count against the
+    /// receive maximum, with the QoS 2 ones).
+    held_pubacks: usize,
     to_router: VecDeque<ToRouter>,
     events: VecDeque<ConnEvent>,
 }
@@ -172,6 +181,9 @@ impl ServerConnection {
             response_info: false,
             alias_out_max: 0,
             aliases_out: HashMap::new(),
+            hold: false,
+            held: VecDeque::new(),
+            held_pubacks: 0,
             to_router: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -334,7 +346,21 @@ impl ServerConnection {
             ToConnection::Accepted {
                 session_present,
                 handover,
-            } => self.accepted(now, session_present, handover),
+                hold,
+            } => {
+                self.hold = hold;
+                self.accepted(now, session_present, handover)
+            }
+            ToConnection::Durable => {
+                if let Some(packet) = self.held.pop_front() {
+                    if matches!(packet, Packet::PubAck(_)) {
+                        self.held_pubacks -= 1;
+                    }
+                    if self.state == State::Connected {
+                        self.send(&packet);
+                    }
+                }
+            }
             ToConnection::Deliver(d) => self.deliver(now, d),
             ToConnection::SubAck { packet_id, codes } => {
                 let mut ack = SubAck {
@@ -458,6 +484,9 @@ impl ServerConnection {
         }
         let was_session = matches!(self.state, State::Connecting | State::Connected);
         self.state = State::Closed;
+        // Held acknowledgements are never sent: the client resends those messages.
+        self.held.clear();
+        self.held_pubacks = 0;
         self.timers.stop_all();
         if !was_session {
             self.to_router.push_back(ToRouter::Gone);
@@ -587,40 +616,83 @@ impl ServerConnection {
         };
         match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
-                if allowed {
-                    self.to_router.push_back(ToRouter::Publish(p));
+                if self.hold && self.inbound_unacked() >= self.receive_limit() {
+                    return self.receive_maximum_exceeded();
                 }
-                let ack = self.ack(id, code);
-                self.send(&Packet::PubAck(ack));
+                let ack = Packet::PubAck(self.ack(id, code));
+                let mail = if allowed {
+                    ToRouter::Publish(p)
+                } else {
+                    ToRouter::Hold
+                };
+                self.reply(ack, Some(mail));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 if self.incoming_qos2.contains(&id) {
                     // [MQTT-4.3.3-10]: a duplicate; answer again, don't forward twice.
-                    self.send(&Packet::PubRec(PubAck::new(id)));
-                    return;
+                    return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
-                if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum) {
-                    // [MQTT-3.3.4-9]
-                    return self.close(
-                        Initiator::Local,
-                        ReasonCode::ReceiveMaximumExceeded,
-                        Some(ConnectionError::LimitExceeded("receive maximum exceeded")),
-                        Some(ReasonCode::ReceiveMaximumExceeded),
-                        true,
-                    );
+                if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum)
+                    || self.inbound_unacked() >= self.receive_limit()
+                {
+                    return self.receive_maximum_exceeded(); // [MQTT-3.3.4-9]
                 }
-                if allowed {
+                let rec = Packet::PubRec(self.ack(id, code));
+                let mail = if allowed {
                     self.incoming_qos2.insert(id);
-                    self.to_router.push_back(ToRouter::Publish(p));
-                }
-                let rec = self.ack(id, code);
-                self.send(&Packet::PubRec(rec));
+                    ToRouter::Publish(p)
+                } else {
+                    ToRouter::Hold
+                };
+                self.reply(rec, Some(mail));
             }
             _ => {
                 if allowed {
                     self.to_router.push_back(ToRouter::Publish(p));
                 }
             }
+        }
+    }
+
+    /// Inbound QoS 1/2 messages the client has not had acknowledged yet: QoS 2 ones until
+    /// PUBREL, and, with durable acks, QoS 1 ones whose PUBACK is held.
+    fn inbound_unacked(&self) -> usize {
+        self.incoming_qos2.len() + self.held_pubacks
+    }
+
+    /// The receive maximum this broker announced; a 3.1.x client, which was told none, is
+    /// held to the number of packet identifiers.
+    fn receive_limit(&self) -> usize {
+        if self.protocol.is_v5() {
+            usize::from(self.config.receive_maximum)
+        } else {
+            usize::from(u16::MAX)
+        }
+    }
+
+    fn receive_maximum_exceeded(&mut self) {
+        self.close(
+            Initiator::Local,
+            ReasonCode::ReceiveMaximumExceeded,
+            Some(ConnectionError::LimitExceeded("receive maximum exceeded")),
+            Some(ReasonCode::ReceiveMaximumExceeded),
+            true,
+        );
+    }
+
+    /// Sends an acknowledgement and hands `mail` to the router; with durable acks the
+    /// acknowledgement waits in line for the ticket the mail makes the router log (a missing
+    /// mail becomes [`ToRouter::Hold`]).
+    fn reply(&mut self, packet: Packet, mail: Option<ToRouter>) {
+        if self.hold {
+            if matches!(packet, Packet::PubAck(_)) {
+                self.held_pubacks += 1;
+            }
+            self.held.push_back(packet);
+            self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
+        } else {
+            self.to_router.extend(mail);
+            self.send(&packet);
         }
     }
 
@@ -653,10 +725,10 @@ impl ServerConnection {
             .packet_id
             .map(|id| self.ack(id, ReasonCode::TopicNameInvalid));
         match (p.qos, ack) {
-            (QoS::AtLeastOnce, Some(ack)) => self.send(&Packet::PubAck(ack)),
-            (QoS::ExactlyOnce, Some(ack)) => self.send(&Packet::PubRec(ack)),
-            _ => false,
-        };
+            (QoS::AtLeastOnce, Some(ack)) => self.reply(Packet::PubAck(ack), None),
+            (QoS::ExactlyOnce, Some(ack)) => self.reply(Packet::PubRec(ack), None),
+            _ => {}
+        }
     }
 
     fn on_subscribe(&mut self, s: Subscribe) {

@@ -21,8 +21,12 @@ pub(crate) struct Delivery {
     pub(crate) publish: Publish,
     /// When the message expires (MQTT 5 message expiry), if it does.
     pub(crate) expires_at: Option<Instant>,
-    /// Its sequence number in the store while it waits in a stored offline queue.
+    /// Its sequence number in the store while the store holds it (a QoS 1/2 message of a
+    /// stored session, until its PUBACK or PUBREC; a queued QoS 0 one until it is sent).
     pub(crate) stored: Option<u64>,
+    /// The packet identifier the router picked when it stored the message (the connection
+    /// uses it unless it is taken there).
+    pub(crate) packet_id: Option<PacketId>,
 }
 
 /// An outbound QoS 1/2 flow not yet finished.
@@ -34,8 +38,11 @@ pub(crate) struct Delivery {
 pub(crate) enum OutFlow {
     /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
     Publish(Delivery),
-    /// PUBREL sent, waiting for PUBCOMP.
-    Released,
+    /// PUBREL sent, waiting for PUBCOMP; `stored` when the store holds the flow.
+    Released {
+        /// Whether the store holds the flow (its PUBCOMP is reported to the router).
+        stored: bool,
+    },
 }
 
 /// Session state that travels between the router and the connection serving the session.
@@ -116,6 +123,23 @@ pub(crate) enum ToRouter {
     },
     /// One outbound QoS 1/2 flow finished (or was dropped): the window has room for one more.
     Credit,
+    /// The flow of a stored message ended (PUBACK, a PUBREC with an error, or dropped): the
+    /// store no longer needs it.
+    Delivered { seq: u64 },
+    /// A PUBREC for an outbound QoS 2 message: the flow is released. With durable acks the
+    /// connection holds its PUBREL for the ticket this logs.
+    Received {
+        seq: Option<u64>,
+        packet_id: PacketId,
+    },
+    /// A PUBCOMP for a stored released flow.
+    Completed { packet_id: PacketId },
+    /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
+    /// PUBCOMP for the ticket this logs.
+    Released { packet_id: PacketId },
+    /// With durable acks: the connection holds an acknowledgement that promises nothing new
+    /// (a refusal, a duplicate); its ticket keeps it in order behind the others.
+    Hold,
     /// The connection ended before it had a session.
     Gone,
     /// The connection is over.
@@ -139,7 +163,11 @@ pub(crate) enum ToConnection {
     Accepted {
         session_present: bool,
         handover: Handover,
+        /// Hold acknowledgements until [`ToConnection::Durable`] (durable acks with a store).
+        hold: bool,
     },
+    /// The oldest held acknowledgement may go: what it promises is durable.
+    Durable,
     /// A message to send (the router keeps within the connection's window).
     Deliver(Delivery),
     SubAck {

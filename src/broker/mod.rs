@@ -271,6 +271,13 @@ impl Broker {
         self.router.poll_store()
     }
 
+    /// A drained [`StoreOp::Durable`] ticket is durable, with everything before it; see
+    /// [`Router::handle_durable`].
+    pub fn handle_durable(&mut self, now: Instant, ticket: crate::store::Ticket) {
+        self.router.handle_durable(now, ticket);
+        self.pump(now);
+    }
+
     /// Relays mail between connections and the router until both are quiet, then collects
     /// what the touched connections want to send and report.
     fn pump(&mut self, now: Instant) {

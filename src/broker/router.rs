@@ -77,6 +77,8 @@ struct Session {
     persisted: bool,
     /// When its connection ended, in wall-clock seconds (only kept with a store).
     disconnected_at: Option<u64>,
+    /// The last packet identifier the router picked for a stored message of this session.
+    last_packet_id: u16,
 }
 
 impl Session {
@@ -100,6 +102,7 @@ impl Session {
             returned: 0,
             persisted: false,
             disconnected_at: None,
+            last_packet_id: 0,
         }
     }
 }
@@ -215,6 +218,7 @@ impl Router {
                     };
                     if let Some(w) = will {
                         self.publish_will(now, w);
+                        self.persist_session(sid); // the store forgets the will
                     }
                 }
                 Timer::Expire(sid, gen) => {
@@ -240,8 +244,37 @@ impl Router {
             ToRouter::Publish(p) => {
                 self.received += 1;
                 let from = self.online.get(&conn).copied();
+                let (qos, packet_id) = (p.qos, p.packet_id);
                 self.route(now, p, from);
+                if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
+                    self.log_flow(conn, packet_id, StoreOp::PutIncoming);
+                }
+                if qos != QoS::AtMostOnce {
+                    self.ticket(conn);
+                }
             }
+            ToRouter::Delivered { seq } => {
+                if let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) {
+                    store::unqueue(&mut self.store, &s.client_id, Some(seq));
+                }
+            }
+            ToRouter::Received { seq, packet_id } => {
+                if let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) {
+                    store::unqueue(&mut self.store, &s.client_id, seq);
+                }
+                if seq.is_some() {
+                    self.log_flow(conn, packet_id, StoreOp::PutReleased);
+                }
+                self.ticket(conn);
+            }
+            ToRouter::Completed { packet_id } => {
+                self.log_flow(conn, packet_id, StoreOp::DeleteReleased);
+            }
+            ToRouter::Released { packet_id } => {
+                self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
+                self.ticket(conn);
+            }
+            ToRouter::Hold => self.ticket(conn),
             ToRouter::Subscribe {
                 packet_id,
                 subscription_id,
@@ -334,11 +367,13 @@ impl Router {
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
         s.inflight = handover.outbound.len();
         self.online.insert(conn, sid);
+        let hold = self.holds_acks();
         self.outbox.push_back((
             conn,
             ToConnection::Accepted {
                 session_present: resumed.is_some(),
                 handover,
+                hold,
             },
         ));
         self.persist_session(sid);
@@ -394,6 +429,7 @@ impl Router {
             if delay == 0 {
                 if let Some(w) = self.sessions.get_mut(&sid).and_then(|s| s.will.take()) {
                     self.publish_will(now, w);
+                    self.persist_session(sid); // the store forgets the will
                 }
             } else {
                 let at = now + Duration::from_secs(u64::from(delay));
@@ -550,6 +586,7 @@ impl Router {
                 publish: p,
                 expires_at,
                 stored: None,
+                packet_id: None,
             },
         );
     }
@@ -588,7 +625,8 @@ impl Router {
         }
         s.queued_bytes += size;
         s.queue.push_back(d);
-        if s.conn.is_none() && s.persisted {
+        if s.persisted {
+            // Offline, everything queued is stored; online, what is owed at QoS 1/2.
             self.persist_queued(now, sid);
         }
         self.release(now, sid);
@@ -614,8 +652,12 @@ impl Router {
                 break;
             };
             s.queued_bytes -= d.publish.payload.len();
-            store::unqueue(&mut self.store, &s.client_id, d.stored.take());
-            if d.expires_at.is_some_and(|at| at <= now) {
+            let expired = d.expires_at.is_some_and(|at| at <= now);
+            if qos0 || expired {
+                // A stored QoS 1/2 message stays stored until its flow ends.
+                store::unqueue(&mut self.store, &s.client_id, d.stored.take());
+            }
+            if expired {
                 continue; // [MQTT-3.3.2-5]: expired, not delivered
             }
             if !qos0 {

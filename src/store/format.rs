@@ -1,17 +1,22 @@
 //! The byte format of stored records: a format byte, fixed-width big-endian numbers,
 //! length-prefixed strings; the PUBLISH of a retained or queued message is kept as an MQTT 5
-//! packet, so every property survives. Decoding checks everything and never panics.
+//! packet, so every property survives (a queued message's packet identifier is the packet's
+//! own; a session's subscriptions are followed by a will flag and, if set, the will's delay
+//! and PUBLISH). Decoding checks everything and never panics.
 
 use std::num::NonZeroU32;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoredSubscription};
+use super::{
+    QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoredSubscription, StoredWill,
+};
 use crate::codec::{Decoder, Encoder, Packet, Publish, SubscriptionOptions};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, TopicFilter};
 
-/// The format byte every record starts with.
-const FORMAT: u8 = 1;
+/// The format byte every record starts with (2: queued messages keep their packet id and
+/// sessions their will; a store of format 1 is refused as of an unknown format).
+const FORMAT: u8 = 2;
 
 impl RetainedRecord {
     /// The record's key in a store: its topic.
@@ -24,7 +29,7 @@ impl RetainedRecord {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&[FORMAT]);
         buf.extend_from_slice(&self.stored_at.to_be_bytes());
-        put_publish(&mut buf, &self.publish, "retained")?;
+        put_publish(&mut buf, &self.publish, None, "retained")?;
         Ok(buf.to_vec())
     }
 
@@ -33,7 +38,7 @@ impl RetainedRecord {
         let mut r = Reader(bytes, "retained");
         r.format()?;
         let stored_at = r.u64()?;
-        let publish = read_publish(r)?;
+        let (publish, _) = read_publish(r)?;
         Ok(RetainedRecord { publish, stored_at })
     }
 }
@@ -63,7 +68,7 @@ impl QueuedRecord {
             reason: "client id too long",
         })?;
         buf.extend_from_slice(&id);
-        put_publish(&mut buf, &self.publish, "queued")?;
+        put_publish(&mut buf, &self.publish, self.packet_id, "queued")?;
         Ok(buf.to_vec())
     }
 
@@ -79,26 +84,28 @@ impl QueuedRecord {
             _ => return Err(r.corrupt("bad expiry flag")),
         };
         let client_id = ByteStr::from_utf8(r.str()?).map_err(|_| r.corrupt("client id"))?;
-        let publish = read_publish(r)?;
+        let (publish, packet_id) = read_publish(r)?;
         Ok(QueuedRecord {
             client_id,
             seq,
             publish,
+            packet_id,
             stored_at,
             expires_at,
         })
     }
 }
 
-/// Appends `publish` as an MQTT 5 PUBLISH (a placeholder packet id for QoS 1/2, no alias).
+/// Appends `publish` as an MQTT 5 PUBLISH with no alias; a QoS 1/2 one carries `packet_id`
+/// (or a placeholder: the wire format needs one).
 fn put_publish(
     buf: &mut BytesMut,
     publish: &Publish,
+    packet_id: Option<PacketId>,
     record: &'static str,
 ) -> Result<(), StoreError> {
     let mut p = publish.clone();
-    // A QoS 1/2 PUBLISH carries a packet id on the wire; it means nothing here.
-    p.packet_id = (p.qos != QoS::AtMostOnce).then_some(PacketId::MIN);
+    p.packet_id = (p.qos != QoS::AtMostOnce).then_some(packet_id.unwrap_or(PacketId::MIN));
     p.properties.topic_alias = None;
     Encoder::new(ProtocolVersion::V5)
         .encode(&Packet::Publish(p), buf)
@@ -109,8 +116,8 @@ fn put_publish(
     Ok(())
 }
 
-/// Reads the PUBLISH that ends a record (written by `put_publish`).
-fn read_publish(r: Reader<'_>) -> Result<Publish, StoreError> {
+/// Reads the PUBLISH that ends a record (written by `put_publish`), and its packet id.
+fn read_publish(r: Reader<'_>) -> Result<(Publish, Option<PacketId>), StoreError> {
     let mut buf = BytesMut::from(r.0);
     let p = match Decoder::new(ProtocolVersion::V5).decode(&mut buf) {
         Ok(Some(Packet::Publish(p))) => p,
@@ -122,9 +129,9 @@ fn read_publish(r: Reader<'_>) -> Result<Publish, StoreError> {
         return Err(r.corrupt("trailing bytes"));
     }
     let mut publish = p;
-    publish.packet_id = None;
+    let packet_id = publish.packet_id.take();
     publish.dup = false;
-    Ok(publish)
+    Ok((publish, packet_id))
 }
 
 impl SessionRecord {
@@ -155,6 +162,16 @@ impl SessionRecord {
             put_str(&mut out, s.filter.as_bytes()).ok_or(too_long("filter too long"))?;
             out.push(s.options.byte());
             out.extend_from_slice(&s.identifier.map_or(0, NonZeroU32::get).to_be_bytes());
+        }
+        match &self.will {
+            Some(w) => {
+                out.push(1);
+                out.extend_from_slice(&w.delay.to_be_bytes());
+                let mut buf = BytesMut::from(&out[..]);
+                put_publish(&mut buf, &w.publish, None, "session")?;
+                out = buf.to_vec();
+            }
+            None => out.push(0),
         }
         Ok(out)
     }
@@ -196,15 +213,23 @@ impl SessionRecord {
                 identifier,
             });
         }
-        if !r.0.is_empty() {
-            return Err(r.corrupt("trailing bytes"));
-        }
+        let will = match r.u8()? {
+            0 if r.0.is_empty() => None,
+            0 => return Err(r.corrupt("trailing bytes")),
+            1 => {
+                let delay = r.u32()?;
+                let (publish, _) = read_publish(r)?;
+                Some(StoredWill { publish, delay })
+            }
+            _ => return Err(r.corrupt("bad will flag")),
+        };
         Ok(SessionRecord {
             client_id,
             protocol,
             expiry,
             disconnected_at,
             subscriptions,
+            will,
         })
     }
 }
@@ -311,6 +336,14 @@ mod tests {
                     identifier: None,
                 },
             ],
+            will: Some(StoredWill {
+                publish: {
+                    let mut w = retained().publish;
+                    w.qos = QoS::ExactlyOnce;
+                    w
+                },
+                delay: 30,
+            }),
         }
     }
 
@@ -323,6 +356,7 @@ mod tests {
             client_id: ByteStr::from_static("c1"),
             seq: 42,
             publish: p,
+            packet_id: PacketId::new(9),
             stored_at: 1_700_000_000,
             expires_at: Some(1_700_000_060),
         }
@@ -335,6 +369,7 @@ mod tests {
         let mut forever = queued();
         forever.expires_at = None;
         forever.publish.qos = QoS::AtMostOnce;
+        forever.packet_id = None;
         assert_eq!(
             QueuedRecord::decode(&forever.encode().unwrap()).unwrap(),
             forever
@@ -448,10 +483,11 @@ mod tests {
         // A huge claimed subscription count is refused before anything is allocated.
         let mut huge = session();
         huge.subscriptions.clear();
+        huge.will = None;
         let mut b = huge.encode().unwrap();
-        let at = b.len() - 4;
-        b[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        let at = b.len() - 5; // the count, then the will flag
+        b[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(SessionRecord::decode(&b).is_err());
-        assert!(RetainedRecord::decode(b"\x01garbage garbage").is_err());
+        assert!(RetainedRecord::decode(b"\x02garbage garbage").is_err());
     }
 }

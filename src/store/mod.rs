@@ -9,25 +9,31 @@
 //! writes each drained batch in one transaction. Records carry wall-clock seconds (since the
 //! Unix epoch, as the runtime says) so expiry keeps counting across a restart.
 //!
-//! Persisted so far: retained messages, and sessions that outlive their connection (client
-//! id, protocol, expiry, when the connection ended, subscriptions with their options and
-//! identifiers), and the offline queues of those sessions (each message a [`QueuedRecord`]
-//! keyed by client id and a sequence number that keeps the queue's order). Not yet: inflight
-//! messages, QoS 2 receive state, wills.
+//! Persisted: retained messages; sessions that outlive their connection (client id,
+//! protocol, expiry, when the connection ended, subscriptions with their options and
+//! identifiers, and a will still to be published); every QoS 1/2 message owed to such a
+//! session, queued or in flight, as a [`QueuedRecord`] with the packet identifier it goes out
+//! with (the router picks it when it stores the message, so a resend after a restart uses
+//! the same one); outbound QoS 2 flows that got their PUBREC and wait for PUBCOMP; inbound
+//! QoS 2 packet identifiers answered with PUBREC and waiting for PUBREL.
 //!
-//! Planned, not wired yet: with `fsync = always` a QoS 1/2 PUBLISH is acknowledged only once
-//! what it changed is durable. The connection will hold its PUBACK/PUBREC and mail the router
-//! the PUBLISH as now; the router logs the publish's ops followed by a ticket naming the
-//! connection and packet id; the runtime writes every op it drained in one transaction (one
-//! fsync for all the writers of that batch: the group commit), then hands the tickets back with
-//! `Router::handle_durable`, which mails each connection the acknowledgements it may send.
+//! Acknowledging only what is durable: with
+//! [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) (the default),
+//! a connection holds each PUBACK, PUBREC, PUBREL and PUBCOMP that promises something the
+//! store must keep, and the router logs a [`StoreOp::Durable`] ticket right after the ops that
+//! promise covers. The runtime writes every op it drained in one transaction (one fsync for
+//! all the writers of that batch: the group commit), then hands each ticket back with
+//! [`Router::handle_durable`](crate::broker::Router::handle_durable), in order; the router
+//! mails the connection, which sends its oldest held packet. A ticket needs no write of its
+//! own: a batch of tickets alone is handed back as soon as the batches before it are durable.
 
 mod format;
 
 use std::num::NonZeroU32;
 
+use crate::broker::ConnId;
 use crate::codec::{Publish, SubscriptionOptions};
-use crate::types::{ByteStr, ProtocolVersion, TopicFilter, TopicName};
+use crate::types::{ByteStr, PacketId, ProtocolVersion, TopicFilter, TopicName};
 
 /// A retained message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +70,43 @@ pub struct SessionRecord {
     pub disconnected_at: Option<u64>,
     /// Its subscriptions, sorted by filter.
     pub subscriptions: Vec<StoredSubscription>,
+    /// The will of its last connection, while it may still be published.
+    pub will: Option<StoredWill>,
+}
+
+/// A session's will, as stored: published after its delay once the session's connection is
+/// gone (a restart counts as the end of every connection), or when the session ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWill {
+    /// The message as it will be published (topic, payload, QoS, retain flag and the will's
+    /// properties; no packet id).
+    pub publish: Publish,
+    /// The will delay interval, in seconds.
+    pub delay: u32,
+}
+
+/// A packet identifier of a stored session's QoS 2 flow: inbound (PUBREC sent, waiting for
+/// PUBREL) or outbound (PUBREL sent, waiting for PUBCOMP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketIdRecord {
+    /// The client identifier of the session.
+    pub client_id: ByteStr,
+    /// The packet identifier.
+    pub packet_id: PacketId,
+}
+
+/// Proof that everything logged before it is to be made durable; handed back to
+/// [`Router::handle_durable`](crate::broker::Router::handle_durable) once it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub(crate) conn: ConnId,
+}
+
+impl Ticket {
+    /// The connection waiting for it.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
 }
 
 /// A message waiting in the offline queue of a stored session.
@@ -77,6 +120,8 @@ pub struct QueuedRecord {
     /// The message as it will be delivered (QoS, retain flag and subscription identifiers
     /// set; no packet id, no topic alias).
     pub publish: Publish,
+    /// The packet identifier it goes out with (QoS 1 and 2).
+    pub packet_id: Option<PacketId>,
     /// When it was queued, in wall-clock seconds since the Unix epoch.
     pub stored_at: u64,
     /// When it expires (MQTT 5 message expiry), in wall-clock seconds, if it does.
@@ -93,7 +138,7 @@ pub enum StoreOp {
     DeleteRetained(TopicName),
     /// Store (or replace) a session.
     PutSession(SessionRecord),
-    /// Remove the session of a client id and every message of its queue.
+    /// Remove the session of a client id, every message of its queue and its QoS 2 flows.
     DeleteSession(ByteStr),
     /// Store a message at the end of a session's offline queue.
     Enqueue(QueuedRecord),
@@ -104,6 +149,16 @@ pub enum StoreOp {
         /// The message's sequence number.
         seq: u64,
     },
+    /// Store an inbound QoS 2 packet identifier answered with PUBREC.
+    PutIncoming(PacketIdRecord),
+    /// Remove an inbound QoS 2 packet identifier (its PUBREL arrived).
+    DeleteIncoming(PacketIdRecord),
+    /// Store an outbound QoS 2 flow whose PUBREC arrived (PUBREL sent, waiting for PUBCOMP).
+    PutReleased(PacketIdRecord),
+    /// Remove an outbound QoS 2 flow (its PUBCOMP arrived).
+    DeleteReleased(PacketIdRecord),
+    /// Nothing to write: hand the ticket back once every op before it is durable.
+    Durable(Ticket),
 }
 
 /// Everything a store holds, read at start and given to
@@ -116,6 +171,10 @@ pub struct StoreSnapshot {
     pub sessions: Vec<SessionRecord>,
     /// Queued messages, in any order (restore sorts them by client id and sequence number).
     pub queued: Vec<QueuedRecord>,
+    /// Inbound QoS 2 packet identifiers waiting for PUBREL.
+    pub incoming: Vec<PacketIdRecord>,
+    /// Outbound QoS 2 flows waiting for PUBCOMP.
+    pub released: Vec<PacketIdRecord>,
 }
 
 impl StoreSnapshot {
@@ -134,6 +193,8 @@ impl StoreSnapshot {
             StoreOp::DeleteSession(id) => {
                 self.sessions.retain(|o| o.client_id != id);
                 self.queued.retain(|q| q.client_id != id);
+                self.incoming.retain(|q| q.client_id != id);
+                self.released.retain(|q| q.client_id != id);
             }
             StoreOp::Enqueue(q) => {
                 self.queued
@@ -143,6 +204,19 @@ impl StoreSnapshot {
             StoreOp::Dequeue { client_id, seq } => self
                 .queued
                 .retain(|o| (&o.client_id, o.seq) != (&client_id, seq)),
+            StoreOp::PutIncoming(r) => {
+                if !self.incoming.contains(&r) {
+                    self.incoming.push(r);
+                }
+            }
+            StoreOp::DeleteIncoming(r) => self.incoming.retain(|o| *o != r),
+            StoreOp::PutReleased(r) => {
+                if !self.released.contains(&r) {
+                    self.released.push(r);
+                }
+            }
+            StoreOp::DeleteReleased(r) => self.released.retain(|o| *o != r),
+            StoreOp::Durable(_) => {}
         }
     }
 }

@@ -23,7 +23,7 @@ impl ServerConnection {
                 p.dup = true;
                 Packet::Publish(p)
             }
-            Some((_, OutFlow::Released)) => Packet::PubRel(PubAck::new(id)),
+            Some((_, OutFlow::Released { .. })) => Packet::PubRel(PubAck::new(id)),
             None => return,
         };
         self.send(&packet);
@@ -72,10 +72,18 @@ impl ServerConnection {
         None
     }
 
+    /// An outbound flow of `d` ended: the store lets go of a stored message.
+    fn delivered(&mut self, d: &Delivery) {
+        if let Some(seq) = d.stored {
+            self.to_router.push_back(ToRouter::Delivered { seq });
+        }
+    }
+
     pub(super) fn deliver(&mut self, now: Instant, d: Delivery) {
         let qos0 = d.publish.qos == QoS::AtMostOnce;
         let credit = |c: &mut Self| {
             if !qos0 {
+                c.delivered(&d);
                 c.to_router.push_back(ToRouter::Credit);
             }
         };
@@ -103,7 +111,10 @@ impl ServerConnection {
         let id = if qos0 {
             None
         } else {
-            let Some(id) = self.next_packet_id() else {
+            // The router's pick is durable with the message; another is taken only when a flow
+            // of this connection still uses it.
+            let picked = d.packet_id.filter(|id| !self.outbound_ids.contains_key(id));
+            let Some(id) = picked.or_else(|| self.next_packet_id()) else {
                 return credit(self);
             };
             p.packet_id = Some(id);
@@ -158,7 +169,9 @@ impl ServerConnection {
             .and_then(|s| self.outbound.get(s))
         {
             Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::AtLeastOnce => {
-                self.untrack(a.packet_id);
+                if let Some(OutFlow::Publish(d)) = self.untrack(a.packet_id) {
+                    self.delivered(&d);
+                }
                 self.flow_done();
             }
             _ => self.protocol_error("puback for no qos 1 publish in flight"),
@@ -173,37 +186,48 @@ impl ServerConnection {
             .and_then(|s| self.outbound.get(s))
         {
             Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::ExactlyOnce => {
+                let seq = d.stored;
                 if a.reason_code.is_error() {
-                    self.untrack(id);
+                    if let Some(OutFlow::Publish(d)) = self.untrack(id) {
+                        self.delivered(&d);
+                    }
                     self.flow_done();
                     return;
                 }
-                if let Some(seq) = self.outbound_ids.get(&id) {
-                    if let Some(entry) = self.outbound.get_mut(seq) {
-                        entry.1 = OutFlow::Released;
-                    }
+                if let Some(entry) = self
+                    .outbound_ids
+                    .get(&id)
+                    .and_then(|s| self.outbound.get_mut(s))
+                {
+                    entry.1 = OutFlow::Released {
+                        stored: seq.is_some(),
+                    };
                 }
-                self.send(&Packet::PubRel(PubAck::new(id)));
+                let mail = ToRouter::Received { seq, packet_id: id };
+                self.reply(Packet::PubRel(PubAck::new(id)), Some(mail));
             }
-            Some((_, OutFlow::Released)) => {
-                self.send(&Packet::PubRel(PubAck::new(id)));
+            Some((_, OutFlow::Released { .. })) => {
+                self.reply(Packet::PubRel(PubAck::new(id)), None);
             }
             _ => {
                 let mut rel = PubAck::new(id);
                 if self.protocol.is_v5() {
                     rel.reason_code = ReasonCode::PacketIdentifierNotFound;
                 }
-                self.send(&Packet::PubRel(rel));
+                self.reply(Packet::PubRel(rel), None);
             }
         }
     }
 
     pub(super) fn on_pubrel(&mut self, a: PubAck) {
-        let mut comp = PubAck::new(a.packet_id);
-        if !self.incoming_qos2.remove(&a.packet_id) && self.protocol.is_v5() {
+        let id = a.packet_id;
+        let mut comp = PubAck::new(id);
+        let known = self.incoming_qos2.remove(&id);
+        if !known && self.protocol.is_v5() {
             comp.reason_code = ReasonCode::PacketIdentifierNotFound;
         }
-        self.send(&Packet::PubComp(comp));
+        let mail = known.then_some(ToRouter::Released { packet_id: id });
+        self.reply(Packet::PubComp(comp), mail);
     }
 
     pub(super) fn on_pubcomp(&mut self, a: PubAck) {
@@ -212,7 +236,11 @@ impl ServerConnection {
             .get(&a.packet_id)
             .and_then(|s| self.outbound.get(s))
         {
-            Some((_, OutFlow::Released)) => {
+            Some((_, OutFlow::Released { stored })) => {
+                if *stored {
+                    let packet_id = a.packet_id;
+                    self.to_router.push_back(ToRouter::Completed { packet_id });
+                }
                 self.untrack(a.packet_id);
                 self.flow_done();
             }

@@ -87,6 +87,15 @@ impl Router {
         }
     }
 
+    /// A ticket the store logged ([`StoreOp::Durable`](crate::store::StoreOp::Durable)) is
+    /// durable, with everything logged before it: its connection may send the
+    /// acknowledgement it holds. Hand tickets back in the order they were drained.
+    pub fn handle_durable(&mut self, _now: Instant, ticket: crate::store::Ticket) {
+        if self.conns.contains(&ticket.conn) {
+            self.outbox.push_back((ticket.conn, ToConnection::Durable));
+        }
+    }
+
     /// Acts on every deadline due at `now` (will delays, session expiries, `$SYS`); a
     /// spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -4,14 +4,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::super::mail::Delivery;
+use super::super::mail::{ConnId, Delivery, OutFlow};
 use super::super::tree::{SessionId, Subscription};
 use super::{Retained, Router, Session, Timer};
-use crate::codec::Publish;
+use crate::codec::{Publish, Will, WillProperties};
 use crate::store::{
-    QueuedRecord, RetainedRecord, SessionRecord, StoreOp, StoreSnapshot, StoredSubscription,
+    PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreOp, StoreSnapshot,
+    StoredSubscription, StoredWill, Ticket,
 };
-use crate::types::ByteStr;
+use crate::types::{ByteStr, PacketId, QoS};
 
 /// The changes not yet drained, and the wall clock the runtime gave at restore.
 #[derive(Debug)]
@@ -102,7 +103,44 @@ impl Router {
             done.sessions += 1;
         }
         self.restore_queued(now, wall, snapshot.queued, &mut done);
+        self.restore_flows(snapshot.incoming, snapshot.released);
         done
+    }
+
+    /// Gives restored sessions their QoS 2 flows: inbound packet identifiers waiting for
+    /// PUBREL, and outbound flows waiting for PUBCOMP (resent as PUBREL on reconnect). Those
+    /// of a session not restored are deleted.
+    fn restore_flows(&mut self, incoming: Vec<PacketIdRecord>, released: Vec<PacketIdRecord>) {
+        let flows = incoming
+            .into_iter()
+            .map(|r| (r, true))
+            .chain(released.into_iter().map(|r| (r, false)));
+        for (r, inbound) in flows {
+            let session = self
+                .by_client
+                .get(&r.client_id)
+                .and_then(|sid| self.sessions.get_mut(sid))
+                .filter(|s| s.persisted && s.conn.is_none());
+            let Some(s) = session else {
+                self.log(if inbound {
+                    StoreOp::DeleteIncoming(r)
+                } else {
+                    StoreOp::DeleteReleased(r)
+                });
+                continue;
+            };
+            let h = &mut s.handover;
+            if inbound {
+                if !h.incoming_qos2.contains(&r.packet_id) {
+                    h.incoming_qos2.push(r.packet_id);
+                    h.incoming_qos2.sort();
+                }
+            } else if !h.outbound.iter().any(|(id, _)| *id == r.packet_id) {
+                s.last_packet_id = s.last_packet_id.max(r.packet_id.get());
+                h.outbound
+                    .push((r.packet_id, OutFlow::Released { stored: true }));
+            }
+        }
     }
 
     /// Puts stored messages back in their sessions' queues, in sequence order; those whose
@@ -142,17 +180,23 @@ impl Router {
             }
             let expires_at = q.expires_at.map(|at| now + Duration::from_secs(at - wall));
             s.queued_bytes += size;
+            if let Some(id) = q.packet_id {
+                s.last_packet_id = s.last_packet_id.max(id.get());
+            }
             s.queue.push_back(Delivery {
                 publish: q.publish,
                 expires_at,
                 stored: Some(q.seq),
+                packet_id: q.packet_id,
             });
             done.queued += 1;
         }
     }
 
-    /// Logs the messages of an offline stored session's queue the store does not hold yet,
-    /// keeping the queue's order in the sequence numbers.
+    /// Logs the messages of a stored session's queue the store does not hold yet (offline,
+    /// every one; online, those owed at QoS 1/2), keeping the queue's order in the sequence
+    /// numbers. A QoS 1/2 message gets its packet identifier here, so the one it goes out
+    /// with is stored with it.
     pub(super) fn persist_queued(&mut self, now: Instant, sid: SessionId) {
         let Some(log) = &mut self.store else {
             return;
@@ -160,10 +204,16 @@ impl Router {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if !s.persisted || s.conn.is_some() {
+        if !s.persisted {
             return;
         }
-        let Some(first) = s.queue.iter().position(|d| d.stored.is_none()) else {
+        let online = s.conn.is_some();
+        let wanted = |d: &Delivery| !(online && d.publish.qos == QoS::AtMostOnce);
+        let Some(first) = s
+            .queue
+            .iter()
+            .position(|d| wanted(d) && d.stored.is_none())
+        else {
             return;
         };
         // New messages only at the end: they follow the stored ones. Otherwise (messages came
@@ -174,7 +224,7 @@ impl Router {
             0
         };
         let wall = log.wall(now);
-        for d in s.queue.iter_mut().skip(from) {
+        for d in s.queue.iter_mut().skip(from).filter(|d| wanted(d)) {
             if let Some(seq) = d.stored.take() {
                 log.ops.push_back(StoreOp::Dequeue {
                     client_id: s.client_id.clone(),
@@ -184,6 +234,10 @@ impl Router {
             let seq = log.next_seq;
             log.next_seq += 1;
             d.stored = Some(seq);
+            if d.publish.qos != QoS::AtMostOnce && d.packet_id.is_none() {
+                s.last_packet_id = s.last_packet_id.checked_add(1).unwrap_or(1);
+                d.packet_id = PacketId::new(s.last_packet_id);
+            }
             let expires_at = d.expires_at.map(|at| {
                 let left = at.saturating_duration_since(now);
                 wall + left.as_secs() + u64::from(left.subsec_nanos() > 0)
@@ -192,10 +246,44 @@ impl Router {
                 client_id: s.client_id.clone(),
                 seq,
                 publish: d.publish.clone(),
+                packet_id: d.packet_id,
                 stored_at: wall,
                 expires_at,
             }));
         }
+    }
+
+    /// Whether connections hold their acknowledgements until the store says what they
+    /// promise is durable.
+    pub(super) fn holds_acks(&self) -> bool {
+        self.store.is_some() && self.config.durable_acks
+    }
+
+    /// Logs a ticket for the oldest acknowledgement `conn` holds, if acknowledgements wait.
+    pub(super) fn ticket(&mut self, conn: ConnId) {
+        if self.holds_acks() {
+            self.log(StoreOp::Durable(Ticket { conn }));
+        }
+    }
+
+    /// Logs a change to a QoS 2 flow of the stored session `conn` serves.
+    pub(super) fn log_flow(
+        &mut self,
+        conn: ConnId,
+        packet_id: PacketId,
+        op: fn(PacketIdRecord) -> StoreOp,
+    ) {
+        let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) else {
+            return;
+        };
+        if !s.persisted {
+            return;
+        }
+        let client_id = s.client_id.clone();
+        self.log(op(PacketIdRecord {
+            client_id,
+            packet_id,
+        }));
     }
 
     /// A change for the store, in order; yields after inputs, timeouts and [`Router::restore`]
@@ -231,6 +319,15 @@ impl Router {
         if r.expiry != u32::MAX {
             let left = u64::from(r.expiry) - age;
             self.set_timer(now + Duration::from_secs(left), Timer::Expire(sid, 0));
+        }
+        if let Some(w) = r.will {
+            // The restart ended its connection if it was still online: the delay counts from
+            // then, or from when the connection ended.
+            let left = u64::from(w.delay).saturating_sub(age);
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.will = Some(will_of(w));
+            }
+            self.set_timer(now + Duration::from_secs(left), Timer::Will(sid, 0));
         }
     }
 
@@ -293,6 +390,7 @@ impl Router {
             expiry: s.expiry,
             disconnected_at: s.disconnected_at,
             subscriptions,
+            will: s.will.as_ref().map(stored_will),
         }));
     }
 }
@@ -310,4 +408,43 @@ pub(super) fn unqueue(store: &mut Option<StoreLog>, client_id: &ByteStr, seq: Op
 /// Whether `p` is on a `$SYS` topic, which the broker rebuilds itself and never stores.
 fn is_sys(p: &Publish) -> bool {
     p.topic.as_str().starts_with("$SYS")
+}
+
+/// A will as the store keeps it.
+fn stored_will(w: &Will) -> StoredWill {
+    let mut p = Publish::new(w.topic.clone(), w.payload.clone());
+    p.qos = w.qos;
+    p.retain = w.retain;
+    let (wp, pp) = (&w.properties, &mut p.properties);
+    pp.payload_format_indicator = wp.payload_format_indicator;
+    pp.message_expiry_interval = wp.message_expiry_interval;
+    pp.content_type = wp.content_type.clone();
+    pp.response_topic = wp.response_topic.clone();
+    pp.correlation_data = wp.correlation_data.clone();
+    pp.user_properties = wp.user_properties.clone();
+    StoredWill {
+        publish: p,
+        delay: wp.will_delay_interval.unwrap_or(0),
+    }
+}
+
+/// The will a stored one came from.
+fn will_of(w: StoredWill) -> Will {
+    let p = w.publish;
+    let pp = p.properties;
+    Will {
+        topic: p.topic,
+        payload: p.payload,
+        qos: p.qos,
+        retain: p.retain,
+        properties: WillProperties {
+            will_delay_interval: (w.delay > 0).then_some(w.delay),
+            payload_format_indicator: pp.payload_format_indicator,
+            message_expiry_interval: pp.message_expiry_interval,
+            content_type: pp.content_type,
+            response_topic: pp.response_topic,
+            correlation_data: pp.correlation_data,
+            user_properties: pp.user_properties,
+        },
+    }
 }
