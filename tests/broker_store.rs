@@ -33,8 +33,28 @@ fn stored_sim_with(config: BrokerConfig, wall: u64, snapshot: StoreSnapshot) -> 
 }
 
 /// Drains the broker's change log into `store`, each op through its record's bytes as a
-/// store keeps them; returns the ops.
+/// store keeps them, then hands the tickets back as a runtime does once the batch is durable
+/// (so held acknowledgements go out); returns the ops.
 fn drain(sim: &mut Sim, store: &mut StoreSnapshot) -> Vec<StoreOp> {
+    let mut ops = Vec::new();
+    loop {
+        let batch = drain_batch(sim, store);
+        if batch.is_empty() {
+            return ops;
+        }
+        let now = sim.now();
+        for op in &batch {
+            if let StoreOp::Durable(t) = op {
+                sim.broker.handle_durable(now, *t);
+            }
+        }
+        sim.settle();
+        ops.extend(batch);
+    }
+}
+
+/// One batch of [`drain`], without handing tickets back.
+fn drain_batch(sim: &mut Sim, store: &mut StoreSnapshot) -> Vec<StoreOp> {
     let mut ops = Vec::new();
     while let Some(op) = sim.broker.poll_store() {
         let kept = match op.clone() {
@@ -300,13 +320,24 @@ fn an_offline_queue_survives_the_restart_in_order_and_is_not_redelivered() {
     a.publish_settled(pubr, msg("q", "m2", QoS::ExactlyOnce));
     a.publish_settled(pubr, msg("q", "m3", QoS::AtLeastOnce));
     let ops = drain(&mut a, &mut store);
-    let enqueued = ops
+    let enqueued: Vec<u64> = ops
         .iter()
-        .filter(|op| matches!(op, StoreOp::Enqueue(_)))
-        .count();
+        .filter_map(|op| match op {
+            StoreOp::Enqueue(q) => Some(q.seq),
+            _ => None,
+        })
+        .collect();
     assert_eq!(
-        enqueued, 3,
-        "only what waits for the offline session: {ops:?}"
+        enqueued.len(),
+        4,
+        "each message owed to the session: {ops:?}"
+    );
+    assert!(
+        ops.contains(&StoreOp::Dequeue {
+            client_id: s("sub"),
+            seq: enqueued[0]
+        }),
+        "the one delivered online leaves the store with its PUBACK: {ops:?}"
     );
     assert_eq!(queued_payloads(&store, "sub"), ["m1", "m2", "m3"]);
 
@@ -453,7 +484,7 @@ fn queue_overflow_drops_and_session_end_reach_the_store() {
 }
 
 #[test]
-fn messages_queued_beyond_the_window_are_stored_when_the_connection_ends() {
+fn messages_owed_to_an_online_session_in_flight_or_queued_are_stored_and_come_back() {
     let mut store = StoreSnapshot::default();
     let (mut a, _) = stored_sim(WALL, StoreSnapshot::default());
     let mut slow = persistent(V5, "slow", 3600);
@@ -465,25 +496,26 @@ fn messages_queued_beyond_the_window_are_stored_when_the_connection_ends() {
     for m in ["w1", "w2", "w3"] {
         a.publish_settled(pubr, msg("q", m, QoS::AtLeastOnce));
     }
-    let ops = drain(&mut a, &mut store);
-    assert!(
-        !ops.iter().any(|op| matches!(op, StoreOp::Enqueue(_))),
-        "nothing is stored while the session is online: {ops:?}"
-    );
+    drain(&mut a, &mut store);
+    // "w1" is in flight (sent, unacknowledged), the rest waits: all are stored before the
+    // publisher gets its PUBACK, each with the packet id it goes out with.
+    assert_eq!(queued_payloads(&store, "slow"), ["w1", "w2", "w3"]);
+    let ids: Vec<_> = store.queued.iter().map(|q| q.packet_id).collect();
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
     a.sever(subr);
     a.settle();
     drain(&mut a, &mut store);
-    // "w1" is in flight (sent, unacknowledged), which is not stored yet; the rest waits.
-    assert_eq!(queued_payloads(&store, "slow"), ["w2", "w3"]);
+    assert_eq!(queued_payloads(&store, "slow"), ["w1", "w2", "w3"]);
 
     let (mut b, restored) = stored_sim(WALL + 5, store);
-    assert_eq!(restored.queued, 2);
+    assert_eq!(restored.queued, 3);
     let back = b.add_client(resuming(V5, "slow", 3600));
     assert!(b.connect(back).0);
     b.settle();
     assert_eq!(
         payloads(&b.messages(back)),
         [
+            ("w1".to_owned(), QoS::AtLeastOnce),
             ("w2".to_owned(), QoS::AtLeastOnce),
             ("w3".to_owned(), QoS::AtLeastOnce)
         ]

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::store::RedbStore;
-use crate::store::StoreOp;
 use super::{reply_channel, Error, Reply};
 use crate::broker::{
     BrokerEvent, BrokerStats, ConnId, ConnectionMail, Router, RouterMail, ServerConnection,
 };
+use crate::store::StoreOp;
 
 /// Called for every broker event (connects, closes), by the connection's own task; it must
 /// not block.

@@ -15,8 +15,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use super::now;
 use crate::broker::Broker;
 use crate::store::{
-    PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoreOp,
-    StoreSnapshot,
+    PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoreOp, StoreSnapshot,
 };
 use crate::types::{ByteStr, PacketId};
 

@@ -62,6 +62,12 @@ impl Raw {
         }
     }
 
+    /// The fake clock's reading.
+    #[allow(dead_code)] // not every test crate that includes this harness reads it
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
     /// Time since the origin.
     pub(crate) fn elapsed(&self) -> Duration {
         self.now - self.start
