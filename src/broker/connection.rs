@@ -121,6 +121,8 @@ pub struct ServerConnection {
     /// Held PUBACKs: inbound QoS 1 messages not acknowledged yet (they count against the
     /// receive maximum, with the QoS 2 ones).
     held_pubacks: usize,
+    /// The store holds the session: its QoS 2 flows are reported to the router.
+    stored_session: bool,
     to_router: VecDeque<ToRouter>,
     events: VecDeque<ConnEvent>,
 }
@@ -184,6 +186,7 @@ impl ServerConnection {
             hold: false,
             held: VecDeque::new(),
             held_pubacks: 0,
+            stored_session: false,
             to_router: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -347,8 +350,10 @@ impl ServerConnection {
                 session_present,
                 handover,
                 hold,
+                stored,
             } => {
                 self.hold = hold;
+                self.stored_session = stored;
                 self.accepted(now, session_present, handover)
             }
             ToConnection::Durable => {

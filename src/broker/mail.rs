@@ -128,10 +128,11 @@ pub(crate) enum ToRouter {
     Delivered {
         seq: u64,
     },
-    /// A PUBREC for an outbound QoS 2 message: the flow is released. With durable acks the
-    /// connection holds its PUBREL for the ticket this logs.
+    /// A PUBREC for a stored outbound QoS 2 message: the store keeps the released flow
+    /// instead of the message. With durable acks the connection holds its PUBREL for the
+    /// ticket this logs.
     Received {
-        seq: Option<u64>,
+        seq: u64,
         packet_id: PacketId,
     },
     /// A PUBCOMP for a stored released flow.
@@ -171,6 +172,8 @@ pub(crate) enum ToConnection {
         handover: Handover,
         /// Hold acknowledgements until [`ToConnection::Durable`] (durable acks with a store).
         hold: bool,
+        /// The store holds the session (its inbound QoS 2 flows are reported).
+        stored: bool,
     },
     /// The oldest held acknowledgement may go: what it promises is durable.
     Durable,

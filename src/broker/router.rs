@@ -260,11 +260,9 @@ impl Router {
             }
             ToRouter::Received { seq, packet_id } => {
                 if let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) {
-                    store::unqueue(&mut self.store, &s.client_id, seq);
+                    store::unqueue(&mut self.store, &s.client_id, Some(seq));
                 }
-                if seq.is_some() {
-                    self.log_flow(conn, packet_id, StoreOp::PutReleased);
-                }
+                self.log_flow(conn, packet_id, StoreOp::PutReleased);
                 self.ticket(conn);
             }
             ToRouter::Completed { packet_id } => {
@@ -368,15 +366,17 @@ impl Router {
         s.inflight = handover.outbound.len();
         self.online.insert(conn, sid);
         let hold = self.holds_acks();
+        self.persist_session(sid);
+        let stored = self.store.is_some() && self.sessions.get(&sid).is_some_and(|s| s.persisted);
         self.outbox.push_back((
             conn,
             ToConnection::Accepted {
                 session_present: resumed.is_some(),
                 handover,
                 hold,
+                stored,
             },
         ));
-        self.persist_session(sid);
         self.release(now, sid);
     }
 

@@ -88,7 +88,12 @@ impl ServerConnection {
             }
         };
         if self.state != State::Connected {
-            return credit(self);
+            // Never sent: a stored message stays in the store (the router's copy went with
+            // this mail).
+            if !qos0 {
+                self.to_router.push_back(ToRouter::Credit);
+            }
+            return;
         }
         if !self
             .authorizer
@@ -203,8 +208,10 @@ impl ServerConnection {
                         stored: seq.is_some(),
                     };
                 }
-                let mail = ToRouter::Received { seq, packet_id: id };
-                self.reply(Packet::PubRel(PubAck::new(id)), Some(mail));
+                // Without a stored message the router needs no word, only a ticket to keep
+                // the PUBREL in line if acknowledgements are held.
+                let mail = seq.map(|seq| ToRouter::Received { seq, packet_id: id });
+                self.reply(Packet::PubRel(PubAck::new(id)), mail);
             }
             Some((_, OutFlow::Released { .. })) => {
                 self.reply(Packet::PubRel(PubAck::new(id)), None);
@@ -226,7 +233,8 @@ impl ServerConnection {
         if !known && self.protocol.is_v5() {
             comp.reason_code = ReasonCode::PacketIdentifierNotFound;
         }
-        let mail = known.then_some(ToRouter::Released { packet_id: id });
+        let stored = known && self.stored_session;
+        let mail = stored.then_some(ToRouter::Released { packet_id: id });
         self.reply(Packet::PubComp(comp), mail);
     }
 
