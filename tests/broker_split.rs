@@ -25,6 +25,8 @@ struct Split {
     inboxes: HashMap<ConnId, VecDeque<ConnectionMail>>,
     /// Connections whose inbox is "full": their mail goes back to the router.
     full: Vec<ConnId>,
+    /// Connections whose task is busy: their mail waits in their inbox.
+    parked: Vec<ConnId>,
     /// Bytes each connection wrote, not decoded yet.
     wire: HashMap<ConnId, BytesMut>,
     events: Vec<BrokerEvent>,
@@ -40,6 +42,7 @@ impl Split {
             conns: HashMap::new(),
             inboxes: HashMap::new(),
             full: Vec::new(),
+            parked: Vec::new(),
             wire: HashMap::new(),
             events: Vec::new(),
         }
@@ -94,7 +97,12 @@ impl Split {
     fn settle(&mut self) {
         loop {
             let mut moved = false;
-            let ids: Vec<ConnId> = self.inboxes.keys().copied().collect();
+            let ids: Vec<ConnId> = self
+                .inboxes
+                .keys()
+                .copied()
+                .filter(|id| !self.parked.contains(id))
+                .collect();
             for id in ids {
                 let mail: Vec<ConnectionMail> = self
                     .inboxes
@@ -299,6 +307,43 @@ fn undelivered_mail_keeps_qos1_in_order_and_the_session_waits_for_its_next_conne
     assert_eq!(s.router.stats().connections, 2, "sub and pub");
     let (_, got) = s.resume("sub0", false);
     assert!(payloads(&got).is_empty(), "{got:?}");
+}
+
+/// A delivery mailed to a connection that closes before its task reads the mail is never
+/// sent; the closed connection hands it back and the session gets it on its next connection.
+#[test]
+fn a_delivery_that_reaches_a_closed_connection_goes_back_to_its_session() {
+    let mut s = Split::new(BrokerConfig::default());
+    let sub = s.connect("sub", false);
+    s.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publisher = s.connect("pub", true);
+    s.parked.push(sub);
+    s.send(publisher, publish("t", "late", QoS::AtLeastOnce, 1));
+    s.send(publisher, publish("t", "later", QoS::AtLeastOnce, 2));
+    // The transport closes with the deliveries still in the connection's inbox.
+    let mut c = s.conns.remove(&sub).expect("open");
+    c.handle_transport_closed(s.now);
+    let closed: Vec<RouterMail> = std::iter::from_fn(|| c.poll_router()).collect();
+    s.route(closed);
+    for m in s.inboxes.remove(&sub).unwrap_or_default() {
+        c.handle_router(s.now, m);
+    }
+    assert!(
+        c.poll_transmit().is_none(),
+        "nothing is sent after the close"
+    );
+    let returned: Vec<RouterMail> = std::iter::from_fn(|| c.poll_router()).collect();
+    assert_eq!(returned.len(), 2);
+    s.route(returned);
+    let (_, got) = s.resume("sub", false);
+    assert_eq!(
+        payloads(&got),
+        vec![
+            (QoS::AtLeastOnce, b"late".to_vec()),
+            (QoS::AtLeastOnce, b"later".to_vec())
+        ],
+        "in their order"
+    );
 }
 
 #[test]

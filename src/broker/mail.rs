@@ -144,6 +144,9 @@ pub(crate) enum ToRouter {
     Released {
         packet_id: PacketId,
     },
+    /// A delivery that reached the connection after it closed, never sent: it goes back to
+    /// the session (right after the connection's `Closed`).
+    Returned(Delivery),
     /// With durable acks: the connection holds an acknowledgement that promises nothing new
     /// (a refusal, a duplicate); its ticket keeps it in order behind the others.
     Hold,

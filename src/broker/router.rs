@@ -150,6 +150,9 @@ pub struct Router {
     sent: u64,
     /// The change log for a store, once [`Router::restore`] turned it on.
     store: Option<store::StoreLog>,
+    /// The connection whose `Closed` came last, and its session: deliveries it returns
+    /// (mail right behind its `Closed`) go back to that session.
+    last_closed: Option<(ConnId, SessionId)>,
 }
 
 impl std::fmt::Debug for Router {
@@ -191,6 +194,7 @@ impl Router {
             received: 0,
             sent: 0,
             store: None,
+            last_closed: None,
         }
     }
 
@@ -273,6 +277,7 @@ impl Router {
                 self.ticket(conn);
             }
             ToRouter::Hold => self.ticket(conn),
+            ToRouter::Returned(d) => self.returned(now, conn, d),
             ToRouter::Subscribe {
                 packet_id,
                 subscription_id,
@@ -391,10 +396,12 @@ impl Router {
         let Some(sid) = self.online.remove(&conn) else {
             return;
         };
+        self.last_closed = Some((conn, sid));
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.conn = None;
             s.generation += 1;
             s.inflight = 0;
+            s.returned = 0;
             // A stalled session keeps an undelivered hand-over if the connection never got it.
             if !(s.stalled && handover == Handover::default()) {
                 s.handover = handover;
@@ -413,6 +420,25 @@ impl Router {
         if let Some((new_conn, req)) = self.takeovers.remove(&sid) {
             self.complete_connect(now, new_conn, req);
         }
+    }
+
+    /// A delivery the closed connection `conn` never sent: back to the front of its session's
+    /// queue, behind those returned before it (stored again if the session is offline, and
+    /// released if a new connection took the session over).
+    fn returned(&mut self, now: Instant, conn: ConnId, d: Delivery) {
+        let Some((closed, sid)) = self.last_closed else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&sid).filter(|_| closed == conn) else {
+            return;
+        };
+        s.queued_bytes += d.publish.payload.len();
+        let at = s.returned.min(s.queue.len());
+        s.queue.insert(at, d);
+        s.returned = at + 1;
+        self.sent = self.sent.saturating_sub(1); // counted when released, never sent
+        self.persist_queued(now, sid);
+        self.release(now, sid);
     }
 
     /// Plans the will and the end of a session whose connection just ended.

@@ -88,10 +88,10 @@ impl ServerConnection {
             }
         };
         if self.state != State::Connected {
-            // Never sent: a stored message stays in the store (the router's copy went with
-            // this mail).
+            // Too late to send: a QoS 1/2 message goes back to the session (and stays in the
+            // store, if stored).
             if !qos0 {
-                self.to_router.push_back(ToRouter::Credit);
+                self.to_router.push_back(ToRouter::Returned(d));
             }
             return;
         }
