@@ -4,6 +4,11 @@
 //!
 //! Each operation is a byte: the low 3 bits pick the action, the rest its argument.
 //!
+//! When the first byte is odd the broker keeps a store (an in-memory snapshot of what it
+//! logs, each record through its byte format): acknowledgements then wait for their tickets,
+//! which action 7 hands back, and a time step of 31 (action 6) is a crash: a new broker
+//! restored from the snapshot, with every connection gone.
+//!
 //! The broker runs with an enhanced authenticator (method "X": CONNECT data, then one AUTH
 //! answer "ok"), outbound topic aliases, a topic depth limit and a connection limit, so those
 //! paths are reachable from the openings.
@@ -20,6 +25,9 @@ use tinymqtt::broker::{
     AllowAll, AuthExchange, AuthStep, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId,
 };
 use tinymqtt::codec::{Decoder, Packet};
+use tinymqtt::store::{
+    QueuedRecord, RetainedRecord, SessionRecord, StoreOp, StoreSnapshot, Ticket,
+};
 use tinymqtt::{ByteStr, ProtocolVersion, ReasonCode};
 
 /// Method "X": continue once when the CONNECT carries data, then succeed on "ok".
@@ -89,7 +97,8 @@ const CONNECTS: [&[u8]; 5] = [
     ],
 ];
 
-fuzz_target!(|data: &[u8]| {
+/// A broker with the target's configuration, restored from `store` if there is one.
+fn broker(now: Instant, store: Option<&StoreSnapshot>) -> Broker {
     let config = BrokerConfig {
         max_queued_messages: 8,
         max_packet_size: 512,
@@ -99,8 +108,37 @@ fuzz_target!(|data: &[u8]| {
         ..BrokerConfig::default()
     };
     let mut broker = Broker::with_auth(config, Arc::new(TwoStep), Arc::new(AllowAll));
+    if let Some(s) = store {
+        broker.restore(now, 1_800_000_000, s.clone());
+    }
+    broker
+}
+
+/// `op` as a store reads it back: every record through its bytes, which must decode.
+fn through_bytes(op: StoreOp) -> StoreOp {
+    match op {
+        StoreOp::PutRetained(r) => StoreOp::PutRetained(
+            RetainedRecord::decode(&r.encode().expect("encodes")).expect("decodes"),
+        ),
+        StoreOp::PutSession(r) => StoreOp::PutSession(
+            SessionRecord::decode(&r.encode().expect("encodes")).expect("decodes"),
+        ),
+        StoreOp::Enqueue(q) => {
+            StoreOp::Enqueue(QueuedRecord::decode(&q.encode().expect("encodes")).expect("decodes"))
+        }
+        other => other,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
     #[allow(clippy::disallowed_methods)]
     let mut now = Instant::now();
+    let mut store = data
+        .first()
+        .is_some_and(|b| b & 1 == 1)
+        .then(StoreSnapshot::default);
+    let mut tickets: Vec<Ticket> = Vec::new();
+    let mut broker = broker(now, store.as_ref());
     let mut conns: Vec<ConnId> = Vec::new();
     // What each connection received, decoded as the broker's version for it.
     let mut received: HashMap<ConnId, (BytesMut, Decoder)> = HashMap::new();
@@ -140,6 +178,13 @@ fuzz_target!(|data: &[u8]| {
                     broker.handle_transport_closed(now, conn);
                 }
             }
+            6 if arg == 31 && store.is_some() => {
+                // A crash: what was written survives, nothing else.
+                tickets.clear();
+                conns.clear();
+                received.clear();
+                broker = self::broker(now, store.as_ref());
+            }
             6 => {
                 now += Duration::from_millis(arg as u64 * 250);
                 broker.handle_timeout(now);
@@ -148,6 +193,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             _ => {
+                for t in tickets.drain(..) {
+                    broker.handle_durable(now, t);
+                }
                 if let Some(t) = broker.poll_timeout() {
                     now = now.max(t);
                     broker.handle_timeout(now);
@@ -155,6 +203,14 @@ fuzz_target!(|data: &[u8]| {
                         assert!(t >= now, "deadline in the past after handle_timeout");
                     }
                 }
+            }
+        }
+        if let Some(s) = &mut store {
+            while let Some(op) = broker.poll_store() {
+                if let StoreOp::Durable(t) = &op {
+                    tickets.push(*t);
+                }
+                s.apply(through_bytes(op));
             }
         }
         while let Some((conn, bytes)) = broker.poll_transmit() {

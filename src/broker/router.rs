@@ -653,7 +653,7 @@ impl Router {
         s.queue.push_back(d);
         if s.persisted {
             // Offline, everything queued is stored; online, what is owed at QoS 1/2.
-            self.persist_queued(now, sid);
+            self.persist_last(now, sid);
         }
         self.release(now, sid);
     }

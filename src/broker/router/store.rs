@@ -221,31 +221,25 @@ impl Router {
         };
         let wall = log.wall(now);
         for d in s.queue.iter_mut().skip(from).filter(|d| wanted(d)) {
-            if let Some(seq) = d.stored.take() {
-                log.ops.push_back(StoreOp::Dequeue {
-                    client_id: s.client_id.clone(),
-                    seq,
-                });
+            store_delivery(log, &s.client_id, &mut s.last_packet_id, d, now, wall);
+        }
+    }
+
+    /// Logs the message just queued at the back of a stored session's queue (offline, any;
+    /// online, one owed at QoS 1/2): every message before it is stored already.
+    pub(super) fn persist_last(&mut self, now: Instant, sid: SessionId) {
+        let Some(log) = &mut self.store else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&sid).filter(|s| s.persisted) else {
+            return;
+        };
+        let online = s.conn.is_some();
+        let wall = log.wall(now);
+        if let Some(d) = s.queue.back_mut() {
+            if d.stored.is_none() && !(online && d.publish.qos == QoS::AtMostOnce) {
+                store_delivery(log, &s.client_id, &mut s.last_packet_id, d, now, wall);
             }
-            let seq = log.next_seq;
-            log.next_seq += 1;
-            d.stored = Some(seq);
-            if d.publish.qos != QoS::AtMostOnce && d.packet_id.is_none() {
-                s.last_packet_id = s.last_packet_id.checked_add(1).unwrap_or(1);
-                d.packet_id = PacketId::new(s.last_packet_id);
-            }
-            let expires_at = d.expires_at.map(|at| {
-                let left = at.saturating_duration_since(now);
-                wall + left.as_secs() + u64::from(left.subsec_nanos() > 0)
-            });
-            log.ops.push_back(StoreOp::Enqueue(QueuedRecord {
-                client_id: s.client_id.clone(),
-                seq,
-                publish: d.publish.clone(),
-                packet_id: d.packet_id,
-                stored_at: wall,
-                expires_at,
-            }));
         }
     }
 
@@ -389,6 +383,44 @@ impl Router {
             will: s.will.as_ref().map(stored_will),
         }));
     }
+}
+
+/// Logs `d` at the end of `client_id`'s stored queue (dropping its earlier record, if any)
+/// under the next sequence number, with the next packet identifier of the session if it is
+/// a QoS 1/2 message without one.
+fn store_delivery(
+    log: &mut StoreLog,
+    client_id: &ByteStr,
+    last_packet_id: &mut u16,
+    d: &mut Delivery,
+    now: Instant,
+    wall: u64,
+) {
+    if let Some(seq) = d.stored.take() {
+        log.ops.push_back(StoreOp::Dequeue {
+            client_id: client_id.clone(),
+            seq,
+        });
+    }
+    let seq = log.next_seq;
+    log.next_seq += 1;
+    d.stored = Some(seq);
+    if d.publish.qos != QoS::AtMostOnce && d.packet_id.is_none() {
+        *last_packet_id = last_packet_id.checked_add(1).unwrap_or(1);
+        d.packet_id = PacketId::new(*last_packet_id);
+    }
+    let expires_at = d.expires_at.map(|at| {
+        let left = at.saturating_duration_since(now);
+        wall + left.as_secs() + u64::from(left.subsec_nanos() > 0)
+    });
+    log.ops.push_back(StoreOp::Enqueue(QueuedRecord {
+        client_id: client_id.clone(),
+        seq,
+        publish: d.publish.clone(),
+        packet_id: d.packet_id,
+        stored_at: wall,
+        expires_at,
+    }));
 }
 
 /// Logs the removal of a message from a stored queue, if it was stored.
