@@ -11,9 +11,12 @@
 //! Order across reconnects is reported, not required.
 //!
 //! The kill moments come from a seed printed at the start (`CRASH_SEED=N` repeats them; the
-//! load itself runs on real time, so a rerun is close, not identical). `cargo test` builds
-//! the example broker before it runs this (it needs every runtime feature); alone:
-//! `cargo build --examples --all-features && cargo test --all-features --test crash`.
+//! load itself runs on real time, so a rerun is close, not identical); `CRASH_KILLS=N`
+//! changes the number of kills (0: the oracle on a broker that never crashes) and
+//! `CRASH_LOG=info` (or `debug`) prints the broker's log and each client's connections.
+//! `cargo test` builds the example broker before it runs this (it needs every runtime
+//! feature); alone: `cargo build --examples --all-features && cargo test --all-features
+//! --test crash -- --ignored` (ignored until acknowledgements wait for durable writes).
 
 #![cfg(all(
     feature = "tokio",
@@ -151,6 +154,11 @@ fn start_broker(port: u16, work: &Path) -> Peer {
     std::fs::write(&config, text).expect("write the broker config");
     let port = port.to_string();
     let (config, store) = (path(&config), path(&work.join("store")));
+    // `CRASH_LOG=debug` (or any log filter) for a post-mortem.
+    let level = std::env::var("CRASH_LOG")
+        .ok()
+        .filter(|l| l.chars().all(|c| c.is_ascii_alphabetic()) && l.len() > 1)
+        .unwrap_or_else(|| "info".into());
     let mut args = vec![
         "--host",
         "127.0.0.1",
@@ -161,7 +169,7 @@ fn start_broker(port: u16, work: &Path) -> Peer {
         "--persistence",
         &store,
         "--log-level",
-        "info",
+        &level,
     ];
     if fsync == Fsync::Flag {
         args.extend(["--fsync", "always"]);
@@ -169,6 +177,16 @@ fn start_broker(port: u16, work: &Path) -> Peer {
     let broker = Peer::spawn(&example("broker"), &args);
     broker.line_where(|l| l.contains("listening on"));
     broker
+}
+
+/// With `CRASH_LOG` set, prints what the broker logged so far (for a failure's post-mortem).
+fn broker_log(broker: &Peer, t0: Instant) {
+    if std::env::var_os("CRASH_LOG").is_some() {
+        let t = t0.elapsed().as_secs_f64();
+        for line in broker.lines_within(Duration::ZERO, |_| true) {
+            eprintln!("[{t:.3}s broker {}] {line}", broker.pid());
+        }
+    }
 }
 
 /// SplitMix64, for the kill moments.
@@ -594,7 +612,7 @@ fn acknowledged_messages_retained_messages_and_subscriptions_survive_sigkills_of
         .and_then(|s| s.parse().ok())
         .unwrap_or(KILLS)
         .min(20);
-    let started = clock();
+    let started = link::t0();
     let work = Work::new();
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -630,6 +648,7 @@ fn acknowledged_messages_retained_messages_and_subscriptions_survive_sigkills_of
         let down = next_random(&mut rng) % 50;
         thread::sleep(Duration::from_millis(load));
         let at = started.elapsed();
+        broker_log(&broker, started);
         broker.kill();
         thread::sleep(Duration::from_millis(down));
         broker = start_broker(port, &work.0);
@@ -664,6 +683,7 @@ fn acknowledged_messages_retained_messages_and_subscriptions_survive_sigkills_of
     stop_sub.store(true, Ordering::Release);
     sub.join().expect("subscriber thread");
     let kept = retained(addr, RETAINED_TOPIC);
+    broker_log(&broker, started);
     drop(broker);
 
     let got = got.lock().unwrap();

@@ -19,6 +19,19 @@ pub(crate) fn clock() -> Instant {
     Instant::now()
 }
 
+/// The moment the test started (the first call), which every trace and report counts from.
+pub(crate) fn t0() -> Instant {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *T0.get_or_init(clock)
+}
+
+/// With `CRASH_LOG` set, prints what a client's transport does (for a failure's post-mortem).
+fn trace(id: &str, what: std::fmt::Arguments<'_>) {
+    if std::env::var_os("CRASH_LOG").is_some() {
+        eprintln!("[{:.3}s {id}] {what}", t0().elapsed().as_secs_f64());
+    }
+}
+
 /// A client session and its current transport.
 pub(crate) struct Link {
     pub(crate) session: Session,
@@ -44,7 +57,13 @@ impl Link {
     /// as a transport that closed at once (the session then waits its backoff).
     fn open(&mut self) {
         let now = clock();
-        match TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)) {
+        let id = self.session.config().client_id.to_string();
+        let opened = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
+        trace(
+            &id,
+            format_args!("open: {:?}", opened.as_ref().map(|s| s.local_addr())),
+        );
+        match opened {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
@@ -61,6 +80,8 @@ impl Link {
 
     /// The transport failed or ended.
     fn closed(&mut self) {
+        let id = self.session.config().client_id.to_string();
+        trace(&id, format_args!("transport closed"));
         if let Some(s) = self.stream.take() {
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -91,7 +112,13 @@ impl Link {
                         }
                         events.push(e);
                     }
-                    e => events.push(e),
+                    e => {
+                        if !matches!(e, Event::Message(_) | Event::Published { .. }) {
+                            let id = self.session.config().client_id.to_string();
+                            trace(&id, format_args!("{e:?}"));
+                        }
+                        events.push(e)
+                    }
                 }
             }
             if !busy {
