@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build fuzz bench broker publisher subscriber
+.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build fuzz bench bench-persistence crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build bench-smoke
@@ -69,6 +69,17 @@ fuzz:
 bench:
 	$(CARGO) bench --bench codec
 	$(CARGO) bench --bench router
+
+## bench-persistence: QoS 1 throughput with persistence on (fsync always) against off, side by
+## side (e.g. make bench-persistence ARGS="--count 20000 --rounds 7")
+bench-persistence:
+	$(CARGO) bench --features tokio --bench persistence -- $(ARGS)
+
+## crash: the broker process killed with SIGKILL under load and restarted on its store
+## (tests/crash.rs; ignored in `make test` until acknowledgements wait for durable writes)
+crash:
+	$(CARGO) build --examples --all-features
+	$(CARGO) test --all-features --test crash -- --ignored --nocapture
 
 ## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"
 ARGS ?=
