@@ -16,7 +16,7 @@
 //! `CRASH_LOG=info` (or `debug`) prints the broker's log and each client's connections.
 //! `cargo test` builds the example broker before it runs this (it needs every runtime
 //! feature); alone: `cargo build --examples --all-features && cargo test --all-features
-//! --test crash -- --ignored` (ignored until acknowledgements wait for durable writes).
+//! --test crash -- --nocapture` (it prints its report).
 
 #![cfg(all(
     feature = "tokio",
@@ -594,8 +594,6 @@ fn check(sent: &Sent, arrived: &[u32], report: &mut String) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "fails until the broker acknowledges only durable messages and stores in-flight state \
-            (issue 6); run with `cargo test --all-features --test crash -- --ignored`"]
 fn acknowledged_messages_retained_messages_and_subscriptions_survive_sigkills_of_the_broker() {
     let seed = std::env::var("CRASH_SEED")
         .ok()
