@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::check::{Checker, SeqSet, Verdict};
 use crate::conn::{self, nanos, Conn};
 use crate::packet::{self, Protocol, PublishTemplate};
+use crate::report;
 
 /// How publishers and subscribers are wired to topics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub struct FlowConfig {
     pub keep_alive: u16,
     /// Print a progress line each second.
     pub progress: bool,
+    /// The broker's pid, to measure its CPU use.
+    pub broker_pid: Option<u32>,
 }
 
 /// What one throughput run measured.
@@ -75,6 +78,10 @@ pub struct FlowResult {
     pub verdict: Verdict,
     /// Errors from connections that failed mid-run.
     pub errors: Vec<String>,
+    /// Cores the load tool used during the interval.
+    pub tool_cpu: Option<f64>,
+    /// Cores the broker used during the interval.
+    pub broker_cpu: Option<f64>,
 }
 
 #[derive(Default)]
@@ -87,17 +94,21 @@ struct Shared {
     delivered: AtomicU64,
 }
 
+// Topics carry the tool's pid so that a backlog still draining from an earlier run on the same
+// broker never reaches this run's subscribers.
 fn topic(cfg: &FlowConfig, publisher: usize) -> String {
+    let tag = std::process::id();
     match cfg.shape {
-        Shape::FanIn | Shape::FanOut => "load/t".to_string(),
-        Shape::Many => format!("load/m/{publisher}"),
+        Shape::FanIn | Shape::FanOut => format!("load/{tag}/t"),
+        Shape::Many => format!("load/{tag}/m/{publisher}"),
     }
 }
 
-fn filter(cfg: &FlowConfig) -> &'static str {
+fn filter(cfg: &FlowConfig) -> String {
+    let tag = std::process::id();
     match cfg.shape {
-        Shape::FanIn | Shape::FanOut => "load/t",
-        Shape::Many => "load/m/+",
+        Shape::FanIn | Shape::FanOut => format!("load/{tag}/t"),
+        Shape::Many => format!("load/{tag}/m/+"),
     }
 }
 
@@ -112,7 +123,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
         let mut c = conn::open(cfg.addr, None, &id, cfg.protocol, cfg.keep_alive)
             .await
             .map_err(|e| format!("subscriber {i}: {e}"))?;
-        conn::subscribe(&mut c, filter(&cfg), cfg.qos, cfg.protocol)
+        conn::subscribe(&mut c, &filter(&cfg), cfg.qos, cfg.protocol)
             .await
             .map_err(|e| format!("subscriber {i}: {e}"))?;
         subs.push(c);
@@ -129,6 +140,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let start = Instant::now();
+    let cpu_start = (report::cpu_secs(None), report::cpu_secs(cfg.broker_pid));
     let sub_tasks: Vec<_> = subs
         .into_iter()
         .map(|c| tokio::spawn(subscriber(c, cfg.clone(), shared.clone())))
@@ -148,6 +160,9 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
         result.sent = shared.sent.load(Ordering::Relaxed);
         result.acked = shared.acked.load(Ordering::Relaxed);
         result.delivered = shared.delivered.load(Ordering::Relaxed);
+        let used = |from: Option<f64>, to: Option<f64>| Some((to? - from?) / result.secs);
+        result.tool_cpu = used(cpu_start.0, report::cpu_secs(None));
+        result.broker_cpu = used(cpu_start.1, report::cpu_secs(cfg.broker_pid));
     };
     if cfg.count.is_none() {
         tokio::time::sleep(cfg.duration).await;
@@ -205,9 +220,9 @@ async fn progress_lines(shared: Arc<Shared>, start: Instant) {
         eprintln!(
             "[{:>4.0}s] sent {}/s  acked {}/s  delivered {}/s",
             start.elapsed().as_secs_f64(),
-            crate::report::si(now.0 - last.0),
-            crate::report::si(now.1 - last.1),
-            crate::report::si(now.2 - last.2),
+            report::si(now.0 - last.0),
+            report::si(now.1 - last.1),
+            report::si(now.2 - last.2),
         );
         last = now;
     }

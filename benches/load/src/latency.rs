@@ -57,6 +57,10 @@ pub struct LatencyResult {
     pub verdict: Verdict,
     /// Errors from the connections.
     pub errors: Vec<String>,
+    /// Cores the load tool used (filled in by the caller).
+    pub tool_cpu: Option<f64>,
+    /// Cores the broker used (filled in by the caller).
+    pub broker_cpu: Option<f64>,
 }
 
 fn open(cfg: &LatencyConfig, client_id: &str) -> io::Result<(TcpStream, Vec<u8>, packet::Connack)> {
@@ -106,7 +110,9 @@ pub fn run(cfg: LatencyConfig) -> Result<LatencyResult, String> {
     let tag = std::process::id();
     let (mut sub, sub_buf, _) =
         open(&cfg, &format!("load-{tag}-lat-s")).map_err(|e| format!("subscriber: {e}"))?;
-    sub.write_all(&packet::subscribe(1, "load/lat", cfg.qos, cfg.protocol))
+    // The pid keeps an earlier run's backlog on the same broker out of this run.
+    let topic = format!("load/{tag}/lat");
+    sub.write_all(&packet::subscribe(1, &topic, cfg.qos, cfg.protocol))
         .map_err(|e| e.to_string())?;
     let mut sub_buf = sub_buf;
     let (first, _) = read_packet(&mut sub, &mut sub_buf).map_err(|e| format!("subscriber: {e}"))?;
@@ -119,7 +125,7 @@ pub fn run(cfg: LatencyConfig) -> Result<LatencyResult, String> {
         Protocol::V5 => u64::from(connack.receive_maximum.max(1)),
         Protocol::V4 => 60_000,
     };
-    let template = PublishTemplate::new("load/lat", cfg.qos, cfg.payload, cfg.protocol, 0)?;
+    let template = PublishTemplate::new(&topic, cfg.qos, cfg.payload, cfg.protocol, 0)?;
     let shared = Arc::new(Shared::default());
     let acked_set = Arc::new(Mutex::new(SeqSet::default()));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -212,6 +218,8 @@ pub fn run(cfg: LatencyConfig) -> Result<LatencyResult, String> {
         hist,
         verdict: checker.verdict(&[acked]),
         errors,
+        tool_cpu: None,
+        broker_cpu: None,
     })
 }
 

@@ -172,6 +172,7 @@ fn main() -> ExitCode {
                 drain: Duration::from_secs_f64(args.drain),
                 keep_alive: args.keep_alive,
                 progress: !args.quiet,
+                broker_pid: args.broker_pid,
             };
             if let Err(e) =
                 packet::PublishTemplate::new("t", args.qos, args.payload, cfg.protocol, 0)
@@ -198,8 +199,14 @@ fn main() -> ExitCode {
                 progress: !args.quiet,
             };
             drop(runtime);
+            let cpu = (report::cpu_secs(None), report::cpu_secs(args.broker_pid));
             match latency::run(cfg.clone()) {
-                Ok(r) => latency_report(&args, &cfg, &r),
+                Ok(mut r) => {
+                    let used = |from: Option<f64>, to: Option<f64>| Some((to? - from?) / r.secs);
+                    r.tool_cpu = used(cpu.0, report::cpu_secs(None));
+                    r.broker_cpu = used(cpu.1, report::cpu_secs(args.broker_pid));
+                    latency_report(&args, &cfg, &r)
+                }
                 Err(e) => fail(e),
             }
         }
@@ -323,6 +330,11 @@ fn flow_report(
         "  totals: sent {} acked {} received {}  lost {} duplicates {} reordered {} rejected {}\n",
         r.sent_total, r.acked_total, v.received, v.lost, v.duplicates, v.reordered, r.rejected
     );
+    s += &format!(
+        "  cpu: load tool {}  broker {}\n",
+        cores(r.tool_cpu),
+        cores(r.broker_cpu)
+    );
     for e in &r.errors {
         s += &format!("  error: {e}\n");
     }
@@ -345,6 +357,11 @@ fn flow_report(
         .field("reordered", Value::U(v.reordered))
         .field("unknown", Value::U(v.unknown))
         .field("rejected", Value::U(r.rejected))
+        .field("tool_cpu", r.tool_cpu.map_or(Value::F(f64::NAN), Value::F))
+        .field(
+            "broker_cpu",
+            r.broker_cpu.map_or(Value::F(f64::NAN), Value::F),
+        )
         .field("errors", Value::U(r.errors.len() as u64))
         .field(
             "error",
@@ -353,6 +370,10 @@ fn flow_report(
         .field("ok", Value::B(ok));
     emit(args, &s, &json);
     exit(ok)
+}
+
+fn cores(c: Option<f64>) -> String {
+    c.map_or_else(|| "-".to_string(), |c| format!("{c:.2} cores"))
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -411,6 +432,11 @@ fn latency_report(
         .field("p999_us", Value::F(us(0.999)))
         .field("max_us", Value::F(r.hist.max() as f64 / 1000.0))
         .field("mean_us", Value::F(r.hist.mean() / 1000.0))
+        .field("tool_cpu", r.tool_cpu.map_or(Value::F(f64::NAN), Value::F))
+        .field(
+            "broker_cpu",
+            r.broker_cpu.map_or(Value::F(f64::NAN), Value::F),
+        )
         .field("sent", Value::U(r.sent))
         .field("acked", Value::U(r.acked))
         .field("received", Value::U(v.received))

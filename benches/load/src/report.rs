@@ -14,6 +14,27 @@ pub fn si(n: u64) -> String {
     }
 }
 
+/// CPU time (user + system) in seconds of a process (this one without a pid), from /proc.
+pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    parse_cpu_ticks(&std::fs::read_to_string(path).ok()?).map(|t| t as f64 / CLOCK_TICKS)
+}
+
+/// Linux's USER_HZ: /proc reports CPU times in these ticks.
+const CLOCK_TICKS: f64 = 100.0;
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name is in parentheses and may contain spaces: count fields after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// A JSON object built field by field, in insertion order.
 #[derive(Default)]
 pub struct Json {
@@ -92,6 +113,14 @@ mod tests {
             r#"{"a":"x\"y\\\u000a","n":3,"f":1.235,"nan":null,"ok":false}"#
         );
         assert_eq!(Json::default().finish(), "{}");
+    }
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 17 0 0 20 0 1";
+        assert_eq!(parse_cpu_ticks(stat), Some(267));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert!(cpu_secs(None).is_some());
     }
 
     #[test]
