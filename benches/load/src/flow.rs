@@ -457,9 +457,17 @@ async fn receive(
             if checker.received() >= expected && cfg.qos > 0 {
                 return Ok(());
             }
+            // A broker may still be delivering a backlog: wait while messages keep coming, up
+            // to four drains, and say so if they still were (the rest counts as lost).
             let idle = last_rx.elapsed() > IDLE && done.elapsed() > IDLE;
-            if idle || done.elapsed() > cfg.drain {
+            if idle || (cfg.qos == 0 && done.elapsed() > cfg.drain) {
                 return Ok(());
+            }
+            if done.elapsed() > cfg.drain * 4 {
+                return Err(conn::io_err(format!(
+                    "still receiving {:.0} s after publishing stopped",
+                    done.elapsed().as_secs_f64()
+                )));
             }
         }
         let read =

@@ -260,12 +260,14 @@ fn raise_nofile(want: u64) {
 
 /// Prints the summary (stdout, or stderr with --json) and the JSON line (stdout).
 fn emit(args: &Args, summary: &str, json: &Json) {
+    use std::io::Write;
+    // A closed pipe (e.g. `| head`) is no reason to panic: the output is just not read.
     if args.json {
-        eprint!("{summary}");
+        let _ = std::io::stderr().write_all(summary.as_bytes());
     } else {
-        print!("{summary}");
+        let _ = std::io::stdout().write_all(summary.as_bytes());
     }
-    println!("{}", json.finish());
+    let _ = writeln!(std::io::stdout(), "{}", json.finish());
 }
 
 fn common(json: &mut Json, args: &Args, scenario: &str) {
