@@ -1,4 +1,4 @@
-//! The connections scenario: open C idle MQTT connections (keep alive off), measure the connect
+//! The connections scenario: open C idle MQTT connections (no PINGREQ), measure the connect
 //! rate and the broker's resident memory per connection, hold them, and count any the broker closed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,6 +27,8 @@ pub struct ConnsConfig {
     pub broker_pid: Option<u32>,
     /// Print a progress line each second.
     pub progress: bool,
+    /// The keep alive sent in CONNECT.
+    pub keep_alive: u16,
 }
 
 /// What one connections run measured.
@@ -97,10 +99,10 @@ pub async fn run(cfg: ConnsConfig) -> ConnsResult {
     let mut next = 0usize;
     while next < cfg.connections || !tasks.is_empty() {
         while next < cfg.connections && tasks.len() < cfg.concurrency.max(1) {
-            let (addr, protocol, i) = (cfg.addr, cfg.protocol, next);
+            let (addr, protocol, keep_alive, i) = (cfg.addr, cfg.protocol, cfg.keep_alive, next);
             tasks.spawn(async move {
                 let id = format!("load-{tag}-c{i}");
-                let c = conn::open(addr, source(addr, i), &id, protocol, 0);
+                let c = conn::open(addr, source(addr, i), &id, protocol, keep_alive);
                 match tokio::time::timeout(Duration::from_secs(10), c).await {
                     Ok(Ok(c)) => Ok(c.stream),
                     Ok(Err(e)) => Err(e.to_string()),

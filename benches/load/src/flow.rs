@@ -1,5 +1,6 @@
 //! The throughput scenarios (fan-in, fan-out, many): closed-loop publishers with a window of
-//! unacknowledged messages at QoS 1/2 (a firehose at QoS 0) and subscribers that check sequences.
+//! unacknowledged messages at QoS 1/2 (at QoS 0 a window of messages not yet received by every
+//! subscriber) and subscribers that check sequences.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 
 use crate::check::{Checker, SeqSet, Verdict};
 use crate::conn::{self, nanos, Conn};
@@ -37,6 +39,8 @@ pub struct FlowConfig {
     pub payload: usize,
     /// Unacknowledged publishes per publisher (QoS 1/2).
     pub window: usize,
+    /// At QoS 0, publishes per publisher not yet received by every subscriber (0: no limit).
+    pub qos0_window: usize,
     /// The number of publishers.
     pub publishers: usize,
     /// The number of subscribers.
@@ -92,6 +96,33 @@ struct Shared {
     sent: AtomicU64,
     acked: AtomicU64,
     delivered: AtomicU64,
+    /// `reached[s * publishers + p]`: one past the highest sequence number subscriber `s` got
+    /// from publisher `p` (the QoS 0 end-to-end window; a dropped message does not hold it).
+    reached: Vec<AtomicU64>,
+    /// `wake[p]`: a subscriber got something new from publisher `p`.
+    wake: Vec<Notify>,
+}
+
+impl Shared {
+    fn new(publishers: usize, subscribers: usize) -> Self {
+        Self {
+            reached: (0..publishers * subscribers)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            wake: (0..publishers).map(|_| Notify::new()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The lowest `reached` of publisher `p` over all subscribers (None without subscribers).
+    fn slowest(&self, p: usize, publishers: usize) -> Option<u64> {
+        self.reached
+            .iter()
+            .skip(p)
+            .step_by(publishers.max(1))
+            .map(|r| r.load(Ordering::Relaxed))
+            .min()
+    }
 }
 
 // Topics carry the tool's pid so that a backlog still draining from an earlier run on the same
@@ -115,7 +146,7 @@ fn filter(cfg: &FlowConfig) -> String {
 /// Runs one throughput scenario against the broker.
 pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     let cfg = Arc::new(cfg);
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(cfg.publishers, cfg.subscribers));
     let tag = std::process::id();
     let mut subs = Vec::with_capacity(cfg.subscribers);
     for i in 0..cfg.subscribers {
@@ -143,7 +174,8 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     let cpu_start = (report::cpu_secs(None), report::cpu_secs(cfg.broker_pid));
     let sub_tasks: Vec<_> = subs
         .into_iter()
-        .map(|c| tokio::spawn(subscriber(c, cfg.clone(), shared.clone())))
+        .enumerate()
+        .map(|(i, c)| tokio::spawn(subscriber(c, i, cfg.clone(), shared.clone())))
         .collect();
     let pub_tasks: Vec<_> = pubs
         .into_iter()
@@ -262,7 +294,16 @@ async fn publisher(mut c: Conn, id: u32, cfg: Arc<FlowConfig>, shared: Arc<Share
     };
     let limit = limit(&cfg, id);
     let result = if cfg.qos == 0 {
-        firehose(&mut c, &template, limit, &shared, &mut out).await
+        firehose(
+            &mut c,
+            &template,
+            limit,
+            id as usize,
+            &cfg,
+            &shared,
+            &mut out,
+        )
+        .await
     } else {
         windowed(&mut c, &template, limit, &cfg, &shared, &mut out).await
     };
@@ -273,20 +314,42 @@ async fn publisher(mut c: Conn, id: u32, cfg: Arc<FlowConfig>, shared: Arc<Share
     }
 }
 
-/// QoS 0: batches of publishes written back to back until told to stop.
+/// QoS 0: batches of publishes, at most `qos0_window` ahead of the slowest subscriber (a
+/// firehose with 0 or without subscribers).
 async fn firehose(
     c: &mut Conn,
     template: &PublishTemplate,
     limit: u64,
+    id: usize,
+    cfg: &FlowConfig,
     shared: &Shared,
     out: &mut PubOut,
 ) -> std::io::Result<()> {
     const BATCH: u64 = 128;
+    // Without news from a subscriber for this long the window opens anyway: the broker may
+    // have dropped the messages that would have advanced it.
+    const STALL: Duration = Duration::from_millis(50);
     let mut buf = Vec::with_capacity(BATCH as usize * template.len());
     let mut seq = 0u64;
+    let window = cfg.qos0_window as u64;
+    let mut floor = 0u64;
     while seq < limit && !shared.stop.load(Ordering::Relaxed) {
+        let mut room = BATCH;
+        if window > 0 {
+            if let Some(slowest) = shared.slowest(id, cfg.publishers) {
+                let ahead = seq - slowest.max(floor).min(seq);
+                if ahead >= window {
+                    let woken = tokio::time::timeout(STALL, shared.wake[id].notified()).await;
+                    if woken.is_err() {
+                        floor = seq.saturating_sub(window / 2);
+                    }
+                    continue;
+                }
+                room = room.min(window - ahead);
+            }
+        }
         buf.clear();
-        let n = BATCH.min(limit - seq);
+        let n = room.min(limit - seq);
         let now = nanos();
         for _ in 0..n {
             template.write(&mut buf, 0, seq, now);
@@ -427,9 +490,14 @@ async fn windowed(
 
 type SubResult = Result<Checker, (String, Checker)>;
 
-async fn subscriber(mut c: Conn, cfg: Arc<FlowConfig>, shared: Arc<Shared>) -> SubResult {
+async fn subscriber(
+    mut c: Conn,
+    me: usize,
+    cfg: Arc<FlowConfig>,
+    shared: Arc<Shared>,
+) -> SubResult {
     let mut checker = Checker::new(cfg.publishers);
-    let result = receive(&mut c, &cfg, &shared, &mut checker).await;
+    let result = receive(&mut c, me, &cfg, &shared, &mut checker).await;
     let _ = c.stream.write_all(&packet::disconnect()).await;
     match result {
         Ok(()) => Ok(checker),
@@ -439,6 +507,7 @@ async fn subscriber(mut c: Conn, cfg: Arc<FlowConfig>, shared: Arc<Shared>) -> S
 
 async fn receive(
     c: &mut Conn,
+    me: usize,
     cfg: &FlowConfig,
     shared: &Shared,
     checker: &mut Checker,
@@ -448,6 +517,7 @@ async fn receive(
     // them is the broker's retransmission, not a new message.
     let mut awaiting_rel = vec![false; 65_536];
     let mut wbuf = Vec::with_capacity(16 * 1024);
+    let mut reached = vec![0u64; cfg.publishers];
     let mut last_rx = Instant::now();
     let mut done_at: Option<Instant> = None;
     loop {
@@ -503,7 +573,13 @@ async fn receive(
                     if new {
                         delivered += 1;
                         match packet::read_stamp(p.payload) {
-                            Some(stamp) => checker.record(stamp.publisher, stamp.seq),
+                            Some(stamp) => {
+                                checker.record(stamp.publisher, stamp.seq);
+                                let p = stamp.publisher as usize;
+                                if let Some(r) = reached.get_mut(p) {
+                                    *r = (*r).max(stamp.seq + 1);
+                                }
+                            }
                             None => checker.record(u32::MAX, 0),
                         }
                     }
@@ -525,5 +601,12 @@ async fn receive(
             wbuf.clear();
         }
         shared.delivered.fetch_add(delivered, Ordering::Relaxed);
+        for (p, &r) in reached.iter().enumerate() {
+            let slot = &shared.reached[me * cfg.publishers + p];
+            if slot.load(Ordering::Relaxed) < r {
+                slot.store(r, Ordering::Relaxed);
+                shared.wake[p].notify_one();
+            }
+        }
     }
 }

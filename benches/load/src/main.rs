@@ -74,6 +74,10 @@ struct Args {
     /// Unacknowledged publishes per publisher at QoS 1/2.
     #[arg(long, default_value_t = 20)]
     window: usize,
+    /// At QoS 0, publishes per publisher not yet received by every subscriber: a closed loop
+    /// end to end, so no broker buffer overflows (0: no limit, a firehose).
+    #[arg(long, default_value_t = 1000)]
+    qos0_window: usize,
     /// Seconds to run (the connections scenario: seconds to hold them open).
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
@@ -95,8 +99,9 @@ struct Args {
     /// MQTT protocol level: 4 (3.1.1) or 5.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(4..=5))]
     protocol: u8,
-    /// Keep alive in seconds sent in CONNECT (0: off).
-    #[arg(long, default_value_t = 0)]
+    /// Keep alive in seconds sent in CONNECT (0: off, which rumqttd refuses); the tool sends no
+    /// PINGREQ, so a run must end within 1.5 times it.
+    #[arg(long, default_value_t = 300)]
     keep_alive: u16,
     /// Seconds to wait for the last acknowledgements and deliveries after publishing stops.
     #[arg(long, default_value_t = 5.0)]
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
                 qos: args.qos,
                 payload: args.payload,
                 window: args.window,
+                qos0_window: args.qos0_window,
                 publishers: args.publishers.unwrap_or(p).max(1),
                 subscribers: args.subscribers.unwrap_or(n),
                 shape,
@@ -219,6 +225,7 @@ fn main() -> ExitCode {
                 hold: Duration::from_secs_f64(args.duration),
                 broker_pid: args.broker_pid,
                 progress: !args.quiet,
+                keep_alive: args.keep_alive,
             };
             raise_nofile(args.connections as u64 + 256);
             let r = runtime.block_on(conns::run(cfg.clone()));
@@ -344,6 +351,7 @@ fn flow_report(
     let mut json = Json::default();
     common(&mut json, args, &name);
     json.field("window", Value::U(cfg.window as u64))
+        .field("qos0_window", Value::U(cfg.qos0_window as u64))
         .field("publishers", Value::U(cfg.publishers as u64))
         .field("subscribers", Value::U(cfg.subscribers as u64))
         .field("secs", Value::F(r.secs))
