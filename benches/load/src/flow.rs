@@ -610,3 +610,54 @@ async fn receive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slowest_subscriber_holds_each_publishers_window() {
+        // 2 publishers, 3 subscribers: reached[s * 2 + p].
+        let shared = Shared::new(2, 3);
+        for (s, p, r) in [
+            (0, 0, 50),
+            (1, 0, 20),
+            (2, 0, 90),
+            (0, 1, 7),
+            (1, 1, 9),
+            (2, 1, 8),
+        ] {
+            shared.reached[s * 2 + p].store(r, Ordering::Relaxed);
+        }
+        assert_eq!(shared.slowest(0, 2), Some(20));
+        assert_eq!(shared.slowest(1, 2), Some(7));
+        assert_eq!(
+            Shared::new(1, 0).slowest(0, 1),
+            None,
+            "no subscriber, no window"
+        );
+    }
+
+    #[test]
+    fn a_count_is_split_among_publishers_exactly() {
+        let cfg = FlowConfig {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            protocol: Protocol::V4,
+            qos: 1,
+            payload: 64,
+            window: 20,
+            qos0_window: 1000,
+            publishers: 3,
+            subscribers: 1,
+            shape: Shape::FanIn,
+            duration: Duration::from_secs(1),
+            count: Some(10),
+            drain: Duration::from_secs(1),
+            keep_alive: 60,
+            progress: false,
+            broker_pid: None,
+        };
+        let split: Vec<u64> = (0..3).map(|p| limit(&cfg, p)).collect();
+        assert_eq!(split, [4, 3, 3]);
+    }
+}
