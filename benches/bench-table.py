@@ -49,10 +49,16 @@ def main(path):
             line = f"{bench:<11} {unit:<9}"
             medians = {}
             for b in brokers:
-                vals = [r[key] for r in rows if r.get("label") == b and r.get("ok") and r.get(key) is not None]
+                mine = [r for r in rows if r.get("label") == b and r.get(key) is not None]
+                vals = [r[key] for r in mine if r.get("ok")]
+                mark = ""
+                if not vals:
+                    # Every run failed its checks: show what they measured, marked.
+                    vals = [r[key] for r in mine if r.get("rate")]
+                    mark = "*"
                 if vals:
                     medians[b] = statistics.median(vals)
-                    cell = f"{fmt(medians[b])} ({fmt(min(vals))}-{fmt(max(vals))})"
+                    cell = f"{fmt(medians[b])}{mark} ({fmt(min(vals))}-{fmt(max(vals))})"
                 else:
                     cell = "-"
                 line += f" {cell:<28}"
@@ -88,7 +94,8 @@ def main(path):
         for r in failures:
             print(f"  {r['bench']} round {r.get('round')} {r.get('label')}: {r.get('error') or 'check failed'}"
                   f" (lost {r.get('lost', 0)}, duplicates {r.get('duplicates', 0)}, reordered {r.get('reordered', 0)})")
-    print("\nratios are of medians; for latency and B/conn lower is better, for rates higher is better")
+    print("\nratios are of medians; for latency and B/conn lower is better, for rates higher is better;")
+    print("* every run failed its checks (loss, duplicates, reordering or errors): the figure is not valid")
 
 
 if __name__ == "__main__":
