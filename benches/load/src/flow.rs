@@ -96,6 +96,8 @@ struct Shared {
     sent: AtomicU64,
     acked: AtomicU64,
     delivered: AtomicU64,
+    /// When a subscriber last received something (`nanos()`).
+    last_rx_nanos: AtomicU64,
     /// `reached[s * publishers + p]`: one past the highest sequence number subscriber `s` got
     /// from publisher `p` (the QoS 0 end-to-end window; a dropped message does not hold it).
     reached: Vec<AtomicU64>,
@@ -171,6 +173,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let start = Instant::now();
+    let start_nanos = nanos();
     let cpu_start = (report::cpu_secs(None), report::cpu_secs(cfg.broker_pid));
     let sub_tasks: Vec<_> = subs
         .into_iter()
@@ -218,6 +221,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
             }
         }
     }
+    let pubs_done_nanos = nanos();
     shared.expected.store(result.acked_total, Ordering::Relaxed);
     shared.publishers_done.store(true, Ordering::Relaxed);
     for task in sub_tasks {
@@ -231,6 +235,22 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     }
     if cfg.count.is_some() {
         snapshot(&shared, &mut result);
+        // The interval ends with the last delivery (or the last acknowledgement), not with
+        // the subscribers' wait for stragglers.
+        let last = shared
+            .last_rx_nanos
+            .load(Ordering::Relaxed)
+            .max(pubs_done_nanos);
+        if last > start_nanos {
+            let secs = (last - start_nanos) as f64 / 1e9;
+            for c in [&mut result.tool_cpu, &mut result.broker_cpu]
+                .into_iter()
+                .flatten()
+            {
+                *c *= result.secs / secs;
+            }
+            result.secs = secs;
+        }
     }
     if let Some(p) = progress {
         p.abort();
@@ -551,6 +571,7 @@ async fn receive(
             return Err(conn::io_err("the broker closed the connection"));
         }
         last_rx = Instant::now();
+        shared.last_rx_nanos.fetch_max(nanos(), Ordering::Relaxed);
         let mut at = 0;
         let mut delivered = 0;
         while let Some((frame, used)) = packet::next_frame(&c.buf[at..]).map_err(conn::io_err)? {

@@ -102,6 +102,8 @@ struct Shared {
     publisher_done: AtomicBool,
     sent: AtomicU64,
     acked: AtomicU64,
+    /// Publishes whose flow is over (PUBACK, or PUBCOMP at QoS 2): what the receive window counts.
+    completed: AtomicU64,
     received: AtomicU64,
 }
 
@@ -244,7 +246,7 @@ fn publisher(
             thread::sleep(due - now);
             continue;
         }
-        if cfg.qos > 0 && seq - shared.acked.load(Ordering::Relaxed) >= cap {
+        if cfg.qos > 0 && seq - shared.completed.load(Ordering::Relaxed) >= cap {
             // The broker's receive window is full: wait for it (the lateness shows as latency).
             thread::sleep(Duration::from_micros(50));
             continue;
@@ -282,6 +284,7 @@ fn acks(
     let mut out = Vec::new();
     let mut stopped_at: Option<Instant> = None;
     let mut count = 0u64;
+    let mut completed = 0u64;
     loop {
         if shared.stop.load(Ordering::Relaxed) || stopped_at.is_some() {
             let at = *stopped_at.get_or_insert_with(Instant::now);
@@ -319,7 +322,11 @@ fn acks(
                     }
                     packet::ack_reason(frame) < 0x80
                 }
-                (packet::PUBCOMP, 2) | (packet::PINGRESP, _) => false,
+                (packet::PUBCOMP, 2) => {
+                    completed += 1;
+                    false
+                }
+                (packet::PINGRESP, _) => false,
                 (kind, _) => return Err(io_err(format!("unexpected packet 0x{kind:02x}"))),
             };
             if done && id > 0 && sent > 0 {
@@ -341,6 +348,8 @@ fn acks(
         drop(set);
         buf.drain(..at);
         shared.acked.store(count, Ordering::Relaxed);
+        let completed = if qos == 1 { count } else { completed };
+        shared.completed.store(completed, Ordering::Relaxed);
         if !out.is_empty() {
             stream.write_all(&out)?;
             out.clear();

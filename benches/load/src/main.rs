@@ -320,12 +320,16 @@ fn flow_report(
         per_sec(r.sent, r.secs)
     };
     let mut s = format!(
-        "{name} {}->{} qos {} payload {} B window {} (MQTT {}): {:.1} s\n",
+        "{name} {}->{} qos {} payload {} B {} (MQTT {}): {:.2} s\n",
         cfg.publishers,
         cfg.subscribers,
         cfg.qos,
         cfg.payload,
-        cfg.window,
+        match (cfg.qos, cfg.qos0_window) {
+            (0, 0) => "no window".to_string(),
+            (0, w) => format!("{w} ahead of the slowest subscriber"),
+            _ => format!("window {}", cfg.window),
+        },
         if args.protocol == 5 { "5.0" } else { "3.1.1" },
         r.secs
     );
