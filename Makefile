@@ -6,10 +6,10 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build fuzz bench bench-persistence crash broker publisher subscriber
+.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-brokers crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
-test: tools lint doc core check-features unit fuzz-build bench-smoke
+test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
 	@echo "make test: all checks passed"
 
 ## tools: install what the checks need, when missing: rustfmt and clippy, and the real MQTT
@@ -30,7 +30,9 @@ tools:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
+	$(CARGO) fmt --manifest-path benches/load/Cargo.toml --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --manifest-path benches/load/Cargo.toml --all-targets -- -D warnings
 
 doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --all-features
@@ -52,6 +54,10 @@ unit:
 ## fuzz-build: the fuzz targets compile (fuzzing itself is `make fuzz`)
 fuzz-build:
 	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
+
+## load-tool: the load tool (benches/load, its own package) builds and its unit tests pass
+load-tool:
+	$(CARGO) test --manifest-path benches/load/Cargo.toml
 
 ## bench-smoke: each benchmark runs once (criterion's test mode), incl. the allocation check
 bench-smoke:
@@ -80,6 +86,18 @@ bench-persistence:
 crash:
 	$(CARGO) build --examples --all-features
 	$(CARGO) test --all-features --test crash -- --nocapture
+
+## bench-brokers: tinymqtt's broker side by side with Mosquitto and rumqttd on loopback (issue 7),
+## each pinned to core 0 and the load tool to core 1; installs mosquitto and rumqttd when missing.
+## ROUNDS rounds (A B C A B C) of DURATION seconds per scenario; SCENARIOS and BROKERS pick a subset.
+## The JSON lines go to target/bench-brokers/results.jsonl, the table to stdout.
+ROUNDS ?= 3
+DURATION ?= 5
+SCENARIOS ?=
+BROKERS ?=
+bench-brokers:
+	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(SCENARIOS)" BROKERS="$(BROKERS)" \
+	  CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"
 ARGS ?=
