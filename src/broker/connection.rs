@@ -112,11 +112,14 @@ pub struct ServerConnection {
     alias_out_max: u16,
     /// Topics with an alias assigned on this connection ([MQTT-3.3.2-7]: never carried over).
     aliases_out: HashMap<TopicName, NonZeroU16>,
-    /// Durable acks: acknowledgements wait in `held` for the router's word that what they
-    /// promise is durable.
-    hold: bool,
-    /// Acknowledgements waiting for durability, oldest first (each has one ticket coming).
-    /// At most `u16::MAX`: a client cannot have more flows open.
+    /// Durable acks: PUBREL and PUBCOMP wait in `held` too, for the router's word that what
+    /// they promise is durable.
+    hold_flows: bool,
+    /// Acknowledgements waiting for the router's word, oldest first (each has one
+    /// [`ToConnection::SendHeld`] coming): every PUBACK and PUBREC (the router answers once
+    /// the message is routed, durable with a store, and its subscribers' queues have room),
+    /// and with `hold_flows` every PUBREL and PUBCOMP. At most `u16::MAX` PUBACKs and as many
+    /// QoS 2 flows as the receive maximum.
     held: VecDeque<Packet>,
     /// Held PUBACKs: inbound QoS 1 messages not acknowledged yet (they count against the
     /// receive maximum, with the QoS 2 ones).
@@ -183,7 +186,7 @@ impl ServerConnection {
             response_info: false,
             alias_out_max: 0,
             aliases_out: HashMap::new(),
-            hold: false,
+            hold_flows: false,
             held: VecDeque::new(),
             held_pubacks: 0,
             stored_session: false,
@@ -349,14 +352,14 @@ impl ServerConnection {
             ToConnection::Accepted {
                 session_present,
                 handover,
-                hold,
+                hold_flows,
                 stored,
             } => {
-                self.hold = hold;
+                self.hold_flows = hold_flows;
                 self.stored_session = stored;
                 self.accepted(now, session_present, handover)
             }
-            ToConnection::Durable => {
+            ToConnection::SendHeld => {
                 if let Some(packet) = self.held.pop_front() {
                     if matches!(packet, Packet::PubAck(_)) {
                         self.held_pubacks -= 1;
@@ -621,7 +624,7 @@ impl ServerConnection {
         };
         match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
-                if self.hold && self.inbound_unacked() >= self.receive_limit() {
+                if self.inbound_unacked() >= self.receive_limit() {
                     return self.receive_maximum_exceeded();
                 }
                 let ack = Packet::PubAck(self.ack(id, code));
@@ -660,7 +663,7 @@ impl ServerConnection {
     }
 
     /// Inbound QoS 1/2 messages the client has not had acknowledged yet: QoS 2 ones until
-    /// PUBREL, and, with durable acks, QoS 1 ones whose PUBACK is held.
+    /// PUBREL, and QoS 1 ones whose PUBACK is held.
     fn inbound_unacked(&self) -> usize {
         self.incoming_qos2.len() + self.held_pubacks
     }
@@ -685,11 +688,16 @@ impl ServerConnection {
         );
     }
 
-    /// Sends an acknowledgement and hands `mail` to the router; with durable acks the
-    /// acknowledgement waits in line for the ticket the mail makes the router log (a missing
-    /// mail becomes [`ToRouter::Hold`]).
+    /// Sends an acknowledgement and hands `mail` to the router. A PUBACK or PUBREC (and, with
+    /// durable acks, a PUBREL or PUBCOMP) waits in line for the router's
+    /// [`ToConnection::SendHeld`], which the mail asks for (a missing mail becomes
+    /// [`ToRouter::Hold`]).
     fn reply(&mut self, packet: Packet, mail: Option<ToRouter>) {
-        if self.hold {
+        let held = match packet {
+            Packet::PubAck(_) | Packet::PubRec(_) => true,
+            _ => self.hold_flows,
+        };
+        if held {
             if matches!(packet, Packet::PubAck(_)) {
                 self.held_pubacks += 1;
             }

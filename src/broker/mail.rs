@@ -109,7 +109,8 @@ impl ConnectionMail {
 #[derive(Debug, Clone)]
 pub(crate) enum ToRouter {
     Connect(ConnectRequest),
-    /// A PUBLISH from the client, authorized, alias resolved.
+    /// A PUBLISH from the client, authorized, alias resolved; at QoS 1/2 the connection
+    /// holds its PUBACK / PUBREC until [`ToConnection::SendHeld`].
     Publish(Publish),
     /// SUBSCRIBE, with the connection's verdict per filter (`Some` refuses it with that code).
     Subscribe {
@@ -147,8 +148,8 @@ pub(crate) enum ToRouter {
     /// A delivery that reached the connection after it closed, never sent: it goes back to
     /// the session (right after the connection's `Closed`).
     Returned(Delivery),
-    /// With durable acks: the connection holds an acknowledgement that promises nothing new
-    /// (a refusal, a duplicate); its ticket keeps it in order behind the others.
+    /// The connection holds an acknowledgement that promises nothing new (a refusal, a
+    /// duplicate): it goes out in order behind the others.
     Hold,
     /// The connection ended before it had a session.
     Gone,
@@ -173,13 +174,15 @@ pub(crate) enum ToConnection {
     Accepted {
         session_present: bool,
         handover: Handover,
-        /// Hold acknowledgements until [`ToConnection::Durable`] (durable acks with a store).
-        hold: bool,
+        /// Hold PUBREL and PUBCOMP until [`ToConnection::SendHeld`] too (durable acks with a
+        /// store).
+        hold_flows: bool,
         /// The store holds the session (its inbound QoS 2 flows are reported).
         stored: bool,
     },
-    /// The oldest held acknowledgement may go: what it promises is durable.
-    Durable,
+    /// The oldest held acknowledgement may go: what it promises is done (routed, durable with
+    /// a store, and the subscribers' queues had room).
+    SendHeld,
     /// A message to send (the router keeps within the connection's window).
     Deliver(Delivery),
     SubAck {

@@ -16,8 +16,12 @@
 //!
 //! Each session queues what it cannot receive yet (it is offline, or its in-flight window is
 //! full), at most [`BrokerConfig::max_queued_messages`] messages and
-//! [`BrokerConfig::max_queued_bytes`] payload bytes. A message that does not fit makes room by
-//! dropping the oldest queued QoS 0 message; when none is left, the new message is dropped.
+//! [`BrokerConfig::max_queued_bytes`] payload bytes. Every QoS 1/2 PUBLISH from a client is
+//! acknowledged once the router has routed it; one that finds an online session's queue full
+//! is queued anyway (up to twice the limits) and its PUBACK / PUBREC waits until that queue has
+//! room, so a fast publisher slows to its slowest online subscriber instead of losing
+//! messages. Otherwise a message that does not fit makes room by dropping the oldest queued
+//! QoS 0 message; when none is left, the new message is dropped.
 //! Every drop is counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
 //! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.
 //!

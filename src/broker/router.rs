@@ -2,9 +2,12 @@
 //! tree, retained messages, wills with their delay, session expiry and takeover.
 //!
 //! Queue policy, per session: at most `max_queued_messages` messages and `max_queued_bytes`
-//! payload bytes wait (offline, or beyond the in-flight window). When a new message does not
-//! fit, the oldest queued QoS 0 message is dropped to make room; if none is left to drop, the
-//! new message is dropped. Either way the session's drop count grows. QoS 0 messages for an
+//! payload bytes wait (offline, or beyond the in-flight window). A client's QoS 1/2 PUBLISH
+//! that finds an online session's queue full is queued anyway, up to twice those limits, and
+//! its publisher's PUBACK / PUBREC waits until that queue is below its limits again
+//! (backpressure: a publisher's window stops it). Otherwise, when a new message does not fit,
+//! the oldest queued QoS 0 message is dropped to make room; if none is left to drop, the new
+//! message is dropped. Either way the session's drop count grows. QoS 0 messages for an
 //! offline session are queued only with `queue_qos0_offline`.
 //!
 //! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
@@ -79,6 +82,12 @@ struct Session {
     disconnected_at: Option<u64>,
     /// The last packet identifier the router picked for a stored message of this session.
     last_packet_id: u16,
+    /// Publishers' connections waiting for their held acknowledgement until this online
+    /// session's queue is below `max_queued_messages` again (one entry per held
+    /// acknowledgement).
+    waiting: Vec<ConnId>,
+    /// QoS 0 messages in `queue` (the first to go when it overflows).
+    queued_qos0: usize,
 }
 
 impl Session {
@@ -103,6 +112,8 @@ impl Session {
             persisted: false,
             disconnected_at: None,
             last_packet_id: 0,
+            waiting: Vec::new(),
+            queued_qos0: 0,
         }
     }
 }
@@ -153,6 +164,9 @@ pub struct Router {
     /// The connection whose `Closed` came last, and its session: deliveries it returns
     /// (mail right behind its `Closed`) go back to that session.
     last_closed: Option<(ConnId, SessionId)>,
+    /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
+    /// queue, and the first online session whose queue it took over the limit.
+    routing: Option<Option<SessionId>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -195,6 +209,7 @@ impl Router {
             sent: 0,
             store: None,
             last_closed: None,
+            routing: None,
         }
     }
 
@@ -249,12 +264,19 @@ impl Router {
                 self.received += 1;
                 let from = self.online.get(&conn).copied();
                 let (qos, packet_id) = (p.qos, p.packet_id);
+                if qos == QoS::AtMostOnce {
+                    return self.route(now, p, from);
+                }
+                self.routing = Some(None);
                 self.route(now, p, from);
+                let full = self.routing.take().flatten();
                 if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
                     self.log_flow(conn, packet_id, StoreOp::PutIncoming);
                 }
-                if qos != QoS::AtMostOnce {
-                    self.ticket(conn);
+                match full.and_then(|sid| self.sessions.get_mut(&sid)) {
+                    // Backpressure: the publisher hears back once that queue has room.
+                    Some(s) => s.waiting.push(conn),
+                    None => self.ticket(conn),
                 }
             }
             ToRouter::Delivered { seq } => {
@@ -370,7 +392,7 @@ impl Router {
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
         s.inflight = handover.outbound.len();
         self.online.insert(conn, sid);
-        let hold = self.holds_acks();
+        let hold_flows = self.holds_acks();
         self.persist_session(sid);
         let stored = self.store.is_some() && self.sessions.get(&sid).is_some_and(|s| s.persisted);
         self.outbox.push_back((
@@ -378,7 +400,7 @@ impl Router {
             ToConnection::Accepted {
                 session_present: resumed.is_some(),
                 handover,
-                hold,
+                hold_flows,
                 stored,
             },
         ));
@@ -397,6 +419,8 @@ impl Router {
             return;
         };
         self.last_closed = Some((conn, sid));
+        // An offline session's queue holds publishers back no more: it drops at its limits.
+        self.wake_publishers(sid);
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.conn = None;
             s.generation += 1;
@@ -474,6 +498,7 @@ impl Router {
 
     /// Removes a session: its subscriptions, queue and state; a pending will goes out now.
     fn end_session(&mut self, now: Instant, sid: SessionId) {
+        self.wake_publishers(sid);
         let Some(s) = self.sessions.remove(&sid) else {
             return;
         };
@@ -629,16 +654,32 @@ impl Router {
             return;
         }
         let size = d.publish.payload.len();
-        while s.queue.len() >= max_msgs || s.queued_bytes + size > max_bytes {
+        let over = |s: &Session, n: usize| {
+            s.queue.len() >= max_msgs.saturating_mul(n)
+                || s.queued_bytes + size > max_bytes.saturating_mul(n)
+        };
+        // A client's QoS 1/2 PUBLISH to an online session with a full queue is queued anyway
+        // (up to twice the limits) and its publisher waits for its acknowledgement instead.
+        let deferred = self.routing.is_some() && s.conn.is_some() && over(s, 1) && !over(s, 2);
+        if deferred {
+            if let Some(first @ None) = &mut self.routing {
+                *first = Some(sid);
+            }
+        }
+        while !deferred && over(s, 1) {
             // Make room by dropping the oldest QoS 0 message; otherwise refuse the new one.
-            match s
-                .queue
-                .iter()
-                .position(|q| q.publish.qos == QoS::AtMostOnce)
-            {
+            let oldest_qos0 = (s.queued_qos0 > 0)
+                .then(|| {
+                    s.queue
+                        .iter()
+                        .position(|q| q.publish.qos == QoS::AtMostOnce)
+                })
+                .flatten();
+            match oldest_qos0 {
                 Some(i) => {
                     if let Some(old) = s.queue.remove(i) {
                         s.queued_bytes -= old.publish.payload.len();
+                        s.queued_qos0 -= 1;
                         store::unqueue(&mut self.store, &s.client_id, old.stored);
                     }
                     s.dropped += 1;
@@ -649,6 +690,7 @@ impl Router {
                 }
             }
         }
+        s.queued_qos0 += usize::from(qos0);
         s.queued_bytes += size;
         s.queue.push_back(d);
         if s.persisted {
@@ -677,6 +719,7 @@ impl Router {
             let Some(mut d) = s.queue.pop_front() else {
                 break;
             };
+            s.queued_qos0 -= usize::from(qos0);
             s.queued_bytes -= d.publish.payload.len();
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if qos0 || expired {
@@ -691,6 +734,22 @@ impl Router {
             }
             self.sent += 1;
             self.outbox.push_back((conn, ToConnection::Deliver(d)));
+        }
+        let max_msgs = self.config.max_queued_messages;
+        let max_bytes = self.config.max_queued_bytes;
+        if s.queue.len() < max_msgs && s.queued_bytes < max_bytes {
+            self.wake_publishers(sid);
+        }
+    }
+
+    /// Gives the publishers waiting for `sid`'s queue their held acknowledgements.
+    fn wake_publishers(&mut self, sid: SessionId) {
+        let waiting = match self.sessions.get_mut(&sid) {
+            Some(s) if !s.waiting.is_empty() => std::mem::take(&mut s.waiting),
+            _ => return,
+        };
+        for conn in waiting {
+            self.ticket(conn);
         }
     }
 

@@ -92,7 +92,7 @@ impl Router {
     /// acknowledgement it holds. Hand tickets back in the order they were drained.
     pub fn handle_durable(&mut self, _now: Instant, ticket: crate::store::Ticket) {
         if self.conns.contains(&ticket.conn) {
-            self.outbox.push_back((ticket.conn, ToConnection::Durable));
+            self.outbox.push_back((ticket.conn, ToConnection::SendHeld));
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::super::mail::{ConnId, Delivery, OutFlow};
+use super::super::mail::{ConnId, Delivery, OutFlow, ToConnection};
 use super::super::tree::{SessionId, Subscription};
 use super::{Retained, Router, Session, Timer};
 use crate::codec::{Publish, Will, WillProperties};
@@ -183,6 +183,7 @@ impl Router {
             if let Some(id) = q.packet_id {
                 s.last_packet_id = s.last_packet_id.max(id.get());
             }
+            s.queued_qos0 += usize::from(q.publish.qos == QoS::AtMostOnce);
             s.queue.push_back(Delivery {
                 publish: q.publish,
                 expires_at,
@@ -249,10 +250,13 @@ impl Router {
         self.store.is_some() && self.config.durable_acks
     }
 
-    /// Logs a ticket for the oldest acknowledgement `conn` holds, if acknowledgements wait.
+    /// Lets `conn` send the oldest acknowledgement it holds: once what is logged so far is
+    /// durable (a ticket in the log) with durable acks, at once otherwise.
     pub(super) fn ticket(&mut self, conn: ConnId) {
         if self.holds_acks() {
             self.log(StoreOp::Durable(Ticket { conn }));
+        } else if self.conns.contains(&conn) {
+            self.outbox.push_back((conn, ToConnection::SendHeld));
         }
     }
 
