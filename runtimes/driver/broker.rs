@@ -275,6 +275,7 @@ impl<Q: MailQueue> RouterCore<Q> {
         }
     }
 
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     /// The writer's hand-backs while [`STORE_BATCHES`](super::STORE_BATCHES) batches are in
     /// flight: the async loop must wait on it (and give what it gets to
     /// [`RouterCore::stored`]) before anything else.
@@ -283,6 +284,7 @@ impl<Q: MailQueue> RouterCore<Q> {
         (!self.failed).then(|| s.done_receiver())
     }
 
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     /// A hand-back received from [`RouterCore::store_full`]'s receiver.
     pub(crate) fn stored(&mut self, now: Instant, done: Result<Done, async_channel::RecvError>) {
         let done = match (done, self.store.as_mut()) {

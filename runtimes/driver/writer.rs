@@ -154,6 +154,7 @@ impl StoreWriter {
         Ok(self.took(d))
     }
 
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     /// The receiving end of the hand-backs, for an async wait; give what it yields to
     /// [`StoreWriter::took`].
     pub(crate) fn done_receiver(&self) -> async_channel::Receiver<Done> {
