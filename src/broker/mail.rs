@@ -125,9 +125,7 @@ pub(crate) enum ToRouter {
     Credit,
     /// The flow of a stored message ended (PUBACK, a PUBREC with an error, or dropped): the
     /// store no longer needs it.
-    Delivered {
-        seq: u64,
-    },
+    Delivered { seq: u64 },
     /// A PUBREC for an outbound QoS 2 message: the flow is released. With durable acks the
     /// connection holds its PUBREL for the ticket this logs.
     Received {
@@ -135,14 +133,10 @@ pub(crate) enum ToRouter {
         packet_id: PacketId,
     },
     /// A PUBCOMP for a stored released flow.
-    Completed {
-        packet_id: PacketId,
-    },
+    Completed { packet_id: PacketId },
     /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
     /// PUBCOMP for the ticket this logs.
-    Released {
-        packet_id: PacketId,
-    },
+    Released { packet_id: PacketId },
     /// With durable acks: the connection holds an acknowledgement that promises nothing new
     /// (a refusal, a duplicate); its ticket keeps it in order behind the others.
     Hold,

@@ -209,7 +209,11 @@ impl Router {
         }
         let online = s.conn.is_some();
         let wanted = |d: &Delivery| !(online && d.publish.qos == QoS::AtMostOnce);
-        let Some(first) = s.queue.iter().position(|d| wanted(d) && d.stored.is_none()) else {
+        let Some(first) = s
+            .queue
+            .iter()
+            .position(|d| wanted(d) && d.stored.is_none())
+        else {
             return;
         };
         // New messages only at the end: they follow the stored ones. Otherwise (messages came
