@@ -2,8 +2,9 @@
 //! batches, and what an interval policy leaves in the file before and after its sync.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 
@@ -217,5 +218,41 @@ fn interval_syncs_within_its_interval_and_only_after_a_write() {
     });
     assert_eq!(syncs(), 1, "nothing left to sync at the end");
     drop(store);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn the_writer_takes_at_most_store_batches_in_flight_and_each_hand_back_frees_what_it_covers() {
+    let d = dir("flight");
+    let store = RedbStore::open(&d).unwrap();
+    let woken = Arc::new(AtomicU64::new(0));
+    let w = woken.clone();
+    let wake = Box::new(move || {
+        w.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut writer = StoreWriter::spawn(store, Fsync::Always, wake).unwrap();
+    let t = tickets(STORE_BATCHES);
+    for (i, t) in t.iter().enumerate() {
+        assert!(writer.has_room(), "batch {i}");
+        writer
+            .send(vec![retained("f"), StoreOp::Durable(*t)])
+            .unwrap();
+    }
+    assert!(!writer.has_room(), "full at STORE_BATCHES");
+    let mut back = Vec::new();
+    while back.len() < STORE_BATCHES {
+        let done = writer.wait_done().unwrap();
+        assert!(done.batches >= 1);
+        back.extend(done.tickets);
+        assert!(writer.has_room());
+    }
+    assert_eq!(back, t, "every ticket, in order, across the commits");
+    assert!(writer.try_done().is_none());
+    let commits = writer.stats.commits.load(Ordering::Relaxed);
+    assert!((1..=STORE_BATCHES as u64).contains(&commits), "{commits}");
+    assert!(woken.load(Ordering::Relaxed) >= 1);
+    // Closing waits for the thread, so the file can be opened again at once.
+    writer.close();
+    assert_eq!(topics(&RedbStore::open(&d).unwrap()), ["f"]);
     let _ = std::fs::remove_dir_all(&d);
 }
