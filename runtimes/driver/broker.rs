@@ -215,12 +215,9 @@ impl<Q: MailQueue> RouterCore<Q> {
     /// failed, told on standard error) stops the broker: it cannot keep what it would go on
     /// acknowledging.
     fn persist(&mut self, now: Instant) {
-        if self.failed {
+        if self.failed || self.store.is_none() {
             return;
         }
-        let Some(store) = &self.store else {
-            return;
-        };
         let mut ops = Vec::new();
         while let Some(op) = self.router.poll_store() {
             ops.push(op);
@@ -228,24 +225,15 @@ impl<Q: MailQueue> RouterCore<Q> {
         if ops.is_empty() {
             return;
         }
-        if !store.has_room() {
+        while let Some(store) = self.store.as_mut().filter(|s| !s.has_room()) {
             // Backpressure: the disk is behind; the router waits.
-            loop {
-                let Some(store) = self.store.as_mut() else {
-                    return;
-                };
-                if store.has_room() {
-                    break;
-                }
-                let done = store.wait_done();
-                self.durable(now, done);
-                if self.failed {
-                    return;
-                }
+            let done = store.wait_done();
+            self.durable(now, done);
+            if self.failed {
+                return;
             }
         }
-        let sent = self.store.as_mut().map(|s| s.send(ops));
-        if let Some(Err(Stopped)) = sent {
+        if let Some(Err(Stopped)) = self.store.as_mut().map(|s| s.send(ops)) {
             self.failed = true;
         }
     }
