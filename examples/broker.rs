@@ -22,6 +22,10 @@
 //! max_topic_alias = 10
 //! sys_interval = 10                # seconds; 0 turns $SYS off
 //! persistence_location = "data"    # where state is kept across restarts
+//!                                  # (or persistence = "data"; persistence = false: off)
+//! fsync = "always"                 # "always": acknowledge only what is synced to disk;
+//!                                  # "interval": acknowledge at once, sync periodically
+//! autosave_interval = 1            # seconds between syncs with fsync = "interval"
 //!
 //! [limits]                         # what mosquitto.conf has no name for
 //! receive_maximum = 100
@@ -75,12 +79,26 @@ struct Args {
     /// (overrides the config file's `persistence_location`).
     #[arg(long, value_name = "DIR")]
     persistence: Option<PathBuf>,
+    /// When the store reaches the disk: `always` acknowledges only what is synced; `interval`
+    /// acknowledges at once and syncs every `autosave_interval` (overrides the config file's
+    /// `fsync`).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    fsync: Option<FsyncArg>,
     /// Check this config file (and the password and ACL files it names), then exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
     /// A tool instead of the broker.
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--fsync`'s values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FsyncArg {
+    /// Acknowledge only what is synced to disk.
+    Always,
+    /// Acknowledge at once; sync every `autosave_interval` (1 s by default).
+    Interval,
 }
 
 /// The tools beside the broker.
@@ -130,6 +148,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for line in &settings.summary {
         tracing::info!("{line}");
     }
+    if let Some(f) = args.fsync {
+        settings.set_fsync(matches!(f, FsyncArg::Interval));
+    }
     let broker = settings.broker();
     let mut options = std::mem::take(&mut settings.options);
     options.persistence = args
@@ -139,7 +160,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = &options.persistence {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("persistence folder {}: {e}", dir.display()))?;
-        tracing::info!("persistence in {}", dir.display());
+        tracing::info!(
+            "persistence in {} (fsync {:?})",
+            dir.display(),
+            options.fsync
+        );
     }
     options.on_event = Some(std::sync::Arc::new(log_event));
     let addrs: Vec<SocketAddr> = match settings.listeners.take() {

@@ -23,7 +23,7 @@ use super::driver::broker::{
     Traffic,
 };
 use super::driver::client::{ClientCore, Command};
-use super::driver::store::RedbStore;
+use super::driver::writer::{self, StoreWriter};
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
 pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
@@ -296,6 +296,8 @@ enum Inbox {
     Accept(TcpStream),
     Report(Report),
     Stats(Reply<BrokerStats>),
+    /// The store writer handed tickets back (or stopped).
+    Stored,
     Shutdown,
 }
 
@@ -345,7 +347,8 @@ pub struct Broker {
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
-    store: Option<RedbStore>,
+    store: Option<StoreWriter>,
+    inbox: (SyncSender<Inbox>, Receiver<Inbox>),
 }
 
 impl Broker {
@@ -357,14 +360,22 @@ impl Broker {
     /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
     /// runs in the router thread, its connections each in their own thread.
     ///
-    /// With [`BrokerOptions::persistence`], the broker is first restored from its store; a
-    /// store that cannot be opened or read fails here with an error naming its file.
+    /// With [`BrokerOptions::persistence`], the broker is first restored from its store and
+    /// the store's writer thread starts; a store that cannot be opened or read fails here with
+    /// an error naming its file, and so does a [`BrokerOptions::fsync`] that does not match
+    /// the broker's `durable_acks`.
     pub fn bind_with(
         mut broker: Core,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Broker> {
-        let store = driver::store::start(options.persistence.as_deref(), &mut broker)?;
+        let inbox = sync_channel::<Inbox>(driver::ROUTER_INBOX);
+        let wake = inbox.0.clone();
+        let wake = Box::new(move || {
+            // A full inbox wakes the router anyway; it collects on every turn.
+            let _ = wake.try_send(Inbox::Stored);
+        });
+        let store = writer::start(&options, &mut broker, wake)?;
         let listeners = addrs
             .iter()
             .map(TcpListener::bind)
@@ -382,6 +393,7 @@ impl Broker {
             handle,
             signal,
             store,
+            inbox,
         })
     }
 
@@ -398,7 +410,7 @@ impl Broker {
     /// Serves on this thread until the shutdown handle is triggered, then shuts down
     /// gracefully: DISCONNECT 0x8B to MQTT 5 clients, no wills, every connection flushed.
     pub fn run(self) {
-        let (tx, rx) = sync_channel::<Inbox>(driver::ROUTER_INBOX);
+        let (tx, rx) = self.inbox;
         let stopping = Arc::new(AtomicBool::new(false));
         for l in self.listeners {
             let (tx, stopping) = (tx.clone(), stopping.clone());
@@ -426,7 +438,13 @@ impl Broker {
         let (done_tx, done_rx) = sync_channel::<()>(1);
         let mut core = RouterCore::new(self.broker.into_router(now()), &self.options, self.store);
         let batches = self.options.max_outbound_batches.max(1);
-        while !core.failed() {
+        loop {
+            // The store writer's hand-backs; with STORE_BATCHES batches in flight, the next
+            // batch makes this thread wait for the writer (backpressure).
+            core.collect(now());
+            if core.failed() {
+                break;
+            }
             let input = next(&rx, core.deadline());
             match input {
                 Ok(Inbox::Accept(s)) => {
@@ -454,12 +472,16 @@ impl Broker {
                 Ok(Inbox::Stats(reply)) => {
                     let _ = reply.try_send(Ok(core.router.stats()));
                 }
+                // Collected at the top of the loop.
+                Ok(Inbox::Stored) => {}
                 Ok(Inbox::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => core.timeout(now()),
             }
         }
         // No more routing (so no will goes out); every connection says DISCONNECT 0x8B.
         core.shutdown();
+        // What was sent is written (and synced), and the store file closed, before run returns.
+        core.close_store();
         // Connection threads waiting on a full inbox give up.
         drop(rx);
         stopping.store(true, Ordering::Release);

@@ -7,7 +7,7 @@
 pub mod access;
 pub mod driver;
 
-pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Fsync, Pending, SubAck};
 
 #[cfg(feature = "async-std")]
 pub mod async_std;

@@ -237,7 +237,7 @@ fn example_broker_with_persistence_keeps_retained_messages_and_sessions_across_a
     let store = dir.to_string_lossy().into_owned();
     let port = free_port();
     let p = port.to_string();
-    let start = || {
+    let start = |fsync: &str| {
         let b = Peer::spawn_with_stdin(
             &example("broker"),
             &[
@@ -245,6 +245,8 @@ fn example_broker_with_persistence_keeps_retained_messages_and_sessions_across_a
                 &p,
                 "--persistence",
                 &store,
+                "--fsync",
+                fsync,
                 "--runtime",
                 "blocking",
             ],
@@ -253,7 +255,7 @@ fn example_broker_with_persistence_keeps_retained_messages_and_sessions_across_a
         wait_for_port(port);
         b
     };
-    let mut broker = start();
+    let mut broker = start("always");
     run_ok(
         &example("publisher"),
         &["-p", &p, "-t", "kept/1", "-m", "across", "-q", "1", "-r"],
@@ -264,7 +266,8 @@ fn example_broker_with_persistence_keeps_retained_messages_and_sessions_across_a
     broker.send_line("stop");
     broker.wait_success();
 
-    let mut broker = start();
+    // Acknowledging at once and syncing every second: a graceful stop syncs everything.
+    let mut broker = start("interval");
     let sub = mosquitto_sub(port, &["-q", "1", "-t", "kept/#", "-C", "1"]);
     assert_eq!(next_msg(&sub), (true, 1, "kept/1".into(), "across".into()));
     sub.wait_success();

@@ -94,11 +94,17 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
          acl_file = \"acl\"\nmax_connections = -1\nmax_queued_messages = 10\n\
          max_queued_bytes = 0\nmax_inflight_messages = 5\nmessage_size_limit = 4096\n\
          max_keepalive = 60\nsys_interval = 0\npersistence_location = \"data\"\n\
+         persistence = true\nfsync = \"interval\"\nautosave_interval = 5\n\
          [limits]\nreceive_maximum = 10\n",
     );
     let out = run_ok(&example("broker"), &["--check-config", &good]);
     assert!(out.contains("good.toml: ok"), "{out}");
     assert!(out.contains("1 users"), "{out}");
+    assert!(out.contains("fsync interval, a sync every 5 s"), "{out}");
+    // The issue's spelling of the folder, and the default policy.
+    let short = write(&dir, "short.toml", "persistence = \"there\"\n");
+    let out = run_ok(&example("broker"), &["--check-config", &short]);
+    assert!(out.contains("there: fsync always"), "{out}");
 
     let cases = [
         (
@@ -114,6 +120,24 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
         ),
         ("listener.toml", "listeners = [\"nowhere\"]\n", ":1:14: "),
         ("syntax.toml", "sys_interval = = 3\n", ":1:"),
+        ("fsync.toml", "# c\nfsync = \"sometimes\"\n", ":2:9: "),
+        (
+            "autosave.toml",
+            "fsync = \"interval\"\nautosave_interval = 0\n",
+            ":2:21: ",
+        ),
+        (
+            "autosave_always.toml",
+            "autosave_interval = 60\n",
+            ":1:21: ",
+        ),
+        (
+            "persistence_both.toml",
+            "persistence = \"a\"\npersistence_location = \"b\"\n",
+            ":1:15: ",
+        ),
+        ("persistence_true.toml", "persistence = true\n", ":1:15: "),
+        ("persistence_type.toml", "persistence = 3\n", ":1:15: "),
         ("acl.toml", "acl_file = \"bad.acl\"\n", "bad.acl:2: "),
         ("pw.toml", "password_file = \"bad.pw\"\n", "bad.pw:1: "),
         (

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
 use tinymqtt::runtimes::access::{AclFile, PasswordFile};
-use tinymqtt::runtimes::BrokerOptions;
+use tinymqtt::runtimes::{BrokerOptions, Fsync};
 use toml::Spanned;
 
 /// The largest packet MQTT can frame (the remaining length's maximum plus the fixed header).
@@ -32,6 +32,9 @@ struct FileConfig {
     max_keepalive: Option<Spanned<u16>>,
     max_topic_alias: Option<u16>,
     persistence_location: Option<PathBuf>,
+    persistence: Option<Spanned<toml::Value>>,
+    fsync: Option<Spanned<String>>,
+    autosave_interval: Option<Spanned<i64>>,
     sys_interval: Option<u64>,
     #[serde(default)]
     limits: Limits,
@@ -60,8 +63,11 @@ pub(crate) struct Settings {
     pub(crate) authenticator: Arc<dyn Authenticator>,
     /// Checks publishes and subscriptions.
     pub(crate) authorizer: Arc<dyn Authorizer>,
-    /// Where the broker keeps its state across restarts (`persistence_location`).
+    /// Where the broker keeps its state across restarts (`persistence_location`, or
+    /// `persistence = "DIR"`).
     pub(crate) persistence_location: Option<PathBuf>,
+    /// How often `fsync = "interval"` syncs (`autosave_interval`).
+    pub(crate) autosave_interval: Duration,
     /// What was loaded, for the logs and `--check-config`.
     pub(crate) summary: Vec<String>,
 }
@@ -76,8 +82,21 @@ impl Settings {
             authenticator: Arc::new(AllowAll),
             authorizer: Arc::new(AllowAll),
             persistence_location: None,
+            autosave_interval: Fsync::DEFAULT_INTERVAL,
             summary: Vec::new(),
         }
+    }
+
+    /// Sets the store's fsync policy (the file's `fsync`, or `--fsync`) and the
+    /// acknowledgements it needs: `interval` syncs every `autosave_interval`.
+    pub(crate) fn set_fsync(&mut self, interval: bool) {
+        let fsync = if interval {
+            Fsync::Interval(self.autosave_interval)
+        } else {
+            Fsync::Always
+        };
+        self.options.fsync = fsync;
+        self.config.durable_acks = fsync.durable_acks();
     }
 
     /// Reads the config file at `path`, and the password and ACL files it names (relative
@@ -207,8 +226,61 @@ impl Settings {
             s.summary.push(format!("acl_file {}", path.display()));
             s.authorizer = Arc::new(f);
         }
-        s.persistence_location = file.persistence_location.map(|p| base.join(p));
+        s.persistence_location = persistence(&file)?.map(|p| base.join(p));
+        let interval = match &file.fsync {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "always" => false,
+                "interval" => true,
+                _ => return Err(bad(v, "fsync is \"always\" or \"interval\"")),
+            },
+        };
+        if let Some(v) = &file.autosave_interval {
+            if !interval {
+                return Err(bad(v, "autosave_interval needs fsync = \"interval\""));
+            }
+            let secs = u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| bad(v, "autosave_interval is a number of seconds, at least 1"))?;
+            s.autosave_interval = Duration::from_secs(secs);
+        }
+        s.set_fsync(interval);
+        if let Some(dir) = &s.persistence_location {
+            s.summary.push(match s.options.fsync {
+                Fsync::Interval(d) => format!(
+                    "persistence in {}: fsync interval, a sync every {} s",
+                    dir.display(),
+                    d.as_secs()
+                ),
+                _ => format!("persistence in {}: fsync always", dir.display()),
+            });
+        }
         Ok(s)
+    }
+}
+
+/// The store folder the file names: `persistence = "DIR"`, or Mosquitto's
+/// `persistence_location` (with `persistence = true`, or alone); `persistence = false` keeps
+/// everything in memory.
+fn persistence(file: &FileConfig) -> Result<Option<PathBuf>, (Option<Range<usize>>, String)> {
+    let location = file.persistence_location.clone();
+    let Some(v) = &file.persistence else {
+        return Ok(location);
+    };
+    match v.get_ref() {
+        toml::Value::Boolean(false) => Ok(None),
+        toml::Value::Boolean(true) if location.is_some() => Ok(location),
+        toml::Value::Boolean(true) => Err(bad(
+            v,
+            "persistence = true needs persistence_location (or write persistence = \"DIR\")",
+        )),
+        toml::Value::String(_) if location.is_some() => Err(bad(
+            v,
+            "persistence and persistence_location both name the store folder: keep one",
+        )),
+        toml::Value::String(dir) => Ok(Some(PathBuf::from(dir))),
+        _ => Err(bad(v, "persistence is a folder (\"DIR\") or true / false")),
     }
 }
 

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::store::RedbStore;
+use super::writer::{Done, Fsync, Stopped, StoreWriter};
 use super::{reply_channel, Error, Reply};
 use crate::broker::{
     BrokerEvent, BrokerStats, ConnId, ConnectionMail, Router, RouterMail, ServerConnection,
 };
-use crate::store::StoreOp;
 
 /// Called for every broker event (connects, closes), by the connection's own task; it must
 /// not block.
@@ -36,6 +35,10 @@ pub struct BrokerOptions {
     /// retained messages and persistent sessions with their subscriptions survive a restart.
     /// `None` keeps everything in memory.
     pub persistence: Option<PathBuf>,
+    /// When the store's writes reach the disk (with [`BrokerOptions::persistence`]): it must
+    /// match the broker's [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)
+    /// ([`Fsync::durable_acks`]), or binding fails; the defaults match.
+    pub fsync: Fsync,
 }
 
 impl std::fmt::Debug for BrokerOptions {
@@ -46,12 +49,13 @@ impl std::fmt::Debug for BrokerOptions {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("on_event", &self.on_event.is_some())
             .field("persistence", &self.persistence)
+            .field("fsync", &self.fsync)
             .finish()
     }
 }
 
 impl Default for BrokerOptions {
-    /// 1024 batches, 8 MiB, 5 s, no hook, in memory.
+    /// 1024 batches, 8 MiB, 5 s, no hook, in memory (fsync always, once persistence is on).
     fn default() -> BrokerOptions {
         BrokerOptions {
             max_outbound_batches: 1024,
@@ -59,6 +63,7 @@ impl Default for BrokerOptions {
             shutdown_grace: Duration::from_secs(5),
             on_event: None,
             persistence: None,
+            fsync: Fsync::Always,
         }
     }
 }
@@ -170,18 +175,19 @@ pub(crate) struct RouterCore<Q> {
     mailboxes: HashMap<ConnId, Mailbox<Q>>,
     max_batches: usize,
     max_bytes: usize,
-    /// Where the router's changes are written, with persistence on.
-    store: Option<RedbStore>,
+    /// The thread that writes the router's changes, with persistence on.
+    store: Option<StoreWriter>,
     /// A write to the store failed: the broker stops.
     failed: bool,
 }
 
 impl<Q: MailQueue> RouterCore<Q> {
-    /// A router task's state around `router` (restored from `store` if there is one).
+    /// A router task's state around `router` (restored from the store `store` writes, if
+    /// there is one).
     pub(crate) fn new(
         router: Router,
         options: &BrokerOptions,
-        store: Option<RedbStore>,
+        store: Option<StoreWriter>,
     ) -> RouterCore<Q> {
         let mut core = RouterCore {
             router,
@@ -201,31 +207,89 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.failed
     }
 
-    /// Writes what the router changed since the last batch, in one transaction.
+    /// Sends what the router changed since the last batch to the store writer, as one batch.
     ///
-    /// A failed write stops the broker (its `run` returns, after telling the error on
-    /// standard error): it cannot keep what it would go on acknowledging.
+    /// With [`STORE_BATCHES`](super::STORE_BATCHES) batches in flight, this first blocks the
+    /// thread until the writer hands some back (the async loop waits for that itself, see
+    /// [`RouterCore::store_full`], so it never blocks here). A writer that stopped (its write
+    /// failed, told on standard error) stops the broker: it cannot keep what it would go on
+    /// acknowledging.
     fn persist(&mut self, now: Instant) {
-        let Some(store) = &self.store else {
+        if self.failed || self.store.is_none() {
             return;
-        };
+        }
         let mut ops = Vec::new();
         while let Some(op) = self.router.poll_store() {
             ops.push(op);
         }
-        if ops.is_empty() || self.failed {
+        if ops.is_empty() {
             return;
         }
-        if let Err(e) = store.apply(&ops) {
-            eprintln!("tinymqtt: {e}; stopping the broker");
-            self.failed = true;
-            return;
-        }
-        // Durable now: the acknowledgements waiting on these may go.
-        for op in ops {
-            if let StoreOp::Durable(ticket) = op {
-                self.router.handle_durable(now, ticket);
+        while let Some(store) = self.store.as_mut().filter(|s| !s.has_room()) {
+            // Backpressure: the disk is behind; the router waits.
+            let done = store.wait_done();
+            self.durable(now, done);
+            if self.failed {
+                return;
             }
+        }
+        if let Some(Err(Stopped)) = self.store.as_mut().map(|s| s.send(ops)) {
+            self.failed = true;
+        }
+    }
+
+    /// Hands the tickets of a writer's hand-back to the router, in order.
+    fn durable(&mut self, now: Instant, done: Result<Done, Stopped>) {
+        match done {
+            Ok(d) => {
+                for t in d.tickets {
+                    self.router.handle_durable(now, t);
+                }
+            }
+            Err(Stopped) => self.failed = true,
+        }
+    }
+
+    /// Takes every hand-back the store writer has ready (call it on every turn of the loop,
+    /// and when the writer's wake arrives): held acknowledgements go out.
+    pub(crate) fn collect(&mut self, now: Instant) {
+        let mut any = false;
+        while let Some(done) = self.store.as_mut().and_then(StoreWriter::try_done) {
+            self.durable(now, done);
+            any = true;
+        }
+        if any && !self.failed {
+            self.drain(now);
+        }
+    }
+
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+    /// The writer's hand-backs while [`STORE_BATCHES`](super::STORE_BATCHES) batches are in
+    /// flight: the async loop must wait on it (and give what it gets to
+    /// [`RouterCore::stored`]) before anything else.
+    pub(crate) fn store_full(&self) -> Option<async_channel::Receiver<Done>> {
+        let s = self.store.as_ref().filter(|s| !s.has_room())?;
+        (!self.failed).then(|| s.done_receiver())
+    }
+
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+    /// A hand-back received from [`RouterCore::store_full`]'s receiver.
+    pub(crate) fn stored(&mut self, now: Instant, done: Result<Done, async_channel::RecvError>) {
+        let done = match (done, self.store.as_mut()) {
+            (Ok(d), Some(s)) => Ok(s.took(d)),
+            _ => Err(Stopped),
+        };
+        self.durable(now, done);
+        if !self.failed {
+            self.drain(now);
+        }
+    }
+
+    /// Lets the store writer finish (and sync) what it was sent and closes the store file;
+    /// tickets still in flight are not handed back.
+    pub(crate) fn close_store(&mut self) {
+        if let Some(mut s) = self.store.take() {
+            s.close();
         }
     }
 

@@ -15,6 +15,12 @@
 //! Byte counts travel with the batches (or alone, at most once a second), so
 //! `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
 //!
+//! With persistence, a store writer thread owns the store: the router task sends it each
+//! drain's changes as one batch and goes on routing; the writer commits every batch waiting
+//! in one transaction (group commit, synced as [`Fsync`] says) and hands the tickets back
+//! through a channel, waking the router task through its inbox; the router then lets the
+//! connections send the acknowledgements they held.
+//!
 //! # Queue caps and overflow policies
 //!
 //! Every queue between tasks is bounded:
@@ -26,6 +32,8 @@
 //! | bytes read from a socket, per client connection (and per broker connection in the blocking runtime) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (one for every connection: the mail batch of each read, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
 //! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
+//! | broker store writes (router to the store writer thread, with [`BrokerOptions::persistence`]): each router drain's changes as one batch | [`STORE_BATCHES`] batches in flight (sent, not yet handed back) | the router waits for the writer to commit (backpressure to every connection through the router inbox); the writer takes every waiting batch into one commit, so a slow disk makes commits bigger, not more |
+//! | store hand-backs (writer to router: the tickets of each commit) | [`STORE_BATCHES`] | never full: each covers at least one batch in flight |
 //! | broker mail, per connection (router to connection) | [`BrokerOptions::max_outbound_batches`] batches and [`BrokerOptions::max_outbound_bytes`] bytes (each mail's size with its topic and payload) | the connection is closed at once, unflushed (as if its transport failed, so its will is published); the batch that did not fit goes back to the router, which puts its QoS 1/2 messages back at the front of the session's queue and drops its QoS 0 ones (counted in `dropped`): a slow subscriber cannot grow the broker's memory nor stall the router |
 //!
 //! The broker core bounds each session's own queue as well (see the
@@ -36,6 +44,7 @@ pub(crate) mod client;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod server;
 pub(crate) mod store;
+pub(crate) mod writer;
 
 use std::io;
 use std::time::Instant;
@@ -51,6 +60,7 @@ pub use client::Client;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use server::Server;
 pub use store::STORE_FILE;
+pub use writer::Fsync;
 
 /// Commands a client handle may queue before the caller waits.
 pub const CLIENT_COMMANDS: usize = 64;
@@ -63,6 +73,10 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// Mail batches (from every connection) the broker router may queue before connection tasks
 /// wait.
 pub const ROUTER_INBOX: usize = 1024;
+
+/// Batches of store changes the broker router may have in flight to its store writer (sent,
+/// their tickets not handed back yet) before it waits for the disk.
+pub const STORE_BATCHES: usize = 64;
 
 /// Why a runtime command failed.
 #[derive(Debug, thiserror::Error)]

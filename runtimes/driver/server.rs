@@ -14,7 +14,7 @@ use super::broker::{
     drain_connection, taken, BrokerHandle, BrokerOptions, Control, EventHook, MailQueue, Mailbox,
     Queued, Report, RouterCore, Traffic,
 };
-use super::store::{self, RedbStore};
+use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer};
 use super::{READ_CHUNK, ROUTER_INBOX};
 use crate::broker::{Broker, BrokerConfig, ConnectionMail, RouterMail, ServerConnection};
@@ -27,7 +27,11 @@ pub struct Server<R: Runtime> {
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
-    store: Option<RedbStore>,
+    store: Option<StoreWriter>,
+    inbox: (
+        async_channel::Sender<Inbox<R>>,
+        async_channel::Receiver<Inbox<R>>,
+    ),
 }
 
 impl<R: Runtime> std::fmt::Debug for Server<R> {
@@ -47,14 +51,22 @@ impl<R: Runtime> Server<R> {
     /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
     /// runs in the router task, its connections each in their own task.
     ///
-    /// With [`BrokerOptions::persistence`], the broker is first restored from its store; a
-    /// store that cannot be opened or read fails here with an error naming its file.
+    /// With [`BrokerOptions::persistence`], the broker is first restored from its store and
+    /// the store's writer thread starts; a store that cannot be opened or read fails here with
+    /// an error naming its file, and so does a [`BrokerOptions::fsync`] that does not match
+    /// the broker's `durable_acks`.
     pub async fn bind_with(
         mut broker: Broker,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Self> {
-        let store = store::start(options.persistence.as_deref(), &mut broker)?;
+        let inbox = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
+        let wake = inbox.0.clone();
+        let wake = Box::new(move || {
+            // A full inbox wakes the router anyway; it collects on every turn.
+            let _ = wake.try_send(Inbox::Stored);
+        });
+        let store = writer::start(&options, &mut broker, wake)?;
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         for a in addrs {
@@ -71,6 +83,7 @@ impl<R: Runtime> Server<R> {
             handle,
             signal,
             store,
+            inbox,
         })
     }
 
@@ -114,6 +127,8 @@ impl MailQueue for Queue {
 enum Inbox<R: Runtime> {
     Accept(R::Reader, R::Writer),
     Report(Report),
+    /// The store writer handed tickets back (or stopped).
+    Stored,
 }
 
 /// Runs the broker until the handle's channel closes.
@@ -125,11 +140,11 @@ async fn run<R: Runtime>(server: Server<R>) {
         handle,
         signal,
         store,
+        inbox: (inbox_tx, inbox_rx),
         ..
     } = server;
     // Held so that dropping every user handle does not read as a shutdown.
     let _handle = handle;
-    let (inbox_tx, inbox_rx) = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
     // Connections hold a clone; when all are gone every connection has flushed.
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
     // Dropped at shutdown, which ends the accept loops and tells every connection.
@@ -139,7 +154,18 @@ async fn run<R: Runtime>(server: Server<R>) {
     }
     let mut core = RouterCore::new(broker.into_router(now()), &options, store);
     let mut turn = false;
-    while !core.failed() {
+    loop {
+        core.collect(now());
+        if core.failed() {
+            break;
+        }
+        if let Some(done) = core.store_full() {
+            // The writer is STORE_BATCHES batches behind: nothing else until it catches up
+            // (connections wait on the full inbox, so they stop reading: backpressure).
+            let d = done.recv().await;
+            core.stored(now(), d);
+            continue;
+        }
         let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
         let woke = wait_fair::<R, _, _>(inbox, control, core.deadline(), &mut turn);
         match woke.await {
@@ -174,6 +200,8 @@ async fn run<R: Runtime>(server: Server<R>) {
                 }));
             }
             Woke::First(Ok(Inbox::Report(r))) => core.report(now(), r),
+            // Collected at the top of the loop.
+            Woke::First(Ok(Inbox::Stored)) => {}
             Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.router.stats())),
             Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
             Woke::Deadline => core.timeout(now()),
@@ -181,6 +209,8 @@ async fn run<R: Runtime>(server: Server<R>) {
     }
     // No more routing (so no will goes out); every connection says DISCONNECT 0x8B.
     core.shutdown();
+    // What was sent is written (and synced), and the store file closed, before run returns.
+    core.close_store();
     drop(stop_tx);
     drop(inbox_rx);
     drop(done_tx);

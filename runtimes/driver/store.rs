@@ -1,5 +1,6 @@
-//! The broker's store on disk: one `redb` file in the persistence directory, written one
-//! transaction per batch of the router's [`StoreOp`]s and read back whole at start.
+//! The broker's store on disk: one `redb` file in the persistence directory, written by the
+//! store writer (in `writer`) one transaction per group of the router's [`StoreOp`] batches,
+//! and read back whole at start.
 //!
 //! Each table maps a record's key to its bytes in the core's format
 //! ([`RetainedRecord::encode`], [`SessionRecord::encode`], [`QueuedRecord::encode`]). Every failure, at open, read or
@@ -10,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use super::now;
 use crate::broker::Broker;
@@ -123,13 +124,36 @@ impl RedbStore {
 
     /// Writes `ops` in order in one transaction, durable when this returns.
     pub(crate) fn apply(&self, ops: &[StoreOp]) -> io::Result<()> {
+        self.commit(ops.iter(), Durability::Immediate)
+    }
+
+    /// Writes `ops` in order in one transaction committed with `durability`: durable when
+    /// this returns with `Immediate`; with `None`, once a later `Immediate` commit (or
+    /// [`RedbStore::sync`]) returns, and lost if the process ends before.
+    pub(crate) fn commit<'a>(
+        &self,
+        ops: impl Iterator<Item = &'a StoreOp>,
+        durability: Durability,
+    ) -> io::Result<()> {
         guarded(&self.path, || {
-            self.write(ops).map_err(|e| failed(&self.path, e))
+            self.write(ops, durability)
+                .map_err(|e| failed(&self.path, e))
         })
     }
 
-    fn write(&self, ops: &[StoreOp]) -> Result<(), WriteError> {
-        let tx = self.db.begin_write()?;
+    /// Makes every earlier commit durable (an empty `Immediate` commit: redb syncs the file
+    /// and points its header at the latest commit, which covers the `None` ones before it).
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.commit(std::iter::empty(), Durability::Immediate)
+    }
+
+    fn write<'a>(
+        &self,
+        ops: impl Iterator<Item = &'a StoreOp>,
+        durability: Durability,
+    ) -> Result<(), WriteError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(durability);
         {
             let mut retained = tx.open_table(RETAINED)?;
             let mut sessions = tx.open_table(SESSIONS)?;

@@ -2,15 +2,18 @@
 //! (retained messages, persistent sessions with their subscriptions and offline queues), and a
 //! store file it cannot read stops the start with an error naming the file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use super::{broker_options_in, config, msg, next_message, no_message, sub, WAIT};
 use super::{clock, Event};
 use crate::rt;
 use tinymqtt::broker::BrokerConfig;
 use tinymqtt::runtimes::driver::STORE_FILE;
-use tinymqtt::{ProtocolVersion, QoS};
+use tinymqtt::runtimes::BrokerOptions;
+use tinymqtt::runtimes::Fsync;
+use tinymqtt::{ProtocolVersion, QoS, ReasonCode};
 
 /// A fresh directory for one test's store, removed when dropped.
 struct Dir(PathBuf);
@@ -37,6 +40,37 @@ impl Drop for Dir {
 
 fn stored_broker(dir: &Dir) -> rt::Broker {
     rt::broker_with(BrokerConfig::default(), broker_options_in(&dir.0))
+}
+
+/// A broker on the store in `dir` that syncs as `fsync` says (with the acknowledgements the
+/// policy needs).
+fn stored_broker_with(dir: &Path, fsync: Fsync) -> rt::Broker {
+    let config = BrokerConfig {
+        durable_acks: fsync.durable_acks(),
+        ..BrokerConfig::default()
+    };
+    let options = BrokerOptions {
+        fsync,
+        ..broker_options_in(dir)
+    };
+    rt::broker_with(config, options)
+}
+
+/// A persistent session's config.
+fn durable_config(id: &str) -> tinymqtt::client::ClientConfig {
+    let mut c = config(ProtocolVersion::V5, id);
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(3600);
+    c
+}
+
+/// Waits until the broker counts `n` connections.
+fn until_connections(b: &rt::Broker, n: usize) {
+    let end = clock() + WAIT;
+    while b.stats().connections != n {
+        assert!(clock() < end, "never {n} connections");
+        std::thread::yield_now();
+    }
 }
 
 /// The session present flag of a client's first connection.
@@ -91,7 +125,7 @@ fn retained_messages_and_persistent_sessions_survive_a_restart() {
         ("r/1", &b"kept"[..])
     );
     assert!(got.retain);
-    no_message(&fresh, std::time::Duration::from_millis(200));
+    no_message(&fresh, Duration::from_millis(200));
 
     let s = rt::connect(b.addr, durable).unwrap();
     assert!(session_present(&s), "the v5 session was restored");
@@ -200,6 +234,102 @@ fn an_offline_queue_survives_a_restart_in_order() {
             "message {i}"
         );
     }
-    no_message(&s, std::time::Duration::from_millis(200));
+    no_message(&s, Duration::from_millis(200));
     b.shutdown();
+}
+
+#[test]
+fn qos_1_and_2_acknowledgements_arrive_with_either_fsync_policy() {
+    for (name, fsync) in [
+        ("always", Fsync::Always),
+        ("interval", Fsync::Interval(Duration::from_millis(50))),
+    ] {
+        let dir = Dir::new(name);
+        let b = stored_broker_with(&dir.0, fsync);
+        // A persistent subscriber online: each publish is stored before its acknowledgement.
+        let s = rt::connect(b.addr, durable_config("sub")).unwrap();
+        s.subscribe(sub("a/#", QoS::ExactlyOnce)).unwrap();
+        let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+        // The client completes a QoS 1 publish on PUBACK, a QoS 2 one on PUBCOMP (after the
+        // PUBREC it answered with PUBREL).
+        let one = p
+            .publish(msg("a/1", "one", QoS::AtLeastOnce, false))
+            .unwrap();
+        let two = p
+            .publish(msg("a/2", "two", QoS::ExactlyOnce, false))
+            .unwrap();
+        assert_eq!(one.reason_code, ReasonCode::Success, "{name}");
+        assert_eq!(two.reason_code, ReasonCode::Success, "{name}");
+        // Many at once: group commit hands every ticket back, in order.
+        let many: Vec<_> = (0..50)
+            .map(|i| {
+                let qos = [QoS::AtLeastOnce, QoS::ExactlyOnce][i % 2];
+                msg("a/many", "m", qos, false)
+            })
+            .collect();
+        let acks = p.publish_many(many);
+        assert_eq!(acks.len(), 50, "{name}");
+        assert!(acks.iter().all(|a| a.reason_code == ReasonCode::Success));
+        assert_eq!(&next_message(&s).payload[..], b"one", "{name}");
+        assert_eq!(&next_message(&s).payload[..], b"two", "{name}");
+        for _ in 0..50 {
+            assert_eq!(&next_message(&s).payload[..], b"m", "{name}");
+        }
+        b.shutdown();
+    }
+}
+
+#[test]
+fn a_message_acknowledged_with_fsync_always_is_on_disk_when_the_broker_dies_right_after() {
+    let dir = Dir::new("always");
+    let crashed = Dir::new("always-crash");
+    let b = stored_broker_with(&dir.0, Fsync::Always);
+    let s = rt::connect(b.addr, durable_config("kept")).unwrap();
+    assert!(!session_present(&s));
+    s.subscribe(sub("k", QoS::AtLeastOnce)).unwrap();
+    s.disconnect();
+    until_connections(&b, 0);
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    p.publish(msg("k", "acknowledged", QoS::AtLeastOnce, false))
+        .unwrap();
+    // The PUBACK is here: the file as it is on disk at this instant is what a crash (kill -9,
+    // power cut) would leave.
+    std::fs::create_dir_all(&crashed.0).unwrap();
+    std::fs::copy(dir.0.join(STORE_FILE), crashed.0.join(STORE_FILE)).unwrap();
+    b.shutdown();
+
+    let b = stored_broker_with(&crashed.0, Fsync::Always);
+    let s = rt::connect(b.addr, durable_config("kept")).unwrap();
+    assert!(session_present(&s), "the session was on disk");
+    let got = next_message(&s);
+    assert_eq!(
+        (got.qos, &got.payload[..]),
+        (QoS::AtLeastOnce, &b"acknowledged"[..])
+    );
+    b.shutdown();
+}
+
+#[test]
+fn an_fsync_policy_that_does_not_match_durable_acks_is_refused_at_bind() {
+    let dir = Dir::new("mismatch");
+    for (durable_acks, fsync) in [
+        (true, Fsync::Interval(Duration::from_secs(1))),
+        (false, Fsync::Always),
+    ] {
+        let config = BrokerConfig {
+            durable_acks,
+            ..BrokerConfig::default()
+        };
+        let options = BrokerOptions {
+            fsync,
+            ..broker_options_in(&dir.0)
+        };
+        match rt::try_broker_with(config, options) {
+            Ok(b) => {
+                b.shutdown();
+                panic!("a broker started with {fsync:?} and durable_acks = {durable_acks}");
+            }
+            Err(e) => assert!(e.to_string().contains("durable_acks"), "{e}"),
+        }
+    }
 }
