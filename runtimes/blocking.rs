@@ -313,10 +313,18 @@ enum ConnInput {
 struct Queue {
     tx: SyncSender<ConnInput>,
     stream: TcpStream,
+    /// Set by the connection's thread once it has closed: mail is refused from then on (it
+    /// goes back to the router as undelivered). Held while pushing, so no batch lands in
+    /// the channel after the thread's last look at it.
+    closed: Arc<Mutex<bool>>,
 }
 
 impl MailQueue for Queue {
     fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
+        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if *closed {
+            return Err(batch);
+        }
         self.tx
             .try_send(ConnInput::Mail(batch))
             .map_err(|e| match e {
@@ -534,9 +542,15 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Mailbox<Queue> {
         let _ = inputs.send(ConnInput::ReadEnd);
     });
     let q = queued.clone();
-    thread::spawn(move || run_connection(stream, p, rx, permits, q));
+    let closed = Arc::new(Mutex::new(false));
+    let shut = closed.clone();
+    thread::spawn(move || run_connection(stream, p, rx, permits, q, shut));
     Mailbox {
-        queue: Queue { tx, stream: abort },
+        queue: Queue {
+            tx,
+            stream: abort,
+            closed,
+        },
         queued,
     }
 }
@@ -548,6 +562,7 @@ fn run_connection(
     rx: Receiver<ConnInput>,
     permits: Arc<Permits>,
     queued: Arc<Queued>,
+    closed: Arc<Mutex<bool>>,
 ) {
     let Parts {
         mut conn,
@@ -577,6 +592,20 @@ fn run_connection(
             mail.extend(drain_connection(&mut conn, hook.as_ref()).mail);
         }
         let last = d.close || failed;
+        if last {
+            // Mail still on its way goes back: the closed connection returns its deliveries.
+            *closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            let at = now();
+            while let Ok(input) = rx.try_recv() {
+                if let ConnInput::Mail(batch) = input {
+                    taken(&queued, &batch);
+                    for m in batch {
+                        conn.handle_router(at, m);
+                    }
+                }
+            }
+            mail.extend(std::iter::from_fn(|| conn.poll_router()));
+        }
         if let Some(r) = traffic.report(now(), id, mail, last) {
             if router.send(Inbox::Report(r)).is_err() {
                 return shut_down(stream, conn, hook.as_ref());

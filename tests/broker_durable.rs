@@ -202,6 +202,7 @@ fn inbound_qos2_state_survives_a_restart_so_a_resend_is_not_routed_twice() {
         "the flow was known: success, not 0x92"
     );
     let (subr, _) = b.connect_with(persistent("sub", false));
+    commit(&mut b, &mut store); // a stored QoS 2 delivery waits for its record to be durable
     let got: Vec<_> = b
         .packets(subr, V5)
         .into_iter()
@@ -216,7 +217,8 @@ fn inbound_qos2_state_survives_a_restart_so_a_resend_is_not_routed_twice() {
 
 /// Exactly once across a crash, outbound: once the subscriber's PUBREC is answered, the store
 /// holds the released flow instead of the message, so after the restart the broker resends
-/// PUBREL, not the PUBLISH. The PUBREL waits for that to be durable.
+/// PUBREL, not the PUBLISH. The PUBLISH waits for its record to be durable (so the receiver
+/// never sees a packet id the store could forget), and the PUBREL for the released flow.
 #[test]
 fn outbound_qos2_after_pubrec_resends_pubrel_not_the_publish_after_a_restart() {
     let mut store = StoreSnapshot::default();
@@ -225,7 +227,9 @@ fn outbound_qos2_after_pubrec_resends_pubrel_not_the_publish_after_a_restart() {
     subscribe(&mut a, subr, "q", QoS::ExactlyOnce, &mut store);
     let pubr = a.connect(V5, "pub");
     a.send_packet(pubr, V5, publish(QoS::ExactlyOnce, 1, "m"));
-    commit(&mut a, &mut store);
+    let (_, tickets) = write(&mut a, &mut store);
+    a.expect_silence(subr); // not before its record is durable
+    durable(&mut a, tickets);
     let p = expect_publish(&mut a, subr);
     let id = p.packet_id.expect("qos 2");
     let stored_id = store.queued.iter().map(|q| q.packet_id).collect::<Vec<_>>();

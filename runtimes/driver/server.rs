@@ -293,7 +293,11 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
                 _ => return abort(c, traffic, d.mail).await,
             }
         }
-        if let Some(r) = traffic.report(now(), id, d.mail, d.close) {
+        let mut mail = d.mail;
+        if d.close {
+            mail.extend(take_back(&mut c));
+        }
+        if let Some(r) = traffic.report(now(), id, mail, d.close) {
             if c.inbox.send(Inbox::Report(r)).await.is_err() {
                 // The router has stopped: the server is shutting down.
                 return shut_down(c).await;
@@ -375,12 +379,28 @@ async fn next<R: Runtime>(
     .await
 }
 
+/// The connection has closed: its mail channel is closed (what the router sends from now on
+/// comes back to it as undelivered), and what is still in it goes to the closed connection,
+/// which hands its deliveries back; that mail follows the connection's `Closed`.
+fn take_back<R: Runtime>(c: &mut Conn<R>) -> Vec<RouterMail> {
+    c.mail.close();
+    let at = now();
+    while let Ok(batch) = c.mail.try_recv() {
+        taken(&c.queued, &batch);
+        for m in batch {
+            c.conn.handle_router(at, m);
+        }
+    }
+    std::iter::from_fn(|| c.conn.poll_router()).collect()
+}
+
 /// The transport failed (or the router closed the connection as too slow): the session ends
 /// abnormally (its will goes out) and the socket is dropped unflushed.
 async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<RouterMail>) {
     c.conn.handle_transport_closed(now());
     let d = drain_connection(&mut c.conn, c.hook.as_ref());
     mail.extend(d.mail);
+    mail.extend(take_back(&mut c));
     if let Some(r) = traffic.report(now(), c.conn.id(), mail, true) {
         let _ = c.inbox.send(Inbox::Report(r)).await;
     }

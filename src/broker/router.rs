@@ -164,6 +164,11 @@ pub struct Router {
     /// The connection whose `Closed` came last, and its session: deliveries it returns
     /// (mail right behind its `Closed`) go back to that session.
     last_closed: Option<(ConnId, SessionId)>,
+    /// QoS 2 deliveries of stored messages held back until their record is durable (with
+    /// durable acks), oldest first, each with a ticket in the log: a receiver that delivers
+    /// a QoS 2 message on PUBLISH must never see one the store may forget, or it could get
+    /// it again under another packet identifier after a crash.
+    parked: VecDeque<(ConnId, SessionId, Delivery)>,
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
     /// queue, and the first online session whose queue it took over the limit.
     routing: Option<Option<SessionId>>,
@@ -209,6 +214,7 @@ impl Router {
             sent: 0,
             store: None,
             last_closed: None,
+            parked: VecDeque::new(),
             routing: None,
         }
     }
@@ -450,10 +456,16 @@ impl Router {
     /// queue, behind those returned before it (stored again if the session is offline, and
     /// released if a new connection took the session over).
     fn returned(&mut self, now: Instant, conn: ConnId, d: Delivery) {
-        let Some((closed, sid)) = self.last_closed else {
-            return;
-        };
-        let Some(s) = self.sessions.get_mut(&sid).filter(|_| closed == conn) else {
+        match self.last_closed {
+            Some((closed, sid)) if closed == conn => self.returned_to(now, sid, d),
+            _ => {}
+        }
+    }
+
+    /// Puts a delivery that was never sent back at the front of `sid`'s queue, behind those
+    /// returned before it since its last connection ended.
+    pub(super) fn returned_to(&mut self, now: Instant, sid: SessionId, d: Delivery) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
         s.queued_bytes += d.publish.payload.len();
@@ -733,7 +745,19 @@ impl Router {
                 s.inflight += 1;
             }
             self.sent += 1;
-            self.outbox.push_back((conn, ToConnection::Deliver(d)));
+            let durable_acks = self.config.durable_acks;
+            match &mut self.store {
+                Some(log)
+                    if durable_acks && d.stored.is_some() && d.publish.qos == QoS::ExactlyOnce =>
+                {
+                    log.push(StoreOp::Durable(crate::store::Ticket {
+                        conn,
+                        delivery: true,
+                    }));
+                    self.parked.push_back((conn, sid, d));
+                }
+                _ => self.outbox.push_back((conn, ToConnection::Deliver(d))),
+            }
         }
         let max_msgs = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;

@@ -100,6 +100,9 @@ pub struct PacketIdRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     pub(crate) conn: ConnId,
+    /// For a delivery the router holds back until its record is durable, not for an
+    /// acknowledgement.
+    pub(crate) delivery: bool,
 }
 
 impl Ticket {

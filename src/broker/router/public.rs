@@ -90,9 +90,22 @@ impl Router {
     /// A ticket the store logged ([`StoreOp::Durable`](crate::store::StoreOp::Durable)) is
     /// durable, with everything logged before it: its connection may send the
     /// acknowledgement it holds. Hand tickets back in the order they were drained.
-    pub fn handle_durable(&mut self, _now: Instant, ticket: crate::store::Ticket) {
-        if self.conns.contains(&ticket.conn) {
-            self.outbox.push_back((ticket.conn, ToConnection::SendHeld));
+    pub fn handle_durable(&mut self, now: Instant, ticket: crate::store::Ticket) {
+        if !ticket.delivery {
+            if self.conns.contains(&ticket.conn) {
+                self.outbox.push_back((ticket.conn, ToConnection::SendHeld));
+            }
+            return;
+        }
+        let Some((conn, sid, d)) = self.parked.pop_front() else {
+            return;
+        };
+        debug_assert_eq!(conn, ticket.conn, "tickets come back in order");
+        if self.online.get(&conn) == Some(&sid) {
+            self.outbox.push_back((conn, ToConnection::Deliver(d)));
+        } else {
+            // Its connection is gone: back to the session, as if never sent.
+            self.returned_to(now, sid, d);
         }
     }
 

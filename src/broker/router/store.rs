@@ -27,6 +27,11 @@ pub(super) struct StoreLog {
 }
 
 impl StoreLog {
+    /// Logs `op`.
+    pub(super) fn push(&mut self, op: StoreOp) {
+        self.ops.push_back(op);
+    }
+
     /// Wall-clock seconds at `now`, counted from the pairing given at restore.
     pub(super) fn wall(&self, now: Instant) -> u64 {
         self.wall + now.saturating_duration_since(self.epoch).as_secs()
@@ -254,7 +259,10 @@ impl Router {
     /// durable (a ticket in the log) with durable acks, at once otherwise.
     pub(super) fn ticket(&mut self, conn: ConnId) {
         if self.holds_acks() {
-            self.log(StoreOp::Durable(Ticket { conn }));
+            self.log(StoreOp::Durable(Ticket {
+                conn,
+                delivery: false,
+            }));
         } else if self.conns.contains(&conn) {
             self.outbox.push_back((conn, ToConnection::SendHeld));
         }
