@@ -374,3 +374,30 @@ fn mqtt_3_14_4_3_a_discarded_will_leaves_the_store() {
     b.expect_silence(w);
     assert!(store.sessions.iter().all(|s| s.will.is_none()));
 }
+
+/// A delivery behind a stored QoS 2 one that waits for its record waits too: the connection
+/// gets them in the order they were routed.
+#[test]
+fn deliveries_behind_a_waiting_qos2_one_keep_their_order() {
+    let mut store = StoreSnapshot::default();
+    let mut r = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
+    let (subr, _) = r.connect_with(persistent("sub", true));
+    subscribe(&mut r, subr, "q", QoS::ExactlyOnce, &mut store);
+    let pubr = r.connect(V5, "pub");
+    r.send_packet(pubr, V5, publish(QoS::ExactlyOnce, 1, "first"));
+    r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 2, "second"));
+    let mut zero = msg("q", "third", QoS::AtMostOnce);
+    zero.packet_id = None;
+    r.send_packet(pubr, V5, Packet::Publish(zero));
+    r.expect_silence(subr);
+    commit(&mut r, &mut store);
+    let got: Vec<_> = r
+        .packets(subr, V5)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p.payload),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, ["first", "second", "third"]);
+}

@@ -88,6 +88,9 @@ struct Session {
     waiting: Vec<ConnId>,
     /// QoS 0 messages in `queue` (the first to go when it overflows).
     queued_qos0: usize,
+    /// Deliveries to its connection held back in the router's `parked` (those behind a
+    /// stored QoS 2 one wait too, so the connection gets them in order).
+    parked: usize,
 }
 
 impl Session {
@@ -114,6 +117,7 @@ impl Session {
             last_packet_id: 0,
             waiting: Vec::new(),
             queued_qos0: 0,
+            parked: 0,
         }
     }
 }
@@ -746,14 +750,14 @@ impl Router {
             }
             self.sent += 1;
             let durable_acks = self.config.durable_acks;
+            let stored_qos2 = d.stored.is_some() && d.publish.qos == QoS::ExactlyOnce;
             match &mut self.store {
-                Some(log)
-                    if durable_acks && d.stored.is_some() && d.publish.qos == QoS::ExactlyOnce =>
-                {
+                Some(log) if durable_acks && (stored_qos2 || s.parked > 0) => {
                     log.push(StoreOp::Durable(crate::store::Ticket {
                         conn,
                         delivery: true,
                     }));
+                    s.parked += 1;
                     self.parked.push_back((conn, sid, d));
                 }
                 _ => self.outbox.push_back((conn, ToConnection::Deliver(d))),

@@ -101,6 +101,9 @@ impl Router {
             return;
         };
         debug_assert_eq!(conn, ticket.conn, "tickets come back in order");
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.parked = s.parked.saturating_sub(1);
+        }
         if self.online.get(&conn) == Some(&sid) {
             self.outbox.push_back((conn, ToConnection::Deliver(d)));
         } else {
