@@ -2,6 +2,7 @@
 //! [`ServerConnection`] (socket reads and writes, decoding, encoding, keep-alive), and one
 //! router task that owns the [`Router`](crate::broker::Router) and only routes.
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
@@ -171,7 +172,10 @@ async fn run<R: Runtime>(server: Server<R>) {
         match woke.await {
             Woke::First(Ok(Inbox::Accept(reader, writer))) => {
                 let conn = core.accept(now());
-                let (tx, mail) = async_channel::bounded(options.max_outbound_batches.max(1));
+                // Unbounded, so that it preallocates nothing (a bounded channel's ring of
+                // `max_outbound_batches` slots is 32 KiB per connection): the router keeps
+                // the cap itself (`RouterCore::drain` checks `Queued` before every push).
+                let (tx, mail) = async_channel::unbounded();
                 let (kill, killed) = async_channel::bounded(1);
                 let queued = Arc::new(Queued::default());
                 let queue = Queue {
@@ -269,7 +273,8 @@ struct Conn<R: Runtime> {
 
 /// What woke a connection task.
 enum Wake {
-    Read(io::Result<usize>),
+    /// The socket is readable (or failed).
+    Readable(io::Result<()>),
     Mail(Result<Vec<ConnectionMail>, async_channel::RecvError>),
     Killed,
     Stop,
@@ -281,7 +286,6 @@ enum Wake {
 /// report. A full router inbox makes this task wait, so it stops reading its socket.
 async fn connection<R: Runtime>(mut c: Conn<R>) {
     let id = c.conn.id();
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut traffic = Traffic::new(now());
     let mut turn = false;
     loop {
@@ -308,13 +312,16 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
             return;
         }
         let deadline = c.conn.poll_timeout();
-        let woke = next::<R>(&mut c, &mut buf, deadline, &mut turn).await;
+        let woke = next::<R>(&mut c, deadline, &mut turn).await;
         match woke {
-            Wake::Read(Ok(n)) if n > 0 => {
-                traffic.received += n as u64;
-                c.conn.handle_input(now(), &buf[..n]);
-            }
-            Wake::Read(_) => c.conn.handle_transport_closed(now()),
+            Wake::Readable(Ok(())) => match read_now(&mut c.reader, &mut c.conn) {
+                Ok(0) => c.conn.handle_transport_closed(now()),
+                Ok(n) => traffic.received += n as u64,
+                // A spurious wake.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => c.conn.handle_transport_closed(now()),
+            },
+            Wake::Readable(Err(_)) => c.conn.handle_transport_closed(now()),
             Wake::Mail(Ok(batch)) => {
                 // What else is queued goes into the same write (a bounded number of batches,
                 // so reads still get their turn).
@@ -338,17 +345,34 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
     }
 }
 
-/// Waits for the first of: a passed deadline, the kill, the stop, then a read and mail taking
-/// turns at going first (so neither starves the other). Every source is cancel-safe.
-async fn next<R: Runtime>(
-    c: &mut Conn<R>,
-    buf: &mut [u8],
-    deadline: Option<Instant>,
-    turn: &mut bool,
-) -> Wake {
+thread_local! {
+    /// The buffer connection tasks read into on this thread: lent only from a readiness wake
+    /// to the `handle_input` that takes the bytes (no task waits holding it), so an idle
+    /// connection holds no read buffer.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads what the socket has now (at most [`READ_CHUNK`] bytes) into the thread's buffer and
+/// hands it to the connection; `Ok(0)` is the end of the stream.
+fn read_now(reader: &mut impl Reader, conn: &mut ServerConnection) -> io::Result<usize> {
+    READ_BUF.with_borrow_mut(|buf| {
+        if buf.is_empty() {
+            buf.resize(READ_CHUNK, 0);
+        }
+        let n = reader.try_read(buf)?;
+        if n > 0 {
+            conn.handle_input(now(), &buf[..n]);
+        }
+        Ok(n)
+    })
+}
+
+/// Waits for the first of: a passed deadline, the kill, the stop, then readability and mail
+/// taking turns at going first (so neither starves the other). Every source is cancel-safe.
+async fn next<R: Runtime>(c: &mut Conn<R>, deadline: Option<Instant>, turn: &mut bool) -> Wake {
     let mail_first = *turn;
     *turn = !*turn;
-    let mut read = pin!(c.reader.read(buf));
+    let mut read = pin!(c.reader.readable());
     let mut mail = pin!(c.mail.recv());
     let mut killed = pin!(c.killed.recv());
     let mut stop = pin!(c.stop.recv());
@@ -371,7 +395,7 @@ async fn next<R: Runtime>(
                     return Poll::Ready(Wake::Mail(m));
                 }
             } else if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                return Poll::Ready(Wake::Read(r));
+                return Poll::Ready(Wake::Readable(r));
             }
         }
         Poll::Pending
