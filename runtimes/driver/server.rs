@@ -284,6 +284,9 @@ enum Wake {
 /// The connection task: reads, router mail and its own deadlines go into the connection; what
 /// it transmits is written here, and all the mail one input produced goes to the router as one
 /// report. A full router inbox makes this task wait, so it stops reading its socket.
+///
+/// The ends (`abort`, `shut_down`) are boxed when they start: inline, each would hold a second
+/// `Conn` in this future, which every idle connection's task carries.
 async fn connection<R: Runtime>(mut c: Conn<R>) {
     let id = c.conn.id();
     let mut traffic = Traffic::new(now());
@@ -294,7 +297,7 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
             match wait::<R, _, _>(c.writer.write_all(b), Some(c.killed.recv()), None).await {
                 Woke::First(Ok(())) => traffic.sent += b.len() as u64,
                 // A write error, or killed as too slow: the transport failed.
-                _ => return abort(c, traffic, d.mail).await,
+                _ => return Box::pin(abort(c, traffic, d.mail)).await,
             }
         }
         let mut mail = d.mail;
@@ -304,7 +307,7 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
         if let Some(r) = traffic.report(now(), id, mail, d.close) {
             if c.inbox.send(Inbox::Report(r)).await.is_err() {
                 // The router has stopped: the server is shutting down.
-                return shut_down(c).await;
+                return Box::pin(shut_down(c)).await;
             }
         }
         if d.close {
@@ -338,8 +341,8 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
                     }
                 }
             }
-            Wake::Mail(Err(_)) | Wake::Stop => return shut_down(c).await,
-            Wake::Killed => return abort(c, traffic, Vec::new()).await,
+            Wake::Mail(Err(_)) | Wake::Stop => return Box::pin(shut_down(c)).await,
+            Wake::Killed => return Box::pin(abort(c, traffic, Vec::new())).await,
             Wake::Deadline => c.conn.handle_timeout(now()),
         }
     }
