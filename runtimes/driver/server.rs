@@ -12,8 +12,8 @@ use std::task::Poll;
 use std::time::Instant;
 
 use super::broker::{
-    drain_connection, taken, BrokerHandle, BrokerOptions, Control, EventHook, MailQueue, Mailbox,
-    Queued, Report, RouterCore, Traffic,
+    drain_connection, taken, BrokerHandle, BrokerOptions, Control, Drained, EventHook, MailQueue,
+    Mailbox, Queued, Report, RouterCore, Traffic,
 };
 use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer};
@@ -292,25 +292,30 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
     let mut traffic = Traffic::new(now());
     let mut turn = false;
     loop {
-        let d = drain_connection(&mut c.conn, c.hook.as_ref());
-        for b in &d.transmit {
+        let Drained {
+            transmit,
+            mut mail,
+            close,
+        } = drain_connection(&mut c.conn, c.hook.as_ref());
+        for b in &transmit {
             match wait::<R, _, _>(c.writer.write_all(b), Some(c.killed.recv()), None).await {
                 Woke::First(Ok(())) => traffic.sent += b.len() as u64,
                 // A write error, or killed as too slow: the transport failed.
-                _ => return Box::pin(abort(c, traffic, d.mail)).await,
+                _ => return Box::pin(abort(c, traffic, mail)).await,
             }
         }
-        let mut mail = d.mail;
-        if d.close {
+        // Not held while the task waits.
+        drop(transmit);
+        if close {
             mail.extend(take_back(&mut c));
         }
-        if let Some(r) = traffic.report(now(), id, mail, d.close) {
+        if let Some(r) = traffic.report(now(), id, mail, close) {
             if c.inbox.send(Inbox::Report(r)).await.is_err() {
                 // The router has stopped: the server is shutting down.
                 return Box::pin(shut_down(c)).await;
             }
         }
-        if d.close {
+        if close {
             c.writer.close().await;
             return;
         }
