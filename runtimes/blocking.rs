@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -311,7 +311,7 @@ enum ConnInput {
 
 /// The router's end of a connection's channel; abort shuts the socket down at once.
 struct Queue {
-    tx: SyncSender<ConnInput>,
+    tx: Sender<ConnInput>,
     stream: TcpStream,
     /// Set by the connection's thread once it has closed: mail is refused from then on (it
     /// goes back to the router as undelivered). Held while pushing, so no batch lands in
@@ -325,22 +325,20 @@ impl MailQueue for Queue {
         if *closed {
             return Err(batch);
         }
-        self.tx
-            .try_send(ConnInput::Mail(batch))
-            .map_err(|e| match e {
-                TrySendError::Full(ConnInput::Mail(b))
-                | TrySendError::Disconnected(ConnInput::Mail(b)) => b,
-                _ => Vec::new(),
-            })
+        self.tx.send(ConnInput::Mail(batch)).map_err(|e| match e.0 {
+            ConnInput::Mail(b) => b,
+            _ => Vec::new(),
+        })
     }
 
     fn abort(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
-    /// A slot is kept for it; if the channel is full anyway, the socket is shut down.
+    /// The channel has no slots to run out of; if the thread has gone, the socket is shut
+    /// down.
     fn shutdown(&self) {
-        if self.tx.try_send(ConnInput::Shutdown).is_err() {
+        if self.tx.send(ConnInput::Shutdown).is_err() {
             self.abort();
         }
     }
@@ -445,7 +443,6 @@ impl Broker {
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
         let mut core = RouterCore::new(self.broker.into_router(now()), &self.options, self.store);
-        let batches = self.options.max_outbound_batches.max(1);
         loop {
             // The store writer's hand-backs; with STORE_BATCHES batches in flight, the next
             // batch makes this thread wait for the writer (backpressure).
@@ -469,7 +466,6 @@ impl Broker {
                     };
                     let parts = Parts {
                         conn,
-                        batches,
                         router: tx.clone(),
                         hook: self.options.on_event.clone(),
                         done: done_tx.clone(),
@@ -505,7 +501,6 @@ impl Broker {
 /// What a connection's thread is given besides its socket.
 struct Parts {
     conn: ServerConnection,
-    batches: usize,
     router: SyncSender<Inbox>,
     hook: Option<EventHook>,
     done: SyncSender<()>,
@@ -516,8 +511,11 @@ struct Parts {
 /// mailbox for it.
 fn connection(streams: [TcpStream; 3], p: Parts) -> Mailbox<Queue> {
     let [stream, mut reader, abort] = streams;
-    // The reader's chunks, the router's batches, and a slot for the shutdown.
-    let (tx, rx) = sync_channel::<ConnInput>(NET_CHUNKS + p.batches + 1);
+    // The reader's chunks, the router's batches, and the shutdown. Unbounded, so that it
+    // preallocates nothing (a sync_channel's ring of NET_CHUNKS + batches slots is ~50 KB per
+    // connection): the reader waits for one of NET_CHUNKS permits before it sends, and the
+    // router counts batches in `Queued` before it pushes (`RouterCore::drain`).
+    let (tx, rx) = channel::<ConnInput>();
     let permits = Arc::new(Permits {
         free: Mutex::new(NET_CHUNKS),
         freed: Condvar::new(),
