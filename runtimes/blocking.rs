@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -311,7 +311,7 @@ enum ConnInput {
 
 /// The router's end of a connection's channel; abort shuts the socket down at once.
 struct Queue {
-    tx: SyncSender<ConnInput>,
+    tx: Sender<ConnInput>,
     stream: TcpStream,
     /// Set by the connection's thread once it has closed: mail is refused from then on (it
     /// goes back to the router as undelivered). Held while pushing, so no batch lands in
@@ -325,22 +325,20 @@ impl MailQueue for Queue {
         if *closed {
             return Err(batch);
         }
-        self.tx
-            .try_send(ConnInput::Mail(batch))
-            .map_err(|e| match e {
-                TrySendError::Full(ConnInput::Mail(b))
-                | TrySendError::Disconnected(ConnInput::Mail(b)) => b,
-                _ => Vec::new(),
-            })
+        self.tx.send(ConnInput::Mail(batch)).map_err(|e| match e.0 {
+            ConnInput::Mail(b) => b,
+            _ => Vec::new(),
+        })
     }
 
     fn abort(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
-    /// A slot is kept for it; if the channel is full anyway, the socket is shut down.
+    /// The channel has no slots to run out of; if the thread has gone, the socket is shut
+    /// down.
     fn shutdown(&self) {
-        if self.tx.try_send(ConnInput::Shutdown).is_err() {
+        if self.tx.send(ConnInput::Shutdown).is_err() {
             self.abort();
         }
     }
@@ -445,7 +443,6 @@ impl Broker {
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
         let mut core = RouterCore::new(self.broker.into_router(now()), &self.options, self.store);
-        let batches = self.options.max_outbound_batches.max(1);
         loop {
             // The store writer's hand-backs; with STORE_BATCHES batches in flight, the next
             // batch makes this thread wait for the writer (backpressure).
@@ -456,25 +453,31 @@ impl Broker {
             let input = next(&rx, core.deadline());
             match input {
                 Ok(Inbox::Accept(s)) => {
-                    let mut conn = core.accept(now());
+                    let conn = core.accept(now());
                     let id = conn.id();
-                    let (Ok(reader), Ok(abort)) = (s.try_clone(), s.try_clone()) else {
-                        // No thread can serve it: a closed transport ends it at once.
-                        conn.handle_transport_closed(now());
-                        let d = drain_connection(&mut conn, None);
-                        if let Some(r) = Traffic::new(now()).report(now(), id, d.mail, true) {
-                            core.report(now(), r);
+                    let started = match (s.try_clone(), s.try_clone()) {
+                        (Ok(reader), Ok(abort)) => {
+                            let parts = Parts {
+                                conn,
+                                router: tx.clone(),
+                                hook: self.options.on_event.clone(),
+                                done: done_tx.clone(),
+                            };
+                            connection([s, reader, abort], parts).map_err(|p| p.conn)
                         }
-                        continue;
+                        _ => Err(conn),
                     };
-                    let parts = Parts {
-                        conn,
-                        batches,
-                        router: tx.clone(),
-                        hook: self.options.on_event.clone(),
-                        done: done_tx.clone(),
-                    };
-                    core.register(id, connection([s, reader, abort], parts));
+                    match started {
+                        Ok(mailbox) => core.register(id, mailbox),
+                        Err(mut conn) => {
+                            // No thread can serve it: a closed transport ends it at once.
+                            conn.handle_transport_closed(now());
+                            let d = drain_connection(&mut conn, None);
+                            if let Some(r) = Traffic::new(now()).report(now(), id, d.mail, true) {
+                                core.report(now(), r);
+                            }
+                        }
+                    }
                 }
                 Ok(Inbox::Report(r)) => core.report(now(), r),
                 Ok(Inbox::Stats(reply)) => {
@@ -505,27 +508,37 @@ impl Broker {
 /// What a connection's thread is given besides its socket.
 struct Parts {
     conn: ServerConnection,
-    batches: usize,
     router: SyncSender<Inbox>,
     hook: Option<EventHook>,
     done: SyncSender<()>,
 }
 
+/// The stack of a broker connection's reader thread, which only reads and sends: a small one
+/// reserves less address space per connection (the default is 2 MiB).
+const READER_STACK: usize = 64 * 1024;
+
+/// The first read buffer of a broker connection's reader thread: small, so that an idle
+/// connection holds little; full reads grow it up to [`READ_CHUNK`](driver::READ_CHUNK).
+const FIRST_READ: usize = 512;
+
 /// Starts a connection's reader thread and its connection thread (which owns the
 /// `ServerConnection` and writes) on three handles of one socket; returns the router's
-/// mailbox for it.
-fn connection(streams: [TcpStream; 3], p: Parts) -> Mailbox<Queue> {
+/// mailbox for it, or its parts back when the reader thread cannot start.
+fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<Parts>> {
     let [stream, mut reader, abort] = streams;
-    // The reader's chunks, the router's batches, and a slot for the shutdown.
-    let (tx, rx) = sync_channel::<ConnInput>(NET_CHUNKS + p.batches + 1);
+    // The reader's chunks, the router's batches, and the shutdown. Unbounded, so that it
+    // preallocates nothing (a sync_channel's ring of NET_CHUNKS + batches slots is ~50 KB per
+    // connection): the reader waits for one of NET_CHUNKS permits before it sends, and the
+    // router counts batches in `Queued` before it pushes (`RouterCore::drain`).
+    let (tx, rx) = channel::<ConnInput>();
     let permits = Arc::new(Permits {
         free: Mutex::new(NET_CHUNKS),
         freed: Condvar::new(),
     });
     let queued = Arc::new(Queued::default());
     let (inputs, free) = (tx.clone(), permits.clone());
-    thread::spawn(move || {
-        let mut buf = vec![0u8; driver::READ_CHUNK];
+    let read = move || {
+        let mut buf = vec![0u8; FIRST_READ];
         loop {
             match reader.read(&mut buf) {
                 // At most NET_CHUNKS reads wait: this thread blocks, backpressure on the socket.
@@ -535,24 +548,39 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Mailbox<Queue> {
                     if inputs.send(ConnInput::Bytes(b)).is_err() {
                         return;
                     }
+                    // A full read: more is waiting, so the next one reads more (up to
+                    // READ_CHUNK); a short one: the room goes back.
+                    if n == buf.len() && n < driver::READ_CHUNK {
+                        buf.resize((n * 4).min(driver::READ_CHUNK), 0);
+                    } else if n <= FIRST_READ && buf.len() > FIRST_READ {
+                        buf.truncate(FIRST_READ);
+                        buf.shrink_to_fit();
+                    }
                 }
                 _ => break,
             }
         }
         let _ = inputs.send(ConnInput::ReadEnd);
-    });
+    };
+    if thread::Builder::new()
+        .stack_size(READER_STACK)
+        .spawn(read)
+        .is_err()
+    {
+        return Err(Box::new(p));
+    }
     let q = queued.clone();
     let closed = Arc::new(Mutex::new(false));
     let shut = closed.clone();
     thread::spawn(move || run_connection(stream, p, rx, permits, q, shut));
-    Mailbox {
+    Ok(Mailbox {
         queue: Queue {
             tx,
             stream: abort,
             closed,
         },
         queued,
-    }
+    })
 }
 
 /// A connection's thread: the same drain as the async connection task.

@@ -53,6 +53,14 @@ impl driver::Reader for OwnedReadHalf {
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
         AsyncReadExt::read(self, buf)
     }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        OwnedReadHalf::readable(self)
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        OwnedReadHalf::try_read(self, buf)
+    }
 }
 
 impl driver::Writer for OwnedWriteHalf {

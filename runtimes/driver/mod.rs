@@ -225,6 +225,13 @@ mod asyncrt {
             &'a mut self,
             buf: &'a mut [u8],
         ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+        /// Waits until a read would not block (bytes or the end of the stream are there),
+        /// without a buffer, so that an idle connection holds none; may wake spuriously.
+        fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+        /// Reads what is there now without waiting; `WouldBlock` when nothing is.
+        fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     }
 
     /// The write half of a TCP connection.

@@ -2,17 +2,20 @@
 //! [`ServerConnection`] (socket reads and writes, decoding, encoding, keep-alive), and one
 //! router task that owns the [`Router`](crate::broker::Router) and only routes.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
 use super::broker::{
-    drain_connection, taken, BrokerHandle, BrokerOptions, Control, EventHook, MailQueue, Mailbox,
-    Queued, Report, RouterCore, Traffic,
+    drain_connection, taken, BrokerHandle, BrokerOptions, Control, Drained, EventHook, MailQueue,
+    Mailbox, Queued, Report, RouterCore, Traffic,
 };
 use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Listener, Reader, Runtime, Woke, Writer};
@@ -104,23 +107,115 @@ impl<R: Runtime> Server<R> {
     }
 }
 
-/// The router's end of a connection's mail channel.
+/// The router's end of a connection's post; dropping it closes the post.
 struct Queue {
-    tx: async_channel::Sender<Vec<ConnectionMail>>,
-    kill: async_channel::Sender<()>,
+    post: Arc<Post>,
 }
 
 impl MailQueue for Queue {
     fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
-        self.tx.try_send(batch).map_err(|e| e.into_inner())
+        self.post.push(batch)
     }
 
     fn abort(&self) {
-        self.kill.close();
+        self.post.kill();
     }
 
     /// Nothing to do: every connection watches the shared stop signal.
     fn shutdown(&self) {}
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.post.close();
+    }
+}
+
+/// What the router sends one connection: its mail batches and the kill (too slow), in one
+/// small shared box. Two async channels cost every connection ~1.5 KB, and an unbounded one
+/// keeps a block of ~1 KB once used; an idle connection's post holds no allocation. The
+/// router caps the batches itself (`RouterCore::drain` checks `Queued` before every push).
+#[derive(Default)]
+struct Post {
+    letters: Mutex<Letters>,
+    killed: AtomicBool,
+    /// Rung on every batch, on the close and on the kill.
+    bell: event_listener::Event,
+}
+
+/// The batches waiting in a [`Post`], and whether it is closed.
+#[derive(Default)]
+struct Letters {
+    batches: VecDeque<Vec<ConnectionMail>>,
+    closed: bool,
+}
+
+impl Post {
+    fn letters(&self) -> std::sync::MutexGuard<'_, Letters> {
+        self.letters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Posts a batch; a closed post gives it back.
+    fn push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
+        let mut l = self.letters();
+        if l.closed {
+            return Err(batch);
+        }
+        l.batches.push_back(batch);
+        drop(l);
+        self.bell.notify(usize::MAX);
+        Ok(())
+    }
+
+    /// Closes the post: batches still in it can be taken, no more come.
+    fn close(&self) {
+        self.letters().closed = true;
+        self.bell.notify(usize::MAX);
+    }
+
+    /// Kills the connection.
+    fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.bell.notify(usize::MAX);
+    }
+
+    /// The oldest batch, if one waits; the queue's memory goes once it is empty.
+    fn try_take(&self) -> Option<Vec<ConnectionMail>> {
+        let mut l = self.letters();
+        let batch = l.batches.pop_front();
+        if l.batches.is_empty() {
+            l.batches = VecDeque::new();
+        }
+        batch
+    }
+
+    /// The next batch; `None` once the post is closed and empty. Cancel-safe.
+    async fn recv(&self) -> Option<Vec<ConnectionMail>> {
+        loop {
+            let heard = match self.try_take() {
+                Some(b) => return Some(b),
+                None if self.letters().closed => return None,
+                None => self.bell.listen(),
+            };
+            // What came between the look and the listen is seen here.
+            match self.try_take() {
+                Some(b) => return Some(b),
+                None if self.letters().closed => return None,
+                None => heard.await,
+            }
+        }
+    }
+
+    /// Completes once the connection is killed; cancel-safe.
+    async fn killed(&self) {
+        while !self.killed.load(Ordering::Acquire) {
+            let heard = self.bell.listen();
+            if self.killed.load(Ordering::Acquire) {
+                return;
+            }
+            heard.await;
+        }
+    }
 }
 
 /// What reaches the router task.
@@ -171,13 +266,9 @@ async fn run<R: Runtime>(server: Server<R>) {
         match woke.await {
             Woke::First(Ok(Inbox::Accept(reader, writer))) => {
                 let conn = core.accept(now());
-                let (tx, mail) = async_channel::bounded(options.max_outbound_batches.max(1));
-                let (kill, killed) = async_channel::bounded(1);
+                let post = Arc::new(Post::default());
                 let queued = Arc::new(Queued::default());
-                let queue = Queue {
-                    tx,
-                    kill: kill.clone(),
-                };
+                let queue = Queue { post: post.clone() };
                 core.register(
                     conn.id(),
                     Mailbox {
@@ -189,10 +280,8 @@ async fn run<R: Runtime>(server: Server<R>) {
                     reader,
                     writer,
                     conn,
-                    mail,
+                    mail: post,
                     queued,
-                    killed,
-                    _kill: kill,
                     stop: stop.clone(),
                     inbox: inbox_tx.clone(),
                     hook: options.on_event.clone(),
@@ -253,12 +342,9 @@ struct Conn<R: Runtime> {
     reader: R::Reader,
     writer: R::Writer,
     conn: ServerConnection,
-    mail: async_channel::Receiver<Vec<ConnectionMail>>,
+    /// Router mail, and the kill when the connection is too slow.
+    mail: Arc<Post>,
     queued: Arc<Queued>,
-    /// Closed by the router when the connection is too slow.
-    killed: async_channel::Receiver<()>,
-    /// Keeps an ordinary end of the router's mailbox from reading as a kill.
-    _kill: async_channel::Sender<()>,
     /// Closed at shutdown.
     stop: async_channel::Receiver<()>,
     inbox: async_channel::Sender<Inbox<R>>,
@@ -269,8 +355,10 @@ struct Conn<R: Runtime> {
 
 /// What woke a connection task.
 enum Wake {
-    Read(io::Result<usize>),
-    Mail(Result<Vec<ConnectionMail>, async_channel::RecvError>),
+    /// The socket is readable (or failed).
+    Readable(io::Result<()>),
+    /// A batch, or `None`: the post is closed.
+    Mail(Option<Vec<ConnectionMail>>),
     Killed,
     Stop,
     Deadline,
@@ -279,43 +367,53 @@ enum Wake {
 /// The connection task: reads, router mail and its own deadlines go into the connection; what
 /// it transmits is written here, and all the mail one input produced goes to the router as one
 /// report. A full router inbox makes this task wait, so it stops reading its socket.
+///
+/// The ends (`abort`, `shut_down`) are boxed when they start: inline, each would hold a second
+/// `Conn` in this future, which every idle connection's task carries.
 async fn connection<R: Runtime>(mut c: Conn<R>) {
     let id = c.conn.id();
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut traffic = Traffic::new(now());
     let mut turn = false;
     loop {
-        let d = drain_connection(&mut c.conn, c.hook.as_ref());
-        for b in &d.transmit {
-            match wait::<R, _, _>(c.writer.write_all(b), Some(c.killed.recv()), None).await {
+        let Drained {
+            transmit,
+            mut mail,
+            close,
+        } = drain_connection(&mut c.conn, c.hook.as_ref());
+        for b in &transmit {
+            match wait::<R, _, _>(c.writer.write_all(b), Some(c.mail.killed()), None).await {
                 Woke::First(Ok(())) => traffic.sent += b.len() as u64,
                 // A write error, or killed as too slow: the transport failed.
-                _ => return abort(c, traffic, d.mail).await,
+                _ => return Box::pin(abort(c, traffic, mail)).await,
             }
         }
-        let mut mail = d.mail;
-        if d.close {
+        // Not held while the task waits.
+        drop(transmit);
+        if close {
             mail.extend(take_back(&mut c));
         }
-        if let Some(r) = traffic.report(now(), id, mail, d.close) {
+        if let Some(r) = traffic.report(now(), id, mail, close) {
             if c.inbox.send(Inbox::Report(r)).await.is_err() {
                 // The router has stopped: the server is shutting down.
-                return shut_down(c).await;
+                return Box::pin(shut_down(c)).await;
             }
         }
-        if d.close {
+        if close {
             c.writer.close().await;
             return;
         }
         let deadline = c.conn.poll_timeout();
-        let woke = next::<R>(&mut c, &mut buf, deadline, &mut turn).await;
+        let woke = next::<R>(&mut c, deadline, &mut turn).await;
         match woke {
-            Wake::Read(Ok(n)) if n > 0 => {
-                traffic.received += n as u64;
-                c.conn.handle_input(now(), &buf[..n]);
-            }
-            Wake::Read(_) => c.conn.handle_transport_closed(now()),
-            Wake::Mail(Ok(batch)) => {
+            Wake::Readable(Ok(())) => match read_now(&mut c.reader, &mut c.conn) {
+                Ok(0) => c.conn.handle_transport_closed(now()),
+                Ok(n) => traffic.received += n as u64,
+                // A spurious wake.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => c.conn.handle_transport_closed(now()),
+            },
+            Wake::Readable(Err(_)) => c.conn.handle_transport_closed(now()),
+            Wake::Mail(Some(batch)) => {
                 // What else is queued goes into the same write (a bounded number of batches,
                 // so reads still get their turn).
                 let at = now();
@@ -327,30 +425,47 @@ async fn connection<R: Runtime>(mut c: Conn<R>) {
                     }
                     took += 1;
                     if took < MAIL_PER_WAKE {
-                        next = c.mail.try_recv().ok();
+                        next = c.mail.try_take();
                     }
                 }
             }
-            Wake::Mail(Err(_)) | Wake::Stop => return shut_down(c).await,
-            Wake::Killed => return abort(c, traffic, Vec::new()).await,
+            Wake::Mail(None) | Wake::Stop => return Box::pin(shut_down(c)).await,
+            Wake::Killed => return Box::pin(abort(c, traffic, Vec::new())).await,
             Wake::Deadline => c.conn.handle_timeout(now()),
         }
     }
 }
 
-/// Waits for the first of: a passed deadline, the kill, the stop, then a read and mail taking
-/// turns at going first (so neither starves the other). Every source is cancel-safe.
-async fn next<R: Runtime>(
-    c: &mut Conn<R>,
-    buf: &mut [u8],
-    deadline: Option<Instant>,
-    turn: &mut bool,
-) -> Wake {
+thread_local! {
+    /// The buffer connection tasks read into on this thread: lent only from a readiness wake
+    /// to the `handle_input` that takes the bytes (no task waits holding it), so an idle
+    /// connection holds no read buffer.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads what the socket has now (at most [`READ_CHUNK`] bytes) into the thread's buffer and
+/// hands it to the connection; `Ok(0)` is the end of the stream.
+fn read_now(reader: &mut impl Reader, conn: &mut ServerConnection) -> io::Result<usize> {
+    READ_BUF.with_borrow_mut(|buf| {
+        if buf.is_empty() {
+            buf.resize(READ_CHUNK, 0);
+        }
+        let n = reader.try_read(buf)?;
+        if n > 0 {
+            conn.handle_input(now(), &buf[..n]);
+        }
+        Ok(n)
+    })
+}
+
+/// Waits for the first of: a passed deadline, the kill, the stop, then readability and mail
+/// taking turns at going first (so neither starves the other). Every source is cancel-safe.
+async fn next<R: Runtime>(c: &mut Conn<R>, deadline: Option<Instant>, turn: &mut bool) -> Wake {
     let mail_first = *turn;
     *turn = !*turn;
-    let mut read = pin!(c.reader.read(buf));
+    let mut read = pin!(c.reader.readable());
     let mut mail = pin!(c.mail.recv());
-    let mut killed = pin!(c.killed.recv());
+    let mut killed = pin!(c.mail.killed());
     let mut stop = pin!(c.stop.recv());
     let mut sleep = pin!(deadline.map(R::sleep_until));
     poll_fn(|cx| {
@@ -371,7 +486,7 @@ async fn next<R: Runtime>(
                     return Poll::Ready(Wake::Mail(m));
                 }
             } else if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                return Poll::Ready(Wake::Read(r));
+                return Poll::Ready(Wake::Readable(r));
             }
         }
         Poll::Pending
@@ -385,7 +500,7 @@ async fn next<R: Runtime>(
 fn take_back<R: Runtime>(c: &mut Conn<R>) -> Vec<RouterMail> {
     c.mail.close();
     let at = now();
-    while let Ok(batch) = c.mail.try_recv() {
+    while let Some(batch) = c.mail.try_take() {
         taken(&c.queued, &batch);
         for m in batch {
             c.conn.handle_router(at, m);
@@ -412,7 +527,7 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
     let d = drain_connection(&mut c.conn, c.hook.as_ref());
     for b in &d.transmit {
-        match wait::<R, _, _>(c.writer.write_all(b), Some(c.killed.recv()), None).await {
+        match wait::<R, _, _>(c.writer.write_all(b), Some(c.mail.killed()), None).await {
             Woke::First(Ok(())) => {}
             _ => return,
         }

@@ -221,7 +221,12 @@ impl ServerConnection {
 
     /// Mail for the router; yields after inputs (a CONNECT, a PUBLISH, a close, ...).
     pub fn poll_router(&mut self) -> Option<RouterMail> {
-        let mail = self.to_router.pop_front()?;
+        let Some(mail) = self.to_router.pop_front() else {
+            // Drained: an idle connection keeps no room for mail (its CONNECT alone grew the
+            // queue to four slots of ~270 bytes).
+            self.to_router = VecDeque::new();
+            return None;
+        };
         Some(RouterMail {
             conn: self.id,
             mail,
