@@ -250,9 +250,10 @@ fn the_writer_takes_at_most_store_batches_in_flight_and_each_hand_back_frees_wha
     assert!(writer.try_done().is_none());
     let commits = writer.stats.commits.load(Ordering::Relaxed);
     assert!((1..=STORE_BATCHES as u64).contains(&commits), "{commits}");
-    assert!(woken.load(Ordering::Relaxed) >= 1);
-    // Closing waits for the thread, so the file can be opened again at once.
+    // Closing waits for the thread, so the file can be opened again at once (and the wake
+    // that follows each hand-back has run).
     writer.close();
+    assert!(woken.load(Ordering::Relaxed) >= 1);
     assert_eq!(topics(&RedbStore::open(&d).unwrap()), ["f"]);
     let _ = std::fs::remove_dir_all(&d);
 }
