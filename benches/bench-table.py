@@ -75,6 +75,23 @@ def main(path):
                 counts.append(f"{b[:4]} {lost}/{dup}/{reord} ({failed})")
             line += "  " + ", ".join(counts)
             print(line)
+    runtimes = [b for b in brokers if b.startswith("tinymqtt-")]
+    if runtimes and "tinymqtt" in brokers:
+        print("\nruntimes against tokio (ratio of medians, tinymqtt-X / tinymqtt):")
+        for bench in benches:
+            rows = [r for r in runs if r["bench"] == bench]
+            scenario = next((r.get("scenario") for r in rows if r.get("scenario")), "")
+            for key, unit, _higher in METRICS.get(scenario, DEFAULT):
+                def med(b):
+                    vals = [r[key] for r in rows if r.get("label") == b and r.get("ok") and r.get(key) is not None]
+                    return statistics.median(vals) if vals else None
+                tokio = med("tinymqtt")
+                line = f"{bench:<11} {unit:<9} tokio {fmt(tokio)}"
+                for b in runtimes:
+                    m = med(b)
+                    ratio = f"{m / tokio:.2f}x" if m is not None and tokio else "-"
+                    line += f"  {b[len('tinymqtt-'):]} {fmt(m)} ({ratio})"
+                print(line)
     print("\ncores used (median over rounds): load tool / broker")
     for bench in benches:
         rows = [r for r in runs if r["bench"] == bench]
