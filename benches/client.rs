@@ -13,7 +13,8 @@
 //! It prints each round, the median messages per second of each client and the ratio
 //! ours/rumqttc. Run with `make bench-client` (`cargo bench --features tokio --bench client`);
 //! options after `--`: `--count N` (default 1,000,000), `--rounds N` (default 5),
-//! `--mosquitto PORT`, `--test` (one small round, to see that it works).
+//! `--mosquitto PORT`, `--only tinymqtt|rumqttc` (one client only, e.g. to profile it), `--test`
+//! (one small round, to see that it works).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -209,6 +210,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("the clients' runtime");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_default());
     let mut results = [Vec::new(), Vec::new()];
     for round in 0..rounds {
         let order = if round % 2 == 0 {
@@ -217,6 +222,9 @@ fn main() {
             [Which::Rumqttc, Which::Ours]
         };
         for which in order {
+            if only.as_deref().is_some_and(|o| o != which.name()) {
+                continue;
+            }
             let rate = match which {
                 Which::Ours => rt.block_on(ours(addr, count, round)),
                 Which::Rumqttc => rt.block_on(rumqttc(addr, count, round)),
@@ -233,6 +241,9 @@ fn main() {
     drop(rt);
     if let Some(stop) = stop {
         stop();
+    }
+    if results.iter().any(Vec::is_empty) {
+        return;
     }
     let ours = median(&mut results[Which::Ours as usize]);
     let theirs = median(&mut results[Which::Rumqttc as usize]);
