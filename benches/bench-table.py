@@ -72,7 +72,8 @@ def main(path):
                 dup = sum(r.get("duplicates", 0) for r in mine)
                 reord = sum(r.get("reordered", 0) for r in mine)
                 failed = sum(1 for r in mine if not r.get("ok"))
-                counts.append(f"{b[:4]} {lost}/{dup}/{reord} ({failed})")
+                short = b[len("tinymqtt-"):][:5] if b.startswith("tinymqtt-") else b[:4]
+                counts.append(f"{short} {lost}/{dup}/{reord} ({failed})")
             line += "  " + ", ".join(counts)
             print(line)
     runtimes = [b for b in brokers if b.startswith("tinymqtt-")]
