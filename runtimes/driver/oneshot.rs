@@ -22,6 +22,8 @@ struct Slot<T> {
     /// The sender is gone (after sending or without).
     closed: bool,
     waker: Option<Waker>,
+    /// A receiver waits on the condvar (signalling it costs a syscall, so only then).
+    blocked: bool,
 }
 
 impl<T> Shared<T> {
@@ -46,6 +48,7 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
             value: None,
             closed: false,
             waker: None,
+            blocked: false,
         }),
         ready: Condvar::new(),
     });
@@ -62,12 +65,14 @@ impl<T> Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let waker = {
+        let (waker, blocked) = {
             let mut slot = self.0.lock();
             slot.closed = true;
-            slot.waker.take()
+            (slot.waker.take(), slot.blocked)
         };
-        self.0.ready.notify_all();
+        if blocked {
+            self.0.ready.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -104,6 +109,7 @@ impl<T> Receiver<T> {
             if slot.closed {
                 return None;
             }
+            slot.blocked = true;
             slot = self
                 .0
                 .ready
