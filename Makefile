@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-brokers crash broker publisher subscriber
+.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -81,6 +81,11 @@ bench:
 bench-persistence:
 	$(CARGO) bench --features tokio --bench persistence -- $(ARGS)
 
+## bench-client: our tokio client against rumqttc, QoS 1 publishes of 64 B to one in-process
+## broker, alternating (e.g. make bench-client ARGS="--count 100000 --rounds 5")
+bench-client:
+	$(CARGO) bench --features tokio --bench client -- $(ARGS)
+
 ## crash: the broker process killed with SIGKILL under load and restarted on its store
 ## (tests/crash.rs, also part of `make test`; this prints its report)
 crash:
@@ -97,6 +102,14 @@ SCENARIOS ?=
 BROKERS ?=
 bench-brokers:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(SCENARIOS)" BROKERS="$(BROKERS)" \
+	  CARGO=$(CARGO) bash benches/bench-brokers.sh
+
+## bench-runtimes: our broker on each runtime (tokio, smol, async-std, blocking) on fan-in 4->1
+## QoS 0, alternating, with the ratios to tokio (issue 7: each within 30%); same knobs as above
+RUNTIME_SCENARIOS ?= fanin-q0
+bench-runtimes:
+	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(RUNTIME_SCENARIOS)" \
+	  BROKERS="tinymqtt tinymqtt-smol tinymqtt-async-std tinymqtt-blocking" \
 	  CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"

@@ -8,6 +8,10 @@
 #   make bench-brokers                          # installs what is missing, builds, runs
 #   make bench-brokers ROUNDS=3 DURATION=3      # shorter
 #   SCENARIOS="fanin-q1 latency-q0" BROKERS="tinymqtt mosquitto" benches/bench-brokers.sh
+#   make bench-runtimes                         # our broker on each runtime, fan-in QoS 0
+#
+# Brokers: tinymqtt (the example broker on tokio), tinymqtt-smol, tinymqtt-async-std,
+# tinymqtt-blocking (the same binary with --runtime), mosquitto, rumqttd.
 #
 # Scenarios: fanin-q0 fanin-q1 fanin-q2 (4 -> 1, 64 B, window 20), fanout-q0 fanout-q1
 # (1 -> 16), latency-q0 latency-q1 (10k msg/s), conns-10k (10,000 idle connections).
@@ -59,7 +63,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 log "building the load tool and the example broker (release)"
 $CARGO build --quiet --release --manifest-path benches/load/Cargo.toml
-if [[ " $BROKERS " == *" tinymqtt "* ]]; then
+if [[ " $BROKERS " == *" tinymqtt"* ]]; then
   $CARGO build --quiet --release --all-features --example broker
 fi
 LOAD=benches/load/target/release/load
@@ -121,7 +125,7 @@ EOF
 
 broker_port() {
   case $1 in
-    tinymqtt) echo "$PORT" ;;
+    tinymqtt | tinymqtt-*) echo "$PORT" ;;
     mosquitto) echo $((PORT + 1)) ;;
     rumqttd) echo $((PORT + 2)) ;;
   esac
@@ -132,10 +136,12 @@ start_broker() {
   local name=$1 port
   port=$(broker_port "$name")
   case $name in
-    tinymqtt)
+    tinymqtt | tinymqtt-*)
+      local runtime=tokio
+      [[ $name == tinymqtt-* ]] && runtime=${name#tinymqtt-}
       # shellcheck disable=SC2086
       $NICE taskset -c "$BROKER_CPU" "$TINYMQTT" --host 127.0.0.1 --port "$port" --log-level warn \
-        $TINYMQTT_ARGS </dev/null >>"$work/tinymqtt.log" 2>&1 &
+        --runtime "$runtime" $TINYMQTT_ARGS </dev/null >>"$work/$name.log" 2>&1 &
       ;;
     mosquitto)
       $NICE taskset -c "$BROKER_CPU" mosquitto -c "$MOSQ_CONF" </dev/null >>"$work/mosquitto.log" 2>&1 &

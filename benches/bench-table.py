@@ -72,9 +72,27 @@ def main(path):
                 dup = sum(r.get("duplicates", 0) for r in mine)
                 reord = sum(r.get("reordered", 0) for r in mine)
                 failed = sum(1 for r in mine if not r.get("ok"))
-                counts.append(f"{b[:4]} {lost}/{dup}/{reord} ({failed})")
+                short = b[len("tinymqtt-"):][:5] if b.startswith("tinymqtt-") else b[:4]
+                counts.append(f"{short} {lost}/{dup}/{reord} ({failed})")
             line += "  " + ", ".join(counts)
             print(line)
+    runtimes = [b for b in brokers if b.startswith("tinymqtt-")]
+    if runtimes and "tinymqtt" in brokers:
+        print("\nruntimes against tokio (ratio of medians, tinymqtt-X / tinymqtt):")
+        for bench in benches:
+            rows = [r for r in runs if r["bench"] == bench]
+            scenario = next((r.get("scenario") for r in rows if r.get("scenario")), "")
+            for key, unit, _higher in METRICS.get(scenario, DEFAULT):
+                def med(b):
+                    vals = [r[key] for r in rows if r.get("label") == b and r.get("ok") and r.get(key) is not None]
+                    return statistics.median(vals) if vals else None
+                tokio = med("tinymqtt")
+                line = f"{bench:<11} {unit:<9} tokio {fmt(tokio)}"
+                for b in runtimes:
+                    m = med(b)
+                    ratio = f"{m / tokio:.2f}x" if m is not None and tokio else "-"
+                    line += f"  {b[len('tinymqtt-'):]} {fmt(m)} ({ratio})"
+                print(line)
     print("\ncores used (median over rounds): load tool / broker")
     for bench in benches:
         rows = [r for r in runs if r["bench"] == bench]

@@ -253,7 +253,7 @@ fn run_client(
         }
         if let Some(reply) = core.take_stop() {
             if let Some(r) = reply {
-                let _ = r.try_send(Ok(()));
+                r.send(Ok(()));
             }
             return;
         }
@@ -481,7 +481,7 @@ impl Broker {
                 }
                 Ok(Inbox::Report(r)) => core.report(now(), r),
                 Ok(Inbox::Stats(reply)) => {
-                    let _ = reply.try_send(Ok(core.router.stats()));
+                    reply.send(Ok(core.router.stats()));
                 }
                 // Collected at the top of the loop.
                 Ok(Inbox::Stored) => {}

@@ -510,6 +510,39 @@ mod handle {
         }
     }
 
+    /// Packets up to this size are copied into one buffer and written together.
+    const COALESCE: usize = 4 * 1024;
+
+    /// Writes `packets` in order, the small ones gathered in `batch` so that a run of them
+    /// takes one write instead of one each.
+    async fn write_batch<W: Writer>(
+        writer: &mut W,
+        packets: &[Bytes],
+        batch: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        batch.clear();
+        for p in packets {
+            if p.len() > COALESCE {
+                if !batch.is_empty() {
+                    writer.write_all(batch).await?;
+                    batch.clear();
+                }
+                writer.write_all(p).await?;
+            } else {
+                batch.extend_from_slice(p);
+                if batch.len() >= READ_CHUNK {
+                    writer.write_all(batch).await?;
+                    batch.clear();
+                }
+            }
+        }
+        if !batch.is_empty() {
+            writer.write_all(batch).await?;
+        }
+        batch.clear();
+        Ok(())
+    }
+
     /// The driver loop: waits for bytes, a command or the deadline, feeds the core, and carries
     /// out its output (write, close, reconnect) until the core stops.
     async fn run<R: Runtime>(
@@ -525,6 +558,7 @@ mod handle {
         let mut transport = Some(start::<R>(reader, writer, generation, net_tx.clone()));
         core.connect(now(), true);
         let mut turn = false;
+        let mut batch = Vec::new();
         loop {
             loop {
                 let out = core.take_output();
@@ -532,12 +566,13 @@ mod handle {
                 {
                     break;
                 }
-                for bytes in &out.transmit {
-                    let Some(t) = transport.as_mut() else { break };
-                    if t.writer.write_all(bytes).await.is_err() {
+                if let Some(t) = transport.as_mut() {
+                    if write_batch(&mut t.writer, &out.transmit, &mut batch)
+                        .await
+                        .is_err()
+                    {
                         transport = None;
                         core.transport_closed(now());
-                        break;
                     }
                 }
                 for e in out.events {
@@ -569,7 +604,7 @@ mod handle {
             }
             if let Some(reply) = core.take_stop() {
                 if let Some(r) = reply {
-                    let _ = r.try_send(Ok(()));
+                    r.send(Ok(()));
                 }
                 return;
             }
@@ -581,7 +616,17 @@ mod handle {
                     core.transport_closed(now());
                 }
                 Woke::First(_) => {}
-                Woke::Second(Ok(c)) => core.command(now(), c),
+                Woke::Second(Ok(c)) => {
+                    // Take what else is queued, so its packets go out in one write.
+                    core.command(now(), c);
+                    for _ in 1..CLIENT_COMMANDS {
+                        if core.is_parked() {
+                            break;
+                        }
+                        let Ok(c) = commands.try_recv() else { break };
+                        core.command(now(), c);
+                    }
+                }
                 Woke::Second(Err(_)) => core.handles_gone(now()),
                 Woke::Deadline => core.timeout(now()),
             }

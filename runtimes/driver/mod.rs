@@ -41,6 +41,7 @@
 
 pub(crate) mod broker;
 pub(crate) mod client;
+mod oneshot;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod server;
 pub(crate) mod store;
@@ -122,26 +123,29 @@ pub struct SubAck {
 }
 
 /// A one-shot answer from the driver.
-pub(crate) type Reply<T> = async_channel::Sender<Result<T, Error>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
-pub(crate) fn reply_channel<T>() -> (Reply<T>, async_channel::Receiver<Result<T, Error>>) {
-    async_channel::bounded(1)
+/// Where a [`Reply`] arrives.
+pub(crate) type Answer<T> = oneshot::Receiver<Result<T, Error>>;
+
+pub(crate) fn reply_channel<T>() -> (Reply<T>, Answer<T>) {
+    oneshot::channel()
 }
 
 /// Answers a waiter; a waiter that went away does not matter.
 pub(crate) fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
-    let _ = reply.try_send(value);
+    reply.send(value);
 }
 
 /// A publish on its way; [`Pending::ack`] (or [`Pending::wait`]) tells how it ended.
 #[derive(Debug)]
 pub struct Pending {
-    rx: async_channel::Receiver<Result<Ack, Error>>,
+    rx: Answer<Ack>,
 }
 
 impl Pending {
     /// Wraps the receiving end of a reply.
-    pub(crate) fn from_receiver(rx: async_channel::Receiver<Result<Ack, Error>>) -> Pending {
+    pub(crate) fn from_receiver(rx: Answer<Ack>) -> Pending {
         Pending { rx }
     }
 

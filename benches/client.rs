@@ -1,0 +1,253 @@
+//! QoS 1 publish throughput of our tokio client against rumqttc's `AsyncClient`, side by side
+//! in one run, to the same broker (issue 7: ours ≥ 1.5x rumqttc).
+//!
+//! One broker serves both clients for the whole run: our tokio broker in-process, on a thread
+//! and a single-threaded runtime of its own, or `--mosquitto PORT` to use a Mosquitto (or any
+//! broker) already listening on 127.0.0.1:PORT. The clients run on the main thread's
+//! single-threaded runtime, so each gets the same one core of work. Each round, in turn (the
+//! two alternating which goes first), one client connects with MQTT 3.1.1 and publishes
+//! `--count` QoS 1 messages of 64 bytes to one topic nobody subscribes to, with at most
+//! [`WINDOW`] unacknowledged (rumqttc's `inflight` is set to the same); the time runs from the
+//! first publish to the last PUBACK.
+//!
+//! It prints each round, the median messages per second of each client and the ratio
+//! ours/rumqttc. Run with `make bench-client` (`cargo bench --features tokio --bench client`);
+//! options after `--`: `--count N` (default 1,000,000), `--rounds N` (default 5),
+//! `--mosquitto PORT`, `--only tinymqtt|rumqttc` (one client only, e.g. to profile it), `--test`
+//! (one small round, to see that it works).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tinymqtt::broker::{Broker as Core, BrokerConfig};
+use tinymqtt::client::ClientConfig;
+use tinymqtt::codec::Publish;
+use tinymqtt::runtimes::tokio::{Broker, Client};
+use tinymqtt::runtimes::{BrokerOptions, Pending};
+use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicName};
+
+/// Messages a publisher has unacknowledged at once (rumqttc's default `inflight`).
+const WINDOW: usize = 100;
+/// The payload size, in bytes.
+const PAYLOAD: usize = 64;
+const TOPIC: &str = "bench/client";
+
+/// Benchmarks run on real time.
+#[allow(clippy::disallowed_methods)]
+fn clock() -> Instant {
+    Instant::now()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Ours,
+    Rumqttc,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Ours => "tinymqtt",
+            Which::Rumqttc => "rumqttc",
+        }
+    }
+}
+
+/// Our tokio client: messages per second.
+async fn ours(addr: SocketAddr, count: usize, round: usize) -> f64 {
+    let id = ByteStr::try_from(format!("bench-ours-{round}")).unwrap();
+    let mut config = ClientConfig::new(ProtocolVersion::V3_1_1, id);
+    config.reconnect = None;
+    config.keep_alive = 60;
+    let (client, _events) = Client::connect(addr, config)
+        .await
+        .expect("connect our client");
+    let topic = TopicName::new(TOPIC).unwrap();
+    let payload = Bytes::from(vec![b'x'; PAYLOAD]);
+    let start = clock();
+    let mut pending: VecDeque<Pending> = VecDeque::with_capacity(WINDOW);
+    for _ in 0..count {
+        if pending.len() == WINDOW {
+            pending.pop_front().unwrap().ack().await.expect("puback");
+        }
+        let mut m = Publish::new(topic.clone(), payload.clone());
+        m.qos = QoS::AtLeastOnce;
+        pending.push_back(client.publish(m).await.expect("publish"));
+    }
+    for p in pending {
+        p.ack().await.expect("puback");
+    }
+    let elapsed = start.elapsed();
+    let _ = client.disconnect().await;
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// rumqttc's `AsyncClient` and `EventLoop`: messages per second.
+async fn rumqttc(addr: SocketAddr, count: usize, round: usize) -> f64 {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+    let mut options = MqttOptions::new(
+        format!("bench-rumqttc-{round}"),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    options.set_inflight(WINDOW as u16);
+    options.set_keep_alive(Duration::from_secs(60));
+    let (client, mut eventloop) = AsyncClient::new(options, WINDOW);
+    // The first poll connects; start the clock once the CONNACK is in.
+    loop {
+        match eventloop.poll().await.expect("connect rumqttc") {
+            Event::Incoming(Packet::ConnAck(_)) => break,
+            _ => continue,
+        }
+    }
+    let payload = Bytes::from(vec![b'x'; PAYLOAD]);
+    let start = clock();
+    let publisher = tokio::spawn(async move {
+        for _ in 0..count {
+            client
+                .publish_bytes(TOPIC, QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .expect("rumqttc publish");
+        }
+        client
+    });
+    let mut acks = 0;
+    while acks < count {
+        if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.expect("rumqttc poll") {
+            acks += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    let client = publisher.await.expect("the publisher task");
+    let _ = client.disconnect().await;
+    // Let the event loop write the DISCONNECT.
+    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// Starts our tokio broker on a thread of its own; returns its address and a stop function.
+fn start_broker() -> (SocketAddr, impl FnOnce()) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the broker's runtime");
+        rt.block_on(async move {
+            let config = BrokerConfig {
+                sys_interval: None,
+                ..BrokerConfig::default()
+            };
+            let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+            let broker = Broker::bind_with(Core::new(config), BrokerOptions::default(), &[any])
+                .await
+                .expect("bind the broker");
+            tx.send((broker.local_addrs()[0], broker.handle())).unwrap();
+            broker.run().await;
+        });
+    });
+    let (addr, handle) = rx.recv().expect("the broker started");
+    (addr, move || {
+        handle.shutdown();
+        thread.join().expect("the broker thread");
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `--name N` from the command line (cargo adds `--bench`, which is ignored).
+fn arg(args: &[String], name: &str) -> Option<usize> {
+    let i = args.iter().position(|a| a == name)?;
+    let v = args.get(i + 1)?;
+    Some(
+        v.replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}")),
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let test = args.iter().any(|a| a == "--test");
+    let count = arg(&args, "--count").unwrap_or(if test { 1_000 } else { 1_000_000 });
+    let rounds = arg(&args, "--rounds").unwrap_or(if test { 1 } else { 5 });
+    assert!(
+        count > 0 && rounds > 0,
+        "--count and --rounds must be positive"
+    );
+    let external = arg(&args, "--mosquitto").map(|port| {
+        let port = u16::try_from(port).expect("--mosquitto takes a port");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    });
+    let (addr, stop) = match external {
+        Some(addr) => (addr, None),
+        None => {
+            let (addr, stop) = start_broker();
+            (addr, Some(stop))
+        }
+    };
+    let broker = if external.is_some() {
+        "the broker on"
+    } else {
+        "our tokio broker on"
+    };
+    println!(
+        "client: {count} QoS 1 messages of {PAYLOAD} B, window {WINDOW}, {rounds} rounds, \
+         MQTT 3.1.1, {broker} {addr}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the clients' runtime");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_default());
+    let mut results = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [Which::Ours, Which::Rumqttc]
+        } else {
+            [Which::Rumqttc, Which::Ours]
+        };
+        for which in order {
+            if only.as_deref().is_some_and(|o| o != which.name()) {
+                continue;
+            }
+            let rate = match which {
+                Which::Ours => rt.block_on(ours(addr, count, round)),
+                Which::Rumqttc => rt.block_on(rumqttc(addr, count, round)),
+            };
+            println!(
+                "  round {} {:<9} {:>12.0} msg/s",
+                round + 1,
+                which.name(),
+                rate
+            );
+            results[which as usize].push(rate);
+        }
+    }
+    drop(rt);
+    if let Some(stop) = stop {
+        stop();
+    }
+    if results.iter().any(Vec::is_empty) {
+        return;
+    }
+    let ours = median(&mut results[Which::Ours as usize]);
+    let theirs = median(&mut results[Which::Rumqttc as usize]);
+    println!("median tinymqtt {ours:>12.0} msg/s");
+    println!("median rumqttc  {theirs:>12.0} msg/s");
+    println!("ratio tinymqtt/rumqttc {:.2}x", ours / theirs);
+}
