@@ -102,8 +102,17 @@ impl<R: Runtime> Server<R> {
 
     /// Serves until the shutdown handle is triggered, then shuts down gracefully: DISCONNECT
     /// 0x8B to MQTT 5 clients, no wills, every connection flushed (within the grace period).
+    ///
+    /// The router runs as a task of the runtime, beside the connections' tasks, whatever
+    /// thread awaits this (a `block_on` thread is not one of the runtime's workers: a router
+    /// there would cross threads for every batch of mail).
     pub async fn run(self) {
-        run::<R>(self).await;
+        let (done, finished) = async_channel::bounded::<()>(1);
+        R::spawn(async move {
+            run::<R>(self).await;
+            drop(done);
+        });
+        let _ = finished.recv().await;
     }
 }
 
