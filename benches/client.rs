@@ -16,6 +16,11 @@
 //! `--mosquitto PORT`, `--only tinymqtt|rumqttc` (one client only, e.g. to profile it), `--test`
 //! (one small round, to see that it works).
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{arg, median};
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -154,27 +159,6 @@ fn start_broker() -> (SocketAddr, impl FnOnce()) {
         handle.shutdown();
         thread.join().expect("the broker thread");
     })
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// `--name N` from the command line (cargo adds `--bench`, which is ignored).
-fn arg(args: &[String], name: &str) -> Option<usize> {
-    let i = args.iter().position(|a| a == name)?;
-    let v = args.get(i + 1)?;
-    Some(
-        v.replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}")),
-    )
 }
 
 fn main() {

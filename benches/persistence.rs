@@ -16,6 +16,11 @@
 //! options after `--`: `--count N` (default 5000), `--rounds N` (default 5), `--test` (one
 //! small round, to see that it works).
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{arg, median};
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -160,26 +165,6 @@ async fn run(scenario: Scenario, store: Option<&Path>, count: usize) -> f64 {
     stop.shutdown();
     let _ = served.await;
     count as f64 / elapsed.as_secs_f64()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// `--name N` from the command line (cargo adds `--bench`, which is ignored).
-fn arg(args: &[String], name: &str) -> Option<usize> {
-    let i = args.iter().position(|a| a == name)?;
-    let v = args.get(i + 1)?;
-    Some(
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}")),
-    )
 }
 
 fn main() {

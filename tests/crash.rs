@@ -43,7 +43,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use link::{clock, Link};
-use peers::{free_port, run, Peer};
+use peers::{example, free_port, run, Peer};
 use tinymqtt::client::{Backoff, ClientConfig, Event};
 use tinymqtt::codec::{Publish, SubscribeProperties, Subscription};
 use tinymqtt::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
@@ -66,22 +66,6 @@ const DRAIN: Duration = Duration::from_secs(5);
 const RETAINED_TOPIC: &str = "crash/retained";
 const RETAINED_PAYLOAD: &str = "kept across crashes";
 const FINAL_TOPIC: &str = "crash/final";
-
-/// The path of an example program built by this `cargo test` (`target/<profile>/examples/`).
-fn example(name: &str) -> String {
-    let mut dir: PathBuf = std::env::current_exe().expect("test binary path");
-    dir.pop(); // the test binary
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built (`cargo test --all-features` builds it; alone: `cargo build --examples --all-features`)",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
-}
 
 /// A scratch folder, removed when dropped: the store and the broker's config file.
 struct Work(PathBuf);

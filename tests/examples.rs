@@ -15,27 +15,11 @@
 #[path = "support/interop.rs"]
 mod peers;
 
-use std::path::PathBuf;
-
-use peers::{free_port, mosquitto_sub, next_msg, run, run_ok, wait_for_port, Mosquitto, Peer};
+use peers::{
+    example, free_port, mosquitto_sub, next_msg, run, run_ok, wait_for_port, Mosquitto, Peer,
+};
 
 const RUNTIMES: [&str; 4] = ["tokio", "smol", "async-std", "blocking"];
-
-/// The path of an example program built by this `cargo test` (`target/<profile>/examples/`).
-fn example(name: &str) -> String {
-    let mut dir: PathBuf = std::env::current_exe().expect("test binary path");
-    dir.pop(); // the test binary
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built (`cargo test --all-features` builds it; alone: `cargo build --examples --all-features`)",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
-}
 
 /// Starts the example subscriber and waits until its subscription is acknowledged.
 fn subscriber(port: u16, args: &[&str]) -> Peer {

@@ -16,23 +16,7 @@ mod peers;
 
 use std::path::{Path, PathBuf};
 
-use peers::{free_port, run, run_ok, wait_for_port, Peer};
-
-/// The path of an example program built by this `cargo test` (`target/<profile>/examples/`).
-fn example(name: &str) -> String {
-    let mut dir: PathBuf = std::env::current_exe().expect("test binary path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built (`cargo test --all-features` builds it; alone: `cargo build --examples --all-features`)",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
-}
+use peers::{example, free_port, run, run_ok, wait_for_port, Peer};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tinymqtt-config-{}-{name}", std::process::id()));

@@ -13,6 +13,22 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+/// The path of an example program built by this `cargo test` (`target/<profile>/examples/`).
+pub(crate) fn example(name: &str) -> String {
+    let mut dir: PathBuf = std::env::current_exe().expect("test binary path");
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built (`cargo test --all-features` builds it; alone: `cargo build --examples --all-features`)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
 /// How long any single wait may take before the test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
