@@ -150,3 +150,24 @@ fn a_publisher_waiting_for_a_session_that_goes_offline_is_answered() {
     r.close(slow);
     assert_eq!(pubacks(&mut r, publisher), [4]);
 }
+
+/// A subscriber that stops reading holds its publishers back for `max_publisher_wait` at
+/// most: then the waiting acknowledgements go out.
+#[test]
+fn a_stuck_subscriber_holds_publishers_back_for_max_publisher_wait_at_most() {
+    let mut r = small_queues();
+    let _stuck = slow_subscriber(&mut r, 0);
+    let publisher = r.connect(V5, "pub");
+    for id in 1..=4 {
+        publish(&mut r, publisher, id);
+    }
+    assert_eq!(pubacks(&mut r, publisher), [1, 2, 3]);
+    r.advance(std::time::Duration::from_millis(999));
+    assert!(pubacks(&mut r, publisher).is_empty());
+    r.advance(std::time::Duration::from_millis(1));
+    assert_eq!(
+        pubacks(&mut r, publisher),
+        [4],
+        "after max_publisher_wait (1 s)"
+    );
+}

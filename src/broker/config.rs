@@ -65,6 +65,11 @@ pub struct BrokerConfig {
     /// Sends every client to another server: CONNACK 0x9C or 0x9D with a Server Reference
     /// (MQTT 5), return code 3 (3.1.x). `None` serves clients here.
     pub redirect: Option<Redirect>,
+    /// How long a client's PUBACK / PUBREC may wait for room in a full online session's
+    /// queue (see the [queue policy](crate::broker#queues)); then it goes out anyway and the
+    /// queue fills up to twice its limits before it drops, so a subscriber that stops reading
+    /// slows its publishers for this long at most.
+    pub max_publisher_wait: Duration,
     /// With a store ([`Router::restore`](crate::broker::Router::restore)), send each PUBACK,
     /// PUBREC, PUBREL and PUBCOMP only once what it promises is durable (the store handed
     /// its [`StoreOp::Durable`](crate::store::StoreOp::Durable) ticket back): `fsync =
@@ -109,6 +114,7 @@ impl Default for BrokerConfig {
             outbound_topic_aliases: 0,
             response_information: None,
             redirect: None,
+            max_publisher_wait: Duration::from_secs(1),
             durable_acks: true,
         }
     }

@@ -19,8 +19,9 @@
 //! [`BrokerConfig::max_queued_bytes`] payload bytes. Every QoS 1/2 PUBLISH from a client is
 //! acknowledged once the router has routed it; one that finds an online session's queue full
 //! is queued anyway (up to twice the limits) and its PUBACK / PUBREC waits until that queue has
-//! room, so a fast publisher slows to its slowest online subscriber instead of losing
-//! messages. Otherwise a message that does not fit makes room by dropping the oldest queued
+//! room (for [`BrokerConfig::max_publisher_wait`] at most), so a fast publisher slows to its
+//! slowest online subscriber instead of losing messages, and a subscriber that stops reading
+//! cannot stall it for longer. Otherwise a message that does not fit makes room by dropping the oldest queued
 //! QoS 0 message; when none is left, the new message is dropped.
 //! Every drop is counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
 //! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.

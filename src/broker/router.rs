@@ -4,10 +4,10 @@
 //! Queue policy, per session: at most `max_queued_messages` messages and `max_queued_bytes`
 //! payload bytes wait (offline, or beyond the in-flight window). A client's QoS 1/2 PUBLISH
 //! that finds an online session's queue full is queued anyway, up to twice those limits, and
-//! its publisher's PUBACK / PUBREC waits until that queue is below its limits again
-//! (backpressure: a publisher's window stops it). Otherwise, when a new message does not fit,
-//! the oldest queued QoS 0 message is dropped to make room; if none is left to drop, the new
-//! message is dropped. Either way the session's drop count grows. QoS 0 messages for an
+//! its publisher's PUBACK / PUBREC waits until that queue is below its limits again, or for
+//! `max_publisher_wait` at most (backpressure: a publisher's window stops it). Otherwise,
+//! when a new message does not fit, the oldest queued QoS 0 message is dropped to make room;
+//! if none is left to drop, the new message is dropped. Either way the session's drop count grows. QoS 0 messages for an
 //! offline session are queued only with `queue_qos0_offline`.
 //!
 //! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
@@ -126,6 +126,8 @@ impl Session {
 enum Timer {
     Will(SessionId, u64),
     Expire(SessionId, u64),
+    /// The publishers waiting for a session's queue have waited long enough.
+    Waited(SessionId),
 }
 
 /// What every connection of a broker shares: sessions and their queues, the subscription
@@ -250,6 +252,7 @@ impl Router {
                         self.persist_session(sid); // the store forgets the will
                     }
                 }
+                Timer::Waited(sid) => self.wake_publishers(sid),
                 Timer::Expire(sid, gen) => {
                     if self
                         .sessions
@@ -283,9 +286,16 @@ impl Router {
                 if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
                     self.log_flow(conn, packet_id, StoreOp::PutIncoming);
                 }
-                match full.and_then(|sid| self.sessions.get_mut(&sid)) {
-                    // Backpressure: the publisher hears back once that queue has room.
-                    Some(s) => s.waiting.push(conn),
+                match full.and_then(|sid| Some(sid).zip(self.sessions.get_mut(&sid))) {
+                    // Backpressure: the publisher hears back once that queue has room, or
+                    // after `max_publisher_wait`.
+                    Some((sid, s)) => {
+                        s.waiting.push(conn);
+                        if s.waiting.len() == 1 {
+                            let at = now + self.config.max_publisher_wait;
+                            self.set_timer(at, Timer::Waited(sid));
+                        }
+                    }
                     None => self.ticket(conn),
                 }
             }

@@ -148,7 +148,8 @@ impl Router {
         Some(ConnectionMail { conn, mail })
     }
 
-    /// The earliest deadline: will delays, session expiries, the next `$SYS` round.
+    /// The earliest deadline: will delays, session expiries, publishers' waits for a full
+    /// queue, the next `$SYS` round.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_timer().into_iter().chain(self.next_sys).min()
     }
