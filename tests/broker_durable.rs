@@ -82,6 +82,16 @@ fn subscribe(r: &mut Raw, conn: ConnId, f: &'static str, qos: QoS, store: &mut S
     commit(r, store);
 }
 
+/// A broker with `config` and a store, and a stored session "sub" subscribed to `q` at
+/// `qos`.
+fn with_subscriber(config: BrokerConfig, qos: QoS) -> (Raw, StoreSnapshot, ConnId) {
+    let mut store = StoreSnapshot::default();
+    let mut r = stored(config, WALL, StoreSnapshot::default());
+    let (subr, _) = r.connect_with(persistent("sub", true));
+    subscribe(&mut r, subr, "q", qos, &mut store);
+    (r, store, subr)
+}
+
 fn publish(qos: QoS, id: u16, payload: &'static str) -> Packet {
     let mut p = msg("q", payload, qos);
     p.packet_id = Some(pid(id));
@@ -97,10 +107,7 @@ fn expect_publish(r: &mut Raw, conn: ConnId) -> Publish {
 
 #[test]
 fn a_puback_waits_for_its_ticket_and_acks_go_out_in_order() {
-    let mut store = StoreSnapshot::default();
-    let mut r = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
-    let (subr, _) = r.connect_with(persistent("sub", true));
-    subscribe(&mut r, subr, "q", QoS::AtLeastOnce, &mut store);
+    let (mut r, mut store, subr) = with_subscriber(BrokerConfig::default(), QoS::AtLeastOnce);
     let pubr = r.connect(V5, "pub");
     r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 1, "a"));
     r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 2, "b"));
@@ -133,10 +140,7 @@ fn durable_acks_off_acknowledges_at_once_with_no_tickets() {
         durable_acks: false,
         ..BrokerConfig::default()
     };
-    let mut store = StoreSnapshot::default();
-    let mut r = stored(config, WALL, StoreSnapshot::default());
-    let (subr, _) = r.connect_with(persistent("sub", true));
-    subscribe(&mut r, subr, "q", QoS::AtLeastOnce, &mut store);
+    let (mut r, mut store, _subr) = with_subscriber(config, QoS::AtLeastOnce);
     let pubr = r.connect(V5, "pub");
     r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 1, "a"));
     assert_eq!(r.packets(pubr, V5), [Packet::PubAck(PubAck::new(pid(1)))]);
@@ -166,10 +170,7 @@ fn mqtt_3_3_4_9_v5_held_pubacks_count_against_the_receive_maximum() {
 /// again, and its PUBREL completes the flow.
 #[test]
 fn inbound_qos2_state_survives_a_restart_so_a_resend_is_not_routed_twice() {
-    let mut store = StoreSnapshot::default();
-    let mut a = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
-    let (subr, _) = a.connect_with(persistent("sub", true));
-    subscribe(&mut a, subr, "q", QoS::ExactlyOnce, &mut store);
+    let (mut a, mut store, _subr) = with_subscriber(BrokerConfig::default(), QoS::ExactlyOnce);
     let (pubr, _) = a.connect_with(persistent("pub", true));
     a.send_packet(pubr, V5, publish(QoS::ExactlyOnce, 7, "once"));
     a.expect_silence(pubr);
@@ -221,10 +222,7 @@ fn inbound_qos2_state_survives_a_restart_so_a_resend_is_not_routed_twice() {
 /// never sees a packet id the store could forget), and the PUBREL for the released flow.
 #[test]
 fn outbound_qos2_after_pubrec_resends_pubrel_not_the_publish_after_a_restart() {
-    let mut store = StoreSnapshot::default();
-    let mut a = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
-    let (subr, _) = a.connect_with(persistent("sub", true));
-    subscribe(&mut a, subr, "q", QoS::ExactlyOnce, &mut store);
+    let (mut a, mut store, subr) = with_subscriber(BrokerConfig::default(), QoS::ExactlyOnce);
     let pubr = a.connect(V5, "pub");
     a.send_packet(pubr, V5, publish(QoS::ExactlyOnce, 1, "m"));
     let (_, tickets) = write(&mut a, &mut store);
@@ -263,10 +261,7 @@ fn outbound_qos2_after_pubrec_resends_pubrel_not_the_publish_after_a_restart() {
 /// A QoS 1 message in flight at the crash comes back with the packet id it had.
 #[test]
 fn a_qos1_message_in_flight_at_the_crash_is_resent_after_the_restart() {
-    let mut store = StoreSnapshot::default();
-    let mut a = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
-    let (subr, _) = a.connect_with(persistent("sub", true));
-    subscribe(&mut a, subr, "q", QoS::AtLeastOnce, &mut store);
+    let (mut a, mut store, subr) = with_subscriber(BrokerConfig::default(), QoS::AtLeastOnce);
     let pubr = a.connect(V5, "pub");
     a.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 1, "m"));
     commit(&mut a, &mut store);
@@ -379,10 +374,7 @@ fn mqtt_3_14_4_3_a_discarded_will_leaves_the_store() {
 /// gets them in the order they were routed.
 #[test]
 fn deliveries_behind_a_waiting_qos2_one_keep_their_order() {
-    let mut store = StoreSnapshot::default();
-    let mut r = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
-    let (subr, _) = r.connect_with(persistent("sub", true));
-    subscribe(&mut r, subr, "q", QoS::ExactlyOnce, &mut store);
+    let (mut r, mut store, subr) = with_subscriber(BrokerConfig::default(), QoS::ExactlyOnce);
     let pubr = r.connect(V5, "pub");
     r.send_packet(pubr, V5, publish(QoS::ExactlyOnce, 1, "first"));
     r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 2, "second"));

@@ -94,6 +94,15 @@ struct Session {
 }
 
 impl Session {
+    /// Puts a delivery that was never sent back at the front of the queue, behind those put
+    /// back before it (since the connection stalled or ended).
+    fn put_back(&mut self, d: Delivery) {
+        self.queued_bytes += d.publish.payload.len();
+        let at = self.returned.min(self.queue.len());
+        self.queue.insert(at, d);
+        self.returned = at + 1;
+    }
+
     /// A session with nothing in it yet: offline, no expiry, no subscriptions, not stored.
     fn new(client_id: ByteStr, protocol: ProtocolVersion) -> Session {
         Session {
@@ -482,10 +491,7 @@ impl Router {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        s.queued_bytes += d.publish.payload.len();
-        let at = s.returned.min(s.queue.len());
-        s.queue.insert(at, d);
-        s.returned = at + 1;
+        s.put_back(d);
         self.sent = self.sent.saturating_sub(1); // counted when released, never sent
         self.persist_queued(now, sid);
         self.release(now, sid);

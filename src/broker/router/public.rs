@@ -76,10 +76,7 @@ impl Router {
         match mail.mail {
             ToConnection::Deliver(d) if d.publish.qos != QoS::AtMostOnce => {
                 s.inflight = s.inflight.saturating_sub(1);
-                s.queued_bytes += d.publish.payload.len();
-                let at = s.returned.min(s.queue.len());
-                s.queue.insert(at, d);
-                s.returned = at + 1;
+                s.put_back(d);
             }
             ToConnection::Deliver(_) => s.dropped += 1,
             ToConnection::Accepted { handover, .. } => s.handover = handover,
