@@ -44,6 +44,7 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod hash;
 pub mod store;
 pub mod timer;
 pub mod topic;

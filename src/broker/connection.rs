@@ -5,7 +5,7 @@
 mod connect;
 mod outbound;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use crate::codec::{
     Encoder, Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::error::{CloseReason, ConnectionError, Initiator};
+use crate::hash::{IdMap, IdSet};
 use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicName};
 
@@ -82,15 +83,15 @@ pub struct ServerConnection {
     keep_alive: Duration,
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
     server_keep_alive: Option<u16>,
-    incoming_qos2: HashSet<PacketId>,
-    aliases_in: HashMap<u16, TopicName>,
+    incoming_qos2: IdSet<PacketId>,
+    aliases_in: IdMap<u16, TopicName>,
     /// Outbound QoS 1/2 flows in start order.
     outbound: BTreeMap<u64, (PacketId, OutFlow)>,
     /// The client's receive maximum (MQTT 5) or the configured window (3.1.x).
     window: usize,
     /// Handed-over flows not resent yet because the window was full, in order.
     resend_backlog: VecDeque<PacketId>,
-    outbound_ids: HashMap<PacketId, u64>,
+    outbound_ids: IdMap<PacketId, u64>,
     next_seq: u64,
     next_id: u16,
     /// Whether the will goes out when the connection ends.
@@ -167,12 +168,12 @@ impl ServerConnection {
             timers,
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
-            incoming_qos2: HashSet::new(),
-            aliases_in: HashMap::new(),
+            incoming_qos2: IdSet::default(),
+            aliases_in: IdMap::default(),
             outbound: BTreeMap::new(),
             window: 1,
             resend_backlog: VecDeque::new(),
-            outbound_ids: HashMap::new(),
+            outbound_ids: IdMap::default(),
             next_seq: 0,
             next_id: 0,
             will_on_close: true,

@@ -56,7 +56,7 @@ mod router;
 mod sys;
 pub mod tree;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,6 +71,7 @@ pub use router::{Restored, Router};
 pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
 
 use crate::error::CloseReason;
+use crate::hash::IdMap;
 use crate::store::{StoreOp, StoreSnapshot};
 use crate::types::ByteStr;
 
@@ -123,7 +124,7 @@ pub struct BrokerStats {
 /// machine that relays their mail.
 pub struct Broker {
     router: Router,
-    conns: HashMap<ConnId, ServerConnection>,
+    conns: IdMap<ConnId, ServerConnection>,
     /// Connections with something to transmit or report.
     dirty: BTreeSet<ConnId>,
     transmit: VecDeque<(ConnId, Bytes)>,
@@ -157,7 +158,7 @@ impl Broker {
     pub fn from_router(router: Router) -> Broker {
         Broker {
             router,
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             dirty: BTreeSet::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),

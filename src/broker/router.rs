@@ -29,6 +29,7 @@ use super::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRo
 use super::retained::RetainedStore;
 use super::tree::{Match, SessionId, Subscription, SubscriptionTree};
 use crate::codec::{Publish, RetainHandling, Will};
+use crate::hash::IdMap;
 use crate::store::StoreOp;
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
 
@@ -161,10 +162,10 @@ pub struct Router {
     tree: SubscriptionTree,
     retained: RetainedStore<Retained>,
     by_client: HashMap<ByteStr, SessionId>,
-    sessions: HashMap<SessionId, Session>,
-    online: HashMap<ConnId, SessionId>,
+    sessions: IdMap<SessionId, Session>,
+    online: IdMap<ConnId, SessionId>,
     /// A CONNECT waiting for the session's previous connection to hand it over.
-    takeovers: HashMap<SessionId, (ConnId, ConnectRequest)>,
+    takeovers: IdMap<SessionId, (ConnId, ConnectRequest)>,
     shared_cursor: HashMap<Box<str>, usize>,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
@@ -217,9 +218,9 @@ impl Router {
             tree: SubscriptionTree::new(),
             retained: RetainedStore::new(),
             by_client: HashMap::new(),
-            sessions: HashMap::new(),
-            online: HashMap::new(),
-            takeovers: HashMap::new(),
+            sessions: IdMap::default(),
+            online: IdMap::default(),
+            takeovers: IdMap::default(),
             shared_cursor: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,

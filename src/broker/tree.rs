@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 
 use crate::codec::SubscriptionOptions;
+use crate::hash::IdMap;
 use crate::topic::split_shared;
 use crate::types::TopicFilter;
 
@@ -28,7 +29,7 @@ pub struct Subscription {
 #[derive(Debug, Default)]
 pub struct Subscribers {
     list: Vec<(SessionId, Subscription)>,
-    index: HashMap<SessionId, usize>,
+    index: IdMap<SessionId, usize>,
 }
 
 impl Subscribers {
