@@ -3,9 +3,10 @@
 //! CONNACK live in `connect`, deliveries and outbound flows in `outbound`.
 
 mod connect;
+mod flows;
 mod outbound;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
-use super::mail::{ConnId, ConnectionMail, Handover, OutFlow, RouterMail, ToConnection, ToRouter};
+use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
 use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, Connect, DecodeError, Decoder, Disconnect, EncodeError,
@@ -86,13 +87,11 @@ pub struct ServerConnection {
     incoming_qos2: IdSet<PacketId>,
     aliases_in: IdMap<u16, TopicName>,
     /// Outbound QoS 1/2 flows in start order.
-    outbound: BTreeMap<u64, (PacketId, OutFlow)>,
+    outbound: flows::OutFlows,
     /// The client's receive maximum (MQTT 5) or the configured window (3.1.x).
     window: usize,
     /// Handed-over flows not resent yet because the window was full, in order.
     resend_backlog: VecDeque<PacketId>,
-    outbound_ids: IdMap<PacketId, u64>,
-    next_seq: u64,
     next_id: u16,
     /// Whether the will goes out when the connection ends.
     will_on_close: bool,
@@ -170,11 +169,9 @@ impl ServerConnection {
             server_keep_alive: None,
             incoming_qos2: IdSet::default(),
             aliases_in: IdMap::default(),
-            outbound: BTreeMap::new(),
+            outbound: flows::OutFlows::default(),
             window: 1,
             resend_backlog: VecDeque::new(),
-            outbound_ids: IdMap::default(),
-            next_seq: 0,
             next_id: 0,
             will_on_close: true,
             session_expiry: 0,
@@ -508,7 +505,7 @@ impl ServerConnection {
             let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
             incoming.sort();
             let handover = Handover {
-                outbound: std::mem::take(&mut self.outbound).into_values().collect(),
+                outbound: self.outbound.take_all(),
                 incoming_qos2: incoming,
             };
             self.to_router.push_back(ToRouter::Closed {

@@ -4,21 +4,33 @@
 //! its received QoS 2 identifiers; when the connection closes it hands them back to the router
 //! ([`Handover`]), which gives them to the next connection of the session.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::{Publish, Subscription, Will};
-use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode, TopicFilter};
+use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
 
 /// Identifies a transport connection; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
 
 /// A message on its way to one subscriber.
+///
+/// The message itself is shared by every delivery of it (one allocation per routed PUBLISH,
+/// whatever the fan-out); what differs per subscriber sits beside it, so a delivery is small
+/// and cheap to move through queues and mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Delivery {
-    /// Topic, payload, the QoS and retain flag to deliver with, properties (subscription
-    /// identifiers set, topic alias cleared).
-    pub(crate) publish: Publish,
+    /// Topic, payload and properties as routed (no packet identifier, topic alias or
+    /// subscription identifier; DUP clear).
+    pub(crate) message: Arc<Publish>,
+    /// The QoS to deliver with (the message's, at most the subscription's).
+    pub(crate) qos: QoS,
+    /// The retain flag to deliver with.
+    pub(crate) retain: bool,
+    /// The subscription identifiers that matched (MQTT 5).
+    pub(crate) subscription_ids: Box<[NonZeroU32]>,
     /// When the message expires (MQTT 5 message expiry), if it does.
     pub(crate) expires_at: Option<Instant>,
     /// Its sequence number in the store while the store holds it (a QoS 1/2 message of a
@@ -27,6 +39,48 @@ pub(crate) struct Delivery {
     /// The packet identifier the router picked when it stored the message (the connection
     /// uses it unless it is taken there).
     pub(crate) packet_id: Option<PacketId>,
+}
+
+impl Delivery {
+    /// A delivery of `publish` as it is (its QoS and retain flag), for restored messages.
+    pub(crate) fn of(publish: Publish) -> Delivery {
+        let (qos, retain) = (publish.qos, publish.retain);
+        let mut message = publish;
+        let subscription_ids =
+            std::mem::take(&mut message.properties.subscription_identifiers).into_boxed_slice();
+        message.dup = false;
+        message.packet_id = None;
+        message.properties.topic_alias = None;
+        Delivery {
+            message: Arc::new(message),
+            qos,
+            retain,
+            subscription_ids,
+            expires_at: None,
+            stored: None,
+            packet_id: None,
+        }
+    }
+
+    /// The PUBLISH this delivers, without a packet identifier, built whole: for the store and
+    /// the rare packets the fast encoder does not take.
+    pub(crate) fn publish(&self) -> Publish {
+        let mut p = Publish::clone(&self.message);
+        p.qos = self.qos;
+        p.retain = self.retain;
+        p.properties.subscription_identifiers = self.subscription_ids.to_vec();
+        p
+    }
+
+    /// The payload's size in bytes (what queue byte limits count).
+    pub(crate) fn payload_len(&self) -> usize {
+        self.message.payload.len()
+    }
+
+    /// Whether it is delivered at QoS 0.
+    pub(crate) fn is_qos0(&self) -> bool {
+        self.qos == QoS::AtMostOnce
+    }
 }
 
 /// An outbound QoS 1/2 flow not yet finished.
@@ -99,7 +153,7 @@ impl ConnectionMail {
     pub fn size(&self) -> usize {
         let own = size_of::<ConnectionMail>();
         match &self.mail {
-            ToConnection::Deliver(d) => own + d.publish.topic.len() + d.publish.payload.len(),
+            ToConnection::Deliver(d) => own + d.message.topic.len() + d.payload_len(),
             _ => own,
         }
     }
@@ -115,7 +169,7 @@ pub(crate) enum ToRouter {
     /// SUBSCRIBE, with the connection's verdict per filter (`Some` refuses it with that code).
     Subscribe {
         packet_id: PacketId,
-        subscription_id: Option<std::num::NonZeroU32>,
+        subscription_id: Option<NonZeroU32>,
         filters: Vec<(Subscription, Option<ReasonCode>)>,
     },
     Unsubscribe {

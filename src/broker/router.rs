@@ -39,13 +39,33 @@ type Members = Vec<(SessionId, Subscription)>;
 /// A retained message and when it arrived (for its expiry).
 #[derive(Debug, Clone)]
 struct Retained {
-    publish: Publish,
+    /// As routed: no packet identifier, topic alias or subscription identifier.
+    message: Arc<Publish>,
     at: Instant,
 }
 
 impl Retained {
     fn expires_at(&self) -> Option<Instant> {
-        expiry(&self.publish, self.at)
+        expiry(&self.message, self.at)
+    }
+}
+
+/// The delivery of the shared `message` to one session.
+fn delivery(
+    message: &Arc<Publish>,
+    qos: QoS,
+    retain: bool,
+    ids: Vec<NonZeroU32>,
+    expires_at: Option<Instant>,
+) -> Delivery {
+    Delivery {
+        message: message.clone(),
+        qos,
+        retain,
+        subscription_ids: ids.into_boxed_slice(),
+        expires_at,
+        stored: None,
+        packet_id: None,
     }
 }
 
@@ -98,7 +118,7 @@ impl Session {
     /// Puts a delivery that was never sent back at the front of the queue, behind those put
     /// back before it (since the connection stalled or ended).
     fn put_back(&mut self, d: Delivery) {
-        self.queued_bytes += d.publish.payload.len();
+        self.queued_bytes += d.payload_len();
         let at = self.returned.min(self.queue.len());
         self.queue.insert(at, d);
         self.returned = at + 1;
@@ -566,23 +586,29 @@ impl Router {
 
     /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
     fn route(&mut self, now: Instant, publish: Publish, from: Option<SessionId>) {
-        if publish.retain {
-            if publish.payload.is_empty() {
+        let expires_at = expiry(&publish, now);
+        let qos = publish.qos;
+        let retain = publish.retain;
+        // One shared copy for every subscriber (and the retained store).
+        let mut message = publish;
+        message.dup = false;
+        message.packet_id = None;
+        message.properties.topic_alias = None;
+        message.properties.subscription_identifiers = Vec::new();
+        let message = Arc::new(message);
+        if retain {
+            if message.payload.is_empty() {
                 // [MQTT-3.3.1-6]: an empty retained message clears the topic.
-                if self.retained.remove(&publish.topic).is_some() {
-                    self.log(StoreOp::DeleteRetained(publish.topic.clone()));
+                if self.retained.remove(&message.topic).is_some() {
+                    self.log(StoreOp::DeleteRetained(message.topic.clone()));
                 }
             } else {
-                let mut kept = publish.clone();
-                kept.dup = false;
-                kept.packet_id = None;
-                kept.properties.topic_alias = None;
-                self.log_retained(now, &kept);
+                self.log_retained(now, &message);
                 let r = Retained {
-                    publish: kept,
+                    message: message.clone(),
                     at: now,
                 };
-                self.retained.insert(&publish.topic, r);
+                self.retained.insert(&message.topic, r);
             }
         }
         // Plain matches, then one delivery per session ([MQTT-3.3.4-2]): sorted by session, each
@@ -591,7 +617,7 @@ impl Router {
         let mut plain: Vec<(SessionId, Subscription)> = Vec::new();
         let mut shared: Vec<(Box<str>, Members)> = Vec::new();
         self.tree
-            .for_each_match(publish.topic.as_bytes(), |m| match m {
+            .for_each_match(message.topic.as_bytes(), |m| match m {
                 Match::Plain(sid, sub) => {
                     if !(sub.options.no_local && Some(sid) == from) {
                         plain.push((sid, *sub)); // no-local: [MQTT-3.8.3-3]
@@ -602,18 +628,18 @@ impl Router {
                 }
             });
         plain.sort_by_key(|(sid, _)| *sid);
-        let expires_at = expiry(&publish, now);
         let mut i = 0;
         while i < plain.len() {
             let sid = plain[i].0;
-            let (mut qos, mut rap, mut ids) = (QoS::AtMostOnce, false, Vec::new());
+            let (mut max_qos, mut rap, mut ids) = (QoS::AtMostOnce, false, Vec::new());
             while let Some((_, sub)) = plain.get(i).filter(|(s, _)| *s == sid) {
-                qos = qos.max(sub.options.qos);
+                max_qos = max_qos.max(sub.options.qos);
                 rap |= sub.options.retain_as_published;
                 ids.extend(sub.identifier);
                 i += 1;
             }
-            self.deliver(now, sid, &publish, qos, rap, ids, expires_at);
+            let d = delivery(&message, qos.min(max_qos), retain && rap, ids, expires_at);
+            self.enqueue(now, sid, d);
         }
         for (group, members) in shared {
             // Round-robin over the group's members that are online, else any member.
@@ -632,47 +658,16 @@ impl Router {
             };
             *cursor = cursor.wrapping_add(1);
             let ids = sub.identifier.into_iter().collect();
-            self.deliver(
-                now,
-                sid,
-                &publish,
-                sub.options.qos,
-                sub.options.retain_as_published,
+            let qos = qos.min(sub.options.qos);
+            let d = delivery(
+                &message,
+                qos,
+                retain && sub.options.retain_as_published,
                 ids,
                 expires_at,
             );
+            self.enqueue(now, sid, d);
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn deliver(
-        &mut self,
-        now: Instant,
-        sid: SessionId,
-        publish: &Publish,
-        max_qos: QoS,
-        retain_as_published: bool,
-        ids: Vec<NonZeroU32>,
-        expires_at: Option<Instant>,
-    ) {
-        let mut p = publish.clone();
-        p.qos = p.qos.min(max_qos);
-        // [MQTT-3.3.1-12]/[MQTT-3.3.1-13]: the retain flag is kept only with retain as published.
-        p.retain = p.retain && retain_as_published;
-        p.dup = false;
-        p.packet_id = None;
-        p.properties.topic_alias = None;
-        p.properties.subscription_identifiers = ids;
-        self.enqueue(
-            now,
-            sid,
-            Delivery {
-                publish: p,
-                expires_at,
-                stored: None,
-                packet_id: None,
-            },
-        );
     }
 
     fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {
@@ -682,11 +677,11 @@ impl Router {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let qos0 = d.publish.qos == QoS::AtMostOnce;
+        let qos0 = d.is_qos0();
         if s.conn.is_none() && qos0 && !queue_qos0 {
             return;
         }
-        let size = d.publish.payload.len();
+        let size = d.payload_len();
         let over = |s: &Session, n: usize| {
             s.queue.len() >= max_msgs.saturating_mul(n)
                 || s.queued_bytes + size > max_bytes.saturating_mul(n)
@@ -702,16 +697,12 @@ impl Router {
         while !deferred && over(s, 1) {
             // Make room by dropping the oldest QoS 0 message; otherwise refuse the new one.
             let oldest_qos0 = (s.queued_qos0 > 0)
-                .then(|| {
-                    s.queue
-                        .iter()
-                        .position(|q| q.publish.qos == QoS::AtMostOnce)
-                })
+                .then(|| s.queue.iter().position(Delivery::is_qos0))
                 .flatten();
             match oldest_qos0 {
                 Some(i) => {
                     if let Some(old) = s.queue.remove(i) {
-                        s.queued_bytes -= old.publish.payload.len();
+                        s.queued_bytes -= old.payload_len();
                         s.queued_qos0 -= 1;
                         store::unqueue(&mut self.store, &s.client_id, old.stored);
                     }
@@ -745,7 +736,7 @@ impl Router {
             return;
         }
         while let Some(front) = s.queue.front() {
-            let qos0 = front.publish.qos == QoS::AtMostOnce;
+            let qos0 = front.is_qos0();
             if !qos0 && s.inflight >= s.window {
                 break;
             }
@@ -753,7 +744,7 @@ impl Router {
                 break;
             };
             s.queued_qos0 -= usize::from(qos0);
-            s.queued_bytes -= d.publish.payload.len();
+            s.queued_bytes -= d.payload_len();
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if qos0 || expired {
                 // A stored QoS 1/2 message stays stored until its flow ends.
@@ -767,7 +758,7 @@ impl Router {
             }
             self.sent += 1;
             let durable_acks = self.config.durable_acks;
-            let stored_qos2 = d.stored.is_some() && d.publish.qos == QoS::ExactlyOnce;
+            let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
             match &mut self.store {
                 Some(log) if durable_acks && (stored_qos2 || s.parked > 0) => {
                     log.push(StoreOp::Durable(crate::store::Ticket {
@@ -854,17 +845,19 @@ impl Router {
             .push_back((conn, ToConnection::SubAck { packet_id, codes }));
         self.persist_session(sid);
         for (filter, qos) in retained_for {
-            let mut found: Vec<(Publish, Option<Instant>)> = Vec::new();
+            let mut found: Vec<(Arc<Publish>, Option<Instant>)> = Vec::new();
             self.retained.for_each_match(&filter, |r| {
-                found.push((r.publish.clone(), r.expires_at()));
+                found.push((r.message.clone(), r.expires_at()));
             });
-            for (p, expires_at) in found {
+            for (message, expires_at) in found {
                 if expires_at.is_some_and(|at| at <= now) {
                     continue;
                 }
-                // Stored with the retain flag, which "as published" keeps ([MQTT-3.3.1-8]).
+                // Sent with the retain flag, whatever "retain as published" says ([MQTT-3.3.1-8]).
                 let ids = subscription_id.into_iter().collect();
-                self.deliver(now, sid, &p, qos, true, ids, expires_at);
+                let qos = message.qos.min(qos);
+                let d = delivery(&message, qos, true, ids, expires_at);
+                self.enqueue(now, sid, d);
             }
         }
     }

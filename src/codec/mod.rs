@@ -41,7 +41,7 @@ pub use unsubscribe::Unsubscribe;
 use primitives::{read_var_int, var_int_len, Counter, Reader, Sink, VarIntError};
 use properties::Properties;
 
-use crate::types::ProtocolVersion;
+use crate::types::{PacketId, ProtocolVersion};
 
 /// The largest packet the protocol can express: 1 header byte, 4 length bytes, 268,435,455.
 pub const MAX_PACKET_SIZE: u32 = 1 + 4 + MAX_VAR_INT;
@@ -466,20 +466,41 @@ impl Encoder {
         if !p.is_plain() {
             return self.encode_publish_with_properties(p, buf);
         }
-        let v5 = self.version.is_v5();
         let topic = p.topic.as_bytes();
-        let id_len = if p.packet_id.is_some() { 2 } else { 0 };
-        let remaining = 2 + topic.len() + id_len + usize::from(v5) + p.payload.len();
+        match self.encode_plain_publish(p.first_byte(), topic, p.packet_id, &p.payload, buf) {
+            Some(n) => Ok(n),
+            // The general path reports the error.
+            None => self.encode_publish_with_properties(p, buf),
+        }
+    }
+
+    /// Appends a PUBLISH without properties from its parts: the fixed header's first byte
+    /// (flags that agree with `packet_id`), a non-empty topic of at most 65535 bytes, and the
+    /// payload. `None` (nothing written) when it is larger than the peer accepts or the
+    /// protocol allows; [`Encoder::encode`] of the same packet says which.
+    #[inline]
+    pub(crate) fn encode_plain_publish(
+        &self,
+        first_byte: u8,
+        topic: &[u8],
+        packet_id: Option<PacketId>,
+        payload: &[u8],
+        buf: &mut BytesMut,
+    ) -> Option<usize> {
+        debug_assert!(!topic.is_empty() && topic.len() <= usize::from(u16::MAX));
+        debug_assert_eq!(first_byte & 0x06 == 0, packet_id.is_none());
+        let v5 = self.version.is_v5();
+        let id_len = if packet_id.is_some() { 2 } else { 0 };
+        let remaining = 2 + topic.len() + id_len + usize::from(v5) + payload.len();
         let total = 1 + var_int_len(remaining as u32) + remaining;
         if remaining > MAX_VAR_INT as usize || total as u64 > u64::from(self.max_packet_size) {
-            // The general path reports the error.
-            return self.encode_publish_with_properties(p, buf);
+            return None;
         }
         buf.reserve(total);
         // `put_u8` is BytesMut's own inlined store; its `put_u16` and small `extend_from_slice`
-        // calls end in `memcpy`. The topic is at most 65535 bytes (ByteStr's invariant).
+        // calls end in `memcpy`.
         let [topic_hi, topic_lo] = (topic.len() as u16).to_be_bytes();
-        bytes::BufMut::put_u8(buf, p.first_byte());
+        bytes::BufMut::put_u8(buf, first_byte);
         let mut rem = remaining as u32;
         while rem > 0x7F {
             bytes::BufMut::put_u8(buf, (rem & 0x7F) as u8 | 0x80);
@@ -489,7 +510,7 @@ impl Encoder {
         bytes::BufMut::put_u8(buf, topic_hi);
         bytes::BufMut::put_u8(buf, topic_lo);
         buf.extend_from_slice(topic);
-        if let Some(id) = p.packet_id {
+        if let Some(id) = packet_id {
             let [hi, lo] = id.get().to_be_bytes();
             bytes::BufMut::put_u8(buf, hi);
             bytes::BufMut::put_u8(buf, lo);
@@ -497,8 +518,8 @@ impl Encoder {
         if v5 {
             bytes::BufMut::put_u8(buf, 0);
         }
-        buf.extend_from_slice(&p.payload);
-        Ok(total)
+        buf.extend_from_slice(payload);
+        Some(total)
     }
 
     /// PUBLISH with properties, or one the checks refuse.

@@ -138,6 +138,12 @@ impl Publish {
         }))
     }
 
+    /// Whether it has no MQTT 5 property at all.
+    #[inline]
+    pub(crate) fn has_no_properties(&self) -> bool {
+        self.properties.is_empty()
+    }
+
     /// Whether [`Publish::check`] passes without looking further: no properties, a topic, and
     /// the flags and packet id agree. The encoder's fast path; the rest go through `check`.
     #[inline]

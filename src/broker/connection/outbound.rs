@@ -10,35 +10,71 @@ use crate::codec::{Packet, PubAck, Publish};
 use crate::types::{PacketId, QoS, ReasonCode, TopicName};
 
 impl ServerConnection {
-    /// Sends a tracked flow again: PUBLISH with DUP, or PUBREL.
+    /// Sends a tracked flow again: PUBLISH with DUP (and its full topic), or PUBREL.
     pub(super) fn resend(&mut self, id: PacketId) {
-        let packet = match self
-            .outbound_ids
-            .get(&id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Publish(d))) => {
-                let mut p = d.publish.clone();
-                p.packet_id = Some(id);
-                p.dup = true;
-                Packet::Publish(p)
+        match self.outbound.get(id) {
+            Some(OutFlow::Publish(d)) => {
+                let d = d.clone();
+                self.encode_delivery(&d, Some(id), true, None, false);
             }
-            Some((_, OutFlow::Released { .. })) => Packet::PubRel(PubAck::new(id)),
-            None => return,
-        };
-        self.send(&packet);
+            Some(OutFlow::Released { .. }) => {
+                self.send(&Packet::PubRel(PubAck::new(id)));
+            }
+            None => {}
+        }
+    }
+
+    /// Encodes the PUBLISH of `d` with `packet_id` (QoS 1/2) and DUP: straight from the shared
+    /// message when nothing of it changes on the way (no subscription identifier, no
+    /// properties to send, no topic alias to assign), else built whole, with the remaining
+    /// `expiry` (seconds) when given and a topic alias when `alias` lets one be used. `false`
+    /// when it is larger than the client accepts.
+    pub(super) fn encode_delivery(
+        &mut self,
+        d: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        expiry: Option<u32>,
+        alias: bool,
+    ) -> bool {
+        let v5 = self.protocol.is_v5();
+        let m = &d.message;
+        let plain = d.subscription_ids.is_empty()
+            && (!v5 || m.has_no_properties())
+            && !(alias && self.alias_out_max > 0);
+        if plain {
+            let first = 0x30 | (u8::from(dup) << 3) | ((d.qos as u8) << 1) | u8::from(d.retain);
+            let topic = m.topic.as_bytes();
+            let out = &mut self.out;
+            if let Some(_n) = self
+                .encoder
+                .encode_plain_publish(first, topic, packet_id, &m.payload, out)
+            {
+                return true;
+            }
+        }
+        let mut p = d.publish();
+        p.packet_id = packet_id;
+        p.dup = dup;
+        if !v5 {
+            p.properties = Default::default();
+        } else if expiry.is_some() {
+            p.properties.message_expiry_interval = expiry;
+        }
+        if alias {
+            self.encode_publish(p)
+        } else {
+            self.encoder
+                .encode(&Packet::Publish(p), &mut self.out)
+                .is_ok()
+        }
     }
 
     /// An outbound flow finished: its window slot goes to the next held-back resend, or back
     /// to the router.
     pub(super) fn flow_done(&mut self) {
         while let Some(id) = self.resend_backlog.pop_front() {
-            let publish = matches!(
-                self.outbound_ids
-                    .get(&id)
-                    .and_then(|s| self.outbound.get(s)),
-                Some((_, OutFlow::Publish(_)))
-            );
+            let publish = matches!(self.outbound.get(id), Some(OutFlow::Publish(_)));
             self.resend(id);
             if publish {
                 return; // the freed slot is used again
@@ -48,16 +84,12 @@ impl ServerConnection {
     }
 
     pub(super) fn track(&mut self, id: PacketId, flow: OutFlow) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.outbound.insert(seq, (id, flow));
-        self.outbound_ids.insert(id, seq);
+        self.outbound.push(id, flow);
         self.next_id = id.get();
     }
 
     pub(super) fn untrack(&mut self, id: PacketId) -> Option<OutFlow> {
-        let seq = self.outbound_ids.remove(&id)?;
-        self.outbound.remove(&seq).map(|(_, f)| f)
+        self.outbound.remove(id)
     }
 
     pub(super) fn next_packet_id(&self) -> Option<PacketId> {
@@ -65,7 +97,7 @@ impl ServerConnection {
         for _ in 0..u16::MAX {
             id = if id == u16::MAX { 1 } else { id + 1 };
             let pid = PacketId::new(id)?;
-            if !self.outbound_ids.contains_key(&pid) {
+            if !self.outbound.contains(pid) {
                 return Some(pid);
             }
         }
@@ -80,7 +112,7 @@ impl ServerConnection {
     }
 
     pub(super) fn deliver(&mut self, now: Instant, d: Delivery) {
-        let qos0 = d.publish.qos == QoS::AtMostOnce;
+        let qos0 = d.is_qos0();
         let credit = |c: &mut Self| {
             if !qos0 {
                 c.delivered(&d);
@@ -97,35 +129,31 @@ impl ServerConnection {
         }
         if !self
             .authorizer
-            .can_receive(&self.client_id, self.username.as_ref(), &d.publish.topic)
+            .can_receive(&self.client_id, self.username.as_ref(), &d.message.topic)
         {
             return credit(self);
         }
-        let mut p = d.publish.clone();
+        let mut expiry = None;
         if let Some(at) = d.expires_at {
             // [MQTT-3.3.2-6]: forward the remaining lifetime; drop what has expired.
             let Some(left) = at.checked_duration_since(now).filter(|l| !l.is_zero()) else {
                 return credit(self);
             };
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            p.properties.message_expiry_interval = Some(secs.min(u64::from(u32::MAX)) as u32);
-        }
-        if !self.protocol.is_v5() {
-            p.properties = Default::default();
+            expiry = Some(secs.min(u64::from(u32::MAX)) as u32);
         }
         let id = if qos0 {
             None
         } else {
             // The router's pick is durable with the message; another is taken only when a flow
             // of this connection still uses it.
-            let picked = d.packet_id.filter(|id| !self.outbound_ids.contains_key(id));
+            let picked = d.packet_id.filter(|id| !self.outbound.contains(*id));
             let Some(id) = picked.or_else(|| self.next_packet_id()) else {
                 return credit(self);
             };
-            p.packet_id = Some(id);
             Some(id)
         };
-        if !self.encode_publish(p) {
+        if !self.encode_delivery(&d, id, false, expiry, true) {
             // Larger than the client's maximum packet size: discarded ([MQTT-3.1.2-25]).
             return credit(self);
         }
@@ -168,12 +196,8 @@ impl ServerConnection {
     }
 
     pub(super) fn on_puback(&mut self, a: PubAck) {
-        match self
-            .outbound_ids
-            .get(&a.packet_id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::AtLeastOnce => {
+        match self.outbound.get(a.packet_id) {
+            Some(OutFlow::Publish(d)) if d.qos == QoS::AtLeastOnce => {
                 if let Some(OutFlow::Publish(d)) = self.untrack(a.packet_id) {
                     self.delivered(&d);
                 }
@@ -185,12 +209,8 @@ impl ServerConnection {
 
     pub(super) fn on_pubrec(&mut self, a: PubAck) {
         let id = a.packet_id;
-        match self
-            .outbound_ids
-            .get(&id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Publish(d))) if d.publish.qos == QoS::ExactlyOnce => {
+        match self.outbound.get(id) {
+            Some(OutFlow::Publish(d)) if d.qos == QoS::ExactlyOnce => {
                 let seq = d.stored;
                 if a.reason_code.is_error() {
                     if let Some(OutFlow::Publish(d)) = self.untrack(id) {
@@ -199,12 +219,8 @@ impl ServerConnection {
                     self.flow_done();
                     return;
                 }
-                if let Some(entry) = self
-                    .outbound_ids
-                    .get(&id)
-                    .and_then(|s| self.outbound.get_mut(s))
-                {
-                    entry.1 = OutFlow::Released {
+                if let Some(flow) = self.outbound.get_mut(id) {
+                    *flow = OutFlow::Released {
                         stored: seq.is_some(),
                     };
                 }
@@ -213,7 +229,7 @@ impl ServerConnection {
                 let mail = seq.map(|seq| ToRouter::Received { seq, packet_id: id });
                 self.reply(Packet::PubRel(PubAck::new(id)), mail);
             }
-            Some((_, OutFlow::Released { .. })) => {
+            Some(OutFlow::Released { .. }) => {
                 self.reply(Packet::PubRel(PubAck::new(id)), None);
             }
             _ => {
@@ -239,12 +255,8 @@ impl ServerConnection {
     }
 
     pub(super) fn on_pubcomp(&mut self, a: PubAck) {
-        match self
-            .outbound_ids
-            .get(&a.packet_id)
-            .and_then(|s| self.outbound.get(s))
-        {
-            Some((_, OutFlow::Released { stored })) => {
+        match self.outbound.get(a.packet_id) {
+            Some(OutFlow::Released { stored }) => {
                 if *stored {
                     let packet_id = a.packet_id;
                     self.to_router.push_back(ToRouter::Completed { packet_id });

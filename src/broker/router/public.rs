@@ -8,7 +8,7 @@ use super::super::connection::ServerConnection;
 use super::super::mail::{ConnId, ConnectionMail, RouterMail, ToConnection};
 use super::super::{sys, AllowAll, Authenticator, Authorizer, BrokerConfig, BrokerStats};
 use super::Router;
-use crate::types::{ByteStr, QoS, ReasonCode};
+use crate::types::{ByteStr, ReasonCode};
 
 impl Router {
     /// A router that lets everyone in and allows everything (see [`Router::with_auth`]).
@@ -74,7 +74,7 @@ impl Router {
             self.sent = self.sent.saturating_sub(1); // counted when released, never sent
         }
         match mail.mail {
-            ToConnection::Deliver(d) if d.publish.qos != QoS::AtMostOnce => {
+            ToConnection::Deliver(d) if !d.is_qos0() => {
                 s.inflight = s.inflight.saturating_sub(1);
                 s.put_back(d);
             }

@@ -2,6 +2,7 @@
 //! change to what is persisted (see [`crate::store`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::mail::{ConnId, Delivery, OutFlow, ToConnection};
@@ -91,7 +92,8 @@ impl Router {
                 continue;
             }
             let topic = publish.topic.clone();
-            self.retained.insert(&topic, Retained { publish, at: now });
+            let message = Arc::new(publish);
+            self.retained.insert(&topic, Retained { message, at: now });
             done.retained += 1;
         }
         for s in snapshot.sessions {
@@ -190,10 +192,10 @@ impl Router {
             }
             s.queued_qos0 += usize::from(q.publish.qos == QoS::AtMostOnce);
             s.queue.push_back(Delivery {
-                publish: q.publish,
                 expires_at,
                 stored: Some(q.seq),
                 packet_id: q.packet_id,
+                ..Delivery::of(q.publish)
             });
             done.queued += 1;
         }
@@ -214,7 +216,7 @@ impl Router {
             return;
         }
         let online = s.conn.is_some();
-        let wanted = |d: &Delivery| !(online && d.publish.qos == QoS::AtMostOnce);
+        let wanted = |d: &Delivery| !(online && d.is_qos0());
         let Some(first) = s.queue.iter().position(|d| wanted(d) && d.stored.is_none()) else {
             return;
         };
@@ -243,7 +245,7 @@ impl Router {
         let online = s.conn.is_some();
         let wall = log.wall(now);
         if let Some(d) = s.queue.back_mut() {
-            if d.stored.is_none() && !(online && d.publish.qos == QoS::AtMostOnce) {
+            if d.stored.is_none() && !(online && d.is_qos0()) {
                 store_delivery(log, &s.client_id, &mut s.last_packet_id, d, now, wall);
             }
         }
@@ -417,7 +419,7 @@ fn store_delivery(
     let seq = log.next_seq;
     log.next_seq += 1;
     d.stored = Some(seq);
-    if d.publish.qos != QoS::AtMostOnce && d.packet_id.is_none() {
+    if !d.is_qos0() && d.packet_id.is_none() {
         *last_packet_id = last_packet_id.checked_add(1).unwrap_or(1);
         d.packet_id = PacketId::new(*last_packet_id);
     }
@@ -428,7 +430,7 @@ fn store_delivery(
     log.ops.push_back(StoreOp::Enqueue(QueuedRecord {
         client_id: client_id.clone(),
         seq,
-        publish: d.publish.clone(),
+        publish: d.publish(),
         packet_id: d.packet_id,
         stored_at: wall,
         expires_at,
