@@ -102,8 +102,8 @@ mod tests {
     fn sequential_keys_fill_distinct_buckets() {
         // The low bits pick a bucket: 1024 sequential ids land in 1024 distinct buckets of a
         // 1024-bucket table, and the top 7 bits (the table's tag) are not all alike.
-        let mut buckets = std::collections::HashSet::new();
-        let mut tags = std::collections::HashSet::new();
+        let mut buckets = HashSet::new();
+        let mut tags = HashSet::new();
         for i in 0u64..1024 {
             let h = hash(i);
             buckets.insert(h & 1023);
