@@ -41,7 +41,7 @@ pub use unsubscribe::Unsubscribe;
 use primitives::{read_var_int, var_int_len, Counter, Reader, Sink, VarIntError};
 use properties::Properties;
 
-use crate::types::{PacketId, ProtocolVersion};
+use crate::types::{PacketId, ProtocolVersion, ReasonCode};
 
 /// The largest packet the protocol can express: 1 header byte, 4 length bytes, 268,435,455.
 pub const MAX_PACKET_SIZE: u32 = 1 + 4 + MAX_VAR_INT;
@@ -344,6 +344,22 @@ impl Decoder {
         if t == PacketType::Publish {
             return Publish::decode_from(buf, total, header, v, flags);
         }
+        if total == 4 {
+            // The usual PUBACK / PUBREC / PUBREL / PUBCOMP: a packet identifier alone (a
+            // zero one takes the general path, which refuses it).
+            let id = PacketId::new(u16::from_be_bytes([buf[2], buf[3]]));
+            let ack = |id| match t {
+                PacketType::PubAck => Some(Packet::PubAck(PubAck::new(id))),
+                PacketType::PubRec => Some(Packet::PubRec(PubAck::new(id))),
+                PacketType::PubRel => Some(Packet::PubRel(PubAck::new(id))),
+                PacketType::PubComp => Some(Packet::PubComp(PubAck::new(id))),
+                _ => None,
+            };
+            if let Some(packet) = id.and_then(ack) {
+                bytes::Buf::advance(buf, 4);
+                return Ok(Some(packet));
+            }
+        }
         self.decode_other(buf, t, header, total, flags).map(Some)
     }
 
@@ -440,6 +456,16 @@ impl Encoder {
     pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, EncodeError> {
         match packet {
             Packet::Publish(p) => self.encode_publish(p, buf),
+            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a)
+                if a.reason_code == ReasonCode::Success
+                    && a.properties.is_empty()
+                    && self.max_packet_size >= 4 =>
+            {
+                // The usual acknowledgement: a packet identifier alone, in every version.
+                let [hi, lo] = a.packet_id.get().to_be_bytes();
+                buf.extend_from_slice(&[packet.first_byte(), 2, hi, lo]);
+                Ok(4)
+            }
             _ => self.encode_other(packet, buf),
         }
     }
