@@ -632,7 +632,7 @@ impl ServerConnection {
                 }
                 let ack = Packet::PubAck(self.ack(id, code));
                 let mail = if allowed {
-                    ToRouter::Publish(p)
+                    ToRouter::Publish(Arc::new(p))
                 } else {
                     ToRouter::Hold
                 };
@@ -651,7 +651,7 @@ impl ServerConnection {
                 let rec = Packet::PubRec(self.ack(id, code));
                 let mail = if allowed {
                     self.incoming_qos2.insert(id);
-                    ToRouter::Publish(p)
+                    ToRouter::Publish(Arc::new(p))
                 } else {
                     ToRouter::Hold
                 };
@@ -659,7 +659,7 @@ impl ServerConnection {
             }
             _ => {
                 if allowed {
-                    self.to_router.push_back(ToRouter::Publish(p));
+                    self.to_router.push_back(ToRouter::Publish(Arc::new(p)));
                 }
             }
         }

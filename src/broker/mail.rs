@@ -162,10 +162,13 @@ impl ConnectionMail {
 /// Connection to router.
 #[derive(Debug, Clone)]
 pub(crate) enum ToRouter {
-    Connect(ConnectRequest),
+    /// Boxed: rare, and large with a will.
+    Connect(Box<ConnectRequest>),
     /// A PUBLISH from the client, authorized, alias resolved; at QoS 1/2 the connection
-    /// holds its PUBACK / PUBREC until [`ToConnection::SendHeld`].
-    Publish(Publish),
+    /// holds its PUBACK / PUBREC until [`ToConnection::SendHeld`]. Shared already: the router
+    /// hands it to every subscriber as it is, so the allocation is the one it needs anyway,
+    /// and the mail stays small.
+    Publish(Arc<Publish>),
     /// SUBSCRIBE, with the connection's verdict per filter (`Some` refuses it with that code).
     Subscribe {
         packet_id: PacketId,
@@ -180,25 +183,16 @@ pub(crate) enum ToRouter {
     Credit,
     /// The flow of a stored message ended (PUBACK, a PUBREC with an error, or dropped): the
     /// store no longer needs it.
-    Delivered {
-        seq: u64,
-    },
+    Delivered { seq: u64 },
     /// A PUBREC for a stored outbound QoS 2 message: the store keeps the released flow
     /// instead of the message. With durable acks the connection holds its PUBREL for the
     /// ticket this logs.
-    Received {
-        seq: u64,
-        packet_id: PacketId,
-    },
+    Received { seq: u64, packet_id: PacketId },
     /// A PUBCOMP for a stored released flow.
-    Completed {
-        packet_id: PacketId,
-    },
+    Completed { packet_id: PacketId },
     /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
     /// PUBCOMP for the ticket this logs.
-    Released {
-        packet_id: PacketId,
-    },
+    Released { packet_id: PacketId },
     /// A delivery that reached the connection after it closed, never sent: it goes back to
     /// the session (right after the connection's `Closed`).
     Returned(Delivery),
@@ -251,4 +245,23 @@ pub(crate) enum ToConnection {
     Refused(ReasonCode),
     /// Close with this reason (session taken over, server shutting down).
     Disconnect(ReasonCode),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_stays_a_few_words() {
+        // Every delivery moves through a session queue, the outbox, a batch, the connection's
+        // post and its flows: the message is shared, what moves is small.
+        assert!(size_of::<Delivery>() <= 64, "{}", size_of::<Delivery>());
+        assert!(
+            size_of::<ToConnection>() <= 64,
+            "{}",
+            size_of::<ToConnection>()
+        );
+        assert!(size_of::<ToRouter>() <= 72, "{}", size_of::<ToRouter>());
+        assert!(size_of::<OutFlow>() <= 64, "{}", size_of::<OutFlow>());
+    }
 }

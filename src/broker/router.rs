@@ -302,7 +302,7 @@ impl Router {
             ToRouter::Gone => {
                 self.conns.remove(&conn);
             }
-            ToRouter::Connect(req) => self.connect(now, conn, req),
+            ToRouter::Connect(req) => self.connect(now, conn, *req),
             ToRouter::Publish(p) => {
                 self.received += 1;
                 let from = self.online.get(&conn).copied();
@@ -581,21 +581,31 @@ impl Router {
         p.properties.response_topic = wp.response_topic;
         p.properties.correlation_data = wp.correlation_data;
         p.properties.user_properties = wp.user_properties;
-        self.route(now, p, None);
+        self.route(now, Arc::new(p), None);
     }
 
     /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
-    fn route(&mut self, now: Instant, publish: Publish, from: Option<SessionId>) {
+    fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) {
         let expires_at = expiry(&publish, now);
         let qos = publish.qos;
         let retain = publish.retain;
-        // One shared copy for every subscriber (and the retained store).
+        // One shared copy for every subscriber (and the retained store), as routed: what
+        // belongs to the publisher's connection cleared (the mail's is not shared yet, so this
+        // changes it in place).
         let mut message = publish;
-        message.dup = false;
-        message.packet_id = None;
-        message.properties.topic_alias = None;
-        message.properties.subscription_identifiers = Vec::new();
-        let message = Arc::new(message);
+        let routed = |p: &Publish| {
+            !p.dup
+                && p.packet_id.is_none()
+                && p.properties.topic_alias.is_none()
+                && p.properties.subscription_identifiers.is_empty()
+        };
+        if !routed(&message) {
+            let m = Arc::make_mut(&mut message);
+            m.dup = false;
+            m.packet_id = None;
+            m.properties.topic_alias = None;
+            m.properties.subscription_identifiers = Vec::new();
+        }
         if retain {
             if message.payload.is_empty() {
                 // [MQTT-3.3.1-6]: an empty retained message clears the topic.

@@ -280,14 +280,15 @@ impl ServerConnection {
             self.alias_out_max = client_max.min(self.config.outbound_topic_aliases);
         }
         self.state = State::Connecting;
-        self.to_router.push_back(ToRouter::Connect(ConnectRequest {
-            client_id: self.client_id.clone(),
-            protocol: c.protocol,
-            clean_start: c.clean_start,
-            session_expiry,
-            will: c.will,
-            window,
-        }));
+        self.to_router
+            .push_back(ToRouter::Connect(Box::new(ConnectRequest {
+                client_id: self.client_id.clone(),
+                protocol: c.protocol,
+                clean_start: c.clean_start,
+                session_expiry,
+                will: c.will,
+                window,
+            })));
     }
 
     /// The router refused the session (too many connections).

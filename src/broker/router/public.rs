@@ -118,7 +118,7 @@ impl Router {
             let uptime = self.started.map_or(Duration::ZERO, |s| now - s);
             let stats = self.stats();
             for p in sys::messages(&stats, uptime) {
-                self.route(now, p, None);
+                self.route(now, Arc::new(p), None);
             }
             self.next_sys = self.config.sys_interval.map(|i| now + i);
         }
