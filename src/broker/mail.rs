@@ -179,8 +179,9 @@ pub(crate) enum ToRouter {
         packet_id: PacketId,
         filters: Vec<TopicFilter>,
     },
-    /// One outbound QoS 1/2 flow finished (or was dropped): the window has room for one more.
-    Credit,
+    /// Outbound QoS 1/2 flows finished (or were dropped): the window has room for this many
+    /// more. Consecutive credits travel as one mail.
+    Credit(u32),
     /// The flow of a stored message ended (PUBACK, a PUBREC with an error, or dropped): the
     /// store no longer needs it.
     Delivered { seq: u64 },

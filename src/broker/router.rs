@@ -205,6 +205,8 @@ pub struct Router {
     /// a QoS 2 message on PUBLISH must never see one the store may forget, or it could get
     /// it again under another packet identifier after a crash.
     parked: VecDeque<(ConnId, SessionId, Delivery)>,
+    /// The plain matches of the message being routed (kept to reuse its allocation).
+    matches: Vec<(SessionId, Subscription)>,
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
     /// queue, and the first online session whose queue it took over the limit.
     routing: Option<Option<SessionId>>,
@@ -252,6 +254,7 @@ impl Router {
             last_closed: None,
             parked: VecDeque::new(),
             routing: None,
+            matches: Vec::new(),
         }
     }
 
@@ -358,10 +361,10 @@ impl Router {
             ToRouter::Unsubscribe { packet_id, filters } => {
                 self.unsubscribe(conn, packet_id, filters)
             }
-            ToRouter::Credit => {
+            ToRouter::Credit(n) => {
                 if let Some(&sid) = self.online.get(&conn) {
                     if let Some(s) = self.sessions.get_mut(&sid) {
-                        s.inflight = s.inflight.saturating_sub(1);
+                        s.inflight = s.inflight.saturating_sub(n as usize);
                     }
                     self.release(now, sid);
                 }
@@ -624,7 +627,9 @@ impl Router {
         // Plain matches, then one delivery per session ([MQTT-3.3.4-2]): sorted by session, each
         // run merged into the highest QoS, retain-as-published if any asks, and every
         // subscription identifier. Sorting keeps this O(m log m) at any fan-out.
-        let mut plain: Vec<(SessionId, Subscription)> = Vec::new();
+        // The matches go into a buffer kept between routes (no allocation per message).
+        let mut plain = std::mem::take(&mut self.matches);
+        plain.clear();
         let mut shared: Vec<(Box<str>, Members)> = Vec::new();
         self.tree
             .for_each_match(message.topic.as_bytes(), |m| match m {
@@ -651,6 +656,8 @@ impl Router {
             let d = delivery(&message, qos.min(max_qos), retain && rap, ids, expires_at);
             self.enqueue(now, sid, d);
         }
+        plain.clear();
+        self.matches = plain;
         for (group, members) in shared {
             // Round-robin over the group's members that are online, else any member.
             let online: Vec<&(SessionId, Subscription)> = members
@@ -783,7 +790,7 @@ impl Router {
         }
         let max_msgs = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;
-        if s.queue.len() < max_msgs && s.queued_bytes < max_bytes {
+        if !s.waiting.is_empty() && s.queue.len() < max_msgs && s.queued_bytes < max_bytes {
             self.wake_publishers(sid);
         }
     }

@@ -80,7 +80,16 @@ impl ServerConnection {
                 return; // the freed slot is used again
             }
         }
-        self.to_router.push_back(ToRouter::Credit);
+        self.credit();
+    }
+
+    /// One more slot of the window is free: told to the router, in the credit mail queued
+    /// last if there is one (so a read full of PUBACKs makes one mail).
+    pub(super) fn credit(&mut self) {
+        match self.to_router.back_mut() {
+            Some(ToRouter::Credit(n)) => *n += 1,
+            _ => self.to_router.push_back(ToRouter::Credit(1)),
+        }
     }
 
     pub(super) fn track(&mut self, id: PacketId, flow: OutFlow) {
@@ -116,7 +125,7 @@ impl ServerConnection {
         let credit = |c: &mut Self| {
             if !qos0 {
                 c.delivered(&d);
-                c.to_router.push_back(ToRouter::Credit);
+                c.credit();
             }
         };
         if self.state != State::Connected {
