@@ -82,14 +82,16 @@ struct Session {
     conn: Option<ConnId>,
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
     expiry: u32,
-    subscriptions: HashMap<TopicFilter, Subscription>,
+    /// Ordered, and without a hasher's keys in every session.
+    subscriptions: BTreeMap<TopicFilter, Subscription>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     /// QoS 1/2 deliveries the connection holds unfinished.
     inflight: usize,
     window: usize,
     handover: Handover,
-    will: Option<Will>,
+    /// Boxed: most sessions have none, and a will is large.
+    will: Option<Box<Will>>,
     /// Bumped whenever a timer of this session must no longer fire.
     generation: u64,
     dropped: u64,
@@ -131,7 +133,7 @@ impl Session {
             protocol,
             conn: None,
             expiry: 0,
-            subscriptions: HashMap::new(),
+            subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: 0,
@@ -435,7 +437,7 @@ impl Router {
         // of this session stop counting.
         s.generation += 1;
         s.stalled = false;
-        s.will = req.will;
+        s.will = req.will.map(Box::new);
         s.protocol = req.protocol;
         s.expiry = req.session_expiry;
         s.conn = Some(conn);
@@ -573,7 +575,8 @@ impl Router {
         }
     }
 
-    fn publish_will(&mut self, now: Instant, w: Will) {
+    fn publish_will(&mut self, now: Instant, w: Box<Will>) {
+        let w = *w;
         let mut p = Publish::new(w.topic, w.payload);
         p.qos = w.qos.min(self.config.maximum_qos);
         p.retain = w.retain && self.config.retain_available;
@@ -900,5 +903,16 @@ impl Router {
         self.outbox
             .push_back((conn, ToConnection::UnsubAck { packet_id, codes }));
         self.persist_session(sid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_session_stays_small() {
+        // One per client, online or not (10k idle connections hold 10k of them): rare parts
+        // such as the will are boxed.
+        let size = size_of::<super::Session>();
+        assert!(size <= 288, "Session is {size} bytes");
     }
 }

@@ -1,7 +1,7 @@
 //! The router's side of persistence: restoring from a store's snapshot and logging every
 //! change to what is persisted (see [`crate::store`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -300,7 +300,7 @@ impl Router {
     fn restore_session(&mut self, now: Instant, wall: u64, age: u64, r: SessionRecord) {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
-        let mut subscriptions = HashMap::with_capacity(r.subscriptions.len());
+        let mut subscriptions = BTreeMap::new();
         for s in r.subscriptions {
             let sub = Subscription {
                 options: s.options,
@@ -329,7 +329,7 @@ impl Router {
             // then, or from when the connection ended.
             let left = u64::from(w.delay).saturating_sub(age);
             if let Some(s) = self.sessions.get_mut(&sid) {
-                s.will = Some(will_of(w));
+                s.will = Some(Box::new(will_of(w)));
             }
             self.set_timer(now + Duration::from_secs(left), Timer::Will(sid, 0));
         }
@@ -394,7 +394,7 @@ impl Router {
             expiry: s.expiry,
             disconnected_at: s.disconnected_at,
             subscriptions,
-            will: s.will.as_ref().map(stored_will),
+            will: s.will.as_deref().map(stored_will),
         }));
     }
 }
