@@ -84,9 +84,82 @@ impl Slot {
     }
 }
 
+/// The literal children of a node: a short list scanned in order while there are few (the
+/// usual case: comparing a few short levels costs less than hashing one), a map beyond
+/// [`FEW_CHILDREN`] (SipHash: the levels come from clients).
+#[derive(Debug)]
+enum Children {
+    Few(Vec<(Box<[u8]>, Node)>),
+    Many(HashMap<Box<[u8]>, Node>),
+}
+
+/// The most children a node keeps in a list.
+const FEW_CHILDREN: usize = 8;
+
+impl Default for Children {
+    fn default() -> Children {
+        Children::Few(Vec::new())
+    }
+}
+
+impl Children {
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(v) => v.is_empty(),
+            Children::Many(m) => m.is_empty(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, level: &[u8]) -> Option<&Node> {
+        match self {
+            Children::Few(v) => v.iter().find(|(l, _)| **l == *level).map(|(_, n)| n),
+            Children::Many(m) => m.get(level),
+        }
+    }
+
+    fn get_mut(&mut self, level: &[u8]) -> Option<&mut Node> {
+        match self {
+            Children::Few(v) => v.iter_mut().find(|(l, _)| **l == *level).map(|(_, n)| n),
+            Children::Many(m) => m.get_mut(level),
+        }
+    }
+
+    /// The child for `level`, added empty if missing.
+    fn entry(&mut self, level: &[u8]) -> &mut Node {
+        if let Children::Few(v) = self {
+            if v.len() >= FEW_CHILDREN && !v.iter().any(|(l, _)| **l == *level) {
+                *self = Children::Many(std::mem::take(v).into_iter().collect());
+            }
+        }
+        match self {
+            Children::Few(v) => {
+                let i = match v.iter().position(|(l, _)| **l == *level) {
+                    Some(i) => i,
+                    None => {
+                        v.push((level.into(), Node::default()));
+                        v.len() - 1
+                    }
+                };
+                &mut v[i].1
+            }
+            Children::Many(m) => m.entry(level.into()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, level: &[u8]) {
+        match self {
+            Children::Few(v) => v.retain(|(l, _)| **l != *level),
+            Children::Many(m) => {
+                m.remove(level);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<[u8]>, Node>,
+    children: Children,
     plus: Option<Box<Node>>,
     /// Filters ending at this node.
     exact: Slot,
@@ -168,7 +241,7 @@ impl SubscriptionTree {
             node = if level == "+" {
                 node.plus.get_or_insert_with(Box::default)
             } else {
-                node.children.entry(level.as_bytes().into()).or_default()
+                node.children.entry(level.as_bytes())
             };
         }
         let slot = if to_hash {
@@ -312,6 +385,30 @@ mod tests {
         });
         out.sort();
         out
+    }
+
+    #[test]
+    fn many_siblings_match_the_same_as_few() {
+        // Past FEW_CHILDREN siblings a node's children move from a list to a map.
+        let mut t = SubscriptionTree::new();
+        let n = FEW_CHILDREN as u64 * 3;
+        for i in 0..n {
+            let f = TopicFilter::new(&format!("s/{i}/t")).unwrap();
+            t.insert(&f, SessionId(i), sub(QoS::AtMostOnce));
+        }
+        for i in 0..n {
+            assert_eq!(matches(&t, &format!("s/{i}/t")), vec![(i, None)]);
+        }
+        assert!(matches(&t, &format!("s/{n}/t")).is_empty());
+        for i in (0..n).step_by(2) {
+            let f = TopicFilter::new(&format!("s/{i}/t")).unwrap();
+            assert!(t.remove(&f, SessionId(i)).is_some());
+        }
+        for i in 0..n {
+            let want = if i % 2 == 0 { vec![] } else { vec![(i, None)] };
+            assert_eq!(matches(&t, &format!("s/{i}/t")), want, "s/{i}/t");
+        }
+        assert_eq!(t.len(), (n / 2) as usize);
     }
 
     #[test]
