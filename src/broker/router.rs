@@ -184,7 +184,8 @@ pub struct Router {
     tree: SubscriptionTree,
     retained: RetainedStore<Retained>,
     by_client: HashMap<ByteStr, SessionId>,
-    sessions: IdMap<SessionId, Session>,
+    /// Boxed: the map's buckets stay small (a table keeps up to twice the slots it uses).
+    sessions: IdMap<SessionId, Box<Session>>,
     online: IdMap<ConnId, SessionId>,
     /// A CONNECT waiting for the session's previous connection to hand it over.
     takeovers: IdMap<SessionId, (ConnId, ConnectRequest)>,
@@ -425,7 +426,7 @@ impl Router {
                 let sid = SessionId(self.next_session);
                 self.next_session += 1;
                 self.sessions
-                    .insert(sid, Session::new(req.client_id.clone(), req.protocol));
+                    .insert(sid, Box::new(Session::new(req.client_id.clone(), req.protocol)));
                 self.by_client.insert(req.client_id.clone(), sid);
                 sid
             }

@@ -312,13 +312,13 @@ impl Router {
         self.by_client.insert(r.client_id.clone(), sid);
         self.sessions.insert(
             sid,
-            Session {
+            Box::new(Session {
                 expiry: r.expiry,
                 subscriptions,
                 persisted: true,
                 disconnected_at: Some(r.disconnected_at.unwrap_or(wall)),
                 ..Session::new(r.client_id, r.protocol)
-            },
+            }),
         );
         if r.expiry != u32::MAX {
             let left = u64::from(r.expiry) - age;
