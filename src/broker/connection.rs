@@ -120,7 +120,7 @@ pub struct ServerConnection {
     /// the message is routed, durable with a store, and its subscribers' queues have room),
     /// and with `hold_flows` every PUBREL and PUBCOMP. At most `u16::MAX` PUBACKs and as many
     /// QoS 2 flows as the receive maximum.
-    held: VecDeque<Packet>,
+    held: VecDeque<HeldAck>,
     /// Held PUBACKs: inbound QoS 1 messages not acknowledged yet (they count against the
     /// receive maximum, with the QoS 2 ones).
     held_pubacks: usize,
@@ -363,12 +363,12 @@ impl ServerConnection {
                 self.accepted(now, session_present, handover)
             }
             ToConnection::SendHeld => {
-                if let Some(packet) = self.held.pop_front() {
-                    if matches!(packet, Packet::PubAck(_)) {
+                if let Some(held) = self.held.pop_front() {
+                    if held.kind == AckKind::PubAck {
                         self.held_pubacks -= 1;
                     }
                     if self.state == State::Connected {
-                        self.send(&packet);
+                        self.send(&held.into_packet());
                     }
                 }
             }
@@ -697,19 +697,21 @@ impl ServerConnection {
     /// [`ToRouter::Hold`]).
     fn reply(&mut self, packet: Packet, mail: Option<ToRouter>) {
         let held = match packet {
-            Packet::PubAck(_) | Packet::PubRec(_) => true,
-            _ => self.hold_flows,
-        };
-        if held {
-            if matches!(packet, Packet::PubAck(_)) {
-                self.held_pubacks += 1;
+            Packet::PubAck(a) => HeldAck::new(AckKind::PubAck, a),
+            Packet::PubRec(a) => HeldAck::new(AckKind::PubRec, a),
+            Packet::PubRel(a) if self.hold_flows => HeldAck::new(AckKind::PubRel, a),
+            Packet::PubComp(a) if self.hold_flows => HeldAck::new(AckKind::PubComp, a),
+            packet => {
+                self.to_router.extend(mail);
+                self.send(&packet);
+                return;
             }
-            self.held.push_back(packet);
-            self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
-        } else {
-            self.to_router.extend(mail);
-            self.send(&packet);
+        };
+        if held.kind == AckKind::PubAck {
+            self.held_pubacks += 1;
         }
+        self.held.push_back(held);
+        self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
     }
 
     /// A PUBACK or PUBREC with `code`, and a reason string when it is an error.
@@ -799,6 +801,38 @@ impl ServerConnection {
             .is_error()
             .then_some(ConnectionError::Disconnected(d.reason_code));
         self.close(Initiator::Remote, d.reason_code, error, None, will);
+    }
+}
+
+/// Which acknowledgement a [`HeldAck`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckKind {
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+}
+
+/// An acknowledgement waiting for the router's word: its kind and the acknowledgement
+/// itself, a quarter of a [`Packet`] (one waits per QoS 1/2 message in flight).
+#[derive(Debug)]
+struct HeldAck {
+    kind: AckKind,
+    ack: PubAck,
+}
+
+impl HeldAck {
+    fn new(kind: AckKind, ack: PubAck) -> HeldAck {
+        HeldAck { kind, ack }
+    }
+
+    fn into_packet(self) -> Packet {
+        match self.kind {
+            AckKind::PubAck => Packet::PubAck(self.ack),
+            AckKind::PubRec => Packet::PubRec(self.ack),
+            AckKind::PubRel => Packet::PubRel(self.ack),
+            AckKind::PubComp => Packet::PubComp(self.ack),
+        }
     }
 }
 

@@ -287,15 +287,17 @@ impl Broker {
     /// Relays mail between connections and the router until both are quiet, then collects
     /// what the touched connections want to send and report.
     fn pump(&mut self, now: Instant) {
+        let mut drained = Vec::new();
         loop {
             let mut moved = false;
-            let dirty: Vec<ConnId> = self.dirty.iter().copied().collect();
-            for id in dirty {
-                while let Some(mail) = self
-                    .conns
-                    .get_mut(&id)
-                    .and_then(ServerConnection::poll_router)
-                {
+            // In order of identifier, as every round before: each touched connection's mail.
+            drained.clear();
+            drained.extend(self.dirty.iter().copied());
+            for &id in &drained {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                while let Some(mail) = c.poll_router() {
                     self.router.handle_mail(now, mail);
                     moved = true;
                 }

@@ -425,8 +425,10 @@ impl Router {
             None => {
                 let sid = SessionId(self.next_session);
                 self.next_session += 1;
-                self.sessions
-                    .insert(sid, Box::new(Session::new(req.client_id.clone(), req.protocol)));
+                self.sessions.insert(
+                    sid,
+                    Box::new(Session::new(req.client_id.clone(), req.protocol)),
+                );
                 self.by_client.insert(req.client_id.clone(), sid);
                 sid
             }
