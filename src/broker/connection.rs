@@ -90,6 +90,10 @@ pub struct ServerConnection {
     outbound: flows::OutFlows,
     /// The client's receive maximum (MQTT 5) or the configured window (3.1.x).
     window: usize,
+    /// Deliveries the router released ahead of the window (see [`super::mail::prefetch`]), in
+    /// order: each goes out as soon as a flow ends, without waiting for the router. Handed
+    /// back to the router when the connection closes.
+    pending: VecDeque<super::mail::Delivery>,
     /// Handed-over flows not resent yet because the window was full, in order.
     resend_backlog: VecDeque<PacketId>,
     next_id: u16,
@@ -171,6 +175,7 @@ impl ServerConnection {
             aliases_in: IdMap::default(),
             outbound: flows::OutFlows::default(),
             window: 1,
+            pending: VecDeque::new(),
             resend_backlog: VecDeque::new(),
             next_id: 0,
             will_on_close: true,
@@ -513,6 +518,12 @@ impl ServerConnection {
                 session_expiry: self.session_expiry_update,
                 handover,
             });
+            // Released ahead and never sent: back to the session, right behind `Closed`.
+            for d in std::mem::take(&mut self.pending) {
+                if !d.is_qos0() {
+                    self.to_router.push_back(ToRouter::Returned(d));
+                }
+            }
         }
         self.events.push_back(ConnEvent::Closed(CloseReason {
             initiator,
@@ -546,10 +557,10 @@ impl ServerConnection {
             (State::Connecting, _) => self.protocol_error("packet before connack"),
             (_, Packet::Connect(_)) => self.protocol_error("second connect"), // [MQTT-3.1.0-2]
             (_, Packet::Publish(p)) => self.on_publish(p),
-            (_, Packet::PubAck(a)) => self.on_puback(a),
-            (_, Packet::PubRec(a)) => self.on_pubrec(a),
+            (_, Packet::PubAck(a)) => self.on_puback(now, a),
+            (_, Packet::PubRec(a)) => self.on_pubrec(now, a),
             (_, Packet::PubRel(a)) => self.on_pubrel(a),
-            (_, Packet::PubComp(a)) => self.on_pubcomp(a),
+            (_, Packet::PubComp(a)) => self.on_pubcomp(now, a),
             (_, Packet::Subscribe(s)) => self.on_subscribe(s),
             (_, Packet::Unsubscribe(u)) => self.on_unsubscribe(u),
             (_, Packet::PingReq) => {

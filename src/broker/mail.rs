@@ -83,6 +83,18 @@ impl Delivery {
     }
 }
 
+/// The most QoS 1/2 deliveries the router releases to a connection beyond its in-flight
+/// window.
+pub(crate) const MAX_PREFETCH: usize = 128;
+
+/// How many QoS 1/2 deliveries the router may release to a connection beyond its in-flight
+/// `window` (as many again, at most [`MAX_PREFETCH`]): they wait in the connection, which
+/// sends the next one as soon as a flow ends instead of waiting a round trip through the
+/// router for it. Its credit still goes to the router, which tops the prefetch up.
+pub(crate) fn prefetch(window: usize) -> usize {
+    window.min(MAX_PREFETCH)
+}
+
 /// An outbound QoS 1/2 flow not yet finished.
 ///
 /// Kept unboxed on purpose: boxing the delivery would cost an allocation per outbound QoS 1/2

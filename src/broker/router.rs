@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
-use super::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRouter};
+use super::mail::{prefetch, ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRouter};
 use super::retained::RetainedStore;
 use super::tree::{Match, SessionId, Subscription, SubscriptionTree};
 use crate::codec::{Publish, RetainHandling, Will};
@@ -124,6 +124,12 @@ impl Session {
         let at = self.returned.min(self.queue.len());
         self.queue.insert(at, d);
         self.returned = at + 1;
+    }
+
+    /// Messages waiting to be sent: queued here, or released ahead of the window and waiting
+    /// in the connection (see `prefetch`), which count against `max_queued_messages` alike.
+    fn waiting_len(&self) -> usize {
+        self.queue.len() + self.inflight.saturating_sub(self.window)
     }
 
     /// A session with nothing in it yet: offline, no expiry, no subscriptions, not stored.
@@ -706,7 +712,7 @@ impl Router {
         }
         let size = d.payload_len();
         let over = |s: &Session, n: usize| {
-            s.queue.len() >= max_msgs.saturating_mul(n)
+            s.waiting_len() >= max_msgs.saturating_mul(n)
                 || s.queued_bytes + size > max_bytes.saturating_mul(n)
         };
         // A client's QoS 1/2 PUBLISH to an online session with a full queue is queued anyway
@@ -758,9 +764,11 @@ impl Router {
         if s.stalled || self.takeovers.contains_key(&sid) {
             return;
         }
+        // The window, and as much again that waits in the connection (see `prefetch`).
+        let limit = s.window + prefetch(s.window);
         while let Some(front) = s.queue.front() {
             let qos0 = front.is_qos0();
-            if !qos0 && s.inflight >= s.window {
+            if !qos0 && s.inflight >= limit {
                 break;
             }
             let Some(mut d) = s.queue.pop_front() else {
@@ -796,7 +804,7 @@ impl Router {
         }
         let max_msgs = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;
-        if !s.waiting.is_empty() && s.queue.len() < max_msgs && s.queued_bytes < max_bytes {
+        if !s.waiting.is_empty() && s.waiting_len() < max_msgs && s.queued_bytes < max_bytes {
             self.wake_publishers(sid);
         }
     }

@@ -23,6 +23,11 @@ pub(crate) struct OutFlows {
 }
 
 impl OutFlows {
+    /// Open flows.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
     /// Whether `id` is in use by an open flow.
     pub(crate) fn contains(&self, id: PacketId) -> bool {
         self.ids.contains_key(&id)

@@ -72,7 +72,7 @@ impl ServerConnection {
 
     /// An outbound flow finished: its window slot goes to the next held-back resend, or back
     /// to the router.
-    pub(super) fn flow_done(&mut self) {
+    pub(super) fn flow_done(&mut self, now: Instant) {
         while let Some(id) = self.resend_backlog.pop_front() {
             let publish = matches!(self.outbound.get(id), Some(OutFlow::Publish(_)));
             self.resend(id);
@@ -81,6 +81,7 @@ impl ServerConnection {
             }
         }
         self.credit();
+        self.send_pending(now);
     }
 
     /// One more slot of the window is free: told to the router, in the credit mail queued
@@ -120,7 +121,46 @@ impl ServerConnection {
         }
     }
 
+    /// A delivery from the router: sent now if the window has room and nothing released
+    /// before it waits, else it waits its turn.
     pub(super) fn deliver(&mut self, now: Instant, d: Delivery) {
+        if self.state != State::Connected {
+            // Too late to send: a QoS 1/2 message goes back to the session (and stays in the
+            // store, if stored).
+            if !d.is_qos0() {
+                self.to_router.push_back(ToRouter::Returned(d));
+            }
+            return;
+        }
+        if self.pending.is_empty() && self.has_room(&d) {
+            return self.send_delivery(now, d);
+        }
+        self.pending.push_back(d);
+        self.send_pending(now);
+    }
+
+    /// Whether `d` may go out now: QoS 0 always, QoS 1/2 within the window and behind the
+    /// handed-over flows still to resend.
+    fn has_room(&self, d: &Delivery) -> bool {
+        d.is_qos0() || (self.outbound.len() < self.window && self.resend_backlog.is_empty())
+    }
+
+    /// Sends the waiting deliveries, in order, while the window has room.
+    pub(super) fn send_pending(&mut self, now: Instant) {
+        while let Some(d) = self.pending.front() {
+            if !self.has_room(d) {
+                break;
+            }
+            if let Some(d) = self.pending.pop_front() {
+                self.send_delivery(now, d);
+            }
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 64 {
+            self.pending = std::collections::VecDeque::new();
+        }
+    }
+
+    fn send_delivery(&mut self, now: Instant, d: Delivery) {
         let qos0 = d.is_qos0();
         let credit = |c: &mut Self| {
             if !qos0 {
@@ -128,14 +168,6 @@ impl ServerConnection {
                 c.credit();
             }
         };
-        if self.state != State::Connected {
-            // Too late to send: a QoS 1/2 message goes back to the session (and stays in the
-            // store, if stored).
-            if !qos0 {
-                self.to_router.push_back(ToRouter::Returned(d));
-            }
-            return;
-        }
         if !self
             .authorizer
             .can_receive(&self.client_id, self.username.as_ref(), &d.message.topic)
@@ -204,19 +236,19 @@ impl ServerConnection {
         true
     }
 
-    pub(super) fn on_puback(&mut self, a: PubAck) {
+    pub(super) fn on_puback(&mut self, now: Instant, a: PubAck) {
         match self.outbound.get(a.packet_id) {
             Some(OutFlow::Publish(d)) if d.qos == QoS::AtLeastOnce => {
                 if let Some(OutFlow::Publish(d)) = self.untrack(a.packet_id) {
                     self.delivered(&d);
                 }
-                self.flow_done();
+                self.flow_done(now);
             }
             _ => self.protocol_error("puback for no qos 1 publish in flight"),
         }
     }
 
-    pub(super) fn on_pubrec(&mut self, a: PubAck) {
+    pub(super) fn on_pubrec(&mut self, now: Instant, a: PubAck) {
         let id = a.packet_id;
         match self.outbound.get(id) {
             Some(OutFlow::Publish(d)) if d.qos == QoS::ExactlyOnce => {
@@ -225,7 +257,7 @@ impl ServerConnection {
                     if let Some(OutFlow::Publish(d)) = self.untrack(id) {
                         self.delivered(&d);
                     }
-                    self.flow_done();
+                    self.flow_done(now);
                     return;
                 }
                 if let Some(flow) = self.outbound.get_mut(id) {
@@ -263,7 +295,7 @@ impl ServerConnection {
         self.reply(Packet::PubComp(comp), mail);
     }
 
-    pub(super) fn on_pubcomp(&mut self, a: PubAck) {
+    pub(super) fn on_pubcomp(&mut self, now: Instant, a: PubAck) {
         match self.outbound.get(a.packet_id) {
             Some(OutFlow::Released { stored }) => {
                 if *stored {
@@ -271,7 +303,7 @@ impl ServerConnection {
                     self.to_router.push_back(ToRouter::Completed { packet_id });
                 }
                 self.untrack(a.packet_id);
-                self.flow_done();
+                self.flow_done(now);
             }
             _ => self.protocol_error("pubcomp for no pubrel in flight"),
         }
