@@ -367,8 +367,11 @@ impl ServerConnection {
                 self.stored_session = stored;
                 self.accepted(now, session_present, handover)
             }
-            ToConnection::SendHeld => {
-                if let Some(held) = self.held.pop_front() {
+            ToConnection::SendHeld(n) => {
+                for _ in 0..n {
+                    let Some(held) = self.held.pop_front() else {
+                        break;
+                    };
                     if held.kind == AckKind::PubAck {
                         self.held_pubacks -= 1;
                     }

@@ -200,6 +200,10 @@ pub struct Router {
     timer_seq: u64,
     next_session: u64,
     outbox: VecDeque<(ConnId, ToConnection)>,
+    /// Held acknowledgements a connection may send, not mailed yet: consecutive ones for the
+    /// same connection (a read's worth of PUBLISHes) go as one `SendHeld`. Mailed before any
+    /// other mail for that connection, and when the outbox is drained.
+    held_due: Option<(ConnId, u32)>,
     /// PUBLISH packets received from clients (for statistics).
     received: u64,
     /// Messages handed to connections to send (for statistics).
@@ -257,6 +261,7 @@ impl Router {
             timer_seq: 0,
             next_session: 0,
             outbox: VecDeque::new(),
+            held_due: None,
             received: 0,
             sent: 0,
             store: None,
@@ -264,6 +269,34 @@ impl Router {
             parked: VecDeque::new(),
             routing: None,
             matches: Vec::new(),
+        }
+    }
+
+    /// Queues mail for a connection (behind the acknowledgements it may already send).
+    fn send_to(&mut self, (conn, mail): (ConnId, ToConnection)) {
+        self.flush_held(conn);
+        self.outbox.push_back((conn, mail));
+    }
+
+    /// Mails the acknowledgements `conn` may send, if any wait, so later mail follows them.
+    fn flush_held(&mut self, conn: ConnId) {
+        if let Some((due, n)) = self.held_due {
+            if due == conn {
+                self.held_due = None;
+                self.outbox.push_back((conn, ToConnection::SendHeld(n)));
+            }
+        }
+    }
+
+    /// Lets `conn` send its `n` oldest held acknowledgements.
+    pub(super) fn send_held(&mut self, conn: ConnId, n: u32) {
+        match &mut self.held_due {
+            Some((due, k)) if *due == conn => *k += n,
+            due => {
+                if let Some((other, k)) = due.replace((conn, n)) {
+                    self.outbox.push_back((other, ToConnection::SendHeld(k)));
+                }
+            }
         }
     }
 
@@ -396,13 +429,12 @@ impl Router {
                 // over, then this CONNECT completes (see `closed`). A connection still waiting
                 // for an earlier takeover of the same session is itself taken over.
                 if let Some((displaced, _)) = self.takeovers.insert(sid, (conn, req)) {
-                    self.outbox.push_back((
+                    self.send_to((
                         displaced,
                         ToConnection::Disconnect(ReasonCode::SessionTakenOver),
                     ));
                 }
-                self.outbox
-                    .push_back((old, ToConnection::Disconnect(ReasonCode::SessionTakenOver)));
+                self.send_to((old, ToConnection::Disconnect(ReasonCode::SessionTakenOver)));
                 return;
             }
         }
@@ -412,8 +444,7 @@ impl Router {
             .is_some_and(|max| self.online.len() >= max)
         {
             // Not a takeover, and every slot is taken: refused with quota exceeded.
-            self.outbox
-                .push_back((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
+            self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
             return;
         }
         self.complete_connect(now, conn, req);
@@ -459,7 +490,7 @@ impl Router {
         let hold_flows = self.holds_acks();
         self.persist_session(sid);
         let stored = self.store.is_some() && self.sessions.get(&sid).is_some_and(|s| s.persisted);
-        self.outbox.push_back((
+        self.send_to((
             conn,
             ToConnection::Accepted {
                 session_present: resumed.is_some(),
@@ -755,10 +786,11 @@ impl Router {
 
     /// Hands queued messages to the session's connection while its window has room.
     fn release(&mut self, now: Instant, sid: SessionId) {
-        let Some(s) = self.sessions.get_mut(&sid) else {
+        let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) else {
             return;
         };
-        let Some(conn) = s.conn else {
+        self.flush_held(conn);
+        let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
         if s.stalled || self.takeovers.contains_key(&sid) {
@@ -872,8 +904,7 @@ impl Router {
                 retained_for.push((req.filter, options.qos));
             }
         }
-        self.outbox
-            .push_back((conn, ToConnection::SubAck { packet_id, codes }));
+        self.send_to((conn, ToConnection::SubAck { packet_id, codes }));
         self.persist_session(sid);
         for (filter, qos) in retained_for {
             let mut found: Vec<(Arc<Publish>, Option<Instant>)> = Vec::new();
@@ -911,8 +942,7 @@ impl Router {
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        self.outbox
-            .push_back((conn, ToConnection::UnsubAck { packet_id, codes }));
+        self.send_to((conn, ToConnection::UnsubAck { packet_id, codes }));
         self.persist_session(sid);
     }
 }

@@ -90,7 +90,7 @@ impl Router {
     pub fn handle_durable(&mut self, now: Instant, ticket: crate::store::Ticket) {
         if !ticket.delivery {
             if self.conns.contains(&ticket.conn) {
-                self.outbox.push_back((ticket.conn, ToConnection::SendHeld));
+                self.send_held(ticket.conn, 1);
             }
             return;
         }
@@ -102,7 +102,7 @@ impl Router {
             s.parked = s.parked.saturating_sub(1);
         }
         if self.online.get(&conn) == Some(&sid) {
-            self.outbox.push_back((conn, ToConnection::Deliver(d)));
+            self.send_to((conn, ToConnection::Deliver(d)));
         } else {
             // Its connection is gone: back to the session, as if never sent.
             self.returned_to(now, sid, d);
@@ -133,15 +133,22 @@ impl Router {
     /// Mails every connection to close for a server shutdown: DISCONNECT 0x8B to MQTT 5
     /// clients, and no wills.
     pub fn shutdown(&mut self, _now: Instant) {
-        for &conn in &self.conns {
+        let conns: Vec<ConnId> = self.conns.iter().copied().collect();
+        for conn in conns {
             let mail = ToConnection::Disconnect(ReasonCode::ServerShuttingDown);
-            self.outbox.push_back((conn, mail));
+            self.send_to((conn, mail));
         }
     }
 
     /// Mail for a connection; yields after inputs, timeouts and shutdown.
     pub fn poll_mail(&mut self) -> Option<ConnectionMail> {
-        let (conn, mail) = self.outbox.pop_front()?;
+        let (conn, mail) = match self.outbox.pop_front() {
+            Some(m) => m,
+            None => {
+                let (conn, n) = self.held_due.take()?;
+                (conn, ToConnection::SendHeld(n))
+            }
+        };
         Some(ConnectionMail { conn, mail })
     }
 

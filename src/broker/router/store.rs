@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::mail::{ConnId, Delivery, OutFlow, ToConnection};
+use super::super::mail::{ConnId, Delivery, OutFlow};
 use super::super::tree::{SessionId, Subscription};
 use super::{Retained, Router, Session, Timer};
 use crate::codec::{Publish, Will, WillProperties};
@@ -266,7 +266,7 @@ impl Router {
                 delivery: false,
             }));
         } else if self.conns.contains(&conn) {
-            self.outbox.push_back((conn, ToConnection::SendHeld));
+            self.send_held(conn, 1);
         }
     }
 
