@@ -10,8 +10,9 @@
 //! [`WINDOW`] unacknowledged (rumqttc's `inflight` is set to the same); the time runs from the
 //! first publish to the last PUBACK.
 //!
-//! It prints each round, the median messages per second of each client and the ratio
-//! ours/rumqttc. Run with `make bench-client` (`cargo bench --features tokio --bench client`);
+//! It prints each round (with the CPU time and the sleeps, i.e. voluntary context switches,
+//! per message of the clients' thread and of the broker's, read from /proc on Linux), the
+//! median messages per second of each client and the ratio ours/rumqttc. Run with `make bench-client` (`cargo bench --features tokio --bench client`);
 //! options after `--`: `--count N` (default 1,000,000), `--rounds N` (default 5),
 //! `--mosquitto PORT`, `--only tinymqtt|rumqttc` (one client only, e.g. to profile it), `--test`
 //! (one small round, to see that it works).
@@ -133,29 +134,55 @@ async fn rumqttc(addr: SocketAddr, count: usize, round: usize) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
-/// Starts our tokio broker on a thread of its own; returns its address and a stop function.
-fn start_broker() -> (SocketAddr, impl FnOnce()) {
+/// This thread's id under /proc/self/task (Linux), to read its CPU time from another thread.
+fn thread_id() -> Option<String> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(link.file_name()?.to_string_lossy().into_owned())
+}
+
+/// A thread's CPU time (ns) and its voluntary context switches (its sleeps), from /proc.
+fn thread_usage(tid: Option<&str>) -> Option<(u64, u64)> {
+    let dir = format!("/proc/self/task/{}", tid?);
+    let sched = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+    let cpu = sched.split_whitespace().next()?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+    let switches = status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((cpu, switches))
+}
+
+/// Starts our tokio broker on a thread of its own; returns its address, its thread id and a
+/// stop function.
+fn start_broker() -> (SocketAddr, Option<String>, impl FnOnce()) {
     let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("the broker's runtime");
-        rt.block_on(async move {
-            let config = BrokerConfig {
-                sys_interval: None,
-                ..BrokerConfig::default()
-            };
-            let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-            let broker = Broker::bind_with(Core::new(config), BrokerOptions::default(), &[any])
-                .await
-                .expect("bind the broker");
-            tx.send((broker.local_addrs()[0], broker.handle())).unwrap();
-            broker.run().await;
+    let thread = std::thread::Builder::new()
+        .name("broker".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the broker's runtime");
+            rt.block_on(async move {
+                let config = BrokerConfig {
+                    sys_interval: None,
+                    ..BrokerConfig::default()
+                };
+                let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+                let broker = Broker::bind_with(Core::new(config), BrokerOptions::default(), &[any])
+                    .await
+                    .expect("bind the broker");
+                tx.send((broker.local_addrs()[0], broker.handle(), thread_id()))
+                    .unwrap();
+                broker.run().await;
+            });
         });
-    });
-    let (addr, handle) = rx.recv().expect("the broker started");
-    (addr, move || {
+    let thread = thread.expect("the broker thread");
+    let (addr, handle, tid) = rx.recv().expect("the broker started");
+    (addr, tid, move || {
         handle.shutdown();
         thread.join().expect("the broker thread");
     })
@@ -174,13 +201,14 @@ fn main() {
         let port = u16::try_from(port).expect("--mosquitto takes a port");
         SocketAddr::from(([127, 0, 0, 1], port))
     });
-    let (addr, stop) = match external {
-        Some(addr) => (addr, None),
+    let (addr, broker_tid, stop) = match external {
+        Some(addr) => (addr, None, None),
         None => {
-            let (addr, stop) = start_broker();
-            (addr, Some(stop))
+            let (addr, tid, stop) = start_broker();
+            (addr, tid, Some(stop))
         }
     };
+    let client_tid = thread_id();
     let broker = if external.is_some() {
         "the broker on"
     } else {
@@ -209,15 +237,29 @@ fn main() {
             if only.as_deref().is_some_and(|o| o != which.name()) {
                 continue;
             }
+            let usage = |tid: &Option<String>| thread_usage(tid.as_deref());
+            let before = (usage(&client_tid), usage(&broker_tid));
             let rate = match which {
                 Which::Ours => rt.block_on(ours(addr, count, round)),
                 Which::Rumqttc => rt.block_on(rumqttc(addr, count, round)),
             };
+            let after = (usage(&client_tid), usage(&broker_tid));
+            // Per message: CPU time and sleeps of the client thread and of the broker's.
+            let per = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| match (a, b) {
+                (Some(a), Some(b)) => format!(
+                    "{:>5.2} µs {:>5.3} sleeps",
+                    (b.0 - a.0) as f64 / 1e3 / count as f64,
+                    (b.1 - a.1) as f64 / count as f64
+                ),
+                _ => "-".to_string(),
+            };
             println!(
-                "  round {} {:<9} {:>12.0} msg/s",
+                "  round {} {:<9} {:>12.0} msg/s   client {}   broker {}",
                 round + 1,
                 which.name(),
-                rate
+                rate,
+                per(before.0, after.0),
+                per(before.1, after.1),
             );
             results[which as usize].push(rate);
         }
