@@ -279,10 +279,18 @@ impl Client {
         &self.config
     }
 
-    /// QoS 1/2 publishes sent on this connection and not finished, and the server's receive
-    /// maximum that bounds them.
+    /// QoS 1/2 publishes sent on this connection and not finished, and the send quota that
+    /// bounds them: the server's Receive Maximum, or [`ClientConfig::max_inflight`] if lower.
     pub fn window(&self) -> (usize, u16) {
         (self.on_wire.len(), self.server.receive_maximum)
+    }
+
+    /// Whether a QoS 1/2 [`Client::publish`] would find room in the window now (it says
+    /// [`ClientError::WindowFull`] otherwise): below the send quota, and no resumed session's
+    /// resends waiting, since new messages queue behind those to keep the order.
+    pub fn window_open(&self) -> bool {
+        self.on_wire.len() < usize::from(self.server.receive_maximum)
+            && self.resend_backlog.is_empty()
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -443,10 +451,8 @@ impl Client {
         publish.properties.subscription_identifiers.clear();
         publish.packet_id = None;
         if publish.qos != QoS::AtMostOnce {
-            let max = self.server.receive_maximum;
-            // New messages also wait behind a resumed session's backlog, to keep the order.
-            if self.on_wire.len() >= usize::from(max) || !self.resend_backlog.is_empty() {
-                return Err(ClientError::WindowFull(max));
+            if !self.window_open() {
+                return Err(ClientError::WindowFull(self.server.receive_maximum));
             }
             publish.packet_id = Some(
                 self.flows
