@@ -59,7 +59,7 @@ use crate::topic::TopicError;
 use crate::types::{
     ByteStr, InvalidTopic, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
 };
-use outgoing::{Flow, Flows};
+use outgoing::{Flow, Flows, IdSet};
 
 /// Where the client is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +147,7 @@ pub struct Client {
     incoming_qos2: HashSet<PacketId>,
     /// QoS 1/2 PUBLISH packets sent on this connection and not finished: the send quota used
     /// ([MQTT-4.9.0-2]); the quota starts afresh with every connection.
-    on_wire: HashSet<PacketId>,
+    on_wire: IdSet,
     /// Publishes of a resumed session still to resend, in order, as the quota allows.
     resend_backlog: VecDeque<PacketId>,
     /// Manual acks in receipt order; released in that order ([MQTT-4.6.0-2]).
@@ -190,7 +190,7 @@ impl Client {
             timers: TimerTable::default(),
             flows: Flows::default(),
             incoming_qos2: HashSet::new(),
-            on_wire: HashSet::new(),
+            on_wire: IdSet::default(),
             resend_backlog: VecDeque::new(),
             pending_acks: VecDeque::new(),
             subscriptions: BTreeMap::new(),
