@@ -1,6 +1,7 @@
 //! The client driver: the session's waiters and drain order (`ClientCore`), and the async loop.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use crate::codec::{
     AckProperties, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
 };
 use crate::error::ClientError;
-use crate::{PacketId, ReasonCode, TopicFilter};
+use crate::{PacketId, QoS, ReasonCode, TopicFilter};
 
 /// What a client handle asks its driver to do.
 #[derive(Debug)]
@@ -39,13 +40,38 @@ pub(crate) struct Output {
     pub(crate) reconnect: bool,
 }
 
+/// Hashes a packet identifier with one multiplication: the session hands them out one after
+/// another, so they spread well, and nobody else chooses them (SipHash cost more than the
+/// rest of a waiter's bookkeeping).
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.0 = (self.0.rotate_left(16) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Waiters by packet identifier.
+type Waiters<T> = HashMap<PacketId, Reply<T>, BuildHasherDefault<IdHasher>>;
+
 /// A client session with the waiters of its pending commands.
 #[derive(Debug)]
 pub(crate) struct ClientCore {
     session: Session,
-    publishes: HashMap<PacketId, Reply<Ack>>,
-    subscribes: HashMap<PacketId, Reply<SubAck>>,
-    unsubscribes: HashMap<PacketId, Reply<SubAck>>,
+    publishes: Waiters<Ack>,
+    subscribes: Waiters<SubAck>,
+    unsubscribes: Waiters<SubAck>,
     /// A command waiting for room in the window or for a connection; while it waits the
     /// loop takes no further commands.
     parked: Option<Command>,
@@ -61,9 +87,9 @@ impl ClientCore {
     pub(crate) fn new(session: Session, ready: Reply<()>) -> ClientCore {
         ClientCore {
             session,
-            publishes: HashMap::new(),
-            subscribes: HashMap::new(),
-            unsubscribes: HashMap::new(),
+            publishes: Waiters::default(),
+            subscribes: Waiters::default(),
+            unsubscribes: Waiters::default(),
             parked: None,
             ready: Some(ready),
             stopping: None,
@@ -83,6 +109,7 @@ impl ClientCore {
 
     /// Whether the driver must end; `Some` carries the waiter of a `disconnect`.
     pub(crate) fn take_stop(&mut self) -> Option<Option<Reply<()>>> {
+        self.take_transmit();
         if self.out.transmit.is_empty() && !self.out.close {
             self.stopping.take()
         } else {
@@ -136,7 +163,14 @@ impl ClientCore {
 
     /// What the loop must do now.
     pub(crate) fn take_output(&mut self) -> Output {
+        self.take_transmit();
         std::mem::take(&mut self.out)
+    }
+
+    fn take_transmit(&mut self) {
+        while let Some(b) = self.session.poll_transmit() {
+            self.out.transmit.push(b);
+        }
     }
 
     /// Carries out `command`, or gives it back when it has to wait.
@@ -145,8 +179,35 @@ impl ClientCore {
             fail(command, Error::Stopped);
             return None;
         }
+        let waiting = matches!(
+            self.session.state(),
+            ClientState::Connecting | ClientState::Reconnecting
+        );
+        if let Command::Publish(p, r) = command {
+            // Checked before the session takes the message, so that a message that has to
+            // wait is kept, not copied.
+            if waiting || (p.qos != QoS::AtMostOnce && !self.session.window_open()) {
+                return Some(Command::Publish(p, r));
+            }
+            match self.session.publish(now, *p) {
+                Ok(Some(id)) => {
+                    self.publishes.insert(id, r);
+                }
+                Ok(None) => {
+                    let ack = Ack {
+                        packet_id: None,
+                        reason_code: ReasonCode::Success,
+                        properties: AckProperties::default(),
+                    };
+                    answer(r, Ok(ack));
+                }
+                Err(ClientError::NotConnected) => answer(r, Err(Error::Stopped)),
+                Err(e) => answer(r, Err(Error::Client(e))),
+            }
+            return None;
+        }
         let result = match &command {
-            Command::Publish(p, _) => self.session.publish(now, (**p).clone()).map(Id::Publish),
+            Command::Publish(..) => return None,
             Command::Subscribe(f, props, _) => self
                 .session
                 .subscribe(now, f.clone(), props.clone())
@@ -164,29 +225,13 @@ impl ClientCore {
                 return None;
             }
         };
-        let waiting = matches!(
-            self.session.state(),
-            ClientState::Connecting | ClientState::Reconnecting
-        );
         match (result, command) {
-            (Ok(Id::Publish(Some(id))), Command::Publish(_, r)) => {
-                self.publishes.insert(id, r);
-            }
-            (Ok(Id::Publish(None)), Command::Publish(_, r)) => {
-                let ack = Ack {
-                    packet_id: None,
-                    reason_code: ReasonCode::Success,
-                    properties: AckProperties::default(),
-                };
-                answer(r, Ok(ack));
-            }
             (Ok(Id::Subscribe(id)), Command::Subscribe(_, _, r)) => {
                 self.subscribes.insert(id, r);
             }
             (Ok(Id::Unsubscribe(id)), Command::Unsubscribe(_, _, r)) => {
                 self.unsubscribes.insert(id, r);
             }
-            (Err(ClientError::WindowFull(_)), c) => return Some(c),
             (Err(ClientError::NotConnected), c) if waiting => return Some(c),
             (Err(ClientError::NotConnected), c) => fail(c, Error::Stopped),
             (Err(e), c) => fail(c, Error::Client(e)),
@@ -217,12 +262,14 @@ impl ClientCore {
         }
     }
 
-    /// Drains the session in the order of the grammar, answering waiters.
+    /// Drains the session's events, answering waiters, and lets a parked command through
+    /// when it can go.
+    ///
+    /// The bytes to write stay in the session's buffer until [`ClientCore::take_output`], so
+    /// the packets of every command and input since the last write leave in one buffer (the
+    /// session keeps them in order; a new connection discards what the old one did not send).
     fn drain(&mut self, now: Instant) {
         loop {
-            while let Some(b) = self.session.poll_transmit() {
-                self.out.transmit.push(b);
-            }
             while let Some(e) = self.session.poll_event() {
                 self.event(e);
             }
@@ -326,7 +373,6 @@ impl ClientCore {
 
 /// Which identifier a command got.
 enum Id {
-    Publish(Option<PacketId>),
     Subscribe(PacketId),
     Unsubscribe(PacketId),
 }
@@ -349,16 +395,18 @@ mod handle {
     use std::marker::PhantomData;
     use std::net::SocketAddr;
 
-    use bytes::Bytes;
-
     use super::{ClientCore, Command};
     use crate::client::{Client as Session, ClientConfig, Event};
     use crate::codec::{
         Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
+    use std::future::{poll_fn, Future};
+    use std::pin::pin;
+    use std::task::Poll;
+
     use crate::runtimes::driver::{
-        now, reply_channel, wait, wait_fair, Error, Events, Pending, Reader, Runtime, SubAck, Woke,
-        Writer, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS, READ_CHUNK,
+        now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
+        CLIENT_COMMANDS, CLIENT_EVENTS, READ_CHUNK,
     };
     use crate::TopicFilter;
 
@@ -462,174 +510,197 @@ mod handle {
         }
     }
 
-    /// What a reader task reports, tagged with its connection's generation.
-    enum Net {
-        Bytes(Bytes),
-        Closed,
-    }
-
-    /// One connection's transport in the driver.
+    /// One connection's socket; the driver reads and writes it itself.
     struct Transport<R: Runtime> {
-        writer: R::Writer,
-        /// Dropped to stop the reader.
-        _stop: async_channel::Sender<()>,
-    }
-
-    fn start<R: Runtime>(
         reader: R::Reader,
         writer: R::Writer,
-        generation: u64,
-        net: async_channel::Sender<(u64, Net)>,
-    ) -> Transport<R> {
-        let (stop_tx, stop_rx) = async_channel::bounded(1);
-        R::spawn(read_loop::<R>(reader, generation, net, stop_rx));
-        Transport {
-            writer,
-            _stop: stop_tx,
-        }
     }
 
-    async fn read_loop<R: Runtime>(
-        mut reader: R::Reader,
-        generation: u64,
-        net: async_channel::Sender<(u64, Net)>,
-        stop: async_channel::Receiver<()>,
-    ) {
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let read = wait::<R, _, _>(reader.read(&mut buf), Some(stop.recv()), None).await;
-            let msg = match read {
-                Woke::First(Ok(n)) if n > 0 => Net::Bytes(Bytes::copy_from_slice(&buf[..n])),
-                Woke::First(_) => Net::Closed,
-                _ => return,
-            };
-            let closed = matches!(msg, Net::Closed);
-            if net.send((generation, msg)).await.is_err() || closed {
-                return;
-            }
-        }
+    /// What woke the driver.
+    enum Wake {
+        /// The socket is readable (or failed).
+        Readable(std::io::Result<()>),
+        /// A command, or every handle is gone.
+        Command(Result<Command, async_channel::RecvError>),
+        /// The session's deadline passed.
+        Deadline,
     }
 
-    /// Packets up to this size are copied into one buffer and written together.
-    const COALESCE: usize = 4 * 1024;
+    /// Commands carried out between two writes while a burst is taken from the queue: the
+    /// server starts on the first packets while the next are encoded, instead of the two
+    /// taking turns over a whole window.
+    const CHUNK: usize = 32;
 
-    /// Writes `packets` in order, the small ones gathered in `batch` so that a run of them
-    /// takes one write instead of one each.
-    async fn write_batch<W: Writer>(
-        writer: &mut W,
-        packets: &[Bytes],
-        batch: &mut Vec<u8>,
-    ) -> std::io::Result<()> {
-        batch.clear();
-        for p in packets {
-            if p.len() > COALESCE {
-                if !batch.is_empty() {
-                    writer.write_all(batch).await?;
-                    batch.clear();
-                }
-                writer.write_all(p).await?;
-            } else {
-                batch.extend_from_slice(p);
-                if batch.len() >= READ_CHUNK {
-                    writer.write_all(batch).await?;
-                    batch.clear();
-                }
-            }
-        }
-        if !batch.is_empty() {
-            writer.write_all(batch).await?;
-        }
-        batch.clear();
-        Ok(())
-    }
-
-    /// The driver loop: waits for bytes, a command or the deadline, feeds the core, and carries
-    /// out its output (write, close, reconnect) until the core stops.
-    async fn run<R: Runtime>(
+    /// The driver: the session's core, its connection and what it reads into.
+    struct Driver<R: Runtime> {
         addr: SocketAddr,
-        mut core: ClientCore,
+        core: ClientCore,
         commands: async_channel::Receiver<Command>,
         events: async_channel::Sender<Event>,
-        reader: R::Reader,
-        writer: R::Writer,
-    ) {
-        let (net_tx, net_rx) = async_channel::bounded(NET_CHUNKS);
-        let mut generation = 0u64;
-        let mut transport = Some(start::<R>(reader, writer, generation, net_tx.clone()));
-        core.connect(now(), true);
-        let mut turn = false;
-        let mut batch = Vec::new();
-        loop {
+        transport: Option<Transport<R>>,
+        buf: Vec<u8>,
+        /// Which source goes first in the next wait (see [`wait_fair`]).
+        turn: bool,
+    }
+
+    impl<R: Runtime> Driver<R> {
+        /// Carries out what the core asks (write, events, close, reconnect) until it asks
+        /// nothing more.
+        async fn flush(&mut self) {
             loop {
-                let out = core.take_output();
+                let out = self.core.take_output();
                 if out.transmit.is_empty() && !out.close && !out.reconnect && out.events.is_empty()
                 {
-                    break;
+                    return;
                 }
-                if let Some(t) = transport.as_mut() {
-                    if write_batch(&mut t.writer, &out.transmit, &mut batch)
-                        .await
-                        .is_err()
-                    {
-                        transport = None;
-                        core.transport_closed(now());
+                for bytes in &out.transmit {
+                    let Some(t) = self.transport.as_mut() else {
+                        break;
+                    };
+                    if t.writer.write_all(bytes).await.is_err() {
+                        self.transport = None;
+                        self.core.transport_closed(now());
                     }
                 }
                 for e in out.events {
                     // A dropped `Events` discards events.
-                    let _ = events.send(e).await;
+                    let _ = self.events.send(e).await;
                 }
                 if out.close {
-                    if let Some(mut t) = transport.take() {
+                    if let Some(mut t) = self.transport.take() {
                         t.writer.close().await;
                     }
                 }
                 if out.reconnect {
-                    generation += 1;
-                    let deadline = now() + core.connect_timeout();
+                    let deadline = now() + self.core.connect_timeout();
                     let opened = wait::<R, _, ()>(
-                        R::connect(addr),
+                        R::connect(self.addr),
                         None::<std::future::Pending<()>>,
                         Some(deadline),
                     )
                     .await;
                     match opened {
-                        Woke::First(Ok((r, w))) => {
-                            transport = Some(start::<R>(r, w, generation, net_tx.clone()));
-                            core.connect(now(), true);
+                        Woke::First(Ok((reader, writer))) => {
+                            self.transport = Some(Transport { reader, writer });
+                            self.core.connect(now(), true);
                         }
-                        _ => core.connect(now(), false),
+                        _ => self.core.connect(now(), false),
                     }
                 }
             }
-            if let Some(reply) = core.take_stop() {
+        }
+
+        /// Waits for the first of: a passed deadline, then readability and a command taking
+        /// turns at going first. Every source is cancel-safe.
+        async fn next(&mut self) -> Wake {
+            let commands_first = self.turn;
+            self.turn = !self.turn;
+            let take = !self.core.is_parked();
+            let mut read = pin!(self.transport.as_mut().map(|t| t.reader.readable()));
+            let mut command = pin!(take.then(|| self.commands.recv()));
+            let mut sleep = pin!(self.core.deadline().map(R::sleep_until));
+            poll_fn(|cx| {
+                if let Some(s) = sleep.as_mut().as_pin_mut() {
+                    if s.poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Deadline);
+                    }
+                }
+                for round in 0..2 {
+                    if (round == 0) == commands_first {
+                        if let Some(c) = command.as_mut().as_pin_mut() {
+                            if let Poll::Ready(c) = c.poll(cx) {
+                                return Poll::Ready(Wake::Command(c));
+                            }
+                        }
+                    } else if let Some(r) = read.as_mut().as_pin_mut() {
+                        if let Poll::Ready(r) = r.poll(cx) {
+                            return Poll::Ready(Wake::Readable(r));
+                        }
+                    }
+                }
+                Poll::Pending
+            })
+            .await
+        }
+
+        /// Reads what the socket has now into the session.
+        fn read(&mut self) {
+            let Some(t) = self.transport.as_mut() else {
+                return;
+            };
+            if self.buf.is_empty() {
+                self.buf.resize(READ_CHUNK, 0);
+            }
+            match t.reader.try_read(&mut self.buf) {
+                Ok(n) if n > 0 => self.core.input(now(), &self.buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _ => {
+                    self.transport = None;
+                    self.core.transport_closed(now());
+                }
+            }
+        }
+
+        /// Takes the commands queued now, up to [`CLIENT_COMMANDS`], while none waits for
+        /// room: the window refills from the queue as soon as acknowledgements free it, with
+        /// no round trip through the caller. Writes after every [`CHUNK`] of them.
+        async fn take_commands(&mut self) {
+            let mut taken = 0;
+            // One reading of the clock for the burst.
+            let now = now();
+            while taken < CLIENT_COMMANDS && !self.core.is_parked() {
+                let Ok(c) = self.commands.try_recv() else {
+                    return;
+                };
+                self.core.command(now, c);
+                taken += 1;
+                if taken % CHUNK == 0 {
+                    self.flush().await;
+                }
+            }
+        }
+    }
+
+    /// The driver loop: waits for bytes, a command or the deadline, feeds the core, takes
+    /// what else is queued, and carries out the core's output (write, close, reconnect) until
+    /// the core stops.
+    async fn run<R: Runtime>(
+        addr: SocketAddr,
+        core: ClientCore,
+        commands: async_channel::Receiver<Command>,
+        events: async_channel::Sender<Event>,
+        reader: R::Reader,
+        writer: R::Writer,
+    ) {
+        let mut d = Driver::<R> {
+            addr,
+            core,
+            commands,
+            events,
+            transport: Some(Transport { reader, writer }),
+            buf: Vec::new(),
+            turn: false,
+        };
+        d.core.connect(now(), true);
+        loop {
+            d.flush().await;
+            if let Some(reply) = d.core.take_stop() {
                 if let Some(r) = reply {
                     r.send(Ok(()));
                 }
                 return;
             }
-            let cmd = (!core.is_parked()).then(|| commands.recv());
-            match wait_fair::<R, _, _>(net_rx.recv(), cmd, core.deadline(), &mut turn).await {
-                Woke::First(Ok((g, Net::Bytes(b)))) if g == generation => core.input(now(), &b),
-                Woke::First(Ok((g, Net::Closed))) if g == generation => {
-                    transport = None;
-                    core.transport_closed(now());
+            match d.next().await {
+                Wake::Readable(Ok(())) => d.read(),
+                Wake::Readable(Err(_)) => {
+                    d.transport = None;
+                    d.core.transport_closed(now());
                 }
-                Woke::First(_) => {}
-                Woke::Second(Ok(c)) => {
-                    // Take what else is queued, so its packets go out in one write.
-                    core.command(now(), c);
-                    for _ in 1..CLIENT_COMMANDS {
-                        if core.is_parked() {
-                            break;
-                        }
-                        let Ok(c) = commands.try_recv() else { break };
-                        core.command(now(), c);
-                    }
-                }
-                Woke::Second(Err(_)) => core.handles_gone(now()),
-                Woke::Deadline => core.timeout(now()),
+                Wake::Command(Ok(c)) => d.core.command(now(), c),
+                Wake::Command(Err(_)) => d.core.handles_gone(now()),
+                Wake::Deadline => d.core.timeout(now()),
             }
+            d.take_commands().await;
         }
     }
 }

@@ -29,7 +29,7 @@
 //! | --- | --- | --- |
 //! | client commands (publish, subscribe, ...) | [`CLIENT_COMMANDS`] | the caller waits; while a publish waits for room in the in-flight window (or for a connection) the driver takes no further commands |
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
-//! | bytes read from a socket, per client connection (and per broker connection in the blocking runtime) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
+//! | bytes read from a socket, per connection in the blocking runtime (client and broker; the async client's driver and broker connection tasks read their sockets themselves, only when ready for more) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (one for every connection: the mail batch of each read, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
 //! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
 //! | broker store writes (router to the store writer thread, with [`BrokerOptions::persistence`]): each router drain's changes as one batch | [`STORE_BATCHES`] batches in flight (sent, not yet handed back) | the router waits for the writer to commit (backpressure to every connection through the router inbox); the writer takes every waiting batch into one commit, so a slow disk makes commits bigger, not more |
