@@ -1,6 +1,6 @@
 //! The client driver: the session's waiters and drain order (`ClientCore`), and the async loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use crate::{PacketId, QoS, ReasonCode, TopicFilter};
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Publish, answering with the acknowledgement.
-    Publish(Box<Publish>, Reply<Ack>),
+    Publish(Publish, Reply<Ack>),
     /// Subscribe, answering with the SUBACK.
     Subscribe(Vec<Subscription>, SubscribeProperties, Reply<SubAck>),
     /// Unsubscribe, answering with the UNSUBACK.
@@ -72,9 +72,12 @@ pub(crate) struct ClientCore {
     publishes: Waiters<Ack>,
     subscribes: Waiters<SubAck>,
     unsubscribes: Waiters<SubAck>,
-    /// A command waiting for room in the window or for a connection; while it waits the
-    /// loop takes no further commands.
-    parked: Option<Command>,
+    /// Commands waiting, in order: the first for room in the window or for a connection, the
+    /// others behind it. The async client lets its handles queue up to [`CLIENT_COMMANDS`]
+    /// here; the blocking runtime hands over the next only when this is empty.
+    ///
+    /// [`CLIENT_COMMANDS`]: super::CLIENT_COMMANDS
+    queue: VecDeque<Command>,
     /// Answered when the first connection is accepted or fails.
     ready: Option<Reply<()>>,
     /// Set once the driver must end; answered when it has.
@@ -90,7 +93,7 @@ impl ClientCore {
             publishes: Waiters::default(),
             subscribes: Waiters::default(),
             unsubscribes: Waiters::default(),
-            parked: None,
+            queue: VecDeque::new(),
             ready: Some(ready),
             stopping: None,
             out: Output::default(),
@@ -102,9 +105,16 @@ impl ClientCore {
         self.session.config().connect_timeout
     }
 
-    /// Whether a command waits, so no new one should be taken.
+    /// Whether a command waits, so a new one would only queue behind it.
+    #[cfg(feature = "blocking")]
     pub(crate) fn is_parked(&self) -> bool {
-        self.parked.is_some()
+        !self.queue.is_empty()
+    }
+
+    /// How many commands wait.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     /// Whether the driver must end; `Some` carries the waiter of a `disconnect`.
@@ -148,12 +158,26 @@ impl ClientCore {
         self.drain(now);
     }
 
-    /// A command from a handle.
+    /// A command from a handle: carried out now, or queued behind those that wait.
     pub(crate) fn command(&mut self, now: Instant, command: Command) {
+        if !self.queue.is_empty() {
+            self.queue.push_back(command);
+            return;
+        }
         if let Some(c) = self.try_command(now, command) {
-            self.parked = Some(c);
+            self.queue.push_back(c);
         }
         self.drain(now);
+    }
+
+    /// The driver is gone without stopping (its task was dropped): every waiter hears
+    /// [`Error::Stopped`], and so does every later command.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+    pub(crate) fn abandon(&mut self) {
+        if self.stopping.is_none() {
+            self.stopping = Some(None);
+        }
+        self.fail_all(|| Error::Stopped);
     }
 
     /// Every handle is gone: disconnect cleanly.
@@ -189,7 +213,7 @@ impl ClientCore {
             if waiting || (p.qos != QoS::AtMostOnce && !self.session.window_open()) {
                 return Some(Command::Publish(p, r));
             }
-            match self.session.publish(now, *p) {
+            match self.session.publish(now, p) {
                 Ok(Some(id)) => {
                     self.publishes.insert(id, r);
                 }
@@ -254,7 +278,7 @@ impl ClientCore {
         for (_, r) in self.subscribes.drain().chain(self.unsubscribes.drain()) {
             answer(r, Err(error()));
         }
-        if let Some(c) = self.parked.take() {
+        for c in self.queue.drain(..) {
             fail(c, error());
         }
         if let Some(r) = self.ready.take() {
@@ -262,8 +286,8 @@ impl ClientCore {
         }
     }
 
-    /// Drains the session's events, answering waiters, and lets a parked command through
-    /// when it can go.
+    /// Drains the session's events, answering waiters, and lets waiting commands through as
+    /// far as they can go.
     ///
     /// The bytes to write stay in the session's buffer until [`ClientCore::take_output`], so
     /// the packets of every command and input since the last write leave in one buffer (the
@@ -273,10 +297,12 @@ impl ClientCore {
             while let Some(e) = self.session.poll_event() {
                 self.event(e);
             }
-            // A freed slot or a new connection may let the parked command through.
-            let Some(c) = self.parked.take() else { break };
+            // Freed slots or a new connection may let waiting commands through.
+            let Some(c) = self.queue.pop_front() else {
+                break;
+            };
             if let Some(c) = self.try_command(now, c) {
-                self.parked = Some(c);
+                self.queue.push_front(c);
                 break;
             }
         }
@@ -392,38 +418,94 @@ pub use handle::Client;
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod handle {
+    use std::future::{poll_fn, Future};
     use std::marker::PhantomData;
     use std::net::SocketAddr;
+    use std::pin::pin;
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+    use std::task::{Poll, Waker};
 
     use super::{ClientCore, Command};
     use crate::client::{Client as Session, ClientConfig, Event};
     use crate::codec::{
         Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
-    use std::future::{poll_fn, Future};
-    use std::pin::pin;
-    use std::task::Poll;
-
     use crate::runtimes::driver::{
         now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
         CLIENT_COMMANDS, CLIENT_EVENTS, READ_CHUNK,
     };
     use crate::TopicFilter;
 
+    /// What the handles and the driver task share: the session's core itself, so that a
+    /// command is carried out by the caller that gives it (encoded into the session's output
+    /// at once, or queued behind the window) and the driver only reads, writes and keeps
+    /// time. No channel between them, no allocation per command beyond its answer.
+    struct Shared {
+        state: Mutex<State>,
+        /// Signalled when the command queue has room again (or the driver ended).
+        room: event_listener::Event,
+    }
+
+    struct State {
+        core: ClientCore,
+        /// The driver's waker while it waits; taken by whoever wakes it.
+        driver: Option<Waker>,
+        /// A handle gave the core something to send or to report; the driver flushes it.
+        work: bool,
+        /// Live handles; when the last goes, the driver disconnects.
+        handles: usize,
+        /// The driver has ended: commands are refused.
+        ended: bool,
+    }
+
+    impl Shared {
+        fn lock(&self) -> MutexGuard<'_, State> {
+            // The core is never left half-updated by a panic that matters here: the
+            // session's methods do not panic on any input.
+            self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    impl State {
+        /// Marks work for the driver; returns its waker to wake once the lock is released.
+        fn work(&mut self) -> Option<Waker> {
+            self.work = true;
+            self.driver.take()
+        }
+    }
+
     /// A handle to a running client (any async runtime); clones share the session.
     ///
     /// The session's driver runs in a task of its own: it reconnects with the configured
     /// backoff and ends on [`Client::disconnect`] or when every handle is dropped.
     pub struct Client<R> {
-        commands: async_channel::Sender<Command>,
+        shared: Arc<Shared>,
         runtime: PhantomData<fn() -> R>,
     }
 
     impl<R> Clone for Client<R> {
         fn clone(&self) -> Self {
+            self.shared.lock().handles += 1;
             Client {
-                commands: self.commands.clone(),
+                shared: self.shared.clone(),
                 runtime: PhantomData,
+            }
+        }
+    }
+
+    impl<R> Drop for Client<R> {
+        fn drop(&mut self) {
+            let waker = {
+                let mut st = self.shared.lock();
+                st.handles -= 1;
+                if st.handles == 0 {
+                    st.work()
+                } else {
+                    None
+                }
+            };
+            if let Some(w) = waker {
+                w.wake();
             }
         }
     }
@@ -443,24 +525,36 @@ mod handle {
         ) -> Result<(Self, Events), Error> {
             let (reader, writer) = R::connect(addr).await?;
             let (ready_tx, ready_rx) = reply_channel();
-            let (cmd_tx, cmd_rx) = async_channel::bounded(CLIENT_COMMANDS);
             let (ev_tx, ev_rx) = async_channel::bounded(CLIENT_EVENTS);
-            let core = ClientCore::new(Session::new(config), ready_tx);
-            R::spawn(run::<R>(addr, core, cmd_rx, ev_tx, reader, writer));
-            ready_rx.recv().await.unwrap_or(Err(Error::Stopped))?;
+            let shared = Arc::new(Shared {
+                state: Mutex::new(State {
+                    core: ClientCore::new(Session::new(config), ready_tx),
+                    driver: None,
+                    work: false,
+                    handles: 1,
+                    ended: false,
+                }),
+                room: event_listener::Event::new(),
+            });
+            // The handle exists before the driver starts, so a failed connect that drops it
+            // stops the driver like any last handle.
             let client = Client {
-                commands: cmd_tx,
+                shared: shared.clone(),
                 runtime: PhantomData,
             };
+            R::spawn(run::<R>(addr, shared, ev_tx, reader, writer));
+            ready_rx.recv().await.unwrap_or(Err(Error::Stopped))?;
             Ok((client, Events::from_receiver(ev_rx)))
         }
 
         /// Publishes; the returned [`Pending`] completes with the acknowledgement.
         ///
-        /// Waits while the command queue is full, which it is while the in-flight window is.
+        /// The message is encoded for the socket at once when the in-flight window has room,
+        /// or else queued behind it (the driver sends it as acknowledgements free the window);
+        /// waits while [`CLIENT_COMMANDS`] commands are queued.
         pub async fn publish(&self, publish: Publish) -> Result<Pending, Error> {
             let (tx, rx) = reply_channel();
-            self.send(Command::Publish(Box::new(publish), tx)).await?;
+            self.send(Command::Publish(publish, tx)).await?;
             Ok(Pending::from_receiver(rx))
         }
 
@@ -502,11 +596,39 @@ mod handle {
             rx.recv().await.unwrap_or(Ok(()))
         }
 
+        /// Gives `command` to the core (carried out or queued), waiting while the queue is
+        /// full; wakes the driver when there is something to send or report.
         async fn send(&self, command: Command) -> Result<(), Error> {
-            self.commands
-                .send(command)
-                .await
-                .map_err(|_| Error::Stopped)
+            let mut command = Some(command);
+            loop {
+                let listener = {
+                    let mut st = self.shared.lock();
+                    if st.ended {
+                        return Err(Error::Stopped);
+                    }
+                    if st.core.queued() < CLIENT_COMMANDS {
+                        let queued = st.core.queued();
+                        if let Some(c) = command.take() {
+                            st.core.command(now(), c);
+                        }
+                        // One that only joined the queue waits for the driver's next turn.
+                        let waker = if st.core.queued() > queued {
+                            None
+                        } else {
+                            st.work()
+                        };
+                        drop(st);
+                        if let Some(w) = waker {
+                            w.wake();
+                        }
+                        return Ok(());
+                    }
+                    // Listening before the lock is released: the driver's notice cannot fall
+                    // between the check and the wait.
+                    self.shared.room.listen()
+                };
+                listener.await;
+            }
         }
     }
 
@@ -520,35 +642,56 @@ mod handle {
     enum Wake {
         /// The socket is readable (or failed).
         Readable(std::io::Result<()>),
-        /// A command, or every handle is gone.
-        Command(Result<Command, async_channel::RecvError>),
+        /// A handle gave the core something to send or report, or the last handle went.
+        Work,
         /// The session's deadline passed.
         Deadline,
     }
 
-    /// Commands carried out between two writes while a burst is taken from the queue: the
-    /// server starts on the first packets while the next are encoded, instead of the two
-    /// taking turns over a whole window.
-    const CHUNK: usize = 32;
-
-    /// The driver: the session's core, its connection and what it reads into.
+    /// The driver: the connection, what it reads into, and the core it shares with the
+    /// handles.
     struct Driver<R: Runtime> {
         addr: SocketAddr,
-        core: ClientCore,
-        commands: async_channel::Receiver<Command>,
+        shared: Arc<Shared>,
         events: async_channel::Sender<Event>,
         transport: Option<Transport<R>>,
         buf: Vec<u8>,
-        /// Which source goes first in the next wait (see [`wait_fair`]).
-        turn: bool,
+        /// Whether the last handle's departure was handed to the core.
+        gone: bool,
+    }
+
+    impl<R: Runtime> Drop for Driver<R> {
+        /// Ended or dropped with its runtime: later commands are refused, and every waiter
+        /// hears [`Error::Stopped`] (or has its answer already).
+        fn drop(&mut self) {
+            let mut st = self.shared.lock();
+            st.ended = true;
+            st.core.abandon();
+            drop(st);
+            self.shared.room.notify(usize::MAX);
+        }
     }
 
     impl<R: Runtime> Driver<R> {
+        /// Runs `f` on the core under the lock, and tells callers waiting for room when the
+        /// command queue had been full and no longer is.
+        fn with_core<T>(&self, f: impl FnOnce(&mut ClientCore) -> T) -> T {
+            let mut st = self.shared.lock();
+            let full = st.core.queued() >= CLIENT_COMMANDS;
+            let v = f(&mut st.core);
+            let room = full && st.core.queued() < CLIENT_COMMANDS;
+            drop(st);
+            if room {
+                self.shared.room.notify(usize::MAX);
+            }
+            v
+        }
+
         /// Carries out what the core asks (write, events, close, reconnect) until it asks
-        /// nothing more.
+        /// nothing more; everything encoded since the last write leaves in one write.
         async fn flush(&mut self) {
             loop {
-                let out = self.core.take_output();
+                let out = self.with_core(ClientCore::take_output);
                 if out.transmit.is_empty() && !out.close && !out.reconnect && out.events.is_empty()
                 {
                     return;
@@ -559,7 +702,7 @@ mod handle {
                     };
                     if t.writer.write_all(bytes).await.is_err() {
                         self.transport = None;
-                        self.core.transport_closed(now());
+                        self.with_core(|c| c.transport_closed(now()));
                     }
                 }
                 for e in out.events {
@@ -572,7 +715,7 @@ mod handle {
                     }
                 }
                 if out.reconnect {
-                    let deadline = now() + self.core.connect_timeout();
+                    let deadline = now() + self.with_core(|c| c.connect_timeout());
                     let opened = wait::<R, _, ()>(
                         R::connect(self.addr),
                         None::<std::future::Pending<()>>,
@@ -582,41 +725,39 @@ mod handle {
                     match opened {
                         Woke::First(Ok((reader, writer))) => {
                             self.transport = Some(Transport { reader, writer });
-                            self.core.connect(now(), true);
+                            self.with_core(|c| c.connect(now(), true));
                         }
-                        _ => self.core.connect(now(), false),
+                        _ => self.with_core(|c| c.connect(now(), false)),
                     }
                 }
             }
         }
 
-        /// Waits for the first of: a passed deadline, then readability and a command taking
-        /// turns at going first. Every source is cancel-safe.
+        /// Waits for the first of: a passed deadline, readability, work from a handle (which
+        /// the flush after any wake takes care of, so readability going first starves
+        /// nothing). Every source is cancel-safe.
         async fn next(&mut self) -> Wake {
-            let commands_first = self.turn;
-            self.turn = !self.turn;
-            let take = !self.core.is_parked();
+            let deadline = self.shared.lock().core.deadline();
             let mut read = pin!(self.transport.as_mut().map(|t| t.reader.readable()));
-            let mut command = pin!(take.then(|| self.commands.recv()));
-            let mut sleep = pin!(self.core.deadline().map(R::sleep_until));
+            let mut sleep = pin!(deadline.map(R::sleep_until));
+            let shared = &self.shared;
             poll_fn(|cx| {
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {
                         return Poll::Ready(Wake::Deadline);
                     }
                 }
-                for round in 0..2 {
-                    if (round == 0) == commands_first {
-                        if let Some(c) = command.as_mut().as_pin_mut() {
-                            if let Poll::Ready(c) = c.poll(cx) {
-                                return Poll::Ready(Wake::Command(c));
-                            }
-                        }
-                    } else if let Some(r) = read.as_mut().as_pin_mut() {
-                        if let Poll::Ready(r) = r.poll(cx) {
-                            return Poll::Ready(Wake::Readable(r));
-                        }
-                    }
+                let readable = match read.as_mut().as_pin_mut().map(|r| r.poll(cx)) {
+                    Some(Poll::Ready(r)) => Some(r),
+                    _ => None,
+                };
+                let mut st = shared.lock();
+                if std::mem::take(&mut st.work) || readable.is_some() {
+                    return Poll::Ready(readable.map_or(Wake::Work, Wake::Readable));
+                }
+                match &mut st.driver {
+                    Some(w) => w.clone_from(cx.waker()),
+                    None => st.driver = Some(cx.waker().clone()),
                 }
                 Poll::Pending
             })
@@ -631,60 +772,45 @@ mod handle {
             if self.buf.is_empty() {
                 self.buf.resize(READ_CHUNK, 0);
             }
-            match t.reader.try_read(&mut self.buf) {
-                Ok(n) if n > 0 => self.core.input(now(), &self.buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                _ => {
-                    self.transport = None;
-                    self.core.transport_closed(now());
+            let closed = match t.reader.try_read(&mut self.buf) {
+                Ok(0) => true,
+                Ok(n) => {
+                    let data = &self.buf[..n];
+                    // Acknowledgements free the window and queued commands go out at once,
+                    // in the same write as any other answer.
+                    self.with_core(|c| c.input(now(), data));
+                    false
                 }
-            }
-        }
-
-        /// Takes the commands queued now, up to [`CLIENT_COMMANDS`], while none waits for
-        /// room: the window refills from the queue as soon as acknowledgements free it, with
-        /// no round trip through the caller. Writes after every [`CHUNK`] of them.
-        async fn take_commands(&mut self) {
-            let mut taken = 0;
-            // One reading of the clock for the burst.
-            let now = now();
-            while taken < CLIENT_COMMANDS && !self.core.is_parked() {
-                let Ok(c) = self.commands.try_recv() else {
-                    return;
-                };
-                self.core.command(now, c);
-                taken += 1;
-                if taken % CHUNK == 0 {
-                    self.flush().await;
-                }
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            if closed {
+                self.transport = None;
+                self.with_core(|c| c.transport_closed(now()));
             }
         }
     }
 
-    /// The driver loop: waits for bytes, a command or the deadline, feeds the core, takes
-    /// what else is queued, and carries out the core's output (write, close, reconnect) until
-    /// the core stops.
+    /// The driver loop: waits for bytes, work from a handle or the deadline, feeds the core,
+    /// and carries out the core's output (write, close, reconnect) until the core stops.
     async fn run<R: Runtime>(
         addr: SocketAddr,
-        core: ClientCore,
-        commands: async_channel::Receiver<Command>,
+        shared: Arc<Shared>,
         events: async_channel::Sender<Event>,
         reader: R::Reader,
         writer: R::Writer,
     ) {
         let mut d = Driver::<R> {
             addr,
-            core,
-            commands,
+            shared,
             events,
             transport: Some(Transport { reader, writer }),
             buf: Vec::new(),
-            turn: false,
+            gone: false,
         };
-        d.core.connect(now(), true);
+        d.with_core(|c| c.connect(now(), true));
         loop {
             d.flush().await;
-            if let Some(reply) = d.core.take_stop() {
+            if let Some(reply) = d.with_core(ClientCore::take_stop) {
                 if let Some(r) = reply {
                     r.send(Ok(()));
                 }
@@ -694,13 +820,15 @@ mod handle {
                 Wake::Readable(Ok(())) => d.read(),
                 Wake::Readable(Err(_)) => {
                     d.transport = None;
-                    d.core.transport_closed(now());
+                    d.with_core(|c| c.transport_closed(now()));
                 }
-                Wake::Command(Ok(c)) => d.core.command(now(), c),
-                Wake::Command(Err(_)) => d.core.handles_gone(now()),
-                Wake::Deadline => d.core.timeout(now()),
+                Wake::Work => {}
+                Wake::Deadline => d.with_core(|c| c.timeout(now())),
             }
-            d.take_commands().await;
+            if !d.gone && d.shared.lock().handles == 0 {
+                d.gone = true;
+                d.with_core(|c| c.handles_gone(now()));
+            }
         }
     }
 }

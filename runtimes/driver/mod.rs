@@ -27,7 +27,7 @@
 //!
 //! | queue | cap | when full |
 //! | --- | --- | --- |
-//! | client commands (publish, subscribe, ...) | [`CLIENT_COMMANDS`] | the caller waits; while a publish waits for room in the in-flight window (or for a connection) the driver takes no further commands |
+//! | client commands (publish, subscribe, ...) waiting behind one that waits for room in the in-flight window or for a connection (a command that can go at once is carried out by the caller, under the lock of the session it shares with the driver, and queues nothing; the blocking runtime's commands wait in its session thread's input channel instead) | [`CLIENT_COMMANDS`] | the caller waits; the driver sends queued commands in order as acknowledgements free the window |
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
 //! | bytes read from a socket, per connection in the blocking runtime (client and broker; the async client's driver and broker connection tasks read their sockets themselves, only when ready for more) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (one for every connection: the mail batch of each read, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
@@ -63,7 +63,8 @@ pub use server::Server;
 pub use store::STORE_FILE;
 pub use writer::Fsync;
 
-/// Commands a client handle may queue before the caller waits.
+/// Commands a client may hold queued (behind a full in-flight window, or while it connects)
+/// before callers wait.
 pub const CLIENT_COMMANDS: usize = 64;
 /// Events a client driver may queue before it stops reading its socket.
 pub const CLIENT_EVENTS: usize = 256;
