@@ -452,6 +452,10 @@ mod handle {
         driver: Option<Waker>,
         /// A handle gave the core something to send or to report; the driver flushes it.
         work: bool,
+        /// Commands carried out by handles whose bytes the driver has not taken for writing
+        /// yet: with the queued ones at most [`CLIENT_COMMANDS`], so a caller cannot pile up
+        /// QoS 0 messages (which need no window) while the socket or the event reader is slow.
+        unsent: usize,
         /// Live handles; when the last goes, the driver disconnects.
         handles: usize,
         /// The driver has ended: commands are refused.
@@ -467,6 +471,11 @@ mod handle {
     }
 
     impl State {
+        /// Whether a command must wait for room.
+        fn full(&self) -> bool {
+            self.core.queued() + self.unsent >= CLIENT_COMMANDS
+        }
+
         /// Marks work for the driver; returns its waker to wake once the lock is released.
         fn work(&mut self) -> Option<Waker> {
             self.work = true;
@@ -531,6 +540,7 @@ mod handle {
                     core: ClientCore::new(Session::new(config), ready_tx),
                     driver: None,
                     work: false,
+                    unsent: 0,
                     handles: 1,
                     ended: false,
                 }),
@@ -606,7 +616,7 @@ mod handle {
                     if st.ended {
                         return Err(Error::Stopped);
                     }
-                    if st.core.queued() < CLIENT_COMMANDS {
+                    if !st.full() {
                         let queued = st.core.queued();
                         if let Some(c) = command.take() {
                             st.core.command(now(), c);
@@ -615,6 +625,7 @@ mod handle {
                         let waker = if st.core.queued() > queued {
                             None
                         } else {
+                            st.unsent += 1;
                             st.work()
                         };
                         drop(st);
@@ -676,10 +687,15 @@ mod handle {
         /// Runs `f` on the core under the lock, and tells callers waiting for room when the
         /// command queue had been full and no longer is.
         fn with_core<T>(&self, f: impl FnOnce(&mut ClientCore) -> T) -> T {
+            self.with_state(|st| f(&mut st.core))
+        }
+
+        /// [`Driver::with_core`] with the rest of the shared state.
+        fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
             let mut st = self.shared.lock();
-            let full = st.core.queued() >= CLIENT_COMMANDS;
-            let v = f(&mut st.core);
-            let room = full && st.core.queued() < CLIENT_COMMANDS;
+            let full = st.full();
+            let v = f(&mut st);
+            let room = full && !st.full();
             drop(st);
             if room {
                 self.shared.room.notify(usize::MAX);
@@ -691,7 +707,10 @@ mod handle {
         /// nothing more; everything encoded since the last write leaves in one write.
         async fn flush(&mut self) {
             loop {
-                let out = self.with_core(ClientCore::take_output);
+                let out = self.with_state(|st| {
+                    st.unsent = 0;
+                    st.core.take_output()
+                });
                 if out.transmit.is_empty() && !out.close && !out.reconnect && out.events.is_empty()
                 {
                     return;
