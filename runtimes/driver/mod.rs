@@ -164,8 +164,8 @@ impl Pending {
 /// The stream of what a client's session reports: messages, connects, reconnects, disconnects.
 ///
 /// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. Read it
-/// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading its socket
-/// (and so stops taking commands).
+/// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading and
+/// writing its socket (and so, once [`CLIENT_COMMANDS`] commands wait, stops taking commands).
 #[derive(Debug, Clone)]
 pub struct Events {
     rx: async_channel::Receiver<Event>,
