@@ -126,7 +126,7 @@ impl Client {
     /// Blocks while the command queue is full, which it is while the in-flight window is.
     pub fn publish(&self, publish: Publish) -> Result<Pending, Error> {
         let (tx, rx) = reply_channel();
-        self.send(Command::Publish(Box::new(publish), tx))?;
+        self.send(Command::Publish(publish, tx))?;
         Ok(Pending::from_receiver(rx))
     }
 

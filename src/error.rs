@@ -72,7 +72,8 @@ pub enum ClientError {
     /// A connection is open or being opened already.
     #[error("already connected or connecting")]
     AlreadyConnected,
-    /// The server's receive maximum of QoS 1/2 publishes is in flight; retry after `Published`.
+    /// The in-flight window of QoS 1/2 publishes (the server's receive maximum, or
+    /// `ClientConfig::max_inflight` if lower) is full; retry after `Published`.
     #[error("the in-flight window of {0} publishes is full")]
     WindowFull(u16),
     /// All 65,535 packet identifiers are held by unacknowledged packets.

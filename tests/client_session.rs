@@ -914,6 +914,42 @@ fn mqtt_3_3_4_7_window_is_the_server_receive_maximum() {
     assert_eq!(p.client.window(), (1, 2));
 }
 
+/// `ClientConfig::max_inflight` narrows the window below the server's Receive Maximum (and
+/// under 3.1.x, where the server sets none); a larger one leaves the server's limit.
+#[test]
+fn max_inflight_narrows_the_window_below_the_receive_maximum() {
+    let mut c = config(V311, "c");
+    c.max_inflight = NonZeroU16::new(2);
+    let mut p = Peer::connected(c);
+    assert_eq!(p.client.window(), (0, 2));
+    assert!(p.client.window_open());
+    p.publish(message("a", b"1", QoS::AtLeastOnce)).unwrap();
+    p.publish(message("a", b"2", QoS::AtLeastOnce)).unwrap();
+    assert!(!p.client.window_open());
+    assert_eq!(
+        p.publish(message("a", b"3", QoS::AtLeastOnce)),
+        Err(ClientError::WindowFull(2))
+    );
+    assert_eq!(p.packets().len(), 2);
+    p.send_raw(&hex("40 02 00 01"));
+    p.published(1);
+    assert!(p.client.window_open());
+    p.publish(message("a", b"3", QoS::AtLeastOnce)).unwrap();
+
+    let mut c = config(V5, "c");
+    c.max_inflight = NonZeroU16::new(50);
+    let mut p = Peer::new(c);
+    p.connect();
+    p.accept(connack_with(
+        false,
+        ConnAckProperties {
+            receive_maximum: NonZeroU16::new(10),
+            ..ConnAckProperties::default()
+        },
+    ));
+    assert_eq!(p.client.window(), (0, 10));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server to client
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The client driver: the session's waiters and drain order (`ClientCore`), and the async loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,13 +12,13 @@ use crate::codec::{
     AckProperties, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
 };
 use crate::error::ClientError;
-use crate::{PacketId, ReasonCode, TopicFilter};
+use crate::{PacketId, QoS, ReasonCode, TopicFilter};
 
 /// What a client handle asks its driver to do.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Publish, answering with the acknowledgement.
-    Publish(Box<Publish>, Reply<Ack>),
+    Publish(Publish, Reply<Ack>),
     /// Subscribe, answering with the SUBACK.
     Subscribe(Vec<Subscription>, SubscribeProperties, Reply<SubAck>),
     /// Unsubscribe, answering with the UNSUBACK.
@@ -39,16 +40,44 @@ pub(crate) struct Output {
     pub(crate) reconnect: bool,
 }
 
+/// Hashes a packet identifier with one multiplication: the session hands them out one after
+/// another, so they spread well, and nobody else chooses them (SipHash cost more than the
+/// rest of a waiter's bookkeeping).
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.0 = (self.0.rotate_left(16) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Waiters by packet identifier.
+type Waiters<T> = HashMap<PacketId, Reply<T>, BuildHasherDefault<IdHasher>>;
+
 /// A client session with the waiters of its pending commands.
 #[derive(Debug)]
 pub(crate) struct ClientCore {
     session: Session,
-    publishes: HashMap<PacketId, Reply<Ack>>,
-    subscribes: HashMap<PacketId, Reply<SubAck>>,
-    unsubscribes: HashMap<PacketId, Reply<SubAck>>,
-    /// A command waiting for room in the window or for a connection; while it waits the
-    /// loop takes no further commands.
-    parked: Option<Command>,
+    publishes: Waiters<Ack>,
+    subscribes: Waiters<SubAck>,
+    unsubscribes: Waiters<SubAck>,
+    /// Commands waiting, in order: the first for room in the window or for a connection, the
+    /// others behind it. The async client lets its handles queue up to [`CLIENT_COMMANDS`]
+    /// here; the blocking runtime hands over the next only when this is empty.
+    ///
+    /// [`CLIENT_COMMANDS`]: super::CLIENT_COMMANDS
+    queue: VecDeque<Command>,
     /// Answered when the first connection is accepted or fails.
     ready: Option<Reply<()>>,
     /// Set once the driver must end; answered when it has.
@@ -61,10 +90,10 @@ impl ClientCore {
     pub(crate) fn new(session: Session, ready: Reply<()>) -> ClientCore {
         ClientCore {
             session,
-            publishes: HashMap::new(),
-            subscribes: HashMap::new(),
-            unsubscribes: HashMap::new(),
-            parked: None,
+            publishes: Waiters::default(),
+            subscribes: Waiters::default(),
+            unsubscribes: Waiters::default(),
+            queue: VecDeque::new(),
             ready: Some(ready),
             stopping: None,
             out: Output::default(),
@@ -76,13 +105,21 @@ impl ClientCore {
         self.session.config().connect_timeout
     }
 
-    /// Whether a command waits, so no new one should be taken.
+    /// Whether a command waits, so a new one would only queue behind it.
+    #[cfg(feature = "blocking")]
     pub(crate) fn is_parked(&self) -> bool {
-        self.parked.is_some()
+        !self.queue.is_empty()
+    }
+
+    /// How many commands wait.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     /// Whether the driver must end; `Some` carries the waiter of a `disconnect`.
     pub(crate) fn take_stop(&mut self) -> Option<Option<Reply<()>>> {
+        self.take_transmit();
         if self.out.transmit.is_empty() && !self.out.close {
             self.stopping.take()
         } else {
@@ -121,12 +158,26 @@ impl ClientCore {
         self.drain(now);
     }
 
-    /// A command from a handle.
+    /// A command from a handle: carried out now, or queued behind those that wait.
     pub(crate) fn command(&mut self, now: Instant, command: Command) {
+        if !self.queue.is_empty() {
+            self.queue.push_back(command);
+            return;
+        }
         if let Some(c) = self.try_command(now, command) {
-            self.parked = Some(c);
+            self.queue.push_back(c);
         }
         self.drain(now);
+    }
+
+    /// The driver is gone without stopping (its task was dropped): every waiter hears
+    /// [`Error::Stopped`], and so does every later command.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+    pub(crate) fn abandon(&mut self) {
+        if self.stopping.is_none() {
+            self.stopping = Some(None);
+        }
+        self.fail_all(|| Error::Stopped);
     }
 
     /// Every handle is gone: disconnect cleanly.
@@ -136,7 +187,14 @@ impl ClientCore {
 
     /// What the loop must do now.
     pub(crate) fn take_output(&mut self) -> Output {
+        self.take_transmit();
         std::mem::take(&mut self.out)
+    }
+
+    fn take_transmit(&mut self) {
+        while let Some(b) = self.session.poll_transmit() {
+            self.out.transmit.push(b);
+        }
     }
 
     /// Carries out `command`, or gives it back when it has to wait.
@@ -145,8 +203,35 @@ impl ClientCore {
             fail(command, Error::Stopped);
             return None;
         }
+        let waiting = matches!(
+            self.session.state(),
+            ClientState::Connecting | ClientState::Reconnecting
+        );
+        if let Command::Publish(p, r) = command {
+            // Checked before the session takes the message, so that a message that has to
+            // wait is kept, not copied.
+            if waiting || (p.qos != QoS::AtMostOnce && !self.session.window_open()) {
+                return Some(Command::Publish(p, r));
+            }
+            match self.session.publish(now, p) {
+                Ok(Some(id)) => {
+                    self.publishes.insert(id, r);
+                }
+                Ok(None) => {
+                    let ack = Ack {
+                        packet_id: None,
+                        reason_code: ReasonCode::Success,
+                        properties: AckProperties::default(),
+                    };
+                    answer(r, Ok(ack));
+                }
+                Err(ClientError::NotConnected) => answer(r, Err(Error::Stopped)),
+                Err(e) => answer(r, Err(Error::Client(e))),
+            }
+            return None;
+        }
         let result = match &command {
-            Command::Publish(p, _) => self.session.publish(now, (**p).clone()).map(Id::Publish),
+            Command::Publish(..) => return None,
             Command::Subscribe(f, props, _) => self
                 .session
                 .subscribe(now, f.clone(), props.clone())
@@ -164,29 +249,13 @@ impl ClientCore {
                 return None;
             }
         };
-        let waiting = matches!(
-            self.session.state(),
-            ClientState::Connecting | ClientState::Reconnecting
-        );
         match (result, command) {
-            (Ok(Id::Publish(Some(id))), Command::Publish(_, r)) => {
-                self.publishes.insert(id, r);
-            }
-            (Ok(Id::Publish(None)), Command::Publish(_, r)) => {
-                let ack = Ack {
-                    packet_id: None,
-                    reason_code: ReasonCode::Success,
-                    properties: AckProperties::default(),
-                };
-                answer(r, Ok(ack));
-            }
             (Ok(Id::Subscribe(id)), Command::Subscribe(_, _, r)) => {
                 self.subscribes.insert(id, r);
             }
             (Ok(Id::Unsubscribe(id)), Command::Unsubscribe(_, _, r)) => {
                 self.unsubscribes.insert(id, r);
             }
-            (Err(ClientError::WindowFull(_)), c) => return Some(c),
             (Err(ClientError::NotConnected), c) if waiting => return Some(c),
             (Err(ClientError::NotConnected), c) => fail(c, Error::Stopped),
             (Err(e), c) => fail(c, Error::Client(e)),
@@ -209,7 +278,7 @@ impl ClientCore {
         for (_, r) in self.subscribes.drain().chain(self.unsubscribes.drain()) {
             answer(r, Err(error()));
         }
-        if let Some(c) = self.parked.take() {
+        for c in self.queue.drain(..) {
             fail(c, error());
         }
         if let Some(r) = self.ready.take() {
@@ -217,19 +286,23 @@ impl ClientCore {
         }
     }
 
-    /// Drains the session in the order of the grammar, answering waiters.
+    /// Drains the session's events, answering waiters, and lets waiting commands through as
+    /// far as they can go.
+    ///
+    /// The bytes to write stay in the session's buffer until [`ClientCore::take_output`], so
+    /// the packets of every command and input since the last write leave in one buffer (the
+    /// session keeps them in order; a new connection discards what the old one did not send).
     fn drain(&mut self, now: Instant) {
         loop {
-            while let Some(b) = self.session.poll_transmit() {
-                self.out.transmit.push(b);
-            }
             while let Some(e) = self.session.poll_event() {
                 self.event(e);
             }
-            // A freed slot or a new connection may let the parked command through.
-            let Some(c) = self.parked.take() else { break };
+            // Freed slots or a new connection may let waiting commands through.
+            let Some(c) = self.queue.pop_front() else {
+                break;
+            };
             if let Some(c) = self.try_command(now, c) {
-                self.parked = Some(c);
+                self.queue.push_front(c);
                 break;
             }
         }
@@ -326,7 +399,6 @@ impl ClientCore {
 
 /// Which identifier a command got.
 enum Id {
-    Publish(Option<PacketId>),
     Subscribe(PacketId),
     Unsubscribe(PacketId),
 }
@@ -346,10 +418,12 @@ pub use handle::Client;
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod handle {
+    use std::future::{poll_fn, Future};
     use std::marker::PhantomData;
     use std::net::SocketAddr;
-
-    use bytes::Bytes;
+    use std::pin::pin;
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+    use std::task::{Poll, Waker};
 
     use super::{ClientCore, Command};
     use crate::client::{Client as Session, ClientConfig, Event};
@@ -357,25 +431,90 @@ mod handle {
         Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
     use crate::runtimes::driver::{
-        now, reply_channel, wait, wait_fair, Error, Events, Pending, Reader, Runtime, SubAck, Woke,
-        Writer, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS, READ_CHUNK,
+        now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
+        CLIENT_COMMANDS, CLIENT_EVENTS, READ_CHUNK,
     };
     use crate::TopicFilter;
+
+    /// What the handles and the driver task share: the session's core itself, so that a
+    /// command is carried out by the caller that gives it (encoded into the session's output
+    /// at once, or queued behind the window) and the driver only reads, writes and keeps
+    /// time. No channel between them, no allocation per command beyond its answer.
+    struct Shared {
+        state: Mutex<State>,
+        /// Signalled when the command queue has room again (or the driver ended).
+        room: event_listener::Event,
+    }
+
+    struct State {
+        core: ClientCore,
+        /// The driver's waker while it waits; taken by whoever wakes it.
+        driver: Option<Waker>,
+        /// A handle gave the core something to send or to report; the driver flushes it.
+        work: bool,
+        /// Commands carried out by handles whose bytes the driver has not taken for writing
+        /// yet: with the queued ones at most [`CLIENT_COMMANDS`], so a caller cannot pile up
+        /// QoS 0 messages (which need no window) while the socket or the event reader is slow.
+        unsent: usize,
+        /// Live handles; when the last goes, the driver disconnects.
+        handles: usize,
+        /// The driver has ended: commands are refused.
+        ended: bool,
+    }
+
+    impl Shared {
+        fn lock(&self) -> MutexGuard<'_, State> {
+            // The core is never left half-updated by a panic that matters here: the
+            // session's methods do not panic on any input.
+            self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    impl State {
+        /// Whether a command must wait for room.
+        fn full(&self) -> bool {
+            self.core.queued() + self.unsent >= CLIENT_COMMANDS
+        }
+
+        /// Marks work for the driver; returns its waker to wake once the lock is released.
+        fn work(&mut self) -> Option<Waker> {
+            self.work = true;
+            self.driver.take()
+        }
+    }
 
     /// A handle to a running client (any async runtime); clones share the session.
     ///
     /// The session's driver runs in a task of its own: it reconnects with the configured
     /// backoff and ends on [`Client::disconnect`] or when every handle is dropped.
     pub struct Client<R> {
-        commands: async_channel::Sender<Command>,
+        shared: Arc<Shared>,
         runtime: PhantomData<fn() -> R>,
     }
 
     impl<R> Clone for Client<R> {
         fn clone(&self) -> Self {
+            self.shared.lock().handles += 1;
             Client {
-                commands: self.commands.clone(),
+                shared: self.shared.clone(),
                 runtime: PhantomData,
+            }
+        }
+    }
+
+    impl<R> Drop for Client<R> {
+        fn drop(&mut self) {
+            let waker = {
+                let mut st = self.shared.lock();
+                st.handles -= 1;
+                if st.handles == 0 {
+                    st.work()
+                } else {
+                    None
+                }
+            };
+            if let Some(w) = waker {
+                w.wake();
             }
         }
     }
@@ -395,24 +534,37 @@ mod handle {
         ) -> Result<(Self, Events), Error> {
             let (reader, writer) = R::connect(addr).await?;
             let (ready_tx, ready_rx) = reply_channel();
-            let (cmd_tx, cmd_rx) = async_channel::bounded(CLIENT_COMMANDS);
             let (ev_tx, ev_rx) = async_channel::bounded(CLIENT_EVENTS);
-            let core = ClientCore::new(Session::new(config), ready_tx);
-            R::spawn(run::<R>(addr, core, cmd_rx, ev_tx, reader, writer));
-            ready_rx.recv().await.unwrap_or(Err(Error::Stopped))?;
+            let shared = Arc::new(Shared {
+                state: Mutex::new(State {
+                    core: ClientCore::new(Session::new(config), ready_tx),
+                    driver: None,
+                    work: false,
+                    unsent: 0,
+                    handles: 1,
+                    ended: false,
+                }),
+                room: event_listener::Event::new(),
+            });
+            // The handle exists before the driver starts, so a failed connect that drops it
+            // stops the driver like any last handle.
             let client = Client {
-                commands: cmd_tx,
+                shared: shared.clone(),
                 runtime: PhantomData,
             };
+            R::spawn(run::<R>(addr, shared, ev_tx, reader, writer));
+            ready_rx.recv().await.unwrap_or(Err(Error::Stopped))?;
             Ok((client, Events::from_receiver(ev_rx)))
         }
 
         /// Publishes; the returned [`Pending`] completes with the acknowledgement.
         ///
-        /// Waits while the command queue is full, which it is while the in-flight window is.
+        /// The message is encoded for the socket at once when the in-flight window has room,
+        /// or else queued behind it (the driver sends it as acknowledgements free the window);
+        /// waits while [`CLIENT_COMMANDS`] commands are queued.
         pub async fn publish(&self, publish: Publish) -> Result<Pending, Error> {
             let (tx, rx) = reply_channel();
-            self.send(Command::Publish(Box::new(publish), tx)).await?;
+            self.send(Command::Publish(publish, tx)).await?;
             Ok(Pending::from_receiver(rx))
         }
 
@@ -454,181 +606,247 @@ mod handle {
             rx.recv().await.unwrap_or(Ok(()))
         }
 
+        /// Gives `command` to the core (carried out or queued), waiting while the queue is
+        /// full; wakes the driver when there is something to send or report.
         async fn send(&self, command: Command) -> Result<(), Error> {
-            self.commands
-                .send(command)
-                .await
-                .map_err(|_| Error::Stopped)
-        }
-    }
-
-    /// What a reader task reports, tagged with its connection's generation.
-    enum Net {
-        Bytes(Bytes),
-        Closed,
-    }
-
-    /// One connection's transport in the driver.
-    struct Transport<R: Runtime> {
-        writer: R::Writer,
-        /// Dropped to stop the reader.
-        _stop: async_channel::Sender<()>,
-    }
-
-    fn start<R: Runtime>(
-        reader: R::Reader,
-        writer: R::Writer,
-        generation: u64,
-        net: async_channel::Sender<(u64, Net)>,
-    ) -> Transport<R> {
-        let (stop_tx, stop_rx) = async_channel::bounded(1);
-        R::spawn(read_loop::<R>(reader, generation, net, stop_rx));
-        Transport {
-            writer,
-            _stop: stop_tx,
-        }
-    }
-
-    async fn read_loop<R: Runtime>(
-        mut reader: R::Reader,
-        generation: u64,
-        net: async_channel::Sender<(u64, Net)>,
-        stop: async_channel::Receiver<()>,
-    ) {
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let read = wait::<R, _, _>(reader.read(&mut buf), Some(stop.recv()), None).await;
-            let msg = match read {
-                Woke::First(Ok(n)) if n > 0 => Net::Bytes(Bytes::copy_from_slice(&buf[..n])),
-                Woke::First(_) => Net::Closed,
-                _ => return,
-            };
-            let closed = matches!(msg, Net::Closed);
-            if net.send((generation, msg)).await.is_err() || closed {
-                return;
-            }
-        }
-    }
-
-    /// Packets up to this size are copied into one buffer and written together.
-    const COALESCE: usize = 4 * 1024;
-
-    /// Writes `packets` in order, the small ones gathered in `batch` so that a run of them
-    /// takes one write instead of one each.
-    async fn write_batch<W: Writer>(
-        writer: &mut W,
-        packets: &[Bytes],
-        batch: &mut Vec<u8>,
-    ) -> std::io::Result<()> {
-        batch.clear();
-        for p in packets {
-            if p.len() > COALESCE {
-                if !batch.is_empty() {
-                    writer.write_all(batch).await?;
-                    batch.clear();
-                }
-                writer.write_all(p).await?;
-            } else {
-                batch.extend_from_slice(p);
-                if batch.len() >= READ_CHUNK {
-                    writer.write_all(batch).await?;
-                    batch.clear();
-                }
-            }
-        }
-        if !batch.is_empty() {
-            writer.write_all(batch).await?;
-        }
-        batch.clear();
-        Ok(())
-    }
-
-    /// The driver loop: waits for bytes, a command or the deadline, feeds the core, and carries
-    /// out its output (write, close, reconnect) until the core stops.
-    async fn run<R: Runtime>(
-        addr: SocketAddr,
-        mut core: ClientCore,
-        commands: async_channel::Receiver<Command>,
-        events: async_channel::Sender<Event>,
-        reader: R::Reader,
-        writer: R::Writer,
-    ) {
-        let (net_tx, net_rx) = async_channel::bounded(NET_CHUNKS);
-        let mut generation = 0u64;
-        let mut transport = Some(start::<R>(reader, writer, generation, net_tx.clone()));
-        core.connect(now(), true);
-        let mut turn = false;
-        let mut batch = Vec::new();
-        loop {
+            let mut command = Some(command);
             loop {
-                let out = core.take_output();
+                let listener = {
+                    let mut st = self.shared.lock();
+                    if st.ended {
+                        return Err(Error::Stopped);
+                    }
+                    if !st.full() {
+                        let queued = st.core.queued();
+                        if let Some(c) = command.take() {
+                            st.core.command(now(), c);
+                        }
+                        // One that only joined the queue waits for the driver's next turn.
+                        let waker = if st.core.queued() > queued {
+                            None
+                        } else {
+                            st.unsent += 1;
+                            st.work()
+                        };
+                        drop(st);
+                        if let Some(w) = waker {
+                            w.wake();
+                        }
+                        return Ok(());
+                    }
+                    // Listening before the lock is released: the driver's notice cannot fall
+                    // between the check and the wait.
+                    self.shared.room.listen()
+                };
+                listener.await;
+            }
+        }
+    }
+
+    /// One connection's socket; the driver reads and writes it itself.
+    struct Transport<R: Runtime> {
+        reader: R::Reader,
+        writer: R::Writer,
+    }
+
+    /// What woke the driver.
+    enum Wake {
+        /// The socket is readable (or failed).
+        Readable(std::io::Result<()>),
+        /// A handle gave the core something to send or report, or the last handle went.
+        Work,
+        /// The session's deadline passed.
+        Deadline,
+    }
+
+    /// The driver: the connection, what it reads into, and the core it shares with the
+    /// handles.
+    struct Driver<R: Runtime> {
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        events: async_channel::Sender<Event>,
+        transport: Option<Transport<R>>,
+        buf: Vec<u8>,
+        /// Whether the last handle's departure was handed to the core.
+        gone: bool,
+    }
+
+    impl<R: Runtime> Drop for Driver<R> {
+        /// Ended or dropped with its runtime: later commands are refused, and every waiter
+        /// hears [`Error::Stopped`] (or has its answer already).
+        fn drop(&mut self) {
+            let mut st = self.shared.lock();
+            st.ended = true;
+            st.core.abandon();
+            drop(st);
+            self.shared.room.notify(usize::MAX);
+        }
+    }
+
+    impl<R: Runtime> Driver<R> {
+        /// Runs `f` on the core under the lock, and tells callers waiting for room when the
+        /// command queue had been full and no longer is.
+        fn with_core<T>(&self, f: impl FnOnce(&mut ClientCore) -> T) -> T {
+            self.with_state(|st| f(&mut st.core))
+        }
+
+        /// [`Driver::with_core`] with the rest of the shared state.
+        fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+            let mut st = self.shared.lock();
+            let full = st.full();
+            let v = f(&mut st);
+            let room = full && !st.full();
+            drop(st);
+            if room {
+                self.shared.room.notify(usize::MAX);
+            }
+            v
+        }
+
+        /// Carries out what the core asks (write, events, close, reconnect) until it asks
+        /// nothing more; everything encoded since the last write leaves in one write.
+        async fn flush(&mut self) {
+            loop {
+                let out = self.with_state(|st| {
+                    st.unsent = 0;
+                    st.core.take_output()
+                });
                 if out.transmit.is_empty() && !out.close && !out.reconnect && out.events.is_empty()
                 {
-                    break;
+                    return;
                 }
-                if let Some(t) = transport.as_mut() {
-                    if write_batch(&mut t.writer, &out.transmit, &mut batch)
-                        .await
-                        .is_err()
-                    {
-                        transport = None;
-                        core.transport_closed(now());
+                for bytes in &out.transmit {
+                    let Some(t) = self.transport.as_mut() else {
+                        break;
+                    };
+                    if t.writer.write_all(bytes).await.is_err() {
+                        self.transport = None;
+                        self.with_core(|c| c.transport_closed(now()));
                     }
                 }
                 for e in out.events {
                     // A dropped `Events` discards events.
-                    let _ = events.send(e).await;
+                    let _ = self.events.send(e).await;
                 }
                 if out.close {
-                    if let Some(mut t) = transport.take() {
+                    if let Some(mut t) = self.transport.take() {
                         t.writer.close().await;
                     }
                 }
                 if out.reconnect {
-                    generation += 1;
-                    let deadline = now() + core.connect_timeout();
+                    let deadline = now() + self.with_core(|c| c.connect_timeout());
                     let opened = wait::<R, _, ()>(
-                        R::connect(addr),
+                        R::connect(self.addr),
                         None::<std::future::Pending<()>>,
                         Some(deadline),
                     )
                     .await;
                     match opened {
-                        Woke::First(Ok((r, w))) => {
-                            transport = Some(start::<R>(r, w, generation, net_tx.clone()));
-                            core.connect(now(), true);
+                        Woke::First(Ok((reader, writer))) => {
+                            self.transport = Some(Transport { reader, writer });
+                            self.with_core(|c| c.connect(now(), true));
                         }
-                        _ => core.connect(now(), false),
+                        _ => self.with_core(|c| c.connect(now(), false)),
                     }
                 }
             }
-            if let Some(reply) = core.take_stop() {
+        }
+
+        /// Waits for the first of: a passed deadline, readability, work from a handle (which
+        /// the flush after any wake takes care of, so readability going first starves
+        /// nothing). Every source is cancel-safe.
+        async fn next(&mut self) -> Wake {
+            let deadline = self.shared.lock().core.deadline();
+            let mut read = pin!(self.transport.as_mut().map(|t| t.reader.readable()));
+            let mut sleep = pin!(deadline.map(R::sleep_until));
+            let shared = &self.shared;
+            poll_fn(|cx| {
+                if let Some(s) = sleep.as_mut().as_pin_mut() {
+                    if s.poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Deadline);
+                    }
+                }
+                let readable = match read.as_mut().as_pin_mut().map(|r| r.poll(cx)) {
+                    Some(Poll::Ready(r)) => Some(r),
+                    _ => None,
+                };
+                let mut st = shared.lock();
+                if std::mem::take(&mut st.work) || readable.is_some() {
+                    return Poll::Ready(readable.map_or(Wake::Work, Wake::Readable));
+                }
+                match &mut st.driver {
+                    Some(w) => w.clone_from(cx.waker()),
+                    None => st.driver = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            })
+            .await
+        }
+
+        /// Reads what the socket has now into the session.
+        fn read(&mut self) {
+            let Some(t) = self.transport.as_mut() else {
+                return;
+            };
+            if self.buf.is_empty() {
+                self.buf.resize(READ_CHUNK, 0);
+            }
+            let closed = match t.reader.try_read(&mut self.buf) {
+                Ok(0) => true,
+                Ok(n) => {
+                    let data = &self.buf[..n];
+                    // Acknowledgements free the window and queued commands go out at once,
+                    // in the same write as any other answer.
+                    self.with_core(|c| c.input(now(), data));
+                    false
+                }
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            if closed {
+                self.transport = None;
+                self.with_core(|c| c.transport_closed(now()));
+            }
+        }
+    }
+
+    /// The driver loop: waits for bytes, work from a handle or the deadline, feeds the core,
+    /// and carries out the core's output (write, close, reconnect) until the core stops.
+    async fn run<R: Runtime>(
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        events: async_channel::Sender<Event>,
+        reader: R::Reader,
+        writer: R::Writer,
+    ) {
+        let mut d = Driver::<R> {
+            addr,
+            shared,
+            events,
+            transport: Some(Transport { reader, writer }),
+            buf: Vec::new(),
+            gone: false,
+        };
+        d.with_core(|c| c.connect(now(), true));
+        loop {
+            d.flush().await;
+            if let Some(reply) = d.with_core(ClientCore::take_stop) {
                 if let Some(r) = reply {
                     r.send(Ok(()));
                 }
                 return;
             }
-            let cmd = (!core.is_parked()).then(|| commands.recv());
-            match wait_fair::<R, _, _>(net_rx.recv(), cmd, core.deadline(), &mut turn).await {
-                Woke::First(Ok((g, Net::Bytes(b)))) if g == generation => core.input(now(), &b),
-                Woke::First(Ok((g, Net::Closed))) if g == generation => {
-                    transport = None;
-                    core.transport_closed(now());
+            match d.next().await {
+                Wake::Readable(Ok(())) => d.read(),
+                Wake::Readable(Err(_)) => {
+                    d.transport = None;
+                    d.with_core(|c| c.transport_closed(now()));
                 }
-                Woke::First(_) => {}
-                Woke::Second(Ok(c)) => {
-                    // Take what else is queued, so its packets go out in one write.
-                    core.command(now(), c);
-                    for _ in 1..CLIENT_COMMANDS {
-                        if core.is_parked() {
-                            break;
-                        }
-                        let Ok(c) = commands.try_recv() else { break };
-                        core.command(now(), c);
-                    }
-                }
-                Woke::Second(Err(_)) => core.handles_gone(now()),
-                Woke::Deadline => core.timeout(now()),
+                Wake::Work => {}
+                Wake::Deadline => d.with_core(|c| c.timeout(now())),
+            }
+            if !d.gone && d.shared.lock().handles == 0 {
+                d.gone = true;
+                d.with_core(|c| c.handles_gone(now()));
             }
         }
     }

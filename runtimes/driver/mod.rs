@@ -27,9 +27,9 @@
 //!
 //! | queue | cap | when full |
 //! | --- | --- | --- |
-//! | client commands (publish, subscribe, ...) | [`CLIENT_COMMANDS`] | the caller waits; while a publish waits for room in the in-flight window (or for a connection) the driver takes no further commands |
+//! | client commands (publish, subscribe, ...): those waiting behind one that waits for room in the in-flight window or for a connection, and those carried out whose bytes the driver has not taken for writing yet (a command that can go at once is carried out by the caller, under the lock of the session it shares with the driver; the blocking runtime's commands wait in its session thread's input channel instead) | [`CLIENT_COMMANDS`] | the caller waits; the driver sends queued commands in order as acknowledgements free the window |
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
-//! | bytes read from a socket, per client connection (and per broker connection in the blocking runtime) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
+//! | bytes read from a socket, per connection in the blocking runtime (client and broker; the async client's driver and broker connection tasks read their sockets themselves, only when ready for more) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (one for every connection: the mail batch of each read, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
 //! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
 //! | broker store writes (router to the store writer thread, with [`BrokerOptions::persistence`]): each router drain's changes as one batch | [`STORE_BATCHES`] batches in flight (sent, not yet handed back) | the router waits for the writer to commit (backpressure to every connection through the router inbox); the writer takes every waiting batch into one commit, so a slow disk makes commits bigger, not more |
@@ -63,7 +63,8 @@ pub use server::Server;
 pub use store::STORE_FILE;
 pub use writer::Fsync;
 
-/// Commands a client handle may queue before the caller waits.
+/// Commands a client may hold queued (behind a full in-flight window, or while it connects)
+/// before callers wait.
 pub const CLIENT_COMMANDS: usize = 64;
 /// Events a client driver may queue before it stops reading its socket.
 pub const CLIENT_EVENTS: usize = 256;
@@ -163,8 +164,8 @@ impl Pending {
 /// The stream of what a client's session reports: messages, connects, reconnects, disconnects.
 ///
 /// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. Read it
-/// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading its socket
-/// (and so stops taking commands).
+/// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading and
+/// writing its socket (and so, once [`CLIENT_COMMANDS`] commands wait, stops taking commands).
 #[derive(Debug, Clone)]
 pub struct Events {
     rx: async_channel::Receiver<Event>,

@@ -1,5 +1,6 @@
 //! Client configuration and the reconnect backoff.
 
+use std::num::NonZeroU16;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,6 +44,9 @@ pub struct ClientConfig {
     pub manual_acks: bool,
     /// Assign outgoing topic aliases automatically, within the server's topic alias maximum.
     pub topic_aliases: bool,
+    /// At most this many QoS 1/2 publishes unacknowledged at once, below the server's Receive
+    /// Maximum; `None`: the server's limit alone (65,535 under 3.1.x).
+    pub max_inflight: Option<NonZeroU16>,
 }
 
 impl ClientConfig {
@@ -64,6 +68,7 @@ impl ClientConfig {
             resubscribe: true,
             manual_acks: false,
             topic_aliases: true,
+            max_inflight: None,
         }
     }
 }

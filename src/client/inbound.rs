@@ -134,7 +134,11 @@ impl Client {
         let p = &c.properties;
         let d = ServerLimits::default();
         self.server = ServerLimits {
-            receive_maximum: p.receive_maximum.map_or(d.receive_maximum, NonZeroU16::get),
+            // The send quota: the server's Receive Maximum, or less if the configuration says.
+            receive_maximum: p
+                .receive_maximum
+                .map_or(d.receive_maximum, NonZeroU16::get)
+                .min(self.config.max_inflight.map_or(u16::MAX, NonZeroU16::get)),
             maximum_qos: p.maximum_qos.unwrap_or(d.maximum_qos),
             retain_available: p.retain_available.unwrap_or(true),
             topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),

@@ -59,7 +59,7 @@ use crate::topic::TopicError;
 use crate::types::{
     ByteStr, InvalidTopic, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
 };
-use outgoing::{Flow, Flows};
+use outgoing::{Flow, Flows, IdSet};
 
 /// Where the client is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +147,7 @@ pub struct Client {
     incoming_qos2: HashSet<PacketId>,
     /// QoS 1/2 PUBLISH packets sent on this connection and not finished: the send quota used
     /// ([MQTT-4.9.0-2]); the quota starts afresh with every connection.
-    on_wire: HashSet<PacketId>,
+    on_wire: IdSet,
     /// Publishes of a resumed session still to resend, in order, as the quota allows.
     resend_backlog: VecDeque<PacketId>,
     /// Manual acks in receipt order; released in that order ([MQTT-4.6.0-2]).
@@ -190,7 +190,7 @@ impl Client {
             timers: TimerTable::default(),
             flows: Flows::default(),
             incoming_qos2: HashSet::new(),
-            on_wire: HashSet::new(),
+            on_wire: IdSet::default(),
             resend_backlog: VecDeque::new(),
             pending_acks: VecDeque::new(),
             subscriptions: BTreeMap::new(),
@@ -279,10 +279,18 @@ impl Client {
         &self.config
     }
 
-    /// QoS 1/2 publishes sent on this connection and not finished, and the server's receive
-    /// maximum that bounds them.
+    /// QoS 1/2 publishes sent on this connection and not finished, and the send quota that
+    /// bounds them: the server's Receive Maximum, or [`ClientConfig::max_inflight`] if lower.
     pub fn window(&self) -> (usize, u16) {
         (self.on_wire.len(), self.server.receive_maximum)
+    }
+
+    /// Whether a QoS 1/2 [`Client::publish`] would find room in the window now (it says
+    /// [`ClientError::WindowFull`] otherwise): below the send quota, and no resumed session's
+    /// resends waiting, since new messages queue behind those to keep the order.
+    pub fn window_open(&self) -> bool {
+        self.on_wire.len() < usize::from(self.server.receive_maximum)
+            && self.resend_backlog.is_empty()
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -443,10 +451,8 @@ impl Client {
         publish.properties.subscription_identifiers.clear();
         publish.packet_id = None;
         if publish.qos != QoS::AtMostOnce {
-            let max = self.server.receive_maximum;
-            // New messages also wait behind a resumed session's backlog, to keep the order.
-            if self.on_wire.len() >= usize::from(max) || !self.resend_backlog.is_empty() {
-                return Err(ClientError::WindowFull(max));
+            if !self.window_open() {
+                return Err(ClientError::WindowFull(self.server.receive_maximum));
             }
             publish.packet_id = Some(
                 self.flows
