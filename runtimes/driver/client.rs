@@ -1,7 +1,6 @@
 //! The client driver: the session's waiters and drain order (`ClientCore`), and the async loop.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,6 +11,7 @@ use crate::codec::{
     AckProperties, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
 };
 use crate::error::ClientError;
+use crate::hash::IdMap;
 use crate::{PacketId, QoS, ReasonCode, TopicFilter};
 
 /// What a client handle asks its driver to do.
@@ -40,30 +40,8 @@ pub(crate) struct Output {
     pub(crate) reconnect: bool,
 }
 
-/// Hashes a packet identifier with one multiplication: the session hands them out one after
-/// another, so they spread well, and nobody else chooses them (SipHash cost more than the
-/// rest of a waiter's bookkeeping).
-#[derive(Debug, Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.0 = (self.0.rotate_left(16) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// Waiters by packet identifier.
-type Waiters<T> = HashMap<PacketId, Reply<T>, BuildHasherDefault<IdHasher>>;
+type Waiters<T> = IdMap<PacketId, Reply<T>>;
 
 /// A client session with the waiters of its pending commands.
 #[derive(Debug)]

@@ -372,7 +372,7 @@ impl ServerConnection {
                     let Some(held) = self.held.pop_front() else {
                         break;
                     };
-                    if held.kind == AckKind::PubAck {
+                    if held.kind == AckKind::Ack {
                         self.held_pubacks -= 1;
                     }
                     if self.state == State::Connected {
@@ -711,17 +711,17 @@ impl ServerConnection {
     /// [`ToRouter::Hold`]).
     fn reply(&mut self, packet: Packet, mail: Option<ToRouter>) {
         let held = match packet {
-            Packet::PubAck(a) => HeldAck::new(AckKind::PubAck, a),
-            Packet::PubRec(a) => HeldAck::new(AckKind::PubRec, a),
-            Packet::PubRel(a) if self.hold_flows => HeldAck::new(AckKind::PubRel, a),
-            Packet::PubComp(a) if self.hold_flows => HeldAck::new(AckKind::PubComp, a),
+            Packet::PubAck(a) => HeldAck::new(AckKind::Ack, a),
+            Packet::PubRec(a) => HeldAck::new(AckKind::Rec, a),
+            Packet::PubRel(a) if self.hold_flows => HeldAck::new(AckKind::Rel, a),
+            Packet::PubComp(a) if self.hold_flows => HeldAck::new(AckKind::Comp, a),
             packet => {
                 self.to_router.extend(mail);
                 self.send(&packet);
                 return;
             }
         };
-        if held.kind == AckKind::PubAck {
+        if held.kind == AckKind::Ack {
             self.held_pubacks += 1;
         }
         self.held.push_back(held);
@@ -821,10 +821,14 @@ impl ServerConnection {
 /// Which acknowledgement a [`HeldAck`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckKind {
-    PubAck,
-    PubRec,
-    PubRel,
-    PubComp,
+    /// PUBACK.
+    Ack,
+    /// PUBREC.
+    Rec,
+    /// PUBREL.
+    Rel,
+    /// PUBCOMP.
+    Comp,
 }
 
 /// An acknowledgement waiting for the router's word: its kind and the acknowledgement
@@ -842,10 +846,10 @@ impl HeldAck {
 
     fn into_packet(self) -> Packet {
         match self.kind {
-            AckKind::PubAck => Packet::PubAck(self.ack),
-            AckKind::PubRec => Packet::PubRec(self.ack),
-            AckKind::PubRel => Packet::PubRel(self.ack),
-            AckKind::PubComp => Packet::PubComp(self.ack),
+            AckKind::Ack => Packet::PubAck(self.ack),
+            AckKind::Rec => Packet::PubRec(self.ack),
+            AckKind::Rel => Packet::PubRel(self.ack),
+            AckKind::Comp => Packet::PubComp(self.ack),
         }
     }
 }

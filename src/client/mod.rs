@@ -54,12 +54,13 @@ use crate::codec::{
     UnsubscribeProperties, MAX_PACKET_SIZE,
 };
 use crate::error::{ClientError, CloseReason, ConnectionError, Initiator};
+use crate::hash::IdSet;
 use crate::timer::{TimerKind, TimerTable};
 use crate::topic::TopicError;
 use crate::types::{
     ByteStr, InvalidTopic, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName,
 };
-use outgoing::{Flow, Flows, IdSet};
+use outgoing::{Flow, Flows};
 
 /// Where the client is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +148,7 @@ pub struct Client {
     incoming_qos2: HashSet<PacketId>,
     /// QoS 1/2 PUBLISH packets sent on this connection and not finished: the send quota used
     /// ([MQTT-4.9.0-2]); the quota starts afresh with every connection.
-    on_wire: IdSet,
+    on_wire: IdSet<PacketId>,
     /// Publishes of a resumed session still to resend, in order, as the quota allows.
     resend_backlog: VecDeque<PacketId>,
     /// Manual acks in receipt order; released in that order ([MQTT-4.6.0-2]).

@@ -1,42 +1,11 @@
 //! Outgoing flows: one packet-id allocator shared by PUBLISH, SUBSCRIBE and UNSUBSCRIBE, and
 //! the unfinished flows in the order they started.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 
 use crate::codec::{Publish, SubscribeProperties, Subscription};
+use crate::hash::IdMap;
 use crate::types::{PacketId, TopicFilter};
-
-/// Hashes a packet identifier with one multiplication.
-///
-/// For the client's own identifiers only (it hands them out one after another, so they
-/// spread well and nobody else chooses them); SipHash cost a tenth of the client's time on a
-/// stream of QoS 1 publishes.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u8(b);
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.0 = (self.0.rotate_left(8) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.0 = (self.0.rotate_left(16) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A set of the client's own packet identifiers.
-pub(crate) type IdSet = HashSet<PacketId, BuildHasherDefault<IdHasher>>;
 
 /// What an identifier is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +24,7 @@ pub(crate) enum Flow {
 #[derive(Debug, Default)]
 pub(crate) struct Flows {
     /// Each flow with the sequence number it started with.
-    by_id: HashMap<PacketId, (u64, Flow), BuildHasherDefault<IdHasher>>,
+    by_id: IdMap<PacketId, (u64, Flow)>,
     /// Start order: `(seq, id)`, oldest first. An entry whose flow has ended (or was replaced)
     /// stays until it reaches the front or the queue is compacted, so ending a flow costs no
     /// search; the queue holds at most about twice the live flows.
@@ -162,11 +131,7 @@ impl Flows {
 }
 
 /// Whether the `order` entry `(seq, id)` is the place of a flow still running.
-fn is_live(
-    by_id: &HashMap<PacketId, (u64, Flow), BuildHasherDefault<IdHasher>>,
-    seq: u64,
-    id: PacketId,
-) -> bool {
+fn is_live(by_id: &IdMap<PacketId, (u64, Flow)>, seq: u64, id: PacketId) -> bool {
     by_id.get(&id).is_some_and(|(s, _)| *s == seq)
 }
 
