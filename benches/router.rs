@@ -21,19 +21,20 @@
 //! it cannot silently measure nothing. Setup happens only for the benchmarks that the filter
 //! selects.
 //!
-//! Run with `cargo bench --bench router`; `-- --test` runs each once. Instruction counts, which
-//! the machine's noise does not move (`ROUTER_ITERS=N` makes each criterion iteration route N
-//! messages, with the time divided by N, so the `--test` pass routes N messages after setup):
+//! Run with `cargo bench --bench router`; `-- --test` runs each once (setup included, well under
+//! a second). Instruction counts, which the machine's noise does not move: `ROUTER_ITERS=N` makes
+//! each criterion iteration route N messages (the time divided by N, so criterion's figures stay
+//! per message), so the `--test` pass routes N + 1 messages after connecting (one in setup):
 //!
 //! ```sh
 //! B=$(ls -t target/release/deps/router-* | grep -v '\.d$' | head -1)
-//! ROUTER_ITERS=101 valgrind --tool=callgrind $B --bench --test router/fanout_1000_q1
-//! ROUTER_ITERS=1 valgrind --tool=callgrind $B --bench --test router/fanout_1000_q1
+//! for n in 1 101; do ROUTER_ITERS=$n valgrind --tool=callgrind --callgrind-out-file=cg.$n.%p \
+//!     $B --bench --test router/fanout_1000_q1; done
 //! ```
 //!
-//! The difference of the two totals over 100 messages is the cost of one (at QoS 1 with its
-//! 1,000 PUBACKs); `--toggle-collect='*Fanout*route_one*'` (or `*Fanout*ack*`) counts the timed
-//! part (or the acknowledgements) alone.
+//! (Two processes report: take the larger total.) The difference of the totals over 100 is one
+//! message: here with its 1,000 PUBACKs; add `--toggle-collect='*Fanout*route_one*'` to count the
+//! timed part alone, `'*Fanout*ack*'` the PUBACKs alone, `'*Route*route_one*'` for `route_10k`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
