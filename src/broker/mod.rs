@@ -56,7 +56,7 @@ mod router;
 mod sys;
 pub mod tree;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,7 +71,7 @@ pub use router::{Restored, Router};
 pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
 
 use crate::error::CloseReason;
-use crate::hash::IdMap;
+use crate::hash::{IdMap, IdSet};
 use crate::store::{StoreOp, StoreSnapshot};
 use crate::types::ByteStr;
 
@@ -125,8 +125,13 @@ pub struct BrokerStats {
 pub struct Broker {
     router: Router,
     conns: IdMap<ConnId, ServerConnection>,
-    /// Connections with something to transmit or report.
-    dirty: BTreeSet<ConnId>,
+    /// Connections touched since the last pump ended (to collect what they transmit and
+    /// report), each once: `touched` says which are in.
+    dirty: Vec<ConnId>,
+    touched: IdSet<ConnId>,
+    /// Connections with input or router mail since their mail for the router was last
+    /// drained.
+    todo: Vec<ConnId>,
     transmit: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<BrokerEvent>,
 }
@@ -159,7 +164,9 @@ impl Broker {
         Broker {
             router,
             conns: IdMap::default(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
+            touched: IdSet::default(),
+            todo: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -203,7 +210,7 @@ impl Broker {
         self.router.record_traffic(data.len() as u64, 0);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.handle_input(now, data);
-            self.dirty.insert(conn);
+            self.touch(conn);
             self.pump(now);
         }
     }
@@ -212,7 +219,7 @@ impl Broker {
     pub fn handle_transport_closed(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.handle_transport_closed(now);
-            self.dirty.insert(conn);
+            self.touch(conn);
             self.pump(now);
         }
         self.conns.remove(&conn);
@@ -230,7 +237,7 @@ impl Broker {
         for id in due {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.handle_timeout(now);
-                self.dirty.insert(id);
+                self.touch(id);
             }
         }
         self.pump(now);
@@ -284,38 +291,48 @@ impl Broker {
         self.pump(now);
     }
 
+    /// Notes that `conn` got input or mail: its mail for the router is drained next, and what
+    /// it transmits and reports is collected when the pump ends.
+    fn touch(&mut self, conn: ConnId) {
+        if self.todo.last() != Some(&conn) {
+            self.todo.push(conn);
+        }
+        if self.touched.insert(conn) {
+            self.dirty.push(conn);
+        }
+    }
+
     /// Relays mail between connections and the router until both are quiet, then collects
-    /// what the touched connections want to send and report.
+    /// what the touched connections want to send and report, in order of identifier.
     fn pump(&mut self, now: Instant) {
-        let mut drained = Vec::new();
+        let mut todo = Vec::new();
         loop {
-            let mut moved = false;
-            // In order of identifier, as every round before: each touched connection's mail.
-            drained.clear();
-            drained.extend(self.dirty.iter().copied());
-            for &id in &drained {
+            // Only connections that got something since they were last drained can have mail.
+            std::mem::swap(&mut todo, &mut self.todo);
+            for id in todo.drain(..) {
                 let Some(c) = self.conns.get_mut(&id) else {
                     continue;
                 };
                 while let Some(mail) = c.poll_router() {
                     self.router.handle_mail(now, mail);
-                    moved = true;
                 }
             }
             while let Some(mail) = self.router.poll_mail() {
                 let id = mail.conn();
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.handle_router(now, mail);
-                    self.dirty.insert(id);
-                    moved = true;
+                    self.touch(id);
                 }
             }
-            if !moved {
+            if self.todo.is_empty() {
                 break;
             }
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        for id in dirty {
+        self.todo = todo;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        self.touched.clear();
+        dirty.sort_unstable();
+        for &id in &dirty {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
@@ -329,5 +346,7 @@ impl Broker {
                 self.conns.remove(&id);
             }
         }
+        dirty.clear();
+        self.dirty = dirty;
     }
 }

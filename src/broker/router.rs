@@ -786,18 +786,37 @@ impl Router {
 
     /// Hands queued messages to the session's connection while its window has room.
     fn release(&mut self, now: Instant, sid: SessionId) {
-        let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) else {
+        // One lookup of the session; the fields used beside it are borrowed apart.
+        let Router {
+            sessions,
+            outbox,
+            held_due,
+            takeovers,
+            store,
+            config,
+            parked,
+            sent,
+            ..
+        } = self;
+        let Some(s) = sessions.get_mut(&sid) else {
             return;
         };
-        self.flush_held(conn);
-        let Some(s) = self.sessions.get_mut(&sid) else {
+        let Some(conn) = s.conn else {
             return;
         };
-        if s.stalled || self.takeovers.contains_key(&sid) {
+        if s.stalled || takeovers.contains_key(&sid) {
             return;
+        }
+        if let Some((due, n)) = *held_due {
+            // What follows for this connection comes after the acknowledgements it may send.
+            if due == conn {
+                *held_due = None;
+                outbox.push_back((conn, ToConnection::SendHeld(n)));
+            }
         }
         // The window, and as much again that waits in the connection (see `prefetch`).
         let limit = s.window + prefetch(s.window);
+        let durable_acks = config.durable_acks;
         while let Some(front) = s.queue.front() {
             let qos0 = front.is_qos0();
             if !qos0 && s.inflight >= limit {
@@ -811,7 +830,7 @@ impl Router {
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if qos0 || expired {
                 // A stored QoS 1/2 message stays stored until its flow ends.
-                store::unqueue(&mut self.store, &s.client_id, d.stored.take());
+                store::unqueue(store, &s.client_id, d.stored.take());
             }
             if expired {
                 continue; // [MQTT-3.3.2-5]: expired, not delivered
@@ -819,23 +838,22 @@ impl Router {
             if !qos0 {
                 s.inflight += 1;
             }
-            self.sent += 1;
-            let durable_acks = self.config.durable_acks;
+            *sent += 1;
             let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
-            match &mut self.store {
+            match store {
                 Some(log) if durable_acks && (stored_qos2 || s.parked > 0) => {
                     log.push(StoreOp::Durable(crate::store::Ticket {
                         conn,
                         delivery: true,
                     }));
                     s.parked += 1;
-                    self.parked.push_back((conn, sid, d));
+                    parked.push_back((conn, sid, d));
                 }
-                _ => self.outbox.push_back((conn, ToConnection::Deliver(d))),
+                _ => outbox.push_back((conn, ToConnection::Deliver(d))),
             }
         }
-        let max_msgs = self.config.max_queued_messages;
-        let max_bytes = self.config.max_queued_bytes;
+        let max_msgs = config.max_queued_messages;
+        let max_bytes = config.max_queued_bytes;
         if !s.waiting.is_empty() && s.waiting_len() < max_msgs && s.queued_bytes < max_bytes {
             self.wake_publishers(sid);
         }
