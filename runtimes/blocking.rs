@@ -573,14 +573,14 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
     let closed = Arc::new(Mutex::new(false));
     let shut = closed.clone();
     thread::spawn(move || run_connection(stream, p, rx, permits, q, shut));
-    Ok(Mailbox {
-        queue: Queue {
+    Ok(Mailbox::new(
+        Queue {
             tx,
             stream: abort,
             closed,
         },
         queued,
-    })
+    ))
 }
 
 /// A connection's thread: the same drain as the async connection task.

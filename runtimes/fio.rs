@@ -5,26 +5,12 @@
 macro_rules! futures_io_sockets {
     ($stream:ty, $listener:ty) => {
         impl $crate::runtimes::driver::Reader for $stream {
-            fn read<'a>(
-                &'a mut self,
-                buf: &'a mut [u8],
-            ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send + 'a {
-                futures_lite::AsyncReadExt::read(self, buf)
-            }
-
-            async fn readable(&mut self) -> std::io::Result<()> {
-                // A peek waits for readiness and consumes nothing.
-                <$stream>::peek(self, &mut [0u8; 1]).await.map(|_| ())
-            }
-
-            fn try_read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                // One poll with a waker that does nothing: the next `readable` registers the
-                // real one.
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                match futures_lite::AsyncRead::poll_read(std::pin::Pin::new(self), &mut cx, buf) {
-                    std::task::Poll::Ready(r) => r,
-                    std::task::Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
-                }
+            fn poll_read(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                futures_lite::AsyncRead::poll_read(std::pin::Pin::new(self), cx, buf)
             }
         }
 

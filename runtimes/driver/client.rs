@@ -348,6 +348,7 @@ pub use handle::Client;
 mod handle {
     use std::marker::PhantomData;
     use std::net::SocketAddr;
+    use std::pin::pin;
 
     use bytes::Bytes;
 
@@ -357,8 +358,8 @@ mod handle {
         Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
     use crate::runtimes::driver::{
-        now, reply_channel, wait, wait_fair, Error, Events, Pending, Reader, Runtime, SubAck, Woke,
-        Writer, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS, READ_CHUNK,
+        now, reply_channel, wait, wait_fair, Alarm, Error, Events, Pending, Reader, Runtime,
+        SubAck, Woke, Writer, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS, READ_CHUNK,
     };
     use crate::TopicFilter;
 
@@ -559,6 +560,8 @@ mod handle {
         core.connect(now(), true);
         let mut turn = false;
         let mut batch = Vec::new();
+        let sleep = pin!(None);
+        let mut alarm = Alarm::new(sleep);
         loop {
             loop {
                 let out = core.take_output();
@@ -609,7 +612,8 @@ mod handle {
                 return;
             }
             let cmd = (!core.is_parked()).then(|| commands.recv());
-            match wait_fair::<R, _, _>(net_rx.recv(), cmd, core.deadline(), &mut turn).await {
+            alarm.arm(core.deadline(), R::sleep_until);
+            match wait_fair(net_rx.recv(), cmd, &mut alarm, &mut turn).await {
                 Woke::First(Ok((g, Net::Bytes(b)))) if g == generation => core.input(now(), &b),
                 Woke::First(Ok((g, Net::Closed))) if g == generation => {
                     transport = None;
