@@ -479,7 +479,8 @@ impl Broker {
                             conn.handle_transport_closed(now());
                             let d = drain_connection(&mut conn, None);
                             if let Some(r) = Traffic::new(now()).report(now(), id, d.mail, true) {
-                                core.report(now(), r);
+                                core.take_report(now(), r);
+                                core.flush(now());
                             }
                         }
                     }

@@ -351,12 +351,6 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.mailboxes.insert(conn, mailbox);
     }
 
-    /// A connection's report: its mail is routed, and what it causes is mailed out.
-    pub(crate) fn report(&mut self, now: Instant, report: Report) {
-        self.take_report(now, report);
-        self.drain(now);
-    }
-
     /// A connection's report, routed; what it causes waits for [`RouterCore::flush`], so that
     /// the reports of one turn reach each connection as one batch.
     pub(crate) fn take_report(&mut self, now: Instant, report: Report) {
