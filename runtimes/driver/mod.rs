@@ -12,11 +12,10 @@
 //! connection, writes what it transmits and keeps its deadlines, and sends the router task all
 //! the mail one wake produced as one batch. On a wake it takes what is there (the mail in its
 //! post and the bytes the socket has) before it writes once: fewer writes, and no read that
-//! finds nothing. The router task owns the `Router` and only routes: it lets the other ready
-//! tasks run first, routes every report waiting in its inbox, then sends each connection its
-//! mail as one batch, never waiting on a connection. Byte counts travel with the batches (or
-//! alone, at most once a second), so `BrokerStats::bytes_*` can lag a connection until its
-//! next input, mail or close.
+//! finds nothing. The router task owns the `Router` and only routes: it routes every report
+//! waiting in its inbox, then sends each connection its mail as one batch, never waiting on a
+//! connection. Byte counts travel with the batches (or alone, at most once a second), so
+//! `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
 //!
 //! With persistence, a store writer thread owns the store: the router task sends it each
 //! drain's changes as one batch and goes on routing; the writer commits every batch waiting
@@ -213,7 +212,7 @@ pub(crate) fn now() -> Instant {
 }
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub(crate) use asyncrt::{wait, wait_fair, yield_now, Alarm, Woke};
+pub(crate) use asyncrt::{wait, wait_fair, Alarm, Woke};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use asyncrt::{Listener, Reader, Runtime, Writer};
 
@@ -396,20 +395,5 @@ mod asyncrt {
             self.at = None;
             true
         }
-    }
-
-    /// Lets every other task that is ready run once before this one goes on: returns
-    /// pending once, after waking itself (so the task goes to the back of the run queue).
-    pub(crate) async fn yield_now() {
-        let mut yielded = false;
-        poll_fn(|cx| {
-            if yielded {
-                return Poll::Ready(());
-            }
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        })
-        .await
     }
 }

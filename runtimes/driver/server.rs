@@ -17,9 +17,7 @@ use super::broker::{
 };
 use super::post::{Letters, Post};
 use super::writer::{self, StoreWriter};
-use super::{
-    answer, now, wait, wait_fair, yield_now, Alarm, Listener, Reader, Runtime, Woke, Writer,
-};
+use super::{answer, now, wait, wait_fair, Alarm, Listener, Reader, Runtime, Woke, Writer};
 use super::{READ_CHUNK, ROUTER_INBOX};
 use crate::broker::{Broker, BrokerConfig, ConnectionMail, RouterMail, ServerConnection};
 
@@ -191,9 +189,8 @@ async fn run<R: Runtime>(server: Server<R>) {
         let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
         match wait_fair(inbox, control, &mut alarm, &mut turn).await {
             Woke::First(Ok(first)) => {
-                // The other tasks that are ready (connections that read) run first, so that
-                // their reports are routed together and each connection gets one batch.
-                yield_now().await;
+                // Every report already waiting is routed before the drain, so that each
+                // connection gets one batch for all of them.
                 let at = now();
                 let mut next = Some(first);
                 let mut took = 0;
