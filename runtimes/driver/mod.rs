@@ -12,10 +12,11 @@
 //! connection, writes what it transmits and keeps its deadlines, and sends the router task all
 //! the mail one wake produced as one batch. On a wake it takes what is there (the mail in its
 //! post and the bytes the socket has) before it writes once: fewer writes, and no read that
-//! finds nothing. The router task owns the `Router` and only routes: it routes every report
-//! waiting in its inbox, then sends each connection its mail as one batch, never waiting on a
-//! connection. Byte counts travel with the batches (or alone, at most once a second), so
-//! `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
+//! finds nothing. The router task owns the `Router` and only routes: it sends each connection
+//! its mail as one batch per report (the blocking runtime's router thread routes every report
+//! waiting before one drain: there each batch costs a channel send and a thread wake), never
+//! waiting on a connection. Byte counts travel with the batches (or alone, at most once a
+//! second), so `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
 //!
 //! With persistence, a store writer thread owns the store: the router task sends it each
 //! drain's changes as one batch and goes on routing; the writer commits every batch waiting

@@ -188,28 +188,26 @@ async fn run<R: Runtime>(server: Server<R>) {
         alarm.arm(core.deadline(), R::sleep_until);
         let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
         match wait_fair(inbox, control, &mut alarm, &mut turn).await {
-            Woke::First(Ok(first)) => {
-                // Every report already waiting is routed before the drain, so that each
-                // connection gets one batch for all of them.
+            Woke::First(Ok(Inbox::Accept(reader, writer))) => accept::<R>(
+                &mut core,
+                now(),
+                reader,
+                writer,
+                &options,
+                &inbox_tx,
+                &done_tx,
+            ),
+            // One report per drain: routing every report waiting before one drain made the
+            // batches bigger but not fewer (each connection's own reads make its reports),
+            // and a subscriber's batch colder by the time its task writes it (fan-out QoS 0:
+            // 14% more CPU per delivery).
+            Woke::First(Ok(Inbox::Report(r))) => {
                 let at = now();
-                let mut next = Some(first);
-                let mut took = 0;
-                while let Some(item) = next.take() {
-                    match item {
-                        Inbox::Accept(reader, writer) => accept::<R>(
-                            &mut core, at, reader, writer, &options, &inbox_tx, &done_tx,
-                        ),
-                        Inbox::Report(r) => core.take_report(at, r),
-                        // Collected at the top of the loop.
-                        Inbox::Stored => {}
-                    }
-                    took += 1;
-                    if took < ROUTER_INBOX {
-                        next = inbox_rx.try_recv().ok();
-                    }
-                }
-                core.flush(now());
+                core.take_report(at, r);
+                core.flush(at);
             }
+            // Collected at the top of the loop.
+            Woke::First(Ok(Inbox::Stored)) => {}
             Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.router.stats())),
             Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
             Woke::Deadline => core.timeout(now()),
