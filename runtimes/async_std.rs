@@ -1,39 +1,35 @@
 //! The `async-std` runtime: a [`Client`] and a [`Broker`] on async-std's sockets and tasks.
 //!
-//! async-std is discontinued upstream in favour of smol; this adapter shares smol's futures-io
-//! path and stays for code that already runs on async-std.
+//! async-std is discontinued upstream in favour of smol; this adapter shares smol's sockets
+//! (async-io's, the reactor async-std runs on) and stays for code that already runs on
+//! async-std.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
 
-use async_std::net::{TcpListener, TcpStream};
+use async_io::Async;
 
+pub use super::aio::{TcpReader, TcpWriter};
 use super::driver::{self, now, Runtime};
 pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
-
-super::fio::futures_io_sockets!(TcpStream, TcpListener);
 
 /// The async-std binding of the driver.
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncStd;
 
 impl Runtime for AsyncStd {
-    type Reader = TcpStream;
-    type Writer = TcpStream;
-    type Listener = TcpListener;
+    type Reader = TcpReader;
+    type Writer = TcpWriter;
+    type Listener = Async<TcpListener>;
 
-    async fn connect(addr: SocketAddr) -> io::Result<(TcpStream, TcpStream)> {
-        let s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        Ok((s.clone(), s))
+    async fn connect(addr: SocketAddr) -> io::Result<(TcpReader, TcpWriter)> {
+        super::aio::connect(addr).await
     }
 
-    async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
-        let l = TcpListener::bind(addr).await?;
-        let local = l.local_addr()?;
-        Ok((l, local))
+    async fn bind(addr: SocketAddr) -> io::Result<(Async<TcpListener>, SocketAddr)> {
+        super::aio::bind(addr)
     }
 
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {

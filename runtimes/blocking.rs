@@ -443,6 +443,8 @@ impl Broker {
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
         let mut core = RouterCore::new(self.broker.into_router(now()), &self.options, self.store);
+        // An input taken while gathering reports, handled on the next turn.
+        let mut carried = None;
         loop {
             // The store writer's hand-backs; with STORE_BATCHES batches in flight, the next
             // batch makes this thread wait for the writer (backpressure).
@@ -450,7 +452,10 @@ impl Broker {
             if core.failed() {
                 break;
             }
-            let input = next(&rx, core.deadline());
+            let input = match carried.take() {
+                Some(i) => Ok(i),
+                None => next(&rx, core.deadline()),
+            };
             match input {
                 Ok(Inbox::Accept(s)) => {
                     let conn = core.accept(now());
@@ -474,12 +479,29 @@ impl Broker {
                             conn.handle_transport_closed(now());
                             let d = drain_connection(&mut conn, None);
                             if let Some(r) = Traffic::new(now()).report(now(), id, d.mail, true) {
-                                core.report(now(), r);
+                                core.take_report(now(), r);
+                                core.flush(now());
                             }
                         }
                     }
                 }
-                Ok(Inbox::Report(r)) => core.report(now(), r),
+                Ok(Inbox::Report(r)) => {
+                    // Every report already waiting is routed before the drain, so that each
+                    // connection gets one batch (one write) for all of them.
+                    let at = now();
+                    core.take_report(at, r);
+                    for _ in 1..driver::ROUTER_INBOX {
+                        match rx.try_recv() {
+                            Ok(Inbox::Report(r)) => core.take_report(at, r),
+                            Ok(other) => {
+                                carried = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    core.flush(now());
+                }
                 Ok(Inbox::Stats(reply)) => {
                     reply.send(Ok(core.router.stats()));
                 }
@@ -573,14 +595,14 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
     let closed = Arc::new(Mutex::new(false));
     let shut = closed.clone();
     thread::spawn(move || run_connection(stream, p, rx, permits, q, shut));
-    Ok(Mailbox {
-        queue: Queue {
+    Ok(Mailbox::new(
+        Queue {
             tx,
             stream: abort,
             closed,
         },
         queued,
-    })
+    ))
 }
 
 /// A connection's thread: the same drain as the async connection task.
@@ -643,27 +665,52 @@ fn run_connection(
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
-        match next(&rx, conn.poll_timeout()) {
-            Ok(ConnInput::Bytes(b)) => {
-                permits.release();
-                traffic.received += b.len() as u64;
-                conn.handle_input(now(), &b);
-            }
-            Ok(ConnInput::ReadEnd) => conn.handle_transport_closed(now()),
-            Ok(ConnInput::Mail(batch)) => {
-                taken(&queued, &batch);
-                let at = now();
-                for m in batch {
-                    conn.handle_router(at, m);
+        let mut input = next(&rx, conn.poll_timeout());
+        // What else is queued goes into the same write (a bounded number of inputs), up to
+        // an input that ends the connection.
+        let mut took = 0;
+        loop {
+            let more = match input {
+                Ok(ConnInput::Bytes(b)) => {
+                    permits.release();
+                    traffic.received += b.len() as u64;
+                    conn.handle_input(now(), &b);
+                    true
                 }
+                Ok(ConnInput::ReadEnd) => {
+                    conn.handle_transport_closed(now());
+                    false
+                }
+                Ok(ConnInput::Mail(batch)) => {
+                    taken(&queued, &batch);
+                    let at = now();
+                    for m in batch {
+                        conn.handle_router(at, m);
+                    }
+                    true
+                }
+                Ok(ConnInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    return shut_down(stream, conn, hook.as_ref())
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    conn.handle_timeout(now());
+                    false
+                }
+            };
+            took += 1;
+            if !more || took == INPUTS_PER_WRITE || conn.is_closed() {
+                break;
             }
-            Ok(ConnInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                return shut_down(stream, conn, hook.as_ref())
+            match rx.try_recv() {
+                Ok(i) => input = Ok(i),
+                Err(_) => break,
             }
-            Err(RecvTimeoutError::Timeout) => conn.handle_timeout(now()),
         }
     }
 }
+
+/// Queued inputs (reads, mail batches) a broker connection's thread takes before it writes.
+const INPUTS_PER_WRITE: usize = 32;
 
 /// DISCONNECT 0x8B to an MQTT 5 client, no will, then the socket is closed.
 fn shut_down(mut stream: TcpStream, mut conn: ServerConnection, hook: Option<&EventHook>) {

@@ -9,12 +9,12 @@ pub mod driver;
 
 pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Fsync, Pending, SubAck};
 
+#[cfg(any(feature = "smol", feature = "async-std"))]
+mod aio;
 #[cfg(feature = "async-std")]
 pub mod async_std;
 #[cfg(feature = "blocking")]
 pub mod blocking;
-#[cfg(any(feature = "smol", feature = "async-std"))]
-mod fio;
 #[cfg(feature = "smol")]
 pub mod smol;
 #[cfg(feature = "tokio")]

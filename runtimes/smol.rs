@@ -1,37 +1,32 @@
 //! The `smol` runtime: a [`Client`] and a [`Broker`] on smol's sockets, timers and global
-//! executor (the futures-io path it shares with async-std).
+//! executor (the async-io sockets it shares with async-std).
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
 
-use smol::net::{TcpListener, TcpStream};
+use smol::Async;
 
+pub use super::aio::{TcpReader, TcpWriter};
 use super::driver::{self, Runtime};
 pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
-
-super::fio::futures_io_sockets!(TcpStream, TcpListener);
 
 /// The smol binding of the driver.
 #[derive(Debug, Clone, Copy)]
 pub struct Smol;
 
 impl Runtime for Smol {
-    type Reader = TcpStream;
-    type Writer = TcpStream;
-    type Listener = TcpListener;
+    type Reader = TcpReader;
+    type Writer = TcpWriter;
+    type Listener = Async<TcpListener>;
 
-    async fn connect(addr: SocketAddr) -> io::Result<(TcpStream, TcpStream)> {
-        let s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        Ok((s.clone(), s))
+    async fn connect(addr: SocketAddr) -> io::Result<(TcpReader, TcpWriter)> {
+        super::aio::connect(addr).await
     }
 
-    async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
-        let l = TcpListener::bind(addr).await?;
-        let local = l.local_addr()?;
-        Ok((l, local))
+    async fn bind(addr: SocketAddr) -> io::Result<(Async<TcpListener>, SocketAddr)> {
+        super::aio::bind(addr)
     }
 
     async fn sleep_until(deadline: Instant) {

@@ -33,9 +33,11 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -47,19 +49,11 @@ pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending
 pub struct Tokio;
 
 impl driver::Reader for OwnedReadHalf {
-    fn read<'a>(
-        &'a mut self,
-        buf: &'a mut [u8],
-    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
-        AsyncReadExt::read(self, buf)
-    }
-
-    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_ {
-        OwnedReadHalf::readable(self)
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        OwnedReadHalf::try_read(self, buf)
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        // tokio's own read clears the socket's readiness on a short read, so the next poll
+        // waits for epoll instead of reading again to find nothing.
+        let mut buf = ReadBuf::new(buf);
+        AsyncRead::poll_read(Pin::new(self), cx, &mut buf).map_ok(|()| buf.filled().len())
     }
 }
 

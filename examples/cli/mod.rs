@@ -23,7 +23,7 @@ pub(crate) enum Runtime {
     Tokio,
     /// smol's global executor.
     Smol,
-    /// async-std (discontinued upstream; shares smol's futures-io path).
+    /// async-std (discontinued upstream; shares smol's sockets).
     AsyncStd,
     /// std::net and threads.
     Blocking,

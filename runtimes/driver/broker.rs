@@ -1,7 +1,6 @@
 //! The broker driver: `RouterCore` (the sans-IO [`Router`] and a mailbox per connection), the
 //! connection side's drain (`ConnCore`), and the async loops (in `server`).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use super::{reply_channel, Error, Reply};
 use crate::broker::{
     BrokerEvent, BrokerStats, ConnId, ConnectionMail, Router, RouterMail, ServerConnection,
 };
+use crate::hash::IdMap;
 
 /// Called for every broker event (connects, closes), by the connection's own task; it must
 /// not block.
@@ -141,8 +141,21 @@ pub(crate) struct Queued {
 /// A connection's mail channel with what is queued in it (the connection subtracts what it
 /// took).
 pub(crate) struct Mailbox<Q> {
-    pub(crate) queue: Q,
-    pub(crate) queued: Arc<Queued>,
+    queue: Q,
+    queued: Arc<Queued>,
+    /// The size of the last batch sent, the room the next one starts with.
+    last: usize,
+}
+
+impl<Q> Mailbox<Q> {
+    /// The router's end of a connection's mail channel, and what is queued in it.
+    pub(crate) fn new(queue: Q, queued: Arc<Queued>) -> Mailbox<Q> {
+        Mailbox {
+            queue,
+            queued,
+            last: 0,
+        }
+    }
 }
 
 /// The bytes a batch holds, for the byte cap.
@@ -169,10 +182,22 @@ pub(crate) struct Report {
     pub(crate) last: bool,
 }
 
+/// A map keyed by connection.
+type ConnMap<V> = IdMap<ConnId, V>;
+
+/// The most mails a connection's batch starts with room for (see [`RouterCore::drain`]).
+const BATCH_ROOM: usize = 256;
+
+/// The most connections [`RouterCore::drain`] keeps room for between drains.
+const DRAIN_ROOM: usize = 1024;
+
 /// The router task's state: the sans-IO router and every connection's mailbox.
 pub(crate) struct RouterCore<Q> {
     pub(crate) router: Router,
-    mailboxes: HashMap<ConnId, Mailbox<Q>>,
+    mailboxes: ConnMap<Mailbox<Q>>,
+    /// A drain's batches, by connection; kept between drains (room for up to
+    /// [`DRAIN_ROOM`] connections).
+    batches: ConnMap<Vec<ConnectionMail>>,
     max_batches: usize,
     max_bytes: usize,
     /// The thread that writes the router's changes, with persistence on.
@@ -191,7 +216,8 @@ impl<Q: MailQueue> RouterCore<Q> {
     ) -> RouterCore<Q> {
         let mut core = RouterCore {
             router,
-            mailboxes: HashMap::new(),
+            mailboxes: ConnMap::default(),
+            batches: ConnMap::default(),
             max_batches: options.max_outbound_batches.max(1),
             max_bytes: options.max_outbound_bytes,
             store,
@@ -303,8 +329,9 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.mailboxes.insert(conn, mailbox);
     }
 
-    /// A connection's report: its mail is routed, and what it causes is mailed out.
-    pub(crate) fn report(&mut self, now: Instant, report: Report) {
+    /// A connection's report, routed; what it causes waits for [`RouterCore::flush`], so that
+    /// the reports of one turn reach each connection as one batch.
+    pub(crate) fn take_report(&mut self, now: Instant, report: Report) {
         self.router.record_traffic(report.received, report.sent);
         for m in report.mail {
             self.router.handle_mail(now, m);
@@ -312,6 +339,10 @@ impl<Q: MailQueue> RouterCore<Q> {
         if report.last {
             self.mailboxes.remove(&report.conn);
         }
+    }
+
+    /// Mails out what the reports taken since the last flush caused.
+    pub(crate) fn flush(&mut self, now: Instant) {
         self.drain(now);
     }
 
@@ -339,13 +370,25 @@ impl<Q: MailQueue> RouterCore<Q> {
     /// router; the router never waits on a connection.
     fn drain(&mut self, now: Instant) {
         self.persist(now);
-        let mut batches: HashMap<ConnId, Vec<ConnectionMail>> = HashMap::new();
+        let mut batches = std::mem::take(&mut self.batches);
         while let Some(m) = self.router.poll_mail() {
-            batches.entry(m.conn()).or_default().push(m);
+            let conn = m.conn();
+            let mailboxes = &self.mailboxes;
+            batches
+                .entry(conn)
+                .or_insert_with(|| {
+                    // As much room as the connection's last batch took (up to BATCH_ROOM), so
+                    // that a batch of the usual size is not regrown (each regrowth moves
+                    // every mail so far).
+                    let room = mailboxes.get(&conn).map_or(1, |mb| mb.last);
+                    Vec::with_capacity(room.clamp(1, BATCH_ROOM))
+                })
+                .push(m);
         }
-        for (conn, batch) in batches {
-            let back = match self.mailboxes.get(&conn) {
+        for (conn, batch) in batches.drain() {
+            let back = match self.mailboxes.get_mut(&conn) {
                 Some(mb) => {
+                    mb.last = batch.len();
                     let len = batch_bytes(&batch);
                     let q = &mb.queued;
                     let full = q.batches.load(Ordering::Relaxed) >= self.max_batches
@@ -375,8 +418,13 @@ impl<Q: MailQueue> RouterCore<Q> {
                 self.router.handle_undelivered(now, m);
             }
         }
+        batches.shrink_to(DRAIN_ROOM);
+        self.batches = batches;
     }
 }
+
+/// Room for this many mails is made for a connection's report on its first mail.
+const MAIL_ROOM: usize = 16;
 
 /// The connection task's drain after an input: what to write, the report for the router,
 /// and whether to close the transport. The `on_event` hook hears every event.
@@ -394,6 +442,11 @@ pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventH
     }
     let mut mail = Vec::new();
     while let Some(m) = conn.poll_router() {
+        if mail.is_empty() {
+            // A read's worth of publishes or acknowledgements without regrowing (each
+            // regrowth moves every mail so far).
+            mail.reserve(MAIL_ROOM);
+        }
         mail.push(m);
     }
     let mut close = false;

@@ -629,8 +629,9 @@ mod handle {
 
     /// What woke the driver.
     enum Wake {
-        /// The socket is readable (or failed).
-        Readable(std::io::Result<()>),
+        /// A read into the driver's buffer: this many bytes (0: the end of the stream), or
+        /// the socket failed.
+        Read(std::io::Result<usize>),
         /// A handle gave the core something to send or report, or the last handle went.
         Work,
         /// The session's deadline passed.
@@ -730,13 +731,17 @@ mod handle {
             }
         }
 
-        /// Waits for the first of: a passed deadline, readability, work from a handle (which
-        /// the flush after any wake takes care of, so readability going first starves
-        /// nothing). Every source is cancel-safe.
+        /// Waits for the first of: a passed deadline, bytes from the socket (read into the
+        /// driver's buffer), work from a handle (which the flush after any wake takes care of,
+        /// so reading first starves nothing). Every source is cancel-safe.
         async fn next(&mut self) -> Wake {
             let deadline = self.shared.lock().core.deadline();
-            let mut read = pin!(self.transport.as_mut().map(|t| t.reader.readable()));
             let mut sleep = pin!(deadline.map(R::sleep_until));
+            if self.buf.is_empty() {
+                self.buf.resize(READ_CHUNK, 0);
+            }
+            let buf = &mut self.buf;
+            let mut reader = self.transport.as_mut().map(|t| &mut t.reader);
             let shared = &self.shared;
             poll_fn(|cx| {
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
@@ -744,13 +749,14 @@ mod handle {
                         return Poll::Ready(Wake::Deadline);
                     }
                 }
-                let readable = match read.as_mut().as_pin_mut().map(|r| r.poll(cx)) {
-                    Some(Poll::Ready(r)) => Some(r),
-                    _ => None,
-                };
+                if let Some(r) = reader.as_mut() {
+                    if let Poll::Ready(read) = r.poll_read(cx, buf) {
+                        return Poll::Ready(Wake::Read(read));
+                    }
+                }
                 let mut st = shared.lock();
-                if std::mem::take(&mut st.work) || readable.is_some() {
-                    return Poll::Ready(readable.map_or(Wake::Work, Wake::Readable));
+                if std::mem::take(&mut st.work) {
+                    return Poll::Ready(Wake::Work);
                 }
                 match &mut st.driver {
                     Some(w) => w.clone_from(cx.waker()),
@@ -761,29 +767,17 @@ mod handle {
             .await
         }
 
-        /// Reads what the socket has now into the session.
-        fn read(&mut self) {
-            let Some(t) = self.transport.as_mut() else {
-                return;
-            };
-            if self.buf.is_empty() {
-                self.buf.resize(READ_CHUNK, 0);
-            }
-            let closed = match t.reader.try_read(&mut self.buf) {
-                Ok(0) => true,
-                Ok(n) => {
-                    let data = &self.buf[..n];
-                    // Acknowledgements free the window and queued commands go out at once,
-                    // in the same write as any other answer.
-                    self.with_core(|c| c.input(now(), data));
-                    false
-                }
-                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-            };
-            if closed {
+        /// `n` bytes were read into the buffer (0: the stream ended).
+        fn read(&mut self, n: usize) {
+            if n == 0 {
                 self.transport = None;
                 self.with_core(|c| c.transport_closed(now()));
+                return;
             }
+            let data = &self.buf[..n];
+            // Acknowledgements free the window and queued commands go out at once, in the same
+            // write as any other answer.
+            self.with_core(|c| c.input(now(), data));
         }
     }
 
@@ -814,8 +808,8 @@ mod handle {
                 return;
             }
             match d.next().await {
-                Wake::Readable(Ok(())) => d.read(),
-                Wake::Readable(Err(_)) => {
+                Wake::Read(Ok(n)) => d.read(n),
+                Wake::Read(Err(_)) => {
                     d.transport = None;
                     d.with_core(|c| c.transport_closed(now()));
                 }

@@ -10,10 +10,13 @@
 //! The broker runs one task per connection, which owns its
 //! [`ServerConnection`](crate::broker::ServerConnection): it reads the socket, feeds the
 //! connection, writes what it transmits and keeps its deadlines, and sends the router task all
-//! the mail one input produced as one batch. The router task owns the `Router` and only routes:
-//! it sends each connection its mail as one batch per input, never waiting on a connection.
-//! Byte counts travel with the batches (or alone, at most once a second), so
-//! `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
+//! the mail one wake produced as one batch. On a wake it takes what is there (the mail in its
+//! post and the bytes the socket has) before it writes once: fewer writes, and no read that
+//! finds nothing. The router task owns the `Router` and only routes: it sends each connection
+//! its mail as one batch per report (the blocking runtime's router thread routes every report
+//! waiting before one drain: there each batch costs a channel send and a thread wake), never
+//! waiting on a connection. Byte counts travel with the batches (or alone, at most once a
+//! second), so `BrokerStats::bytes_*` can lag a connection until its next input, mail or close.
 //!
 //! With persistence, a store writer thread owns the store: the router task sends it each
 //! drain's changes as one batch and goes on routing; the writer commits every batch waiting
@@ -30,7 +33,7 @@
 //! | client commands (publish, subscribe, ...): those waiting behind one that waits for room in the in-flight window or for a connection, and those carried out whose bytes the driver has not taken for writing yet (a command that can go at once is carried out by the caller, under the lock of the session it shares with the driver; the blocking runtime's commands wait in its session thread's input channel instead) | [`CLIENT_COMMANDS`] | the caller waits; the driver sends queued commands in order as acknowledgements free the window |
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
 //! | bytes read from a socket, per connection in the blocking runtime (client and broker; the async client's driver and broker connection tasks read their sockets themselves, only when ready for more) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
-//! | broker router inbox (one for every connection: the mail batch of each read, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
+//! | broker router inbox (one for every connection: the mail batch of each wake, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
 //! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
 //! | broker store writes (router to the store writer thread, with [`BrokerOptions::persistence`]): each router drain's changes as one batch | [`STORE_BATCHES`] batches in flight (sent, not yet handed back) | the router waits for the writer to commit (backpressure to every connection through the router inbox); the writer takes every waiting batch into one commit, so a slow disk makes commits bigger, not more |
 //! | store hand-backs (writer to router: the tickets of each commit) | [`STORE_BATCHES`] | never full: each covers at least one batch in flight |
@@ -42,6 +45,8 @@
 pub(crate) mod broker;
 pub(crate) mod client;
 mod oneshot;
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+mod post;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod server;
 pub(crate) mod store;
@@ -209,7 +214,7 @@ pub(crate) fn now() -> Instant {
 }
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub(crate) use asyncrt::{wait, wait_fair, Woke};
+pub(crate) use asyncrt::{wait, wait_fair, Alarm, Woke};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use asyncrt::{Listener, Reader, Runtime, Writer};
 
@@ -219,24 +224,28 @@ mod asyncrt {
     use std::future::{poll_fn, Future};
     use std::io;
     use std::net::SocketAddr;
-    use std::pin::pin;
-    use std::task::Poll;
+    use std::pin::{pin, Pin};
+    use std::task::{Context, Poll};
     use std::time::Instant;
 
     /// The read half of a TCP connection.
     pub trait Reader: Send + 'static {
+        /// Reads some bytes into `buf` if there are any (`Ok(0)` is the end of the stream), or
+        /// arranges for the task to wake when there are: `AsyncRead::poll_read`.
+        ///
+        /// The broker lends `buf` only for this call (no task waits holding a buffer), so an
+        /// idle connection holds none. A read shorter than `buf` should tell the binding the
+        /// socket is drained (tokio's `poll_read` does), so that the next poll waits for the
+        /// readiness event instead of trying a read that finds nothing.
+        fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+
         /// Reads some bytes; `Ok(0)` is the end of the stream.
         fn read<'a>(
             &'a mut self,
             buf: &'a mut [u8],
-        ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
-
-        /// Waits until a read would not block (bytes or the end of the stream are there),
-        /// without a buffer, so that an idle connection holds none; may wake spuriously.
-        fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
-
-        /// Reads what is there now without waiting; `WouldBlock` when nothing is.
-        fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+        ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+            poll_fn(move |cx| self.poll_read(cx, buf))
+        }
     }
 
     /// The write half of a TCP connection.
@@ -306,28 +315,28 @@ mod asyncrt {
         b: Option<impl Future<Output = B>>,
         deadline: Option<Instant>,
     ) -> Woke<A, B> {
-        wait_fair::<R, A, B>(a, b, deadline, &mut false).await
+        let sleep = pin!(None);
+        let mut alarm = Alarm::new(sleep);
+        alarm.arm(deadline, R::sleep_until);
+        wait_fair(a, b, &mut alarm, &mut false).await
     }
 
-    /// [`wait`] for a loop with two busy sources: a passed deadline wins, then `a` and `b` take
-    /// turns at being polled first (`turn` flips on every call), so neither can starve the
-    /// other nor the timers.
-    pub(crate) async fn wait_fair<R: Runtime, A, B>(
+    /// [`wait`] for a loop with two busy sources, on the loop's [`Alarm`]: a fired alarm wins,
+    /// then `a` and `b` take turns at being polled first (`turn` flips on every call), so
+    /// neither can starve the other nor the timers.
+    pub(crate) async fn wait_fair<A, B, F: Future<Output = ()>>(
         a: impl Future<Output = A>,
         b: Option<impl Future<Output = B>>,
-        deadline: Option<Instant>,
+        alarm: &mut Alarm<'_, F>,
         turn: &mut bool,
     ) -> Woke<A, B> {
         let b_first = *turn;
         *turn = !*turn;
         let mut a = pin!(a);
         let mut b = pin!(b);
-        let mut sleep = pin!(deadline.map(R::sleep_until));
         poll_fn(|cx| {
-            if let Some(s) = sleep.as_mut().as_pin_mut() {
-                if s.poll(cx).is_ready() {
-                    return Poll::Ready(Woke::Deadline);
-                }
+            if alarm.poll_fired(cx) {
+                return Poll::Ready(Woke::Deadline);
             }
             for round in 0..2 {
                 if (round == 0) == b_first {
@@ -343,5 +352,50 @@ mod asyncrt {
             Poll::Pending
         })
         .await
+    }
+
+    /// A loop's timer, kept across its turns.
+    ///
+    /// [`Alarm::arm`] makes a new timer only when the deadline is earlier than the running
+    /// one's (or none runs): a deadline that moves later (the keep-alive, on every packet)
+    /// keeps the timer, which then fires early, and a spurious timeout is a no-op for the
+    /// sans-IO machines. A new timer on every turn costs a timer-wheel update (and a lock) to
+    /// arm and another to drop.
+    pub(crate) struct Alarm<'a, F> {
+        /// The timer (the loop pins it: `Alarm::new(pin!(None))`).
+        sleep: Pin<&'a mut Option<F>>,
+        /// When it fires.
+        at: Option<Instant>,
+    }
+
+    impl<'a, F: Future<Output = ()>> Alarm<'a, F> {
+        /// No timer yet.
+        pub(crate) fn new(sleep: Pin<&'a mut Option<F>>) -> Self {
+            Alarm { sleep, at: None }
+        }
+
+        /// Makes sure the alarm fires at `deadline` or earlier; `timer` makes a timer (the
+        /// runtime's `sleep_until`). Without a deadline a running timer is kept (it will only
+        /// wake the loop once for nothing).
+        pub(crate) fn arm(&mut self, deadline: Option<Instant>, timer: impl FnOnce(Instant) -> F) {
+            let Some(d) = deadline else { return };
+            if self.at.is_none_or(|at| d < at) {
+                self.sleep.set(Some(timer(d)));
+                self.at = Some(d);
+            }
+        }
+
+        /// Whether the timer fired (it is then gone: the next [`Alarm::arm`] makes one).
+        pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
+            let Some(s) = self.sleep.as_mut().as_pin_mut() else {
+                return false;
+            };
+            if s.poll(cx).is_pending() {
+                return false;
+            }
+            self.sleep.set(None);
+            self.at = None;
+            true
+        }
     }
 }
