@@ -18,8 +18,8 @@ use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
 use super::BrokerEvent;
 use crate::codec::{
-    valid_connack, AckProperties, ConnAck, Connect, DecodeError, Decoder, Disconnect, EncodeError,
-    Encoder, Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
+    Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::error::{CloseReason, ConnectionError, Initiator};
 use crate::hash::{IdMap, IdSet};
@@ -85,7 +85,8 @@ pub struct ServerConnection {
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
     server_keep_alive: Option<u16>,
     incoming_qos2: IdSet<PacketId>,
-    aliases_in: IdMap<u16, TopicName>,
+    /// Topic aliases both ways, made when the first one is used (most clients use none).
+    aliases: Option<Box<Aliases>>,
     /// Outbound QoS 1/2 flows in start order.
     outbound: flows::OutFlows,
     /// The client's receive maximum (MQTT 5) or the configured window (3.1.x).
@@ -102,20 +103,14 @@ pub struct ServerConnection {
     session_expiry: u32,
     session_expiry_update: Option<u32>,
     assigned_id: bool,
-    /// Enhanced authentication, when the CONNECT named a method.
-    auth: Option<connect::AuthState>,
-    /// The CONNECT waiting for its enhanced authentication to finish.
-    pending_connect: Option<Box<Connect>>,
-    /// Authentication data for the CONNACK.
-    auth_data: Option<Bytes>,
+    /// Enhanced authentication, when the CONNECT named a method (boxed: rare).
+    auth: Option<Box<connect::AuthState>>,
     /// Whether reason strings may go on acknowledgements (Request Problem Information).
     problem_info: bool,
     /// Whether the client asked for Response Information.
     response_info: bool,
     /// Topic aliases the broker may assign towards the client (0: none).
     alias_out_max: u16,
-    /// Topics with an alias assigned on this connection ([MQTT-3.3.2-7]: never carried over).
-    aliases_out: HashMap<TopicName, NonZeroU16>,
     /// Durable acks: PUBREL and PUBCOMP wait in `held` too, for the router's word that what
     /// they promise is durable.
     hold_flows: bool,
@@ -172,7 +167,7 @@ impl ServerConnection {
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
             incoming_qos2: IdSet::default(),
-            aliases_in: IdMap::default(),
+            aliases: None,
             outbound: flows::OutFlows::default(),
             window: 1,
             pending: VecDeque::new(),
@@ -183,12 +178,9 @@ impl ServerConnection {
             session_expiry_update: None,
             assigned_id: false,
             auth: None,
-            pending_connect: None,
-            auth_data: None,
             problem_info: true,
             response_info: false,
             alias_out_max: 0,
-            aliases_out: HashMap::new(),
             hold_flows: false,
             held: VecDeque::new(),
             held_pubacks: 0,
@@ -239,7 +231,12 @@ impl ServerConnection {
     /// The next event (connected, closed, close the transport); yields after inputs.
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
         let conn = self.id;
-        Some(match self.events.pop_front()? {
+        let Some(event) = self.events.pop_front() else {
+            // Drained: an idle connection keeps no room for events (four slots of 40 bytes).
+            self.events = VecDeque::new();
+            return None;
+        };
+        Some(match event {
             ConnEvent::Connected(client_id) => BrokerEvent::Connected { conn, client_id },
             ConnEvent::Closed(reason) => BrokerEvent::Closed { conn, reason },
             ConnEvent::CloseTransport => BrokerEvent::CloseTransport(conn),
@@ -595,12 +592,17 @@ impl ServerConnection {
                 );
             }
             if p.topic.is_empty() {
-                match self.aliases_in.get(&alias.get()) {
+                let known = self
+                    .aliases
+                    .as_ref()
+                    .and_then(|a| a.inbound.get(&alias.get()));
+                match known {
                     Some(t) => p.topic = t.clone(),
                     None => return self.protocol_error("unknown topic alias"),
                 }
             } else {
-                self.aliases_in.insert(alias.get(), p.topic.clone());
+                let a = self.aliases.get_or_insert_with(Default::default);
+                a.inbound.insert(alias.get(), p.topic.clone());
             }
         }
         if !self.topic_within_limits(p.topic.as_str()) {
@@ -818,6 +820,15 @@ impl ServerConnection {
     }
 }
 
+/// The topic aliases of a connection.
+#[derive(Debug, Default)]
+struct Aliases {
+    /// The client's, by alias.
+    inbound: IdMap<u16, TopicName>,
+    /// Topics with an alias assigned on this connection ([MQTT-3.3.2-7]: never carried over).
+    outbound: HashMap<TopicName, NonZeroU16>,
+}
+
 /// Which acknowledgement a [`HeldAck`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckKind {
@@ -886,4 +897,15 @@ fn without_problem_info(packet: &Packet) -> Option<Packet> {
     *reason = None;
     users.clear();
     Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_connection_stays_small() {
+        // One per client, idle or not, inside its runtime task: rare parts (enhanced
+        // authentication, topic aliases) are boxed.
+        let size = size_of::<super::ServerConnection>();
+        assert!(size <= 576, "ServerConnection is {size} bytes");
+    }
 }

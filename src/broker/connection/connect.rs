@@ -21,6 +21,10 @@ pub(super) struct AuthState {
     pub(super) method: ByteStr,
     /// The exchange running now, if one is (at CONNECT, or a re-authentication).
     pub(super) exchange: Option<Box<dyn AuthExchange>>,
+    /// The CONNECT waiting for its exchange to finish.
+    pub(super) pending_connect: Option<Box<Connect>>,
+    /// Authentication data for the CONNACK.
+    pub(super) data: Option<Bytes>,
 }
 
 impl ServerConnection {
@@ -95,8 +99,13 @@ impl ServerConnection {
             client_id = ByteStr::try_from(assigned).unwrap_or_default();
             self.assigned_id = true;
         }
-        self.client_id = client_id;
-        self.username = c.username.clone();
+        // Copies of their own: slices of the CONNECT would keep the whole packet (password,
+        // will payload) alive as long as the connection and its session.
+        self.client_id = ByteStr::from_checked(Bytes::copy_from_slice(client_id.as_bytes()));
+        self.username = c
+            .username
+            .as_ref()
+            .map(|u| ByteStr::from_checked(Bytes::copy_from_slice(u.as_bytes())));
         if let Some(method) = c.properties.authentication_method.clone() {
             let exchange =
                 self.authenticator
@@ -106,11 +115,12 @@ impl ServerConnection {
                 return self.refuse(ReasonCode::BadAuthenticationMethod);
             };
             let step = exchange.step(c.properties.authentication_data.as_ref());
-            self.auth = Some(AuthState {
+            self.auth = Some(Box::new(AuthState {
                 method,
                 exchange: Some(exchange),
-            });
-            self.pending_connect = Some(Box::new(c));
+                pending_connect: Some(Box::new(c)),
+                data: None,
+            }));
             return self.auth_step(step);
         }
         if c.username.is_none() && !self.config.allow_anonymous {
@@ -145,8 +155,11 @@ impl ServerConnection {
                     a.exchange = None;
                 }
                 if connecting {
-                    self.auth_data = data;
-                    if let Some(c) = self.pending_connect.take() {
+                    let pending = self.auth.as_mut().and_then(|a| {
+                        a.data = data;
+                        a.pending_connect.take()
+                    });
+                    if let Some(c) = pending {
                         self.finish_connect(*c);
                     }
                 } else {
@@ -327,9 +340,9 @@ impl ServerConnection {
             }
             // [MQTT-4.12.0-5]: a successful CONNACK repeats the method; [MQTT-4.12.0-6]: and
             // has none when the CONNECT had none.
-            if let Some(a) = &self.auth {
+            if let Some(a) = &mut self.auth {
                 p.authentication_method = Some(a.method.clone());
-                p.authentication_data = self.auth_data.take();
+                p.authentication_data = a.data.take();
             }
         }
         let sent = self.send(&ack.into());

@@ -211,11 +211,12 @@ impl ServerConnection {
     pub(super) fn encode_publish(&mut self, mut p: Publish) -> bool {
         let mut assigned = None;
         if self.alias_out_max > 0 {
-            if let Some(&a) = self.aliases_out.get(&p.topic) {
+            let aliases = &self.aliases.get_or_insert_with(Default::default).outbound;
+            if let Some(&a) = aliases.get(&p.topic) {
                 p.properties.topic_alias = Some(a);
                 p.topic = TopicName::empty();
-            } else if self.aliases_out.len() < usize::from(self.alias_out_max) {
-                let next = u16::try_from(self.aliases_out.len() + 1).ok();
+            } else if aliases.len() < usize::from(self.alias_out_max) {
+                let next = u16::try_from(aliases.len() + 1).ok();
                 if let Some(a) = next.and_then(NonZeroU16::new) {
                     p.properties.topic_alias = Some(a);
                     assigned = Some((p.topic.clone(), a));
@@ -231,7 +232,9 @@ impl ServerConnection {
         }
         if let Some((topic, a)) = assigned {
             // Only an alias the client has seen with its topic is used alone.
-            self.aliases_out.insert(topic, a);
+            if let Some(aliases) = &mut self.aliases {
+                aliases.outbound.insert(topic, a);
+            }
         }
         true
     }
