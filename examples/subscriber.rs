@@ -132,6 +132,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             } => {
                 tracing::info!(session_present, "reconnected");
             }
+            // The automatic re-subscription after a reconnect.
+            Event::Subscribed { reason_codes, .. } => {
+                if reason_codes.iter().any(|c| c.is_error()) {
+                    tracing::warn!(?reason_codes, "re-subscription refused");
+                } else {
+                    tracing::info!(?reason_codes, "re-subscribed");
+                }
+            }
             _ => {}
         }
     }

@@ -306,8 +306,8 @@ impl ClientCore {
                 packet_id,
                 reason_codes,
                 properties,
-            } => {
-                if let Some(r) = self.subscribes.remove(&packet_id) {
+            } => match self.subscribes.remove(&packet_id) {
+                Some(r) => {
                     let ack = SubAck {
                         packet_id,
                         reason_codes,
@@ -315,7 +315,14 @@ impl ClientCore {
                     };
                     answer(r, Ok(ack));
                 }
-            }
+                // The session's own re-subscription after a reconnect: no one waits for it,
+                // so the application sees its SUBACK (and any refused filter) as an event.
+                None => self.out.events.push(Event::Subscribed {
+                    packet_id,
+                    reason_codes,
+                    properties,
+                }),
+            },
             Event::Unsubscribed {
                 packet_id,
                 reason_codes,

@@ -399,7 +399,19 @@ fn the_client_reconnects_with_its_backoff_after_losing_the_connection() {
         }
     }
     drop(raw);
-    // The session re-subscribed on its own (clean session: the broker had none).
+    // The session re-subscribes on its own (clean session: the broker had none); its SUBACK
+    // reaches the events, as no call waits for it. Publishing before it would race.
+    loop {
+        match client.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Subscribed { reason_codes, .. }) => {
+                assert_eq!(reason_codes, vec![ReasonCode::GrantedQoS1]);
+                break;
+            }
+            Some(Event::Message(m)) => panic!("a message before the SUBACK: {m:?}"),
+            Some(_) => {}
+            None => panic!("no re-subscription within {WAIT:?}"),
+        }
+    }
     let p = rt::connect(b.addr, config(ProtocolVersion::V3_1_1, "pub")).unwrap();
     p.publish(msg("back/1", "again", QoS::AtLeastOnce, false))
         .unwrap();
