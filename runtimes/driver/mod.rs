@@ -170,7 +170,7 @@ impl Pending {
 ///
 /// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. The one
 /// exception is the SUBACK of the session's own re-subscription after a reconnect (no call
-/// waits for it): it arrives as [`Event::Subscribed`](crate::client::Event::Subscribed). Read it
+/// waits for it): it arrives as [`Event::Subscribed`]. Read it
 /// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading and
 /// writing its socket (and so, once [`CLIENT_COMMANDS`] commands wait, stops taking commands).
 #[derive(Debug, Clone)]
