@@ -442,7 +442,13 @@ impl Broker {
             let _ = t.send(Inbox::Shutdown);
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
-        let mut core = RouterCore::new(self.broker.into_router(now()), &self.options, self.store);
+        let mut core = RouterCore::new(
+            self.broker.into_router(now()),
+            &self.options,
+            self.store,
+            // Threads: the OS decides who runs first; the mail order is the natural guess.
+            false,
+        );
         // An input taken while gathering reports, handled on the next turn.
         let mut carried = None;
         loop {

@@ -82,6 +82,8 @@ impl driver::Listener for TcpListener {
 }
 
 impl Runtime for Tokio {
+    const RUNS_LAST_WOKEN_FIRST: bool = true;
+
     type Reader = OwnedReadHalf;
     type Writer = OwnedWriteHalf;
     type Listener = TcpListener;

@@ -198,6 +198,11 @@ pub(crate) struct RouterCore<Q> {
     /// A drain's batches, by connection; kept between drains (room for up to
     /// [`DRAIN_ROOM`] connections).
     batches: ConnMap<Vec<ConnectionMail>>,
+    /// The connections of `batches`, in the order of their first mail in the drain.
+    order: Vec<ConnId>,
+    /// The executor runs the task woken last first (tokio's LIFO slot): connections are then
+    /// woken in the reverse order of their first mail.
+    last_woken_first: bool,
     max_batches: usize,
     max_bytes: usize,
     /// The thread that writes the router's changes, with persistence on.
@@ -213,11 +218,14 @@ impl<Q: MailQueue> RouterCore<Q> {
         router: Router,
         options: &BrokerOptions,
         store: Option<StoreWriter>,
+        last_woken_first: bool,
     ) -> RouterCore<Q> {
         let mut core = RouterCore {
             router,
             mailboxes: ConnMap::default(),
             batches: ConnMap::default(),
+            order: Vec::new(),
+            last_woken_first,
             max_batches: options.max_outbound_batches.max(1),
             max_bytes: options.max_outbound_bytes,
             store,
@@ -374,9 +382,11 @@ impl<Q: MailQueue> RouterCore<Q> {
         while let Some(m) = self.router.poll_mail() {
             let conn = m.conn();
             let mailboxes = &self.mailboxes;
+            let order = &mut self.order;
             batches
                 .entry(conn)
                 .or_insert_with(|| {
+                    order.push(conn);
                     // As much room as the connection's last batch took (up to BATCH_ROOM), so
                     // that a batch of the usual size is not regrown (each regrowth moves
                     // every mail so far).
@@ -385,7 +395,16 @@ impl<Q: MailQueue> RouterCore<Q> {
                 })
                 .push(m);
         }
-        for (conn, batch) in batches.drain() {
+        let mut order = std::mem::take(&mut self.order);
+        if self.last_woken_first {
+            // So that the connection with the drain's first mail (usually a delivery) runs
+            // first, before the ones whose acknowledgements the router let go after it.
+            order.reverse();
+        }
+        for conn in order.drain(..) {
+            let Some(batch) = batches.remove(&conn) else {
+                continue;
+            };
             let back = match self.mailboxes.get_mut(&conn) {
                 Some(mb) => {
                     mb.last = batch.len();
@@ -419,7 +438,9 @@ impl<Q: MailQueue> RouterCore<Q> {
             }
         }
         batches.shrink_to(DRAIN_ROOM);
+        order.shrink_to(DRAIN_ROOM);
         self.batches = batches;
+        self.order = order;
     }
 }
 
@@ -502,5 +523,135 @@ impl Traffic {
             sent: std::mem::take(&mut self.sent),
             last,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::broker::{Broker, BrokerConfig};
+    use crate::codec::{encode, Connect, Packet, Publish, Subscribe, Subscription};
+    use crate::{ByteStr, PacketId, ProtocolVersion, QoS, TopicFilter, TopicName};
+
+    /// Every batch pushed, with its connection, in push order.
+    type Log = Rc<RefCell<Vec<(ConnId, Vec<ConnectionMail>)>>>;
+
+    struct Recorder {
+        conn: ConnId,
+        log: Log,
+    }
+
+    impl MailQueue for Recorder {
+        fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
+            self.log.borrow_mut().push((self.conn, batch));
+            Ok(())
+        }
+        fn abort(&self) {}
+        fn shutdown(&self) {}
+    }
+
+    const V: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+    fn bytes(p: &Packet) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        encode(p, V, &mut b).unwrap();
+        b.to_vec()
+    }
+
+    /// Feeds `packet` to `conn`, routes its mail and hands every batch back to its connection;
+    /// returns the connections in the order their batches were pushed.
+    fn exchange(
+        core: &mut RouterCore<Recorder>,
+        log: &Log,
+        conns: &mut [ServerConnection],
+        from: usize,
+        packet: &Packet,
+        now: Instant,
+    ) -> Vec<ConnId> {
+        conns[from].handle_input(now, &bytes(packet));
+        let d = drain_connection(&mut conns[from], None);
+        let report = Report {
+            conn: conns[from].id(),
+            mail: d.mail,
+            received: 0,
+            sent: 0,
+            last: false,
+        };
+        core.take_report(now, report);
+        core.flush(now);
+        let pushed = std::mem::take(&mut *log.borrow_mut());
+        let mut order = Vec::new();
+        for (id, batch) in pushed {
+            order.push(id);
+            let c = conns.iter_mut().find(|c| c.id() == id).unwrap();
+            for m in batch {
+                c.handle_router(now, m);
+            }
+        }
+        order
+    }
+
+    /// The first byte of every packet `conn` transmits now (its type and flags).
+    fn sent_kinds(conn: &mut ServerConnection) -> Vec<u8> {
+        std::iter::from_fn(|| conn.poll_transmit())
+            .map(|b| b[0] >> 4)
+            .collect()
+    }
+
+    fn publish_order(last_woken_first: bool) -> (Vec<ConnId>, ConnId, ConnId) {
+        let now = crate::runtimes::driver::now();
+        let config = BrokerConfig {
+            sys_interval: None,
+            ..BrokerConfig::default()
+        };
+        let router = Broker::new(config).into_router(now);
+        let log: Log = Rc::default();
+        let options = BrokerOptions::default();
+        let mut core = RouterCore::new(router, &options, None, last_woken_first);
+        let mut conns = vec![core.accept(now), core.accept(now)];
+        for c in &conns {
+            let queue = Recorder {
+                conn: c.id(),
+                log: log.clone(),
+            };
+            core.register(c.id(), Mailbox::new(queue, Arc::default()));
+        }
+        for (i, id) in ["sub", "pub"].into_iter().enumerate() {
+            let connect = Packet::Connect(Box::new(Connect::new(V, ByteStr::from_static(id))));
+            exchange(&mut core, &log, &mut conns, i, &connect, now);
+            assert_eq!(sent_kinds(&mut conns[i]), [2], "CONNACK");
+        }
+        let subscribe = Packet::Subscribe(Subscribe {
+            packet_id: PacketId::MIN,
+            properties: Default::default(),
+            filters: vec![Subscription::new(
+                TopicFilter::new("t").unwrap(),
+                QoS::AtLeastOnce,
+            )],
+        });
+        exchange(&mut core, &log, &mut conns, 0, &subscribe, now);
+        assert_eq!(sent_kinds(&mut conns[0]), [9], "SUBACK");
+        let mut p = Publish::new(TopicName::new("t").unwrap(), "m");
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = Some(PacketId::MIN);
+        let order = exchange(&mut core, &log, &mut conns, 1, &Packet::Publish(p), now);
+        assert_eq!(sent_kinds(&mut conns[0]), [3], "the delivery");
+        assert_eq!(sent_kinds(&mut conns[1]), [4], "the PUBACK");
+        (order, conns[0].id(), conns[1].id())
+    }
+
+    #[test]
+    fn deliveries_are_woken_to_run_before_the_acknowledgements_they_released() {
+        // Threads and FIFO executors: in mail order, the subscriber first.
+        let (order, sub, publisher) = publish_order(false);
+        assert_eq!(order, [sub, publisher]);
+        // tokio runs the task woken last first: the subscriber is woken last.
+        let (order, sub, publisher) = publish_order(true);
+        assert_eq!(order, [publisher, sub]);
     }
 }

@@ -296,6 +296,11 @@ mod asyncrt {
         fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
         /// Runs `future` in the background.
         fn spawn(future: impl Future<Output = ()> + Send + 'static);
+        /// Whether the executor runs the task woken last before those woken earlier (tokio's
+        /// LIFO slot). The broker's router then wakes connections in the reverse order of
+        /// their mail, so that a delivery is written before the acknowledgement it released
+        /// (about 10 µs less median latency at QoS 1 on tokio, measured with `load latency`).
+        const RUNS_LAST_WOKEN_FIRST: bool = false;
     }
 
     /// Which of the futures given to [`wait`] completed first.

@@ -169,7 +169,12 @@ async fn run<R: Runtime>(server: Server<R>) {
     for l in listeners {
         R::spawn(accept_loop::<R>(l, inbox_tx.clone(), stop.clone()));
     }
-    let mut core = RouterCore::new(broker.into_router(now()), &options, store);
+    let mut core = RouterCore::new(
+        broker.into_router(now()),
+        &options,
+        store,
+        R::RUNS_LAST_WOKEN_FIRST,
+    );
     let mut turn = false;
     let sleep = pin!(None);
     let mut alarm = Alarm::new(sleep);
