@@ -63,6 +63,7 @@ load-tool:
 bench-smoke:
 	$(CARGO) bench --bench codec -- --test
 	$(CARGO) bench --bench router -- --test
+	$(CARGO) bench --bench e2e -- --test
 
 ## fuzz: run each fuzz target for FUZZ_SECS seconds (cargo-fuzz on stable via RUSTC_BOOTSTRAP)
 fuzz:
@@ -71,10 +72,11 @@ fuzz:
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECS) || exit 1; \
 	done
 
-## bench: the criterion benchmarks (codec side by side with rumqttc; router)
+## bench: the criterion benchmarks (codec side by side with rumqttc; router; in-memory end to end)
 bench:
 	$(CARGO) bench --bench codec
 	$(CARGO) bench --bench router
+	$(CARGO) bench --bench e2e
 
 ## bench-persistence: QoS 1 throughput with persistence on (fsync always) against off, side by
 ## side (e.g. make bench-persistence ARGS="--count 20000 --rounds 7")
