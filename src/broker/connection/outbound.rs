@@ -46,9 +46,10 @@ impl ServerConnection {
             let first = 0x30 | (u8::from(dup) << 3) | ((d.qos as u8) << 1) | u8::from(d.retain);
             let topic = m.topic.as_bytes();
             let out = &mut self.out;
-            if let Some(_n) = self
+            if self
                 .encoder
                 .encode_plain_publish(first, topic, packet_id, &m.payload, out)
+                .is_some()
             {
                 return true;
             }
