@@ -52,7 +52,8 @@ enum Check<'a> {
 /// ([`Authorizer::can_receive`]). `topic` lines before the first `user` line
 /// apply to clients without a user name, those after `user NAME` to that user, and `pattern`
 /// lines to everyone, with `%u` the user name (a pattern with `%u` does nothing for an
-/// anonymous client) and `%c` the client identifier.
+/// anonymous client) and `%c` the client identifier, substituted in one pass; a pattern into
+/// which a name would bring a `/`, `+`, `#` or `%` denies, as in Mosquitto.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AclFile {
     anonymous: Vec<Rule>,
@@ -122,8 +123,8 @@ impl AclFile {
     }
 
     /// Judges `check` against the client's section, then the patterns with their
-    /// substitutions; a pattern whose substitution would put a wildcard in the filter (a `+`
-    /// or `#` in the user name or client identifier) denies.
+    /// substitutions; a pattern whose substitution would change the filter's shape (a `/`,
+    /// `+`, `#` or `%` in the user name or client identifier) denies.
     fn allows(&self, client_id: &str, username: Option<&str>, check: Check<'_>) -> bool {
         let own = match username {
             Some(u) => self.users.get(u).map_or(&[][..], Vec::as_slice),
@@ -159,21 +160,12 @@ impl AclFile {
             }
         }
         for rule in &self.patterns {
-            let needs_user = rule.filter.contains("%u");
-            let needs_client = rule.filter.contains("%c");
-            if needs_user && username.is_none() {
+            if rule.filter.contains("%u") && username.is_none() {
                 continue;
             }
-            let unsafe_value = |v: &str| v.contains(['+', '#']);
-            if (needs_user && username.is_some_and(unsafe_value))
-                || (needs_client && unsafe_value(client_id))
-            {
+            let Some(filter) = substitute(&rule.filter, client_id, username) else {
                 return false;
-            }
-            let filter = rule
-                .filter
-                .replace("%c", client_id)
-                .replace("%u", username.unwrap_or(""));
+            };
             if !judge(rule.access, &filter) {
                 return false;
             }
@@ -221,6 +213,37 @@ impl Authorizer for AclFile {
             topic.as_str(),
         )
     }
+}
+
+/// The pattern `filter` with `%c` replaced by `client_id` and `%u` by `username`, in one pass
+/// (a value is never read again for `%c` / `%u`); `None` when a value it puts in is empty or
+/// has a character that would add a level or a wildcard to the filter (`/`, `+`, `#`) or that
+/// could read as a substitution (`%`), as Mosquitto refuses them.
+fn substitute(filter: &str, client_id: &str, username: Option<&str>) -> Option<String> {
+    let safe = |v: &str| !v.is_empty() && !v.contains(['/', '+', '#', '%']);
+    let mut out = String::with_capacity(filter.len() + client_id.len());
+    let mut rest = filter;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let value = match rest[at + 1..].chars().next() {
+            Some('c') => Some(client_id),
+            Some('u') => Some(username?),
+            _ => None,
+        };
+        match value {
+            Some(v) if safe(v) => {
+                out.push_str(v);
+                rest = &rest[at + 2..];
+            }
+            Some(_) => return None,
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// `[read|write|readwrite|deny] FILTER` (no access word is `readwrite`, as in Mosquitto).
@@ -386,6 +409,27 @@ pattern write users/%u/out
         assert!(!a.can_write("c", None, "users//out"));
         assert!(!a.can_write("+", None, "clients/+/x"));
         assert!(!a.can_write("c", Some("#"), "users/x/out"));
+    }
+
+    #[test]
+    fn substituted_values_cannot_add_levels_wildcards_or_substitutions() {
+        let a = acl();
+        // The README's `pattern readwrite clients/%c/#`: "dev1/cmd" must not reach dev1.
+        assert!(!a.can_write("dev1/cmd", None, "clients/dev1/cmd/x"));
+        assert!(!a.can_read("dev1/cmd", None, "clients/dev1/cmd"));
+        assert!(!a.can_read_filter("dev1/cmd", None, "clients/dev1/#"));
+        assert!(!a.can_write("c", Some("bob/x"), "users/bob/x/out"));
+        assert!(!a.can_write("a%b", None, "clients/a%b/x"));
+        // One pass: a client id of "%u" is that text, never the user name.
+        let p = AclFile::parse("pattern write clients/%c/x\n").unwrap();
+        assert!(!p.can_write("%u", Some("alice"), "clients/alice/x"));
+        assert!(!p.can_write("%u", Some("alice"), "clients/%u/x"));
+        assert_eq!(
+            substitute("a/%c/%u/%x", "c1", Some("u1")).as_deref(),
+            Some("a/c1/u1/%x")
+        );
+        assert_eq!(substitute("a/%c", "", None), None);
+        assert_eq!(substitute("a/%u", "c", None), None);
     }
 
     #[test]
