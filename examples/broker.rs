@@ -9,7 +9,7 @@
 //!
 //! ```toml
 //! listeners = ["127.0.0.1:1883", "127.0.0.1:1884"]   # replaces --host/--port
-//! allow_anonymous = true
+//! allow_anonymous = false        # the default with a password_file (true without)
 //! password_file = "passwd"         # mosquitto_passwd's format
 //! acl_file = "acl"                 # Mosquitto's acl_file format
 //! max_connections = -1             # -1: no limit
@@ -148,6 +148,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for line in &settings.summary {
         tracing::info!("{line}");
     }
+    for line in &settings.warnings {
+        tracing::warn!("{line}");
+    }
     if let Some(f) = args.fsync {
         settings.set_fsync(matches!(f, FsyncArg::Interval));
     }
@@ -196,6 +199,9 @@ fn check_config(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("{}: ok", path.display());
     for line in &settings.summary {
         println!("  {line}");
+    }
+    for line in &settings.warnings {
+        println!("  warning: {line}");
     }
     Ok(())
 }

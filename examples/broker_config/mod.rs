@@ -70,6 +70,8 @@ pub(crate) struct Settings {
     pub(crate) autosave_interval: Duration,
     /// What was loaded, for the logs and `--check-config`.
     pub(crate) summary: Vec<String>,
+    /// What is allowed but probably not meant, for the logs (`warn`) and `--check-config`.
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Settings {
@@ -84,6 +86,7 @@ impl Settings {
             persistence_location: None,
             autosave_interval: Fsync::DEFAULT_INTERVAL,
             summary: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -130,9 +133,11 @@ impl Settings {
         let mut s = Settings::defaults();
         let c = &mut s.config;
         let unlimited = |v: usize| if v == 0 { usize::MAX } else { v };
-        if let Some(v) = file.allow_anonymous {
-            c.allow_anonymous = v;
-        }
+        // As in Mosquitto 2.0: with a password file, anonymous clients are refused unless the
+        // file says otherwise.
+        c.allow_anonymous = file
+            .allow_anonymous
+            .unwrap_or(file.password_file.is_none());
         if let Some(v) = file.max_queued_messages {
             c.max_queued_messages = unlimited(v);
         }
@@ -225,6 +230,21 @@ impl Settings {
             let f = AclFile::load(&path).map_err(|e| bad(p, &e.to_string()))?;
             s.summary.push(format!("acl_file {}", path.display()));
             s.authorizer = Arc::new(f);
+        }
+        s.summary.push(format!(
+            "anonymous clients {}",
+            if s.config.allow_anonymous {
+                "allowed"
+            } else {
+                "refused"
+            }
+        ));
+        if file.acl_file.is_some() && file.password_file.is_none() {
+            s.warnings.push(
+                "acl_file without password_file: user names are not checked, so any client can \
+                 claim any user section of the ACL"
+                    .into(),
+            );
         }
         s.persistence_location = persistence(&file)?.map(|p| base.join(p));
         let interval = match &file.fsync {
