@@ -34,7 +34,18 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 /// Runs `mosquitto_pub` once (with these credentials, if any); whether the broker let it in.
 fn pub_ok(port: u16, user: Option<(&str, &str)>) -> bool {
     let port = port.to_string();
-    let mut args = vec!["-h", "127.0.0.1", "-p", &port, "-t", "t", "-m", "m", "-q", "1"];
+    let mut args = vec![
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "t",
+        "-m",
+        "m",
+        "-q",
+        "1",
+    ];
     if let Some((u, p)) = user {
         args.extend(["-u", u, "-P", p]);
     }

@@ -10,6 +10,8 @@
 
 mod sim;
 
+#[path = "broker_packets/access.rs"]
+mod access;
 #[path = "broker_packets/acks.rs"]
 mod acks;
 #[path = "broker_packets/auth.rs"]

@@ -135,9 +135,7 @@ impl Settings {
         let unlimited = |v: usize| if v == 0 { usize::MAX } else { v };
         // As in Mosquitto 2.0: with a password file, anonymous clients are refused unless the
         // file says otherwise.
-        c.allow_anonymous = file
-            .allow_anonymous
-            .unwrap_or(file.password_file.is_none());
+        c.allow_anonymous = file.allow_anonymous.unwrap_or(file.password_file.is_none());
         if let Some(v) = file.max_queued_messages {
             c.max_queued_messages = unlimited(v);
         }

@@ -211,6 +211,19 @@ pub(crate) struct RouterCore<Q> {
     failed: bool,
 }
 
+/// 128 bits from the system's random source (a fixed pattern mixed with the clock if it
+/// fails, which it does not on any supported system).
+fn random_u128() -> u128 {
+    let mut b = [0; 16];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .unwrap_or_default();
+        b = (t.as_nanos() ^ 0x5bd1_e995_8f3c_2a17_d3b5_01c9_6e7a_4f21).to_le_bytes();
+    }
+    u128::from_le_bytes(b)
+}
+
 impl<Q: MailQueue> RouterCore<Q> {
     /// A router task's state around `router` (restored from the store `store` writes, if
     /// there is one).
@@ -220,6 +233,9 @@ impl<Q: MailQueue> RouterCore<Q> {
         store: Option<StoreWriter>,
         last_woken_first: bool,
     ) -> RouterCore<Q> {
+        let mut router = router;
+        // Assigned client identifiers nobody can guess.
+        router.set_client_id_source(Box::new(random_u128));
         let mut core = RouterCore {
             router,
             mailboxes: ConnMap::default(),

@@ -90,6 +90,33 @@ pub trait Authorizer: Send + Sync {
     }
 }
 
+/// What an access check refused (reported as [`BrokerEvent::Denied`](super::BrokerEvent::Denied),
+/// for the logs; never a password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    /// The client identifier (as the client sent it, if the CONNECT was refused before one
+    /// was settled).
+    pub client_id: ByteStr,
+    /// The user name, if any.
+    pub username: Option<ByteStr>,
+    /// What was refused.
+    pub action: DeniedAction,
+    /// Why, in a few words.
+    pub reason: &'static str,
+}
+
+/// The request an access check refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeniedAction {
+    /// The connection, with the CONNACK reason code it got.
+    Connect(ReasonCode),
+    /// A PUBLISH to this topic (MQTT 3.1.x: dropped; MQTT 5: PUBACK / PUBREC 0x87).
+    Publish(TopicName),
+    /// A subscription with this filter.
+    Subscribe(TopicFilter),
+}
+
 /// Lets everyone in and allows everything (anonymous access is checked separately).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;

@@ -26,6 +26,18 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Whether clients without a user name are let in.
     pub allow_anonymous: bool,
+    /// Whether a client may take over (or resume) a session that another user name owns:
+    /// `false` (the default) refuses it with CONNACK 0x87 (3.1.x: return code 5, not
+    /// authorized) and leaves the session and its connection alone. Mosquitto allows it.
+    pub allow_takeover_by_other_user: bool,
+    /// Use the user name as the client identifier, whatever the client sent; a client
+    /// without a user name is refused with 0x87 (Mosquitto's `use_username_as_clientid`).
+    pub use_username_as_clientid: bool,
+    /// Use the transport's peer identity (a TLS client certificate's name, given to
+    /// [`ServerConnection::set_peer_identity`](crate::broker::ServerConnection::set_peer_identity))
+    /// as the user name, without asking the authenticator for a password; a client without
+    /// one is refused with 0x87 (Mosquitto's `use_identity_as_username`).
+    pub use_identity_as_username: bool,
     /// The longest client identifier accepted, in bytes.
     pub max_client_id_len: usize,
     /// Subscriptions one session may hold.
@@ -100,6 +112,9 @@ impl Default for BrokerConfig {
             max_keep_alive: u16::MAX,
             connect_timeout: Duration::from_secs(10),
             allow_anonymous: true,
+            allow_takeover_by_other_user: false,
+            use_username_as_clientid: false,
+            use_identity_as_username: false,
             max_client_id_len: 65_535,
             max_subscriptions_per_client: 10_000,
             max_queued_messages: 1_000,

@@ -57,6 +57,7 @@ pub(crate) enum ConnEvent {
     Connected(ByteStr),
     Closed(CloseReason),
     CloseTransport,
+    Denied(Box<super::Denied>),
 }
 
 /// The broker side of one client connection: all of its protocol work, as a sans-IO machine.
@@ -195,6 +196,35 @@ impl ServerConnection {
         self.id
     }
 
+    /// Tells who the transport says the peer is (a TLS client certificate's name), before
+    /// its CONNECT arrives; with
+    /// [`BrokerConfig::use_identity_as_username`](super::BrokerConfig::use_identity_as_username)
+    /// it becomes the client's user name.
+    pub fn set_peer_identity(&mut self, identity: ByteStr) {
+        if self.state == State::New {
+            // Until CONNECT, `username` holds it (see `on_connect`).
+            self.username = Some(identity);
+        }
+    }
+
+    /// Reports an access check's refusal of `action`.
+    pub(crate) fn denied(&mut self, action: super::DeniedAction, reason: &'static str) {
+        self.events
+            .push_back(ConnEvent::Denied(Box::new(super::Denied {
+                client_id: self.client_id.clone(),
+                username: self.username.clone(),
+                action,
+                reason,
+            })));
+    }
+
+    /// Makes the client identifier this connection assigns if the client sends none, from
+    /// 128 random bits; until CONNECT, `client_id` holds it (see `on_connect`).
+    pub(crate) fn set_id_nonce(&mut self, nonce: u128) {
+        let id = format!("tinymqtt-{nonce:032x}");
+        self.client_id = ByteStr::try_from(id).unwrap_or_default();
+    }
+
     /// Whether the connection has ended (every later input is a no-op).
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
@@ -240,6 +270,7 @@ impl ServerConnection {
             ConnEvent::Connected(client_id) => BrokerEvent::Connected { conn, client_id },
             ConnEvent::Closed(reason) => BrokerEvent::Closed { conn, reason },
             ConnEvent::CloseTransport => BrokerEvent::CloseTransport(conn),
+            ConnEvent::Denied(denied) => BrokerEvent::Denied { conn, denied },
         })
     }
 
@@ -628,9 +659,20 @@ impl ServerConnection {
                 true,
             );
         }
-        let allowed =
-            self.authorizer
+        // `$SYS` belongs to the broker, whatever the authorizer says (as in Mosquitto).
+        let sys = p.topic.as_str() == "$SYS" || p.topic.as_str().starts_with("$SYS/");
+        let allowed = !sys
+            && self
+                .authorizer
                 .can_publish(&self.client_id, self.username.as_ref(), &p.topic);
+        if !allowed {
+            let reason = if sys {
+                "$SYS topics are the broker's"
+            } else {
+                "not authorized"
+            };
+            self.denied(super::DeniedAction::Publish(p.topic.clone()), reason);
+        }
         let code = if allowed {
             ReasonCode::Success
         } else {
@@ -785,6 +827,10 @@ impl ServerConnection {
                     self.username.as_ref(),
                     &sub.filter,
                 );
+                if !ok {
+                    let action = super::DeniedAction::Subscribe(sub.filter.clone());
+                    self.denied(action, "not authorized");
+                }
                 (sub, (!ok).then_some(refused))
             })
             .collect();

@@ -124,6 +124,8 @@ pub(crate) struct Handover {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectRequest {
     pub(crate) client_id: ByteStr,
+    /// The authenticated user name: the session's owner.
+    pub(crate) username: Option<ByteStr>,
     pub(crate) protocol: ProtocolVersion,
     pub(crate) clean_start: bool,
     /// Seconds; `u32::MAX` never expires.

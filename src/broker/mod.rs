@@ -62,7 +62,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use auth::{AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer};
+pub use auth::{AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer, Denied, DeniedAction};
 pub use config::{BrokerConfig, Redirect};
 pub use connection::ServerConnection;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
@@ -95,6 +95,13 @@ pub enum BrokerEvent {
     },
     /// Write what `poll_transmit` gave for this connection, then close its transport.
     CloseTransport(ConnId),
+    /// An access check refused a connection, a publish or a subscription (for the logs).
+    Denied {
+        /// The connection.
+        conn: ConnId,
+        /// Who asked, what, and why it was refused (boxed: rare).
+        denied: Box<Denied>,
+    },
 }
 
 /// Counters for `$SYS` and the example broker's `status`.
@@ -184,6 +191,20 @@ impl Broker {
     /// The configuration.
     pub fn config(&self) -> &BrokerConfig {
         self.router.config()
+    }
+
+    /// Sets where the random bits of assigned client identifiers come from; see
+    /// [`Router::set_client_id_source`].
+    pub fn set_client_id_source(&mut self, source: Box<dyn FnMut() -> u128 + Send>) {
+        self.router.set_client_id_source(source);
+    }
+
+    /// Tells who the transport of `conn` says the peer is; see
+    /// [`ServerConnection::set_peer_identity`].
+    pub fn set_peer_identity(&mut self, conn: ConnId, identity: ByteStr) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.set_peer_identity(identity);
+        }
     }
 
     /// Counters.

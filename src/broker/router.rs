@@ -13,6 +13,7 @@
 //! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
 //! `public`.
 
+mod owner;
 mod public;
 mod store;
 
@@ -78,6 +79,11 @@ fn expiry(p: &Publish, at: Instant) -> Option<Instant> {
 #[derive(Debug)]
 struct Session {
     client_id: ByteStr,
+    /// The user name it belongs to (`None`: anonymous); boxed, to stay small. See `owner`.
+    owner: Option<Box<ByteStr>>,
+    /// Whether `owner` is known: a session restored from a store (which keeps no owners) is
+    /// claimed by its next connection.
+    claimed: bool,
     protocol: ProtocolVersion,
     conn: Option<ConnId>,
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
@@ -136,6 +142,8 @@ impl Session {
     fn new(client_id: ByteStr, protocol: ProtocolVersion) -> Session {
         Session {
             client_id,
+            owner: None,
+            claimed: false,
             protocol,
             conn: None,
             expiry: 0,
@@ -223,6 +231,8 @@ pub struct Router {
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
     /// queue, and the first online session whose queue it took over the limit.
     routing: Option<Option<SessionId>>,
+    /// Where the random bits of assigned client identifiers come from.
+    id_source: Option<Box<dyn FnMut() -> u128 + Send>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -269,6 +279,7 @@ impl Router {
             parked: VecDeque::new(),
             routing: None,
             matches: Vec::new(),
+            id_source: None,
         }
     }
 
@@ -424,6 +435,11 @@ impl Router {
 
     fn connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
         if let Some(&sid) = self.by_client.get(&req.client_id) {
+            if !self.may_own(sid, &req) {
+                // Another user's session: neither taken over, resumed nor discarded.
+                self.send_to((conn, ToConnection::Refused(ReasonCode::NotAuthorized)));
+                return;
+            }
             if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
                 // [MQTT-3.1.4-3]: the existing connection is closed first; it hands the session
                 // over, then this CONNECT completes (see `closed`). A connection still waiting
@@ -470,6 +486,7 @@ impl Router {
                 sid
             }
         };
+        self.set_owner(sid, req.username);
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
@@ -703,15 +720,17 @@ impl Router {
         self.matches = plain;
         for (group, members) in shared {
             // Round-robin over the group's members that are online, else any member.
-            let online: Vec<&(SessionId, Subscription)> = members
+            // Members whose owner may not read the topic are passed over.
+            let readers: Vec<&(SessionId, Subscription)> = members
                 .iter()
+                .filter(|(sid, _)| self.owner_may_read(*sid, &message))
+                .collect();
+            let online: Vec<&(SessionId, Subscription)> = readers
+                .iter()
+                .copied()
                 .filter(|(sid, _)| self.sessions.get(sid).is_some_and(|s| s.conn.is_some()))
                 .collect();
-            let pool: Vec<&(SessionId, Subscription)> = if online.is_empty() {
-                members.iter().collect()
-            } else {
-                online
-            };
+            let pool = if online.is_empty() { readers } else { online };
             let cursor = self.shared_cursor.entry(group).or_insert(0);
             let Some(&&(sid, sub)) = pool.get(*cursor % pool.len().max(1)) else {
                 continue;
@@ -731,6 +750,9 @@ impl Router {
     }
 
     fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {
+        if !self.owner_may_read(sid, &d.message) {
+            return; // never queued (nor stored) for a session that may not read it
+        }
         let max_msgs = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;
         let queue_qos0 = self.config.queue_qos0_offline;

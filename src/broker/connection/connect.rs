@@ -47,6 +47,10 @@ impl ServerConnection {
         } else {
             v3_refusal(code)
         };
+        self.denied(
+            crate::broker::DeniedAction::Connect(code),
+            code.description(),
+        );
         let mut ack = ConnAck::accepted(false);
         ack.reason_code = code;
         if self.protocol.is_v5() {
@@ -78,6 +82,16 @@ impl ServerConnection {
         self.problem_info = c.properties.request_problem_information != Some(false);
         self.response_info = c.properties.request_response_information == Some(true);
         let v5 = c.protocol.is_v5();
+        // Until now these held what the connection was given: the identifier it assigns to a
+        // client that sends none, and the transport's peer identity (no room spent on them).
+        let assigned = std::mem::take(&mut self.client_id);
+        let peer_identity = self.username.take();
+        // What the client claims, for a refusal's report until the identity is settled.
+        self.client_id = ByteStr::from_checked(Bytes::copy_from_slice(c.client_id.as_bytes()));
+        self.username = c
+            .username
+            .as_ref()
+            .map(|u| ByteStr::from_checked(Bytes::copy_from_slice(u.as_bytes())));
         if let Some(r) = self.config.redirect.clone() {
             let code = if r.permanent {
                 ReasonCode::ServerMoved
@@ -86,7 +100,26 @@ impl ServerConnection {
             };
             return self.refuse_with(code, Some(r.server_reference));
         }
+        // Copies of their own: slices of the CONNECT would keep the whole packet (password,
+        // will payload) alive as long as the connection and its session.
+        let own = |s: &ByteStr| ByteStr::from_checked(Bytes::copy_from_slice(s.as_bytes()));
+        let identity_is_user = self.config.use_identity_as_username;
+        self.username = if identity_is_user {
+            // The transport authenticated the peer: its identity is the user name.
+            match peer_identity {
+                Some(id) => Some(id),
+                None => return self.refuse(ReasonCode::NotAuthorized),
+            }
+        } else {
+            c.username.as_ref().map(own)
+        };
         let mut client_id = c.client_id.clone();
+        if self.config.use_username_as_clientid {
+            match &self.username {
+                Some(u) => client_id = u.clone(),
+                None => return self.refuse(ReasonCode::NotAuthorized),
+            }
+        }
         if client_id.len() > self.config.max_client_id_len {
             return self.refuse(ReasonCode::ClientIdentifierNotValid);
         }
@@ -95,17 +128,11 @@ impl ServerConnection {
             if c.protocol == ProtocolVersion::V3_1 || (!v5 && !c.clean_start) {
                 return self.refuse(ReasonCode::ClientIdentifierNotValid);
             }
-            let assigned = format!("tinymqtt-{:016x}", self.id.0);
-            client_id = ByteStr::try_from(assigned).unwrap_or_default();
+            // Random (from the router's source), so that no client can guess another's.
+            client_id = assigned;
             self.assigned_id = true;
         }
-        // Copies of their own: slices of the CONNECT would keep the whole packet (password,
-        // will payload) alive as long as the connection and its session.
-        self.client_id = ByteStr::from_checked(Bytes::copy_from_slice(client_id.as_bytes()));
-        self.username = c
-            .username
-            .as_ref()
-            .map(|u| ByteStr::from_checked(Bytes::copy_from_slice(u.as_bytes())));
+        self.client_id = own(&client_id);
         if let Some(method) = c.properties.authentication_method.clone() {
             let exchange =
                 self.authenticator
@@ -122,6 +149,9 @@ impl ServerConnection {
                 data: None,
             }));
             return self.auth_step(step);
+        }
+        if identity_is_user {
+            return self.finish_connect(c);
         }
         if c.username.is_none() && !self.config.allow_anonymous {
             return self.refuse(ReasonCode::NotAuthorized);
@@ -242,9 +272,11 @@ impl ServerConnection {
     fn finish_connect(&mut self, c: Connect) {
         let v5 = c.protocol.is_v5();
         if let Some(w) = &c.will {
-            if !self
-                .authorizer
-                .can_publish(&self.client_id, c.username.as_ref(), &w.topic)
+            let sys = w.topic.as_str() == "$SYS" || w.topic.as_str().starts_with("$SYS/");
+            if sys
+                || !self
+                    .authorizer
+                    .can_publish(&self.client_id, self.username.as_ref(), &w.topic)
             {
                 return self.refuse(ReasonCode::NotAuthorized);
             }
@@ -296,6 +328,7 @@ impl ServerConnection {
         self.to_router
             .push_back(ToRouter::Connect(Box::new(ConnectRequest {
                 client_id: self.client_id.clone(),
+                username: self.username.clone(),
                 protocol: c.protocol,
                 clean_start: c.clean_start,
                 session_expiry,

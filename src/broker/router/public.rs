@@ -39,13 +39,36 @@ impl Router {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         self.conns.insert(id);
-        ServerConnection::new(
+        let mut conn = ServerConnection::new(
             id,
             now,
             self.config.clone(),
             self.authenticator.clone(),
             self.authorizer.clone(),
-        )
+        );
+        conn.set_id_nonce(self.next_nonce());
+        conn
+    }
+
+    /// Sets where the random bits of assigned client identifiers come from (the runtimes
+    /// give a system random source). Without one they come from a fixed sequence that a
+    /// client can predict: a broker that assigns identifiers should set one.
+    pub fn set_client_id_source(&mut self, source: Box<dyn FnMut() -> u128 + Send>) {
+        self.id_source = Some(source);
+    }
+
+    /// The next random bits for an assigned client identifier.
+    fn next_nonce(&mut self) -> u128 {
+        match &mut self.id_source {
+            Some(source) => source(),
+            None => {
+                // SplitMix64 over the connection counter: distinct, not secret.
+                let mut z = self.next_conn.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                u128::from(z ^ (z >> 31))
+            }
+        }
     }
 
     /// Mail from a connection.
