@@ -22,6 +22,7 @@ use super::driver::broker::{
     drain_connection, taken, Control, EventHook, MailQueue, Mailbox, Queued, Report, RouterCore,
     Traffic,
 };
+use super::driver::checks::Checks;
 use super::driver::client::{ClientCore, Command};
 use super::driver::writer::{self, StoreWriter};
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
@@ -472,6 +473,7 @@ impl Broker {
                                 conn,
                                 router: tx.clone(),
                                 hook: self.options.on_event.clone(),
+                                checks: core.checks.clone(),
                                 done: done_tx.clone(),
                             };
                             connection([s, reader, abort], parts).map_err(|p| p.conn)
@@ -538,6 +540,8 @@ struct Parts {
     conn: ServerConnection,
     router: SyncSender<Inbox>,
     hook: Option<EventHook>,
+    /// Where deferred credentials checks run.
+    checks: Arc<Checks>,
     done: SyncSender<()>,
 }
 
@@ -624,6 +628,7 @@ fn run_connection(
         mut conn,
         router,
         hook,
+        checks,
         done,
         ..
     } = p;
@@ -670,6 +675,12 @@ fn run_connection(
         if last {
             let _ = stream.shutdown(Shutdown::Both);
             return;
+        }
+        if let Some(check) = conn.poll_credentials() {
+            // Waits on this connection's own thread, run on the pool (under its cap).
+            let verdict = checks.run_blocking(check);
+            conn.handle_credentials(now(), verdict);
+            continue;
         }
         let mut input = next(&rx, conn.poll_timeout());
         // What else is queued goes into the same write (a bounded number of inputs), up to

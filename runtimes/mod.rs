@@ -7,7 +7,10 @@
 pub mod access;
 pub mod driver;
 
-pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Fsync, Pending, SubAck};
+pub use driver::{
+    Ack, BrokerHandle, BrokerOptions, CheckCredentials, Error, Events, Fsync, Pending, SubAck,
+    Verdict,
+};
 
 #[cfg(any(feature = "smol", feature = "async-std"))]
 mod aio;

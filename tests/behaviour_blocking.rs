@@ -44,6 +44,15 @@ mod rt {
         Ok(Broker { addr, stop, done })
     }
 
+    /// A broker around `core` (built with its authenticator and authorizer).
+    pub(crate) fn broker_core(core: Core, options: BrokerOptions) -> Broker {
+        let server = Server::bind_with(core, options, &["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let addr = server.local_addrs()[0];
+        let stop = server.handle();
+        let done = std::thread::spawn(move || server.run());
+        Broker { addr, stop, done }
+    }
+
     impl Broker {
         pub(crate) fn stats(&self) -> tinymqtt::broker::BrokerStats {
             self.stop.stats_blocking().unwrap()

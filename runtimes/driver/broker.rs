@@ -39,6 +39,19 @@ pub struct BrokerOptions {
     /// match the broker's [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)
     /// ([`Fsync::durable_acks`]), or binding fails; the defaults match.
     pub fsync: Fsync,
+    /// Threads that run the credentials checks of an authenticator that
+    /// [defers](crate::broker::Authenticator::defers) them (password hashing, blocking
+    /// lookups), away from the threads that serve connections and route; started at the
+    /// first check.
+    pub check_threads: usize,
+    /// Credentials checks waiting or running at once; a CONNECT beyond them is refused at
+    /// once with 0x89 server busy (3.1.x: return code 3, server unavailable).
+    pub max_pending_checks: usize,
+    /// Runs each deferred credentials check as a future on the connection's own task
+    /// instead of on the threads (an async database or HTTP client), under the same cap;
+    /// the connect timeout bounds it (the blocking runtime polls it on the connection's
+    /// thread, so it must not need another runtime's reactor there).
+    pub check_credentials: Option<super::checks::CheckCredentials>,
 }
 
 impl std::fmt::Debug for BrokerOptions {
@@ -50,12 +63,16 @@ impl std::fmt::Debug for BrokerOptions {
             .field("on_event", &self.on_event.is_some())
             .field("persistence", &self.persistence)
             .field("fsync", &self.fsync)
+            .field("check_threads", &self.check_threads)
+            .field("max_pending_checks", &self.max_pending_checks)
+            .field("check_credentials", &self.check_credentials.is_some())
             .finish()
     }
 }
 
 impl Default for BrokerOptions {
-    /// 1024 batches, 8 MiB, 5 s, no hook, in memory (fsync always, once persistence is on).
+    /// 1024 batches, 8 MiB, 5 s, no hook, in memory (fsync always, once persistence is on),
+    /// 2 check threads and 64 pending checks.
     fn default() -> BrokerOptions {
         BrokerOptions {
             max_outbound_batches: 1024,
@@ -64,6 +81,9 @@ impl Default for BrokerOptions {
             on_event: None,
             persistence: None,
             fsync: Fsync::Always,
+            check_threads: 2,
+            max_pending_checks: 64,
+            check_credentials: None,
         }
     }
 }
@@ -194,6 +214,8 @@ const DRAIN_ROOM: usize = 1024;
 /// The router task's state: the sans-IO router and every connection's mailbox.
 pub(crate) struct RouterCore<Q> {
     pub(crate) router: Router,
+    /// Where connections run deferred credentials checks.
+    pub(crate) checks: Arc<super::checks::Checks>,
     mailboxes: ConnMap<Mailbox<Q>>,
     /// A drain's batches, by connection; kept between drains (room for up to
     /// [`DRAIN_ROOM`] connections).
@@ -238,6 +260,7 @@ impl<Q: MailQueue> RouterCore<Q> {
         router.set_client_id_source(Box::new(random_u128));
         let mut core = RouterCore {
             router,
+            checks: super::checks::Checks::new(options),
             mailboxes: ConnMap::default(),
             batches: ConnMap::default(),
             order: Vec::new(),

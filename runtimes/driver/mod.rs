@@ -43,6 +43,7 @@
 //! [broker queue policy](crate::broker#queues)).
 
 pub(crate) mod broker;
+pub(crate) mod checks;
 pub(crate) mod client;
 mod oneshot;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
@@ -61,6 +62,7 @@ use crate::error::{ClientError, CloseReason};
 use crate::{PacketId, ReasonCode};
 
 pub use broker::{BrokerHandle, BrokerOptions, EventHook};
+pub use checks::{CheckCredentials, Verdict};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]

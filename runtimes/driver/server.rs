@@ -15,6 +15,7 @@ use super::broker::{
     drain_connection, taken, BrokerHandle, BrokerOptions, Control, Drained, EventHook, MailQueue,
     Mailbox, Queued, Report, RouterCore, Traffic,
 };
+use super::checks::{Checks, Running};
 use super::post::{Letters, Post};
 use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Alarm, Listener, Reader, Runtime, Woke, Writer};
@@ -258,6 +259,7 @@ fn accept<R: Runtime>(
         queued,
         inbox: inbox.clone(),
         hook: options.on_event.clone(),
+        checks: core.checks.clone(),
         _done: done.clone(),
     }));
 }
@@ -297,6 +299,8 @@ struct Conn<R: Runtime> {
     queued: Arc<Queued>,
     inbox: async_channel::Sender<Inbox<R>>,
     hook: Option<EventHook>,
+    /// Where deferred credentials checks run.
+    checks: Arc<Checks>,
     /// Dropped when the connection has flushed.
     _done: async_channel::Sender<()>,
 }
@@ -358,6 +362,10 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 c.writer.close().await;
                 return;
             }
+            if let Some(check) = c.conn.poll_credentials() {
+                check_credentials::<R>(&mut c.conn, &c.checks, check).await;
+                continue;
+            }
             alarm.arm(c.conn.poll_timeout(), R::sleep_until);
             match next(&mut c, &mut alarm, &mut traffic).await {
                 Wake::Input => {}
@@ -367,6 +375,36 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 Wake::Deadline => c.conn.handle_timeout(now()),
             }
         }
+    }
+}
+
+/// Runs a deferred credentials check away from this task (on the pool, or the async hook's
+/// future here) and hands the verdict to the connection; its connect timeout bounds the wait.
+/// The socket is not read meanwhile: nothing but the CONNECT is owed an answer yet.
+async fn check_credentials<R: Runtime>(
+    conn: &mut ServerConnection,
+    checks: &Checks,
+    check: crate::broker::CredentialCheck,
+) {
+    let deadline = conn.poll_timeout();
+    let verdict = match checks.start(check) {
+        Running::Busy => Some(Err(crate::ReasonCode::ServerBusy)),
+        Running::Pool(rx, _slot) => {
+            match wait::<R, _, ()>(rx.recv(), None::<std::future::Pending<()>>, deadline).await {
+                Woke::First(v) => Some(v.unwrap_or(Err(crate::ReasonCode::ServerUnavailable))),
+                _ => None,
+            }
+        }
+        Running::Hook(fut, _slot) => {
+            match wait::<R, _, ()>(fut, None::<std::future::Pending<()>>, deadline).await {
+                Woke::First(v) => Some(v),
+                _ => None,
+            }
+        }
+    };
+    match verdict {
+        Some(v) => conn.handle_credentials(now(), v),
+        None => conn.handle_timeout(now()),
     }
 }
 

@@ -5,6 +5,8 @@
 //! [`Authenticator::start_auth`] for an [`AuthExchange`] that runs one exchange, step by step;
 //! the default supports no method, which refuses such a CONNECT with 0x8C.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::types::{ByteStr, ReasonCode, TopicFilter, TopicName};
@@ -33,6 +35,16 @@ pub trait AuthExchange: Send {
 }
 
 /// Decides whether a client may connect.
+///
+/// A check that takes time (password hashing, a lookup in a database or over HTTP) must not
+/// run where connections are served or messages routed: such an authenticator says so with
+/// [`Authenticator::defers`], and each connection then hands its check out as a
+/// [`CredentialCheck`] ([`ServerConnection::poll_credentials`](super::ServerConnection::poll_credentials))
+/// for its driver to run elsewhere and answer
+/// ([`ServerConnection::handle_credentials`](super::ServerConnection::handle_credentials)).
+/// The runtimes run them on a small pool of threads of their own, with a cap on the checks
+/// waiting (see `BrokerOptions`); the single-thread [`Broker`](super::Broker) runs them
+/// inline.
 pub trait Authenticator: Send + Sync {
     /// `Ok` lets the client in; `Err` is the CONNACK reason code (MQTT 3.1.x clients get the
     /// matching return code: bad user name or password, or not authorized).
@@ -42,6 +54,13 @@ pub trait Authenticator: Send + Sync {
         username: Option<&ByteStr>,
         password: Option<&Bytes>,
     ) -> Result<(), ReasonCode>;
+
+    /// Whether [`Authenticator::authenticate`] may take long, so that connections hand their
+    /// checks out instead of calling it themselves (see the trait's documentation). `false`
+    /// by default.
+    fn defers(&self) -> bool {
+        false
+    }
 
     /// Starts an MQTT 5 enhanced authentication exchange for `method`, at CONNECT and at
     /// every re-authentication; `None` means the method is not supported (CONNACK 0x8C).
@@ -56,6 +75,43 @@ pub trait Authenticator: Send + Sync {
     ) -> Option<Box<dyn AuthExchange>> {
         let _ = (client_id, username, method);
         None
+    }
+}
+
+/// A plain CONNECT's credentials, waiting for a deferring [`Authenticator`]'s verdict.
+///
+/// [`CredentialCheck::run`] asks the authenticator (for a thread that may block); an async
+/// driver may instead answer from a check of its own (a database or HTTP client) with the
+/// fields. Its `Debug` never shows the password.
+pub struct CredentialCheck {
+    /// The client identifier (the settled one: assigned, or the user name when the
+    /// configuration says so).
+    pub client_id: ByteStr,
+    /// The user name.
+    pub username: Option<ByteStr>,
+    /// The password.
+    pub password: Option<Bytes>,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+}
+
+impl CredentialCheck {
+    /// Asks the authenticator ([`Authenticator::authenticate`]); may block.
+    pub fn run(&self) -> Result<(), ReasonCode> {
+        self.authenticator.authenticate(
+            &self.client_id,
+            self.username.as_ref(),
+            self.password.as_ref(),
+        )
+    }
+}
+
+impl std::fmt::Debug for CredentialCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialCheck")
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
     }
 }
 

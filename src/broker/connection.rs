@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::auth::{Authenticator, Authorizer};
+use super::auth::{Authenticator, Authorizer, CredentialCheck};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
 use super::BrokerEvent;
@@ -32,6 +32,8 @@ enum State {
     New,
     /// CONNECT named an authentication method; AUTH packets go back and forth.
     Authenticating,
+    /// CONNECT waits for a deferred credentials check; what follows it waits in the buffer.
+    Checking,
     /// CONNECT handed to the router; waiting for the session.
     Connecting,
     Connected,
@@ -104,6 +106,9 @@ pub struct ServerConnection {
     session_expiry: u32,
     session_expiry_update: Option<u32>,
     assigned_id: bool,
+    /// The CONNECT waiting for a deferred credentials check, and the check until it is
+    /// handed out (boxed: only while connecting).
+    checking: Option<Box<connect::Checking>>,
     /// Enhanced authentication, when the CONNECT named a method (boxed: rare).
     auth: Option<Box<connect::AuthState>>,
     /// Whether reason strings may go on acknowledgements (Request Problem Information).
@@ -178,6 +183,7 @@ impl ServerConnection {
             session_expiry: 0,
             session_expiry_update: None,
             assigned_id: false,
+            checking: None,
             auth: None,
             problem_info: true,
             response_info: false,
@@ -242,6 +248,31 @@ impl ServerConnection {
     /// The next deadline: the connect timeout, then the keep-alive (1.5 times the client's).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_timeout()
+    }
+
+    /// A credentials check to run away from this connection; yields once after a CONNECT
+    /// when the authenticator [defers](super::Authenticator::defers). Answer it with
+    /// [`ServerConnection::handle_credentials`]; until then the connection waits (for the
+    /// connect timeout at most).
+    pub fn poll_credentials(&mut self) -> Option<CredentialCheck> {
+        self.checking.as_mut().and_then(|c| c.check.take())
+    }
+
+    /// The verdict of the check [`ServerConnection::poll_credentials`] handed out: `Ok` goes
+    /// on with the CONNECT, `Err` refuses it with that code. A verdict that comes too late
+    /// (the connection closed) does nothing.
+    pub fn handle_credentials(&mut self, now: Instant, verdict: Result<(), ReasonCode>) {
+        if self.state != State::Checking {
+            return;
+        }
+        let Some(checking) = self.checking.take() else {
+            return;
+        };
+        match verdict {
+            Ok(()) => self.finish_connect(checking.connect),
+            Err(code) => self.refuse(code),
+        }
+        self.process_input(now);
     }
 
     /// Mail for the router; yields after inputs (a CONNECT, a PUBLISH, a close, ...).
@@ -330,7 +361,7 @@ impl ServerConnection {
     pub fn handle_timeout(&mut self, now: Instant) {
         for t in self.timers.take_expired(now) {
             match (t, self.state) {
-                (Timer::Connect, State::New | State::Authenticating) => {
+                (Timer::Connect, State::New | State::Authenticating | State::Checking) => {
                     self.close(
                         Initiator::Local,
                         ReasonCode::MaximumConnectTime,

@@ -62,7 +62,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use auth::{AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer, Denied, DeniedAction};
+pub use auth::{
+    AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer, CredentialCheck, Denied,
+    DeniedAction,
+};
 pub use config::{BrokerConfig, Redirect};
 pub use connection::ServerConnection;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
@@ -334,6 +337,10 @@ impl Broker {
                 let Some(c) = self.conns.get_mut(&id) else {
                     continue;
                 };
+                // A single thread has nowhere else to run a deferred check: inline.
+                while let Some(check) = c.poll_credentials() {
+                    c.handle_credentials(now, check.run());
+                }
                 while let Some(mail) = c.poll_router() {
                     self.router.handle_mail(now, mail);
                 }

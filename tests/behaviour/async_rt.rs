@@ -69,6 +69,23 @@ pub(crate) fn try_broker_with(
     })
 }
 
+/// A broker around `core` (built with its authenticator and authorizer).
+pub(crate) fn broker_core(core: Core, options: BrokerOptions) -> Broker {
+    block_on(async {
+        let server = Server::<Rt>::bind_with(core, options, &["127.0.0.1:0".parse().unwrap()])
+            .await
+            .unwrap();
+        let addr = server.local_addrs()[0];
+        let stop = server.handle();
+        let (tx, done) = async_channel::bounded(1);
+        Rt::spawn(async move {
+            server.run().await;
+            let _ = tx.send(()).await;
+        });
+        Broker { addr, stop, done }
+    })
+}
+
 impl Broker {
     pub(crate) fn stats(&self) -> tinymqtt::broker::BrokerStats {
         self.stop.stats_blocking().unwrap()

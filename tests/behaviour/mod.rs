@@ -18,6 +18,7 @@ use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName
 
 use crate::rt;
 
+mod access;
 mod interop;
 mod persistence;
 

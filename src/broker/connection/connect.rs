@@ -7,13 +7,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{ConnEvent, ServerConnection, State, Timer};
-use crate::broker::auth::{AuthExchange, AuthStep};
+use crate::broker::auth::{AuthExchange, AuthStep, CredentialCheck};
 use crate::broker::mail::{ConnectRequest, Handover, OutFlow, ToRouter};
 use crate::codec::{
     valid_connack, Auth, AuthProperties, ConnAck, Connect, Encoder, Packet, MAX_PACKET_SIZE,
 };
 use crate::error::{ConnectionError, Initiator};
 use crate::types::{ByteStr, ProtocolVersion, QoS, ReasonCode};
+
+/// A CONNECT waiting for a deferred credentials check.
+pub(super) struct Checking {
+    pub(super) connect: Connect,
+    /// Until [`ServerConnection::poll_credentials`] hands it out.
+    pub(super) check: Option<CredentialCheck>,
+}
 
 /// The enhanced authentication of a connection whose CONNECT named a method.
 pub(super) struct AuthState {
@@ -156,6 +163,21 @@ impl ServerConnection {
         if c.username.is_none() && !self.config.allow_anonymous {
             return self.refuse(ReasonCode::NotAuthorized);
         }
+        if self.authenticator.defers() {
+            // Checked away from here: the driver runs it and answers `handle_credentials`.
+            let check = CredentialCheck {
+                client_id: self.client_id.clone(),
+                username: self.username.clone(),
+                password: c.password.clone(),
+                authenticator: self.authenticator.clone(),
+            };
+            self.checking = Some(Box::new(Checking {
+                connect: c,
+                check: Some(check),
+            }));
+            self.state = State::Checking;
+            return;
+        }
         if let Err(code) = self.authenticator.authenticate(
             &self.client_id,
             c.username.as_ref(),
@@ -269,7 +291,7 @@ impl ServerConnection {
 
     /// The rest of CONNECT once the client is authenticated: the will, keep-alive, windows,
     /// and the session asked of the router.
-    fn finish_connect(&mut self, c: Connect) {
+    pub(super) fn finish_connect(&mut self, c: Connect) {
         let v5 = c.protocol.is_v5();
         if let Some(w) = &c.will {
             let sys = w.topic.as_str() == "$SYS" || w.topic.as_str().starts_with("$SYS/");
