@@ -46,7 +46,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tinymqtt::broker::BrokerEvent;
-use tinymqtt::runtimes::access::{set_password, PasswordFile};
+use tinymqtt::runtimes::access::{set_password, write_private, PasswordFile};
 use tinymqtt::runtimes::BrokerHandle;
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -233,21 +233,6 @@ fn passwd(
     let out = set_password(&text, user, &password)?;
     write_private(file, &out).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     Ok(())
-}
-
-/// Writes `text` to `path` through a temporary file beside it, readable by its owner only.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    let mut f = open.open(&tmp)?;
-    std::io::Write::write_all(&mut f, text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Logs what the broker reports.

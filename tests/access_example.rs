@@ -122,3 +122,22 @@ fn check_config_warns_about_an_acl_without_authentication() {
     let out = run_ok(&example("broker"), &["--check-config", &conf]);
     assert!(!out.contains("warning"), "{out}");
 }
+
+#[cfg(unix)]
+#[test]
+fn broker_passwd_never_writes_through_a_planted_temporary_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("passwd-tmp");
+    let victim = write(&dir, "victim", "precious\n");
+    let pw = dir.join("passwd");
+    std::os::unix::fs::symlink(&victim, dir.join("passwd.tmp")).unwrap();
+    run_ok(
+        &example("broker"),
+        &["passwd", pw.to_str().unwrap(), "alice", "--password", "pw"],
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let mode = std::fs::metadata(&pw).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Only the file, the victim and the planted link: no temporary left behind.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+}

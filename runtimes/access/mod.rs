@@ -6,12 +6,14 @@
 
 mod acl;
 mod passwd;
+mod save;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use acl::AclFile;
 pub use passwd::{password_entry, set_password, PasswordFile};
+pub use save::write_private;
 
 /// A password or ACL file that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
