@@ -433,6 +433,24 @@ pattern write users/%u/out
     }
 
     #[test]
+    fn shared_subscriptions_are_judged_by_the_filter_they_share() {
+        let a = acl();
+        let alice = Some("alice");
+        // The group name grants nothing, whatever it says.
+        assert!(!a.can_read_filter("c", Some("bob"), "$share/alice/alice/#"));
+        assert!(!a.can_read_filter("c", Some("bob"), "$share/g/alice/#"));
+        assert!(a.can_read_filter("c", alice, "$share/bob/alice/#"));
+        // A deny covers the shared filter as it covers the plain one.
+        assert!(!a.can_read_filter("c", alice, "$share/g/sensors/private/#"));
+        assert!(a.can_read_filter("c", alice, "$share/g/sensors/#"));
+        assert!(!a.can_read("c", alice, "sensors/private/x"));
+        // The filter after the group is what must be granted, `$` rules included.
+        let d = AclFile::parse("topic read #\n").unwrap();
+        assert!(!d.can_read_filter("c", None, "$share/g/$SYS/#"));
+        assert!(d.can_read_filter("c", None, "$share/g/a/#"));
+    }
+
+    #[test]
     fn an_empty_file_denies_everything() {
         let a = AclFile::parse("# nothing\n\n").unwrap();
         assert!(!a.can_read("c", None, "a") && !a.can_write("c", Some("u"), "a"));

@@ -375,3 +375,46 @@ fn refused_connections_and_denied_requests_are_reported_with_client_and_user() {
     )));
     assert_eq!(denied.len(), 2, "{denied:?}");
 }
+
+#[test]
+fn a_shared_group_delivers_to_a_member_that_may_read_the_message() {
+    let mut r = broker(|_| {});
+    let (alice, _) = r.connect_with(as_user(V5, "a", Some("alice")));
+    let (bob, _) = r.connect_with(as_user(V5, "b", Some("bob")));
+    for c in [alice, bob] {
+        r.send_packet(
+            c,
+            V5,
+            subscribe(1, vec![sub("$share/g/#", QoS::AtLeastOnce)]),
+        );
+        suback(&mut r, c, V5);
+    }
+    let p = r.connect_with(as_user(V5, "p", Some("alice"))).0;
+    for i in 1..=4 {
+        r.send_packet(p, V5, publish("alice/x", "hers", QoS::AtLeastOnce, i));
+    }
+    r.packets(p, V5);
+    // Every one reaches alice: bob, who may not read them, is passed over, not handed
+    // messages that his connection would then drop.
+    assert_eq!(publishes(&mut r, alice, V5).len(), 4);
+    assert_eq!(publishes(&mut r, bob, V5), vec![]);
+}
+
+#[test]
+fn retained_messages_the_owner_may_not_read_are_never_queued() {
+    let mut r = broker(|_| {});
+    let bob = r.connect_with(as_user(V5, "pb", Some("bob"))).0;
+    let mut m = publish("bob/secret", "bob's", QoS::AtLeastOnce, 1);
+    m.retain = true;
+    r.send_packet(bob, V5, m);
+    let pa = r.connect_with(as_user(V5, "pa", Some("alice"))).0;
+    let mut m = publish("alice/state", "alice's", QoS::AtLeastOnce, 1);
+    m.retain = true;
+    r.send_packet(pa, V5, m);
+    let (alice, _) = r.connect_with(as_user(V5, "a", Some("alice")));
+    r.send_packet(alice, V5, subscribe(1, vec![sub("#", QoS::AtLeastOnce)]));
+    suback(&mut r, alice, V5);
+    let got = publishes(&mut r, alice, V5);
+    let topics: Vec<&str> = got.iter().map(|p| p.topic.as_str()).collect();
+    assert_eq!(topics, ["alice/state"]);
+}
