@@ -1,7 +1,9 @@
 //! An MQTT broker: `broker --host 127.0.0.1 --port 1883 [--config FILE] [--runtime tokio]`.
 //!
-//! Reads `help`, `status` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT
-//! 0x8B to MQTT 5 clients, no wills). `broker --check-config FILE` checks a config file (and
+//! Reads `help`, `status`, `reload` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM
+//! (DISCONNECT 0x8B to MQTT 5 clients, no wills); `reload` and SIGHUP read the password and
+//! ACL files again (connected clients keep their sessions and meet the new rules at their
+//! next publish or subscription). `broker --check-config FILE` checks a config file (and
 //! the password and ACL files it names) and exits; `broker passwd FILE USER [--password P]`
 //! adds or changes a user in a Mosquitto password file (the password is read from stdin
 //! without `--password`). The TOML config file uses mosquitto.conf's names (every key
@@ -45,8 +47,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use tinymqtt::broker::BrokerEvent;
-use tinymqtt::runtimes::access::{set_password, write_private, PasswordFile};
+use tinymqtt::broker::{BrokerEvent, DeniedAction};
+use tinymqtt::runtimes::access::{set_password, write_private, AccessFiles, PasswordFile};
 use tinymqtt::runtimes::BrokerHandle;
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -179,12 +181,24 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(runtime = ?args.runtime, "listening on {a}");
     }
     let handle = running.handle.clone();
-    ctrlc::set_handler(move || {
+    let shutdown = move || {
         tracing::info!("signal: shutting down");
         handle.shutdown();
-    })?;
+    };
+    // On Unix one thread takes SIGINT, SIGTERM and SIGHUP (ctrlc would take SIGHUP as a stop).
+    #[cfg(unix)]
+    {
+        let files = settings.access.clone();
+        on_signals(shutdown, move || match &files {
+            Some(f) => reload(f),
+            None => tracing::info!("signal: no password_file or acl_file to reload"),
+        })?;
+    }
+    #[cfg(not(unix))]
+    ctrlc::set_handler(shutdown)?;
     let handle = running.handle.clone();
-    std::thread::spawn(move || console(&handle));
+    let files = settings.access.clone();
+    std::thread::spawn(move || console(&handle, files.as_deref()));
     running
         .thread
         .join()
@@ -235,9 +249,68 @@ fn passwd(
     Ok(())
 }
 
-/// Logs what the broker reports.
+/// Reads the password and ACL files again (the `reload` command, SIGHUP); a file that does
+/// not parse leaves the rules in use as they were.
+fn reload(files: &AccessFiles) {
+    match files.reload() {
+        Ok(()) => tracing::info!(users = files.users(), "reload: password and ACL files read"),
+        Err(e) => tracing::warn!("reload: {e}; the rules in use are unchanged"),
+    }
+}
+
+/// Calls `stop` on SIGINT or SIGTERM and `hup` on every SIGHUP, from a thread of its own.
+#[cfg(unix)]
+fn on_signals(
+    stop: impl Fn() + Send + 'static,
+    hup: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
+    use async_signal::{Signal, Signals};
+    use smol::stream::StreamExt;
+    let mut signals = Signals::new([Signal::Int, Signal::Term, Signal::Hup])?;
+    std::thread::spawn(move || {
+        smol::block_on(async {
+            while let Some(Ok(signal)) = signals.next().await {
+                match signal {
+                    Signal::Hup => hup(),
+                    _ => stop(),
+                }
+            }
+        })
+    });
+    Ok(())
+}
+
+/// Logs what the broker reports: connections, closes, and every refusal at `info` with the
+/// client id, the user name and why (never a password).
 fn log_event(event: &BrokerEvent) {
     match event {
+        BrokerEvent::Denied { conn, denied } => {
+            let user = denied.username.as_ref().map_or("", |u| u.as_str());
+            let client_id = denied.client_id.as_str();
+            let reason = denied.reason;
+            match &denied.action {
+                DeniedAction::Connect(code) => tracing::info!(
+                    ?conn, client_id, user, code = %code, reason, "connection refused"
+                ),
+                DeniedAction::Publish(topic) => tracing::info!(
+                    ?conn,
+                    client_id,
+                    user,
+                    topic = topic.as_str(),
+                    reason,
+                    "publish denied"
+                ),
+                DeniedAction::Subscribe(filter) => tracing::info!(
+                    ?conn,
+                    client_id,
+                    user,
+                    filter = filter.as_str(),
+                    reason,
+                    "subscribe denied"
+                ),
+                other => tracing::info!(?conn, client_id, user, ?other, reason, "denied"),
+            }
+        }
         BrokerEvent::Connected { conn, client_id } => {
             tracing::info!(?conn, client_id = %client_id, "client connected");
         }
@@ -248,13 +321,18 @@ fn log_event(event: &BrokerEvent) {
     }
 }
 
-/// Reads `help`, `status` and `stop` from stdin; the end of stdin only ends the console.
-fn console(handle: &BrokerHandle) {
+/// Reads `help`, `status`, `reload` and `stop` from stdin; the end of stdin only ends the
+/// console.
+fn console(handle: &BrokerHandle, files: Option<&AccessFiles>) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { return };
         match line.trim() {
             "" => {}
-            "help" => println!("commands: help, status, stop"),
+            "help" => println!("commands: help, status, reload, stop"),
+            "reload" => match files {
+                Some(f) => reload(f),
+                None => println!("no password_file or acl_file to reload"),
+            },
             "status" => match handle.stats_blocking() {
                 Ok(s) => println!(
                     "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} bytes received {} sent {}",
@@ -275,7 +353,7 @@ fn console(handle: &BrokerHandle) {
                 handle.shutdown();
                 return;
             }
-            other => println!("unknown command {other:?}; commands: help, status, stop"),
+            other => println!("unknown command {other:?}; commands: help, status, reload, stop"),
         }
     }
 }

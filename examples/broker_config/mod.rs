@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
-use tinymqtt::runtimes::access::{AclFile, PasswordFile};
+use tinymqtt::runtimes::access::{AccessFiles, AclFile, PasswordFile};
 use tinymqtt::runtimes::{BrokerOptions, Fsync};
 use toml::Spanned;
 
@@ -72,6 +72,8 @@ pub(crate) struct Settings {
     pub(crate) summary: Vec<String>,
     /// What is allowed but probably not meant, for the logs (`warn`) and `--check-config`.
     pub(crate) warnings: Vec<String>,
+    /// The password and ACL files, for `reload` (SIGHUP).
+    pub(crate) access: Option<Arc<AccessFiles>>,
 }
 
 impl Settings {
@@ -87,6 +89,7 @@ impl Settings {
             autosave_interval: Fsync::DEFAULT_INTERVAL,
             summary: Vec::new(),
             warnings: Vec::new(),
+            access: None,
         }
     }
 
@@ -213,21 +216,40 @@ impl Settings {
             }
             s.listeners = Some(addrs);
         }
-        if let Some(p) = &file.password_file {
-            let path = base.join(p.get_ref());
-            let f = PasswordFile::load(&path).map_err(|e| bad(p, &e.to_string()))?;
-            s.summary.push(format!(
-                "password_file {}: {} users",
-                path.display(),
-                f.len()
-            ));
-            s.authenticator = Arc::new(f);
-        }
-        if let Some(p) = &file.acl_file {
-            let path = base.join(p.get_ref());
-            let f = AclFile::load(&path).map_err(|e| bad(p, &e.to_string()))?;
-            s.summary.push(format!("acl_file {}", path.display()));
-            s.authorizer = Arc::new(f);
+        // Each file is checked on its own first, so that a mistake names the key.
+        let password_file = match &file.password_file {
+            Some(p) => {
+                let path = base.join(p.get_ref());
+                let f = PasswordFile::load(&path).map_err(|e| bad(p, &e.to_string()))?;
+                s.summary.push(format!(
+                    "password_file {}: {} users",
+                    path.display(),
+                    f.len()
+                ));
+                Some(path)
+            }
+            None => None,
+        };
+        let acl_file = match &file.acl_file {
+            Some(p) => {
+                let path = base.join(p.get_ref());
+                AclFile::load(&path).map_err(|e| bad(p, &e.to_string()))?;
+                s.summary.push(format!("acl_file {}", path.display()));
+                Some(path)
+            }
+            None => None,
+        };
+        if password_file.is_some() || acl_file.is_some() {
+            let files = AccessFiles::load(password_file.as_deref(), acl_file.as_deref())
+                .map_err(|e| (None, e.to_string()))?;
+            let files = Arc::new(files);
+            if password_file.is_some() {
+                s.authenticator = files.clone();
+            }
+            if acl_file.is_some() {
+                s.authorizer = files.clone();
+            }
+            s.access = Some(files);
         }
         s.summary.push(format!(
             "anonymous clients {}",

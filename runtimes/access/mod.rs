@@ -3,8 +3,10 @@
 //!
 //! Both parse the files `mosquitto_passwd` and Mosquitto's `acl_file` use, so existing files
 //! work unchanged; [`set_password`] writes entries `mosquitto_passwd` and Mosquitto read back.
+//! [`AccessFiles`] holds both, re-read on demand while the broker runs.
 
 mod acl;
+mod files;
 mod passwd;
 mod save;
 
@@ -12,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use acl::AclFile;
+pub use files::AccessFiles;
 pub use passwd::{password_entry, set_password, PasswordFile};
 pub use save::write_private;
 
