@@ -12,6 +12,8 @@
 //! ```toml
 //! listeners = ["127.0.0.1:1883", "127.0.0.1:1884"]   # replaces --host/--port
 //! allow_anonymous = false        # the default with a password_file (true without)
+//! use_username_as_clientid = false # the user name is the client id (no user name: refused)
+//! allow_takeover_by_other_user = false # another user may take a session over (Mosquitto)
 //! password_file = "passwd"         # mosquitto_passwd's format
 //! acl_file = "acl"                 # Mosquitto's acl_file format
 //! max_connections = -1             # -1: no limit

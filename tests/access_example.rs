@@ -121,6 +121,12 @@ fn check_config_warns_about_an_acl_without_authentication() {
     );
     let out = run_ok(&example("broker"), &["--check-config", &conf]);
     assert!(!out.contains("warning"), "{out}");
+    let conf = write(
+        &dir,
+        "identity.toml",
+        "use_username_as_clientid = true\nallow_takeover_by_other_user = false\n",
+    );
+    run_ok(&example("broker"), &["--check-config", &conf]);
 }
 
 #[cfg(unix)]

@@ -21,6 +21,8 @@ const MQTT_MAX_PACKET: u32 = 268_435_455 + 5;
 struct FileConfig {
     listeners: Option<Vec<Spanned<String>>>,
     allow_anonymous: Option<bool>,
+    use_username_as_clientid: Option<bool>,
+    allow_takeover_by_other_user: Option<bool>,
     password_file: Option<Spanned<PathBuf>>,
     acl_file: Option<Spanned<PathBuf>>,
     max_connections: Option<Spanned<i64>>,
@@ -139,6 +141,12 @@ impl Settings {
         // As in Mosquitto 2.0: with a password file, anonymous clients are refused unless the
         // file says otherwise.
         c.allow_anonymous = file.allow_anonymous.unwrap_or(file.password_file.is_none());
+        if let Some(v) = file.use_username_as_clientid {
+            c.use_username_as_clientid = v;
+        }
+        if let Some(v) = file.allow_takeover_by_other_user {
+            c.allow_takeover_by_other_user = v;
+        }
         if let Some(v) = file.max_queued_messages {
             c.max_queued_messages = unlimited(v);
         }
