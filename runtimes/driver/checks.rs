@@ -26,8 +26,10 @@ pub type Verdict = Result<(), ReasonCode>;
 pub type CheckCredentials =
     Arc<dyn Fn(CredentialCheck) -> Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync>;
 
-/// A check handed to the pool, and where its verdict goes.
-type Job = (CredentialCheck, oneshot::Sender<Verdict>);
+/// A check handed to the pool, where its verdict goes, and its place under the cap (held
+/// until the check has run, even if its connection stopped waiting: a connection that times
+/// out does not make room for more work while its check still sits in the pool).
+type Job = (CredentialCheck, oneshot::Sender<Verdict>, Slot);
 
 /// What the pool's threads share.
 struct Shared {
@@ -41,7 +43,7 @@ struct Shared {
 pub(crate) struct Checks {
     shared: Arc<Shared>,
     /// Checks waiting or running.
-    pending: AtomicUsize,
+    pending: Arc<AtomicUsize>,
     max_pending: usize,
     threads: usize,
     started: Mutex<bool>,
@@ -55,21 +57,22 @@ impl Drop for Checks {
     }
 }
 
-/// Takes one check off the cap when dropped (a check ended, however it ended).
-pub(crate) struct Slot<'a>(&'a Checks);
+/// One check's place under the cap, given back when dropped (the check ended, however it
+/// ended).
+pub(crate) struct Slot(Arc<AtomicUsize>);
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.pending.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Where a check is running.
-pub(crate) enum Running<'a> {
+pub(crate) enum Running {
     /// On the pool: the verdict comes through this.
-    Pool(oneshot::Receiver<Verdict>, Slot<'a>),
-    /// The async hook's future, for the connection's task to poll.
-    Hook(Pin<Box<dyn Future<Output = Verdict> + Send>>, Slot<'a>),
+    Pool(oneshot::Receiver<Verdict>),
+    /// The async hook's future, for the connection's task to poll (its slot goes with it).
+    Hook(Pin<Box<dyn Future<Output = Verdict> + Send>>, Slot),
     /// Refused at once: too many checks already.
     Busy,
 }
@@ -83,7 +86,7 @@ impl Checks {
                 ready: Condvar::new(),
                 closed: Mutex::new(false),
             }),
-            pending: AtomicUsize::new(0),
+            pending: Arc::new(AtomicUsize::new(0)),
             max_pending: options.max_pending_checks.max(1),
             threads: options.check_threads.max(1),
             started: Mutex::new(false),
@@ -92,12 +95,12 @@ impl Checks {
     }
 
     /// Starts `check`, unless [`BrokerOptions::max_pending_checks`] are waiting or running.
-    pub(crate) fn start(&self, check: CredentialCheck) -> Running<'_> {
+    pub(crate) fn start(&self, check: CredentialCheck) -> Running {
         if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             return Running::Busy;
         }
-        let slot = Slot(self);
+        let slot = Slot(self.pending.clone());
         if let Some(hook) = &self.hook {
             return Running::Hook(hook(check), slot);
         }
@@ -107,9 +110,9 @@ impl Checks {
             .jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push_back((check, tx));
+            .push_back((check, tx, slot));
         self.shared.ready.notify_one();
-        Running::Pool(rx, slot)
+        Running::Pool(rx)
     }
 
     /// The verdict of `check`, waited for on this thread (the blocking runtime's connection
@@ -117,7 +120,7 @@ impl Checks {
     #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
     pub(crate) fn run_blocking(&self, check: CredentialCheck) -> Verdict {
         match self.start(check) {
-            Running::Pool(rx, _slot) => rx
+            Running::Pool(rx) => rx
                 .recv_blocking()
                 .unwrap_or(Err(ReasonCode::ServerUnavailable)),
             Running::Hook(fut, _slot) => park_on(fut),
@@ -183,8 +186,11 @@ fn work(shared: &Shared) {
                 jobs = shared.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let (check, tx) = job;
-        tx.send(check.run());
+        let (check, tx, slot) = job;
+        let verdict = check.run();
+        // Its place is free before anyone hears the verdict.
+        drop(slot);
+        tx.send(verdict);
     }
 }
 
@@ -259,16 +265,26 @@ mod tests {
         assert!(matches!(checks.start(k3), Running::Busy));
         tx.send(()).unwrap();
         tx.send(()).unwrap();
-        let verdict = |r: Running<'_>| match r {
-            Running::Pool(rx, _slot) => rx.recv_blocking(),
+        let verdict = |r: Running| match r {
+            Running::Pool(rx) => rx.recv_blocking(),
             _ => None,
         };
         assert_eq!(verdict(r1), Some(Ok(())));
         assert_eq!(verdict(r2), Some(Err(ReasonCode::BadUserNameOrPassword)));
-        // Their slots are free again.
-        let (_c4, k4) = check(auth, "ok");
+        // Their slots are free again once the pool has run them.
+        let (_c4, k4) = check(auth.clone(), "ok");
         tx.send(()).unwrap();
         assert_eq!(checks.run_blocking(k4), Ok(()));
+        // A check whose connection stopped waiting keeps its slot until it has run.
+        let (_c5, k5) = check(auth.clone(), "ok");
+        let (_c6, k6) = check(auth.clone(), "ok");
+        let (_c7, k7) = check(auth, "ok");
+        drop(checks.start(k5)); // the connection gave up
+        let r6 = checks.start(k6);
+        assert!(matches!(checks.start(k7), Running::Busy));
+        tx.send(()).unwrap();
+        tx.send(()).unwrap();
+        assert_eq!(verdict(r6), Some(Ok(())));
     }
 
     #[test]

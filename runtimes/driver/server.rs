@@ -389,7 +389,7 @@ async fn check_credentials<R: Runtime>(
     let deadline = conn.poll_timeout();
     let verdict = match checks.start(check) {
         Running::Busy => Some(Err(crate::ReasonCode::ServerBusy)),
-        Running::Pool(rx, _slot) => {
+        Running::Pool(rx) => {
             match wait::<R, _, ()>(rx.recv(), None::<std::future::Pending<()>>, deadline).await {
                 Woke::First(v) => Some(v.unwrap_or(Err(crate::ReasonCode::ServerUnavailable))),
                 _ => None,
