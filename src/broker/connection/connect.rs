@@ -111,15 +111,13 @@ impl ServerConnection {
         // will payload) alive as long as the connection and its session.
         let own = |s: &ByteStr| ByteStr::from_checked(Bytes::copy_from_slice(s.as_bytes()));
         let identity_is_user = self.config.use_identity_as_username;
-        self.username = if identity_is_user {
+        if identity_is_user {
             // The transport authenticated the peer: its identity is the user name.
             match peer_identity {
-                Some(id) => Some(id),
+                Some(id) => self.username = Some(id),
                 None => return self.refuse(ReasonCode::NotAuthorized),
             }
-        } else {
-            c.username.as_ref().map(own)
-        };
+        }
         let mut client_id = c.client_id.clone();
         if self.config.use_username_as_clientid {
             match &self.username {
