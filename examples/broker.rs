@@ -337,7 +337,7 @@ fn console(handle: &BrokerHandle, files: Option<&AccessFiles>) {
             },
             "status" => match handle.stats_blocking() {
                 Ok(s) => println!(
-                    "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} bytes received {} sent {}",
+                    "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} denied {} bytes received {} sent {}",
                     s.connections,
                     s.sessions,
                     s.subscriptions,
@@ -345,6 +345,7 @@ fn console(handle: &BrokerHandle, files: Option<&AccessFiles>) {
                     s.messages_received,
                     s.messages_sent,
                     s.dropped,
+                    s.publishes_denied,
                     s.bytes_received,
                     s.bytes_sent
                 ),

@@ -723,7 +723,7 @@ impl ServerConnection {
                 let mail = if allowed {
                     ToRouter::Publish(Arc::new(p))
                 } else {
-                    ToRouter::Hold
+                    ToRouter::Denied { held: true }
                 };
                 self.reply(ack, Some(mail));
             }
@@ -742,14 +742,17 @@ impl ServerConnection {
                     self.incoming_qos2.insert(id);
                     ToRouter::Publish(Arc::new(p))
                 } else {
-                    ToRouter::Hold
+                    ToRouter::Denied { held: true }
                 };
                 self.reply(rec, Some(mail));
             }
             _ => {
-                if allowed {
-                    self.to_router.push_back(ToRouter::Publish(Arc::new(p)));
-                }
+                let mail = if allowed {
+                    ToRouter::Publish(Arc::new(p))
+                } else {
+                    ToRouter::Denied { held: false }
+                };
+                self.to_router.push_back(mail);
             }
         }
     }

@@ -214,6 +214,9 @@ pub(crate) enum ToRouter {
     /// The connection holds an acknowledgement that promises nothing new (a refusal, a
     /// duplicate): it goes out in order behind the others.
     Hold,
+    /// A PUBLISH was refused (the authorizer, or `$SYS`): counted. `held`: its refusing
+    /// PUBACK / PUBREC is held like any other acknowledgement (as [`ToRouter::Hold`]).
+    Denied { held: bool },
     /// The connection ended before it had a session.
     Gone,
     /// The connection is over.

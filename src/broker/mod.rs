@@ -128,6 +128,10 @@ pub struct BrokerStats {
     pub bytes_sent: u64,
     /// Messages dropped because a session's queue was full.
     pub dropped: u64,
+    /// PUBLISH packets refused: by the authorizer, or for `$SYS` (MQTT 5 clients got 0x87;
+    /// 3.1.x ones, which have no code for it, only this count and a
+    /// [`BrokerEvent::Denied`]).
+    pub publishes_denied: u64,
 }
 
 /// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO

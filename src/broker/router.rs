@@ -216,6 +216,8 @@ pub struct Router {
     received: u64,
     /// Messages handed to connections to send (for statistics).
     sent: u64,
+    /// PUBLISH packets refused by the authorizer or for `$SYS` (for statistics).
+    denied: u64,
     /// The change log for a store, once [`Router::restore`] turned it on.
     store: Option<store::StoreLog>,
     /// The connection whose `Closed` came last, and its session: deliveries it returns
@@ -274,6 +276,7 @@ impl Router {
             held_due: None,
             received: 0,
             sent: 0,
+            denied: 0,
             store: None,
             last_closed: None,
             parked: VecDeque::new(),
@@ -405,6 +408,12 @@ impl Router {
                 self.ticket(conn);
             }
             ToRouter::Hold => self.ticket(conn),
+            ToRouter::Denied { held } => {
+                self.denied += 1;
+                if held {
+                    self.ticket(conn);
+                }
+            }
             ToRouter::Returned(d) => self.returned(now, conn, d),
             ToRouter::Subscribe {
                 packet_id,

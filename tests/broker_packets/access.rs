@@ -327,6 +327,7 @@ fn publishes_to_sys_are_refused_whatever_the_acl_says() {
         .filter(|e| matches!(e, BrokerEvent::Denied { denied, .. } if matches!(&denied.action, DeniedAction::Publish(t) if t.as_str().starts_with("$SYS"))))
         .count();
     assert_eq!(denied, 5);
+    assert_eq!(r.broker.stats().publishes_denied, 5);
     r.expect_silence(watcher);
     // Other `$` topics follow the ACL.
     r.send_packet(c, V5, publish("$other/x", "ok", QoS::AtMostOnce, 0));

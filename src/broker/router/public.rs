@@ -193,6 +193,7 @@ impl Router {
             bytes_received: self.bytes_received,
             bytes_sent: self.bytes_sent,
             dropped: self.sessions.values().map(|s| s.dropped).sum(),
+            publishes_denied: self.denied,
         }
     }
 
