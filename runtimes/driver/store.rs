@@ -286,6 +286,7 @@ mod tests {
             disconnected_at: None,
             subscriptions: Vec::new(),
             will: None,
+            owner: Default::default(),
         }
     }
 

@@ -81,8 +81,8 @@ struct Session {
     client_id: ByteStr,
     /// The user name it belongs to (`None`: anonymous); boxed, to stay small. See `owner`.
     owner: Option<Box<ByteStr>>,
-    /// Whether `owner` is known: a session restored from a store (which keeps no owners) is
-    /// claimed by its next connection.
+    /// Whether `owner` is known: a session restored from a record without one (written
+    /// before owners were stored) is claimed by its next connection.
     claimed: bool,
     protocol: ProtocolVersion,
     conn: Option<ConnId>,

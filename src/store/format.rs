@@ -1,15 +1,16 @@
 //! The byte format of stored records: a format byte, fixed-width big-endian numbers,
 //! length-prefixed strings; the PUBLISH of a retained or queued message is kept as an MQTT 5
 //! packet, so every property survives (a queued message's packet identifier is the packet's
-//! own; a session's subscriptions are followed by a will flag and, if set, the will's delay
-//! and PUBLISH). Decoding checks everything and never panics.
+//! own; a session's client id is followed by its owner, and its subscriptions by a will flag
+//! and, if set, the will's delay and PUBLISH). Decoding checks everything and never panics.
 
 use std::num::NonZeroU32;
 
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoredSubscription, StoredWill,
+    QueuedRecord, RetainedRecord, SessionOwner, SessionRecord, StoreError, StoredSubscription,
+    StoredWill,
 };
 use crate::codec::{Decoder, Encoder, Packet, Publish, SubscriptionOptions};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, TopicFilter};
@@ -17,6 +18,10 @@ use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, TopicFilter};
 /// The format byte every record starts with (2: queued messages keep their packet id and
 /// sessions their will; a store of format 1 is refused as of an unknown format).
 const FORMAT: u8 = 2;
+/// The format byte of session records that keep their owner (a byte after the client id: 0
+/// unknown, 1 anonymous, 2 a user name, which follows); format 2 ones are still read, with
+/// an unknown owner.
+const SESSION_FORMAT: u8 = 3;
 
 impl RetainedRecord {
     /// The record's key in a store: its topic.
@@ -146,7 +151,7 @@ impl SessionRecord {
             record: "session",
             reason,
         };
-        let mut out = vec![FORMAT, self.protocol.level()];
+        let mut out = vec![SESSION_FORMAT, self.protocol.level()];
         out.extend_from_slice(&self.expiry.to_be_bytes());
         match self.disconnected_at {
             Some(at) => {
@@ -156,6 +161,14 @@ impl SessionRecord {
             None => out.push(0),
         }
         put_str(&mut out, self.client_id.as_bytes()).ok_or(too_long("client id too long"))?;
+        match &self.owner {
+            SessionOwner::Unknown => out.push(0),
+            SessionOwner::Anonymous => out.push(1),
+            SessionOwner::User(u) => {
+                out.push(2);
+                put_str(&mut out, u.as_bytes()).ok_or(too_long("user name too long"))?;
+            }
+        }
         let n = u32::try_from(self.subscriptions.len()).map_err(|_| too_long("too many"))?;
         out.extend_from_slice(&n.to_be_bytes());
         for s in &self.subscriptions {
@@ -179,7 +192,11 @@ impl SessionRecord {
     /// Reads a record written by [`SessionRecord::encode`].
     pub fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
         let mut r = Reader(bytes, "session");
-        r.format()?;
+        let with_owner = match r.u8()? {
+            SESSION_FORMAT => true,
+            FORMAT => false,
+            _ => return Err(r.corrupt("unknown format")),
+        };
         let protocol = match r.u8()? {
             3 => ProtocolVersion::V3_1,
             4 => ProtocolVersion::V3_1_1,
@@ -193,6 +210,14 @@ impl SessionRecord {
             _ => return Err(r.corrupt("bad disconnect flag")),
         };
         let client_id = ByteStr::from_utf8(r.str()?).map_err(|_| r.corrupt("client id"))?;
+        let owner = match with_owner.then(|| r.u8()).transpose()? {
+            None | Some(0) => SessionOwner::Unknown,
+            Some(1) => SessionOwner::Anonymous,
+            Some(2) => SessionOwner::User(
+                ByteStr::from_utf8(r.str()?).map_err(|_| r.corrupt("user name"))?,
+            ),
+            Some(_) => return Err(r.corrupt("bad owner flag")),
+        };
         let n = r.u32()?;
         // Each subscription takes at least 7 bytes: a claimed count beyond that is corrupt
         // (and never sizes an allocation).
@@ -230,6 +255,7 @@ impl SessionRecord {
             disconnected_at,
             subscriptions,
             will,
+            owner,
         })
     }
 }
@@ -318,6 +344,7 @@ mod tests {
         };
         SessionRecord {
             client_id: ByteStr::from_static("c1"),
+            owner: SessionOwner::User(ByteStr::from_static("alice")),
             protocol: ProtocolVersion::V5,
             expiry: 3600,
             disconnected_at: Some(1_700_000_123),
@@ -444,6 +471,28 @@ mod tests {
             SessionRecord::decode(&online.encode().unwrap()).unwrap(),
             online
         );
+        for owner in [SessionOwner::Anonymous, SessionOwner::Unknown] {
+            let s = SessionRecord { owner, ..session() };
+            assert_eq!(SessionRecord::decode(&s.encode().unwrap()).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn session_records_of_format_2_read_back_with_an_unknown_owner() {
+        // Format 2 had no owner byte after the client id.
+        let s = SessionRecord {
+            owner: SessionOwner::Unknown,
+            ..session()
+        };
+        let mut bytes = s.encode().unwrap();
+        assert_eq!(bytes[0], SESSION_FORMAT);
+        // format, level, expiry, disconnect flag and time, then the client id "c1".
+        let owner_at = 1 + 1 + 4 + 9 + 2 + 2;
+        assert_eq!(bytes.remove(owner_at), 0);
+        bytes[0] = FORMAT;
+        assert_eq!(SessionRecord::decode(&bytes).unwrap(), s);
+        bytes[0] = 9;
+        assert!(SessionRecord::decode(&bytes).is_err());
     }
 
     #[test]

@@ -72,6 +72,20 @@ pub struct SessionRecord {
     pub subscriptions: Vec<StoredSubscription>,
     /// The will of its last connection, while it may still be published.
     pub will: Option<StoredWill>,
+    /// The user name the session belongs to.
+    pub owner: SessionOwner,
+}
+
+/// Who a stored session belongs to: the user name it was made under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SessionOwner {
+    /// Not known (a record written before owners were kept): its next connection claims it.
+    #[default]
+    Unknown,
+    /// A client without a user name.
+    Anonymous,
+    /// This user name.
+    User(ByteStr),
 }
 
 /// A session's will, as stored: published after its delay once the session's connection is

@@ -419,3 +419,47 @@ fn retained_messages_the_owner_may_not_read_are_never_queued() {
     let topics: Vec<&str> = got.iter().map(|p| p.topic.as_str()).collect();
     assert_eq!(topics, ["alice/state"]);
 }
+
+#[test]
+fn a_session_restored_from_the_store_still_belongs_to_its_owner() {
+    use tinymqtt::store::{SessionOwner, SessionRecord, StoreOp, StoreSnapshot};
+    let stored = |snapshot: StoreSnapshot, wall: u64| {
+        let mut r = broker(|c| c.durable_acks = false);
+        let now = r.now();
+        r.broker.restore(now, wall, snapshot);
+        r
+    };
+    let mut r = stored(StoreSnapshot::default(), 1_800_000_000);
+    let (alice, _) = r.connect_with(persistent(as_user(V5, "dev", Some("alice"))));
+    r.send_packet(
+        alice,
+        V5,
+        subscribe(1, vec![sub("alice/#", QoS::AtLeastOnce)]),
+    );
+    suback(&mut r, alice, V5);
+    r.close(alice);
+    let mut store = StoreSnapshot::default();
+    let mut owners = Vec::new();
+    while let Some(op) = r.broker.poll_store() {
+        if let StoreOp::PutSession(s) = &op {
+            // Through its bytes, as a store keeps it.
+            let back = SessionRecord::decode(&s.encode().unwrap()).unwrap();
+            owners.push(back.owner.clone());
+            store.apply(StoreOp::PutSession(back));
+        } else {
+            store.apply(op);
+        }
+    }
+    assert!(
+        owners.contains(&SessionOwner::User(s("alice"))),
+        "{owners:?}"
+    );
+    // After a restart, mallory still cannot have it; alice resumes it.
+    let mut r = stored(store, 1_800_000_010);
+    assert_eq!(
+        refused(&mut r, persistent(as_user(V5, "dev", Some("mallory")))),
+        ReasonCode::NotAuthorized
+    );
+    let (_, ack) = r.connect_with(persistent(as_user(V5, "dev", Some("alice"))));
+    assert!(ack.session_present);
+}

@@ -10,8 +10,8 @@ use super::super::tree::{SessionId, Subscription};
 use super::{Retained, Router, Session, Timer};
 use crate::codec::{Publish, Will, WillProperties};
 use crate::store::{
-    PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreOp, StoreSnapshot,
-    StoredSubscription, StoredWill, Ticket,
+    PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord, StoreOp,
+    StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
 use crate::types::{ByteStr, PacketId, QoS};
 
@@ -317,6 +317,11 @@ impl Router {
                 subscriptions,
                 persisted: true,
                 disconnected_at: Some(r.disconnected_at.unwrap_or(wall)),
+                claimed: r.owner != SessionOwner::Unknown,
+                owner: match r.owner {
+                    SessionOwner::User(u) => Some(Box::new(u)),
+                    _ => None,
+                },
                 ..Session::new(r.client_id, r.protocol)
             }),
         );
@@ -395,6 +400,11 @@ impl Router {
             disconnected_at: s.disconnected_at,
             subscriptions,
             will: s.will.as_deref().map(stored_will),
+            owner: match (s.claimed, s.owner.as_deref()) {
+                (false, _) => SessionOwner::Unknown,
+                (true, None) => SessionOwner::Anonymous,
+                (true, Some(u)) => SessionOwner::User(u.clone()),
+            },
         }));
     }
 }
