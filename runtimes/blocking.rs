@@ -22,7 +22,7 @@ use super::driver::broker::{
     drain_connection, taken, Control, EventHook, MailQueue, Mailbox, Queued, Report, RouterCore,
     Traffic,
 };
-use super::driver::checks::Checks;
+use super::driver::checks::{Checks, Verdict};
 use super::driver::client::{ClientCore, Command};
 use super::driver::writer::{self, StoreWriter};
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
@@ -307,6 +307,8 @@ enum ConnInput {
     Bytes(Bytes),
     ReadEnd,
     Mail(Vec<ConnectionMail>),
+    /// The verdict of the connection's deferred credentials check.
+    Verdict(Verdict),
     Shutdown,
 }
 
@@ -604,7 +606,8 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
     let q = queued.clone();
     let closed = Arc::new(Mutex::new(false));
     let shut = closed.clone();
-    thread::spawn(move || run_connection(stream, p, rx, permits, q, shut));
+    let verdicts = tx.clone();
+    thread::spawn(move || run_connection(stream, p, (rx, verdicts), permits, q, shut));
     Ok(Mailbox::new(
         Queue {
             tx,
@@ -619,7 +622,7 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
 fn run_connection(
     mut stream: TcpStream,
     p: Parts,
-    rx: Receiver<ConnInput>,
+    (rx, verdicts): (Receiver<ConnInput>, Sender<ConnInput>),
     permits: Arc<Permits>,
     queued: Arc<Queued>,
     closed: Arc<Mutex<bool>>,
@@ -677,10 +680,16 @@ fn run_connection(
             return;
         }
         if let Some(check) = conn.poll_credentials() {
-            // Waits on this connection's own thread, run on the pool (under its cap).
-            let verdict = checks.run_blocking(check);
-            conn.handle_credentials(now(), verdict);
-            continue;
+            // Run elsewhere (under the pool's cap); its verdict comes back as an input, so
+            // this thread goes on taking a shutdown or the socket's end meanwhile.
+            let to = verdicts.clone();
+            let started = checks.start_detached(check, move |v| {
+                let _ = to.send(ConnInput::Verdict(v));
+            });
+            if let Err(verdict) = started {
+                conn.handle_credentials(now(), verdict);
+                continue;
+            }
         }
         let mut input = next(&rx, conn.poll_timeout());
         // What else is queued goes into the same write (a bounded number of inputs), up to
@@ -697,6 +706,10 @@ fn run_connection(
                 Ok(ConnInput::ReadEnd) => {
                     conn.handle_transport_closed(now());
                     false
+                }
+                Ok(ConnInput::Verdict(v)) => {
+                    conn.handle_credentials(now(), v);
+                    true
                 }
                 Ok(ConnInput::Mail(batch)) => {
                     taken(&queued, &batch);

@@ -53,7 +53,10 @@ pub type CheckCredentials =
 /// A check handed to the pool, where its verdict goes, and its place under the cap (held
 /// until the check has run, even if its connection stopped waiting: a connection that times
 /// out does not make room for more work while its check still sits in the pool).
-type Job = (CredentialCheck, oneshot::Sender<Verdict>, Slot);
+type Job = (CredentialCheck, Reply, Slot);
+
+/// Where a verdict goes: a one-shot channel, or a connection thread's input.
+type Reply = Box<dyn FnOnce(Verdict) + Send>;
 
 /// What the pool's threads share.
 struct Shared {
@@ -118,38 +121,68 @@ impl Checks {
         })
     }
 
-    /// Starts `check`, unless [`BrokerOptions::max_pending_checks`] are waiting or running.
-    pub(crate) fn start(&self, check: CredentialCheck) -> Running {
+    /// A place under the cap, unless [`BrokerOptions::max_pending_checks`] checks are
+    /// waiting or running already.
+    fn reserve(&self) -> Option<Slot> {
         if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
             self.pending.fetch_sub(1, Ordering::Relaxed);
-            return Running::Busy;
+            return None;
         }
-        let slot = Slot(self.pending.clone());
+        Some(Slot(self.pending.clone()))
+    }
+
+    /// Starts `check`, unless [`BrokerOptions::max_pending_checks`] are waiting or running.
+    pub(crate) fn start(&self, check: CredentialCheck) -> Running {
+        let Some(slot) = self.reserve() else {
+            return Running::Busy;
+        };
         if let Some(hook) = &self.hook {
             return Running::Hook(hook(check), slot);
         }
-        self.start_threads();
         let (tx, rx) = oneshot::channel();
+        self.submit(check, Box::new(move |v| tx.send(v)), slot);
+        Running::Pool(rx)
+    }
+
+    /// Starts `check` with its verdict going to `reply` from another thread (a pool thread,
+    /// or one that polls the async hook's future): for the blocking runtime's connection
+    /// threads, which go on taking their input (a shutdown, the socket's end) meanwhile.
+    /// `Err` is the verdict at once (too many checks).
+    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+    pub(crate) fn start_detached(
+        &self,
+        check: CredentialCheck,
+        reply: impl FnOnce(Verdict) + Send + 'static,
+    ) -> Result<(), Verdict> {
+        let Some(slot) = self.reserve() else {
+            return Err(Err(ReasonCode::ServerBusy));
+        };
+        let Some(hook) = &self.hook else {
+            self.submit(check, Box::new(reply), slot);
+            return Ok(());
+        };
+        let fut = hook(check);
+        std::thread::Builder::new()
+            .name("mqtt-auth-hook".into())
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let verdict = park_on(fut);
+                drop(slot);
+                reply(verdict);
+            })
+            .map(drop)
+            .map_err(|_| Err(ReasonCode::ServerUnavailable))
+    }
+
+    /// Queues `check` for the pool, `reply` to be called with its verdict.
+    fn submit(&self, check: CredentialCheck, reply: Reply, slot: Slot) {
+        self.start_threads();
         self.shared
             .jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push_back((check, tx, slot));
+            .push_back((check, reply, slot));
         self.shared.ready.notify_one();
-        Running::Pool(rx)
-    }
-
-    /// The verdict of `check`, waited for on this thread (the blocking runtime's connection
-    /// threads, one per connection): the async hook's future is polled here.
-    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
-    pub(crate) fn run_blocking(&self, check: CredentialCheck) -> Verdict {
-        match self.start(check) {
-            Running::Pool(rx) => rx
-                .recv_blocking()
-                .unwrap_or(Err(ReasonCode::ServerUnavailable)),
-            Running::Hook(fut, _slot) => park_on(fut),
-            Running::Busy => Err(ReasonCode::ServerBusy),
-        }
     }
 
     fn start_threads(&self) {
@@ -210,11 +243,11 @@ fn work(shared: &Shared) {
                 jobs = shared.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let (check, tx, slot) = job;
+        let (check, reply, slot) = job;
         let verdict = check.run();
         // Its place is free before anyone hears the verdict.
         drop(slot);
-        tx.send(verdict);
+        reply(verdict);
     }
 }
 
@@ -298,7 +331,11 @@ mod tests {
         // Their slots are free again once the pool has run them.
         let (_c4, k4) = check(auth.clone(), "ok");
         tx.send(()).unwrap();
-        assert_eq!(checks.run_blocking(k4), Ok(()));
+        let (done, verdict4) = mpsc::channel();
+        checks
+            .start_detached(k4, move |v| done.send(v).unwrap())
+            .unwrap();
+        assert_eq!(verdict4.recv_timeout(Duration::from_secs(10)), Ok(Ok(())));
         // A check whose connection stopped waiting keeps its slot until it has run.
         let (_c5, k5) = check(auth.clone(), "ok");
         let (_c6, k6) = check(auth.clone(), "ok");

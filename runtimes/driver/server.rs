@@ -363,7 +363,14 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 return;
             }
             if let Some(check) = c.conn.poll_credentials() {
-                check_credentials::<R>(&mut c.conn, &c.checks, check).await;
+                match check_credentials::<R>(&mut c.conn, &c.checks, &c.mail, check).await {
+                    None => {}
+                    Some(Letters::Killed) => return Box::pin(abort(c, traffic, Vec::new())).await,
+                    Some(Letters::Closed) => return Box::pin(shut_down(c)).await,
+                    // No mail comes before the router has the CONNECT; were it to, the
+                    // abandoned check leaves the connect timeout to end the connection.
+                    Some(Letters::Mail(batches)) => hand_over(&mut c.conn, &c.queued, batches),
+                }
                 continue;
             }
             alarm.arm(c.conn.poll_timeout(), R::sleep_until);
@@ -380,32 +387,31 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
 
 /// Runs a deferred credentials check away from this task (on the pool, or the async hook's
 /// future here) and hands the verdict to the connection; its connect timeout bounds the wait.
-/// The socket is not read meanwhile: nothing but the CONNECT is owed an answer yet.
+/// The socket is not read meanwhile: nothing but the CONNECT is owed an answer yet. What
+/// comes to the post first (the kill, the shutdown's close) ends the wait and is returned.
 async fn check_credentials<R: Runtime>(
     conn: &mut ServerConnection,
     checks: &Checks,
+    post: &Post,
     check: crate::broker::CredentialCheck,
-) {
+) -> Option<Letters> {
     let deadline = conn.poll_timeout();
-    let verdict = match checks.start(check) {
-        Running::Busy => Some(Err(crate::ReasonCode::ServerBusy)),
-        Running::Pool(rx) => {
-            match wait::<R, _, ()>(rx.recv(), None::<std::future::Pending<()>>, deadline).await {
-                Woke::First(v) => Some(v.unwrap_or(Err(crate::ReasonCode::ServerUnavailable))),
-                _ => None,
-            }
-        }
-        Running::Hook(fut, _slot) => {
-            match wait::<R, _, ()>(fut, None::<std::future::Pending<()>>, deadline).await {
-                Woke::First(v) => Some(v),
-                _ => None,
-            }
-        }
+    let letters = poll_fn(|cx| post.poll_take(cx, MAIL_PER_WAKE));
+    let woke = match checks.start(check) {
+        Running::Busy => Woke::First(Err(crate::ReasonCode::ServerBusy)),
+        Running::Pool(rx) => match wait::<R, _, _>(rx.recv(), Some(letters), deadline).await {
+            Woke::First(v) => Woke::First(v.unwrap_or(Err(crate::ReasonCode::ServerUnavailable))),
+            Woke::Second(l) => Woke::Second(l),
+            Woke::Deadline => Woke::Deadline,
+        },
+        Running::Hook(fut, _slot) => wait::<R, _, _>(fut, Some(letters), deadline).await,
     };
-    match verdict {
-        Some(v) => conn.handle_credentials(now(), v),
-        None => conn.handle_timeout(now()),
+    match woke {
+        Woke::First(v) => conn.handle_credentials(now(), v),
+        Woke::Second(l) => return Some(l),
+        Woke::Deadline => conn.handle_timeout(now()),
     }
+    None
 }
 
 /// Writes `buf`, unless the connection is killed first (it may be stuck writing to a peer

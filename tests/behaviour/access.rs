@@ -161,16 +161,36 @@ impl Authenticator for Slow {
 }
 
 fn slow_broker(options: BrokerOptions) -> rt::Broker {
+    slow_broker_for(Duration::from_millis(600), options)
+}
+
+fn slow_broker_for(delay: Duration, options: BrokerOptions) -> rt::Broker {
     let bc = BrokerConfig {
         sys_interval: None,
         ..BrokerConfig::default()
     };
-    let core = Core::with_auth(
-        bc,
-        Arc::new(Slow(Duration::from_millis(600))),
-        Arc::new(AllowAll),
-    );
+    let core = Core::with_auth(bc, Arc::new(Slow(delay)), Arc::new(AllowAll));
     rt::broker_core(core, options)
+}
+
+#[test]
+fn a_shutdown_does_not_wait_for_a_slow_check() {
+    let b = slow_broker_for(Duration::from_secs(3), BrokerOptions::default());
+    let addr = b.addr;
+    let slow = std::thread::spawn(move || {
+        let mut c = config(V5, "slow");
+        c.username = Some(ByteStr::from_static("slow"));
+        rt::connect(addr, c).map(|_| ())
+    });
+    pause(Duration::from_millis(200)); // the check is running
+    let start = clock();
+    b.shutdown();
+    let took = clock() - start;
+    assert!(
+        took < Duration::from_secs(2),
+        "the shutdown waited {took:?}"
+    );
+    assert!(slow.join().unwrap().is_err(), "let in after the shutdown");
 }
 
 #[test]
