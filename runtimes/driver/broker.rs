@@ -49,8 +49,8 @@ pub struct BrokerOptions {
     pub max_pending_checks: usize,
     /// Runs each deferred credentials check as a future on the connection's own task
     /// instead of on the threads (an async database or HTTP client), under the same cap;
-    /// the connect timeout bounds it (the blocking runtime polls it on the connection's
-    /// thread, so it must not need another runtime's reactor there).
+    /// the connect timeout bounds it (the blocking runtime polls it on a thread of its own, so
+    /// it must not need another runtime's reactor there).
     pub check_credentials: Option<super::checks::CheckCredentials>,
 }
 

@@ -4,7 +4,7 @@
 //! the checks waiting or running: one more is refused at once with 0x89 server busy (3.1.x:
 //! return code 3, server unavailable), so a flood of CONNECTs cannot queue work without end.
 //! With [`BrokerOptions::check_credentials`] an async check (a database or HTTP client) runs
-//! on the connection's own task instead (on the blocking runtime, its own thread), under the
+//! on the connection's own task instead (on the blocking runtime, a thread of its own), under the
 //! same cap.
 
 use std::collections::VecDeque;
