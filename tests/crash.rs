@@ -33,6 +33,9 @@ mod peers;
 #[path = "crash/link.rs"]
 mod link;
 
+#[path = "crash/paho.rs"]
+mod paho;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
