@@ -16,13 +16,14 @@ use bytes::{Bytes, BytesMut};
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
+use super::replay;
 use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
     Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::error::{CloseReason, ConnectionError, Initiator};
-use crate::hash::{IdMap, IdSet};
+use crate::hash::IdMap;
 use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicName};
 
@@ -84,7 +85,12 @@ pub struct ServerConnection {
     keep_alive: Duration,
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
     server_keep_alive: Option<u16>,
-    incoming_qos2: IdSet<PacketId>,
+    /// Received QoS 2 identifiers waiting for PUBREL, with the digest of the message when it
+    /// arrived on this connection (see `replay`).
+    incoming_qos2: IdMap<PacketId, Option<u64>>,
+    /// The session's identifiers released on earlier connections, with their messages'
+    /// digests: a PUBLISH repeating one is a replay (see `replay`).
+    replayable: Option<Box<replay::Completed>>,
     /// Topic aliases both ways, made when the first one is used (most clients use none).
     aliases: Option<Box<Aliases>>,
     /// Outbound QoS 1/2 flows in start order.
@@ -166,7 +172,8 @@ impl ServerConnection {
             timers,
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
-            incoming_qos2: IdSet::default(),
+            incoming_qos2: IdMap::default(),
+            replayable: None,
             aliases: None,
             outbound: flows::OutFlows::default(),
             window: 1,
@@ -507,11 +514,13 @@ impl ServerConnection {
         if !was_session {
             self.to_router.push_back(ToRouter::Gone);
         } else {
-            let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
+            let mut incoming: Vec<PacketId> =
+                self.incoming_qos2.drain().map(|(id, _)| id).collect();
             incoming.sort();
             let handover = Handover {
                 outbound: self.outbound.take_all(),
-                incoming_qos2: incoming,
+                incoming_qos2: incoming.into_boxed_slice(),
+                completed: None,
             };
             self.to_router.push_back(ToRouter::Closed {
                 will: will && self.will_on_close,
@@ -655,9 +664,16 @@ impl ServerConnection {
                 self.reply(ack, Some(mail));
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                if self.incoming_qos2.contains(&id) {
+                if self.incoming_qos2.contains_key(&id) {
                     // [MQTT-4.3.3-10]: a duplicate; answer again, don't forward twice.
                     return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
+                }
+                if let Some(digest) = self.replayable.as_mut().and_then(|r| r.take(id)) {
+                    if digest == replay::digest(&p) {
+                        // The released message again, after PUBREL: answered, not routed.
+                        self.incoming_qos2.insert(id, Some(digest));
+                        return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
+                    }
                 }
                 if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum)
                     || self.inbound_unacked() >= self.receive_limit()
@@ -666,7 +682,7 @@ impl ServerConnection {
                 }
                 let rec = Packet::PubRec(self.ack(id, code));
                 let mail = if allowed {
-                    self.incoming_qos2.insert(id);
+                    self.incoming_qos2.insert(id, Some(replay::digest(&p)));
                     ToRouter::Publish(Arc::new(p))
                 } else {
                     ToRouter::Hold

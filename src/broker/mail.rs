@@ -117,7 +117,13 @@ pub(crate) struct Handover {
     /// Outbound flows in the order they started, with their packet identifiers.
     pub(crate) outbound: Vec<(PacketId, OutFlow)>,
     /// Received QoS 2 identifiers answered with PUBREC, waiting for PUBREL.
-    pub(crate) incoming_qos2: Vec<PacketId>,
+    /// A boxed slice: the hand-over travels in mail, which stays small.
+    pub(crate) incoming_qos2: Box<[PacketId]>,
+    /// Router to connection only: the session's released QoS 2 identifiers with their
+    /// messages' digests, to tell a client's replay of a released PUBLISH (see `replay`).
+    /// Boxed: most sessions have none, and the mail stays small. Between connections the
+    /// router keeps the session's list here.
+    pub(crate) completed: Option<Box<super::replay::Completed>>,
 }
 
 /// What a validated, authenticated CONNECT asks of the router.
@@ -203,9 +209,13 @@ pub(crate) enum ToRouter {
     Received { seq: u64, packet_id: PacketId },
     /// A PUBCOMP for a stored released flow.
     Completed { packet_id: PacketId },
-    /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
+    /// A PUBREL for an inbound QoS 2 message, with the digest of the message when the
+    /// connection knows it (it received it). With durable acks the connection holds its
     /// PUBCOMP for the ticket this logs.
-    Released { packet_id: PacketId },
+    Released {
+        packet_id: PacketId,
+        digest: Option<u64>,
+    },
     /// A delivery that reached the connection after it closed, never sent: it goes back to
     /// the session (right after the connection's `Closed`).
     Returned(Delivery),

@@ -360,6 +360,7 @@ impl Router {
                 let full = self.routing.take().flatten();
                 if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
                     self.log_flow(conn, packet_id, StoreOp::PutIncoming);
+                    self.reused(conn, packet_id);
                 }
                 match full.and_then(|sid| Some(sid).zip(self.sessions.get_mut(&sid))) {
                     // Backpressure: the publisher hears back once that queue has room, or
@@ -389,8 +390,11 @@ impl Router {
             ToRouter::Completed { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteReleased);
             }
-            ToRouter::Released { packet_id } => {
+            ToRouter::Released { packet_id, digest } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
+                if let Some(digest) = digest {
+                    self.completed(conn, packet_id, digest);
+                }
                 self.ticket(conn);
             }
             ToRouter::Hold => self.ticket(conn),
@@ -483,7 +487,11 @@ impl Router {
         s.conn = Some(conn);
         s.window = usize::from(req.window.max(1));
         s.disconnected_at = None;
-        let handover = std::mem::take(&mut s.handover);
+        // The router keeps the released identifiers (see `replay`); the connection gets a copy.
+        let completed = s.handover.completed.take();
+        let mut handover = std::mem::take(&mut s.handover);
+        handover.completed.clone_from(&completed);
+        s.handover.completed = completed;
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
         s.inflight = handover.outbound.len();
         self.online.insert(conn, sid);
@@ -523,7 +531,9 @@ impl Router {
             s.returned = 0;
             // A stalled session keeps an undelivered hand-over if the connection never got it.
             if !(s.stalled && handover == Handover::default()) {
+                let completed = s.handover.completed.take();
                 s.handover = handover;
+                s.handover.completed = completed;
             }
             if let Some(e) = session_expiry {
                 s.expiry = e;

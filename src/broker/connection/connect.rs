@@ -346,7 +346,12 @@ impl ServerConnection {
             }
         }
         let sent = self.send(&ack.into());
-        self.incoming_qos2 = handover.incoming_qos2.into_iter().collect();
+        self.incoming_qos2 = handover
+            .incoming_qos2
+            .iter()
+            .map(|id| (*id, None))
+            .collect();
+        self.replayable = handover.completed;
         if !sent {
             // Even the accepting CONNACK is above the client's maximum packet size: the
             // session goes back to the router untouched and the connection ends.
