@@ -69,7 +69,7 @@ fn figures(script: &Peer) -> Figures {
 }
 
 /// The problems in `f`, and a one-line summary of it.
-pub(crate) fn judge(f: &Figures) -> (Vec<String>, String) {
+fn judge(f: &Figures) -> (Vec<String>, String) {
     let mut count: BTreeMap<u32, (usize, u8)> = BTreeMap::new();
     for &(seq, qos) in &f.got {
         let c = count.entry(seq).or_insert((0, qos));
