@@ -385,6 +385,14 @@ impl ServerConnection {
                 }
             }
             ToConnection::Deliver(d) => self.deliver(now, d),
+            ToConnection::NoSubscribers(id) => {
+                let held = self.held.iter_mut().find(|h| {
+                    matches!(h.kind, AckKind::Ack | AckKind::Rec) && h.ack.packet_id == id
+                });
+                if let Some(h) = held.filter(|h| h.ack.reason_code == ReasonCode::Success) {
+                    h.ack.reason_code = ReasonCode::NoMatchingSubscribers;
+                }
+            }
             ToConnection::SubAck { packet_id, codes } => {
                 let mut ack = SubAck {
                     packet_id,
@@ -464,7 +472,7 @@ impl ServerConnection {
     /// A reason string for an acknowledgement, unless the client asked for no problem
     /// information ([MQTT-3.1.2-29]) or speaks 3.1.x.
     fn reason(&self, text: &str) -> Option<ByteStr> {
-        (self.problem_info && self.protocol.is_v5())
+        (self.problem_info && self.protocol.is_v5() && self.config.reason_strings)
             .then(|| ByteStr::try_from(text).ok())
             .flatten()
     }
@@ -502,7 +510,9 @@ impl ServerConnection {
             let text = error
                 .as_ref()
                 .map_or(code.description().into(), |e| e.to_string());
-            d.properties.reason_string = ByteStr::try_from(text).ok();
+            if self.config.reason_strings {
+                d.properties.reason_string = ByteStr::try_from(text).ok();
+            }
             self.send(&Packet::Disconnect(d));
         }
         let was_session = matches!(self.state, State::Connecting | State::Connected);

@@ -256,6 +256,9 @@ pub(crate) enum ToConnection {
     SendHeld(u32),
     /// A message to send (the router keeps within the connection's window).
     Deliver(Delivery),
+    /// The client's QoS 1/2 PUBLISH with this packet identifier matched no subscription: its
+    /// held PUBACK / PUBREC says 0x10 No matching subscribers (MQTT 5).
+    NoSubscribers(PacketId),
     SubAck {
         packet_id: PacketId,
         codes: Vec<ReasonCode>,

@@ -353,11 +353,21 @@ impl Router {
                 let from = self.online.get(&conn).copied();
                 let (qos, packet_id) = (p.qos, p.packet_id);
                 if qos == QoS::AtMostOnce {
-                    return self.route(now, p, from);
+                    self.route(now, p, from);
+                    return;
                 }
                 self.routing = Some(None);
-                self.route(now, p, from);
+                let matched = self.route(now, p, from);
                 let full = self.routing.take().flatten();
+                let v5 = from
+                    .and_then(|sid| self.sessions.get(&sid))
+                    .is_some_and(|s| s.protocol.is_v5());
+                if let (false, true, true, Some(id)) =
+                    (matched, v5, self.config.no_matching_subscribers, packet_id)
+                {
+                    // Before the acknowledgement may go: PUBACK / PUBREC 0x10.
+                    self.send_to((conn, ToConnection::NoSubscribers(id)));
+                }
                 if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
                     self.log_flow(conn, packet_id, StoreOp::PutIncoming);
                     self.reused(conn, packet_id);
@@ -640,8 +650,9 @@ impl Router {
         self.route(now, Arc::new(p), None);
     }
 
-    /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
-    fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) {
+    /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]);
+    /// whether any subscription matched.
+    fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) -> bool {
         let expires_at = expiry(&publish, now);
         let qos = publish.qos;
         let retain = publish.retain;
@@ -695,6 +706,7 @@ impl Router {
                     shared.push((group.into(), members.as_slice().to_vec()));
                 }
             });
+        let matched = !plain.is_empty() || !shared.is_empty();
         plain.sort_by_key(|(sid, _)| *sid);
         let mut i = 0;
         while i < plain.len() {
@@ -738,6 +750,7 @@ impl Router {
             );
             self.enqueue(now, sid, d);
         }
+        matched
     }
 
     fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {
