@@ -166,6 +166,13 @@ impl ConnectionMail {
         self.conn
     }
 
+    /// Whether it ends the connection (a takeover, a shutdown): a runtime reads what the
+    /// client already sent before it hands this over, so a DISCONNECT the client sent first
+    /// is applied first.
+    pub fn ends_connection(&self) -> bool {
+        matches!(self.mail, ToConnection::Disconnect(_))
+    }
+
     /// About how many bytes of memory it holds (its own size, plus a delivery's topic and
     /// payload), for byte caps on queues of mail.
     pub fn size(&self) -> usize {

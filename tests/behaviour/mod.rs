@@ -19,6 +19,7 @@ use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName
 use crate::rt;
 
 mod interop;
+mod ordering;
 mod persistence;
 
 /// How long any single wait may take before the test fails.
