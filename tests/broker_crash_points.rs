@@ -198,9 +198,9 @@ struct World {
     subscriber: Peer,
     /// Write boundaries passed since the crash points started counting.
     points: usize,
-    /// The point to crash at, if any (and whether it happened).
-    crash_at: Option<usize>,
-    crashed: bool,
+    /// The points to crash at, and how many crashes happened.
+    crash_at: BTreeSet<usize>,
+    crashed: usize,
 }
 
 impl World {
@@ -218,8 +218,8 @@ impl World {
             publisher: Peer::new("pub", v),
             subscriber: Peer::new("sub", v),
             points: 0,
-            crash_at: None,
-            crashed: false,
+            crash_at: BTreeSet::new(),
+            crashed: 0,
         }
     }
 
@@ -315,10 +315,10 @@ impl World {
     fn crash_point(&mut self) -> bool {
         let here = self.points;
         self.points += 1;
-        if self.crash_at != Some(here) || self.crashed {
+        if !self.crash_at.contains(&here) {
             return false;
         }
-        self.crashed = true;
+        self.crashed += 1;
         self.now += Duration::from_secs(1);
         self.wall += 1;
         self.broker = Broker::new(self.config.clone());
@@ -356,9 +356,9 @@ impl World {
 /// The messages of a scenario: (packet id, payload, QoS).
 type Messages = &'static [(u16, &'static str, QoS)];
 
-/// Runs the scenario once, crashing at `crash_at` (a write boundary counted from the first
-/// publish), and returns the world at the end.
-fn run(v: ProtocolVersion, messages: Messages, replays: bool, crash_at: Option<usize>) -> World {
+/// Runs the scenario once, crashing at each of `crash_at` (write boundaries counted from the
+/// first publish), and returns the world at the end.
+fn run(v: ProtocolVersion, messages: Messages, replays: bool, crash_at: &[usize]) -> World {
     let mut w = World::new(v);
     w.publisher.replays = replays;
     w.connect(true);
@@ -374,7 +374,7 @@ fn run(v: ProtocolVersion, messages: Messages, replays: bool, crash_at: Option<u
     w.settle();
     // Crash points count from here.
     w.points = 0;
-    w.crash_at = crash_at;
+    w.crash_at = crash_at.iter().copied().collect();
     for &(id, payload, qos) in messages {
         w.publish(id, payload, qos);
     }
@@ -426,13 +426,13 @@ fn check(w: &World, messages: Messages, label: &str) {
 
 /// Every crash point of the scenario: the number of points comes from a run without crash.
 fn every_crash_point(v: ProtocolVersion, messages: Messages, replays: bool) -> usize {
-    let clean = run(v, messages, replays, None);
+    let clean = run(v, messages, replays, &[]);
     check(&clean, messages, "no crash");
     let points = clean.points;
     assert!(points >= 2, "only {points} write boundaries");
     for at in 0..points {
-        let w = run(v, messages, replays, Some(at));
-        assert!(w.crashed, "crash point {at} not reached");
+        let w = run(v, messages, replays, &[at]);
+        assert_eq!(w.crashed, 1, "crash point {at} not reached");
         check(
             &w,
             messages,
@@ -440,6 +440,24 @@ fn every_crash_point(v: ProtocolVersion, messages: Messages, replays: bool) -> u
         );
     }
     points
+}
+
+/// Every pair of crash points: the second crash hits the recovery from the first (a run
+/// after a crash has more boundaries: the restore's writes and the resends).
+fn every_two_crash_points(v: ProtocolVersion, messages: Messages, replays: bool) {
+    let points = every_crash_point(v, messages, replays);
+    for first in 0..points {
+        let after = run(v, messages, replays, &[first]).points;
+        for second in first + 1..after {
+            let w = run(v, messages, replays, &[first, second]);
+            assert_eq!(
+                w.crashed, 2,
+                "crash points {first} and {second} not reached"
+            );
+            let label = format!("{v:?}, crashes at write boundaries {first} and {second}");
+            check(&w, messages, &label);
+        }
+    }
 }
 
 const QOS2: Messages = &[(1, "a", QoS::ExactlyOnce)];
@@ -475,10 +493,20 @@ fn a_publisher_replaying_a_released_publish_after_a_crash_is_not_routed_twice() 
 }
 
 #[test]
+fn two_crashes_in_a_row_deliver_exactly_once_too() {
+    for v in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        for replays in [false, true] {
+            every_two_crash_points(v, QOS2, replays);
+            every_two_crash_points(v, MIXED, replays);
+        }
+    }
+}
+
+#[test]
 fn a_replayed_publish_with_other_content_is_a_new_message() {
     // The identifier of a released message reused for another message on the next
     // connection: routed (a compliant client may reuse it once PUBCOMP arrived).
-    let mut w = run(ProtocolVersion::V5, QOS2, false, None);
+    let mut w = run(ProtocolVersion::V5, QOS2, false, &[]);
     w.now += Duration::from_secs(1);
     // Both connections end (no crash) and the clients come back on their sessions.
     let now = w.now;

@@ -34,8 +34,8 @@ const INCOMING: TableDefinition<(&str, u16), ()> = TableDefinition::new("incomin
 /// Outbound QoS 2 flows waiting for PUBCOMP, keyed by client id and packet id.
 const RELEASED: TableDefinition<(&str, u16), ()> = TableDefinition::new("released");
 
-/// Released inbound QoS 2 packet ids, keyed by client id and packet id, with the digest of
-/// the message each carried.
+/// The last inbound QoS 2 packet ids of each session, keyed by client id and packet id, with
+/// the digest of the message each carried (kept past PUBREL).
 const COMPLETED: TableDefinition<(&str, u16), u64> = TableDefinition::new("completed");
 
 /// An open store file.

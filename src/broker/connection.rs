@@ -23,7 +23,7 @@ use crate::codec::{
     Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::error::{CloseReason, ConnectionError, Initiator};
-use crate::hash::IdMap;
+use crate::hash::{IdMap, IdSet};
 use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicName};
 
@@ -85,9 +85,7 @@ pub struct ServerConnection {
     keep_alive: Duration,
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
     server_keep_alive: Option<u16>,
-    /// Received QoS 2 identifiers waiting for PUBREL, with the digest of the message when it
-    /// arrived on this connection (see `replay`).
-    incoming_qos2: IdMap<PacketId, Option<u64>>,
+    incoming_qos2: IdSet<PacketId>,
     /// The session's identifiers released on earlier connections, with their messages'
     /// digests: a PUBLISH repeating one is a replay (see `replay`).
     replayable: Option<Box<replay::Completed>>,
@@ -172,7 +170,7 @@ impl ServerConnection {
             timers,
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
-            incoming_qos2: IdMap::default(),
+            incoming_qos2: IdSet::default(),
             replayable: None,
             aliases: None,
             outbound: flows::OutFlows::default(),
@@ -524,8 +522,7 @@ impl ServerConnection {
         if !was_session {
             self.to_router.push_back(ToRouter::Gone);
         } else {
-            let mut incoming: Vec<PacketId> =
-                self.incoming_qos2.drain().map(|(id, _)| id).collect();
+            let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
             incoming.sort();
             let handover = Handover {
                 outbound: self.outbound.take_all(),
@@ -667,23 +664,22 @@ impl ServerConnection {
                 }
                 let ack = Packet::PubAck(self.ack(id, code));
                 let mail = if allowed {
-                    ToRouter::Publish(Arc::new(p))
+                    ToRouter::Publish(Arc::new(p), None)
                 } else {
                     ToRouter::Hold
                 };
                 self.reply(ack, Some(mail));
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                if self.incoming_qos2.contains_key(&id) {
+                if self.incoming_qos2.contains(&id) {
                     // [MQTT-4.3.3-10]: a duplicate; answer again, don't forward twice.
                     return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
-                if let Some(digest) = self.replayable.as_mut().and_then(|r| r.take(id)) {
-                    if digest == replay::digest(&p) {
-                        // The released message again, after PUBREL: answered, not routed.
-                        self.incoming_qos2.insert(id, Some(digest));
-                        return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
-                    }
+                let digest = replay::digest(&p);
+                if self.replayable.as_mut().and_then(|r| r.take(id)) == Some(digest) {
+                    // The released message again, after PUBREL: answered, not routed.
+                    self.incoming_qos2.insert(id);
+                    return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
                 if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum)
                     || self.inbound_unacked() >= self.receive_limit()
@@ -692,8 +688,8 @@ impl ServerConnection {
                 }
                 let rec = Packet::PubRec(self.ack(id, code));
                 let mail = if allowed {
-                    self.incoming_qos2.insert(id, Some(replay::digest(&p)));
-                    ToRouter::Publish(Arc::new(p))
+                    self.incoming_qos2.insert(id);
+                    ToRouter::Publish(Arc::new(p), Some(digest))
                 } else {
                     ToRouter::Hold
                 };
@@ -701,7 +697,8 @@ impl ServerConnection {
             }
             _ => {
                 if allowed {
-                    self.to_router.push_back(ToRouter::Publish(Arc::new(p)));
+                    self.to_router
+                        .push_back(ToRouter::Publish(Arc::new(p), None));
                 }
             }
         }

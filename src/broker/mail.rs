@@ -192,8 +192,9 @@ pub(crate) enum ToRouter {
     /// A PUBLISH from the client, authorized, alias resolved; at QoS 1/2 the connection
     /// holds its PUBACK / PUBREC until [`ToConnection::SendHeld`]. Shared already: the router
     /// hands it to every subscriber as it is, so the allocation is the one it needs anyway,
-    /// and the mail stays small.
-    Publish(Arc<Publish>),
+    /// and the mail stays small. A QoS 2 message comes with its digest (see `replay`),
+    /// computed by the connection so the router does not read payloads.
+    Publish(Arc<Publish>, Option<u64>),
     /// SUBSCRIBE, with the connection's verdict per filter (`Some` refuses it with that code).
     Subscribe {
         packet_id: PacketId,
@@ -216,13 +217,9 @@ pub(crate) enum ToRouter {
     Received { seq: u64, packet_id: PacketId },
     /// A PUBCOMP for a stored released flow.
     Completed { packet_id: PacketId },
-    /// A PUBREL for an inbound QoS 2 message, with the digest of the message when the
-    /// connection knows it (it received it). With durable acks the connection holds its
+    /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
     /// PUBCOMP for the ticket this logs.
-    Released {
-        packet_id: PacketId,
-        digest: Option<u64>,
-    },
+    Released { packet_id: PacketId },
     /// A delivery that reached the connection after it closed, never sent: it goes back to
     /// the session (right after the connection's `Closed`).
     Returned(Delivery),

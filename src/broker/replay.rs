@@ -8,13 +8,15 @@
 //! without DUP, under the same identifier. A broker that follows the spec to the letter routes
 //! it a second time, and a QoS 2 subscriber gets it twice.
 //!
-//! So each session remembers, for its last [`MAX_COMPLETED`] released identifiers, a digest of
-//! the message each carried (kept in the store as well, so a crash forgets none). On a later
-//! connection of the session, the first PUBLISH that reuses such an identifier with the same
-//! topic, payload, QoS and retain flag is taken for the replay it almost surely is: answered
-//! with PUBREC and not routed. Any other PUBLISH with that identifier is a new message (and
-//! the entry is gone). Within the connection that released an identifier nothing is
-//! remembered: a client reuses an identifier only after PUBCOMP, and there it got it.
+//! So each session remembers, for the last [`MAX_COMPLETED`] identifiers of QoS 2 messages it
+//! received, a digest of the message (written to the store with the "PUBREC sent" state, in
+//! the same transaction, and kept past the PUBREL, so no crash point forgets it). On a later
+//! connection of the session, the first PUBLISH that reuses such an identifier, with no flow
+//! open under it, and repeats the topic, payload, QoS and retain flag is taken for the replay
+//! it almost surely is: answered with PUBREC and not routed. Any other PUBLISH with that
+//! identifier is a new message (and replaces the entry). Within the connection that released
+//! an identifier it is not checked: a client reuses an identifier only after PUBCOMP, and
+//! there it got it.
 //!
 //! The price: a client that gets its PUBCOMP, reconnects, and as its first use of that same
 //! identifier publishes a message identical in topic, payload, QoS and retain flag has it
@@ -26,7 +28,7 @@ use crate::codec::Publish;
 use crate::types::PacketId;
 
 /// Released identifiers a session remembers (the oldest is forgotten first).
-pub(crate) const MAX_COMPLETED: usize = 128;
+pub(crate) const MAX_COMPLETED: usize = 256;
 
 /// The digest of what a replay repeats: topic, payload, QoS and retain flag (FNV-1a, 64 bits:
 /// stable across versions and restarts, as the store keeps it).
@@ -45,14 +47,14 @@ pub(crate) fn digest(p: &Publish) -> u64 {
     h
 }
 
-/// A session's released inbound QoS 2 identifiers with the digests of their messages, oldest
+/// A session's last inbound QoS 2 identifiers with the digests of their messages, oldest
 /// first, at most [`MAX_COMPLETED`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Completed(VecDeque<(PacketId, u64)>);
 
 impl Completed {
-    /// Remembers that `id` was released carrying a message with `digest`; returns the
-    /// identifier forgotten to make room, if any.
+    /// Remembers that `id` carried a message with `digest`; returns the identifier forgotten
+    /// to make room, if any.
     pub(crate) fn push(&mut self, id: PacketId, digest: u64) -> Option<PacketId> {
         self.remove(id);
         self.0.push_back((id, digest));

@@ -348,7 +348,7 @@ impl Router {
                 self.conns.remove(&conn);
             }
             ToRouter::Connect(req) => self.connect(now, conn, *req),
-            ToRouter::Publish(p) => {
+            ToRouter::Publish(p, digest) => {
                 self.received += 1;
                 let from = self.online.get(&conn).copied();
                 let (qos, packet_id) = (p.qos, p.packet_id);
@@ -370,7 +370,9 @@ impl Router {
                 }
                 if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
                     self.log_flow(conn, packet_id, StoreOp::PutIncoming);
-                    self.reused(conn, packet_id);
+                    if let Some(digest) = digest {
+                        self.received_qos2(conn, packet_id, digest);
+                    }
                 }
                 match full.and_then(|sid| Some(sid).zip(self.sessions.get_mut(&sid))) {
                     // Backpressure: the publisher hears back once that queue has room, or
@@ -400,11 +402,8 @@ impl Router {
             ToRouter::Completed { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteReleased);
             }
-            ToRouter::Released { packet_id, digest } => {
+            ToRouter::Released { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
-                if let Some(digest) = digest {
-                    self.completed(conn, packet_id, digest);
-                }
                 self.ticket(conn);
             }
             ToRouter::Hold => self.ticket(conn),

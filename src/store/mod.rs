@@ -15,8 +15,8 @@
 //! session, queued or in flight, as a [`QueuedRecord`] with the packet identifier it goes out
 //! with (the router picks it when it stores the message, so a resend after a restart uses
 //! the same one); outbound QoS 2 flows that got their PUBREC and wait for PUBCOMP; inbound
-//! QoS 2 packet identifiers answered with PUBREC and waiting for PUBREL, and the last released
-//! ones with a digest of their message (to answer a client's replay without routing it twice).
+//! QoS 2 packet identifiers answered with PUBREC and waiting for PUBREL, and the last ones with
+//! a digest of their message (to answer a client's replay without routing it twice).
 //!
 //! Acknowledging only what is durable: with
 //! [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) (the default),
@@ -96,9 +96,9 @@ pub struct PacketIdRecord {
     pub packet_id: PacketId,
 }
 
-/// A released inbound QoS 2 packet identifier of a stored session and the digest of the
-/// message it carried: a client that sends that PUBLISH again after its PUBREL (a replay some
-/// clients make after a reconnect) is answered without routing it twice.
+/// An inbound QoS 2 packet identifier of a stored session and the digest of the message it
+/// carried, kept past its PUBREL: a client that sends that PUBLISH again after its PUBREL (a
+/// replay some clients make after a reconnect) is answered without routing it twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedRecord {
     /// The client identifier of the session.
@@ -174,9 +174,9 @@ pub enum StoreOp {
     PutReleased(PacketIdRecord),
     /// Remove an outbound QoS 2 flow (its PUBCOMP arrived).
     DeleteReleased(PacketIdRecord),
-    /// Store (or replace) a released inbound QoS 2 packet identifier with its message's digest.
+    /// Store (or replace) an inbound QoS 2 packet identifier with its message's digest.
     PutCompleted(CompletedRecord),
-    /// Forget a released inbound QoS 2 packet identifier (reused, or the oldest of too many).
+    /// Forget an inbound QoS 2 packet identifier's digest (the oldest of too many).
     DeleteCompleted(PacketIdRecord),
     /// Nothing to write: hand the ticket back once every op before it is durable.
     Durable(Ticket),
@@ -196,7 +196,7 @@ pub struct StoreSnapshot {
     pub incoming: Vec<PacketIdRecord>,
     /// Outbound QoS 2 flows waiting for PUBCOMP.
     pub released: Vec<PacketIdRecord>,
-    /// Released inbound QoS 2 packet identifiers with the digests of their messages.
+    /// The last inbound QoS 2 packet identifiers with the digests of their messages.
     pub completed: Vec<CompletedRecord>,
 }
 

@@ -350,11 +350,7 @@ impl ServerConnection {
             }
         }
         let sent = self.send(&ack.into());
-        self.incoming_qos2 = handover
-            .incoming_qos2
-            .iter()
-            .map(|id| (*id, None))
-            .collect();
+        self.incoming_qos2 = handover.incoming_qos2.iter().copied().collect();
         self.replayable = handover.completed;
         if !sent {
             // Even the accepting CONNACK is above the client's maximum packet size: the

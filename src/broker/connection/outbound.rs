@@ -298,21 +298,14 @@ impl ServerConnection {
     pub(super) fn on_pubrel(&mut self, a: PubAck) {
         let id = a.packet_id;
         let mut comp = PubAck::new(id);
-        let received = self.incoming_qos2.remove(&id);
-        let known = received.is_some();
+        let known = self.incoming_qos2.remove(&id);
         // A PUBREL again for one released on an earlier connection: known, and done.
         let done = !known && self.replayable.as_mut().is_some_and(|r| r.remove(id));
         if !known && !done && self.protocol.is_v5() {
             comp.reason_code = ReasonCode::PacketIdentifierNotFound;
         }
-        let digest = received.flatten();
-        // The router remembers what was released (a stored session's store forgets the
-        // identifier); anything else only keeps the PUBCOMP in line.
-        let mail =
-            (known && (self.stored_session || digest.is_some())).then_some(ToRouter::Released {
-                packet_id: id,
-                digest,
-            });
+        let stored = known && self.stored_session;
+        let mail = stored.then_some(ToRouter::Released { packet_id: id });
         self.reply(Packet::PubComp(comp), mail);
     }
 

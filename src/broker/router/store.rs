@@ -148,10 +148,10 @@ impl Router {
         }
     }
 
-    /// The client of `conn` released `packet_id`, which carried a message with `digest`: its
-    /// session remembers it (and the store, for a stored session), forgetting the oldest
-    /// beyond the limit.
-    pub(super) fn completed(&mut self, conn: ConnId, packet_id: PacketId, digest: u64) {
+    /// The client of `conn` sent a QoS 2 message with `digest` under `packet_id`: its session
+    /// remembers the pair (and the store, for a stored session) past the PUBREL, forgetting
+    /// the oldest beyond the limit (see `replay`).
+    pub(super) fn received_qos2(&mut self, conn: ConnId, packet_id: PacketId, digest: u64) {
         let Some(s) = self
             .online
             .get(&conn)
@@ -159,11 +159,8 @@ impl Router {
         else {
             return;
         };
-        let gone = s
-            .handover
-            .completed
-            .get_or_insert_with(Default::default)
-            .push(packet_id, digest);
+        let completed = s.handover.completed.get_or_insert_with(Default::default);
+        let gone = completed.push(packet_id, digest);
         if !s.persisted {
             return;
         }
@@ -179,30 +176,6 @@ impl Router {
             packet_id,
             digest,
         }));
-    }
-
-    /// The client of `conn` used `packet_id` for a new QoS 2 message: a released one of that
-    /// identifier is no longer one it could replay.
-    pub(super) fn reused(&mut self, conn: ConnId, packet_id: PacketId) {
-        let Some(s) = self
-            .online
-            .get(&conn)
-            .and_then(|s| self.sessions.get_mut(s))
-        else {
-            return;
-        };
-        if s.handover
-            .completed
-            .as_mut()
-            .is_some_and(|c| c.remove(packet_id))
-            && s.persisted
-        {
-            let client_id = s.client_id.clone();
-            self.log(StoreOp::DeleteCompleted(PacketIdRecord {
-                client_id,
-                packet_id,
-            }));
-        }
     }
 
     /// Gives restored sessions their QoS 2 flows: inbound packet identifiers waiting for
