@@ -235,3 +235,36 @@ fn mqtt_3_1_2_25_v5_a_resend_above_a_new_maximum_packet_size_is_discarded_and_fr
         p => panic!("expected PUBLISH, got {p:?}"),
     }
 }
+
+#[test]
+fn mqtt_4_3_3_with_a_store_pubrel_for_an_unknown_packet_id_gets_its_pubcomp_once_durable() {
+    use tinymqtt::broker::Broker;
+    use tinymqtt::store::{StoreOp, StoreSnapshot};
+    for v in [V5, V311] {
+        let mut r = Raw::with_broker(Broker::new(BrokerConfig::default()));
+        let now = r.now();
+        r.broker
+            .restore(now, 1_800_000_000, StoreSnapshot::default());
+        let mut c = Connect::new(v, s("c"));
+        c.clean_start = false;
+        if v.is_v5() {
+            c.properties.session_expiry_interval = Some(60);
+        }
+        let (conn, _) = r.connect_with(c);
+        r.send_packet(conn, v, Packet::PubRel(PubAck::new(pid(9))));
+        // Held in line behind what the store must write first, then sent: never silence.
+        let tickets: Vec<_> = std::iter::from_fn(|| r.broker.poll_store())
+            .filter_map(|op| match op {
+                StoreOp::Durable(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        for t in tickets {
+            r.broker.handle_durable(now, t);
+        }
+        match r.expect_packet(conn, v) {
+            Packet::PubComp(c) => assert_eq!(c.packet_id, pid(9), "{v:?}"),
+            p => panic!("{v:?}: expected PUBCOMP, got {p:?}"),
+        }
+    }
+}
