@@ -86,8 +86,8 @@ pub struct ServerConnection {
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
     server_keep_alive: Option<u16>,
     incoming_qos2: IdSet<PacketId>,
-    /// The session's identifiers released on earlier connections, with their messages'
-    /// digests: a PUBLISH repeating one is a replay (see `replay`).
+    /// The session's inbound QoS 2 identifiers of earlier connections, with their messages'
+    /// digests: a PUBLISH repeating one with no flow open under it is a replay (see `replay`).
     replayable: Option<Box<replay::Completed>>,
     /// Topic aliases both ways, made when the first one is used (most clients use none).
     aliases: Option<Box<Aliases>>,

@@ -119,7 +119,7 @@ pub(crate) struct Handover {
     /// Received QoS 2 identifiers answered with PUBREC, waiting for PUBREL.
     /// A boxed slice: the hand-over travels in mail, which stays small.
     pub(crate) incoming_qos2: Box<[PacketId]>,
-    /// Router to connection only: the session's released QoS 2 identifiers with their
+    /// Router to connection only: the session's last inbound QoS 2 identifiers with their
     /// messages' digests, to tell a client's replay of a released PUBLISH (see `replay`).
     /// Boxed: most sessions have none, and the mail stays small. Between connections the
     /// router keeps the session's list here.

@@ -496,7 +496,7 @@ impl Router {
         s.conn = Some(conn);
         s.window = usize::from(req.window.max(1));
         s.disconnected_at = None;
-        // The router keeps the released identifiers (see `replay`); the connection gets a copy.
+        // The router keeps the inbound QoS 2 digests (see `replay`); the connection gets a copy.
         let completed = s.handover.completed.take();
         let mut handover = std::mem::take(&mut s.handover);
         handover.completed.clone_from(&completed);

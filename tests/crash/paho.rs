@@ -6,8 +6,10 @@
 //!
 //! paho completes a QoS 2 delivery on PUBREL, so it sees a duplicate whenever the broker
 //! releases the same message twice: this is the receiver that found QoS 2 messages arriving
-//! twice after a crash. The oracle: no acknowledged message (PUBACK, PUBCOMP) is lost, no
-//! QoS 2 message arrives twice, and the subscriber's session is never forgotten.
+//! twice after a crash. The oracle: no acknowledged message is lost, no QoS 2 message arrives
+//! twice, and the subscriber's session is never forgotten. paho reports a flow's end, not its
+//! PUBREC: a QoS 2 message counts as acknowledged from its PUBCOMP (a QoS 1 one from its
+//! PUBACK).
 //!
 //! `PAHO_CRASH_KILLS=N` sets the number of kills (3 by default, bounded for `make test`;
 //! `make crash` runs 8), `CRASH_SEED=N` repeats the kill moments.
