@@ -89,10 +89,12 @@ bench-client:
 	$(CARGO) bench --features tokio --bench client -- $(ARGS)
 
 ## crash: the broker process killed with SIGKILL under load and restarted on its store
-## (tests/crash.rs, also part of `make test`; this prints its report)
+## (tests/crash.rs, also part of `make test` with fewer kills; this prints its report): our
+## clients, and paho-mqtt clients with PAHO_CRASH_KILLS kills (8 here, 3 in `make test`)
+PAHO_CRASH_KILLS ?= 8
 crash:
 	$(CARGO) build --examples --all-features
-	$(CARGO) test --all-features --test crash -- --nocapture
+	PAHO_CRASH_KILLS=$(PAHO_CRASH_KILLS) $(CARGO) test --all-features --test crash -- --nocapture
 
 ## bench-brokers: tinymqtt's broker side by side with Mosquitto and rumqttd on loopback (issue 7),
 ## each pinned to core 0 and the load tool to core 1; installs mosquitto and rumqttd when missing.

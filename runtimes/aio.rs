@@ -73,6 +73,11 @@ impl driver::Reader for TcpReader {
             }
         }
     }
+
+    fn poll_read_now(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.drained = false;
+        self.poll_read(cx, buf)
+    }
 }
 
 impl TcpWriter {

@@ -262,7 +262,11 @@ fn a_publish_the_acl_denies_gets_puback_0x87_in_v5_and_is_dropped_in_v311() {
     )
     .unwrap();
     assert_eq!(publish_code(&alice5, "shared/x"), ReasonCode::NotAuthorized);
-    assert_eq!(publish_code(&alice5, "alice/x"), ReasonCode::Success);
+    // Allowed; nobody subscribes to it: 0x10 No matching subscribers, a success.
+    assert_eq!(
+        publish_code(&alice5, "alice/x"),
+        ReasonCode::NoMatchingSubscribers
+    );
     let (alice3, _e) = connect(
         b.addr,
         config(
@@ -388,7 +392,11 @@ fn user_and_client_id_patterns_grant_each_client_its_own_topics() {
     assert_eq!(suback(&carol, "users/carol/#"), ReasonCode::GrantedQoS1);
     assert_eq!(suback(&carol, "users/alice/#"), ReasonCode::NotAuthorized);
     assert_eq!(publish_code(&carol, "users/carol/x"), ReasonCode::Success);
-    assert_eq!(publish_code(&carol, "devices/dev7/up"), ReasonCode::Success);
+    // Allowed, and no subscriber: 0x10 No matching subscribers (a success).
+    assert_eq!(
+        publish_code(&carol, "devices/dev7/up"),
+        ReasonCode::NoMatchingSubscribers
+    );
     assert_eq!(
         publish_code(&carol, "devices/dev8/up"),
         ReasonCode::NotAuthorized
@@ -397,6 +405,9 @@ fn user_and_client_id_patterns_grant_each_client_its_own_topics() {
     assert_eq!(suback(&carol, "devices/dev7/up"), ReasonCode::NotAuthorized);
     // %c applies to anonymous clients too, %u does not
     let (anon, _e) = connect(b.addr, config(ProtocolVersion::V5, "dev9", None)).unwrap();
-    assert_eq!(publish_code(&anon, "devices/dev9/up"), ReasonCode::Success);
+    assert_eq!(
+        publish_code(&anon, "devices/dev9/up"),
+        ReasonCode::NoMatchingSubscribers
+    );
     assert_eq!(publish_code(&anon, "users//x"), ReasonCode::NotAuthorized);
 }

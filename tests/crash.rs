@@ -8,7 +8,8 @@
 //! exactly once (no QoS 2 message twice, acknowledged or not); the retained message set
 //! before the first kill is still there after the last restart; and the subscriber's
 //! subscription survived (it never re-subscribes, yet hears a message sent at the end).
-//! Order across reconnects is reported, not required.
+//! Order across reconnects is reported, not required. `crash/paho.rs` runs the same kind of
+//! load with real paho-mqtt clients (`PAHO_CRASH_KILLS=N` kills, 3 by default).
 //!
 //! The kill moments come from a seed printed at the start (`CRASH_SEED=N` repeats them; the
 //! load itself runs on real time, so a rerun is close, not identical); `CRASH_KILLS=N`
@@ -32,6 +33,9 @@ mod peers;
 
 #[path = "crash/link.rs"]
 mod link;
+
+#[path = "crash/paho.rs"]
+mod paho;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;

@@ -79,6 +79,7 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
          max_queued_bytes = 0\nmax_inflight_messages = 5\nmessage_size_limit = 4096\n\
          max_keepalive = 60\nsys_interval = 0\npersistence_location = \"data\"\n\
          persistence = true\nfsync = \"interval\"\nautosave_interval = 5\n\
+         reason_strings = false\nno_matching_subscribers = false\n\
          [limits]\nreceive_maximum = 10\n",
     );
     let out = run_ok(&example("broker"), &["--check-config", &good]);

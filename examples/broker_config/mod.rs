@@ -38,6 +38,10 @@ struct FileConfig {
     fsync: Option<Spanned<String>>,
     autosave_interval: Option<Spanned<i64>>,
     sys_interval: Option<u64>,
+    /// Reason strings in refusals (MQTT 5); `false` sends none.
+    reason_strings: Option<bool>,
+    /// PUBACK / PUBREC 0x10 when a publish matched no subscription (MQTT 5).
+    no_matching_subscribers: Option<bool>,
     #[serde(default)]
     limits: Limits,
 }
@@ -190,6 +194,12 @@ impl Settings {
         }
         if let Some(secs) = file.sys_interval {
             c.sys_interval = (secs > 0).then(|| Duration::from_secs(secs));
+        }
+        if let Some(on) = file.reason_strings {
+            c.reason_strings = on;
+        }
+        if let Some(on) = file.no_matching_subscribers {
+            c.no_matching_subscribers = on;
         }
         let l = &file.limits;
         if let Some(v) = &l.receive_maximum {

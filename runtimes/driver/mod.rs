@@ -243,6 +243,17 @@ mod asyncrt {
         /// readiness event instead of trying a read that finds nothing.
         fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
 
+        /// Like [`Reader::poll_read`], but tries the socket even if the last read drained it
+        /// and no readiness event came since (it may be on its way): the broker reads what a
+        /// client sent before it applies mail that ends the connection.
+        fn poll_read_now(
+            &mut self,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_read(cx, buf)
+        }
+
         /// Reads some bytes; `Ok(0)` is the end of the stream.
         fn read<'a>(
             &'a mut self,

@@ -438,12 +438,17 @@ fn poll_input(
     reader: &mut impl Reader,
     conn: &mut ServerConnection,
     cx: &mut Context<'_>,
+    now_too: bool,
 ) -> Poll<io::Result<usize>> {
     READ_BUF.with_borrow_mut(|buf| {
         if buf.is_empty() {
             buf.resize(READ_CHUNK, 0);
         }
-        let read = reader.poll_read(cx, buf);
+        let read = if now_too {
+            reader.poll_read_now(cx, buf)
+        } else {
+            reader.poll_read(cx, buf)
+        };
         if let Poll::Ready(Ok(n @ 1..)) = read {
             conn.handle_input(now(), &buf[..n]);
         }
@@ -464,17 +469,22 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             return Poll::Ready(Wake::Deadline);
         }
         let mut woke = false;
-        match c.mail.poll_take(cx, MAIL_PER_WAKE) {
+        let mail = match c.mail.poll_take(cx, MAIL_PER_WAKE) {
             Poll::Ready(Letters::Killed) => return Poll::Ready(Wake::Killed),
             Poll::Ready(Letters::Closed) => return Poll::Ready(Wake::Closed),
-            Poll::Ready(Letters::Mail(batches)) => {
-                hand_over(&mut c.conn, &c.queued, batches);
-                woke = true;
-            }
-            Poll::Pending => {}
-        }
-        match poll_input(&mut c.reader, &mut c.conn, cx) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Wake::Ended),
+            Poll::Ready(Letters::Mail(batches)) => Some(batches),
+            Poll::Pending => None,
+        };
+        // Input before mail: what the client sent before the router's mail was written is
+        // applied first (a DISCONNECT before a takeover's close, say), so what one client sends
+        // on consecutive connections reaches the router in that order. Mail that ends the
+        // connection makes the read try the socket even without a readiness event yet.
+        let now_too = mail
+            .as_ref()
+            .is_some_and(|b| b.iter().flatten().any(ConnectionMail::ends_connection));
+        let mut ended = false;
+        match poll_input(&mut c.reader, &mut c.conn, cx, now_too) {
+            Poll::Ready(Ok(0)) => ended = true,
             Poll::Ready(Ok(n)) => {
                 traffic.received += n as u64;
                 woke = true;
@@ -489,8 +499,16 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             {
                 cx.waker().wake_by_ref();
             }
-            Poll::Ready(Err(_)) => return Poll::Ready(Wake::Ended),
+            Poll::Ready(Err(_)) => ended = true,
             Poll::Pending => {}
+        }
+        // Mail taken is always handed over (a delivery goes back to the session from there).
+        if let Some(batches) = mail {
+            hand_over(&mut c.conn, &c.queued, batches);
+            woke = true;
+        }
+        if ended {
+            return Poll::Ready(Wake::Ended);
         }
         if woke {
             Poll::Ready(Wake::Input)

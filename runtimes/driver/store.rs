@@ -16,7 +16,8 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use super::now;
 use crate::broker::Broker;
 use crate::store::{
-    PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError, StoreOp, StoreSnapshot,
+    CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError,
+    StoreOp, StoreSnapshot,
 };
 use crate::types::{ByteStr, PacketId};
 
@@ -32,6 +33,10 @@ const QUEUED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queued
 const INCOMING: TableDefinition<(&str, u16), ()> = TableDefinition::new("incoming");
 /// Outbound QoS 2 flows waiting for PUBCOMP, keyed by client id and packet id.
 const RELEASED: TableDefinition<(&str, u16), ()> = TableDefinition::new("released");
+
+/// The last inbound QoS 2 packet ids of each session, keyed by client id and packet id, with
+/// the digest of the message each carried (kept past PUBREL).
+const COMPLETED: TableDefinition<(&str, u16), u64> = TableDefinition::new("completed");
 
 /// An open store file.
 pub(crate) struct RedbStore {
@@ -119,6 +124,17 @@ impl RedbStore {
                 });
             }
         }
+        let table = tx.open_table(COMPLETED).map_err(|e| fail(&e))?;
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (k, v) = row.map_err(|e| fail(&e))?;
+            let (client_id, id) = k.value();
+            let packet_id = PacketId::new(id).ok_or_else(|| fail(&"packet id 0 in a flow"))?;
+            snapshot.completed.push(CompletedRecord {
+                client_id: ByteStr::try_from(client_id).map_err(|e| fail(&e))?,
+                packet_id,
+                digest: v.value(),
+            });
+        }
         Ok(snapshot)
     }
 
@@ -160,6 +176,7 @@ impl RedbStore {
             let mut queued = tx.open_table(QUEUED)?;
             let mut incoming = tx.open_table(INCOMING)?;
             let mut released = tx.open_table(RELEASED)?;
+            let mut completed = tx.open_table(COMPLETED)?;
             for op in ops {
                 match op {
                     StoreOp::PutRetained(r) => {
@@ -191,6 +208,13 @@ impl RedbStore {
                                 flows.remove((id, pid))?;
                             }
                         }
+                        let mut ids = Vec::new();
+                        for row in completed.range((id, 0)..=(id, u16::MAX))? {
+                            ids.push(row?.0.value().1);
+                        }
+                        for pid in ids {
+                            completed.remove((id, pid))?;
+                        }
                     }
                     StoreOp::Enqueue(q) => {
                         queued.insert(q.key(), q.encode()?.as_slice())?;
@@ -209,6 +233,12 @@ impl RedbStore {
                     }
                     StoreOp::DeleteReleased(r) => {
                         released.remove(key(r))?;
+                    }
+                    StoreOp::PutCompleted(r) => {
+                        completed.insert((r.client_id.as_str(), r.packet_id.get()), r.digest)?;
+                    }
+                    StoreOp::DeleteCompleted(r) => {
+                        completed.remove(key(r))?;
                     }
                     // Nothing to write: the caller hands it back once this commits.
                     StoreOp::Durable(_) => {}

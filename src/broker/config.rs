@@ -88,6 +88,15 @@ pub struct BrokerConfig {
     /// always`. `false` acknowledges at once and leaves durability to the store's own pace
     /// (`fsync = interval`). No effect without a store.
     pub durable_acks: bool,
+    /// Answers an MQTT 5 publisher's QoS 1/2 PUBLISH that matched no subscription with
+    /// PUBACK / PUBREC 0x10 No matching subscribers (a success code; Mosquitto and EMQX send
+    /// it too) instead of 0x00, so a publisher can tell a mistyped topic. On by default.
+    pub no_matching_subscribers: bool,
+    /// Sends Reason Strings (MQTT 5) saying why something was refused. `false` keeps these
+    /// internal details off the wire altogether. Even when on, none goes where the client
+    /// asked for no problem information ([MQTT-3.1.2-29]) or where it would make the packet
+    /// larger than the client accepts.
+    pub reason_strings: bool,
 }
 
 /// Server redirection: where clients are sent instead of being served.
@@ -131,6 +140,8 @@ impl Default for BrokerConfig {
             redirect: None,
             max_publisher_wait: Duration::from_secs(1),
             durable_acks: true,
+            no_matching_subscribers: true,
+            reason_strings: true,
         }
     }
 }

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::auth::{Authenticator, Authorizer, CredentialCheck};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
+use super::replay;
 use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
@@ -88,6 +89,9 @@ pub struct ServerConnection {
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
     server_keep_alive: Option<u16>,
     incoming_qos2: IdSet<PacketId>,
+    /// The session's inbound QoS 2 identifiers of earlier connections, with their messages'
+    /// digests: a PUBLISH repeating one with no flow open under it is a replay (see `replay`).
+    replayable: Option<Box<replay::Completed>>,
     /// Topic aliases both ways, made when the first one is used (most clients use none).
     aliases: Option<Box<Aliases>>,
     /// Outbound QoS 1/2 flows in start order.
@@ -173,6 +177,7 @@ impl ServerConnection {
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
             incoming_qos2: IdSet::default(),
+            replayable: None,
             aliases: None,
             outbound: flows::OutFlows::default(),
             window: 1,
@@ -440,6 +445,14 @@ impl ServerConnection {
                 }
             }
             ToConnection::Deliver(d) => self.deliver(now, d),
+            ToConnection::NoSubscribers(id) => {
+                let held = self.held.iter_mut().find(|h| {
+                    matches!(h.kind, AckKind::Ack | AckKind::Rec) && h.ack.packet_id == id
+                });
+                if let Some(h) = held.filter(|h| h.ack.reason_code == ReasonCode::Success) {
+                    h.ack.reason_code = ReasonCode::NoMatchingSubscribers;
+                }
+            }
             ToConnection::SubAck { packet_id, codes } => {
                 let mut ack = SubAck {
                     packet_id,
@@ -519,7 +532,7 @@ impl ServerConnection {
     /// A reason string for an acknowledgement, unless the client asked for no problem
     /// information ([MQTT-3.1.2-29]) or speaks 3.1.x.
     fn reason(&self, text: &str) -> Option<ByteStr> {
-        (self.problem_info && self.protocol.is_v5())
+        (self.problem_info && self.protocol.is_v5() && self.config.reason_strings)
             .then(|| ByteStr::try_from(text).ok())
             .flatten()
     }
@@ -557,7 +570,9 @@ impl ServerConnection {
             let text = error
                 .as_ref()
                 .map_or(code.description().into(), |e| e.to_string());
-            d.properties.reason_string = ByteStr::try_from(text).ok();
+            if self.config.reason_strings {
+                d.properties.reason_string = ByteStr::try_from(text).ok();
+            }
             self.send(&Packet::Disconnect(d));
         }
         let was_session = matches!(self.state, State::Connecting | State::Connected);
@@ -573,7 +588,8 @@ impl ServerConnection {
             incoming.sort();
             let handover = Handover {
                 outbound: self.outbound.take_all(),
-                incoming_qos2: incoming,
+                incoming_qos2: incoming.into_boxed_slice(),
+                completed: None,
             };
             self.to_router.push_back(ToRouter::Closed {
                 will: will && self.will_on_close,
@@ -721,7 +737,7 @@ impl ServerConnection {
                 }
                 let ack = Packet::PubAck(self.ack(id, code));
                 let mail = if allowed {
-                    ToRouter::Publish(Arc::new(p))
+                    ToRouter::Publish(Arc::new(p), None)
                 } else {
                     ToRouter::Denied { held: true }
                 };
@@ -732,6 +748,12 @@ impl ServerConnection {
                     // [MQTT-4.3.3-10]: a duplicate; answer again, don't forward twice.
                     return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
+                let digest = replay::digest(&p);
+                if self.replayable.as_mut().and_then(|r| r.take(id)) == Some(digest) {
+                    // The released message again, after PUBREL: answered, not routed.
+                    self.incoming_qos2.insert(id);
+                    return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
+                }
                 if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum)
                     || self.inbound_unacked() >= self.receive_limit()
                 {
@@ -740,7 +762,7 @@ impl ServerConnection {
                 let rec = Packet::PubRec(self.ack(id, code));
                 let mail = if allowed {
                     self.incoming_qos2.insert(id);
-                    ToRouter::Publish(Arc::new(p))
+                    ToRouter::Publish(Arc::new(p), Some(digest))
                 } else {
                     ToRouter::Denied { held: true }
                 };
@@ -748,7 +770,7 @@ impl ServerConnection {
             }
             _ => {
                 let mail = if allowed {
-                    ToRouter::Publish(Arc::new(p))
+                    ToRouter::Publish(Arc::new(p), None)
                 } else {
                     ToRouter::Denied { held: false }
                 };

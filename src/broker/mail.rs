@@ -117,7 +117,13 @@ pub(crate) struct Handover {
     /// Outbound flows in the order they started, with their packet identifiers.
     pub(crate) outbound: Vec<(PacketId, OutFlow)>,
     /// Received QoS 2 identifiers answered with PUBREC, waiting for PUBREL.
-    pub(crate) incoming_qos2: Vec<PacketId>,
+    /// A boxed slice: the hand-over travels in mail, which stays small.
+    pub(crate) incoming_qos2: Box<[PacketId]>,
+    /// Router to connection only: the session's last inbound QoS 2 identifiers with their
+    /// messages' digests, to tell a client's replay of a released PUBLISH (see `replay`).
+    /// Boxed: most sessions have none, and the mail stays small. Between connections the
+    /// router keeps the session's list here.
+    pub(crate) completed: Option<Box<super::replay::Completed>>,
 }
 
 /// What a validated, authenticated CONNECT asks of the router.
@@ -162,6 +168,13 @@ impl ConnectionMail {
         self.conn
     }
 
+    /// Whether it ends the connection (a takeover, a shutdown): a runtime reads what the
+    /// client already sent before it hands this over, so a DISCONNECT the client sent first
+    /// is applied first.
+    pub fn ends_connection(&self) -> bool {
+        matches!(self.mail, ToConnection::Disconnect(_))
+    }
+
     /// About how many bytes of memory it holds (its own size, plus a delivery's topic and
     /// payload), for byte caps on queues of mail.
     pub fn size(&self) -> usize {
@@ -181,8 +194,9 @@ pub(crate) enum ToRouter {
     /// A PUBLISH from the client, authorized, alias resolved; at QoS 1/2 the connection
     /// holds its PUBACK / PUBREC until [`ToConnection::SendHeld`]. Shared already: the router
     /// hands it to every subscriber as it is, so the allocation is the one it needs anyway,
-    /// and the mail stays small.
-    Publish(Arc<Publish>),
+    /// and the mail stays small. A QoS 2 message comes with its digest (see `replay`),
+    /// computed by the connection so the router does not read payloads.
+    Publish(Arc<Publish>, Option<u64>),
     /// SUBSCRIBE, with the connection's verdict per filter (`Some` refuses it with that code).
     Subscribe {
         packet_id: PacketId,
@@ -251,6 +265,9 @@ pub(crate) enum ToConnection {
     SendHeld(u32),
     /// A message to send (the router keeps within the connection's window).
     Deliver(Delivery),
+    /// The client's QoS 1/2 PUBLISH with this packet identifier matched no subscription: its
+    /// held PUBACK / PUBREC says 0x10 No matching subscribers (MQTT 5).
+    NoSubscribers(PacketId),
     SubAck {
         packet_id: PacketId,
         codes: Vec<ReasonCode>,

@@ -51,6 +51,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod mail;
+mod replay;
 pub mod retained;
 mod router;
 mod sys;

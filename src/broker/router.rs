@@ -362,18 +362,31 @@ impl Router {
                 self.conns.remove(&conn);
             }
             ToRouter::Connect(req) => self.connect(now, conn, *req),
-            ToRouter::Publish(p) => {
+            ToRouter::Publish(p, digest) => {
                 self.received += 1;
                 let from = self.online.get(&conn).copied();
                 let (qos, packet_id) = (p.qos, p.packet_id);
                 if qos == QoS::AtMostOnce {
-                    return self.route(now, p, from);
+                    self.route(now, p, from);
+                    return;
                 }
                 self.routing = Some(None);
-                self.route(now, p, from);
+                let matched = self.route(now, p, from);
                 let full = self.routing.take().flatten();
+                let v5 = from
+                    .and_then(|sid| self.sessions.get(&sid))
+                    .is_some_and(|s| s.protocol.is_v5());
+                if let (false, true, true, Some(id)) =
+                    (matched, v5, self.config.no_matching_subscribers, packet_id)
+                {
+                    // Before the acknowledgement may go: PUBACK / PUBREC 0x10.
+                    self.send_to((conn, ToConnection::NoSubscribers(id)));
+                }
                 if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
                     self.log_flow(conn, packet_id, StoreOp::PutIncoming);
+                    if let Some(digest) = digest {
+                        self.received_qos2(conn, packet_id, digest);
+                    }
                 }
                 match full.and_then(|sid| Some(sid).zip(self.sessions.get_mut(&sid))) {
                     // Backpressure: the publisher hears back once that queue has room, or
@@ -509,7 +522,11 @@ impl Router {
         s.conn = Some(conn);
         s.window = usize::from(req.window.max(1));
         s.disconnected_at = None;
-        let handover = std::mem::take(&mut s.handover);
+        // The router keeps the inbound QoS 2 digests (see `replay`); the connection gets a copy.
+        let completed = s.handover.completed.take();
+        let mut handover = std::mem::take(&mut s.handover);
+        handover.completed.clone_from(&completed);
+        s.handover.completed = completed;
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
         s.inflight = handover.outbound.len();
         self.online.insert(conn, sid);
@@ -549,7 +566,9 @@ impl Router {
             s.returned = 0;
             // A stalled session keeps an undelivered hand-over if the connection never got it.
             if !(s.stalled && handover == Handover::default()) {
+                let completed = s.handover.completed.take();
                 s.handover = handover;
+                s.handover.completed = completed;
             }
             if let Some(e) = session_expiry {
                 s.expiry = e;
@@ -656,8 +675,9 @@ impl Router {
         self.route(now, Arc::new(p), None);
     }
 
-    /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
-    fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) {
+    /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]);
+    /// whether any subscription matched.
+    fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) -> bool {
         let expires_at = expiry(&publish, now);
         let qos = publish.qos;
         let retain = publish.retain;
@@ -711,6 +731,7 @@ impl Router {
                     shared.push((group.into(), members.as_slice().to_vec()));
                 }
             });
+        let matched = !plain.is_empty() || !shared.is_empty();
         plain.sort_by_key(|(sid, _)| *sid);
         let mut i = 0;
         while i < plain.len() {
@@ -756,6 +777,7 @@ impl Router {
             );
             self.enqueue(now, sid, d);
         }
+        matched
     }
 
     fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {

@@ -15,7 +15,8 @@
 //! session, queued or in flight, as a [`QueuedRecord`] with the packet identifier it goes out
 //! with (the router picks it when it stores the message, so a resend after a restart uses
 //! the same one); outbound QoS 2 flows that got their PUBREC and wait for PUBCOMP; inbound
-//! QoS 2 packet identifiers answered with PUBREC and waiting for PUBREL.
+//! QoS 2 packet identifiers answered with PUBREC and waiting for PUBREL, and the last ones with
+//! a digest of their message (to answer a client's replay without routing it twice).
 //!
 //! Acknowledging only what is durable: with
 //! [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) (the default),
@@ -109,6 +110,19 @@ pub struct PacketIdRecord {
     pub packet_id: PacketId,
 }
 
+/// An inbound QoS 2 packet identifier of a stored session and the digest of the message it
+/// carried, kept past its PUBREL: a client that sends that PUBLISH again after its PUBREL (a
+/// replay some clients make after a reconnect) is answered without routing it twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedRecord {
+    /// The client identifier of the session.
+    pub client_id: ByteStr,
+    /// The packet identifier.
+    pub packet_id: PacketId,
+    /// The digest of the message's topic, payload, QoS and retain flag.
+    pub digest: u64,
+}
+
 /// Proof that everything logged before it is to be made durable; handed back to
 /// [`Router::handle_durable`](crate::broker::Router::handle_durable) once it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +188,10 @@ pub enum StoreOp {
     PutReleased(PacketIdRecord),
     /// Remove an outbound QoS 2 flow (its PUBCOMP arrived).
     DeleteReleased(PacketIdRecord),
+    /// Store (or replace) an inbound QoS 2 packet identifier with its message's digest.
+    PutCompleted(CompletedRecord),
+    /// Forget an inbound QoS 2 packet identifier's digest (the oldest of too many).
+    DeleteCompleted(PacketIdRecord),
     /// Nothing to write: hand the ticket back once every op before it is durable.
     Durable(Ticket),
 }
@@ -192,6 +210,8 @@ pub struct StoreSnapshot {
     pub incoming: Vec<PacketIdRecord>,
     /// Outbound QoS 2 flows waiting for PUBCOMP.
     pub released: Vec<PacketIdRecord>,
+    /// The last inbound QoS 2 packet identifiers with the digests of their messages.
+    pub completed: Vec<CompletedRecord>,
 }
 
 impl StoreSnapshot {
@@ -212,6 +232,7 @@ impl StoreSnapshot {
                 self.queued.retain(|q| q.client_id != id);
                 self.incoming.retain(|q| q.client_id != id);
                 self.released.retain(|q| q.client_id != id);
+                self.completed.retain(|q| q.client_id != id);
             }
             StoreOp::Enqueue(q) => {
                 self.queued
@@ -233,6 +254,14 @@ impl StoreSnapshot {
                 }
             }
             StoreOp::DeleteReleased(r) => self.released.retain(|o| *o != r),
+            StoreOp::PutCompleted(r) => {
+                self.completed
+                    .retain(|o| (&o.client_id, o.packet_id) != (&r.client_id, r.packet_id));
+                self.completed.push(r);
+            }
+            StoreOp::DeleteCompleted(r) => self
+                .completed
+                .retain(|o| (&o.client_id, o.packet_id) != (&r.client_id, r.packet_id)),
             StoreOp::Durable(_) => {}
         }
     }

@@ -20,6 +20,7 @@ use crate::rt;
 
 mod access;
 mod interop;
+mod ordering;
 mod persistence;
 
 /// How long any single wait may take before the test fails.

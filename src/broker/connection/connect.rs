@@ -63,7 +63,9 @@ impl ServerConnection {
         if self.protocol.is_v5() {
             // Always allowed on CONNACK ([MQTT-3.1.2-29]); dropped if it does not fit
             // ([MQTT-3.2.2-19]).
-            ack.properties.reason_string = ByteStr::try_from(code.description()).ok();
+            if self.config.reason_strings {
+                ack.properties.reason_string = ByteStr::try_from(code.description()).ok();
+            }
             ack.properties.server_reference = server_reference;
         }
         self.state = State::New;
@@ -375,7 +377,9 @@ impl ServerConnection {
             let p = &mut ack.properties;
             let cfg = &self.config;
             p.receive_maximum = NonZeroU16::new(cfg.receive_maximum);
-            p.maximum_packet_size = NonZeroU32::new(cfg.max_packet_size);
+            // No property without a limit: its absence means none ([MQTT-3.2.2-23]).
+            p.maximum_packet_size =
+                NonZeroU32::new(cfg.max_packet_size).filter(|m| m.get() < MAX_PACKET_SIZE);
             p.topic_alias_maximum = Some(cfg.topic_alias_maximum);
             if cfg.maximum_qos < QoS::ExactlyOnce {
                 p.maximum_qos = Some(cfg.maximum_qos);
@@ -399,7 +403,8 @@ impl ServerConnection {
             }
         }
         let sent = self.send(&ack.into());
-        self.incoming_qos2 = handover.incoming_qos2.into_iter().collect();
+        self.incoming_qos2 = handover.incoming_qos2.iter().copied().collect();
+        self.replayable = handover.completed;
         if !sent {
             // Even the accepting CONNACK is above the client's maximum packet size: the
             // session goes back to the router untouched and the connection ends.
@@ -423,9 +428,10 @@ impl ServerConnection {
             .push_back(ConnEvent::Connected(self.client_id.clone()));
         // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL in their order, within
         // the client's receive maximum ([MQTT-3.3.4-9]); the rest as acknowledgements free it.
-        // Every flow before this one holds a window slot.
-        for (held, (id, flow)) in handover.outbound.into_iter().enumerate() {
+        // Every flow before this one still open holds a window slot.
+        for (id, flow) in handover.outbound {
             let publish = matches!(flow, OutFlow::Publish(_));
+            let held = self.outbound.len();
             self.track(id, flow);
             if self.resend_backlog.is_empty() && !(publish && held >= self.window) {
                 self.resend(id);

@@ -10,18 +10,27 @@ use crate::codec::{Packet, PubAck, Publish};
 use crate::types::{PacketId, QoS, ReasonCode, TopicName};
 
 impl ServerConnection {
-    /// Sends a tracked flow again: PUBLISH with DUP (and its full topic), or PUBREL.
-    pub(super) fn resend(&mut self, id: PacketId) {
+    /// Sends a tracked flow again: PUBLISH with DUP (and its full topic), or PUBREL. A
+    /// PUBLISH larger than the client accepts now (it reconnected with a smaller Maximum
+    /// Packet Size) is discarded as if acknowledged ([MQTT-3.1.2-25]) and its slot freed:
+    /// `false` then.
+    pub(super) fn resend(&mut self, id: PacketId) -> bool {
         match self.outbound.get(id) {
             Some(OutFlow::Publish(d)) => {
                 let d = d.clone();
-                self.encode_delivery(&d, Some(id), true, None, false);
+                if !self.encode_delivery(&d, Some(id), true, None, false) {
+                    self.untrack(id);
+                    self.delivered(&d);
+                    self.credit();
+                    return false;
+                }
             }
             Some(OutFlow::Released { .. }) => {
                 self.send(&Packet::PubRel(PubAck::new(id)));
             }
             None => {}
         }
+        true
     }
 
     /// Encodes the PUBLISH of `d` with `packet_id` (QoS 1/2) and DUP: straight from the shared
@@ -76,8 +85,7 @@ impl ServerConnection {
     pub(super) fn flow_done(&mut self, now: Instant) {
         while let Some(id) = self.resend_backlog.pop_front() {
             let publish = matches!(self.outbound.get(id), Some(OutFlow::Publish(_)));
-            self.resend(id);
-            if publish {
+            if self.resend(id) && publish {
                 return; // the freed slot is used again
             }
         }
@@ -291,7 +299,9 @@ impl ServerConnection {
         let id = a.packet_id;
         let mut comp = PubAck::new(id);
         let known = self.incoming_qos2.remove(&id);
-        if !known && self.protocol.is_v5() {
+        // A PUBREL again for one released on an earlier connection: known, and done.
+        let done = !known && self.replayable.as_mut().is_some_and(|r| r.remove(id));
+        if !known && !done && self.protocol.is_v5() {
             comp.reason_code = ReasonCode::PacketIdentifierNotFound;
         }
         let stored = known && self.stored_session;

@@ -10,8 +10,8 @@ use super::super::tree::{SessionId, Subscription};
 use super::{Retained, Router, Session, Timer};
 use crate::codec::{Publish, Will, WillProperties};
 use crate::store::{
-    PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord, StoreOp,
-    StoreSnapshot, StoredSubscription, StoredWill, Ticket,
+    CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord,
+    StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
 use crate::types::{ByteStr, PacketId, QoS};
 
@@ -111,7 +111,71 @@ impl Router {
         }
         self.restore_queued(now, wall, snapshot.queued, &mut done);
         self.restore_flows(snapshot.incoming, snapshot.released);
+        self.restore_completed(snapshot.completed);
         done
+    }
+
+    /// Gives restored sessions their released inbound QoS 2 identifiers (see `replay`); those
+    /// of a session not restored are deleted.
+    fn restore_completed(&mut self, completed: Vec<CompletedRecord>) {
+        for r in completed {
+            let session = self
+                .by_client
+                .get(&r.client_id)
+                .and_then(|sid| self.sessions.get_mut(sid))
+                .filter(|s| s.persisted && s.conn.is_none());
+            match session {
+                // The order among them is lost: any of them may be the first forgotten.
+                Some(s) => {
+                    if let Some(gone) = s
+                        .handover
+                        .completed
+                        .get_or_insert_with(Default::default)
+                        .push(r.packet_id, r.digest)
+                    {
+                        let client_id = r.client_id.clone();
+                        self.log(StoreOp::DeleteCompleted(PacketIdRecord {
+                            client_id,
+                            packet_id: gone,
+                        }));
+                    }
+                }
+                None => self.log(StoreOp::DeleteCompleted(PacketIdRecord {
+                    client_id: r.client_id,
+                    packet_id: r.packet_id,
+                })),
+            }
+        }
+    }
+
+    /// The client of `conn` sent a QoS 2 message with `digest` under `packet_id`: its session
+    /// remembers the pair (and the store, for a stored session) past the PUBREL, forgetting
+    /// the oldest beyond the limit (see `replay`).
+    pub(super) fn received_qos2(&mut self, conn: ConnId, packet_id: PacketId, digest: u64) {
+        let Some(s) = self
+            .online
+            .get(&conn)
+            .and_then(|s| self.sessions.get_mut(s))
+        else {
+            return;
+        };
+        let completed = s.handover.completed.get_or_insert_with(Default::default);
+        let gone = completed.push(packet_id, digest);
+        if !s.persisted {
+            return;
+        }
+        let client_id = s.client_id.clone();
+        if let Some(gone) = gone {
+            self.log(StoreOp::DeleteCompleted(PacketIdRecord {
+                client_id: client_id.clone(),
+                packet_id: gone,
+            }));
+        }
+        self.log(StoreOp::PutCompleted(CompletedRecord {
+            client_id,
+            packet_id,
+            digest,
+        }));
     }
 
     /// Gives restored sessions their QoS 2 flows: inbound packet identifiers waiting for
@@ -139,8 +203,10 @@ impl Router {
             let h = &mut s.handover;
             if inbound {
                 if !h.incoming_qos2.contains(&r.packet_id) {
-                    h.incoming_qos2.push(r.packet_id);
-                    h.incoming_qos2.sort();
+                    let mut ids = std::mem::take(&mut h.incoming_qos2).into_vec();
+                    ids.push(r.packet_id);
+                    ids.sort();
+                    h.incoming_qos2 = ids.into_boxed_slice();
                 }
             } else if !h.outbound.iter().any(|(id, _)| *id == r.packet_id) {
                 s.last_packet_id = s.last_packet_id.max(r.packet_id.get());
