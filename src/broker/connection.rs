@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
+use super::router::budget::Budget;
 use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
@@ -71,6 +72,8 @@ pub struct ServerConnection {
     config: Arc<BrokerConfig>,
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
+    /// The broker's memory budget: at its limit, new PUBLISHes are refused.
+    budget: Budget,
     state: State,
     protocol: ProtocolVersion,
     client_id: ByteStr,
@@ -147,6 +150,7 @@ impl ServerConnection {
         config: Arc<BrokerConfig>,
         authenticator: Arc<dyn Authenticator>,
         authorizer: Arc<dyn Authorizer>,
+        budget: Budget,
     ) -> ServerConnection {
         let mut timers = TimerTable::default();
         timers.set(Timer::Connect, now + config.connect_timeout);
@@ -157,6 +161,7 @@ impl ServerConnection {
             config,
             authenticator,
             authorizer,
+            budget,
             state: State::New,
             protocol: ProtocolVersion::V5,
             client_id: ByteStr::new(),
@@ -631,11 +636,19 @@ impl ServerConnection {
         let allowed =
             self.authorizer
                 .can_publish(&self.client_id, self.username.as_ref(), &p.topic);
-        let code = if allowed {
+        // At the memory budget a new message is refused (0x97), like a forbidden one.
+        let over_budget = allowed && self.budget.exhausted();
+        if over_budget {
+            self.budget.count_refused();
+        }
+        let code = if over_budget {
+            ReasonCode::QuotaExceeded
+        } else if allowed {
             ReasonCode::Success
         } else {
             ReasonCode::NotAuthorized
         };
+        let allowed = allowed && !over_budget;
         let code = if self.protocol.is_v5() {
             code
         } else {
@@ -808,7 +821,11 @@ impl ServerConnection {
                 // [MQTT-3.14.2-2]
                 return self.protocol_error("session expiry set on disconnect after zero");
             }
-            self.session_expiry_update = Some(e);
+            let cap = self.config.persistent_session_expiry;
+            self.session_expiry_update = Some(match e {
+                u32::MAX => cap.unwrap_or(e),
+                e => e,
+            });
         }
         // [MQTT-3.14.4-3]: a normal DISCONNECT discards the will; 0x04 keeps it.
         let will = d.reason_code == ReasonCode::DisconnectWithWillMessage;

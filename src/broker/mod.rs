@@ -118,6 +118,12 @@ pub struct BrokerStats {
     pub bytes_sent: u64,
     /// Messages dropped because a session's queue was full.
     pub dropped: u64,
+    /// Bytes of the memory budget in use: queued and retained messages, sessions and
+    /// subscriptions ([`BrokerConfig::memory_limit`]).
+    pub memory_used: usize,
+    /// PUBLISHes, retained messages, subscriptions and connections refused at the memory
+    /// budget or the retained and session limits.
+    pub refused_over_limits: u64,
 }
 
 /// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO

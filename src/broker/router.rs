@@ -13,7 +13,9 @@
 //! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
 //! `public`.
 
+pub(super) mod budget;
 mod public;
+mod queue;
 mod store;
 
 pub use store::Restored;
@@ -32,16 +34,20 @@ use crate::codec::{Publish, RetainHandling, Will};
 use crate::hash::IdMap;
 use crate::store::StoreOp;
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
+use budget::{Budget, Charge};
+use queue::SessionQueue;
 
 /// The members of a shared subscription group.
 type Members = Vec<(SessionId, Subscription)>;
 
 /// A retained message and when it arrived (for its expiry).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Retained {
     /// As routed: no packet identifier, topic alias or subscription identifier.
     message: Arc<Publish>,
     at: Instant,
+    /// Its weight, in the broker's memory budget and in the retained messages' own.
+    _charges: [Charge; 2],
 }
 
 impl Retained {
@@ -84,8 +90,8 @@ struct Session {
     expiry: u32,
     /// Ordered, and without a hasher's keys in every session.
     subscriptions: BTreeMap<TopicFilter, Subscription>,
-    queue: VecDeque<Delivery>,
-    queued_bytes: usize,
+    /// What waits to be released, with its counts.
+    queue: SessionQueue,
     /// QoS 1/2 deliveries the connection holds unfinished.
     inflight: usize,
     window: usize,
@@ -97,8 +103,6 @@ struct Session {
     dropped: u64,
     /// Mail for the connection could not be delivered: nothing more is released to it.
     stalled: bool,
-    /// Where the next undelivered message goes back into the queue while stalled.
-    returned: usize,
     /// Whether the store holds a record of this session.
     persisted: bool,
     /// When its connection ended, in wall-clock seconds (only kept with a store).
@@ -109,23 +113,23 @@ struct Session {
     /// session's queue is below `max_queued_messages` again (one entry per held
     /// acknowledgement).
     waiting: Vec<ConnId>,
-    /// QoS 0 messages in `queue` (the first to go when it overflows).
-    queued_qos0: usize,
     /// Deliveries to its connection held back in the router's `parked` (those behind a
     /// stored QoS 2 one wait too, so the connection gets them in order).
     parked: usize,
+    /// Its own weight and its subscriptions', in the broker's memory budget.
+    charge: Charge,
+}
+
+/// What one subscription of a session weighs beside its filter's bytes (its entry in the
+/// session's map and in the subscription tree).
+const SUBSCRIPTION_WEIGHT: usize = 2 * size_of::<Subscription>() + 96;
+
+/// What a subscription to `filter` weighs.
+fn subscription_weight(filter: &TopicFilter) -> usize {
+    2 * filter.as_str().len() + SUBSCRIPTION_WEIGHT
 }
 
 impl Session {
-    /// Puts a delivery that was never sent back at the front of the queue, behind those put
-    /// back before it (since the connection stalled or ended).
-    fn put_back(&mut self, d: Delivery) {
-        self.queued_bytes += d.payload_len();
-        let at = self.returned.min(self.queue.len());
-        self.queue.insert(at, d);
-        self.returned = at + 1;
-    }
-
     /// Messages waiting to be sent: queued here, or released ahead of the window and waiting
     /// in the connection (see `prefetch`), which count against `max_queued_messages` alike.
     fn waiting_len(&self) -> usize {
@@ -133,15 +137,16 @@ impl Session {
     }
 
     /// A session with nothing in it yet: offline, no expiry, no subscriptions, not stored.
-    fn new(client_id: ByteStr, protocol: ProtocolVersion) -> Session {
+    fn new(client_id: ByteStr, protocol: ProtocolVersion, budget: &Budget) -> Session {
+        let weight = size_of::<Session>() + 2 * client_id.len() + 64;
         Session {
+            charge: budget.charge(weight),
             client_id,
             protocol,
             conn: None,
             expiry: 0,
             subscriptions: BTreeMap::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: SessionQueue::new(budget),
             inflight: 0,
             window: 1,
             handover: Handover::default(),
@@ -149,12 +154,10 @@ impl Session {
             generation: 0,
             dropped: 0,
             stalled: false,
-            returned: 0,
             persisted: false,
             disconnected_at: None,
             last_packet_id: 0,
             waiting: Vec::new(),
-            queued_qos0: 0,
             parked: 0,
         }
     }
@@ -223,6 +226,10 @@ pub struct Router {
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
     /// queue, and the first online session whose queue it took over the limit.
     routing: Option<Option<SessionId>>,
+    /// The memory every owner's bytes count in (`memory_limit`).
+    budget: Budget,
+    /// The bytes of retained messages (`max_retained_bytes`).
+    retained_budget: Budget,
 }
 
 impl std::fmt::Debug for Router {
@@ -241,6 +248,8 @@ impl Router {
         authorizer: Arc<dyn Authorizer>,
     ) -> Router {
         Router {
+            budget: Budget::new(config.memory_limit),
+            retained_budget: Budget::new(config.max_retained_bytes),
             config,
             authenticator,
             authorizer,
@@ -447,6 +456,17 @@ impl Router {
             self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
             return;
         }
+        let new_session = req.clean_start || !self.by_client.contains_key(&req.client_id);
+        let sessions_full = new_session
+            && !self.by_client.contains_key(&req.client_id)
+            && self.sessions.len() >= self.config.max_sessions;
+        if self.budget.exhausted() || sessions_full {
+            // At the memory budget or the session limit: no new connection; those served
+            // already go on.
+            self.budget.count_refused();
+            self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
+            return;
+        }
         self.complete_connect(now, conn, req);
     }
 
@@ -464,7 +484,11 @@ impl Router {
                 self.next_session += 1;
                 self.sessions.insert(
                     sid,
-                    Box::new(Session::new(req.client_id.clone(), req.protocol)),
+                    Box::new(Session::new(
+                        req.client_id.clone(),
+                        req.protocol,
+                        &self.budget,
+                    )),
                 );
                 self.by_client.insert(req.client_id.clone(), sid);
                 sid
@@ -520,7 +544,7 @@ impl Router {
             s.conn = None;
             s.generation += 1;
             s.inflight = 0;
-            s.returned = 0;
+            s.queue.reset_returned();
             // A stalled session keeps an undelivered hand-over if the connection never got it.
             if !(s.stalled && handover == Handover::default()) {
                 s.handover = handover;
@@ -557,8 +581,14 @@ impl Router {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        s.put_back(d);
         self.sent = self.sent.saturating_sub(1); // counted when released, never sent
+        if s.conn.is_none() && d.is_qos0() && !self.config.queue_qos0_offline {
+            // As if it had been routed to the offline session: not queued.
+            s.dropped += 1;
+            store::unqueue(&mut self.store, &s.client_id, d.stored);
+            return;
+        }
+        s.queue.put_back(d);
         self.persist_queued(now, sid);
         self.release(now, sid);
     }
@@ -630,6 +660,37 @@ impl Router {
         self.route(now, Arc::new(p), None);
     }
 
+    /// A retained entry for `message`, if the retained limits and the memory budget have
+    /// room for it (beyond them it is routed but not retained, and counted as refused).
+    fn retained_entry(&mut self, message: &Arc<Publish>, at: Instant) -> Option<Retained> {
+        // Its content against the retained limit; with its entry in the store (the topic's
+        // levels kept again) against the memory budget.
+        let content = budget::content_weight(message);
+        let weight = budget::message_weight(message) + 2 * message.topic.len() + 64;
+        let (old_content, old_weight) = self.retained.get(&message.topic).map_or((0, 0), |r| {
+            let w = budget::message_weight(&r.message) + 2 * r.message.topic.len() + 64;
+            (budget::content_weight(&r.message), w)
+        });
+        let new_topic = old_weight == 0;
+        if (new_topic && self.retained.len() >= self.config.max_retained_messages)
+            || !self
+                .retained_budget
+                .has_room(content.saturating_sub(old_content))
+            || !self.budget.has_room(weight.saturating_sub(old_weight))
+        {
+            self.budget.count_refused();
+            return None;
+        }
+        Some(Retained {
+            message: message.clone(),
+            at,
+            _charges: [
+                self.budget.charge(weight),
+                self.retained_budget.charge(content),
+            ],
+        })
+    }
+
     /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]).
     fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) {
         let expires_at = expiry(&publish, now);
@@ -658,12 +719,8 @@ impl Router {
                 if self.retained.remove(&message.topic).is_some() {
                     self.log(StoreOp::DeleteRetained(message.topic.clone()));
                 }
-            } else {
+            } else if let Some(r) = self.retained_entry(&message, now) {
                 self.log_retained(now, &message);
-                let r = Retained {
-                    message: message.clone(),
-                    at: now,
-                };
                 self.retained.insert(&message.topic, r);
             }
         }
@@ -741,10 +798,10 @@ impl Router {
         if s.conn.is_none() && qos0 && !queue_qos0 {
             return;
         }
-        let size = d.payload_len();
+        let size = budget::delivery_weight(&d);
         let over = |s: &Session, n: usize| {
             s.waiting_len() >= max_msgs.saturating_mul(n)
-                || s.queued_bytes + size > max_bytes.saturating_mul(n)
+                || s.queue.bytes() + size > max_bytes.saturating_mul(n)
         };
         // A client's QoS 1/2 PUBLISH to an online session with a full queue is queued anyway
         // (up to twice the limits) and its publisher waits for its acknowledgement instead.
@@ -756,16 +813,9 @@ impl Router {
         }
         while !deferred && over(s, 1) {
             // Make room by dropping the oldest QoS 0 message; otherwise refuse the new one.
-            let oldest_qos0 = (s.queued_qos0 > 0)
-                .then(|| s.queue.iter().position(Delivery::is_qos0))
-                .flatten();
-            match oldest_qos0 {
-                Some(i) => {
-                    if let Some(old) = s.queue.remove(i) {
-                        s.queued_bytes -= old.payload_len();
-                        s.queued_qos0 -= 1;
-                        store::unqueue(&mut self.store, &s.client_id, old.stored);
-                    }
+            match s.queue.drop_oldest_qos0() {
+                Some(old) => {
+                    store::unqueue(&mut self.store, &s.client_id, old.stored);
                     s.dropped += 1;
                 }
                 None => {
@@ -774,9 +824,7 @@ impl Router {
                 }
             }
         }
-        s.queued_qos0 += usize::from(qos0);
-        s.queued_bytes += size;
-        s.queue.push_back(d);
+        s.queue.push(d);
         if s.persisted {
             // Offline, everything queued is stored; online, what is owed at QoS 1/2.
             self.persist_last(now, sid);
@@ -822,11 +870,9 @@ impl Router {
             if !qos0 && s.inflight >= limit {
                 break;
             }
-            let Some(mut d) = s.queue.pop_front() else {
+            let Some(mut d) = s.queue.pop() else {
                 break;
             };
-            s.queued_qos0 -= usize::from(qos0);
-            s.queued_bytes -= d.payload_len();
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if qos0 || expired {
                 // A stored QoS 1/2 message stays stored until its flow ends.
@@ -854,7 +900,7 @@ impl Router {
         }
         let max_msgs = config.max_queued_messages;
         let max_bytes = config.max_queued_bytes;
-        if !s.waiting.is_empty() && s.waiting_len() < max_msgs && s.queued_bytes < max_bytes {
+        if !s.waiting.is_empty() && s.waiting_len() < max_msgs && s.queue.bytes() < max_bytes {
             self.wake_publishers(sid);
         }
     }
@@ -894,7 +940,7 @@ impl Router {
                 return;
             };
             let exists = s.subscriptions.contains_key(&req.filter);
-            if !exists && s.subscriptions.len() >= max_subs {
+            if !exists && (s.subscriptions.len() >= max_subs || self.budget.exhausted()) {
                 codes.push(if s.protocol.is_v5() {
                     ReasonCode::QuotaExceeded
                 } else {
@@ -908,6 +954,10 @@ impl Router {
                 options,
                 identifier: subscription_id,
             };
+            if !exists {
+                let weight = s.charge.bytes() + subscription_weight(&req.filter);
+                s.charge.set(weight);
+            }
             s.subscriptions.insert(req.filter.clone(), sub);
             self.tree.insert(&req.filter, sid, sub);
             codes.push(ReasonCode::granted(options.qos));
@@ -948,11 +998,14 @@ impl Router {
         };
         let mut codes = Vec::with_capacity(filters.len());
         for f in filters {
-            let existed = self
-                .sessions
-                .get_mut(&sid)
-                .and_then(|s| s.subscriptions.remove(&f))
-                .is_some();
+            let mut existed = false;
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                if s.subscriptions.remove(&f).is_some() {
+                    let weight = s.charge.bytes() - subscription_weight(&f);
+                    s.charge.set(weight);
+                    existed = true;
+                }
+            }
             self.tree.remove(&f, sid);
             codes.push(if existed {
                 ReasonCode::Success
@@ -970,8 +1023,8 @@ mod tests {
     #[test]
     fn a_session_stays_small() {
         // One per client, online or not (10k idle connections hold 10k of them): rare parts
-        // such as the will are boxed.
+        // such as the will are boxed. Its budget charges (its own, its queue's) take 32.
         let size = size_of::<super::Session>();
-        assert!(size <= 288, "Session is {size} bytes");
+        assert!(size <= 320, "Session is {size} bytes");
     }
 }

@@ -45,6 +45,7 @@ impl Router {
             self.config.clone(),
             self.authenticator.clone(),
             self.authorizer.clone(),
+            self.budget.clone(),
         )
     }
 
@@ -68,7 +69,7 @@ impl Router {
         };
         if !s.stalled {
             s.stalled = true;
-            s.returned = 0;
+            s.queue.reset_returned();
         }
         if matches!(mail.mail, ToConnection::Deliver(_)) {
             self.sent = self.sent.saturating_sub(1); // counted when released, never sent
@@ -76,7 +77,7 @@ impl Router {
         match mail.mail {
             ToConnection::Deliver(d) if !d.is_qos0() => {
                 s.inflight = s.inflight.saturating_sub(1);
-                s.put_back(d);
+                s.queue.put_back(d);
             }
             ToConnection::Deliver(_) => s.dropped += 1,
             ToConnection::Accepted { handover, .. } => s.handover = handover,
@@ -170,6 +171,8 @@ impl Router {
             bytes_received: self.bytes_received,
             bytes_sent: self.bytes_sent,
             dropped: self.sessions.values().map(|s| s.dropped).sum(),
+            memory_used: self.budget.used(),
+            refused_over_limits: self.budget.refused(),
         }
     }
 
