@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
-use super::router::budget::Budget;
+use super::router::budget::{message_weight, Budget};
 use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
@@ -636,8 +636,8 @@ impl ServerConnection {
         let allowed =
             self.authorizer
                 .can_publish(&self.client_id, self.username.as_ref(), &p.topic);
-        // At the memory budget a new message is refused (0x97), like a forbidden one.
-        let over_budget = allowed && self.budget.exhausted();
+        // A message the memory budget has no room for is refused (0x97), like a forbidden one.
+        let over_budget = allowed && !self.budget.has_room(message_weight(&p));
         if over_budget {
             self.budget.count_refused();
         }
@@ -779,6 +779,18 @@ impl ServerConnection {
     }
 
     fn on_subscribe(&mut self, s: Subscribe) {
+        if s.filters.len() > self.config.max_subscribe_filters {
+            // More filters than one SUBSCRIBE may carry: quota exceeded.
+            return self.close(
+                Initiator::Local,
+                ReasonCode::QuotaExceeded,
+                Some(ConnectionError::LimitExceeded(
+                    "too many topic filters in one subscribe",
+                )),
+                Some(ReasonCode::QuotaExceeded),
+                true,
+            );
+        }
         let v5 = self.protocol.is_v5();
         let (refused, too_long) = if v5 {
             (ReasonCode::NotAuthorized, ReasonCode::TopicFilterInvalid)

@@ -16,6 +16,7 @@
 pub(super) mod budget;
 mod public;
 mod queue;
+mod replay;
 mod store;
 
 pub use store::Restored;
@@ -169,6 +170,8 @@ enum Timer {
     Expire(SessionId, u64),
     /// The publishers waiting for a session's queue have waited long enough.
     Waited(SessionId),
+    /// The next piece of a session's retained replay.
+    Replay(SessionId),
 }
 
 /// What every connection of a broker shares: sessions and their queues, the subscription
@@ -230,6 +233,8 @@ pub struct Router {
     budget: Budget,
     /// The bytes of retained messages (`max_retained_bytes`).
     retained_budget: Budget,
+    /// Retained messages still to be replayed to new subscriptions, per session.
+    replays: IdMap<SessionId, replay::Replay>,
 }
 
 impl std::fmt::Debug for Router {
@@ -250,6 +255,7 @@ impl Router {
         Router {
             budget: Budget::new(config.memory_limit),
             retained_budget: Budget::new(config.max_retained_bytes),
+            replays: IdMap::default(),
             config,
             authenticator,
             authorizer,
@@ -337,6 +343,7 @@ impl Router {
                     }
                 }
                 Timer::Waited(sid) => self.wake_publishers(sid),
+                Timer::Replay(sid) => self.replay_due(now, sid),
                 Timer::Expire(sid, gen) => {
                     if self
                         .sessions
@@ -418,6 +425,9 @@ impl Router {
                         s.inflight = s.inflight.saturating_sub(n as usize);
                     }
                     self.release(now, sid);
+                    if self.replays.contains_key(&sid) {
+                        self.replay_piece(now, sid);
+                    }
                 }
             }
             ToRouter::Closed {
@@ -460,7 +470,8 @@ impl Router {
         let sessions_full = new_session
             && !self.by_client.contains_key(&req.client_id)
             && self.sessions.len() >= self.config.max_sessions;
-        if self.budget.exhausted() || sessions_full {
+        let weight = budget::CONNECTION_RESERVE + 2 * req.client_id.len();
+        if !self.budget.has_room(weight) || sessions_full {
             // At the memory budget or the session limit: no new connection; those served
             // already go on.
             self.budget.count_refused();
@@ -537,6 +548,7 @@ impl Router {
         let Some(sid) = self.online.remove(&conn) else {
             return;
         };
+        self.replays.remove(&sid);
         self.last_closed = Some((conn, sid));
         // An offline session's queue holds publishers back no more: it drops at its limits.
         self.wake_publishers(sid);
@@ -627,6 +639,7 @@ impl Router {
     /// Removes a session: its subscriptions, queue and state; a pending will goes out now.
     fn end_session(&mut self, now: Instant, sid: SessionId) {
         self.wake_publishers(sid);
+        self.replays.remove(&sid);
         let Some(s) = self.sessions.remove(&sid) else {
             return;
         };
@@ -787,7 +800,15 @@ impl Router {
         }
     }
 
+    /// Queues `d` for `sid`, behind a retained replay under way.
     fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {
+        if let Some(d) = self.behind_replay(sid, d) {
+            self.enqueue_now(now, sid, d);
+        }
+    }
+
+    /// Queues `d` at the back of `sid`'s queue, within its limits, and releases what fits.
+    fn enqueue_now(&mut self, now: Instant, sid: SessionId, d: Delivery) {
         let max_msgs = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;
         let queue_qos0 = self.config.queue_qos0_offline;
@@ -940,7 +961,8 @@ impl Router {
                 return;
             };
             let exists = s.subscriptions.contains_key(&req.filter);
-            if !exists && (s.subscriptions.len() >= max_subs || self.budget.exhausted()) {
+            let room = self.budget.has_room(subscription_weight(&req.filter));
+            if !exists && (s.subscriptions.len() >= max_subs || !room) {
                 codes.push(if s.protocol.is_v5() {
                     ReasonCode::QuotaExceeded
                 } else {
@@ -974,21 +996,8 @@ impl Router {
         }
         self.send_to((conn, ToConnection::SubAck { packet_id, codes }));
         self.persist_session(sid);
-        for (filter, qos) in retained_for {
-            let mut found: Vec<(Arc<Publish>, Option<Instant>)> = Vec::new();
-            self.retained.for_each_match(&filter, |r| {
-                found.push((r.message.clone(), r.expires_at()));
-            });
-            for (message, expires_at) in found {
-                if expires_at.is_some_and(|at| at <= now) {
-                    continue;
-                }
-                // Sent with the retain flag, whatever "retain as published" says ([MQTT-3.3.1-8]).
-                let ids = subscription_id.into_iter().collect();
-                let qos = message.qos.min(qos);
-                let d = delivery(&message, qos, true, ids, expires_at);
-                self.enqueue(now, sid, d);
-            }
+        if !retained_for.is_empty() {
+            self.replay_retained(now, sid, retained_for, subscription_id);
         }
     }
 

@@ -47,6 +47,10 @@ pub(crate) fn delivery_weight(d: &Delivery) -> usize {
 /// queue entry and its message's struct.
 pub(crate) const DELIVERY_OVERHEAD: usize = size_of::<Delivery>() + size_of::<Publish>() + 16;
 
+/// The room a new connection needs in the budget: a session and a connection's buffers at
+/// their usual size.
+pub(crate) const CONNECTION_RESERVE: usize = 8 << 10;
+
 #[derive(Debug)]
 struct Shared {
     limit: usize,
@@ -56,8 +60,8 @@ struct Shared {
 
 /// The broker's memory budget: the bytes its owners hold, against `memory_limit`.
 ///
-/// Cloned into every connection, which asks [`Budget::exhausted`] before it takes a new
-/// PUBLISH or a CONNECT; only [`Charge`]s change what is used.
+/// Cloned into every connection, which asks [`Budget::has_room`] before it takes a new
+/// PUBLISH; only [`Charge`]s change what is used.
 #[derive(Debug, Clone)]
 pub(crate) struct Budget(Arc<Shared>);
 
@@ -74,11 +78,6 @@ impl Budget {
     /// Bytes held.
     pub(crate) fn used(&self) -> usize {
         self.0.used.load(Ordering::Relaxed)
-    }
-
-    /// Whether what is held reached the limit: nothing new is taken in.
-    pub(crate) fn exhausted(&self) -> bool {
-        self.used() >= self.0.limit
     }
 
     /// Whether `bytes` more would stay within the limit.
@@ -152,7 +151,7 @@ mod tests {
         assert_eq!(b.used(), 90);
         assert!(b.has_room(10) && !b.has_room(11));
         c1.set(60);
-        assert!(b.exhausted());
+        assert!(!b.has_room(1));
         drop(c2);
         assert_eq!(b.used(), 60);
         c1.set(5);

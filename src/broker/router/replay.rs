@@ -1,0 +1,148 @@
+//! Retained messages replayed to a new subscription, in pieces, through the session's
+//! bounded queue.
+//!
+//! A SUBSCRIBE's filters are merged first (a filter repeated in one SUBSCRIBE replays once),
+//! and its retained matches wait in the session's replay, at most `max_queued_messages` of
+//! them (the rest are dropped and counted, as a full queue would). They move to the queue a
+//! piece at a time, only while the queue has room; between pieces the router serves everyone
+//! else (the next piece is a timer a moment later, or the subscriber's credit when its queue
+//! was full). While a replay is under way, new messages for the session wait behind it, so the
+//! subscriber sees them in order.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{delivery, Router, Timer};
+use crate::broker::mail::Delivery;
+use crate::broker::tree::SessionId;
+use crate::codec::Publish;
+use crate::types::{QoS, TopicFilter};
+
+/// Deliveries moved from a replay to the queue at once.
+const PIECE: usize = 64;
+
+/// The retained messages a session still waits for.
+#[derive(Debug, Default)]
+pub(super) struct Replay {
+    pending: VecDeque<Delivery>,
+    /// A timer for the next piece is set.
+    scheduled: bool,
+}
+
+impl Router {
+    /// Replays the retained messages matching `filters` (each with its granted QoS) to `sid`.
+    pub(super) fn replay_retained(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        filters: Vec<(TopicFilter, QoS)>,
+        subscription_id: Option<NonZeroU32>,
+    ) {
+        // A filter repeated in one SUBSCRIBE replays once, with the QoS granted last.
+        let mut seen = BTreeSet::new();
+        let mut merged: Vec<(TopicFilter, QoS)> = Vec::with_capacity(filters.len());
+        for (filter, qos) in filters.into_iter().rev() {
+            if seen.insert(filter.clone()) {
+                merged.push((filter, qos));
+            }
+        }
+        merged.reverse();
+        let cap = self.config.max_queued_messages;
+        let mut replay = self.replays.remove(&sid).unwrap_or_default();
+        let mut dropped = 0u64;
+        for (filter, qos) in merged {
+            let mut found: Vec<(Arc<Publish>, Option<Instant>)> = Vec::new();
+            let room = cap.saturating_sub(replay.pending.len());
+            self.retained.for_each_match(&filter, |r| {
+                if found.len() < room {
+                    found.push((r.message.clone(), r.expires_at()));
+                } else {
+                    dropped += 1;
+                }
+            });
+            for (message, expires_at) in found {
+                if expires_at.is_some_and(|at| at <= now) {
+                    continue;
+                }
+                // Sent with the retain flag, whatever "retain as published" says ([MQTT-3.3.1-8]).
+                let ids = subscription_id.into_iter().collect();
+                let qos = message.qos.min(qos);
+                replay
+                    .pending
+                    .push_back(delivery(&message, qos, true, ids, expires_at));
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.dropped += dropped;
+        }
+        if !replay.pending.is_empty() {
+            self.replays.insert(sid, replay);
+            self.replay_piece(now, sid);
+        }
+    }
+
+    /// While `sid` waits for a replay, a new delivery waits behind it (dropped and counted
+    /// once `max_queued_messages` wait there). Gives `d` back when no replay is under way.
+    pub(super) fn behind_replay(&mut self, sid: SessionId, d: Delivery) -> Option<Delivery> {
+        let Some(replay) = self.replays.get_mut(&sid) else {
+            return Some(d);
+        };
+        if replay.pending.len() < self.config.max_queued_messages {
+            replay.pending.push_back(d);
+        } else if let Some(s) = self.sessions.get_mut(&sid) {
+            s.dropped += 1;
+        }
+        None
+    }
+
+    /// Moves the next piece of `sid`'s replay to its queue, as far as the queue has room,
+    /// and plans the next piece.
+    pub(super) fn replay_piece(&mut self, now: Instant, sid: SessionId) {
+        let (max_msgs, max_bytes) = (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        );
+        let mut moved = 0;
+        while moved < PIECE {
+            let room = self.sessions.get(&sid).is_some_and(|s| {
+                s.conn.is_some() && s.waiting_len() < max_msgs && s.queue.bytes() < max_bytes
+            });
+            if !room {
+                break;
+            }
+            let Some(d) = self
+                .replays
+                .get_mut(&sid)
+                .and_then(|r| r.pending.pop_front())
+            else {
+                break;
+            };
+            self.enqueue_now(now, sid, d);
+            moved += 1;
+        }
+        let online = self.sessions.get(&sid).is_some_and(|s| s.conn.is_some());
+        let Some(replay) = self.replays.get_mut(&sid) else {
+            return;
+        };
+        if replay.pending.is_empty() || !online {
+            // Done, or the subscriber left: what is left is not replayed to it.
+            self.replays.remove(&sid);
+        } else if moved == PIECE && !replay.scheduled {
+            // More to come: after the router served the others.
+            replay.scheduled = true;
+            let at = now + Duration::from_micros(1);
+            self.set_timer(at, Timer::Replay(sid));
+        }
+        // Otherwise the queue is full: the subscriber's credit brings the next piece.
+    }
+
+    /// The timer for `sid`'s next piece fired.
+    pub(super) fn replay_due(&mut self, now: Instant, sid: SessionId) {
+        if let Some(r) = self.replays.get_mut(&sid) {
+            r.scheduled = false;
+            self.replay_piece(now, sid);
+        }
+    }
+}
