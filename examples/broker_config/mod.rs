@@ -35,7 +35,9 @@ struct FileConfig {
     persistence: Option<Spanned<toml::Value>>,
     fsync: Option<Spanned<String>>,
     autosave_interval: Option<Spanned<i64>>,
-    sys_interval: Option<u64>,
+    sys_interval: Option<Spanned<u64>>,
+    memory_limit: Option<usize>,
+    persistent_client_expiration: Option<Spanned<toml::Value>>,
     #[serde(default)]
     limits: Limits,
 }
@@ -47,8 +49,55 @@ struct Limits {
     receive_maximum: Option<Spanned<u16>>,
     max_client_id_len: Option<usize>,
     max_subscriptions_per_client: Option<usize>,
-    connect_timeout_secs: Option<u64>,
+    connect_timeout_secs: Option<Spanned<u64>>,
     max_outbound_bytes: Option<usize>,
+    max_retained_messages: Option<usize>,
+    max_retained_bytes: Option<usize>,
+    max_sessions: Option<usize>,
+    max_subscribe_filters: Option<usize>,
+}
+
+/// The longest duration a setting may name, in seconds (ten years): a deadline this far
+/// away still fits any clock.
+const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A number of seconds no longer than [`MAX_SECS`].
+fn seconds(v: &Spanned<u64>, name: &str) -> Result<Duration, (Option<Range<usize>>, String)> {
+    match *v.get_ref() {
+        n if n <= MAX_SECS => Ok(Duration::from_secs(n)),
+        _ => Err(bad(v, &format!("{name} is at most {MAX_SECS} seconds (ten years)"))),
+    }
+}
+
+/// Mosquitto's `persistent_client_expiration`: a number of seconds, or a count with a unit
+/// (`h`, `d`, `w`, `m` for 30 days, `y` for 365 days), as in `"14d"`.
+fn expiration(v: &Spanned<toml::Value>) -> Result<u32, (Option<Range<usize>>, String)> {
+    let why = "persistent_client_expiration is seconds or a count with h, d, w, m or y (\"14d\")";
+    let secs = match v.get_ref() {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(text) => {
+            let (count, unit) = text.split_at(text.len().saturating_sub(1));
+            let unit = match unit {
+                "h" => Some(3600),
+                "d" => Some(86_400),
+                "w" => Some(7 * 86_400),
+                "m" => Some(30 * 86_400),
+                "y" => Some(365 * 86_400),
+                _ => None,
+            };
+            count
+                .parse::<u64>()
+                .ok()
+                .zip(unit)
+                .and_then(|(n, u)| n.checked_mul(u))
+        }
+        _ => None,
+    };
+    let secs = secs.filter(|&s| s >= 1).ok_or_else(|| bad(v, why))?;
+    u32::try_from(secs)
+        .ok()
+        .filter(|&s| u64::from(s) <= MAX_SECS)
+        .ok_or_else(|| bad(v, "persistent_client_expiration is at most ten years"))
 }
 
 /// Everything the broker is started with.
@@ -174,8 +223,15 @@ impl Settings {
         if let Some(v) = file.max_topic_alias {
             c.topic_alias_maximum = v;
         }
-        if let Some(secs) = file.sys_interval {
-            c.sys_interval = (secs > 0).then(|| Duration::from_secs(secs));
+        if let Some(v) = &file.sys_interval {
+            let d = seconds(v, "sys_interval")?;
+            c.sys_interval = (!d.is_zero()).then_some(d);
+        }
+        if let Some(v) = file.memory_limit {
+            c.memory_limit = unlimited(v);
+        }
+        if let Some(v) = &file.persistent_client_expiration {
+            c.persistent_session_expiry = Some(expiration(v)?);
         }
         let l = &file.limits;
         if let Some(v) = &l.receive_maximum {
@@ -190,8 +246,20 @@ impl Settings {
         if let Some(v) = l.max_subscriptions_per_client {
             c.max_subscriptions_per_client = v;
         }
-        if let Some(secs) = l.connect_timeout_secs {
-            c.connect_timeout = Duration::from_secs(secs);
+        if let Some(v) = &l.connect_timeout_secs {
+            c.connect_timeout = seconds(v, "connect_timeout_secs")?;
+        }
+        if let Some(v) = l.max_retained_messages {
+            c.max_retained_messages = unlimited(v);
+        }
+        if let Some(v) = l.max_retained_bytes {
+            c.max_retained_bytes = unlimited(v);
+        }
+        if let Some(v) = l.max_sessions {
+            c.max_sessions = unlimited(v);
+        }
+        if let Some(v) = l.max_subscribe_filters {
+            c.max_subscribe_filters = unlimited(v);
         }
         if let Some(b) = l.max_outbound_bytes {
             s.options.max_outbound_bytes = b;
