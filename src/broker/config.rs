@@ -24,6 +24,10 @@ pub struct BrokerConfig {
     pub max_keep_alive: u16,
     /// How long a new transport may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// The largest packet accepted before the client is authenticated (its CONNECT and AUTH
+    /// packets), at most [`BrokerConfig::max_packet_size`]; a larger one closes the
+    /// connection without a CONNACK, as soon as its fixed header is read.
+    pub max_connect_size: u32,
     /// Whether clients without a user name are let in.
     pub allow_anonymous: bool,
     /// The longest client identifier accepted, in bytes.
@@ -119,6 +123,7 @@ impl Default for BrokerConfig {
             server_keep_alive: None,
             max_keep_alive: u16::MAX,
             connect_timeout: Duration::from_secs(10),
+            max_connect_size: 64 << 10,
             allow_anonymous: true,
             max_client_id_len: 65_535,
             max_subscriptions_per_client: 10_000,

@@ -156,7 +156,9 @@ impl ServerConnection {
         timers.set(Timer::Connect, now + config.connect_timeout);
         ServerConnection {
             id,
-            decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(config.max_packet_size),
+            // Until the client is authenticated, at most a CONNECT's worth is read.
+            decoder: Decoder::new(ProtocolVersion::V5)
+                .with_max_packet_size(config.max_packet_size.min(config.max_connect_size)),
             encoder: Encoder::new(ProtocolVersion::V5),
             config,
             authenticator,
@@ -277,6 +279,14 @@ impl ServerConnection {
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.state == State::Closed {
             return;
+        }
+        if self.state == State::New && self.inbuf.is_empty() {
+            if let Some(&first) = data.first() {
+                if first >> 4 != 1 {
+                    // [MQTT-3.1.0-1]: judged on the first byte, before anything is buffered.
+                    return self.protocol_error("first packet is not connect");
+                }
+            }
         }
         self.inbuf.extend_from_slice(data);
         self.process_input(now);

@@ -198,3 +198,29 @@ fn sessions_beyond_max_sessions_are_refused_with_0x97_and_return_code_3() {
     let (_a2, ack) = r.connect_with(persistent(V5, "a"));
     assert!(ack.session_present);
 }
+
+// ---- before CONNECT -------------------------------------------------------------------------
+
+#[test]
+fn mqtt_3_1_0_1_a_first_byte_other_than_connect_closes_before_more_is_read() {
+    let mut r = raw_with(|_| {});
+    let c = r.accept();
+    // A PUBLISH header declaring 1 MiB: judged on its first byte alone.
+    r.send(c, &[0x30]);
+    r.expect_closed(c);
+}
+
+#[test]
+fn a_connect_larger_than_max_connect_size_closes_once_its_header_is_read() {
+    let mut r = raw_with(|c| c.max_connect_size = 1024);
+    let c = r.accept();
+    // CONNECT with a remaining length of 100,000 (a0 8d 06): refused before the body.
+    r.send(c, &[0x10, 0xA0, 0x8D, 0x06]);
+    r.expect_closed(c);
+    // Once connected, the packet limit is max_packet_size again.
+    let ok = r.connect(V5, "big");
+    let payload: &'static str = Box::leak("y".repeat(4000).into_boxed_str());
+    r.send_packet(ok, V5, publish("t", payload, QoS::AtLeastOnce, 1));
+    let (_, ack) = ack_of(r.expect_packet(ok, V5));
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+}

@@ -368,6 +368,7 @@ impl ServerConnection {
             );
         }
         self.state = State::Connected;
+        self.decoder.max_packet_size = self.config.max_packet_size;
         self.timers.stop(Timer::Connect);
         self.arm_keep_alive(now);
         self.events
