@@ -65,7 +65,10 @@ const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 fn seconds(v: &Spanned<u64>, name: &str) -> Result<Duration, (Option<Range<usize>>, String)> {
     match *v.get_ref() {
         n if n <= MAX_SECS => Ok(Duration::from_secs(n)),
-        _ => Err(bad(v, &format!("{name} is at most {MAX_SECS} seconds (ten years)"))),
+        _ => Err(bad(
+            v,
+            &format!("{name} is at most {MAX_SECS} seconds (ten years)"),
+        )),
     }
 }
 

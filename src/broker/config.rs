@@ -48,8 +48,8 @@ pub struct BrokerConfig {
     /// Retained messages kept at once; a retained PUBLISH for a new topic beyond it is
     /// delivered but not retained (counted as refused).
     pub max_retained_messages: usize,
-    /// Bytes retained messages may take in all (whole messages); beyond it a retained
-    /// PUBLISH is delivered but not retained (counted as refused).
+    /// Bytes retained messages may take in all (whole messages); a retained PUBLISH that
+    /// does not fit is refused like one over the memory budget.
     pub max_retained_bytes: usize,
     /// Sessions kept at once, online or not; a CONNECT that would create one more is
     /// refused with CONNACK 0x97 (3.1.x: return code 3).

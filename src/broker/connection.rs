@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
-use super::router::budget::{message_weight, Budget};
+use super::router::budget::{content_weight, message_weight, Budget};
 use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
@@ -72,8 +72,9 @@ pub struct ServerConnection {
     config: Arc<BrokerConfig>,
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
-    /// The broker's memory budget: at its limit, new PUBLISHes are refused.
-    budget: Budget,
+    /// The broker's memory budget, and the retained messages' bytes: a PUBLISH (a retained
+    /// one) they have no room for is refused.
+    budget: [Budget; 2],
     state: State,
     protocol: ProtocolVersion,
     client_id: ByteStr,
@@ -150,7 +151,7 @@ impl ServerConnection {
         config: Arc<BrokerConfig>,
         authenticator: Arc<dyn Authenticator>,
         authorizer: Arc<dyn Authorizer>,
-        budget: Budget,
+        budget: [Budget; 2],
     ) -> ServerConnection {
         let mut timers = TimerTable::default();
         timers.set(Timer::Connect, now + config.connect_timeout);
@@ -647,9 +648,13 @@ impl ServerConnection {
             self.authorizer
                 .can_publish(&self.client_id, self.username.as_ref(), &p.topic);
         // A message the memory budget has no room for is refused (0x97), like a forbidden one.
-        let over_budget = allowed && !self.budget.has_room(message_weight(&p));
+        let [budget, retained] = &self.budget;
+        let keeps = p.retain && !p.payload.is_empty();
+        let over_budget = allowed
+            && (!budget.has_room(message_weight(&p))
+                || (keeps && !retained.has_room(content_weight(&p))));
         if over_budget {
-            self.budget.count_refused();
+            budget.count_refused();
         }
         let code = if over_budget {
             ReasonCode::QuotaExceeded

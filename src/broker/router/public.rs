@@ -45,7 +45,7 @@ impl Router {
             self.config.clone(),
             self.authenticator.clone(),
             self.authorizer.clone(),
-            self.budget.clone(),
+            [self.budget.clone(), self.retained_budget.clone()],
         )
     }
 
