@@ -39,7 +39,12 @@ const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 /// Runs `attack` against a broker started with `config` while the probe runs; checks the
 /// broker and the probe afterwards and prints the figures.
 fn under_attack(name: &str, config: &str, attack: impl FnOnce(&Broker)) {
-    let broker = Broker::start(name, config);
+    under_attack_on("tokio", name, config, attack)
+}
+
+/// [`under_attack`] with the broker on `runtime`.
+fn under_attack_on(runtime: &str, name: &str, config: &str, attack: impl FnOnce(&Broker)) {
+    let broker = Broker::start_on(runtime, name, config);
     let probe = Probe::start(broker.port);
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
@@ -274,7 +279,18 @@ fn slow_reader() {
 
 #[test]
 fn takeover_of_a_connection_that_stops_reading() {
-    under_attack("blocked-takeover", "", |b| {
+    for runtime in ["tokio", "blocking"] {
+        under_attack_on(
+            runtime,
+            &format!("blocked-takeover-{runtime}"),
+            "",
+            blocked_takeover,
+        );
+    }
+}
+
+fn blocked_takeover(b: &Broker) {
+    {
         let (mut old, _) = Conn::connect(b.port, V311, "victim", true);
         old.subscribe(1, &["blocked/#"], QoS::AtMostOnce).unwrap();
         let mut flooder = Conn::connect(b.port, V311, "flooder", true).0;
@@ -295,7 +311,7 @@ fn takeover_of_a_connection_that_stops_reading() {
             start.elapsed()
         );
         drop(old);
-    });
+    }
 }
 
 #[test]

@@ -338,7 +338,10 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             } = drain_connection(&mut c.conn, c.hook.as_ref());
             let deadline = write_deadline(c.conn.poll_timeout());
             for b in &transmit {
-                if write::<R>(&mut c.writer, &c.mail, b, deadline).await.is_err() {
+                if write::<R>(&mut c.writer, &c.mail, b, deadline)
+                    .await
+                    .is_err()
+                {
                     // A write error, or killed as too slow: the transport failed.
                     return Box::pin(abort(c, traffic, mail)).await;
                 }
@@ -523,7 +526,10 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     let d = drain_connection(&mut c.conn, c.hook.as_ref());
     let deadline = write_deadline(None);
     for b in &d.transmit {
-        if write::<R>(&mut c.writer, &c.mail, b, deadline).await.is_err() {
+        if write::<R>(&mut c.writer, &c.mail, b, deadline)
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -56,9 +56,9 @@ impl Drop for TempDir {
 }
 
 impl Broker {
-    /// Starts the broker with [`BUDGET`] and `extra` lines of TOML (top-level keys, then an
-    /// optional `[limits]` table).
-    pub(crate) fn start(name: &str, extra: &str) -> Broker {
+    /// Starts the broker on `runtime` (the example's `--runtime`) with [`BUDGET`] and
+    /// `extra` lines of TOML (top-level keys, then an optional `[limits]` table).
+    pub(crate) fn start_on(runtime: &str, name: &str, extra: &str) -> Broker {
         let dir =
             std::env::temp_dir().join(format!("tinymqtt-hostile-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -75,6 +75,8 @@ impl Broker {
                 config.to_str().unwrap(),
                 "--log-level",
                 "error",
+                "--runtime",
+                runtime,
             ],
         );
         wait_for_port(port);
