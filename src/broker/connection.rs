@@ -74,7 +74,7 @@ pub struct ServerConnection {
     authorizer: Arc<dyn Authorizer>,
     /// The broker's memory budget, and the retained messages' bytes: a PUBLISH (a retained
     /// one) they have no room for is refused.
-    budget: [Budget; 2],
+    budget: Arc<[Budget; 2]>,
     state: State,
     protocol: ProtocolVersion,
     client_id: ByteStr,
@@ -151,7 +151,7 @@ impl ServerConnection {
         config: Arc<BrokerConfig>,
         authenticator: Arc<dyn Authenticator>,
         authorizer: Arc<dyn Authorizer>,
-        budget: [Budget; 2],
+        budget: Arc<[Budget; 2]>,
     ) -> ServerConnection {
         let mut timers = TimerTable::default();
         timers.set(Timer::Connect, now + config.connect_timeout);
@@ -429,6 +429,17 @@ impl ServerConnection {
 
     // ---- closing ------------------------------------------------------------------------
 
+    /// Closes a transport the broker has no room for, before anything is read from it.
+    pub(crate) fn refuse_transport(&mut self) {
+        self.close(
+            Initiator::Local,
+            ReasonCode::QuotaExceeded,
+            Some(ConnectionError::LimitExceeded("too many connections")),
+            None,
+            false,
+        );
+    }
+
     fn decode_error(&mut self, e: DecodeError) {
         let code = e.reason_code();
         let connack = self.state == State::New;
@@ -648,7 +659,7 @@ impl ServerConnection {
             self.authorizer
                 .can_publish(&self.client_id, self.username.as_ref(), &p.topic);
         // A message the memory budget has no room for is refused (0x97), like a forbidden one.
-        let [budget, retained] = &self.budget;
+        let [budget, retained] = &*self.budget;
         let keeps = p.retain && !p.payload.is_empty();
         let over_budget = allowed
             && (!budget.has_room(message_weight(&p))

@@ -207,7 +207,13 @@ impl Broker {
     pub fn accept(&mut self, now: Instant) -> ConnId {
         let conn = self.router.accept(now);
         let id = conn.id();
+        let closed = conn.is_closed();
         self.conns.insert(id, conn);
+        if closed {
+            // Refused at once (no room): its close is drained now.
+            self.touch(id);
+            self.pump(now);
+        }
         id
     }
 

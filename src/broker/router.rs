@@ -201,7 +201,6 @@ pub struct Router {
     online: IdMap<ConnId, SessionId>,
     /// A CONNECT waiting for the session's previous connection to hand it over.
     takeovers: IdMap<SessionId, (ConnId, ConnectRequest)>,
-    shared_cursor: HashMap<Box<str>, usize>,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
     next_session: u64,
@@ -233,8 +232,13 @@ pub struct Router {
     budget: Budget,
     /// The bytes of retained messages (`max_retained_bytes`).
     retained_budget: Budget,
+    /// Both, for the connections to ask before they take a PUBLISH.
+    budgets: Arc<[Budget; 2]>,
     /// Retained messages still to be replayed to new subscriptions, per session.
     replays: IdMap<SessionId, replay::Replay>,
+    /// The will and expiry timers of each offline session, removed when it reconnects or
+    /// ends (a session that comes and goes leaves no timers behind).
+    session_timers: IdMap<SessionId, Vec<(Instant, u64)>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -252,10 +256,14 @@ impl Router {
         authenticator: Arc<dyn Authenticator>,
         authorizer: Arc<dyn Authorizer>,
     ) -> Router {
+        let budget = Budget::new(config.memory_limit);
+        let retained_budget = Budget::new(config.max_retained_bytes);
         Router {
-            budget: Budget::new(config.memory_limit),
-            retained_budget: Budget::new(config.max_retained_bytes),
+            budgets: Arc::new([budget.clone(), retained_budget.clone()]),
+            budget,
+            retained_budget,
             replays: IdMap::default(),
+            session_timers: IdMap::default(),
             config,
             authenticator,
             authorizer,
@@ -271,7 +279,6 @@ impl Router {
             sessions: IdMap::default(),
             online: IdMap::default(),
             takeovers: IdMap::default(),
-            shared_cursor: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             next_session: 0,
@@ -322,7 +329,18 @@ impl Router {
 
     fn set_timer(&mut self, at: Instant, t: Timer) {
         self.timer_seq += 1;
-        self.timers.insert((at, self.timer_seq), t);
+        let key = (at, self.timer_seq);
+        self.timers.insert(key, t);
+        if let Timer::Will(sid, _) | Timer::Expire(sid, _) = t {
+            self.session_timers.entry(sid).or_default().push(key);
+        }
+    }
+
+    /// Removes the will and expiry timers of `sid` (it reconnected or ended).
+    fn clear_session_timers(&mut self, sid: SessionId) {
+        for key in self.session_timers.remove(&sid).unwrap_or_default() {
+            self.timers.remove(&key);
+        }
     }
 
     /// Fires will delays and session expiries due at `now`.
@@ -509,7 +527,7 @@ impl Router {
             return;
         };
         // Reconnecting within the will delay cancels the will ([MQTT-3.1.3-9]); stale timers
-        // of this session stop counting.
+        // of this session stop counting, and go.
         s.generation += 1;
         s.stalled = false;
         s.will = req.will.map(Box::new);
@@ -521,6 +539,7 @@ impl Router {
         let handover = std::mem::take(&mut s.handover);
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
         s.inflight = handover.outbound.len();
+        self.clear_session_timers(sid);
         self.online.insert(conn, sid);
         let hold_flows = self.holds_acks();
         self.persist_session(sid);
@@ -640,6 +659,7 @@ impl Router {
     fn end_session(&mut self, now: Instant, sid: SessionId) {
         self.wake_publishers(sid);
         self.replays.remove(&sid);
+        self.clear_session_timers(sid);
         let Some(s) = self.sessions.remove(&sid) else {
             return;
         };
@@ -743,7 +763,7 @@ impl Router {
         // The matches go into a buffer kept between routes (no allocation per message).
         let mut plain = std::mem::take(&mut self.matches);
         plain.clear();
-        let mut shared: Vec<(Box<str>, Members)> = Vec::new();
+        let mut shared: Vec<(usize, Members)> = Vec::new();
         self.tree
             .for_each_match(message.topic.as_bytes(), |m| match m {
                 Match::Plain(sid, sub) => {
@@ -751,8 +771,8 @@ impl Router {
                         plain.push((sid, *sub)); // no-local: [MQTT-3.8.3-3]
                     }
                 }
-                Match::Shared { group, members } => {
-                    shared.push((group.into(), members.as_slice().to_vec()));
+                Match::Shared { members, .. } => {
+                    shared.push((members.next_turn(), members.as_slice().to_vec()));
                 }
             });
         plain.sort_by_key(|(sid, _)| *sid);
@@ -771,7 +791,7 @@ impl Router {
         }
         plain.clear();
         self.matches = plain;
-        for (group, members) in shared {
+        for (turn, members) in shared {
             // Round-robin over the group's members that are online, else any member.
             let online: Vec<&(SessionId, Subscription)> = members
                 .iter()
@@ -782,11 +802,9 @@ impl Router {
             } else {
                 online
             };
-            let cursor = self.shared_cursor.entry(group).or_insert(0);
-            let Some(&&(sid, sub)) = pool.get(*cursor % pool.len().max(1)) else {
+            let Some(&&(sid, sub)) = pool.get(turn % pool.len().max(1)) else {
                 continue;
             };
-            *cursor = cursor.wrapping_add(1);
             let ids = sub.identifier.into_iter().collect();
             let qos = qos.min(sub.options.qos);
             let d = delivery(

@@ -224,3 +224,46 @@ fn a_connect_larger_than_max_connect_size_closes_once_its_header_is_read() {
     let (_, ack) = ack_of(r.expect_packet(ok, V5));
     assert_eq!(ack.reason_code, ReasonCode::Success);
 }
+
+#[test]
+fn connections_in_their_handshake_count_against_max_connections() {
+    let mut r = raw_with(|c| c.max_connections = Some(2));
+    // Two transports that never send CONNECT, and one more (the room for a takeover).
+    let idle: Vec<_> = (0..3).map(|_| r.accept()).collect();
+    for c in &idle {
+        r.expect_open(*c);
+    }
+    // One more is closed before anything is read.
+    let over = r.accept();
+    r.expect_closed(over);
+    r.expect_silence(over);
+    // The connect timeout frees the slots.
+    r.advance(Duration::from_secs(11));
+    for c in idle {
+        r.expect_closed(c);
+    }
+    r.connect(V5, "late");
+}
+
+#[test]
+fn a_session_that_reconnects_leaves_no_timer_behind() {
+    let mut r = raw_with(|c| c.sys_interval = None);
+    let mut c = Connect::new(V5, s("back"));
+    c.clean_start = false;
+    c.keep_alive = 0;
+    c.properties.session_expiry_interval = Some(86_400);
+    for _ in 0..3 {
+        let (conn, _) = r.connect_with(c.clone());
+        assert_eq!(
+            r.broker.poll_timeout(),
+            None,
+            "only the connection, without timers"
+        );
+        r.close(conn);
+        assert!(r.broker.poll_timeout().is_some(), "the session's expiry");
+    }
+    let (_conn, ack) = r.connect_with(c);
+    assert!(ack.session_present);
+    // The expiry timers of the three disconnections are gone with them.
+    assert_eq!(r.broker.poll_timeout(), None);
+}

@@ -33,20 +33,30 @@ impl Router {
     /// A transport connected: its connection, with an identifier never used before.
     ///
     /// It counts towards [`BrokerStats::connections`] until its last mail (the one its close
-    /// produces) reaches [`Router::handle_mail`].
+    /// produces) reaches [`Router::handle_mail`]. Connections still in their handshake count
+    /// against [`BrokerConfig::max_connections`] too: with that many open and one more (room
+    /// for a takeover), the new one comes back closed, before anything is read from it.
     pub fn accept(&mut self, now: Instant) -> ServerConnection {
         self.start_clock(now);
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        let full = self
+            .config
+            .max_connections
+            .is_some_and(|max| self.conns.len() > max);
         self.conns.insert(id);
-        ServerConnection::new(
+        let mut conn = ServerConnection::new(
             id,
             now,
             self.config.clone(),
             self.authenticator.clone(),
             self.authorizer.clone(),
-            [self.budget.clone(), self.retained_budget.clone()],
-        )
+            self.budgets.clone(),
+        );
+        if full {
+            conn.refuse_transport();
+        }
+        conn
     }
 
     /// Mail from a connection.
