@@ -55,6 +55,7 @@ struct Limits {
     max_retained_bytes: Option<usize>,
     max_sessions: Option<usize>,
     max_subscribe_filters: Option<usize>,
+    max_connect_size: Option<Spanned<u32>>,
 }
 
 /// The longest duration a setting may name, in seconds (ten years): a deadline this far
@@ -263,6 +264,13 @@ impl Settings {
         }
         if let Some(v) = l.max_subscribe_filters {
             c.max_subscribe_filters = unlimited(v);
+        }
+        if let Some(v) = &l.max_connect_size {
+            c.max_connect_size = match *v.get_ref() {
+                0 => MQTT_MAX_PACKET,
+                n if n < 2 => return Err(bad(v, "a packet size below 2 bytes admits no packet")),
+                n => n,
+            };
         }
         if let Some(b) = l.max_outbound_bytes {
             s.options.max_outbound_bytes = b;
