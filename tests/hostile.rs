@@ -20,7 +20,6 @@
 #![allow(clippy::disallowed_methods)]
 
 #[path = "support/interop.rs"]
-#[allow(dead_code)]
 mod peers;
 
 #[path = "hostile/harness.rs"]
