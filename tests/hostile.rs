@@ -146,6 +146,50 @@ fn subscribe_replay_amplification() {
 }
 
 #[test]
+fn subscribe_replay_amplification_without_a_filter_cap() {
+    // The measured failure: 1,000 retained messages, then one SUBSCRIBE holding 100,000
+    // copies of `#`, here with no cap on filters: merged, each retained message comes once.
+    let retained = 1000 * scale();
+    let config = "[limits]\nmax_subscribe_filters = 0\n";
+    under_attack("subscribe-amplification-uncapped", config, |b| {
+        retain(b.port, retained, 16);
+        let mut c = Conn::connect(b.port, V5, "amplifier", true).0;
+        c.send(&subscribe_packet(1, (0..100_000).map(|_| "#".to_owned())));
+        let (mut got, mut acked) = (0, false);
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // Until every retained message came, and half a second more for duplicates (the
+        // probe's messages match `#` too, so the stream never falls silent).
+        let mut done: Option<Instant> = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while done.is_none_or(|at| at.elapsed() < Duration::from_millis(500)) {
+            assert!(
+                Instant::now() < deadline,
+                "{got} of {retained} retained messages"
+            );
+            match c.recv() {
+                Some(Packet::SubAck(a)) => {
+                    assert_eq!(a.reason_codes.len(), 100_000);
+                    acked = true;
+                }
+                Some(Packet::Publish(p)) if p.topic.starts_with("retained/") => got += 1,
+                Some(_) => {}
+                None => break,
+            }
+            if acked && got >= retained && done.is_none() {
+                done = Some(Instant::now());
+            }
+        }
+        assert!(acked);
+        assert_eq!(
+            got, retained,
+            "each retained message once, not once per filter"
+        );
+    });
+}
+
+#[test]
 fn property_inflation() {
     under_attack("property-inflation", "", |b| {
         // Retained QoS 1 messages of ~1 MB of minimal user properties (5 bytes each on the
