@@ -2,7 +2,7 @@
 //! tree, retained messages, wills with their delay, session expiry and takeover.
 //!
 //! Queue policy, per session: at most `max_queued_messages` messages and `max_queued_bytes`
-//! payload bytes wait (offline, or beyond the in-flight window). A client's QoS 1/2 PUBLISH
+//! bytes (whole messages) wait (offline, or beyond the in-flight window). A client's QoS 1/2 PUBLISH
 //! that finds an online session's queue full is queued anyway, up to twice those limits, and
 //! its publisher's PUBACK / PUBREC waits until that queue is below its limits again, or for
 //! `max_publisher_wait` at most (backpressure: a publisher's window stops it). Otherwise,
