@@ -19,15 +19,18 @@ pub(crate) fn message_weight(p: &Publish) -> usize {
     size_of::<Publish>() + content_weight(p)
 }
 
-/// What a message's content weighs: topic, payload and properties at their real size (each
-/// user property also costs its two string handles). What `max_queued_bytes` counts.
+/// What a message's content weighs: topic, payload and properties at their real size (the
+/// user properties' list as allocated, two string handles each). What `max_queued_bytes`
+/// counts.
 pub(crate) fn content_weight(p: &Publish) -> usize {
     let props = &p.properties;
-    let users: usize = props
-        .user_properties
-        .iter()
-        .map(|(k, v)| size_of::<UserProperty>() + k.len() + v.len())
-        .sum();
+    // The list as allocated (its capacity), and the strings' bytes.
+    let users = props.user_properties.capacity() * size_of::<UserProperty>()
+        + props
+            .user_properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
     p.topic.len()
         + p.payload.len()
         + props.response_topic.as_ref().map_or(0, |t| t.len())
@@ -165,11 +168,7 @@ mod tests {
         let t = TopicName::new("t").unwrap();
         let plain = message_weight(&Publish::new(t.clone(), Bytes::from_static(b"abc")));
         let mut p = Publish::new(t, Bytes::from_static(b"abc"));
-        for _ in 0..10 {
-            p.properties
-                .user_properties
-                .push((ByteStr::new(), ByteStr::new()));
-        }
+        p.properties.user_properties = vec![(ByteStr::new(), ByteStr::new()); 10];
         assert_eq!(message_weight(&p), plain + 10 * size_of::<UserProperty>());
     }
 }
