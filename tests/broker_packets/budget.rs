@@ -68,9 +68,9 @@ fn a_subscribe_with_more_filters_than_allowed_gets_disconnect_0x97() {
 }
 
 #[test]
-fn a_retained_replay_larger_than_the_queue_goes_in_pieces_and_drops_beyond_the_cap() {
-    // A QoS 1 subscription with a window of 20 and room for 100 messages: of 300 retained
-    // messages, the replay keeps 100 and hands them over as the subscriber acknowledges.
+fn a_retained_replay_larger_than_the_queue_goes_in_pieces() {
+    // A QoS 1 subscription with a window of 20 and room for 100 queued messages: 300 retained
+    // messages go through the queue in pieces, as the subscriber acknowledges.
     let mut r = raw_with(|c| {
         c.max_queued_messages = 100;
         c.max_inflight_v3 = 20;
@@ -100,8 +100,47 @@ fn a_retained_replay_larger_than_the_queue_goes_in_pieces_and_drops_beyond_the_c
             r.send(c, &[0x40, 0x02, (id.get() >> 8) as u8, id.get() as u8]);
         }
     }
-    assert_eq!(total, 100, "the replay is capped at max_queued_messages");
-    assert_eq!(r.broker.dropped(&s("sub")), Some(200));
+    assert_eq!(total, 300, "every retained message, in pieces");
+    assert_eq!(r.broker.dropped(&s("sub")), Some(0));
+}
+
+#[test]
+fn a_retained_replay_beyond_max_retained_messages_drops_the_rest() {
+    // A window of 1 and one queued message: of the first SUBSCRIBE's 4 retained messages, 2
+    // go out and 2 wait in the replay; the second SUBSCRIBE's 4 find room for 2 more there
+    // (max_retained_messages = 4 wait at most): 2 are dropped and counted.
+    let mut r = raw_with(|c| {
+        c.max_retained_messages = 4;
+        c.max_queued_messages = 1;
+        c.max_inflight_v3 = 1;
+    });
+    let p = r.connect(V5, "retainer");
+    for i in 0..4u16 {
+        let mut m = publish("r", "x", QoS::AtLeastOnce, i + 1);
+        m.retain = true;
+        m.topic = tinymqtt::TopicName::new(&format!("r/{i}")).unwrap();
+        r.send_packet(p, V5, m);
+    }
+    let c = r.connect(V311, "sub");
+    r.send_packet(c, V311, subscribe(1, vec![sub("r/#", QoS::AtLeastOnce)]));
+    r.send_packet(c, V311, subscribe(2, vec![sub("r/+", QoS::AtLeastOnce)]));
+    let mut total = 0;
+    for _ in 0..20 {
+        r.advance(Duration::from_millis(1));
+        let got = r.packets(c, V311);
+        if got.is_empty() {
+            break;
+        }
+        for p in got {
+            if let Packet::Publish(m) = p {
+                total += 1;
+                let id = m.packet_id.expect("QoS 1").get();
+                r.send(c, &[0x40, 0x02, (id >> 8) as u8, id as u8]);
+            }
+        }
+    }
+    assert_eq!(total, 6);
+    assert_eq!(r.broker.dropped(&s("sub")), Some(2));
 }
 
 #[test]
