@@ -43,6 +43,9 @@ fn under_attack(name: &str, config: &str, attack: impl FnOnce(&Broker)) {
 
 /// [`under_attack`] with the broker on `runtime`.
 fn under_attack_on(runtime: &str, name: &str, config: &str, attack: impl FnOnce(&Broker)) {
+    // One attack at a time: each has the machine's cores to itself, as its figures assume.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let broker = Broker::start_on(runtime, name, config);
     let probe = Probe::start(broker.port);
     std::thread::sleep(Duration::from_millis(200));

@@ -27,8 +27,9 @@ pub(crate) const BUDGET: u64 = 32 << 20;
 pub(crate) const SLACK: u64 = 64 << 20;
 
 /// The longest PINGREQ round trip the probe may see while an attack runs. Generous: the
-/// broker is a debug build sharing two cores with the attack and the test runner.
-pub(crate) const PROBE_BOUND: Duration = Duration::from_millis(500);
+/// broker is a debug build sharing two cores with the attack and the test runner (the
+/// worst measured is under 300 ms; release builds answer in a few).
+pub(crate) const PROBE_BOUND: Duration = Duration::from_secs(1);
 
 /// How much bigger and longer the attacks are: 1 in `make test`, more in `make soak`
 /// (`HOSTILE_SCALE`).
