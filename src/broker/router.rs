@@ -2,13 +2,14 @@
 //! tree, retained messages, wills with their delay, session expiry and takeover.
 //!
 //! Queue policy, per session: at most `max_queued_messages` messages and `max_queued_bytes`
-//! bytes (whole messages) wait (offline, or beyond the in-flight window). A client's QoS 1/2 PUBLISH
-//! that finds an online session's queue full is queued anyway, up to twice those limits, and
-//! its publisher's PUBACK / PUBREC waits until that queue is below its limits again, or for
-//! `max_publisher_wait` at most (backpressure: a publisher's window stops it). Otherwise,
-//! when a new message does not fit, the oldest queued QoS 0 message is dropped to make room;
-//! if none is left to drop, the new message is dropped. Either way the session's drop count grows. QoS 0 messages for an
-//! offline session are queued only with `queue_qos0_offline`.
+//! bytes of whole messages wait (offline, or beyond the in-flight window). A client's QoS 1/2
+//! PUBLISH that finds an online session's queue full is queued anyway, up to twice those
+//! limits, and its publisher's PUBACK / PUBREC waits until that queue is below its limits
+//! again, or for `max_publisher_wait` at most (backpressure: a publisher's window stops it).
+//! Otherwise, when a new message does not fit, the oldest queued QoS 0 message is dropped to
+//! make room; if none is left to drop, the new message is dropped. Either way the session's
+//! drop count grows. QoS 0 messages for an offline session are queued only with
+//! `queue_qos0_offline`.
 //!
 //! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
 //! `public`.
