@@ -85,6 +85,19 @@ fn under_attack_on(runtime: &str, name: &str, config: &str, attack: impl FnOnce(
     );
 }
 
+/// A variable byte integer.
+fn var_int(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (n % 128) as u8;
+        n /= 128;
+        out.push(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
 /// Publishes `n` retained QoS 0 messages `retained/i` of `size` bytes.
 fn retain(port: u16, n: usize, size: usize) {
     let (mut c, code) = Conn::connect(port, V311, "retainer", true);
@@ -200,14 +213,24 @@ fn property_inflation() {
         // Retained QoS 1 messages of ~1 MB of minimal user properties (5 bytes each on the
         // wire): the budget refuses them with 0x97 once it is reached.
         let mut c = Conn::connect(b.port, V5, "inflater", true).0;
+        // The properties are written once: 200,000 user properties with empty strings.
+        let props: Vec<u8> = [0x26u8, 0, 0, 0, 0].repeat(200_000);
         let mut refused = 0;
         for i in 0..20 * scale() {
-            let mut p = Publish::new(topic(&format!("inflate/{i}")), Bytes::from_static(b"x"));
-            p.retain = true;
-            p.qos = QoS::AtLeastOnce;
-            p.packet_id = Some(pid(i as u16 % 60_000 + 1));
-            p.properties.user_properties = vec![(ByteStr::new(), ByteStr::new()); 200_000];
-            c.send(&p.into());
+            let topic = format!("inflate/{i:06}");
+            let id = (i % 60_000) as u16 + 1;
+            let mut body = Vec::with_capacity(props.len() + 32);
+            body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+            body.extend_from_slice(topic.as_bytes());
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&var_int(props.len()));
+            body.extend_from_slice(&props);
+            body.push(b'x');
+            // PUBLISH, QoS 1, retain.
+            let mut packet = vec![0x33];
+            packet.extend_from_slice(&var_int(body.len()));
+            packet.extend_from_slice(&body);
+            c.send_raw(&packet).unwrap();
             match c.recv() {
                 Some(Packet::PubAck(a)) if a.reason_code == ReasonCode::QuotaExceeded => {
                     refused += 1
