@@ -734,6 +734,9 @@ fn run_connection(
     let _open = OpenOnDrop(permits.clone());
     let id = conn.id();
     let mut traffic = Traffic::new(now());
+    // Reads the connection does not want yet (see `ServerConnection::wants_input`): their
+    // permits stay taken, so the reader thread stops after a few.
+    let mut held: VecDeque<Bytes> = VecDeque::new();
     loop {
         let d = drain_connection(&mut conn, hook.as_ref());
         let mut failed = false;
@@ -782,9 +785,9 @@ fn run_connection(
         loop {
             let more = match input {
                 Ok(ConnInput::Bytes(b)) => {
-                    permits.release();
                     traffic.received += b.len() as u64;
-                    conn.handle_input(now(), &b);
+                    held.push_back(b);
+                    feed(&mut conn, &mut held, &permits);
                     true
                 }
                 Ok(ConnInput::ReadEnd) => {
@@ -797,6 +800,8 @@ fn run_connection(
                     for m in batch {
                         conn.handle_router(at, m);
                     }
+                    // The session may be accepted now: what was held back goes in.
+                    feed(&mut conn, &mut held, &permits);
                     true
                 }
                 Ok(ConnInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
@@ -816,6 +821,17 @@ fn run_connection(
                 Err(_) => break,
             }
         }
+    }
+}
+
+/// Hands the connection the reads held back, in order, while it wants them.
+fn feed(conn: &mut ServerConnection, held: &mut VecDeque<Bytes>, permits: &Permits) {
+    while conn.wants_input() {
+        let Some(b) = held.pop_front() else {
+            return;
+        };
+        permits.release();
+        conn.handle_input(now(), &b);
     }
 }
 

@@ -455,7 +455,14 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             }
             Poll::Pending => {}
         }
-        match poll_input(&mut c.reader, &mut c.conn, cx) {
+        // Not before the session is accepted, past about one CONNECT's worth: the socket
+        // waits (the post wakes this task when the router answers).
+        let input = if c.conn.wants_input() {
+            poll_input(&mut c.reader, &mut c.conn, cx)
+        } else {
+            Poll::Pending
+        };
+        match input {
             Poll::Ready(Ok(0)) => return Poll::Ready(Wake::Ended),
             Poll::Ready(Ok(n)) => {
                 traffic.received += n as u64;

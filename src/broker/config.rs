@@ -26,7 +26,9 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// The largest packet accepted before the client is authenticated (its CONNECT and AUTH
     /// packets), at most [`BrokerConfig::max_packet_size`]; a larger one closes the
-    /// connection without a CONNACK, as soon as its fixed header is read.
+    /// connection without a CONNACK, as soon as its fixed header is read. Until the session
+    /// is accepted, about this much more is read behind the CONNECT
+    /// ([`ServerConnection::wants_input`](crate::broker::ServerConnection::wants_input)).
     pub max_connect_size: u32,
     /// Whether clients without a user name are let in.
     pub allow_anonymous: bool,

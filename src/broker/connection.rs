@@ -208,6 +208,21 @@ impl ServerConnection {
         self.state == State::Closed
     }
 
+    /// Whether the runtime should read more from the transport now: not while the CONNECT
+    /// waits for the router (or its authentication) with at least
+    /// [`BrokerConfig::max_connect_size`] bytes already waiting behind it, so a connection not
+    /// accepted yet holds at most about one CONNECT's worth. Router mail and deadlines still
+    /// go in; reading resumes once the session is accepted.
+    pub fn wants_input(&self) -> bool {
+        match self.state {
+            State::Authenticating | State::Connecting => {
+                self.inbuf.len() < self.config.max_connect_size as usize
+            }
+            State::New | State::Connected => true,
+            State::Closed => false,
+        }
+    }
+
     /// Bytes to write to the transport; yields after inputs and router mail.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         if self.out.is_empty() {
