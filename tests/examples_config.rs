@@ -138,6 +138,11 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
             ":2:24: ",
         ),
         (
+            "autosave_far.toml",
+            "fsync = \"interval\"\nautosave_interval = 999999999999\n",
+            ":2:21: ",
+        ),
+        (
             "expiration.toml",
             "persistent_client_expiration = \"14x\"\n",
             ":1:32: ",

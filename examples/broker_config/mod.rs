@@ -320,8 +320,13 @@ impl Settings {
             }
             let secs = u64::try_from(*v.get_ref())
                 .ok()
-                .filter(|&n| n >= 1)
-                .ok_or_else(|| bad(v, "autosave_interval is a number of seconds, at least 1"))?;
+                .filter(|&n| (1..=MAX_SECS).contains(&n))
+                .ok_or_else(|| {
+                    bad(
+                        v,
+                        "autosave_interval is a number of seconds, from 1 to ten years",
+                    )
+                })?;
             s.autosave_interval = Duration::from_secs(secs);
         }
         s.set_fsync(interval);
