@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes crash broker publisher subscriber
+.PHONY: soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -115,6 +115,15 @@ bench-runtimes:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(RUNTIME_SCENARIOS)" \
 	  BROKERS="tinymqtt tinymqtt-smol tinymqtt-async-std tinymqtt-blocking" \
 	  CARGO=$(CARGO) bash benches/bench-brokers.sh
+
+## soak: the hostile-client suite (tests/hostile.rs) ten times bigger and longer, outside CI;
+## prints per attack the broker's peak RSS and the probe's worst PINGREQ round trip
+## (e.g. make soak HOSTILE_SCALE=20)
+HOSTILE_SCALE ?= 10
+soak:
+	$(CARGO) build --examples --all-features
+	HOSTILE_SCALE=$(HOSTILE_SCALE) $(CARGO) test --all-features --test hostile -- \
+	  --nocapture --test-threads 1
 
 ## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"
 ARGS ?=

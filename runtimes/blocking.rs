@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -316,6 +316,9 @@ enum ConnInput {
 struct Queue {
     tx: Sender<ConnInput>,
     stream: TcpStream,
+    /// Set when mail that closes the connection (a takeover) is posted: a write blocked on
+    /// a peer that does not read gives up.
+    closing: Arc<AtomicBool>,
     /// Set by the connection's thread once it has closed: mail is refused from then on (it
     /// goes back to the router as undelivered). Held while pushing, so no batch lands in
     /// the channel after the thread's last look at it.
@@ -327,6 +330,9 @@ impl MailQueue for Queue {
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         if *closed {
             return Err(batch);
+        }
+        if batch.iter().any(ConnectionMail::closes) {
+            self.closing.store(true, Ordering::Release);
         }
         self.tx.send(ConnInput::Mail(batch)).map_err(|e| match e.0 {
             ConnInput::Mail(b) => b,
@@ -428,7 +434,11 @@ impl Broker {
                     if stopping.load(Ordering::Acquire) {
                         return;
                     }
-                    let Ok(s) = s else { continue };
+                    let Ok(s) = s else {
+                        // Out of descriptors and the like: breathe, then go on.
+                        pause(Duration::from_millis(50));
+                        continue;
+                    };
                     if s.set_nodelay(true).is_err() || tx.send(Inbox::Accept(s)).is_err() {
                         return;
                     }
@@ -555,11 +565,87 @@ const READER_STACK: usize = 64 * 1024;
 /// connection holds little; full reads grow it up to [`READ_CHUNK`](driver::READ_CHUNK).
 const FIRST_READ: usize = 512;
 
+/// Connections served at once: each takes two threads. One more is closed at once, and so is
+/// one whose threads the system refuses.
+pub const MAX_CONNECTION_THREADS: usize = 8192;
+
+/// Connections whose threads run.
+static CONNECTION_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// How often a write blocked on its peer looks for mail that closes the connection.
+const WRITE_POLL: Duration = Duration::from_millis(50);
+
+/// How long a write to a peer may make no progress before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes `buf` whole, unless the peer takes nothing for [`WRITE_TIMEOUT`] or `closing` is
+/// set (a takeover) while the write waits: a peer that does not read holds neither its
+/// session nor its takeover. The socket has a write timeout of [`WRITE_POLL`].
+fn write_watched(stream: &mut TcpStream, mut buf: &[u8], closing: &AtomicBool) -> io::Result<()> {
+    let mut progress = now();
+    while !buf.is_empty() {
+        match stream.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                progress = now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if closing.load(Ordering::Acquire) || now() - progress >= WRITE_TIMEOUT {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Waits `d` (the accept loop's pause after an error such as running out of descriptors).
+#[allow(clippy::disallowed_methods)]
+fn pause(d: Duration) {
+    thread::sleep(d);
+}
+
+/// One connection's place under [`MAX_CONNECTION_THREADS`], given back on drop.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        CONNECTION_THREADS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONNECTION_THREADS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        CONNECTION_THREADS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Starts a connection's reader thread and its connection thread (which owns the
 /// `ServerConnection` and writes) on three handles of one socket; returns the router's
-/// mailbox for it, or its parts back when the reader thread cannot start.
+/// mailbox for it, or its parts back when there is no room for more connections or the
+/// threads cannot start.
 fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<Parts>> {
+    let Some(slot) = Slot::take() else {
+        return Err(Box::new(p));
+    };
     let [stream, mut reader, abort] = streams;
+    if stream.set_write_timeout(Some(WRITE_POLL)).is_err() {
+        return Err(Box::new(p));
+    }
     // The reader's chunks, the router's batches, and the shutdown. Unbounded, so that it
     // preallocates nothing (a sync_channel's ring of NET_CHUNKS + batches slots is ~50 KB per
     // connection): the reader waits for one of NET_CHUNKS permits before it sends, and the
@@ -596,22 +682,38 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
         }
         let _ = inputs.send(ConnInput::ReadEnd);
     };
+    // The connection thread starts first and gets its parts once both threads run, so that
+    // they come back here if either cannot start.
+    let q = queued.clone();
+    let closed = Arc::new(Mutex::new(false));
+    let shut = closed.clone();
+    let closing = Arc::new(AtomicBool::new(false));
+    let taken_over = closing.clone();
+    let verdicts = tx.clone();
+    let (give, parts) = sync_channel::<Parts>(1);
+    let started = thread::Builder::new().spawn(move || {
+        let _slot = slot;
+        if let Ok(p) = parts.recv() {
+            run_connection(stream, p, (rx, verdicts), permits, q, shut, taken_over);
+        }
+    });
+    if started.is_err() {
+        return Err(Box::new(p));
+    }
     if thread::Builder::new()
         .stack_size(READER_STACK)
         .spawn(read)
         .is_err()
     {
+        // The connection thread ends without its parts.
         return Err(Box::new(p));
     }
-    let q = queued.clone();
-    let closed = Arc::new(Mutex::new(false));
-    let shut = closed.clone();
-    let verdicts = tx.clone();
-    thread::spawn(move || run_connection(stream, p, (rx, verdicts), permits, q, shut));
+    let _ = give.send(p);
     Ok(Mailbox::new(
         Queue {
             tx,
             stream: abort,
+            closing,
             closed,
         },
         queued,
@@ -626,6 +728,7 @@ fn run_connection(
     permits: Arc<Permits>,
     queued: Arc<Queued>,
     closed: Arc<Mutex<bool>>,
+    closing: Arc<AtomicBool>,
 ) {
     let Parts {
         mut conn,
@@ -639,11 +742,15 @@ fn run_connection(
     let _open = OpenOnDrop(permits.clone());
     let id = conn.id();
     let mut traffic = Traffic::new(now());
+    // Reads the connection does not want yet (see `ServerConnection::wants_input`): their
+    // permits stay taken, so the reader thread stops after a few.
+    let mut held: VecDeque<Bytes> = VecDeque::new();
     loop {
         let d = drain_connection(&mut conn, hook.as_ref());
         let mut failed = false;
         for b in &d.transmit {
-            if stream.write_all(b).is_err() {
+            if write_watched(&mut stream, b, &closing).is_err() {
+                // Failed, timed out (a peer that does not read), or shut down by the router.
                 failed = true;
                 break;
             }
@@ -698,9 +805,9 @@ fn run_connection(
         loop {
             let more = match input {
                 Ok(ConnInput::Bytes(b)) => {
-                    permits.release();
                     traffic.received += b.len() as u64;
-                    conn.handle_input(now(), &b);
+                    held.push_back(b);
+                    feed(&mut conn, &mut held, &permits);
                     true
                 }
                 Ok(ConnInput::ReadEnd) => {
@@ -717,6 +824,8 @@ fn run_connection(
                     for m in batch {
                         conn.handle_router(at, m);
                     }
+                    // The session may be accepted now: what was held back goes in.
+                    feed(&mut conn, &mut held, &permits);
                     true
                 }
                 Ok(ConnInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
@@ -739,6 +848,17 @@ fn run_connection(
     }
 }
 
+/// Hands the connection the reads held back, in order, while it wants them.
+fn feed(conn: &mut ServerConnection, held: &mut VecDeque<Bytes>, permits: &Permits) {
+    while conn.wants_input() {
+        let Some(b) = held.pop_front() else {
+            return;
+        };
+        permits.release();
+        conn.handle_input(now(), &b);
+    }
+}
+
 /// Queued inputs (reads, mail batches) a broker connection's thread takes before it writes.
 const INPUTS_PER_WRITE: usize = 32;
 
@@ -746,7 +866,7 @@ const INPUTS_PER_WRITE: usize = 32;
 fn shut_down(mut stream: TcpStream, mut conn: ServerConnection, hook: Option<&EventHook>) {
     conn.shutdown(now());
     for b in drain_connection(&mut conn, hook).transmit {
-        if stream.write_all(&b).is_err() {
+        if write_watched(&mut stream, &b, &AtomicBool::new(false)).is_err() {
             break;
         }
     }

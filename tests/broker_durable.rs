@@ -393,3 +393,37 @@ fn deliveries_behind_a_waiting_qos2_one_keep_their_order() {
         .collect();
     assert_eq!(got, ["first", "second", "third"]);
 }
+
+/// A QoS 0 delivery parked behind a stored QoS 2 one (until its record is durable) whose
+/// connection closes first goes back to the session like any queued QoS 0 message: only with
+/// `queue_qos0_offline`, and counted as one, so its later delivery leaves the counts whole.
+#[test]
+fn a_parked_qos0_delivery_returned_after_the_close_follows_queue_qos0_offline() {
+    for queue_qos0 in [false, true] {
+        let config = BrokerConfig {
+            queue_qos0_offline: queue_qos0,
+            ..BrokerConfig::default()
+        };
+        let (mut r, mut store, subr) = with_subscriber(config, QoS::ExactlyOnce);
+        let pubr = r.connect(V5, "pub");
+        r.send_packet(pubr, V5, publish(QoS::ExactlyOnce, 1, "two"));
+        r.send_packet(pubr, V5, Packet::Publish(msg("q", "zero", QoS::AtMostOnce)));
+        // Both wait for the QoS 2 record's ticket; the subscriber leaves first.
+        r.expect_silence(subr);
+        r.close(subr);
+        commit(&mut r, &mut store);
+        let (subr, _) = r.connect_with(persistent("sub", false));
+        commit(&mut r, &mut store);
+        let mut got = Vec::new();
+        while let Some(p) = r.try_packet(subr, V5) {
+            if let Packet::Publish(p) = p {
+                got.push((p.qos, p.payload));
+            }
+        }
+        let mut expected = vec![(QoS::ExactlyOnce, bytes::Bytes::from_static(b"two"))];
+        if queue_qos0 {
+            expected.push((QoS::AtMostOnce, bytes::Bytes::from_static(b"zero")));
+        }
+        assert_eq!(got, expected, "queue_qos0_offline = {queue_qos0}");
+    }
+}

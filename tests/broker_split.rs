@@ -387,3 +387,49 @@ fn mail_crosses_threads() {
     send::<ServerConnection>();
     send::<Router>();
 }
+
+/// A connection whose CONNECT waits for the router reads at most about one CONNECT's worth
+/// more ([`BrokerConfig::max_connect_size`]); once the session is accepted it reads again and
+/// what was pipelined behind the CONNECT is served.
+#[test]
+fn a_connection_not_accepted_yet_stops_wanting_input_past_one_connect() {
+    let config = BrokerConfig {
+        max_connect_size: 1024,
+        ..BrokerConfig::default()
+    };
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let mut router = Router::new(config);
+    let mut c = router.accept(now);
+    assert!(c.wants_input());
+    let mut bytes = BytesMut::new();
+    Encoder::new(V5)
+        .encode(
+            &Packet::Connect(Box::new(Connect::new(V5, ByteStr::from_static("p")))),
+            &mut bytes,
+        )
+        .unwrap();
+    c.handle_input(now, &bytes);
+    // 600 PINGREQs pipelined behind it: 1200 bytes wait for the session.
+    c.handle_input(now, &[0xC0, 0x00].repeat(600));
+    assert!(!c.wants_input(), "more than max_connect_size waits");
+    while let Some(m) = c.poll_router() {
+        router.handle_mail(now, m);
+    }
+    while let Some(m) = router.poll_mail() {
+        c.handle_router(now, m);
+    }
+    assert!(c.wants_input(), "accepted: reading again");
+    let mut out = BytesMut::new();
+    while let Some(b) = c.poll_transmit() {
+        out.extend_from_slice(&b);
+    }
+    let d = Decoder::new(V5);
+    assert!(matches!(d.decode(&mut out), Ok(Some(Packet::ConnAck(_)))));
+    let mut pongs = 0;
+    while let Ok(Some(p)) = d.decode(&mut out) {
+        assert_eq!(p, Packet::PingResp);
+        pongs += 1;
+    }
+    assert_eq!(pongs, 600);
+}

@@ -292,6 +292,18 @@ fn mqtt_1_5_5_1_non_minimal_remaining_length_is_malformed_in_v5() {
             decode(v, &[0x40, 0x82, 0x80, 0x00, 0x00, 0x01]),
             Ok(Some(Packet::PubAck(PubAck::new(pid(1)))))
         );
+        // A non-minimal remaining length of 1 (`81 00`) is a one-byte body, too short for
+        // an acknowledgement: not PUBACK 7 read from the length's second byte.
+        for first in [0x40, 0x50, 0x62, 0x70] {
+            assert!(
+                matches!(
+                    decode(v, &[first, 0x81, 0x00, 0x07]),
+                    Err(DecodeError::Truncated { .. })
+                ),
+                "{first:#x}: {:?}",
+                decode(v, &[first, 0x81, 0x00, 0x07])
+            );
+        }
     }
 }
 

@@ -80,7 +80,9 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
          max_keepalive = 60\nsys_interval = 0\npersistence_location = \"data\"\n\
          persistence = true\nfsync = \"interval\"\nautosave_interval = 5\n\
          reason_strings = false\nno_matching_subscribers = false\n\
-         [limits]\nreceive_maximum = 10\n",
+         memory_limit = 268435456\npersistent_client_expiration = \"14d\"\n\
+         [limits]\nreceive_maximum = 10\nmax_retained_messages = 100\n\
+         max_retained_bytes = 0\nmax_sessions = 1000\nmax_subscribe_filters = 16\n",
     );
     let out = run_ok(&example("broker"), &["--check-config", &good]);
     assert!(out.contains("good.toml: ok"), "{out}");
@@ -125,6 +127,27 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
         ("persistence_type.toml", "persistence = 3\n", ":1:15: "),
         ("acl.toml", "acl_file = \"bad.acl\"\n", "bad.acl:2: "),
         ("pw.toml", "password_file = \"bad.pw\"\n", "bad.pw:1: "),
+        // Durations that would overflow a deadline are refused.
+        (
+            "sys_interval.toml",
+            "sys_interval = 18446744073709551615\n",
+            ":1:16: ",
+        ),
+        (
+            "connect_timeout.toml",
+            "[limits]\nconnect_timeout_secs = 9999999999999\n",
+            ":2:24: ",
+        ),
+        (
+            "autosave_far.toml",
+            "fsync = \"interval\"\nautosave_interval = 999999999999\n",
+            ":2:21: ",
+        ),
+        (
+            "expiration.toml",
+            "persistent_client_expiration = \"14x\"\n",
+            ":1:32: ",
+        ),
         (
             "missing.toml",
             "password_file = \"nothere\"\n",

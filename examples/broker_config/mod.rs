@@ -37,11 +37,13 @@ struct FileConfig {
     persistence: Option<Spanned<toml::Value>>,
     fsync: Option<Spanned<String>>,
     autosave_interval: Option<Spanned<i64>>,
-    sys_interval: Option<u64>,
+    sys_interval: Option<Spanned<u64>>,
     /// Reason strings in refusals (MQTT 5); `false` sends none.
     reason_strings: Option<bool>,
     /// PUBACK / PUBREC 0x10 when a publish matched no subscription (MQTT 5).
     no_matching_subscribers: Option<bool>,
+    memory_limit: Option<usize>,
+    persistent_client_expiration: Option<Spanned<toml::Value>>,
     #[serde(default)]
     limits: Limits,
 }
@@ -53,8 +55,59 @@ struct Limits {
     receive_maximum: Option<Spanned<u16>>,
     max_client_id_len: Option<usize>,
     max_subscriptions_per_client: Option<usize>,
-    connect_timeout_secs: Option<u64>,
+    connect_timeout_secs: Option<Spanned<u64>>,
     max_outbound_bytes: Option<usize>,
+    max_retained_messages: Option<usize>,
+    max_retained_bytes: Option<usize>,
+    max_sessions: Option<usize>,
+    max_subscribe_filters: Option<usize>,
+    max_connect_size: Option<Spanned<u32>>,
+}
+
+/// The longest duration a setting may name, in seconds (ten years): a deadline this far
+/// away still fits any clock.
+const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A number of seconds no longer than [`MAX_SECS`].
+fn seconds(v: &Spanned<u64>, name: &str) -> Result<Duration, (Option<Range<usize>>, String)> {
+    match *v.get_ref() {
+        n if n <= MAX_SECS => Ok(Duration::from_secs(n)),
+        _ => Err(bad(
+            v,
+            &format!("{name} is at most {MAX_SECS} seconds (ten years)"),
+        )),
+    }
+}
+
+/// Mosquitto's `persistent_client_expiration`: a number of seconds, or a count with a unit
+/// (`h`, `d`, `w`, `m` for 30 days, `y` for 365 days), as in `"14d"`.
+fn expiration(v: &Spanned<toml::Value>) -> Result<u32, (Option<Range<usize>>, String)> {
+    let why = "persistent_client_expiration is seconds or a count with h, d, w, m or y (\"14d\")";
+    let secs = match v.get_ref() {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(text) => {
+            let (count, unit) = text.split_at(text.len().saturating_sub(1));
+            let unit = match unit {
+                "h" => Some(3600),
+                "d" => Some(86_400),
+                "w" => Some(7 * 86_400),
+                "m" => Some(30 * 86_400),
+                "y" => Some(365 * 86_400),
+                _ => None,
+            };
+            count
+                .parse::<u64>()
+                .ok()
+                .zip(unit)
+                .and_then(|(n, u)| n.checked_mul(u))
+        }
+        _ => None,
+    };
+    let secs = secs.filter(|&s| s >= 1).ok_or_else(|| bad(v, why))?;
+    u32::try_from(secs)
+        .ok()
+        .filter(|&s| u64::from(s) <= MAX_SECS)
+        .ok_or_else(|| bad(v, "persistent_client_expiration is at most ten years"))
 }
 
 /// Everything the broker is started with.
@@ -192,8 +245,15 @@ impl Settings {
         if let Some(v) = file.max_topic_alias {
             c.topic_alias_maximum = v;
         }
-        if let Some(secs) = file.sys_interval {
-            c.sys_interval = (secs > 0).then(|| Duration::from_secs(secs));
+        if let Some(v) = &file.sys_interval {
+            let d = seconds(v, "sys_interval")?;
+            c.sys_interval = (!d.is_zero()).then_some(d);
+        }
+        if let Some(v) = file.memory_limit {
+            c.memory_limit = unlimited(v);
+        }
+        if let Some(v) = &file.persistent_client_expiration {
+            c.persistent_session_expiry = Some(expiration(v)?);
         }
         if let Some(on) = file.reason_strings {
             c.reason_strings = on;
@@ -214,8 +274,27 @@ impl Settings {
         if let Some(v) = l.max_subscriptions_per_client {
             c.max_subscriptions_per_client = v;
         }
-        if let Some(secs) = l.connect_timeout_secs {
-            c.connect_timeout = Duration::from_secs(secs);
+        if let Some(v) = &l.connect_timeout_secs {
+            c.connect_timeout = seconds(v, "connect_timeout_secs")?;
+        }
+        if let Some(v) = l.max_retained_messages {
+            c.max_retained_messages = unlimited(v);
+        }
+        if let Some(v) = l.max_retained_bytes {
+            c.max_retained_bytes = unlimited(v);
+        }
+        if let Some(v) = l.max_sessions {
+            c.max_sessions = unlimited(v);
+        }
+        if let Some(v) = l.max_subscribe_filters {
+            c.max_subscribe_filters = unlimited(v);
+        }
+        if let Some(v) = &l.max_connect_size {
+            c.max_connect_size = match *v.get_ref() {
+                0 => MQTT_MAX_PACKET,
+                n if n < 2 => return Err(bad(v, "a packet size below 2 bytes admits no packet")),
+                n => n,
+            };
         }
         if let Some(b) = l.max_outbound_bytes {
             s.options.max_outbound_bytes = b;
@@ -299,8 +378,13 @@ impl Settings {
             }
             let secs = u64::try_from(*v.get_ref())
                 .ok()
-                .filter(|&n| n >= 1)
-                .ok_or_else(|| bad(v, "autosave_interval is a number of seconds, at least 1"))?;
+                .filter(|&n| (1..=MAX_SECS).contains(&n))
+                .ok_or_else(|| {
+                    bad(
+                        v,
+                        "autosave_interval is a number of seconds, from 1 to ten years",
+                    )
+                })?;
             s.autosave_interval = Duration::from_secs(secs);
         }
         s.set_fsync(interval);

@@ -25,6 +25,9 @@ struct State {
     closed: bool,
     /// The router closed the connection as too slow.
     killed: bool,
+    /// A batch waiting in the post closes the connection (a takeover): it is acted on even
+    /// while a write to the peer is blocked.
+    closing: bool,
     /// The connection's task, while it waits on the post.
     waker: Option<Waker>,
 }
@@ -69,6 +72,7 @@ impl Post {
         if s.closed {
             return Err(batch);
         }
+        s.closing |= batch.iter().any(ConnectionMail::closes);
         s.batches.push_back(batch);
         ring(s);
         Ok(())
@@ -97,9 +101,12 @@ impl Post {
             return Poll::Ready(Letters::Killed);
         }
         if s.batches.len() > max {
-            return Poll::Ready(Letters::Mail(s.batches.drain(..max).collect()));
+            let taken = s.batches.drain(..max).collect();
+            s.closing = s.batches.iter().flatten().any(ConnectionMail::closes);
+            return Poll::Ready(Letters::Mail(taken));
         }
         if !s.batches.is_empty() {
+            s.closing = false;
             return Poll::Ready(Letters::Mail(std::mem::take(&mut s.batches)));
         }
         if s.closed {
@@ -114,10 +121,11 @@ impl Post {
         std::mem::take(&mut self.state().batches)
     }
 
-    /// Ready once the connection is killed.
+    /// Ready once the connection is killed, or mail that closes it waits (a takeover: the
+    /// connection ends without waiting for a peer that does not read).
     pub(super) fn poll_killed(&self, cx: &Context<'_>) -> Poll<()> {
         let mut s = self.state();
-        if s.killed {
+        if s.killed || s.closing {
             return Poll::Ready(());
         }
         s.register(cx);

@@ -340,8 +340,12 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 mut mail,
                 close,
             } = drain_connection(&mut c.conn, c.hook.as_ref());
+            let deadline = write_deadline(c.conn.poll_timeout());
             for b in &transmit {
-                if write(&mut c.writer, &c.mail, b).await.is_err() {
+                if write::<R>(&mut c.writer, &c.mail, b, deadline)
+                    .await
+                    .is_err()
+                {
                     // A write error, or killed as too slow: the transport failed.
                     return Box::pin(abort(c, traffic, mail)).await;
                 }
@@ -414,13 +418,35 @@ async fn check_credentials<R: Runtime>(
     None
 }
 
-/// Writes `buf`, unless the connection is killed first (it may be stuck writing to a peer
-/// that does not read).
-async fn write<W: Writer>(writer: &mut W, post: &Post, buf: &[u8]) -> Result<(), ()> {
+/// The least time a blocked write to a peer is given before the connection is dropped.
+const MIN_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the writes of one wake may wait for a peer that does not read: until the
+/// connection's next deadline (its keep-alive), and at least [`MIN_WRITE_WAIT`].
+fn write_deadline(next: Option<Instant>) -> Instant {
+    let least = now() + MIN_WRITE_WAIT;
+    next.map_or(least, |at| at.max(least))
+}
+
+/// Writes `buf`, unless the connection is killed first, mail that closes it arrives (a
+/// takeover), or `deadline` passes: it may be stuck writing to a peer that does not read,
+/// and that must not keep its session, its takeover or the router waiting.
+async fn write<R: Runtime>(
+    writer: &mut R::Writer,
+    post: &Post,
+    buf: &[u8],
+    deadline: Instant,
+) -> Result<(), ()> {
     let mut write = pin!(writer.write_all(buf));
+    let mut expired = pin!(R::sleep_until(deadline));
     poll_fn(|cx| match write.as_mut().poll(cx) {
         Poll::Ready(r) => Poll::Ready(r.map_err(drop)),
-        Poll::Pending => post.poll_killed(cx).map(Err),
+        Poll::Pending => {
+            if expired.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(()));
+            }
+            post.poll_killed(cx).map(Err)
+        }
     })
     .await
 }
@@ -483,7 +509,14 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             .as_ref()
             .is_some_and(|b| b.iter().flatten().any(ConnectionMail::ends_connection));
         let mut ended = false;
-        match poll_input(&mut c.reader, &mut c.conn, cx, now_too) {
+        // Not before the session is accepted, past about one CONNECT's worth: the socket
+        // waits (the post wakes this task when the router answers).
+        let input = if c.conn.wants_input() {
+            poll_input(&mut c.reader, &mut c.conn, cx, now_too)
+        } else {
+            Poll::Pending
+        };
+        match input {
             Poll::Ready(Ok(0)) => ended = true,
             Poll::Ready(Ok(n)) => {
                 traffic.received += n as u64;
@@ -560,8 +593,12 @@ async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<R
 async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
     let d = drain_connection(&mut c.conn, c.hook.as_ref());
+    let deadline = write_deadline(None);
     for b in &d.transmit {
-        if write(&mut c.writer, &c.mail, b).await.is_err() {
+        if write::<R>(&mut c.writer, &c.mail, b, deadline)
+            .await
+            .is_err()
+        {
             return;
         }
     }

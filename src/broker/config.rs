@@ -24,6 +24,12 @@ pub struct BrokerConfig {
     pub max_keep_alive: u16,
     /// How long a new transport may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// The largest packet accepted before the client is authenticated (its CONNECT and AUTH
+    /// packets), at most [`BrokerConfig::max_packet_size`]; a larger one closes the
+    /// connection without a CONNACK, as soon as its fixed header is read. Until the session
+    /// is accepted, about this much more is read behind the CONNECT
+    /// ([`ServerConnection::wants_input`](crate::broker::ServerConnection::wants_input)).
+    pub max_connect_size: u32,
     /// Whether clients without a user name are let in.
     pub allow_anonymous: bool,
     /// Whether a client may take over (or resume) a session that another user name owns:
@@ -45,12 +51,32 @@ pub struct BrokerConfig {
     /// Messages queued per session (offline, or beyond the in-flight window); see the
     /// [queue policy](crate::broker#queues) for what happens when it is full.
     pub max_queued_messages: usize,
-    /// Payload bytes queued per session.
+    /// Bytes queued per session, counting whole messages (topic, properties and payload).
     pub max_queued_bytes: usize,
+    /// The memory the broker's state may take, in bytes (Mosquitto's `memory_limit`):
+    /// queued messages, retained messages, sessions and their subscriptions, each at its real
+    /// size. At the limit, new PUBLISHes are refused (MQTT 5 QoS 1/2: PUBACK / PUBREC 0x97
+    /// quota exceeded; otherwise dropped and counted) and so are new connections (CONNACK
+    /// 0x97; 3.1.x: return code 3), while existing sessions keep being served.
+    pub memory_limit: usize,
+    /// Retained messages kept at once; a retained PUBLISH for a new topic beyond it is
+    /// delivered but not retained (counted as refused).
+    pub max_retained_messages: usize,
+    /// Bytes retained messages may take in all (whole messages); a retained PUBLISH that
+    /// does not fit is refused like one over the memory budget.
+    pub max_retained_bytes: usize,
+    /// Sessions kept at once, online or not; a CONNECT that would create one more is
+    /// refused with CONNACK 0x97 (3.1.x: return code 3).
+    pub max_sessions: usize,
+    /// Topic filters one SUBSCRIBE may carry; a SUBSCRIBE with more closes the connection
+    /// with DISCONNECT 0x97 (quota exceeded; 3.1.x: closed). Filters repeated within one
+    /// SUBSCRIBE count once each time they appear, and are merged.
+    pub max_subscribe_filters: usize,
     /// Queue QoS 0 messages for offline persistent sessions (Mosquitto's `queue_qos0_messages`).
     pub queue_qos0_offline: bool,
-    /// Session expiry in seconds for 3.1.x clients with clean session 0; `None` keeps them
-    /// forever (Mosquitto's `persistent_client_expiration`).
+    /// Session expiry in seconds for sessions that would never expire: 3.1.x clients with
+    /// clean session 0, and MQTT 5 clients asking for expiry 0xFFFFFFFF (never); `None`
+    /// keeps them forever (Mosquitto's `persistent_client_expiration`).
     pub persistent_session_expiry: Option<u32>,
     /// In-flight window towards 3.1.x clients, which announce none (Mosquitto's
     /// `max_inflight_messages`).
@@ -120,6 +146,7 @@ impl Default for BrokerConfig {
             server_keep_alive: None,
             max_keep_alive: u16::MAX,
             connect_timeout: Duration::from_secs(10),
+            max_connect_size: 64 << 10,
             allow_anonymous: true,
             allow_takeover_by_other_user: false,
             use_username_as_clientid: false,
@@ -128,6 +155,11 @@ impl Default for BrokerConfig {
             max_subscriptions_per_client: 10_000,
             max_queued_messages: 1_000,
             max_queued_bytes: 64 << 20,
+            memory_limit: 1 << 30,
+            max_retained_messages: 100_000,
+            max_retained_bytes: 256 << 20,
+            max_sessions: 100_000,
+            max_subscribe_filters: 1_000,
             queue_qos0_offline: false,
             persistent_session_expiry: None,
             max_inflight_v3: 20,

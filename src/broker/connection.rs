@@ -17,6 +17,7 @@ use super::auth::{Authenticator, Authorizer, CredentialCheck};
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
 use super::replay;
+use super::router::budget::{content_weight, message_weight, Budget};
 use super::BrokerEvent;
 use crate::codec::{
     valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
@@ -75,6 +76,9 @@ pub struct ServerConnection {
     config: Arc<BrokerConfig>,
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
+    /// The broker's memory budget, and the retained messages' bytes: a PUBLISH (a retained
+    /// one) they have no room for is refused.
+    budget: Arc<[Budget; 2]>,
     state: State,
     protocol: ProtocolVersion,
     client_id: ByteStr,
@@ -157,16 +161,20 @@ impl ServerConnection {
         config: Arc<BrokerConfig>,
         authenticator: Arc<dyn Authenticator>,
         authorizer: Arc<dyn Authorizer>,
+        budget: Arc<[Budget; 2]>,
     ) -> ServerConnection {
         let mut timers = TimerTable::default();
         timers.set(Timer::Connect, now + config.connect_timeout);
         ServerConnection {
             id,
-            decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(config.max_packet_size),
+            // Until the client is authenticated, at most a CONNECT's worth is read.
+            decoder: Decoder::new(ProtocolVersion::V5)
+                .with_max_packet_size(config.max_packet_size.min(config.max_connect_size)),
             encoder: Encoder::new(ProtocolVersion::V5),
             config,
             authenticator,
             authorizer,
+            budget,
             state: State::New,
             protocol: ProtocolVersion::V5,
             client_id: ByteStr::new(),
@@ -239,6 +247,21 @@ impl ServerConnection {
     /// Whether the connection has ended (every later input is a no-op).
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// Whether the runtime should read more from the transport now: not while the CONNECT
+    /// waits for the router (or its authentication or credentials check) with at least
+    /// [`BrokerConfig::max_connect_size`] bytes already waiting behind it, so a connection not
+    /// accepted yet holds at most about one CONNECT's worth. Router mail and deadlines still
+    /// go in; reading resumes once the session is accepted.
+    pub fn wants_input(&self) -> bool {
+        match self.state {
+            State::Authenticating | State::Checking | State::Connecting => {
+                self.inbuf.len() < self.config.max_connect_size as usize
+            }
+            State::New | State::Connected => true,
+            State::Closed => false,
+        }
     }
 
     /// Bytes to write to the transport; yields after inputs and router mail.
@@ -339,6 +362,14 @@ impl ServerConnection {
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.state == State::Closed {
             return;
+        }
+        if self.state == State::New && self.inbuf.is_empty() {
+            if let Some(&first) = data.first() {
+                if first >> 4 != 1 {
+                    // [MQTT-3.1.0-1]: judged on the first byte, before anything is buffered.
+                    return self.protocol_error("first packet is not connect");
+                }
+            }
         }
         self.inbuf.extend_from_slice(data);
         self.process_input(now);
@@ -487,6 +518,17 @@ impl ServerConnection {
     }
 
     // ---- closing ------------------------------------------------------------------------
+
+    /// Closes a transport the broker has no room for, before anything is read from it.
+    pub(crate) fn refuse_transport(&mut self) {
+        self.close(
+            Initiator::Local,
+            ReasonCode::QuotaExceeded,
+            Some(ConnectionError::LimitExceeded("too many connections")),
+            None,
+            false,
+        );
+    }
 
     fn decode_error(&mut self, e: DecodeError) {
         let code = e.reason_code();
@@ -720,11 +762,23 @@ impl ServerConnection {
             };
             self.denied(super::DeniedAction::Publish(p.topic.clone()), reason);
         }
-        let code = if allowed {
+        // A message the memory budget has no room for is refused (0x97), like a forbidden one.
+        let [budget, retained] = &*self.budget;
+        let keeps = p.retain && !p.payload.is_empty();
+        let over_budget = allowed
+            && (!budget.has_room(message_weight(&p))
+                || (keeps && !retained.has_room(content_weight(&p))));
+        if over_budget {
+            budget.count_refused();
+        }
+        let code = if over_budget {
+            ReasonCode::QuotaExceeded
+        } else if allowed {
             ReasonCode::Success
         } else {
             ReasonCode::NotAuthorized
         };
+        let allowed = allowed && !over_budget;
         let code = if self.protocol.is_v5() {
             code
         } else {
@@ -864,6 +918,18 @@ impl ServerConnection {
     }
 
     fn on_subscribe(&mut self, s: Subscribe) {
+        if s.filters.len() > self.config.max_subscribe_filters {
+            // More filters than one SUBSCRIBE may carry: quota exceeded.
+            return self.close(
+                Initiator::Local,
+                ReasonCode::QuotaExceeded,
+                Some(ConnectionError::LimitExceeded(
+                    "too many topic filters in one subscribe",
+                )),
+                Some(ReasonCode::QuotaExceeded),
+                true,
+            );
+        }
         let v5 = self.protocol.is_v5();
         let (refused, too_long) = if v5 {
             (ReasonCode::NotAuthorized, ReasonCode::TopicFilterInvalid)
@@ -910,7 +976,11 @@ impl ServerConnection {
                 // [MQTT-3.14.2-2]
                 return self.protocol_error("session expiry set on disconnect after zero");
             }
-            self.session_expiry_update = Some(e);
+            let cap = self.config.persistent_session_expiry;
+            self.session_expiry_update = Some(match e {
+                u32::MAX => cap.unwrap_or(e),
+                e => e,
+            });
         }
         // [MQTT-3.14.4-3]: a normal DISCONNECT discards the will; 0x04 keeps it.
         let will = d.reason_code == ReasonCode::DisconnectWithWillMessage;

@@ -175,6 +175,15 @@ impl ConnectionMail {
         matches!(self.mail, ToConnection::Disconnect(_))
     }
 
+    /// Whether it closes the connection (a takeover, a refusal, a shutdown): a runtime acts
+    /// on it even while the connection's socket write is blocked.
+    pub fn closes(&self) -> bool {
+        matches!(
+            self.mail,
+            ToConnection::Disconnect(_) | ToConnection::Refused(_)
+        )
+    }
+
     /// About how many bytes of memory it holds (its own size, plus a delivery's topic and
     /// payload), for byte caps on queues of mail.
     pub fn size(&self) -> usize {

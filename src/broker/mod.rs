@@ -16,7 +16,8 @@
 //!
 //! Each session queues what it cannot receive yet (it is offline, or its in-flight window is
 //! full), at most [`BrokerConfig::max_queued_messages`] messages and
-//! [`BrokerConfig::max_queued_bytes`] payload bytes. Every QoS 1/2 PUBLISH from a client is
+//! [`BrokerConfig::max_queued_bytes`] bytes of whole messages (topic, properties and
+//! payload). Every QoS 1/2 PUBLISH from a client is
 //! acknowledged once the router has routed it; one that finds an online session's queue full
 //! is queued anyway (up to twice the limits) and its PUBACK / PUBREC waits until that queue has
 //! room (for [`BrokerConfig::max_publisher_wait`] at most), so a fast publisher slows to its
@@ -25,6 +26,17 @@
 //! QoS 0 message; when none is left, the new message is dropped.
 //! Every drop is counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
 //! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.
+//!
+//! # Memory
+//!
+//! Queued and retained messages, sessions and subscriptions are accounted at their real size
+//! in one budget, [`BrokerConfig::memory_limit`]: at the limit new PUBLISHes, subscriptions
+//! and connections are refused with Quota exceeded while existing sessions keep being served
+//! ([`BrokerStats::memory_used`], [`BrokerStats::refused_over_limits`]). Retained messages
+//! have their own limits ([`BrokerConfig::max_retained_messages`],
+//! [`BrokerConfig::max_retained_bytes`]), and so do sessions
+//! ([`BrokerConfig::max_sessions`]). Retained messages for a new subscription are replayed in
+//! pieces through the subscriber's bounded queue.
 //!
 //! # Authentication and limits
 //!
@@ -133,6 +145,12 @@ pub struct BrokerStats {
     /// 3.1.x ones, which have no code for it, only this count and a
     /// [`BrokerEvent::Denied`]).
     pub publishes_denied: u64,
+    /// Bytes of the memory budget in use: queued and retained messages, sessions and
+    /// subscriptions ([`BrokerConfig::memory_limit`]).
+    pub memory_used: usize,
+    /// PUBLISHes, retained messages, subscriptions and connections refused at the memory
+    /// budget or the retained and session limits.
+    pub refused_over_limits: u64,
 }
 
 /// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO
@@ -230,7 +248,13 @@ impl Broker {
     pub fn accept(&mut self, now: Instant) -> ConnId {
         let conn = self.router.accept(now);
         let id = conn.id();
+        let closed = conn.is_closed();
         self.conns.insert(id, conn);
+        if closed {
+            // Refused at once (no room): its close is drained now.
+            self.touch(id);
+            self.pump(now);
+        }
         id
     }
 

@@ -2,19 +2,23 @@
 //! tree, retained messages, wills with their delay, session expiry and takeover.
 //!
 //! Queue policy, per session: at most `max_queued_messages` messages and `max_queued_bytes`
-//! payload bytes wait (offline, or beyond the in-flight window). A client's QoS 1/2 PUBLISH
-//! that finds an online session's queue full is queued anyway, up to twice those limits, and
-//! its publisher's PUBACK / PUBREC waits until that queue is below its limits again, or for
-//! `max_publisher_wait` at most (backpressure: a publisher's window stops it). Otherwise,
-//! when a new message does not fit, the oldest queued QoS 0 message is dropped to make room;
-//! if none is left to drop, the new message is dropped. Either way the session's drop count grows. QoS 0 messages for an
-//! offline session are queued only with `queue_qos0_offline`.
+//! bytes of whole messages wait (offline, or beyond the in-flight window). A client's QoS 1/2
+//! PUBLISH that finds an online session's queue full is queued anyway, up to twice those
+//! limits, and its publisher's PUBACK / PUBREC waits until that queue is below its limits
+//! again, or for `max_publisher_wait` at most (backpressure: a publisher's window stops it).
+//! Otherwise, when a new message does not fit, the oldest queued QoS 0 message is dropped to
+//! make room; if none is left to drop, the new message is dropped. Either way the session's
+//! drop count grows. QoS 0 messages for an offline session are queued only with
+//! `queue_qos0_offline`.
 //!
 //! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
 //! `public`.
 
+pub(super) mod budget;
 mod owner;
 mod public;
+mod queue;
+mod replay;
 mod store;
 
 pub use store::Restored;
@@ -33,16 +37,20 @@ use crate::codec::{Publish, RetainHandling, Will};
 use crate::hash::IdMap;
 use crate::store::StoreOp;
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
+use budget::{Budget, Charge};
+use queue::SessionQueue;
 
 /// The members of a shared subscription group.
 type Members = Vec<(SessionId, Subscription)>;
 
 /// A retained message and when it arrived (for its expiry).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Retained {
     /// As routed: no packet identifier, topic alias or subscription identifier.
     message: Arc<Publish>,
     at: Instant,
+    /// Its weight, in the broker's memory budget and in the retained messages' own.
+    _charges: [Charge; 2],
 }
 
 impl Retained {
@@ -90,8 +98,8 @@ struct Session {
     expiry: u32,
     /// Ordered, and without a hasher's keys in every session.
     subscriptions: BTreeMap<TopicFilter, Subscription>,
-    queue: VecDeque<Delivery>,
-    queued_bytes: usize,
+    /// What waits to be released, with its counts.
+    queue: SessionQueue,
     /// QoS 1/2 deliveries the connection holds unfinished.
     inflight: usize,
     window: usize,
@@ -103,8 +111,6 @@ struct Session {
     dropped: u64,
     /// Mail for the connection could not be delivered: nothing more is released to it.
     stalled: bool,
-    /// Where the next undelivered message goes back into the queue while stalled.
-    returned: usize,
     /// Whether the store holds a record of this session.
     persisted: bool,
     /// When its connection ended, in wall-clock seconds (only kept with a store).
@@ -115,23 +121,23 @@ struct Session {
     /// session's queue is below `max_queued_messages` again (one entry per held
     /// acknowledgement).
     waiting: Vec<ConnId>,
-    /// QoS 0 messages in `queue` (the first to go when it overflows).
-    queued_qos0: usize,
     /// Deliveries to its connection held back in the router's `parked` (those behind a
     /// stored QoS 2 one wait too, so the connection gets them in order).
     parked: usize,
+    /// Its own weight and its subscriptions', in the broker's memory budget.
+    charge: Charge,
+}
+
+/// What one subscription of a session weighs beside its filter's bytes (its entry in the
+/// session's map and in the subscription tree).
+const SUBSCRIPTION_WEIGHT: usize = 2 * size_of::<Subscription>() + 96;
+
+/// What a subscription to `filter` weighs.
+fn subscription_weight(filter: &TopicFilter) -> usize {
+    2 * filter.as_str().len() + SUBSCRIPTION_WEIGHT
 }
 
 impl Session {
-    /// Puts a delivery that was never sent back at the front of the queue, behind those put
-    /// back before it (since the connection stalled or ended).
-    fn put_back(&mut self, d: Delivery) {
-        self.queued_bytes += d.payload_len();
-        let at = self.returned.min(self.queue.len());
-        self.queue.insert(at, d);
-        self.returned = at + 1;
-    }
-
     /// Messages waiting to be sent: queued here, or released ahead of the window and waiting
     /// in the connection (see `prefetch`), which count against `max_queued_messages` alike.
     fn waiting_len(&self) -> usize {
@@ -139,8 +145,10 @@ impl Session {
     }
 
     /// A session with nothing in it yet: offline, no expiry, no subscriptions, not stored.
-    fn new(client_id: ByteStr, protocol: ProtocolVersion) -> Session {
+    fn new(client_id: ByteStr, protocol: ProtocolVersion, budget: &Budget) -> Session {
+        let weight = size_of::<Session>() + 2 * client_id.len() + 64;
         Session {
+            charge: budget.charge(weight),
             client_id,
             owner: None,
             claimed: false,
@@ -148,8 +156,7 @@ impl Session {
             conn: None,
             expiry: 0,
             subscriptions: BTreeMap::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: SessionQueue::new(budget),
             inflight: 0,
             window: 1,
             handover: Handover::default(),
@@ -157,12 +164,10 @@ impl Session {
             generation: 0,
             dropped: 0,
             stalled: false,
-            returned: 0,
             persisted: false,
             disconnected_at: None,
             last_packet_id: 0,
             waiting: Vec::new(),
-            queued_qos0: 0,
             parked: 0,
         }
     }
@@ -174,6 +179,8 @@ enum Timer {
     Expire(SessionId, u64),
     /// The publishers waiting for a session's queue have waited long enough.
     Waited(SessionId),
+    /// The next piece of a session's retained replay.
+    Replay(SessionId),
 }
 
 /// What every connection of a broker shares: sessions and their queues, the subscription
@@ -203,7 +210,6 @@ pub struct Router {
     online: IdMap<ConnId, SessionId>,
     /// A CONNECT waiting for the session's previous connection to hand it over.
     takeovers: IdMap<SessionId, (ConnId, ConnectRequest)>,
-    shared_cursor: HashMap<Box<str>, usize>,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
     next_session: u64,
@@ -235,6 +241,17 @@ pub struct Router {
     routing: Option<Option<SessionId>>,
     /// Where the random bits of assigned client identifiers come from.
     id_source: Option<Box<dyn FnMut() -> u128 + Send>>,
+    /// The memory every owner's bytes count in (`memory_limit`).
+    budget: Budget,
+    /// The bytes of retained messages (`max_retained_bytes`).
+    retained_budget: Budget,
+    /// Both, for the connections to ask before they take a PUBLISH.
+    budgets: Arc<[Budget; 2]>,
+    /// Retained messages still to be replayed to new subscriptions, per session.
+    replays: IdMap<SessionId, replay::Replay>,
+    /// The will and expiry timers of each offline session, removed when it reconnects or
+    /// ends (a session that comes and goes leaves no timers behind).
+    session_timers: IdMap<SessionId, Vec<(Instant, u64)>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -252,7 +269,14 @@ impl Router {
         authenticator: Arc<dyn Authenticator>,
         authorizer: Arc<dyn Authorizer>,
     ) -> Router {
+        let budget = Budget::new(config.memory_limit);
+        let retained_budget = Budget::new(config.max_retained_bytes);
         Router {
+            budgets: Arc::new([budget.clone(), retained_budget.clone()]),
+            budget,
+            retained_budget,
+            replays: IdMap::default(),
+            session_timers: IdMap::default(),
             config,
             authenticator,
             authorizer,
@@ -268,7 +292,6 @@ impl Router {
             sessions: IdMap::default(),
             online: IdMap::default(),
             takeovers: IdMap::default(),
-            shared_cursor: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             next_session: 0,
@@ -321,7 +344,18 @@ impl Router {
 
     fn set_timer(&mut self, at: Instant, t: Timer) {
         self.timer_seq += 1;
-        self.timers.insert((at, self.timer_seq), t);
+        let key = (at, self.timer_seq);
+        self.timers.insert(key, t);
+        if let Timer::Will(sid, _) | Timer::Expire(sid, _) = t {
+            self.session_timers.entry(sid).or_default().push(key);
+        }
+    }
+
+    /// Removes the will and expiry timers of `sid` (it reconnected or ended).
+    fn clear_session_timers(&mut self, sid: SessionId) {
+        for key in self.session_timers.remove(&sid).unwrap_or_default() {
+            self.timers.remove(&key);
+        }
     }
 
     /// Fires will delays and session expiries due at `now`.
@@ -342,6 +376,7 @@ impl Router {
                     }
                 }
                 Timer::Waited(sid) => self.wake_publishers(sid),
+                Timer::Replay(sid) => self.replay_due(now, sid),
                 Timer::Expire(sid, gen) => {
                     if self
                         .sessions
@@ -442,6 +477,9 @@ impl Router {
                         s.inflight = s.inflight.saturating_sub(n as usize);
                     }
                     self.release(now, sid);
+                    if self.replays.contains_key(&sid) {
+                        self.replay_piece(now, sid);
+                    }
                 }
             }
             ToRouter::Closed {
@@ -485,6 +523,18 @@ impl Router {
             self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
             return;
         }
+        let new_session = req.clean_start || !self.by_client.contains_key(&req.client_id);
+        let sessions_full = new_session
+            && !self.by_client.contains_key(&req.client_id)
+            && self.sessions.len() >= self.config.max_sessions;
+        let weight = budget::CONNECTION_RESERVE + 2 * req.client_id.len();
+        if !self.budget.has_room(weight) || sessions_full {
+            // At the memory budget or the session limit: no new connection; those served
+            // already go on.
+            self.budget.count_refused();
+            self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
+            return;
+        }
         self.complete_connect(now, conn, req);
     }
 
@@ -502,7 +552,11 @@ impl Router {
                 self.next_session += 1;
                 self.sessions.insert(
                     sid,
-                    Box::new(Session::new(req.client_id.clone(), req.protocol)),
+                    Box::new(Session::new(
+                        req.client_id.clone(),
+                        req.protocol,
+                        &self.budget,
+                    )),
                 );
                 self.by_client.insert(req.client_id.clone(), sid);
                 sid
@@ -513,7 +567,7 @@ impl Router {
             return;
         };
         // Reconnecting within the will delay cancels the will ([MQTT-3.1.3-9]); stale timers
-        // of this session stop counting.
+        // of this session stop counting, and go.
         s.generation += 1;
         s.stalled = false;
         s.will = req.will.map(Box::new);
@@ -529,6 +583,7 @@ impl Router {
         s.handover.completed = completed;
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
         s.inflight = handover.outbound.len();
+        self.clear_session_timers(sid);
         self.online.insert(conn, sid);
         let hold_flows = self.holds_acks();
         self.persist_session(sid);
@@ -556,6 +611,7 @@ impl Router {
         let Some(sid) = self.online.remove(&conn) else {
             return;
         };
+        self.replays.remove(&sid);
         self.last_closed = Some((conn, sid));
         // An offline session's queue holds publishers back no more: it drops at its limits.
         self.wake_publishers(sid);
@@ -563,7 +619,7 @@ impl Router {
             s.conn = None;
             s.generation += 1;
             s.inflight = 0;
-            s.returned = 0;
+            s.queue.reset_returned();
             // A stalled session keeps an undelivered hand-over if the connection never got it.
             if !(s.stalled && handover == Handover::default()) {
                 let completed = s.handover.completed.take();
@@ -602,8 +658,14 @@ impl Router {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        s.put_back(d);
         self.sent = self.sent.saturating_sub(1); // counted when released, never sent
+        if s.conn.is_none() && d.is_qos0() && !self.config.queue_qos0_offline {
+            // As if it had been routed to the offline session: not queued.
+            s.dropped += 1;
+            store::unqueue(&mut self.store, &s.client_id, d.stored);
+            return;
+        }
+        s.queue.put_back(d);
         self.persist_queued(now, sid);
         self.release(now, sid);
     }
@@ -642,6 +704,8 @@ impl Router {
     /// Removes a session: its subscriptions, queue and state; a pending will goes out now.
     fn end_session(&mut self, now: Instant, sid: SessionId) {
         self.wake_publishers(sid);
+        self.replays.remove(&sid);
+        self.clear_session_timers(sid);
         let Some(s) = self.sessions.remove(&sid) else {
             return;
         };
@@ -675,6 +739,37 @@ impl Router {
         self.route(now, Arc::new(p), None);
     }
 
+    /// A retained entry for `message`, if the retained limits and the memory budget have
+    /// room for it (beyond them it is routed but not retained, and counted as refused).
+    fn retained_entry(&mut self, message: &Arc<Publish>, at: Instant) -> Option<Retained> {
+        // Its content against the retained limit; with its entry in the store (the topic's
+        // levels kept again) against the memory budget.
+        let content = budget::content_weight(message);
+        let weight = budget::message_weight(message) + 2 * message.topic.len() + 64;
+        let (old_content, old_weight) = self.retained.get(&message.topic).map_or((0, 0), |r| {
+            let w = budget::message_weight(&r.message) + 2 * r.message.topic.len() + 64;
+            (budget::content_weight(&r.message), w)
+        });
+        let new_topic = old_weight == 0;
+        if (new_topic && self.retained.len() >= self.config.max_retained_messages)
+            || !self
+                .retained_budget
+                .has_room(content.saturating_sub(old_content))
+            || !self.budget.has_room(weight.saturating_sub(old_weight))
+        {
+            self.budget.count_refused();
+            return None;
+        }
+        Some(Retained {
+            message: message.clone(),
+            at,
+            _charges: [
+                self.budget.charge(weight),
+                self.retained_budget.charge(content),
+            ],
+        })
+    }
+
     /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]);
     /// whether any subscription matched.
     fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) -> bool {
@@ -704,12 +799,8 @@ impl Router {
                 if self.retained.remove(&message.topic).is_some() {
                     self.log(StoreOp::DeleteRetained(message.topic.clone()));
                 }
-            } else {
+            } else if let Some(r) = self.retained_entry(&message, now) {
                 self.log_retained(now, &message);
-                let r = Retained {
-                    message: message.clone(),
-                    at: now,
-                };
                 self.retained.insert(&message.topic, r);
             }
         }
@@ -719,7 +810,7 @@ impl Router {
         // The matches go into a buffer kept between routes (no allocation per message).
         let mut plain = std::mem::take(&mut self.matches);
         plain.clear();
-        let mut shared: Vec<(Box<str>, Members)> = Vec::new();
+        let mut shared: Vec<(usize, Members)> = Vec::new();
         self.tree
             .for_each_match(message.topic.as_bytes(), |m| match m {
                 Match::Plain(sid, sub) => {
@@ -727,8 +818,8 @@ impl Router {
                         plain.push((sid, *sub)); // no-local: [MQTT-3.8.3-3]
                     }
                 }
-                Match::Shared { group, members } => {
-                    shared.push((group.into(), members.as_slice().to_vec()));
+                Match::Shared { members, .. } => {
+                    shared.push((members.next_turn(), members.as_slice().to_vec()));
                 }
             });
         let matched = !plain.is_empty() || !shared.is_empty();
@@ -748,7 +839,7 @@ impl Router {
         }
         plain.clear();
         self.matches = plain;
-        for (group, members) in shared {
+        for (turn, members) in shared {
             // Round-robin over the group's members that are online, else any member.
             // Members whose owner may not read the topic are passed over.
             let readers: Vec<&(SessionId, Subscription)> = members
@@ -761,11 +852,9 @@ impl Router {
                 .filter(|(sid, _)| self.sessions.get(sid).is_some_and(|s| s.conn.is_some()))
                 .collect();
             let pool = if online.is_empty() { readers } else { online };
-            let cursor = self.shared_cursor.entry(group).or_insert(0);
-            let Some(&&(sid, sub)) = pool.get(*cursor % pool.len().max(1)) else {
+            let Some(&&(sid, sub)) = pool.get(turn % pool.len().max(1)) else {
                 continue;
             };
-            *cursor = cursor.wrapping_add(1);
             let ids = sub.identifier.into_iter().collect();
             let qos = qos.min(sub.options.qos);
             let d = delivery(
@@ -780,10 +869,18 @@ impl Router {
         matched
     }
 
+    /// Queues `d` for `sid`, behind a retained replay under way.
     fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {
         if !self.owner_may_read(sid, &d.message) {
             return; // never queued (nor stored) for a session that may not read it
         }
+        if let Some(d) = self.behind_replay(sid, d) {
+            self.enqueue_now(now, sid, d);
+        }
+    }
+
+    /// Queues `d` at the back of `sid`'s queue, within its limits, and releases what fits.
+    fn enqueue_now(&mut self, now: Instant, sid: SessionId, d: Delivery) {
         let max_msgs = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;
         let queue_qos0 = self.config.queue_qos0_offline;
@@ -794,10 +891,10 @@ impl Router {
         if s.conn.is_none() && qos0 && !queue_qos0 {
             return;
         }
-        let size = d.payload_len();
+        let size = budget::delivery_weight(&d);
         let over = |s: &Session, n: usize| {
             s.waiting_len() >= max_msgs.saturating_mul(n)
-                || s.queued_bytes + size > max_bytes.saturating_mul(n)
+                || s.queue.bytes() + size > max_bytes.saturating_mul(n)
         };
         // A client's QoS 1/2 PUBLISH to an online session with a full queue is queued anyway
         // (up to twice the limits) and its publisher waits for its acknowledgement instead.
@@ -809,16 +906,9 @@ impl Router {
         }
         while !deferred && over(s, 1) {
             // Make room by dropping the oldest QoS 0 message; otherwise refuse the new one.
-            let oldest_qos0 = (s.queued_qos0 > 0)
-                .then(|| s.queue.iter().position(Delivery::is_qos0))
-                .flatten();
-            match oldest_qos0 {
-                Some(i) => {
-                    if let Some(old) = s.queue.remove(i) {
-                        s.queued_bytes -= old.payload_len();
-                        s.queued_qos0 -= 1;
-                        store::unqueue(&mut self.store, &s.client_id, old.stored);
-                    }
+            match s.queue.drop_oldest_qos0() {
+                Some(old) => {
+                    store::unqueue(&mut self.store, &s.client_id, old.stored);
                     s.dropped += 1;
                 }
                 None => {
@@ -827,9 +917,7 @@ impl Router {
                 }
             }
         }
-        s.queued_qos0 += usize::from(qos0);
-        s.queued_bytes += size;
-        s.queue.push_back(d);
+        s.queue.push(d);
         if s.persisted {
             // Offline, everything queued is stored; online, what is owed at QoS 1/2.
             self.persist_last(now, sid);
@@ -875,11 +963,9 @@ impl Router {
             if !qos0 && s.inflight >= limit {
                 break;
             }
-            let Some(mut d) = s.queue.pop_front() else {
+            let Some(mut d) = s.queue.pop() else {
                 break;
             };
-            s.queued_qos0 -= usize::from(qos0);
-            s.queued_bytes -= d.payload_len();
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if qos0 || expired {
                 // A stored QoS 1/2 message stays stored until its flow ends.
@@ -907,7 +993,7 @@ impl Router {
         }
         let max_msgs = config.max_queued_messages;
         let max_bytes = config.max_queued_bytes;
-        if !s.waiting.is_empty() && s.waiting_len() < max_msgs && s.queued_bytes < max_bytes {
+        if !s.waiting.is_empty() && s.waiting_len() < max_msgs && s.queue.bytes() < max_bytes {
             self.wake_publishers(sid);
         }
     }
@@ -947,7 +1033,8 @@ impl Router {
                 return;
             };
             let exists = s.subscriptions.contains_key(&req.filter);
-            if !exists && s.subscriptions.len() >= max_subs {
+            let room = self.budget.has_room(subscription_weight(&req.filter));
+            if !exists && (s.subscriptions.len() >= max_subs || !room) {
                 codes.push(if s.protocol.is_v5() {
                     ReasonCode::QuotaExceeded
                 } else {
@@ -961,6 +1048,10 @@ impl Router {
                 options,
                 identifier: subscription_id,
             };
+            if !exists {
+                let weight = s.charge.bytes() + subscription_weight(&req.filter);
+                s.charge.set(weight);
+            }
             s.subscriptions.insert(req.filter.clone(), sub);
             self.tree.insert(&req.filter, sid, sub);
             codes.push(ReasonCode::granted(options.qos));
@@ -977,21 +1068,8 @@ impl Router {
         }
         self.send_to((conn, ToConnection::SubAck { packet_id, codes }));
         self.persist_session(sid);
-        for (filter, qos) in retained_for {
-            let mut found: Vec<(Arc<Publish>, Option<Instant>)> = Vec::new();
-            self.retained.for_each_match(&filter, |r| {
-                found.push((r.message.clone(), r.expires_at()));
-            });
-            for (message, expires_at) in found {
-                if expires_at.is_some_and(|at| at <= now) {
-                    continue;
-                }
-                // Sent with the retain flag, whatever "retain as published" says ([MQTT-3.3.1-8]).
-                let ids = subscription_id.into_iter().collect();
-                let qos = message.qos.min(qos);
-                let d = delivery(&message, qos, true, ids, expires_at);
-                self.enqueue(now, sid, d);
-            }
+        if !retained_for.is_empty() {
+            self.replay_retained(now, sid, retained_for, subscription_id);
         }
     }
 
@@ -1001,11 +1079,14 @@ impl Router {
         };
         let mut codes = Vec::with_capacity(filters.len());
         for f in filters {
-            let existed = self
-                .sessions
-                .get_mut(&sid)
-                .and_then(|s| s.subscriptions.remove(&f))
-                .is_some();
+            let mut existed = false;
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                if s.subscriptions.remove(&f).is_some() {
+                    let weight = s.charge.bytes() - subscription_weight(&f);
+                    s.charge.set(weight);
+                    existed = true;
+                }
+            }
             self.tree.remove(&f, sid);
             codes.push(if existed {
                 ReasonCode::Success
@@ -1023,8 +1104,8 @@ mod tests {
     #[test]
     fn a_session_stays_small() {
         // One per client, online or not (10k idle connections hold 10k of them): rare parts
-        // such as the will are boxed.
+        // such as the will are boxed. Its budget charges (its own, its queue's) take 32.
         let size = size_of::<super::Session>();
-        assert!(size <= 288, "Session is {size} bytes");
+        assert!(size <= 320, "Session is {size} bytes");
     }
 }

@@ -11,7 +11,7 @@ use crate::types::TopicName;
 
 /// The statistics messages for `stats` after `uptime`.
 pub(crate) fn messages(stats: &BrokerStats, uptime: Duration) -> Vec<Publish> {
-    let entries: [(&'static str, String); 11] = [
+    let entries: [(&'static str, String); 12] = [
         (
             "$SYS/broker/version",
             format!("tinymqtt {}", env!("CARGO_PKG_VERSION")),
@@ -47,6 +47,7 @@ pub(crate) fn messages(stats: &BrokerStats, uptime: Duration) -> Vec<Publish> {
             "$SYS/broker/store/messages/dropped",
             stats.dropped.to_string(),
         ),
+        ("$SYS/broker/heap/current", stats.memory_used.to_string()),
     ];
     entries
         .into_iter()

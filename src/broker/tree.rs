@@ -30,6 +30,8 @@ pub struct Subscription {
 pub struct Subscribers {
     list: Vec<(SessionId, Subscription)>,
     index: IdMap<SessionId, usize>,
+    /// A shared group's round-robin turn: kept with its members, so it goes with the group.
+    turn: std::cell::Cell<usize>,
 }
 
 impl Subscribers {
@@ -62,6 +64,13 @@ impl Subscribers {
     /// How many.
     pub fn len(&self) -> usize {
         self.list.len()
+    }
+
+    /// The next turn of a shared group's round robin (counts up from 0 on every call).
+    pub fn next_turn(&self) -> usize {
+        let turn = self.turn.get();
+        self.turn.set(turn.wrapping_add(1));
+        turn
     }
 
     /// Whether there are none.

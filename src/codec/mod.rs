@@ -344,9 +344,10 @@ impl Decoder {
         if t == PacketType::Publish {
             return Publish::decode_from(buf, total, header, v, flags);
         }
-        if total == 4 {
-            // The usual PUBACK / PUBREC / PUBREL / PUBCOMP: a packet identifier alone (a
-            // zero one takes the general path, which refuses it).
+        if total == 4 && header == 2 {
+            // The usual PUBACK / PUBREC / PUBREL / PUBCOMP: a one-byte remaining length of 2
+            // and a packet identifier alone (a zero one, or a longer length encoding that 3.1.x
+            // allows, takes the general path).
             let id = PacketId::new(u16::from_be_bytes([buf[2], buf[3]]));
             let ack = |id| match t {
                 PacketType::PubAck => Some(Packet::PubAck(PubAck::new(id))),

@@ -343,7 +343,7 @@ fn mqtt_3_3_2_5_v5_message_expiring_while_waiting_for_the_window_is_not_delivere
 #[test]
 fn offline_queue_is_capped_at_max_queued_bytes() {
     let bc = BrokerConfig {
-        max_queued_bytes: 10,
+        max_queued_bytes: 13,
         ..BrokerConfig::default()
     };
     let mut sim = Sim::new(bc, 396);
@@ -361,7 +361,7 @@ fn offline_queue_is_capped_at_max_queued_bytes() {
     assert_eq!(
         texts(&sim.messages(s)),
         ["0000", "0001"],
-        "10 bytes hold two 4-byte payloads; the rest is refused"
+        "13 bytes hold two messages of 6 (topic and payload); the rest is refused"
     );
     assert_eq!(sim.broker.dropped(&crate::sim::s("sub")), Some(3));
 }

@@ -326,7 +326,11 @@ impl ServerConnection {
         self.keep_alive = Duration::from_millis(u64::from(keep_alive) * 1500);
         self.server_keep_alive = (v5 && keep_alive != c.keep_alive).then_some(keep_alive);
         let session_expiry = if v5 {
-            c.properties.session_expiry_interval.unwrap_or(0)
+            match c.properties.session_expiry_interval.unwrap_or(0) {
+                // A session that would never expire ends after this, if set.
+                u32::MAX => self.config.persistent_session_expiry.unwrap_or(u32::MAX),
+                e => e,
+            }
         } else if c.clean_start {
             0
         } else {
@@ -422,6 +426,7 @@ impl ServerConnection {
             );
         }
         self.state = State::Connected;
+        self.decoder.max_packet_size = self.config.max_packet_size;
         self.timers.stop(Timer::Connect);
         self.arm_keep_alive(now);
         self.events

@@ -50,25 +50,21 @@ impl Router {
             s.subscriptions.remove(&f);
             self.tree.remove(&f, sid);
         }
-        let mut gone = Vec::new();
         let readable = |m: &Publish| auth.can_receive(&id, user.as_ref(), &m.topic);
-        s.queue.retain(|d| {
-            let keep = readable(&d.message);
-            if !keep {
-                gone.push((d.payload_len(), d.is_qos0(), d.stored));
-            }
-            keep
-        });
+        let mut gone: Vec<Option<u64>> = s
+            .queue
+            .retain(|d| readable(&d.message))
+            .into_iter()
+            .map(|d| d.stored)
+            .collect();
         s.handover.outbound.retain(|(_, flow)| match flow {
             OutFlow::Publish(d) if !readable(&d.message) => {
-                gone.push((0, false, d.stored));
+                gone.push(d.stored);
                 false
             }
             _ => true,
         });
-        for (bytes, qos0, stored) in gone {
-            s.queued_bytes -= bytes;
-            s.queued_qos0 -= usize::from(qos0);
+        for stored in gone {
             super::store::unqueue(&mut self.store, &id, stored);
         }
     }

@@ -33,11 +33,17 @@ impl Router {
     /// A transport connected: its connection, with an identifier never used before.
     ///
     /// It counts towards [`BrokerStats::connections`] until its last mail (the one its close
-    /// produces) reaches [`Router::handle_mail`].
+    /// produces) reaches [`Router::handle_mail`]. Connections still in their handshake count
+    /// against [`BrokerConfig::max_connections`] too: with that many open and one more (room
+    /// for a takeover), the new one comes back closed, before anything is read from it.
     pub fn accept(&mut self, now: Instant) -> ServerConnection {
         self.start_clock(now);
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        let full = self
+            .config
+            .max_connections
+            .is_some_and(|max| self.conns.len() > max);
         self.conns.insert(id);
         let mut conn = ServerConnection::new(
             id,
@@ -45,7 +51,11 @@ impl Router {
             self.config.clone(),
             self.authenticator.clone(),
             self.authorizer.clone(),
+            self.budgets.clone(),
         );
+        if full {
+            conn.refuse_transport();
+        }
         conn.set_id_nonce(self.next_nonce());
         conn
     }
@@ -91,7 +101,7 @@ impl Router {
         };
         if !s.stalled {
             s.stalled = true;
-            s.returned = 0;
+            s.queue.reset_returned();
         }
         if matches!(mail.mail, ToConnection::Deliver(_)) {
             self.sent = self.sent.saturating_sub(1); // counted when released, never sent
@@ -99,7 +109,7 @@ impl Router {
         match mail.mail {
             ToConnection::Deliver(d) if !d.is_qos0() => {
                 s.inflight = s.inflight.saturating_sub(1);
-                s.put_back(d);
+                s.queue.put_back(d);
             }
             ToConnection::Deliver(_) => s.dropped += 1,
             ToConnection::Accepted { handover, .. } => s.handover = handover,
@@ -194,6 +204,8 @@ impl Router {
             bytes_sent: self.bytes_sent,
             dropped: self.sessions.values().map(|s| s.dropped).sum(),
             publishes_denied: self.denied,
+            memory_used: self.budget.used(),
+            refused_over_limits: self.budget.refused(),
         }
     }
 

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::super::mail::{ConnId, Delivery, OutFlow};
 use super::super::tree::{SessionId, Subscription};
-use super::{Retained, Router, Session, Timer};
+use super::{Router, Session, Timer};
 use crate::codec::{Publish, Will, WillProperties};
 use crate::store::{
     CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord,
     StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
-use crate::types::{ByteStr, PacketId, QoS};
+use crate::types::{ByteStr, PacketId};
 
 /// The changes not yet drained, and the wall clock the runtime gave at restore.
 #[derive(Debug)]
@@ -93,8 +93,14 @@ impl Router {
             }
             let topic = publish.topic.clone();
             let message = Arc::new(publish);
-            self.retained.insert(&topic, Retained { message, at: now });
-            done.retained += 1;
+            match self.retained_entry(&message, now) {
+                Some(r) => {
+                    self.retained.insert(&topic, r);
+                    done.retained += 1;
+                }
+                // The limits shrank since it was stored.
+                None => self.log(StoreOp::DeleteRetained(topic)),
+            }
         }
         for s in snapshot.sessions {
             if self.by_client.contains_key(&s.client_id) {
@@ -244,25 +250,23 @@ impl Router {
                 unqueue(&mut self.store, &q.client_id, Some(q.seq));
                 continue;
             };
-            let size = q.publish.payload.len();
-            if s.queue.len() >= max_msgs || s.queued_bytes + size > max_bytes {
+            let d = Delivery {
+                expires_at: q.expires_at.map(|at| now + Duration::from_secs(at - wall)),
+                stored: Some(q.seq),
+                packet_id: q.packet_id,
+                ..Delivery::of(q.publish)
+            };
+            let size = super::budget::delivery_weight(&d);
+            if s.queue.len() >= max_msgs || s.queue.bytes() + size > max_bytes {
                 // The limits shrank since it was stored: the newest messages are dropped.
                 s.dropped += 1;
                 unqueue(&mut self.store, &q.client_id, Some(q.seq));
                 continue;
             }
-            let expires_at = q.expires_at.map(|at| now + Duration::from_secs(at - wall));
-            s.queued_bytes += size;
             if let Some(id) = q.packet_id {
                 s.last_packet_id = s.last_packet_id.max(id.get());
             }
-            s.queued_qos0 += usize::from(q.publish.qos == QoS::AtMostOnce);
-            s.queue.push_back(Delivery {
-                expires_at,
-                stored: Some(q.seq),
-                packet_id: q.packet_id,
-                ..Delivery::of(q.publish)
-            });
+            s.queue.push(d);
             done.queued += 1;
         }
     }
@@ -388,9 +392,13 @@ impl Router {
                     SessionOwner::User(u) => Some(Box::new(u)),
                     _ => None,
                 },
-                ..Session::new(r.client_id, r.protocol)
+                ..Session::new(r.client_id, r.protocol, &self.budget)
             }),
         );
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            let subs: usize = s.subscriptions.keys().map(super::subscription_weight).sum();
+            s.charge.set(s.charge.bytes() + subs);
+        }
         if r.expiry != u32::MAX {
             let left = u64::from(r.expiry) - age;
             self.set_timer(now + Duration::from_secs(left), Timer::Expire(sid, 0));
@@ -439,7 +447,7 @@ impl Router {
         };
         if s.expiry == 0 {
             // The store drops the queue with the session.
-            for d in &mut s.queue {
+            for d in s.queue.iter_mut() {
                 d.stored = None;
             }
             if std::mem::take(&mut s.persisted) {
