@@ -50,6 +50,7 @@ mod post;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod server;
 pub(crate) mod store;
+pub mod transport;
 pub(crate) mod writer;
 
 use std::io;
