@@ -159,10 +159,12 @@ impl Endpoint {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let port = match (authority.port(), authority.port_u16()) {
-            (None, _) => scheme.default_port(),
-            (Some(_), Some(p)) if p != 0 => p,
-            (Some(_), _) => return Err(bad("the port is not 1 to 65535")),
+        // What follows the host is `:port` (http's parser leaves a port it cannot read out).
+        let has_port = authority.as_str().len() > authority.host().len();
+        let port = match (has_port, authority.port_u16()) {
+            (false, _) => scheme.default_port(),
+            (true, Some(p)) if p != 0 => p,
+            (true, _) => return Err(bad("the port is not 1 to 65535")),
         };
         let path = match uri.path_and_query().map(|p| p.as_str()) {
             None | Some("" | "/") => "/mqtt".to_owned(),
