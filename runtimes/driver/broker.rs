@@ -19,6 +19,11 @@ use crate::hash::IdMap;
 /// not block.
 pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
 
+/// Called when a connection's transport fails (a TLS handshake refused, a WebSocket upgrade
+/// without the `mqtt` subprotocol, plain MQTT on a TLS port, ...), before it is closed; it
+/// must not block.
+pub type TransportHook = Arc<dyn Fn(&super::transport::TransportError) + Send + Sync>;
+
 /// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
 #[derive(Clone)]
 pub struct BrokerOptions {
@@ -39,6 +44,8 @@ pub struct BrokerOptions {
     /// match the broker's [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)
     /// ([`Fsync::durable_acks`]), or binding fails; the defaults match.
     pub fsync: Fsync,
+    /// Told why a connection's transport failed, for logs.
+    pub on_transport_error: Option<TransportHook>,
 }
 
 impl std::fmt::Debug for BrokerOptions {
@@ -50,6 +57,7 @@ impl std::fmt::Debug for BrokerOptions {
             .field("on_event", &self.on_event.is_some())
             .field("persistence", &self.persistence)
             .field("fsync", &self.fsync)
+            .field("on_transport_error", &self.on_transport_error.is_some())
             .finish()
     }
 }
@@ -64,6 +72,7 @@ impl Default for BrokerOptions {
             on_event: None,
             persistence: None,
             fsync: Fsync::Always,
+            on_transport_error: None,
         }
     }
 }

@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use super::broker::{
     drain_connection, taken, BrokerHandle, BrokerOptions, Control, Drained, EventHook, MailQueue,
-    Mailbox, Queued, Report, RouterCore, Traffic,
+    Mailbox, Queued, Report, RouterCore, Traffic, TransportHook,
 };
 use super::post::{Letters, Post};
+use super::transport::{Acceptor, Link, ListenerConfig, TransportError};
 use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Alarm, Listener, Reader, Runtime, Woke, Writer};
 use super::{READ_CHUNK, ROUTER_INBOX};
@@ -25,7 +26,7 @@ use crate::broker::{Broker, BrokerConfig, ConnectionMail, RouterMail, ServerConn
 pub struct Server<R: Runtime> {
     broker: Broker,
     options: BrokerOptions,
-    listeners: Vec<R::Listener>,
+    listeners: Vec<(R::Listener, Option<Acceptor>)>,
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
@@ -58,10 +59,22 @@ impl<R: Runtime> Server<R> {
     /// an error naming its file, and so does a [`BrokerOptions::fsync`] that does not match
     /// the broker's `durable_acks`.
     pub async fn bind_with(
-        mut broker: Broker,
+        broker: Broker,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Self> {
+        let listeners = addrs.iter().map(|a| ListenerConfig::plain(*a));
+        Self::bind_listeners(broker, options, &listeners.collect::<Vec<_>>()).await
+    }
+
+    /// [`Server::bind_with`] for listeners that may speak TLS and WebSocket; a certificate or
+    /// key that cannot be used fails here, naming its file and the reason.
+    pub async fn bind_listeners(
+        mut broker: Broker,
+        options: BrokerOptions,
+        configs: &[ListenerConfig],
+    ) -> io::Result<Self> {
+        let acceptors = super::transport::acceptors(configs)?;
         let inbox = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
         let wake = inbox.0.clone();
         let wake = Box::new(move || {
@@ -71,9 +84,9 @@ impl<R: Runtime> Server<R> {
         let store = writer::start(&options, &mut broker, wake)?;
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
-        for a in addrs {
-            let (l, local) = R::bind(*a).await?;
-            listeners.push(l);
+        for (c, acceptor) in configs.iter().zip(acceptors) {
+            let (l, local) = R::bind(c.bind).await?;
+            listeners.push((l, acceptor));
             bound.push(local);
         }
         let (handle, signal) = BrokerHandle::new();
@@ -142,7 +155,7 @@ impl Drop for Queue {
 
 /// What reaches the router task.
 enum Inbox<R: Runtime> {
-    Accept(R::Reader, R::Writer),
+    Accept(R::Reader, R::Writer, Option<Link>),
     Report(Report),
     /// The store writer handed tickets back (or stopped).
     Stored,
@@ -166,8 +179,15 @@ async fn run<R: Runtime>(server: Server<R>) {
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
     // Dropped at shutdown, which ends the accept loops (connections see their posts close).
     let (stop_tx, stop) = async_channel::bounded::<()>(1);
-    for l in listeners {
-        R::spawn(accept_loop::<R>(l, inbox_tx.clone(), stop.clone()));
+    for (l, acceptor) in listeners {
+        let hook = options.on_transport_error.clone();
+        R::spawn(accept_loop::<R>(
+            l,
+            acceptor,
+            hook,
+            inbox_tx.clone(),
+            stop.clone(),
+        ));
     }
     let mut core = RouterCore::new(
         broker.into_router(now()),
@@ -193,11 +213,10 @@ async fn run<R: Runtime>(server: Server<R>) {
         alarm.arm(core.deadline(), R::sleep_until);
         let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
         match wait_fair(inbox, control, &mut alarm, &mut turn).await {
-            Woke::First(Ok(Inbox::Accept(reader, writer))) => accept::<R>(
+            Woke::First(Ok(Inbox::Accept(reader, writer, link))) => accept::<R>(
                 &mut core,
                 now(),
-                reader,
-                writer,
+                (reader, writer, link),
                 &options,
                 &inbox_tx,
                 &done_tx,
@@ -239,8 +258,7 @@ async fn run<R: Runtime>(server: Server<R>) {
 fn accept<R: Runtime>(
     core: &mut RouterCore<Queue>,
     now: Instant,
-    reader: R::Reader,
-    writer: R::Writer,
+    (reader, writer, link): (R::Reader, R::Writer, Option<Link>),
     options: &BrokerOptions,
     inbox: &async_channel::Sender<Inbox<R>>,
     done: &async_channel::Sender<()>,
@@ -253,6 +271,8 @@ fn accept<R: Runtime>(
     R::spawn(connection::<R>(Conn {
         reader,
         writer,
+        link: link.map(Box::new),
+        transport_hook: options.on_transport_error.clone(),
         conn,
         mail: post,
         queued,
@@ -264,13 +284,25 @@ fn accept<R: Runtime>(
 
 async fn accept_loop<R: Runtime>(
     mut listener: R::Listener,
+    acceptor: Option<Acceptor>,
+    hook: Option<TransportHook>,
     inbox: async_channel::Sender<Inbox<R>>,
     stop: async_channel::Receiver<()>,
 ) {
     loop {
         match wait::<R, _, _>(listener.accept(), Some(stop.recv()), None).await {
             Woke::First(Ok((r, w))) => {
-                if inbox.send(Inbox::Accept(r, w)).await.is_err() {
+                let link = match acceptor.as_ref().map(Acceptor::link) {
+                    None => None,
+                    Some(Ok(link)) => link,
+                    Some(Err(e)) => {
+                        if let Some(h) = &hook {
+                            h(&e);
+                        }
+                        continue;
+                    }
+                };
+                if inbox.send(Inbox::Accept(r, w, link)).await.is_err() {
                     return;
                 }
             }
@@ -291,6 +323,11 @@ const MAIL_PER_WAKE: usize = 32;
 struct Conn<R: Runtime> {
     reader: R::Reader,
     writer: R::Writer,
+    /// TLS and/or WebSocket between the socket and the connection (boxed: a plain
+    /// connection's task stays small).
+    link: Option<Box<Link>>,
+    /// Told why a transport failed.
+    transport_hook: Option<TransportHook>,
     conn: ServerConnection,
     /// Router mail, the kill when the connection is too slow, and the close at shutdown.
     mail: Arc<Post>,
@@ -307,6 +344,8 @@ enum Wake {
     Input,
     /// The socket's read side ended or failed.
     Ended,
+    /// The transport refused the peer's bytes (TLS, WebSocket).
+    Failed(TransportError),
     /// The post is closed and empty: the server is shutting down.
     Closed,
     /// The router closed the connection as too slow.
@@ -337,11 +376,14 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 close,
             } = drain_connection(&mut c.conn, c.hook.as_ref());
             for b in &transmit {
-                if write(&mut c.writer, &c.mail, b).await.is_err() {
+                if send(&mut c, b).await.is_err() {
                     // A write error, or killed as too slow: the transport failed.
                     return Box::pin(abort(c, traffic, mail)).await;
                 }
                 traffic.sent += b.len() as u64;
+            }
+            if c.link.as_ref().is_some_and(|l| l.has_wire()) && send(&mut c, &[]).await.is_err() {
+                return Box::pin(abort(c, traffic, mail)).await;
             }
             // Not held while the task waits.
             drop(transmit);
@@ -355,6 +397,10 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 }
             }
             if close {
+                if let Some(link) = &mut c.link {
+                    link.close();
+                    let _ = send(&mut c, &[]).await;
+                }
                 c.writer.close().await;
                 return;
             }
@@ -362,12 +408,35 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             match next(&mut c, &mut alarm, &mut traffic).await {
                 Wake::Input => {}
                 Wake::Ended => c.conn.handle_transport_closed(now()),
+                Wake::Failed(e) => {
+                    if let Some(h) = &c.transport_hook {
+                        h(&e);
+                    }
+                    // The alert or HTTP answer that tells the peer why.
+                    let _ = send(&mut c, &[]).await;
+                    c.conn.handle_transport_closed(now());
+                }
                 Wake::Closed => return Box::pin(shut_down(c)).await,
                 Wake::Killed => return Box::pin(abort(c, traffic, Vec::new())).await,
                 Wake::Deadline => c.conn.handle_timeout(now()),
             }
         }
     }
+}
+
+/// Writes the connection's `buf` through its link (if any), with what the link has to send.
+async fn send<R: Runtime>(c: &mut Conn<R>, buf: &[u8]) -> Result<(), ()> {
+    let Some(link) = &mut c.link else {
+        return write(&mut c.writer, &c.mail, buf).await;
+    };
+    if !buf.is_empty() {
+        link.send(buf).map_err(drop)?;
+    }
+    let wire = link.take_wire();
+    if wire.is_empty() {
+        return Ok(());
+    }
+    write(&mut c.writer, &c.mail, &wire).await
 }
 
 /// Writes `buf`, unless the connection is killed first (it may be stuck writing to a peer
@@ -392,19 +461,43 @@ thread_local! {
 /// thread's buffer and handed to the connection; `Ok(0)` is the end of the stream.
 fn poll_input(
     reader: &mut impl Reader,
+    link: Option<&mut Link>,
     conn: &mut ServerConnection,
     cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
+) -> Poll<Result<usize, Input>> {
     READ_BUF.with_borrow_mut(|buf| {
         if buf.is_empty() {
             buf.resize(READ_CHUNK, 0);
         }
-        let read = reader.poll_read(cx, buf);
-        if let Poll::Ready(Ok(n @ 1..)) = read {
+        let read = reader.poll_read(cx, buf).map_err(Input::Io);
+        let Poll::Ready(Ok(n @ 1..)) = read else {
+            return read;
+        };
+        let Some(link) = link else {
             conn.handle_input(now(), &buf[..n]);
+            return read;
+        };
+        let mut app = Vec::new();
+        match link.input(&buf[..n], &mut app) {
+            Ok(open) => {
+                if !app.is_empty() {
+                    conn.handle_input(now(), &app);
+                }
+                if open {
+                    read
+                } else {
+                    Poll::Ready(Ok(0))
+                }
+            }
+            Err(e) => Poll::Ready(Err(Input::Transport(e))),
         }
-        read
     })
+}
+
+/// Why a read gave nothing to the connection.
+enum Input {
+    Io(io::Error),
+    Transport(TransportError),
 }
 
 /// Waits until the connection has something to do and hands it what is there: a passed
@@ -429,7 +522,7 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             }
             Poll::Pending => {}
         }
-        match poll_input(&mut c.reader, &mut c.conn, cx) {
+        match poll_input(&mut c.reader, c.link.as_deref_mut(), &mut c.conn, cx) {
             Poll::Ready(Ok(0)) => return Poll::Ready(Wake::Ended),
             Poll::Ready(Ok(n)) => {
                 traffic.received += n as u64;
@@ -437,7 +530,7 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             }
             // Nothing after all: poll again (a binding's read that says so instead of
             // pending has registered no wake).
-            Poll::Ready(Err(e))
+            Poll::Ready(Err(Input::Io(e)))
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
@@ -445,7 +538,8 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             {
                 cx.waker().wake_by_ref();
             }
-            Poll::Ready(Err(_)) => return Poll::Ready(Wake::Ended),
+            Poll::Ready(Err(Input::Io(_))) => return Poll::Ready(Wake::Ended),
+            Poll::Ready(Err(Input::Transport(e))) => return Poll::Ready(Wake::Failed(e)),
             Poll::Pending => {}
         }
         if woke {
@@ -499,9 +593,13 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
     let d = drain_connection(&mut c.conn, c.hook.as_ref());
     for b in &d.transmit {
-        if write(&mut c.writer, &c.mail, b).await.is_err() {
+        if send(&mut c, b).await.is_err() {
             return;
         }
+    }
+    if let Some(link) = &mut c.link {
+        link.close();
+        let _ = send(&mut c, &[]).await;
     }
     c.writer.close().await;
 }

@@ -15,6 +15,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
+mod open;
+#[cfg(test)]
+mod tests;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(not(feature = "tls"))]
@@ -25,14 +28,16 @@ mod ws;
 #[cfg(not(feature = "websocket"))]
 #[path = "no_ws.rs"]
 mod ws;
-#[cfg(test)]
-mod tests;
 
 #[cfg(feature = "tls")]
 pub use tls::{Roots, ServerTls, TlsOptions};
 #[cfg(feature = "websocket")]
 pub use ws::MAX_WS_MESSAGE;
 
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+pub(crate) use open::open;
+#[cfg(feature = "blocking")]
+pub(crate) use open::open_blocking;
 use tls::TlsLayer;
 use ws::WsLayer;
 
@@ -155,7 +160,10 @@ impl Endpoint {
         if authority.as_str().contains('@') {
             return Err(bad("credentials belong in the client's configuration"));
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() {
             return Err(bad("no host"));
         }
@@ -293,7 +301,7 @@ impl Connector {
     pub(crate) async fn addrs<F, Fut>(&self, resolve: F) -> Result<Vec<SocketAddr>, TransportError>
     where
         F: FnOnce(String, u16) -> Fut,
-        Fut: std::future::Future<Output = std::io::Result<Vec<SocketAddr>>>,
+        Fut: Future<Output = std::io::Result<Vec<SocketAddr>>>,
     {
         if let Some(a) = self.endpoint.addr {
             return Ok(vec![a]);
@@ -313,7 +321,11 @@ impl Connector {
     pub(crate) fn addrs_blocking(&self) -> Result<Vec<SocketAddr>, TransportError> {
         use std::net::ToSocketAddrs;
         let resolve = |host: String, port: u16| {
-            std::future::ready((host.as_str(), port).to_socket_addrs().map(Iterator::collect))
+            std::future::ready(
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect),
+            )
         };
         let fut = self.addrs(resolve);
         // The future is ready at once: `resolve` does its work when called.
@@ -415,6 +427,21 @@ impl ListenerConfig {
     }
 }
 
+/// The acceptors of `configs` (`None` for a plain listener), their files read now.
+pub(crate) fn acceptors(configs: &[ListenerConfig]) -> std::io::Result<Vec<Option<Acceptor>>> {
+    configs
+        .iter()
+        .map(|c| match c.acceptor() {
+            Ok(a) if a.is_plain() => Ok(None),
+            Ok(a) => Ok(Some(a)),
+            Err(e) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("listener {}: {e}", c.bind),
+            )),
+        })
+        .collect()
+}
+
 /// A listener's transport, ready for connections (certificates loaded).
 #[derive(Debug, Clone)]
 pub struct Acceptor {
@@ -425,6 +452,15 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
+    /// Whether connections get no link (plain MQTT over TCP).
+    pub(crate) fn is_plain(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return false;
+        }
+        self.protocol == Protocol::Mqtt
+    }
+
     /// The machine for an accepted connection (`None` for plain TCP).
     pub(crate) fn link(&self) -> Result<Option<Link>, TransportError> {
         let mut link = Link::default();

@@ -12,7 +12,10 @@ impl WsLayer {
     }
 
     pub(crate) fn server() -> Result<WsLayer, TransportError> {
-        Err(TransportError::Unsupported("protocol = \"websockets\"", "websocket"))
+        Err(TransportError::Unsupported(
+            "protocol = \"websockets\"",
+            "websocket",
+        ))
     }
 
     pub(crate) fn input(

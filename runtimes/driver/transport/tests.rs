@@ -36,7 +36,10 @@ fn urls_name_scheme_host_port_and_path() {
         (Scheme::Mqtts, "broker.example.com", 8883, None)
     );
     let e = Endpoint::parse("ws://localhost:8080").unwrap();
-    assert_eq!((e.scheme(), e.port(), e.path.as_str()), (Scheme::Ws, 8080, "/mqtt"));
+    assert_eq!(
+        (e.scheme(), e.port(), e.path.as_str()),
+        (Scheme::Ws, 8080, "/mqtt")
+    );
     let e = Endpoint::parse("wss://h/custom/path").unwrap();
     assert_eq!((e.port(), e.path.as_str()), (443, "/custom/path"));
     let e = Endpoint::parse("mqtt://[::1]:1884").unwrap();
@@ -147,7 +150,10 @@ mod websocket {
               Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
               Sec-WebSocket-Protocol: chat\r\n\r\n",
         );
-        assert!(e.to_string().contains("without the mqtt subprotocol"), "{e}");
+        assert!(
+            e.to_string().contains("without the mqtt subprotocol"),
+            "{e}"
+        );
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     }
 
@@ -217,94 +223,8 @@ mod websocket {
 }
 
 #[cfg(feature = "tls")]
-pub(crate) mod certs {
-    //! Certificates for tests: a CA, a server certificate for `localhost`/127.0.0.1, a client
-    //! certificate, written as PEM files into a fresh directory.
-
-    use std::path::{Path, PathBuf};
-
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-
-    /// PEM files in a directory of their own.
-    pub(crate) struct Pki {
-        pub(crate) dir: PathBuf,
-    }
-
-    impl Pki {
-        pub(crate) fn path(&self, name: &str) -> PathBuf {
-            self.dir.join(name)
-        }
-    }
-
-    impl Drop for Pki {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn ca(name: &str) -> (rcgen::Certificate, Issuer<'static, KeyPair>) {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        (cert, Issuer::new(p, key))
-    }
-
-    fn leaf(
-        names: &[&str],
-        cn: &str,
-        issuer: &Issuer<'_, KeyPair>,
-        expired: bool,
-    ) -> (rcgen::Certificate, KeyPair) {
-        let names = names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let mut p = CertificateParams::new(names).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        if expired {
-            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        (p.signed_by(&key, issuer).unwrap(), key)
-    }
-
-    fn write(dir: &Path, name: &str, pem: String) {
-        std::fs::write(dir.join(name), pem).unwrap();
-    }
-
-    /// `ca.pem`; `server.pem`/`server.key` for localhost and 127.0.0.1; `client.pem`/
-    /// `client.key` (CN `device-7`); `expired.pem`/`expired.key` (localhost, 2020);
-    /// `other-ca.pem` (a CA that signed nothing here); `wrong-name.pem`/`wrong-name.key`
-    /// (for `elsewhere.example`).
-    pub(crate) fn make(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!(
-            "tinymqtt-pki-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::UNIX_EPOCH
-                .elapsed()
-                .map_or(0, |d| d.as_nanos())
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (ca_cert, issuer) = ca("tinymqtt test CA");
-        write(&dir, "ca.pem", ca_cert.pem());
-        let (other, _) = ca("another CA");
-        write(&dir, "other-ca.pem", other.pem());
-        for (name, names, cn, expired) in [
-            ("server", &["localhost", "127.0.0.1"][..], "localhost", false),
-            ("client", &[][..], "device-7", false),
-            ("expired", &["localhost", "127.0.0.1"][..], "localhost", true),
-            ("wrong-name", &["elsewhere.example"][..], "elsewhere", false),
-        ] {
-            let (cert, key) = leaf(names, cn, &issuer, expired);
-            write(&dir, &format!("{name}.pem"), cert.pem());
-            write(&dir, &format!("{name}.key"), key.serialize_pem());
-        }
-        Pki { dir }
-    }
-}
+#[path = "../../../tests/support/pki.rs"]
+pub(crate) mod certs;
 
 #[cfg(feature = "tls")]
 mod tls {
@@ -330,7 +250,9 @@ mod tls {
     }
 
     fn trusting(pki: &Pki) -> TlsOptions {
-        TlsOptions::new().roots(Roots::None).ca_file(pki.path("ca.pem"))
+        TlsOptions::new()
+            .roots(Roots::None)
+            .ca_file(pki.path("ca.pem"))
     }
 
     #[test]
@@ -431,7 +353,13 @@ mod tls {
     #[test]
     fn a_certificate_for_another_name_is_refused_by_name() {
         let pki = make("name");
-        let (c, _) = failing(&pki, "wrong-name", false, "mqtts://localhost", trusting(&pki));
+        let (c, _) = failing(
+            &pki,
+            "wrong-name",
+            false,
+            "mqtts://localhost",
+            trusting(&pki),
+        );
         assert!(c.contains("not valid for name"), "{c}");
     }
 
@@ -491,7 +419,9 @@ mod tls {
         let hello = c.take_wire();
         let mut app = Vec::new();
         assert!(s.input(&hello, &mut app).unwrap());
-        assert!(s.input(&[0x17, 0x03, 0x03, 0x00, 0x03, 9, 9, 9], &mut app).is_err());
+        assert!(s
+            .input(&[0x17, 0x03, 0x03, 0x00, 0x03, 9, 9, 9], &mut app)
+            .is_err());
     }
 
     #[test]
@@ -509,7 +439,10 @@ mod tls {
         let tls = l.tls.as_mut().unwrap();
         tls.keyfile = pki.path("server.pem");
         let e = l.acceptor().unwrap_err().to_string();
-        assert!(e.contains("server.pem") && e.contains("no private key"), "{e}");
+        assert!(
+            e.contains("server.pem") && e.contains("no private key"),
+            "{e}"
+        );
         let e = Endpoint::parse("mqtts://h")
             .unwrap()
             .tls(TlsOptions::new().ca_file(pki.path("nope.pem")))

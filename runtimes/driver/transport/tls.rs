@@ -174,9 +174,7 @@ impl ServerTls {
                 } else {
                     v.allow_unauthenticated().build()
                 };
-                let v = v.map_err(|e| {
-                    TransportError::Config(format!("{}: {e}", ca.display()))
-                })?;
+                let v = v.map_err(|e| TransportError::Config(format!("{}: {e}", ca.display())))?;
                 builder.with_client_cert_verifier(v)
             }
             None if self.require_certificate => {

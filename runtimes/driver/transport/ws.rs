@@ -111,8 +111,8 @@ impl WsLayer {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(SUBPROTOCOLS[0]),
         );
-        let mid = ClientHandshake::start(Pipe::default(), request, Some(config()))
-            .map_err(ws_error)?;
+        let mid =
+            ClientHandshake::start(Pipe::default(), request, Some(config())).map_err(ws_error)?;
         let mut layer = WsLayer {
             state: State::Done,
             pending: Vec::new(),
@@ -124,7 +124,9 @@ impl WsLayer {
                 Ok(layer)
             }
             Err(HandshakeError::Failure(e)) => Err(ws_error(e)),
-            Ok(_) => Err(TransportError::WebSocket("handshake ended before an answer".into())),
+            Ok(_) => Err(TransportError::WebSocket(
+                "handshake ended before an answer".into(),
+            )),
         }
     }
 
@@ -232,10 +234,9 @@ impl WsLayer {
                 "upgrade without the mqtt subprotocol (offered: {offered:?})"
             )));
         };
-        response.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(chosen),
-        );
+        response
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(chosen));
         write_response(&mut *down, &response).map_err(ws_error)?;
         let tail = request.split_off(size).to_vec();
         Ok(Some(WebSocket::from_partially_read(
