@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
+mod identity;
 mod open;
 #[cfg(test)]
 mod tests;
@@ -83,6 +84,10 @@ pub enum TransportError {
     /// The WebSocket upgrade was refused or the WebSocket protocol broken.
     #[error("websocket: {0}")]
     WebSocket(String),
+    /// `use_identity_as_username` could not name the client (no certificate, or a first
+    /// packet that is not a CONNECT).
+    #[error("identity: {0}")]
+    Identity(String),
     /// The socket failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -488,6 +493,8 @@ pub(crate) struct Link {
     wire: Vec<u8>,
     /// The client certificate's name replaces the CONNECT's user name.
     identity: bool,
+    /// Where that happens.
+    rewrite: identity::Identity,
     failed: bool,
 }
 
@@ -516,15 +523,21 @@ impl Link {
             }
             None => (data, true),
         };
+        let mut mqtt = Vec::new();
+        let into = if self.identity { &mut mqtt } else { &mut *app };
         match &mut self.ws {
             Some(ws) => {
                 let mut out = Vec::new();
-                let r = ws.input(data, app, &mut out);
+                let r = ws.input(data, into, &mut out);
                 // Answers go out even when the input failed (an HTTP error, a close frame).
                 self.down(out)?;
                 open &= r?;
             }
-            None => app.extend_from_slice(data),
+            None => into.extend_from_slice(data),
+        }
+        if self.identity && !mqtt.is_empty() {
+            let name = self.tls.as_ref().and_then(TlsLayer::peer_name);
+            self.rewrite.input(name, &mqtt, app)?;
         }
         Ok(open)
     }
@@ -592,17 +605,15 @@ impl Link {
     }
 
     /// Whether a handshake (TLS or WebSocket upgrade) is still running.
+    #[cfg(test)]
     pub(crate) fn is_handshaking(&self) -> bool {
         self.tls.as_ref().is_some_and(TlsLayer::is_handshaking)
             || self.ws.as_ref().is_some_and(WsLayer::is_handshaking)
     }
 
-    /// The name the peer's certificate gives (its common name), when the listener hands it
-    /// to authentication as the user name.
+    /// The name the peer's certificate gives (its common name).
+    #[cfg(test)]
     pub(crate) fn identity(&self) -> Option<String> {
-        if !self.identity {
-            return None;
-        }
         self.tls.as_ref().and_then(TlsLayer::peer_name)
     }
 }

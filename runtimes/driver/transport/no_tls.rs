@@ -24,6 +24,7 @@ impl TlsLayer {
         match *self {}
     }
 
+    #[cfg(test)]
     pub(crate) fn is_handshaking(&self) -> bool {
         match *self {}
     }

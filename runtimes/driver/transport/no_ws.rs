@@ -35,6 +35,7 @@ impl WsLayer {
         match *self {}
     }
 
+    #[cfg(test)]
     pub(crate) fn is_handshaking(&self) -> bool {
         match *self {}
     }

@@ -239,7 +239,6 @@ mod tls {
                 cafile: cafile.then(|| pki.path("ca.pem")),
                 require_certificate: require,
             }),
-            use_identity_as_username: true,
             ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
         }
     }
@@ -467,5 +466,85 @@ mod tls {
         s.send(b"\xd0\x00").unwrap();
         let (to_c, _) = pump(&mut c, &mut s, 5).unwrap();
         assert_eq!(to_c, b"\x20\x02\x00\x00\xd0\x00");
+    }
+}
+
+#[cfg(feature = "tls")]
+mod identity {
+    use bytes::BytesMut;
+
+    use super::certs::make;
+    use super::*;
+    use crate::codec::{encode, Connect, Decoder, Packet};
+    use crate::{ByteStr, ProtocolVersion};
+
+    fn connect_bytes(v: ProtocolVersion, user: Option<&str>) -> Vec<u8> {
+        let mut c = Connect::new(v, ByteStr::from_static("dev"));
+        c.username = user.map(|u| ByteStr::try_from(u).unwrap());
+        c.password = Some(bytes::Bytes::from_static(b"pw"));
+        let mut b = BytesMut::new();
+        encode(&Packet::Connect(Box::new(c)), v, &mut b).unwrap();
+        b.to_vec()
+    }
+
+    fn server(pki: &certs::Pki, require: bool) -> Link {
+        ListenerConfig {
+            tls: Some(ServerTls {
+                certfile: pki.path("server.pem"),
+                keyfile: pki.path("server.key"),
+                cafile: Some(pki.path("ca.pem")),
+                require_certificate: require,
+            }),
+            use_identity_as_username: true,
+            ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
+        }
+        .acceptor()
+        .unwrap()
+        .link()
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_certificate_name_replaces_the_connect_user_name_and_password() {
+        let pki = make("identity");
+        for v in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            let mut s = server(&pki, true);
+            let options = TlsOptions::new()
+                .roots(Roots::None)
+                .ca_file(pki.path("ca.pem"))
+                .client_auth(pki.path("client.pem"), pki.path("client.key"));
+            let e = Endpoint::parse("mqtts://localhost").unwrap().tls(options);
+            let mut c = e.connector().unwrap().link().unwrap().unwrap();
+            // The CONNECT in two pieces, a PINGREQ behind it.
+            let connect = connect_bytes(v, Some("mallory"));
+            c.send(&connect[..5]).unwrap();
+            c.send(&connect[5..]).unwrap();
+            c.send(b"\xc0\x00").unwrap();
+            let (_, to_s) = pump(&mut c, &mut s, 300).unwrap();
+            let mut buf = BytesMut::from(&to_s[..]);
+            let Some(Packet::Connect(got)) = Decoder::new(v).decode(&mut buf).unwrap() else {
+                panic!("no CONNECT");
+            };
+            assert_eq!(got.username.as_deref(), Some("device-7"));
+            assert_eq!(got.password, None);
+            assert_eq!(got.protocol, v);
+            assert_eq!(&buf[..], b"\xc0\x00");
+        }
+    }
+
+    #[test]
+    fn without_a_certificate_the_identity_listener_refuses() {
+        let pki = make("identity-none");
+        let mut s = server(&pki, false);
+        let options = TlsOptions::new()
+            .roots(Roots::None)
+            .ca_file(pki.path("ca.pem"));
+        let e = Endpoint::parse("mqtts://localhost").unwrap().tls(options);
+        let mut c = e.connector().unwrap().link().unwrap().unwrap();
+        c.send(&connect_bytes(ProtocolVersion::V5, Some("mallory")))
+            .unwrap();
+        let e = pump(&mut c, &mut s, 4096).unwrap_err();
+        assert!(matches!(e, TransportError::Identity(_)), "{e}");
     }
 }

@@ -367,6 +367,7 @@ impl TlsLayer {
     }
 
     /// Whether the handshake is still running.
+    #[cfg(test)]
     pub(crate) fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
     }

@@ -276,6 +276,7 @@ impl WsLayer {
     }
 
     /// Whether the upgrade is still running.
+    #[cfg(test)]
     pub(crate) fn is_handshaking(&self) -> bool {
         matches!(self.state, State::Client(_) | State::Server(_))
     }
