@@ -1,6 +1,6 @@
 //! An MQTT broker: `broker --host 127.0.0.1 --port 1883 [--config FILE] [--runtime tokio]`.
 //!
-//! Reads `help`, `status` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT
+//! Reads `help`, `status`, `reload` (certificates) and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT
 //! 0x8B to MQTT 5 clients, no wills). `broker --check-config FILE` checks a config file (and
 //! the password and ACL files it names) and exits; `broker passwd FILE USER [--password P]`
 //! adds or changes a user in a Mosquitto password file (the password is read from stdin
@@ -27,6 +27,15 @@
 //!                                  # "interval": acknowledge at once, sync periodically
 //! autosave_interval = 1            # seconds between syncs with fsync = "interval"
 //!
+//! [[listener]]                     # one table per listener, beside `listeners`
+//! bind = "0.0.0.0:8883"
+//! protocol = "mqtt"                # or "websockets"
+//! certfile = "server.pem"          # TLS when certfile + keyfile are given
+//! keyfile = "server.key"
+//! cafile = "ca.pem"                # client certificates are checked against it
+//! require_certificate = false
+//! use_identity_as_username = false # the certificate's CN becomes the user name
+//!
 //! [limits]                         # what mosquitto.conf has no name for
 //! receive_maximum = 100
 //! max_client_id_len = 65535
@@ -40,13 +49,13 @@ mod cli;
 mod config;
 
 use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use tinymqtt::broker::BrokerEvent;
 use tinymqtt::runtimes::access::{set_password, PasswordFile};
+use tinymqtt::runtimes::driver::transport::{ListenerConfig, Reloader};
 use tinymqtt::runtimes::BrokerHandle;
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -167,11 +176,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     options.on_event = Some(std::sync::Arc::new(log_event));
-    let addrs: Vec<SocketAddr> = match settings.listeners.take() {
+    options.on_transport_error = Some(std::sync::Arc::new(|e| {
+        tracing::warn!("transport refused: {e}");
+    }));
+    let listeners = match settings.listeners.take() {
         Some(list) => list,
-        None => vec![cli::resolve(&args.host, args.port)?],
+        None => vec![ListenerConfig::plain(cli::resolve(&args.host, args.port)?)],
     };
-    let running = cli::start_broker(args.runtime, broker, options, &addrs)?;
+    let running = cli::start_broker(args.runtime, broker, options, &listeners)?;
     for a in &running.addrs {
         tracing::info!(runtime = ?args.runtime, "listening on {a}");
     }
@@ -180,8 +192,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("signal: shutting down");
         handle.shutdown();
     })?;
-    let handle = running.handle.clone();
-    std::thread::spawn(move || console(&handle));
+    let (handle, reloader) = (running.handle.clone(), running.reloader.clone());
+    std::thread::spawn(move || console(&handle, &reloader));
     running
         .thread
         .join()
@@ -257,13 +269,24 @@ fn log_event(event: &BrokerEvent) {
     }
 }
 
-/// Reads `help`, `status` and `stop` from stdin; the end of stdin only ends the console.
-fn console(handle: &BrokerHandle) {
+/// `reload`: the TLS listeners' certificates are read again (new connections get them); a
+/// file that cannot be used keeps every listener as it was.
+fn reload_certificates(reloader: &Reloader) {
+    match reloader.reload_certificates() {
+        Ok(n) => tracing::info!("reload: certificates of {n} TLS listener(s) read again"),
+        Err(e) => tracing::error!("reload: certificates kept as they were: {e}"),
+    }
+}
+
+/// Reads `help`, `status`, `reload` and `stop` from stdin; the end of stdin only ends the
+/// console.
+fn console(handle: &BrokerHandle, reloader: &Reloader) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { return };
         match line.trim() {
             "" => {}
-            "help" => println!("commands: help, status, stop"),
+            "help" => println!("commands: help, status, reload, stop"),
+            "reload" => reload_certificates(reloader),
             "status" => match handle.stats_blocking() {
                 Ok(s) => println!(
                     "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} bytes received {} sent {}",
@@ -284,7 +307,7 @@ fn console(handle: &BrokerHandle) {
                 handle.shutdown();
                 return;
             }
-            other => println!("unknown command {other:?}; commands: help, status, stop"),
+            other => println!("unknown command {other:?}; commands: help, status, reload, stop"),
         }
     }
 }

@@ -24,7 +24,7 @@ use super::driver::broker::{
 };
 use super::driver::client::{ClientCore, Command};
 use super::driver::transport::{
-    self, Acceptor, Connector, Endpoint, Link, ListenerConfig, TransportError,
+    self, Connector, Endpoint, Link, ListenerConfig, Reloader, SharedAcceptor, TransportError,
 };
 use super::driver::writer::{self, StoreWriter};
 use super::driver::TransportHook;
@@ -471,7 +471,8 @@ impl MailQueue for Queue {
 pub struct Broker {
     broker: Core,
     options: BrokerOptions,
-    listeners: Vec<(TcpListener, Option<Acceptor>)>,
+    listeners: Vec<(TcpListener, Option<SharedAcceptor>)>,
+    reloader: Reloader,
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
@@ -508,7 +509,7 @@ impl Broker {
         options: BrokerOptions,
         configs: &[ListenerConfig],
     ) -> io::Result<Broker> {
-        let acceptors = transport::acceptors(configs)?;
+        let (acceptors, reloader) = transport::acceptors(configs)?;
         let inbox = sync_channel::<Inbox>(driver::ROUTER_INBOX);
         let wake = inbox.0.clone();
         let wake = Box::new(move || {
@@ -530,6 +531,7 @@ impl Broker {
             broker,
             options,
             listeners,
+            reloader,
             addrs,
             handle,
             signal,
@@ -541,6 +543,11 @@ impl Broker {
     /// The bound addresses (with the ports the system chose for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Re-reads the TLS listeners' certificate files while the broker runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// A handle that triggers the graceful shutdown.
@@ -562,10 +569,9 @@ impl Broker {
                         return;
                     }
                     let Ok(s) = s else { continue };
-                    let link = match acceptor.as_ref().map(Acceptor::link) {
-                        None => None,
-                        Some(Ok(link)) => link,
-                        Some(Err(e)) => {
+                    let link = match transport::accepted(acceptor.as_ref()) {
+                        Ok(link) => link,
+                        Err(e) => {
                             if let Some(h) = &hook {
                                 h(&e);
                             }

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use tinymqtt::broker::Broker;
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::{Publish, Subscription};
+use tinymqtt::runtimes::driver::transport::{ListenerConfig, Reloader};
 use tinymqtt::runtimes::{
     async_std, blocking, smol, tokio, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck,
 };
@@ -148,6 +149,8 @@ impl AnyClient {
 pub(crate) struct RunningBroker {
     pub(crate) handle: BrokerHandle,
     pub(crate) addrs: Vec<SocketAddr>,
+    /// Re-reads the TLS listeners' certificates.
+    pub(crate) reloader: Reloader,
     pub(crate) thread: JoinHandle<()>,
 }
 
@@ -156,40 +159,42 @@ pub(crate) fn start_broker(
     runtime: Runtime,
     broker: Broker,
     options: BrokerOptions,
-    addrs: &[SocketAddr],
+    listeners: &[ListenerConfig],
 ) -> io::Result<RunningBroker> {
     let spawn = std::thread::Builder::new().name("broker".into());
-    let (handle, bound, thread) = match runtime {
+    let (handle, bound, reloader, thread) = match runtime {
         Runtime::Tokio => {
             let rt = ::tokio::runtime::Runtime::new()?;
-            let s = rt.block_on(tokio::Broker::bind_with(broker, options, addrs))?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
-            (h, a, spawn.spawn(move || rt.block_on(s.run()))?)
+            let s = rt.block_on(tokio::Broker::bind_listeners(broker, options, listeners))?;
+            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
+            (h, a, r, spawn.spawn(move || rt.block_on(s.run()))?)
         }
         Runtime::Smol => {
-            let s = ::smol::block_on(smol::Broker::bind_with(broker, options, addrs))?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
-            (h, a, spawn.spawn(move || ::smol::block_on(s.run()))?)
+            let s = ::smol::block_on(smol::Broker::bind_listeners(broker, options, listeners))?;
+            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
+            (h, a, r, spawn.spawn(move || ::smol::block_on(s.run()))?)
         }
         Runtime::AsyncStd => {
-            let bind = async_std::Broker::bind_with(broker, options, addrs);
+            let bind = async_std::Broker::bind_listeners(broker, options, listeners);
             let s = ::async_std::task::block_on(bind)?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
+            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
             (
                 h,
                 a,
+                r,
                 spawn.spawn(move || ::async_std::task::block_on(s.run()))?,
             )
         }
         Runtime::Blocking => {
-            let s = blocking::Broker::bind_with(broker, options, addrs)?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
-            (h, a, spawn.spawn(move || s.run())?)
+            let s = blocking::Broker::bind_listeners(broker, options, listeners)?;
+            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
+            (h, a, r, spawn.spawn(move || s.run())?)
         }
     };
     Ok(RunningBroker {
         handle,
         addrs: bound,
+        reloader,
         thread,
     })
 }

@@ -16,7 +16,7 @@ use super::broker::{
     Mailbox, Queued, Report, RouterCore, Traffic, TransportHook,
 };
 use super::post::{Letters, Post};
-use super::transport::{Acceptor, Link, ListenerConfig, TransportError};
+use super::transport::{self, Link, ListenerConfig, Reloader, SharedAcceptor, TransportError};
 use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Alarm, Listener, Reader, Runtime, Woke, Writer};
 use super::{READ_CHUNK, ROUTER_INBOX};
@@ -26,7 +26,8 @@ use crate::broker::{Broker, BrokerConfig, ConnectionMail, RouterMail, ServerConn
 pub struct Server<R: Runtime> {
     broker: Broker,
     options: BrokerOptions,
-    listeners: Vec<(R::Listener, Option<Acceptor>)>,
+    listeners: Vec<(R::Listener, Option<SharedAcceptor>)>,
+    reloader: Reloader,
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
@@ -74,7 +75,7 @@ impl<R: Runtime> Server<R> {
         options: BrokerOptions,
         configs: &[ListenerConfig],
     ) -> io::Result<Self> {
-        let acceptors = super::transport::acceptors(configs)?;
+        let (acceptors, reloader) = transport::acceptors(configs)?;
         let inbox = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
         let wake = inbox.0.clone();
         let wake = Box::new(move || {
@@ -94,6 +95,7 @@ impl<R: Runtime> Server<R> {
             broker,
             options,
             listeners,
+            reloader,
             addrs: bound,
             handle,
             signal,
@@ -105,6 +107,11 @@ impl<R: Runtime> Server<R> {
     /// The bound addresses (with the ports the system chose for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Re-reads the TLS listeners' certificate files while the broker runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// A handle that triggers the graceful shutdown.
@@ -284,7 +291,7 @@ fn accept<R: Runtime>(
 
 async fn accept_loop<R: Runtime>(
     mut listener: R::Listener,
-    acceptor: Option<Acceptor>,
+    acceptor: Option<SharedAcceptor>,
     hook: Option<TransportHook>,
     inbox: async_channel::Sender<Inbox<R>>,
     stop: async_channel::Receiver<()>,
@@ -292,10 +299,9 @@ async fn accept_loop<R: Runtime>(
     loop {
         match wait::<R, _, _>(listener.accept(), Some(stop.recv()), None).await {
             Woke::First(Ok((r, w))) => {
-                let link = match acceptor.as_ref().map(Acceptor::link) {
-                    None => None,
-                    Some(Ok(link)) => link,
-                    Some(Err(e)) => {
+                let link = match transport::accepted(acceptor.as_ref()) {
+                    Ok(link) => link,
+                    Err(e) => {
                         if let Some(h) = &hook {
                             h(&e);
                         }

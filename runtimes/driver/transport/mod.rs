@@ -432,19 +432,66 @@ impl ListenerConfig {
     }
 }
 
-/// The acceptors of `configs` (`None` for a plain listener), their files read now.
-pub(crate) fn acceptors(configs: &[ListenerConfig]) -> std::io::Result<Vec<Option<Acceptor>>> {
-    configs
-        .iter()
-        .map(|c| match c.acceptor() {
-            Ok(a) if a.is_plain() => Ok(None),
-            Ok(a) => Ok(Some(a)),
-            Err(e) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("listener {}: {e}", c.bind),
-            )),
-        })
-        .collect()
+/// A listener's acceptor, shared by its accept loop and the [`Reloader`].
+pub(crate) type SharedAcceptor = Arc<std::sync::Mutex<Acceptor>>;
+
+/// The acceptors of `configs` (`None` for a plain listener), their files read now, and the
+/// [`Reloader`] that re-reads them.
+pub(crate) fn acceptors(
+    configs: &[ListenerConfig],
+) -> std::io::Result<(Vec<Option<SharedAcceptor>>, Reloader)> {
+    let mut reloader = Reloader::default();
+    let mut all = Vec::new();
+    for c in configs {
+        match c.acceptor() {
+            Ok(a) if a.is_plain() => all.push(None),
+            Ok(a) => {
+                let shared = Arc::new(std::sync::Mutex::new(a));
+                reloader.listeners.push((c.clone(), shared.clone()));
+                all.push(Some(shared));
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("listener {}: {e}", c.bind),
+                ))
+            }
+        }
+    }
+    Ok((all, reloader))
+}
+
+/// The transport of a new connection on a listener (`None`: plain).
+pub(crate) fn accepted(acceptor: Option<&SharedAcceptor>) -> Result<Option<Link>, TransportError> {
+    match acceptor {
+        None => Ok(None),
+        Some(a) => a.lock().unwrap_or_else(|e| e.into_inner()).link(),
+    }
+}
+
+/// Re-reads the certificate files of a running broker's listeners (as Mosquitto does on
+/// SIGHUP): new connections get the new certificates, open ones keep theirs.
+#[derive(Debug, Clone, Default)]
+pub struct Reloader {
+    listeners: Vec<(ListenerConfig, SharedAcceptor)>,
+}
+
+impl Reloader {
+    /// Reads every listener's files again; if any cannot be used, no listener changes and the
+    /// error names the listener, the file and the reason. Returns how many were reloaded.
+    pub fn reload_certificates(&self) -> Result<usize, TransportError> {
+        let mut fresh = Vec::new();
+        for (config, _) in &self.listeners {
+            let a = config
+                .acceptor()
+                .map_err(|e| TransportError::Config(format!("listener {}: {e}", config.bind)))?;
+            fresh.push(a);
+        }
+        for ((_, slot), a) in self.listeners.iter().zip(fresh) {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = a;
+        }
+        Ok(self.listeners.len())
+    }
 }
 
 /// A listener's transport, ready for connections (certificates loaded).
