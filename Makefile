@@ -13,7 +13,8 @@ test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
 	@echo "make test: all checks passed"
 
 ## tools: install what the checks need, when missing: rustfmt and clippy, and the real MQTT
-## peers of the interop tests (apt: mosquitto, mosquitto-clients; pip: paho-mqtt)
+## peers of the interop tests (apt: mosquitto, mosquitto-clients, nodejs, npm; pip: paho-mqtt;
+## npm: MQTT.js)
 tools:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
@@ -25,6 +26,10 @@ tools:
 	@# The Debian package starts a system mosquitto on port 1883; the tests start their own.
 	@-systemctl disable --now mosquitto >/dev/null 2>&1 || true
 	@python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install --quiet paho-mqtt
+	@# MQTT.js for the WebSocket interop tests, into tests/interop/node_modules (gitignored).
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ -d tests/interop/node_modules/mqtt ] || npm ci --prefix tests/interop --no-audit --no-fund --silent
 	@(mosquitto -h 2>/dev/null || true) | head -1; python3 -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 
 lint:
