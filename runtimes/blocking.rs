@@ -415,7 +415,7 @@ fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, 
 
 /// What reaches the broker's router thread.
 enum Inbox {
-    Accept(TcpStream, Option<Link>),
+    Accept(TcpStream, Option<Box<Link>>),
     Report(Report),
     Stats(Reply<BrokerStats>),
     /// The store writer handed tickets back (or stopped).
@@ -578,6 +578,7 @@ impl Broker {
                             continue;
                         }
                     };
+                    let link = link.map(Box::new);
                     if s.set_nodelay(true).is_err() || tx.send(Inbox::Accept(s, link)).is_err() {
                         return;
                     }
@@ -694,14 +695,14 @@ struct Parts {
     hook: Option<EventHook>,
     done: SyncSender<()>,
     /// TLS and/or WebSocket between the socket and the connection.
-    link: Option<Link>,
+    link: Option<Box<Link>>,
     transport_hook: Option<TransportHook>,
 }
 
 /// A broker connection's socket with its transport machine.
 struct Wire {
     stream: TcpStream,
-    link: Option<Link>,
+    link: Option<Box<Link>>,
 }
 
 impl Wire {
@@ -831,7 +832,7 @@ fn run_connection(
             }
             traffic.sent += b.len() as u64;
         }
-        if stream.link.as_ref().is_some_and(Link::has_wire) && stream.write(&[]).is_err() {
+        if stream.link.as_ref().is_some_and(|l| l.has_wire()) && stream.write(&[]).is_err() {
             failed = true;
         }
         let mut mail = d.mail;

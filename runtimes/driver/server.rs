@@ -162,7 +162,7 @@ impl Drop for Queue {
 
 /// What reaches the router task.
 enum Inbox<R: Runtime> {
-    Accept(R::Reader, R::Writer, Option<Link>),
+    Accept(R::Reader, R::Writer, Option<Box<Link>>),
     Report(Report),
     /// The store writer handed tickets back (or stopped).
     Stored,
@@ -265,7 +265,7 @@ async fn run<R: Runtime>(server: Server<R>) {
 fn accept<R: Runtime>(
     core: &mut RouterCore<Queue>,
     now: Instant,
-    (reader, writer, link): (R::Reader, R::Writer, Option<Link>),
+    (reader, writer, link): (R::Reader, R::Writer, Option<Box<Link>>),
     options: &BrokerOptions,
     inbox: &async_channel::Sender<Inbox<R>>,
     done: &async_channel::Sender<()>,
@@ -278,7 +278,7 @@ fn accept<R: Runtime>(
     R::spawn(connection::<R>(Conn {
         reader,
         writer,
-        link: link.map(Box::new),
+        link,
         transport_hook: options.on_transport_error.clone(),
         conn,
         mail: post,
@@ -308,6 +308,7 @@ async fn accept_loop<R: Runtime>(
                         continue;
                     }
                 };
+                let link = link.map(Box::new);
                 if inbox.send(Inbox::Accept(r, w, link)).await.is_err() {
                     return;
                 }

@@ -323,6 +323,7 @@ impl Connector {
     }
 
     /// The addresses of a host name, resolved now by the system's resolver (blocking).
+    #[cfg(feature = "blocking")]
     pub(crate) fn addrs_blocking(&self) -> Result<Vec<SocketAddr>, TransportError> {
         use std::net::ToSocketAddrs;
         let resolve = |host: String, port: u16| {
