@@ -4,6 +4,8 @@
 // Each program uses part of this module.
 #![allow(dead_code)]
 
+pub(crate) mod transport;
+
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::thread::JoinHandle;
@@ -11,7 +13,7 @@ use std::thread::JoinHandle;
 use tinymqtt::broker::Broker;
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::{Publish, Subscription};
-use tinymqtt::runtimes::driver::transport::{ListenerConfig, Reloader};
+use tinymqtt::runtimes::driver::transport::{Endpoint, ListenerConfig, Reloader};
 use tinymqtt::runtimes::{
     async_std, blocking, smol, tokio, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck,
 };
@@ -90,25 +92,26 @@ impl AnyClient {
     /// Connects on `runtime` and returns once the server accepted the connection.
     pub(crate) fn connect(
         runtime: Runtime,
-        addr: SocketAddr,
+        endpoint: Endpoint,
         config: ClientConfig,
     ) -> Result<(AnyClient, Events), Error> {
+        let e = endpoint;
         Ok(match runtime {
             Runtime::Tokio => {
                 let rt = ::tokio::runtime::Runtime::new()?;
-                let (c, e) = rt.block_on(tokio::Client::connect(addr, config))?;
+                let (c, e) = rt.block_on(tokio::Client::connect_to(e, config))?;
                 (AnyClient::Tokio(c, rt), e)
             }
             Runtime::Smol => {
-                let (c, e) = ::smol::block_on(smol::Client::connect(addr, config))?;
+                let (c, e) = ::smol::block_on(smol::Client::connect_to(e, config))?;
                 (AnyClient::Smol(c), e)
             }
             Runtime::AsyncStd => {
-                let (c, e) = ::async_std::task::block_on(async_std::Client::connect(addr, config))?;
+                let (c, e) = ::async_std::task::block_on(async_std::Client::connect_to(e, config))?;
                 (AnyClient::AsyncStd(c), e)
             }
             Runtime::Blocking => {
-                let (c, e) = blocking::Client::connect(addr, config)?;
+                let (c, e) = blocking::Client::connect_to(e, config)?;
                 (AnyClient::Blocking(c), e)
             }
         })
