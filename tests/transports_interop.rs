@@ -412,3 +412,82 @@ fn reload_reads_the_certificates_again() {
     peer.line_where(|l| l.contains("kept as they were") && l.contains("server.key"));
     assert!(connect().unwrap_err().to_string().contains("expired"));
 }
+
+#[test]
+fn example_programs_take_mosquittos_tls_flags_and_urls() {
+    let pki = pki::make("examples");
+    let b = ours(&pki);
+    let (ca, cert, key) = (
+        s(&pki.path("ca.pem")),
+        s(&pki.path("client.pem")),
+        s(&pki.path("client.key")),
+    );
+    let l = format!("mqtts://localhost:{}/ex/t", b.tls);
+    let sub = line_buffered(
+        &example("subscriber"),
+        &[
+            "-L",
+            &l,
+            "--cafile",
+            &ca,
+            "-C",
+            "3",
+            "-q",
+            "1",
+            "--log-level",
+            "info",
+        ],
+    );
+    sub.line_where(|l| l.contains("subscribed"));
+    let wss = format!("wss://localhost:{}/mqtt", b.wss);
+    run_ok(
+        &example("publisher"),
+        &[
+            "--url", &wss, "--cafile", &ca, "-t", "ex/t", "-m", "one", "-q", "1",
+        ],
+    );
+    let mtls = b.mtls.to_string();
+    run_ok(
+        &example("publisher"),
+        &[
+            "--host",
+            "localhost",
+            "-p",
+            &mtls,
+            "--cafile",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            "ex/t",
+            "-m",
+            "two",
+            "--runtime",
+            "blocking",
+        ],
+    );
+    let ws = format!("ws://localhost:{}/mqtt", b.ws);
+    run_ok(
+        &example("publisher"),
+        &[
+            "--url",
+            &ws,
+            "-t",
+            "ex/t",
+            "-m",
+            "three",
+            "--runtime",
+            "smol",
+        ],
+    );
+    for m in ["one", "two", "three"] {
+        sub.line_where(|l| l == format!("ex/t {m}"));
+    }
+    sub.wait_success();
+    // Without --cafile the built-in roots do not know the test CA: refused, and said why.
+    let (status, out) = run(&example("publisher"), &["-L", &l, "-m", "x"]);
+    assert!(!status.success());
+    assert!(out.contains("UnknownIssuer"), "{out}");
+}
