@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes crash broker publisher subscriber
+.PHONY: test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-tls crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -117,6 +117,13 @@ RUNTIME_SCENARIOS ?= fanin-q0
 bench-runtimes:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(RUNTIME_SCENARIOS)" \
 	  BROKERS="tinymqtt tinymqtt-smol tinymqtt-async-std tinymqtt-blocking" \
+	  CARGO=$(CARGO) bash benches/bench-brokers.sh
+
+## bench-tls: TLS beside plain, tinymqtt and Mosquitto: fan-in 4->1 QoS 0 and 1 (the TLS cost per
+## message), 2,000 connections (TLS handshakes per second); same knobs as bench-brokers
+TLS_SCENARIOS ?= fanin-q0 fanin-q0-tls fanin-q1 fanin-q1-tls conns-2k conns-tls
+bench-tls:
+	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(TLS_SCENARIOS)" BROKERS="tinymqtt mosquitto" \
 	  CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"

@@ -415,3 +415,42 @@ fn junk_on_the_websocket_port_is_refused_and_others_go_on() {
         "after-junk",
     ));
 }
+
+#[test]
+fn a_stalled_tls_handshake_is_cut_off_by_the_connect_timeout() {
+    let pki = pki::make("stall");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = BrokerConfig {
+        connect_timeout: Duration::from_millis(300),
+        ..BrokerConfig::default()
+    };
+    let configs = [ListenerConfig {
+        tls: tls(&pki, "server", false),
+        ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
+    }];
+    let server = rt
+        .block_on(tinymqtt::runtimes::tokio::Broker::bind_listeners(
+            Core::new(config),
+            BrokerOptions::default(),
+            &configs,
+        ))
+        .unwrap();
+    let port = server.local_addrs()[0].port();
+    let stop = server.handle();
+    rt.spawn(server.run());
+    // The first bytes of a TLS record, then nothing.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02]).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    stop.shutdown();
+}

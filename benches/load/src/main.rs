@@ -118,6 +118,13 @@ struct Args {
     /// A label copied into the JSON line (e.g. the broker's name).
     #[arg(long, default_value = "")]
     label: String,
+    /// Connect over TLS (fan-in, fan-out, many, connections), trusting --cafile and checking
+    /// the certificate against --host.
+    #[arg(long, requires = "cafile")]
+    tls: bool,
+    /// The CA certificates (PEM) that --tls trusts.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -148,6 +155,16 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("runtime: {e}")),
     };
     let _ = conn::nanos();
+    let tls = match (&args.cafile, args.tls) {
+        (Some(ca), true) => match conn::Tls::new(ca, &args.host) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(format!("--tls: {e}")),
+        },
+        _ => None,
+    };
+    if tls.is_some() && matches!(scenario, Scenario::Latency | Scenario::Sink) {
+        return fail("--tls: the latency and sink scenarios are plain TCP only");
+    }
     match scenario {
         Scenario::Sink => {
             // The sink serves until it is killed.
@@ -179,6 +196,7 @@ fn main() -> ExitCode {
                 keep_alive: args.keep_alive,
                 progress: !args.quiet,
                 broker_pid: args.broker_pid,
+                tls: tls.clone(),
             };
             if let Err(e) =
                 packet::PublishTemplate::new("t", args.qos, args.payload, cfg.protocol, 0)
@@ -226,6 +244,7 @@ fn main() -> ExitCode {
                 broker_pid: args.broker_pid,
                 progress: !args.quiet,
                 keep_alive: args.keep_alive,
+                tls,
             };
             raise_nofile(args.connections as u64 + 256);
             let r = runtime.block_on(conns::run(cfg.clone()));
@@ -283,7 +302,8 @@ fn common(json: &mut Json, args: &Args, scenario: &str) {
         .field("label", Value::Str(args.label.clone()))
         .field("protocol", Value::U(u64::from(args.protocol)))
         .field("qos", Value::U(u64::from(args.qos)))
-        .field("payload", Value::U(args.payload as u64));
+        .field("payload", Value::U(args.payload as u64))
+        .field("tls", Value::B(args.tls));
 }
 
 fn per_sec(n: u64, secs: f64) -> f64 {

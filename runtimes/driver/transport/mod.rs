@@ -8,6 +8,23 @@
 //! `ws://host:80/mqtt`, `wss://host:443/mqtt`, or a [`SocketAddr`]. A host name is resolved on
 //! every connect and reconnect, and TLS checks the certificate against it (and sends it as
 //! SNI).
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "tokio", feature = "tls"))]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use tinymqtt::client::ClientConfig;
+//! use tinymqtt::runtimes::driver::transport::{Endpoint, TlsOptions};
+//! use tinymqtt::runtimes::tokio::Client;
+//! use tinymqtt::{ByteStr, ProtocolVersion};
+//!
+//! let endpoint = Endpoint::parse("mqtts://broker.example.com:8883")?
+//!     .tls(TlsOptions::new().ca_file("ca.pem"));
+//! let config = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("sensor-1"));
+//! let (client, events) = Client::connect_to(endpoint, config).await?;
+//! # drop((client, events));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;

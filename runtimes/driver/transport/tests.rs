@@ -61,6 +61,41 @@ fn urls_name_scheme_host_port_and_path() {
     }
 }
 
+#[test]
+fn a_host_name_is_resolved_on_every_connect() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let connector = Endpoint::parse("mqtt://broker.example:1883")
+        .unwrap()
+        .connector()
+        .unwrap();
+    let asked = AtomicUsize::new(0);
+    let mut got = Vec::new();
+    for moved_to in ["10.0.0.1", "10.0.0.2"] {
+        let resolve = |host: String, port: u16| {
+            assert_eq!((host.as_str(), port), ("broker.example", 1883));
+            asked.fetch_add(1, Ordering::Relaxed);
+            let a: SocketAddr = format!("{moved_to}:{port}").parse().unwrap();
+            std::future::ready(Ok(vec![a]))
+        };
+        let fut = std::pin::pin!(connector.addrs(resolve));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(addrs) = fut.poll(&mut cx) else {
+            panic!("pending")
+        };
+        got.push(addrs.unwrap()[0]);
+    }
+    // Asked twice, and the broker that moved is found at its new address.
+    assert_eq!(asked.load(Ordering::Relaxed), 2);
+    assert_eq!(got[1], "10.0.0.2:1883".parse().unwrap());
+    // An address needs no resolver at all.
+    let direct = Endpoint::from("127.0.0.1:1".parse::<SocketAddr>().unwrap())
+        .connector()
+        .unwrap();
+    let fut = std::pin::pin!(direct.addrs(|_, _| async { panic!("resolved an address") }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(fut.poll(&mut cx), std::task::Poll::Ready(Ok(a)) if a.len() == 1));
+}
+
 #[cfg(feature = "websocket")]
 mod websocket {
     use super::*;
