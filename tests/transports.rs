@@ -454,3 +454,69 @@ fn a_stalled_tls_handshake_is_cut_off_by_the_connect_timeout() {
     assert!(took >= Duration::from_millis(250), "closed after {took:?}");
     stop.shutdown();
 }
+
+#[test]
+fn each_failed_reconnect_keeps_its_real_cause() {
+    use tinymqtt::client::Backoff;
+    use tinymqtt::runtimes::tokio::{Broker, Client as TokioClient};
+    let pki = pki::make("reconnect");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bind = |server: &str, addr: SocketAddr| {
+        let configs = [ListenerConfig {
+            tls: tls(&pki, server, false),
+            ..ListenerConfig::plain(addr)
+        }];
+        let b = rt
+            .block_on(Broker::bind_listeners(
+                Core::new(BrokerConfig::default()),
+                BrokerOptions::default(),
+                &configs,
+            ))
+            .unwrap();
+        let (addr, stop) = (b.local_addrs()[0], b.handle());
+        rt.spawn(b.run());
+        (addr, stop)
+    };
+    let (addr, stop) = bind("server", "127.0.0.1:0".parse().unwrap());
+    let mut c = config("reconnecting");
+    c.reconnect = Some(Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(100),
+        jitter_percent: 0,
+        seed: 1,
+    });
+    let url = format!("mqtts://localhost:{}", addr.port());
+    let (client, events) = rt
+        .block_on(TokioClient::connect_to(endpoint(&url, trusting(&pki)), c))
+        .unwrap();
+    // The broker goes; one with an expired certificate takes its port.
+    stop.shutdown();
+    let closed = rt.block_on(async {
+        loop {
+            match events.recv().await {
+                Some(Event::Disconnected { .. }) => return true,
+                Some(_) => continue,
+                None => return false,
+            }
+        }
+    });
+    assert!(closed);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, stop2) = bind("expired", addr);
+    // The next attempts fail in the TLS handshake, and say so.
+    let deadline = std::time::Instant::now() + WAIT;
+    let cause = loop {
+        match client.take_transport_error() {
+            Some(TransportError::Tls(e)) => break e.to_string(),
+            _ if std::time::Instant::now() > deadline => panic!("no TLS cause within {WAIT:?}"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert!(cause.contains("expired"), "{cause}");
+    stop2.shutdown();
+    drop(client);
+}

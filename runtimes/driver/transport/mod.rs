@@ -1,6 +1,6 @@
 //! Transports between the socket and the sans-IO machines, written once for every runtime:
 //! plain TCP, TLS (cargo feature `tls`), WebSocket (feature `websocket`) and WebSocket over
-//! TLS. Each is a byte-in/byte-out machine ([`Link`]): the runtime hands it what the socket
+//! TLS. Each is a byte-in/byte-out machine (`Link`): the runtime hands it what the socket
 //! read and writes what it gives back; the MQTT machines above never learn which one they
 //! sit on. A plain connection has no `Link` at all (its bytes go straight through).
 //!
