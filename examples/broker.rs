@@ -1,6 +1,7 @@
 //! An MQTT broker: `broker --host 127.0.0.1 --port 1883 [--config FILE] [--runtime tokio]`.
 //!
-//! Reads `help`, `status`, `reload` (certificates) and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT
+//! Reads `help`, `status` (with the connections of each listener), `reload` (certificates) and
+//! `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT
 //! 0x8B to MQTT 5 clients, no wills). `broker --check-config FILE` checks a config file (and
 //! the password and ACL files it names) and exits; `broker passwd FILE USER [--password P]`
 //! adds or changes a user in a Mosquitto password file (the password is read from stdin
@@ -55,7 +56,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tinymqtt::broker::BrokerEvent;
 use tinymqtt::runtimes::access::{set_password, PasswordFile};
-use tinymqtt::runtimes::driver::transport::{ListenerConfig, Reloader};
+use tinymqtt::runtimes::driver::transport::{ListenerConfig, ListenerStats, Reloader};
 use tinymqtt::runtimes::BrokerHandle;
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -193,7 +194,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         handle.shutdown();
     })?;
     let (handle, reloader) = (running.handle.clone(), running.reloader.clone());
-    std::thread::spawn(move || console(&handle, &reloader));
+    let listeners = running.listeners.clone();
+    std::thread::spawn(move || console(&handle, &reloader, &listeners));
     running
         .thread
         .join()
@@ -280,34 +282,41 @@ fn reload_certificates(reloader: &Reloader) {
 
 /// Reads `help`, `status`, `reload` and `stop` from stdin; the end of stdin only ends the
 /// console.
-fn console(handle: &BrokerHandle, reloader: &Reloader) {
+fn console(handle: &BrokerHandle, reloader: &Reloader, listeners: &ListenerStats) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { return };
         match line.trim() {
             "" => {}
             "help" => println!("commands: help, status, reload, stop"),
             "reload" => reload_certificates(reloader),
-            "status" => match handle.stats_blocking() {
-                Ok(s) => println!(
-                    "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} bytes received {} sent {}",
-                    s.connections,
-                    s.sessions,
-                    s.subscriptions,
-                    s.retained,
-                    s.messages_received,
-                    s.messages_sent,
-                    s.dropped,
-                    s.bytes_received,
-                    s.bytes_sent
-                ),
-                Err(e) => println!("status unavailable: {e}"),
-            },
+            "status" => {
+                match handle.stats_blocking() {
+                    Ok(s) => println!(
+                        "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} bytes received {} sent {}",
+                        s.connections,
+                        s.sessions,
+                        s.subscriptions,
+                        s.retained,
+                        s.messages_received,
+                        s.messages_sent,
+                        s.dropped,
+                        s.bytes_received,
+                        s.bytes_sent
+                    ),
+                    Err(e) => println!("status unavailable: {e}"),
+                }
+                for (addr, n) in listeners.connections() {
+                    println!("listener {addr}: {n} connections");
+                }
+            }
             "stop" => {
                 tracing::info!("stop: shutting down");
                 handle.shutdown();
                 return;
             }
-            other => println!("unknown command {other:?}; commands: help, status, reload, stop"),
+            other => {
+                println!("unknown command {other:?}; commands: help, status, reload, stop")
+            }
         }
     }
 }

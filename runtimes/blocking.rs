@@ -24,7 +24,8 @@ use super::driver::broker::{
 };
 use super::driver::client::{ClientCore, Command};
 use super::driver::transport::{
-    self, Connector, Endpoint, Link, ListenerConfig, Reloader, SharedAcceptor, TransportError,
+    self, Connector, Endpoint, Held, Link, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
+    TransportError,
 };
 use super::driver::writer::{self, StoreWriter};
 use super::driver::TransportHook;
@@ -415,7 +416,7 @@ fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, 
 
 /// What reaches the broker's router thread.
 enum Inbox {
-    Accept(TcpStream, Option<Box<Link>>),
+    Accept(TcpStream, Option<Box<Link>>, Held),
     Report(Report),
     Stats(Reply<BrokerStats>),
     /// The store writer handed tickets back (or stopped).
@@ -473,6 +474,7 @@ pub struct Broker {
     options: BrokerOptions,
     listeners: Vec<(TcpListener, Option<SharedAcceptor>)>,
     reloader: Reloader,
+    stats: ListenerStats,
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
@@ -532,6 +534,7 @@ impl Broker {
             options,
             listeners,
             reloader,
+            stats: ListenerStats::new(&addrs),
             addrs,
             handle,
             signal,
@@ -550,6 +553,11 @@ impl Broker {
         self.reloader.clone()
     }
 
+    /// The open connections of each listener, while the broker runs.
+    pub fn listener_stats(&self) -> ListenerStats {
+        self.stats.clone()
+    }
+
     /// A handle that triggers the graceful shutdown.
     pub fn handle(&self) -> BrokerHandle {
         self.handle.clone()
@@ -560,8 +568,9 @@ impl Broker {
     pub fn run(self) {
         let (tx, rx) = self.inbox;
         let stopping = Arc::new(AtomicBool::new(false));
-        for (l, acceptor) in self.listeners {
+        for (i, (l, acceptor)) in self.listeners.into_iter().enumerate() {
             let (tx, stopping) = (tx.clone(), stopping.clone());
+            let gauge = self.stats.gauge(i);
             let hook = self.options.on_transport_error.clone();
             thread::spawn(move || {
                 for s in l.incoming() {
@@ -579,7 +588,10 @@ impl Broker {
                         }
                     };
                     let link = link.map(Box::new);
-                    if s.set_nodelay(true).is_err() || tx.send(Inbox::Accept(s, link)).is_err() {
+                    let held = gauge.hold();
+                    if s.set_nodelay(true).is_err()
+                        || tx.send(Inbox::Accept(s, link, held)).is_err()
+                    {
                         return;
                     }
                 }
@@ -616,7 +628,7 @@ impl Broker {
                 None => next(&rx, core.deadline()),
             };
             match input {
-                Ok(Inbox::Accept(s, link)) => {
+                Ok(Inbox::Accept(s, link, held)) => {
                     let conn = core.accept(now());
                     let id = conn.id();
                     let started = match (s.try_clone(), s.try_clone()) {
@@ -627,6 +639,7 @@ impl Broker {
                                 hook: self.options.on_event.clone(),
                                 done: done_tx.clone(),
                                 link,
+                                held,
                                 transport_hook: self.options.on_transport_error.clone(),
                             };
                             connection([s, reader, abort], parts).map_err(|p| p.conn)
@@ -696,6 +709,8 @@ struct Parts {
     done: SyncSender<()>,
     /// TLS and/or WebSocket between the socket and the connection.
     link: Option<Box<Link>>,
+    /// Counted among its listener's open connections while its thread runs.
+    held: Held,
     transport_hook: Option<TransportHook>,
 }
 
@@ -814,6 +829,7 @@ fn run_connection(
         hook,
         done,
         link,
+        held: _held,
         transport_hook,
     } = p;
     let mut stream = Wire { stream, link };

@@ -396,12 +396,16 @@ fn reload_reads_the_certificates_again() {
         )
     };
     let (c, _) = connect().unwrap();
+    let mut peer = b.peer;
+    // `status` counts the connections of each listener.
+    peer.send_line("status");
+    peer.line_where(|l| l == format!("listener 127.0.0.1:{}: 1 connections", b.tls));
+    peer.line_where(|l| l == format!("listener 127.0.0.1:{}: 0 connections", b.ws));
     c.disconnect().unwrap();
     // The server's files now hold the expired certificate: after `reload`, new connections
     // get it (and refuse it).
     std::fs::copy(pki.path("expired.pem"), pki.path("server.pem")).unwrap();
     std::fs::copy(pki.path("expired.key"), pki.path("server.key")).unwrap();
-    let mut peer = b.peer;
     peer.send_line("reload");
     peer.line_where(|l| l.contains("read again"));
     let e = connect().unwrap_err();

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use tinymqtt::broker::Broker;
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::{Publish, Subscription};
-use tinymqtt::runtimes::driver::transport::{Endpoint, ListenerConfig, Reloader};
+use tinymqtt::runtimes::driver::transport::{Endpoint, ListenerConfig, ListenerStats, Reloader};
 use tinymqtt::runtimes::{
     async_std, blocking, smol, tokio, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck,
 };
@@ -154,6 +154,8 @@ pub(crate) struct RunningBroker {
     pub(crate) addrs: Vec<SocketAddr>,
     /// Re-reads the TLS listeners' certificates.
     pub(crate) reloader: Reloader,
+    /// The open connections of each listener.
+    pub(crate) listeners: ListenerStats,
     pub(crate) thread: JoinHandle<()>,
 }
 
@@ -165,22 +167,34 @@ pub(crate) fn start_broker(
     listeners: &[ListenerConfig],
 ) -> io::Result<RunningBroker> {
     let spawn = std::thread::Builder::new().name("broker".into());
-    let (handle, bound, reloader, thread) = match runtime {
+    let (handle, bound, (reloader, stats), thread) = match runtime {
         Runtime::Tokio => {
             let rt = ::tokio::runtime::Runtime::new()?;
             let s = rt.block_on(tokio::Broker::bind_listeners(broker, options, listeners))?;
-            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
             (h, a, r, spawn.spawn(move || rt.block_on(s.run()))?)
         }
         Runtime::Smol => {
             let s = ::smol::block_on(smol::Broker::bind_listeners(broker, options, listeners))?;
-            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
             (h, a, r, spawn.spawn(move || ::smol::block_on(s.run()))?)
         }
         Runtime::AsyncStd => {
             let bind = async_std::Broker::bind_listeners(broker, options, listeners);
             let s = ::async_std::task::block_on(bind)?;
-            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
             (
                 h,
                 a,
@@ -190,7 +204,11 @@ pub(crate) fn start_broker(
         }
         Runtime::Blocking => {
             let s = blocking::Broker::bind_listeners(broker, options, listeners)?;
-            let (h, a, r) = (s.handle(), s.local_addrs().to_vec(), s.reloader());
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
             (h, a, r, spawn.spawn(move || s.run())?)
         }
     };
@@ -198,6 +216,7 @@ pub(crate) fn start_broker(
         handle,
         addrs: bound,
         reloader,
+        listeners: stats,
         thread,
     })
 }

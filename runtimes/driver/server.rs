@@ -16,7 +16,10 @@ use super::broker::{
     Mailbox, Queued, Report, RouterCore, Traffic, TransportHook,
 };
 use super::post::{Letters, Post};
-use super::transport::{self, Link, ListenerConfig, Reloader, SharedAcceptor, TransportError};
+use super::transport::{
+    self, Gauge, Held, Link, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
+    TransportError,
+};
 use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Alarm, Listener, Reader, Runtime, Woke, Writer};
 use super::{READ_CHUNK, ROUTER_INBOX};
@@ -28,6 +31,7 @@ pub struct Server<R: Runtime> {
     options: BrokerOptions,
     listeners: Vec<(R::Listener, Option<SharedAcceptor>)>,
     reloader: Reloader,
+    stats: ListenerStats,
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
@@ -96,6 +100,7 @@ impl<R: Runtime> Server<R> {
             options,
             listeners,
             reloader,
+            stats: ListenerStats::new(&bound),
             addrs: bound,
             handle,
             signal,
@@ -112,6 +117,11 @@ impl<R: Runtime> Server<R> {
     /// Re-reads the TLS listeners' certificate files while the broker runs.
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
+    }
+
+    /// The open connections of each listener, while the broker runs.
+    pub fn listener_stats(&self) -> ListenerStats {
+        self.stats.clone()
     }
 
     /// A handle that triggers the graceful shutdown.
@@ -162,7 +172,7 @@ impl Drop for Queue {
 
 /// What reaches the router task.
 enum Inbox<R: Runtime> {
-    Accept(R::Reader, R::Writer, Option<Box<Link>>),
+    Accept(R::Reader, R::Writer, Option<Box<Link>>, Held),
     Report(Report),
     /// The store writer handed tickets back (or stopped).
     Stored,
@@ -178,6 +188,7 @@ async fn run<R: Runtime>(server: Server<R>) {
         signal,
         store,
         inbox: (inbox_tx, inbox_rx),
+        stats,
         ..
     } = server;
     // Held so that dropping every user handle does not read as a shutdown.
@@ -186,11 +197,12 @@ async fn run<R: Runtime>(server: Server<R>) {
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
     // Dropped at shutdown, which ends the accept loops (connections see their posts close).
     let (stop_tx, stop) = async_channel::bounded::<()>(1);
-    for (l, acceptor) in listeners {
+    for (i, (l, acceptor)) in listeners.into_iter().enumerate() {
         let hook = options.on_transport_error.clone();
+        let gauge = stats.gauge(i);
         R::spawn(accept_loop::<R>(
             l,
-            acceptor,
+            (acceptor, gauge),
             hook,
             inbox_tx.clone(),
             stop.clone(),
@@ -220,10 +232,10 @@ async fn run<R: Runtime>(server: Server<R>) {
         alarm.arm(core.deadline(), R::sleep_until);
         let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
         match wait_fair(inbox, control, &mut alarm, &mut turn).await {
-            Woke::First(Ok(Inbox::Accept(reader, writer, link))) => accept::<R>(
+            Woke::First(Ok(Inbox::Accept(reader, writer, link, held))) => accept::<R>(
                 &mut core,
                 now(),
-                (reader, writer, link),
+                (reader, writer, link, held),
                 &options,
                 &inbox_tx,
                 &done_tx,
@@ -265,7 +277,7 @@ async fn run<R: Runtime>(server: Server<R>) {
 fn accept<R: Runtime>(
     core: &mut RouterCore<Queue>,
     now: Instant,
-    (reader, writer, link): (R::Reader, R::Writer, Option<Box<Link>>),
+    (reader, writer, link, held): (R::Reader, R::Writer, Option<Box<Link>>, Held),
     options: &BrokerOptions,
     inbox: &async_channel::Sender<Inbox<R>>,
     done: &async_channel::Sender<()>,
@@ -279,6 +291,7 @@ fn accept<R: Runtime>(
         reader,
         writer,
         link,
+        _held: held,
         transport_hook: options.on_transport_error.clone(),
         conn,
         mail: post,
@@ -291,7 +304,7 @@ fn accept<R: Runtime>(
 
 async fn accept_loop<R: Runtime>(
     mut listener: R::Listener,
-    acceptor: Option<SharedAcceptor>,
+    (acceptor, gauge): (Option<SharedAcceptor>, Gauge),
     hook: Option<TransportHook>,
     inbox: async_channel::Sender<Inbox<R>>,
     stop: async_channel::Receiver<()>,
@@ -309,7 +322,8 @@ async fn accept_loop<R: Runtime>(
                     }
                 };
                 let link = link.map(Box::new);
-                if inbox.send(Inbox::Accept(r, w, link)).await.is_err() {
+                let held = gauge.hold();
+                if inbox.send(Inbox::Accept(r, w, link, held)).await.is_err() {
                     return;
                 }
             }
@@ -333,6 +347,8 @@ struct Conn<R: Runtime> {
     /// TLS and/or WebSocket between the socket and the connection (boxed: a plain
     /// connection's task stays small).
     link: Option<Box<Link>>,
+    /// Counted among its listener's open connections while the task runs.
+    _held: Held,
     /// Told why a transport failed.
     transport_hook: Option<TransportHook>,
     conn: ServerConnection,

@@ -450,6 +450,58 @@ impl ListenerConfig {
     }
 }
 
+/// The open connections of each of a broker's listeners, for `status` (clones share the
+/// counts).
+#[derive(Debug, Clone, Default)]
+pub struct ListenerStats {
+    listeners: Vec<(SocketAddr, Gauge)>,
+}
+
+impl ListenerStats {
+    /// The counts of `addrs`, all zero.
+    pub(crate) fn new(addrs: &[SocketAddr]) -> ListenerStats {
+        let listeners = addrs.iter().map(|a| (*a, Gauge::default())).collect();
+        ListenerStats { listeners }
+    }
+
+    /// The gauge of the listener at `index`.
+    pub(crate) fn gauge(&self, index: usize) -> Gauge {
+        self.listeners[index].1.clone()
+    }
+
+    /// Each listener's bound address and its open connections (TCP connections accepted and
+    /// not closed yet, whether or not they finished their handshake and CONNECT).
+    pub fn connections(&self) -> Vec<(SocketAddr, usize)> {
+        self.listeners.iter().map(|(a, g)| (*a, g.get())).collect()
+    }
+}
+
+/// The open connections of one listener.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Gauge {
+    /// Counts one more open connection until the returned guard is dropped.
+    pub(crate) fn hold(&self) -> Held {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Held(self.0.clone())
+    }
+
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One open connection of a listener, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A listener's acceptor, shared by its accept loop and the [`Reloader`].
 pub(crate) type SharedAcceptor = Arc<std::sync::Mutex<Acceptor>>;
 
