@@ -16,7 +16,8 @@
 # Scenarios: fanin-q0 fanin-q1 fanin-q2 (4 -> 1, 64 B, window 20), fanout-q0 fanout-q1
 # (1 -> 16), latency-q0 latency-q1 (10k msg/s), conns-10k (10,000 idle connections), conns-2k
 # (2,000), and over TLS (tinymqtt and mosquitto only, certificates made here by openssl):
-# fanin-q0-tls fanin-q1-tls, conns-tls (2,000 connections: TLS handshakes per second).
+# fanin-q0-tls fanin-q1-tls, conns-tls (2,000 connections: TLS handshakes per second); over
+# WebSocket (tinymqtt only: Debian's mosquitto cannot open a WebSocket listener): fanin-q1-ws.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -127,6 +128,11 @@ listeners = ["127.0.0.1:$PORT"]
 bind = "127.0.0.1:$((PORT + 4))"
 certfile = "$PWD/$PKI/server.pem"
 keyfile = "$PWD/$PKI/server.key"
+
+# The WebSocket scenarios' listener.
+[[listener]]
+bind = "127.0.0.1:$((PORT + 6))"
+protocol = "websockets"
 EOF
 
 RUMQTTD_CONF=$work/rumqttd.toml
@@ -164,6 +170,12 @@ EOF
 # The port of broker $1 for scenario $2 (the TLS listener for *-tls scenarios); nothing when
 # the broker has no TLS listener here.
 broker_port() {
+  if [[ ${2:-} == *-ws ]]; then
+    case $1 in
+      tinymqtt | tinymqtt-*) echo $((PORT + 6)) ;;
+    esac
+    return 0
+  fi
   if [[ ${2:-} == *-tls ]]; then
     case $1 in
       tinymqtt | tinymqtt-*) echo $((PORT + 4)) ;;
@@ -241,6 +253,7 @@ scenario_args() {
     fanin-q0-tls) echo "fan-in --publishers 4 --subscribers 1 --qos 0 --tls --cafile $PKI/ca.pem" ;;
     fanin-q1-tls) echo "fan-in --publishers 4 --subscribers 1 --qos 1 --tls --cafile $PKI/ca.pem" ;;
     conns-tls) echo "connections --connections 2000 --tls --cafile $PKI/ca.pem" ;;
+    fanin-q1-ws) echo "fan-in --publishers 4 --subscribers 1 --qos 1 --ws" ;;
     *) log "unknown scenario $1"; return 1 ;;
   esac
 }

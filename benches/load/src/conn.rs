@@ -58,12 +58,22 @@ impl Tls {
     }
 }
 
-/// A plain or TLS connection to the broker.
+/// A plain, TLS or WebSocket connection to the broker.
 pub enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// WebSocket over TCP: each write is one binary message; reads hand out the bytes of the
+    /// messages received, whatever their boundaries.
+    Ws(Box<Ws>),
+}
+
+/// A WebSocket and the rest of the last message read.
+pub struct Ws {
+    socket: tokio_tungstenite::WebSocketStream<TcpStream>,
+    rest: Vec<u8>,
+    at: usize,
 }
 
 impl Stream {
@@ -72,7 +82,83 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,
+            Stream::Ws(w) => w.socket.get_ref(),
         }
+    }
+}
+
+/// Upgrades `tcp` to a WebSocket at `ws://addr/mqtt` with the subprotocol `mqtt`.
+async fn upgrade(tcp: TcpStream, addr: SocketAddr) -> io::Result<Stream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/mqtt")
+        .into_client_request()
+        .map_err(io_err)?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
+    );
+    let (socket, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .map_err(io_err)?;
+    Ok(Stream::Ws(Box::new(Ws {
+        socket,
+        rest: Vec::new(),
+        at: 0,
+    })))
+}
+
+impl Ws {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        use futures_util::Sink as _;
+        use futures_util::Stream as _;
+        use tokio_tungstenite::tungstenite::Message;
+        // What a write left in the socket's buffer goes out while the task waits to read.
+        if let Poll::Ready(Err(e)) = Pin::new(&mut self.socket).poll_flush(cx) {
+            return Poll::Ready(Err(io_err(e)));
+        }
+        loop {
+            if self.at < self.rest.len() {
+                let n = buf.remaining().min(self.rest.len() - self.at);
+                buf.put_slice(&self.rest[self.at..self.at + n]);
+                self.at += n;
+                return Poll::Ready(Ok(()));
+            }
+            match std::task::ready!(Pin::new(&mut self.socket).poll_next(cx)) {
+                Some(Ok(Message::Binary(b))) => {
+                    self.rest = b.to_vec();
+                    self.at = 0;
+                }
+                Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(io_err(e))),
+            }
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        use futures_util::Sink as _;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut s = Pin::new(&mut self.socket);
+        std::task::ready!(s.as_mut().poll_ready(cx)).map_err(io_err)?;
+        s.as_mut()
+            .start_send(Message::Binary(buf.to_vec().into()))
+            .map_err(io_err)?;
+        // Callers never flush (a TCP stream needs none): the message goes out now, or on the
+        // next write or read when the socket is full.
+        if let Poll::Ready(Err(e)) = s.as_mut().poll_flush(cx) {
+            return Poll::Ready(Err(io_err(e)));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use futures_util::Sink as _;
+        Pin::new(&mut self.socket).poll_flush(cx).map_err(io_err)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use futures_util::Sink as _;
+        Pin::new(&mut self.socket).poll_close(cx).map_err(io_err)
     }
 }
 
@@ -85,6 +171,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Ws(w) => w.poll_read(cx, buf),
         }
     }
 }
@@ -98,6 +185,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Ws(w) => w.poll_write(cx, buf),
         }
     }
 
@@ -105,6 +193,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Ws(w) => w.poll_flush(cx),
         }
     }
 
@@ -112,6 +201,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Ws(w) => w.poll_shutdown(cx),
         }
     }
 }
@@ -148,15 +238,27 @@ pub async fn read_packet(stream: &mut Stream, buf: &mut Vec<u8>) -> io::Result<(
     }
 }
 
-/// Connects (optionally from a chosen local address; with TLS when `tls` is given), sends
-/// CONNECT and waits for a good CONNACK.
+/// How the tool reaches the broker beyond TCP.
+#[derive(Clone, Debug, Default)]
+pub enum Transport {
+    /// MQTT on the TCP stream.
+    #[default]
+    Plain,
+    /// TLS (`--tls`).
+    Tls(Tls),
+    /// WebSocket (`--ws`).
+    Ws,
+}
+
+/// Connects (optionally from a chosen local address; over TLS or WebSocket as `transport`
+/// says), sends CONNECT and waits for a good CONNACK.
 pub async fn open(
     addr: SocketAddr,
     local: Option<IpAddr>,
     client_id: &str,
     protocol: Protocol,
     keep_alive: u16,
-    tls: Option<&Tls>,
+    transport: &Transport,
 ) -> io::Result<Conn> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -168,9 +270,10 @@ pub async fn open(
     }
     let tcp = socket.connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let mut stream = match tls {
-        None => Stream::Plain(tcp),
-        Some(t) => Stream::Tls(Box::new(t.connector.connect(t.name.clone(), tcp).await?)),
+    let mut stream = match transport {
+        Transport::Plain => Stream::Plain(tcp),
+        Transport::Tls(t) => Stream::Tls(Box::new(t.connector.connect(t.name.clone(), tcp).await?)),
+        Transport::Ws => upgrade(tcp, addr).await?,
     };
     stream
         .write_all(&packet::connect(client_id, protocol, keep_alive))

@@ -28,8 +28,8 @@ pub struct ConnsConfig {
     pub progress: bool,
     /// The keep alive sent in CONNECT.
     pub keep_alive: u16,
-    /// TLS (`--tls`): each connection's handshake is part of its connect.
-    pub tls: Option<conn::Tls>,
+    /// TLS (`--tls`, each connection's handshake is part of its connect) or WebSocket.
+    pub transport: conn::Transport,
 }
 
 /// What one connections run measured.
@@ -101,17 +101,10 @@ pub async fn run(cfg: ConnsConfig) -> ConnsResult {
     while next < cfg.connections || !tasks.is_empty() {
         while next < cfg.connections && tasks.len() < cfg.concurrency.max(1) {
             let (addr, protocol, keep_alive, i) = (cfg.addr, cfg.protocol, cfg.keep_alive, next);
-            let tls = cfg.tls.clone();
+            let transport = cfg.transport.clone();
             tasks.spawn(async move {
                 let id = format!("load-{tag}-c{i}");
-                let c = conn::open(
-                    addr,
-                    source(addr, i),
-                    &id,
-                    protocol,
-                    keep_alive,
-                    tls.as_ref(),
-                );
+                let c = conn::open(addr, source(addr, i), &id, protocol, keep_alive, &transport);
                 match tokio::time::timeout(Duration::from_secs(10), c).await {
                     Ok(Ok(c)) => Ok(c.stream),
                     Ok(Err(e)) => Err(e.to_string()),

@@ -59,8 +59,8 @@ pub struct FlowConfig {
     pub progress: bool,
     /// The broker's pid, to measure its CPU use.
     pub broker_pid: Option<u32>,
-    /// TLS (`--tls`).
-    pub tls: Option<crate::conn::Tls>,
+    /// TLS (`--tls`) or WebSocket (`--ws`).
+    pub transport: crate::conn::Transport,
 }
 
 /// What one throughput run measured.
@@ -161,7 +161,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
             &id,
             cfg.protocol,
             cfg.keep_alive,
-            cfg.tls.as_ref(),
+            &cfg.transport,
         )
         .await
         .map_err(|e| format!("subscriber {i}: {e}"))?;
@@ -179,7 +179,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
             &id,
             cfg.protocol,
             cfg.keep_alive,
-            cfg.tls.as_ref(),
+            &cfg.transport,
         )
         .await
         .map_err(|e| format!("publisher {i}: {e}"))?;
@@ -693,7 +693,7 @@ mod tests {
             keep_alive: 60,
             progress: false,
             broker_pid: None,
-            tls: None,
+            transport: Default::default(),
         };
         let split: Vec<u64> = (0..3).map(|p| limit(&cfg, p)).collect();
         assert_eq!(split, [4, 3, 3]);

@@ -125,6 +125,10 @@ struct Args {
     /// The CA certificates (PEM) that --tls trusts.
     #[arg(long, value_name = "FILE")]
     cafile: Option<std::path::PathBuf>,
+    /// Connect over WebSocket (ws://HOST:PORT/mqtt, subprotocol mqtt; fan-in, fan-out, many,
+    /// connections).
+    #[arg(long, conflicts_with = "tls")]
+    ws: bool,
 }
 
 fn main() -> ExitCode {
@@ -155,15 +159,16 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("runtime: {e}")),
     };
     let _ = conn::nanos();
-    let tls = match (&args.cafile, args.tls) {
-        (Some(ca), true) => match conn::Tls::new(ca, &args.host) {
-            Ok(t) => Some(t),
+    let transport = match (&args.cafile, args.tls, args.ws) {
+        (Some(ca), true, _) => match conn::Tls::new(ca, &args.host) {
+            Ok(t) => conn::Transport::Tls(t),
             Err(e) => return fail(format!("--tls: {e}")),
         },
-        _ => None,
+        (_, _, true) => conn::Transport::Ws,
+        _ => conn::Transport::Plain,
     };
-    if tls.is_some() && matches!(scenario, Scenario::Latency | Scenario::Sink) {
-        return fail("--tls: the latency and sink scenarios are plain TCP only");
+    if (args.tls || args.ws) && matches!(scenario, Scenario::Latency | Scenario::Sink) {
+        return fail("--tls, --ws: the latency and sink scenarios are plain TCP only");
     }
     match scenario {
         Scenario::Sink => {
@@ -196,7 +201,7 @@ fn main() -> ExitCode {
                 keep_alive: args.keep_alive,
                 progress: !args.quiet,
                 broker_pid: args.broker_pid,
-                tls: tls.clone(),
+                transport: transport.clone(),
             };
             if let Err(e) =
                 packet::PublishTemplate::new("t", args.qos, args.payload, cfg.protocol, 0)
@@ -244,7 +249,7 @@ fn main() -> ExitCode {
                 broker_pid: args.broker_pid,
                 progress: !args.quiet,
                 keep_alive: args.keep_alive,
-                tls,
+                transport,
             };
             raise_nofile(args.connections as u64 + 256);
             let r = runtime.block_on(conns::run(cfg.clone()));
@@ -303,7 +308,8 @@ fn common(json: &mut Json, args: &Args, scenario: &str) {
         .field("protocol", Value::U(u64::from(args.protocol)))
         .field("qos", Value::U(u64::from(args.qos)))
         .field("payload", Value::U(args.payload as u64))
-        .field("tls", Value::B(args.tls));
+        .field("tls", Value::B(args.tls))
+        .field("ws", Value::B(args.ws));
 }
 
 fn per_sec(n: u64, secs: f64) -> f64 {
