@@ -27,7 +27,6 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -320,44 +319,30 @@ pub(crate) struct Connector {
 impl Connector {
     /// The addresses to try, resolved now for a host name (`resolve` is the runtime's
     /// resolver).
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std", test))]
     pub(crate) async fn addrs<F, Fut>(&self, resolve: F) -> Result<Vec<SocketAddr>, TransportError>
     where
         F: FnOnce(String, u16) -> Fut,
-        Fut: Future<Output = std::io::Result<Vec<SocketAddr>>>,
+        Fut: std::future::Future<Output = std::io::Result<Vec<SocketAddr>>>,
     {
         if let Some(a) = self.endpoint.addr {
             return Ok(vec![a]);
         }
         let host = self.endpoint.host.clone();
-        match resolve(host.clone(), self.endpoint.port).await {
-            Ok(a) if !a.is_empty() => Ok(a),
-            Ok(_) => Err(TransportError::Resolve {
-                host,
-                source: std::io::ErrorKind::NotFound.into(),
-            }),
-            Err(source) => Err(TransportError::Resolve { host, source }),
-        }
+        let found = resolve(host.clone(), self.endpoint.port).await;
+        resolved(host, found)
     }
 
     /// The addresses of a host name, resolved now by the system's resolver (blocking).
     #[cfg(feature = "blocking")]
     pub(crate) fn addrs_blocking(&self) -> Result<Vec<SocketAddr>, TransportError> {
         use std::net::ToSocketAddrs;
-        let resolve = |host: String, port: u16| {
-            std::future::ready(
-                (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map(Iterator::collect),
-            )
-        };
-        let fut = self.addrs(resolve);
-        // The future is ready at once: `resolve` does its work when called.
-        let mut fut = std::pin::pin!(fut);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => Err(TransportError::Config("resolver pending".into())),
+        if let Some(a) = self.endpoint.addr {
+            return Ok(vec![a]);
         }
+        let host = self.endpoint.host.clone();
+        let found = (host.as_str(), self.endpoint.port).to_socket_addrs();
+        resolved(host, found.map(Iterator::collect))
     }
 
     /// The machine for a new connection (`None` for plain TCP); its first bytes (a TLS hello,
@@ -386,6 +371,21 @@ impl Connector {
             link.down(out)?;
         }
         Ok(Some(link))
+    }
+}
+
+/// The addresses a resolver found for `host`, or why there are none.
+fn resolved(
+    host: String,
+    found: std::io::Result<Vec<SocketAddr>>,
+) -> Result<Vec<SocketAddr>, TransportError> {
+    match found {
+        Ok(a) if !a.is_empty() => Ok(a),
+        Ok(_) => Err(TransportError::Resolve {
+            host,
+            source: std::io::ErrorKind::NotFound.into(),
+        }),
+        Err(source) => Err(TransportError::Resolve { host, source }),
     }
 }
 
@@ -429,6 +429,15 @@ impl ListenerConfig {
 
     /// Checks the listener's settings and reads its certificate files.
     pub fn acceptor(&self) -> Result<Acceptor, TransportError> {
+        #[cfg(feature = "tls")]
+        let checked = self.tls.as_ref().is_some_and(|t| t.cafile.is_some());
+        #[cfg(not(feature = "tls"))]
+        let checked = false;
+        if self.use_identity_as_username && !checked {
+            return Err(TransportError::Config(
+                "use_identity_as_username needs TLS with a cafile (client certificates)".into(),
+            ));
+        }
         #[cfg(feature = "tls")]
         let tls = match &self.tls {
             Some(t) => Some(t.load()?),

@@ -1,6 +1,8 @@
 //! The transport machines against each other over in-memory buffers, with certificates made
 //! by the test (rcgen).
 
+use std::future::Future;
+
 use super::*;
 
 /// Moves bytes between a client and a server link until neither has any to send; returns the
