@@ -35,6 +35,7 @@ struct Brokers {
     mtls: u16,
     ws: u16,
     wss: u16,
+    plain: u16,
     stop: BrokerHandle,
     /// What `on_transport_error` heard.
     errors: Arc<Mutex<Vec<String>>>,
@@ -75,8 +76,9 @@ fn listeners(pki: &Pki, server: &str) -> Vec<ListenerConfig> {
         ListenerConfig {
             protocol: Protocol::WebSockets,
             tls: tls(pki, server, false),
-            ..plain
+            ..plain.clone()
         },
+        plain,
     ]
 }
 
@@ -110,6 +112,7 @@ fn brokers(pki: &Pki, server: &str) -> Brokers {
         mtls: ports[1],
         ws: ports[2],
         wss: ports[3],
+        plain: ports[4],
         stop,
         errors,
         _rt: rt,
@@ -409,6 +412,13 @@ fn junk_on_the_websocket_port_is_refused_and_others_go_on() {
     }
     let heard = b.errors.lock().unwrap().join("\n");
     assert!(heard.contains("without the mqtt subprotocol"), "{heard}");
+    // HTTP on the plain MQTT port: not a CONNECT, the connection is closed without an answer.
+    let mut s = TcpStream::connect(("127.0.0.1", b.plain)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{answer:?}");
     // The broker still serves.
     block_on_tokio(echo::<tinymqtt::runtimes::tokio::Tokio>(
         endpoint(&format!("ws://localhost:{}", b.ws), TlsOptions::new()),
