@@ -6,14 +6,15 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes crash broker publisher subscriber
+.PHONY: soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-tls crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
 	@echo "make test: all checks passed"
 
 ## tools: install what the checks need, when missing: rustfmt and clippy, and the real MQTT
-## peers of the interop tests (apt: mosquitto, mosquitto-clients; pip: paho-mqtt)
+## peers of the interop tests (apt: mosquitto, mosquitto-clients, nodejs, npm; pip: paho-mqtt;
+## npm: MQTT.js)
 tools:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
@@ -25,6 +26,10 @@ tools:
 	@# The Debian package starts a system mosquitto on port 1883; the tests start their own.
 	@-systemctl disable --now mosquitto >/dev/null 2>&1 || true
 	@python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install --quiet paho-mqtt
+	@# MQTT.js for the WebSocket interop tests, into tests/interop/node_modules (gitignored).
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ -d tests/interop/node_modules/mqtt ] || npm ci --prefix tests/interop --no-audit --no-fund --silent
 	@(mosquitto -h 2>/dev/null || true) | head -1; python3 -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 
 lint:
@@ -124,6 +129,12 @@ soak:
 	$(CARGO) build --examples --all-features
 	HOSTILE_SCALE=$(HOSTILE_SCALE) $(CARGO) test --all-features --test hostile -- \
 	  --nocapture --test-threads 1
+## bench-tls: TLS beside plain, tinymqtt and Mosquitto: fan-in 4->1 QoS 0 and 1 (the TLS cost per
+## message), 2,000 connections (TLS handshakes per second); same knobs as bench-brokers
+TLS_SCENARIOS ?= fanin-q0 fanin-q0-tls fanin-q1 fanin-q1-tls conns-2k conns-tls
+bench-tls:
+	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(TLS_SCENARIOS)" BROKERS="tinymqtt mosquitto" \
+	  CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"
 ARGS ?=

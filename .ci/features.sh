@@ -13,3 +13,10 @@ for ((mask = 0; mask < (1 << n); mask++)); do
   cargo check --quiet --no-default-features ${list:+--features "$list"}
 done
 echo "features: all $((1 << n)) combinations build"
+# The transports on top: alone (no runtime), each with one runtime, both with all.
+for list in tls websocket tokio,tls smol,websocket blocking,tls,websocket \
+  tokio,smol,async-std,blocking,tls,websocket; do
+  echo "features: [${list}]"
+  cargo check --quiet --no-default-features --features "$list"
+done
+echo "features: the transport combinations build"

@@ -1,9 +1,10 @@
 //! An MQTT broker: `broker --host 127.0.0.1 --port 1883 [--config FILE] [--runtime tokio]`.
 //!
-//! Reads `help`, `status`, `reload` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM
-//! (DISCONNECT 0x8B to MQTT 5 clients, no wills); `reload` and SIGHUP read the password and
-//! ACL files again (connected clients keep their sessions and meet the new rules at their
-//! next publish or subscription). `broker --check-config FILE` checks a config file (and
+//! Reads `help`, `status` (with the connections of each listener), `reload` and `stop` on
+//! stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT 0x8B to MQTT 5 clients, no wills);
+//! `reload` and SIGHUP read the password and ACL files and the TLS certificates again
+//! (connected clients keep their sessions and meet the new rules at their next publish or
+//! subscription; new connections get the new certificates). `broker --check-config FILE` checks a config file (and
 //! the password and ACL files it names) and exits; `broker passwd FILE USER [--password P]`
 //! adds or changes a user in a Mosquitto password file (the password is read from stdin
 //! without `--password`). The TOML config file uses mosquitto.conf's names (every key
@@ -31,6 +32,15 @@
 //!                                  # "interval": acknowledge at once, sync periodically
 //! autosave_interval = 1            # seconds between syncs with fsync = "interval"
 //!
+//! [[listener]]                     # one table per listener, beside `listeners`
+//! bind = "0.0.0.0:8883"
+//! protocol = "mqtt"                # or "websockets"
+//! certfile = "server.pem"          # TLS when certfile + keyfile are given
+//! keyfile = "server.key"
+//! cafile = "ca.pem"                # client certificates are checked against it
+//! require_certificate = false
+//! use_identity_as_username = false # the certificate's CN becomes the user name
+//!
 //! [limits]                         # what mosquitto.conf has no name for
 //! receive_maximum = 100
 //! max_client_id_len = 65535
@@ -44,13 +54,13 @@ mod cli;
 mod config;
 
 use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use tinymqtt::broker::{BrokerEvent, DeniedAction};
 use tinymqtt::runtimes::access::{set_password, write_private, AccessFiles, PasswordFile};
+use tinymqtt::runtimes::driver::transport::{ListenerConfig, ListenerStats, Reloader};
 use tinymqtt::runtimes::BrokerHandle;
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -174,11 +184,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     options.on_event = Some(std::sync::Arc::new(log_event));
-    let addrs: Vec<SocketAddr> = match settings.listeners.take() {
+    options.on_transport_error = Some(std::sync::Arc::new(|e| {
+        tracing::warn!("transport refused: {e}");
+    }));
+    let listeners = match settings.listeners.take() {
         Some(list) => list,
-        None => vec![cli::resolve(&args.host, args.port)?],
+        None => vec![ListenerConfig::plain(cli::resolve(&args.host, args.port)?)],
     };
-    let running = cli::start_broker(args.runtime, broker, options, &addrs)?;
+    let running = cli::start_broker(args.runtime, broker, options, &listeners)?;
     for a in &running.addrs {
         tracing::info!(runtime = ?args.runtime, "listening on {a}");
     }
@@ -191,16 +204,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(unix)]
     {
         let files = settings.access.clone();
-        on_signals(shutdown, move || match &files {
-            Some(f) => reload(f),
-            None => tracing::info!("signal: no password_file or acl_file to reload"),
-        })?;
+        let reloader = running.reloader.clone();
+        on_signals(shutdown, move || reload(files.as_deref(), &reloader))?;
     }
     #[cfg(not(unix))]
     ctrlc::set_handler(shutdown)?;
-    let handle = running.handle.clone();
+    let (handle, reloader) = (running.handle.clone(), running.reloader.clone());
+    let listeners = running.listeners.clone();
     let files = settings.access.clone();
-    std::thread::spawn(move || console(&handle, files.as_deref()));
+    std::thread::spawn(move || console(&handle, files.as_deref(), &reloader, &listeners));
     running
         .thread
         .join()
@@ -251,13 +263,18 @@ fn passwd(
     Ok(())
 }
 
-/// Reads the password and ACL files again (the `reload` command, SIGHUP); a file that does
-/// not parse leaves the rules in use as they were.
-fn reload(files: &AccessFiles) {
-    match files.reload() {
-        Ok(()) => tracing::info!(users = files.users(), "reload: password and ACL files read"),
-        Err(e) => tracing::warn!("reload: {e}; the rules in use are unchanged"),
+/// Reads the password and ACL files and the TLS certificates again (the `reload` command,
+/// SIGHUP); a file that does not parse leaves what is in use as it was.
+fn reload(files: Option<&AccessFiles>, reloader: &Reloader) {
+    match files.map(AccessFiles::reload) {
+        Some(Ok(())) => tracing::info!(
+            users = files.map_or(0, AccessFiles::users),
+            "reload: password and ACL files read"
+        ),
+        Some(Err(e)) => tracing::warn!("reload: {e}; the rules in use are unchanged"),
+        None => tracing::info!("reload: no password_file or acl_file"),
     }
+    reload_certificates(reloader);
 }
 
 /// Calls `stop` on SIGINT or SIGTERM and `hup` on every SIGHUP, from a thread of its own.
@@ -323,40 +340,58 @@ fn log_event(event: &BrokerEvent) {
     }
 }
 
+/// `reload`: the TLS listeners' certificates are read again (new connections get them); a
+/// file that cannot be used keeps every listener as it was.
+fn reload_certificates(reloader: &Reloader) {
+    match reloader.reload_certificates() {
+        Ok(n) => tracing::info!("reload: certificates of {n} TLS listener(s) read again"),
+        Err(e) => tracing::error!("reload: certificates kept as they were: {e}"),
+    }
+}
+
 /// Reads `help`, `status`, `reload` and `stop` from stdin; the end of stdin only ends the
 /// console.
-fn console(handle: &BrokerHandle, files: Option<&AccessFiles>) {
+fn console(
+    handle: &BrokerHandle,
+    files: Option<&AccessFiles>,
+    reloader: &Reloader,
+    listeners: &ListenerStats,
+) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { return };
         match line.trim() {
             "" => {}
             "help" => println!("commands: help, status, reload, stop"),
-            "reload" => match files {
-                Some(f) => reload(f),
-                None => println!("no password_file or acl_file to reload"),
-            },
-            "status" => match handle.stats_blocking() {
-                Ok(s) => println!(
-                    "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} denied {} bytes received {} sent {}",
-                    s.connections,
-                    s.sessions,
-                    s.subscriptions,
-                    s.retained,
-                    s.messages_received,
-                    s.messages_sent,
-                    s.dropped,
-                    s.publishes_denied,
-                    s.bytes_received,
-                    s.bytes_sent
-                ),
-                Err(e) => println!("status unavailable: {e}"),
-            },
+            "reload" => reload(files, reloader),
+            "status" => {
+                match handle.stats_blocking() {
+                    Ok(s) => println!(
+                        "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} denied {} bytes received {} sent {}",
+                        s.connections,
+                        s.sessions,
+                        s.subscriptions,
+                        s.retained,
+                        s.messages_received,
+                        s.messages_sent,
+                        s.dropped,
+                        s.publishes_denied,
+                        s.bytes_received,
+                        s.bytes_sent
+                    ),
+                    Err(e) => println!("status unavailable: {e}"),
+                }
+                for (addr, n) in listeners.connections() {
+                    println!("listener {addr}: {n} connections");
+                }
+            }
             "stop" => {
                 tracing::info!("stop: shutting down");
                 handle.shutdown();
                 return;
             }
-            other => println!("unknown command {other:?}; commands: help, status, reload, stop"),
+            other => {
+                println!("unknown command {other:?}; commands: help, status, reload, stop")
+            }
         }
     }
 }

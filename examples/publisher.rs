@@ -2,6 +2,7 @@
 //! as its QoS requires.
 //!
 //! `publisher --topic a/b --message hello --qos 1 --count 10 --interval-ms 100`
+//! `publisher -L mqtts://broker.example.com/a/b --cafile ca.pem -m hello` (TLS, by host name)
 
 mod cli;
 
@@ -25,15 +26,12 @@ struct Args {
     /// Print the version.
     #[arg(long, action = clap::ArgAction::Version)]
     version: Option<bool>,
-    /// The broker's host.
-    #[arg(short = 'h', long, default_value = "127.0.0.1")]
-    host: String,
-    /// The broker's port.
-    #[arg(short = 'p', long, default_value_t = 1883)]
-    port: u16,
-    /// The topic to publish to.
-    #[arg(short = 't', long)]
-    topic: String,
+    /// Where to connect, and TLS.
+    #[command(flatten)]
+    connection: cli::transport::Connection,
+    /// The topic to publish to (or the path of `-L`).
+    #[arg(short = 't', long, required_unless_present = "url_topic")]
+    topic: Option<String>,
     /// The payload.
     #[arg(short = 'm', long, required_unless_present = "null_message")]
     message: Option<String>,
@@ -118,10 +116,22 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             properties: Default::default(),
         });
     }
-    let addr = cli::resolve(&args.host, args.port)?;
-    let (client, _events) = cli::AnyClient::connect(args.runtime, addr, config)?;
-    tracing::info!(%addr, "connected");
-    let topic = TopicName::new(&args.topic)?;
+    let (endpoint, from_url) = args.connection.endpoint()?;
+    if config.username.is_none() {
+        config.username = from_url.username.map(ByteStr::try_from).transpose()?;
+    }
+    if config.password.is_none() {
+        config.password = from_url.password.map(Bytes::from);
+    }
+    let topic = args
+        .topic
+        .clone()
+        .or(from_url.topic)
+        .ok_or("no topic (-t, or the path of -L)")?;
+    let topic = TopicName::new(&topic)?;
+    let shown = endpoint.to_string();
+    let (client, _events) = cli::AnyClient::connect(args.runtime, endpoint, config)?;
+    tracing::info!(endpoint = %shown, "connected");
     let mut pending = Vec::new();
     for i in 0..args.count {
         if i > 0 && args.interval_ms > 0 {

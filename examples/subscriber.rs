@@ -2,6 +2,7 @@
 //! `mosquitto_sub -v`; logs go to stderr.
 //!
 //! `subscriber --topic 'a/#' --topic b --qos 1 --count 10`
+//! `subscriber --url wss://broker.example.com/mqtt --cafile ca.pem -t 'a/#'` (WebSocket over TLS)
 
 mod cli;
 
@@ -25,14 +26,11 @@ struct Args {
     /// Print the version.
     #[arg(long, action = clap::ArgAction::Version)]
     version: Option<bool>,
-    /// The broker's host.
-    #[arg(short = 'h', long, default_value = "127.0.0.1")]
-    host: String,
-    /// The broker's port.
-    #[arg(short = 'p', long, default_value_t = 1883)]
-    port: u16,
-    /// A topic filter (repeatable).
-    #[arg(short = 't', long, required = true)]
+    /// Where to connect, and TLS.
+    #[command(flatten)]
+    connection: cli::transport::Connection,
+    /// A topic filter (repeatable; or the path of `-L`).
+    #[arg(short = 't', long, required_unless_present = "url_topic")]
     topic: Vec<String>,
     /// The QoS to subscribe with: 0, 1 or 2.
     #[arg(short = 'q', long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
@@ -93,18 +91,25 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     };
-    let filters = args
-        .topic
+    let (endpoint, from_url) = args.connection.endpoint()?;
+    if config.username.is_none() {
+        config.username = from_url.username.map(ByteStr::try_from).transpose()?;
+    }
+    if config.password.is_none() {
+        config.password = from_url.password.map(Bytes::from);
+    }
+    let topics: Vec<String> = args.topic.iter().cloned().chain(from_url.topic).collect();
+    let filters = topics
         .iter()
         .map(|t| Ok(Subscription::new(TopicFilter::new(t)?, qos)))
         .collect::<Result<Vec<_>, tinymqtt::InvalidTopic>>()?;
-    let addr = cli::resolve(&args.host, args.port)?;
-    let (client, events) = cli::AnyClient::connect(args.runtime, addr, config)?;
+    let addr = endpoint.to_string();
+    let (client, events) = cli::AnyClient::connect(args.runtime, endpoint, config)?;
     let suback = client.subscribe(filters)?;
     if let Some(code) = suback.reason_codes.iter().find(|c| c.is_error()) {
         return Err(format!("subscription refused: {code:?}").into());
     }
-    tracing::info!(%addr, topics = ?args.topic, "subscribed");
+    tracing::info!(%addr, topics = ?topics, "subscribed");
     if args.count == Some(0) {
         client.disconnect()?;
         return Ok(());

@@ -24,6 +24,11 @@ impl Runtime for AsyncStd {
     type Writer = TcpWriter;
     type Listener = Async<TcpListener>;
 
+    async fn resolve(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let addrs = async_std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).await?;
+        Ok(addrs.collect())
+    }
+
     async fn connect(addr: SocketAddr) -> io::Result<(TcpReader, TcpWriter)> {
         super::aio::connect(addr).await
     }

@@ -24,7 +24,12 @@ use super::driver::broker::{
 };
 use super::driver::checks::{Checks, Verdict};
 use super::driver::client::{ClientCore, Command};
+use super::driver::transport::{
+    self, Connector, Endpoint, Held, Link, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
+    TransportError,
+};
 use super::driver::writer::{self, StoreWriter};
+use super::driver::TransportHook;
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
 pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
@@ -88,10 +93,14 @@ impl Drop for Handles {
     }
 }
 
+/// Why the session's last transport failed, kept for [`Client::take_transport_error`].
+type LastError = Arc<Mutex<Option<TransportError>>>;
+
 /// A handle to a client session running on threads; clones share the session.
 #[derive(Clone)]
 pub struct Client {
     handles: Arc<Handles>,
+    transport_error: LastError,
 }
 
 impl std::fmt::Debug for Client {
@@ -103,7 +112,19 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects to `addr` and returns once the server accepted the first connection.
     pub fn connect(addr: SocketAddr, config: ClientConfig) -> Result<(Client, Events), Error> {
-        let stream = open(addr, config.connect_timeout)?;
+        Client::connect_to(addr, config)
+    }
+
+    /// Connects to `endpoint` (a URL such as `mqtts://broker.example.com`, or a socket
+    /// address) and returns once the server accepted the first connection. A host name is
+    /// resolved on every connect and reconnect; a failure names its cause
+    /// ([`Error::Transport`]).
+    pub fn connect_to(
+        endpoint: impl Into<Endpoint>,
+        config: ClientConfig,
+    ) -> Result<(Client, Events), Error> {
+        let connector = endpoint.into().connector()?;
+        let (stream, link) = transport::open_blocking(&connector, config.connect_timeout)?;
         let (ready_tx, ready_rx) = reply_channel();
         let (in_tx, in_rx) = sync_channel(CLIENT_COMMANDS + NET_CHUNKS);
         let (ev_tx, ev_rx) = async_channel::bounded(CLIENT_EVENTS);
@@ -113,13 +134,43 @@ impl Client {
         });
         let core = ClientCore::new(Session::new(config), ready_tx);
         let (tx, p) = (in_tx.clone(), permits.clone());
-        thread::spawn(move || run_client(addr, core, stream, tx, in_rx, ev_tx, p));
-        ready_rx.recv_blocking().unwrap_or(Err(Error::Stopped))?;
+        let last = LastError::default();
+        let session = SessionThread {
+            connector,
+            inputs: tx,
+            events: ev_tx,
+            permits: p,
+            last: last.clone(),
+        };
+        thread::spawn(move || run_client(session, core, (stream, link), in_rx));
         let handles = Arc::new(Handles {
             inputs: in_tx,
             permits,
         });
-        Ok((Client { handles }, Events::from_receiver(ev_rx)))
+        match ready_rx.recv_blocking().unwrap_or(Err(Error::Stopped)) {
+            Ok(()) => {}
+            // A TLS or WebSocket failure says why, not only that the transport closed.
+            Err(e @ Error::ConnectFailed(_)) => {
+                let cause = last.lock().unwrap_or_else(|e| e.into_inner()).take();
+                return Err(cause.map_or(e, Error::Transport));
+            }
+            Err(e) => return Err(e),
+        }
+        let client = Client {
+            handles,
+            transport_error: last,
+        };
+        Ok((client, Events::from_receiver(ev_rx)))
+    }
+
+    /// Why the last transport failed or could not be opened (the host name did not resolve,
+    /// the connection was refused, a certificate was rejected, ...): the cause behind the
+    /// latest `Disconnected` event that says the transport closed. Taken.
+    pub fn take_transport_error(&self) -> Option<TransportError> {
+        self.transport_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Publishes; the returned [`Pending`] completes with the acknowledgement.
@@ -176,13 +227,6 @@ impl Client {
     }
 }
 
-/// Opens a TCP connection with `TCP_NODELAY`.
-fn open(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
 fn spawn_reader(stream: &TcpStream, generation: u64, inputs: SyncSender<Input>) -> io::Result<()> {
     let mut r = stream.try_clone()?;
     thread::spawn(move || {
@@ -205,21 +249,74 @@ fn spawn_reader(stream: &TcpStream, generation: u64, inputs: SyncSender<Input>) 
     Ok(())
 }
 
-/// The session thread: the same drain as the async driver, waiting with `recv_timeout`.
-fn run_client(
-    addr: SocketAddr,
-    mut core: ClientCore,
-    stream: TcpStream,
+/// What the session thread is given besides its core and its input channel.
+struct SessionThread {
+    connector: Connector,
     inputs: SyncSender<Input>,
-    rx: Receiver<Input>,
     events: async_channel::Sender<crate::client::Event>,
     permits: Arc<Permits>,
+    last: LastError,
+}
+
+/// The session thread's connection: its socket and its transport machine.
+struct Conn {
+    stream: TcpStream,
+    link: Option<Link>,
+}
+
+impl Conn {
+    /// Writes the session's bytes (through the link, if any) and what the link has to send.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        match &mut self.link {
+            None => Ok(self.stream.write_all(bytes)?),
+            Some(link) => {
+                if !bytes.is_empty() {
+                    link.send(bytes)?;
+                }
+                let wire = link.take_wire();
+                Ok(self.stream.write_all(&wire)?)
+            }
+        }
+    }
+
+    /// Ends the transport cleanly (close frame, close_notify) and shuts the socket.
+    fn close(mut self) {
+        if let Some(link) = &mut self.link {
+            link.close();
+            let _ = self.stream.write_all(&link.take_wire());
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Opens a connection with its reader thread, its link's first bytes written.
+fn open_conn(
+    s: &SessionThread,
+    opened: (TcpStream, Option<Link>),
+    generation: u64,
+) -> Result<Conn, TransportError> {
+    let (stream, link) = opened;
+    spawn_reader(&stream, generation, s.inputs.clone())?;
+    let mut conn = Conn { stream, link };
+    conn.write(&[])?;
+    Ok(conn)
+}
+
+/// The session thread: the same drain as the async driver, waiting with `recv_timeout`.
+fn run_client(
+    s: SessionThread,
+    mut core: ClientCore,
+    first: (TcpStream, Option<Link>),
+    rx: Receiver<Input>,
 ) {
     let mut generation = 0u64;
-    let ok = spawn_reader(&stream, generation, inputs.clone()).is_ok();
-    let mut transport = Some(stream).filter(|_| ok);
+    let failed = |e: TransportError| {
+        *s.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+    };
+    let mut transport = open_conn(&s, first, generation).map_err(failed).ok();
     let mut stash: VecDeque<Command> = VecDeque::new();
-    core.connect(now(), ok);
+    let mut app = Vec::new();
+    core.connect(now(), transport.is_some());
     loop {
         loop {
             let out = core.take_output();
@@ -228,27 +325,26 @@ fn run_client(
             }
             for bytes in &out.transmit {
                 let Some(t) = transport.as_mut() else { break };
-                if t.write_all(bytes).is_err() {
+                if let Err(e) = t.write(bytes) {
+                    failed(e);
                     transport = None;
                     core.transport_closed(now());
                     break;
                 }
             }
             for e in out.events {
-                let _ = events.send_blocking(e);
+                let _ = s.events.send_blocking(e);
             }
             if out.close {
                 if let Some(t) = transport.take() {
-                    let _ = t.shutdown(Shutdown::Both);
+                    t.close();
                 }
             }
             if out.reconnect {
                 generation += 1;
-                let opened = open(addr, core.connect_timeout()).and_then(|s| {
-                    spawn_reader(&s, generation, inputs.clone())?;
-                    Ok(s)
-                });
-                transport = opened.ok();
+                let opened = transport::open_blocking(&s.connector, core.connect_timeout())
+                    .and_then(|o| open_conn(&s, o, generation));
+                transport = opened.map_err(failed).ok();
                 core.connect(now(), transport.is_some());
             }
         }
@@ -260,14 +356,41 @@ fn run_client(
         }
         if !core.is_parked() {
             if let Some(c) = stash.pop_front() {
-                permits.release();
+                s.permits.release();
                 core.command(now(), c);
                 continue;
             }
         }
         let input = next(&rx, core.deadline());
         match input {
-            Ok(Input::Bytes(g, b)) if g == generation => core.input(now(), &b),
+            Ok(Input::Bytes(g, b)) if g == generation => {
+                let Some(t) = transport.as_mut() else {
+                    continue;
+                };
+                let Some(link) = t.link.as_mut() else {
+                    core.input(now(), &b);
+                    continue;
+                };
+                app.clear();
+                let r = link.input(&b, &mut app);
+                // The link's answers (handshake, alert, pong) go out first.
+                match t.write(&[]).and(r) {
+                    Ok(open) => {
+                        if !app.is_empty() {
+                            core.input(now(), &app);
+                        }
+                        if !open {
+                            transport = None;
+                            core.transport_closed(now());
+                        }
+                    }
+                    Err(e) => {
+                        failed(e);
+                        transport = None;
+                        core.transport_closed(now());
+                    }
+                }
+            }
             Ok(Input::Closed(g)) if g == generation => {
                 transport = None;
                 core.transport_closed(now());
@@ -294,7 +417,7 @@ fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, 
 
 /// What reaches the broker's router thread.
 enum Inbox {
-    Accept(TcpStream),
+    Accept(TcpStream, Option<Box<Link>>, Held),
     Report(Report),
     Stats(Reply<BrokerStats>),
     /// The store writer handed tickets back (or stopped).
@@ -358,7 +481,9 @@ impl MailQueue for Queue {
 pub struct Broker {
     broker: Core,
     options: BrokerOptions,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Option<SharedAcceptor>)>,
+    reloader: Reloader,
+    stats: ListenerStats,
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
@@ -380,10 +505,22 @@ impl Broker {
     /// an error naming its file, and so does a [`BrokerOptions::fsync`] that does not match
     /// the broker's `durable_acks`.
     pub fn bind_with(
-        mut broker: Core,
+        broker: Core,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Broker> {
+        let listeners = addrs.iter().map(|a| ListenerConfig::plain(*a));
+        Broker::bind_listeners(broker, options, &listeners.collect::<Vec<_>>())
+    }
+
+    /// [`Broker::bind_with`] for listeners that may speak TLS and WebSocket; a certificate or
+    /// key that cannot be used fails here, naming its file and the reason.
+    pub fn bind_listeners(
+        mut broker: Core,
+        options: BrokerOptions,
+        configs: &[ListenerConfig],
+    ) -> io::Result<Broker> {
+        let (acceptors, reloader) = transport::acceptors(configs)?;
         let inbox = sync_channel::<Inbox>(driver::ROUTER_INBOX);
         let wake = inbox.0.clone();
         let wake = Box::new(move || {
@@ -391,19 +528,22 @@ impl Broker {
             let _ = wake.try_send(Inbox::Stored);
         });
         let store = writer::start(&options, &mut broker, wake)?;
-        let listeners = addrs
+        let listeners = configs
             .iter()
-            .map(TcpListener::bind)
+            .map(|c| TcpListener::bind(c.bind))
             .collect::<io::Result<Vec<_>>>()?;
         let addrs = listeners
             .iter()
             .map(TcpListener::local_addr)
             .collect::<io::Result<Vec<_>>>()?;
+        let listeners = listeners.into_iter().zip(acceptors).collect();
         let (handle, signal) = BrokerHandle::new();
         Ok(Broker {
             broker,
             options,
             listeners,
+            reloader,
+            stats: ListenerStats::new(&addrs),
             addrs,
             handle,
             signal,
@@ -417,6 +557,16 @@ impl Broker {
         &self.addrs
     }
 
+    /// Re-reads the TLS listeners' certificate files while the broker runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// The open connections of each listener, while the broker runs.
+    pub fn listener_stats(&self) -> ListenerStats {
+        self.stats.clone()
+    }
+
     /// A handle that triggers the graceful shutdown.
     pub fn handle(&self) -> BrokerHandle {
         self.handle.clone()
@@ -427,8 +577,10 @@ impl Broker {
     pub fn run(self) {
         let (tx, rx) = self.inbox;
         let stopping = Arc::new(AtomicBool::new(false));
-        for l in self.listeners {
+        for (i, (l, acceptor)) in self.listeners.into_iter().enumerate() {
             let (tx, stopping) = (tx.clone(), stopping.clone());
+            let gauge = self.stats.gauge(i);
+            let hook = self.options.on_transport_error.clone();
             thread::spawn(move || {
                 for s in l.incoming() {
                     if stopping.load(Ordering::Acquire) {
@@ -439,7 +591,20 @@ impl Broker {
                         pause(Duration::from_millis(50));
                         continue;
                     };
-                    if s.set_nodelay(true).is_err() || tx.send(Inbox::Accept(s)).is_err() {
+                    let link = match transport::accepted(acceptor.as_ref()) {
+                        Ok(link) => link,
+                        Err(e) => {
+                            if let Some(h) = &hook {
+                                h(&e);
+                            }
+                            continue;
+                        }
+                    };
+                    let link = link.map(Box::new);
+                    let held = gauge.hold();
+                    if s.set_nodelay(true).is_err()
+                        || tx.send(Inbox::Accept(s, link, held)).is_err()
+                    {
                         return;
                     }
                 }
@@ -476,7 +641,7 @@ impl Broker {
                 None => next(&rx, core.deadline()),
             };
             match input {
-                Ok(Inbox::Accept(s)) => {
+                Ok(Inbox::Accept(s, link, held)) => {
                     let conn = core.accept(now());
                     let id = conn.id();
                     let started = match (s.try_clone(), s.try_clone()) {
@@ -487,6 +652,9 @@ impl Broker {
                                 hook: self.options.on_event.clone(),
                                 checks: core.checks.clone(),
                                 done: done_tx.clone(),
+                                link,
+                                held,
+                                transport_hook: self.options.on_transport_error.clone(),
                             };
                             connection([s, reader, abort], parts).map_err(|p| p.conn)
                         }
@@ -555,6 +723,41 @@ struct Parts {
     /// Where deferred credentials checks run.
     checks: Arc<Checks>,
     done: SyncSender<()>,
+    /// TLS and/or WebSocket between the socket and the connection.
+    link: Option<Box<Link>>,
+    /// Counted among its listener's open connections while its thread runs.
+    held: Held,
+    transport_hook: Option<TransportHook>,
+}
+
+/// A broker connection's socket with its transport machine.
+struct Wire {
+    stream: TcpStream,
+    link: Option<Box<Link>>,
+}
+
+impl Wire {
+    /// Writes the connection's `buf` through the link (if any), with what the link has to
+    /// send, as [`write_watched`] does (`closing` ends a write that cannot progress).
+    fn write(&mut self, buf: &[u8], closing: &AtomicBool) -> io::Result<()> {
+        let Some(link) = &mut self.link else {
+            return write_watched(&mut self.stream, buf, closing);
+        };
+        if !buf.is_empty() {
+            link.send(buf).map_err(io::Error::other)?;
+        }
+        let wire = link.take_wire();
+        write_watched(&mut self.stream, &wire, closing)
+    }
+
+    /// Ends the transport cleanly (close frame, close_notify) and shuts the socket.
+    fn close(&mut self) {
+        if let Some(link) = &mut self.link {
+            link.close();
+            let _ = write_watched(&mut self.stream, &link.take_wire(), &AtomicBool::new(false));
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
 }
 
 /// The stack of a broker connection's reader thread, which only reads and sends: a small one
@@ -722,7 +925,7 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
 
 /// A connection's thread: the same drain as the async connection task.
 fn run_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     p: Parts,
     (rx, verdicts): (Receiver<ConnInput>, Sender<ConnInput>),
     permits: Arc<Permits>,
@@ -736,8 +939,12 @@ fn run_connection(
         hook,
         checks,
         done,
-        ..
+        link,
+        held: _held,
+        transport_hook,
     } = p;
+    let mut stream = Wire { stream, link };
+    let mut app = Vec::new();
     let _done = done;
     let _open = OpenOnDrop(permits.clone());
     let id = conn.id();
@@ -749,12 +956,17 @@ fn run_connection(
         let d = drain_connection(&mut conn, hook.as_ref());
         let mut failed = false;
         for b in &d.transmit {
-            if write_watched(&mut stream, b, &closing).is_err() {
+            if stream.write(b, &closing).is_err() {
                 // Failed, timed out (a peer that does not read), or shut down by the router.
                 failed = true;
                 break;
             }
             traffic.sent += b.len() as u64;
+        }
+        if stream.link.as_ref().is_some_and(|l| l.has_wire())
+            && stream.write(&[], &closing).is_err()
+        {
+            failed = true;
         }
         let mut mail = d.mail;
         if failed {
@@ -783,7 +995,7 @@ fn run_connection(
             }
         }
         if last {
-            let _ = stream.shutdown(Shutdown::Both);
+            stream.close();
             return;
         }
         if let Some(check) = conn.poll_credentials() {
@@ -806,9 +1018,43 @@ fn run_connection(
             let more = match input {
                 Ok(ConnInput::Bytes(b)) => {
                     traffic.received += b.len() as u64;
-                    held.push_back(b);
-                    feed(&mut conn, &mut held, &permits);
-                    true
+                    match &mut stream.link {
+                        None => {
+                            held.push_back(b);
+                            feed(&mut conn, &mut held, &permits);
+                            true
+                        }
+                        Some(link) => {
+                            // The transport takes the bytes at once (a TLS handshake answers
+                            // them); what it yields for the connection waits with the read's
+                            // permit until the connection wants it.
+                            app.clear();
+                            let r = link.input(&b, &mut app);
+                            if app.is_empty() {
+                                permits.release();
+                            } else {
+                                held.push_back(Bytes::copy_from_slice(&app));
+                            }
+                            feed(&mut conn, &mut held, &permits);
+                            match r {
+                                Ok(open) => {
+                                    if !open {
+                                        conn.handle_transport_closed(now());
+                                    }
+                                    open
+                                }
+                                Err(e) => {
+                                    if let Some(h) = &transport_hook {
+                                        h(&e);
+                                    }
+                                    // The alert or HTTP answer that tells the peer why.
+                                    let _ = stream.write(&[], &closing);
+                                    conn.handle_transport_closed(now());
+                                    false
+                                }
+                            }
+                        }
+                    }
                 }
                 Ok(ConnInput::ReadEnd) => {
                     conn.handle_transport_closed(now());
@@ -863,12 +1109,12 @@ fn feed(conn: &mut ServerConnection, held: &mut VecDeque<Bytes>, permits: &Permi
 const INPUTS_PER_WRITE: usize = 32;
 
 /// DISCONNECT 0x8B to an MQTT 5 client, no will, then the socket is closed.
-fn shut_down(mut stream: TcpStream, mut conn: ServerConnection, hook: Option<&EventHook>) {
+fn shut_down(mut stream: Wire, mut conn: ServerConnection, hook: Option<&EventHook>) {
     conn.shutdown(now());
     for b in drain_connection(&mut conn, hook).transmit {
-        if write_watched(&mut stream, &b, &AtomicBool::new(false)).is_err() {
+        if stream.write(&b, &AtomicBool::new(false)).is_err() {
             break;
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    stream.close();
 }

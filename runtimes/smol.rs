@@ -21,6 +21,10 @@ impl Runtime for Smol {
     type Writer = TcpWriter;
     type Listener = Async<TcpListener>;
 
+    async fn resolve(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
+        smol::net::resolve((host.as_str(), port)).await
+    }
+
     async fn connect(addr: SocketAddr) -> io::Result<(TcpReader, TcpWriter)> {
         super::aio::connect(addr).await
     }

@@ -88,6 +88,12 @@ impl Runtime for Tokio {
     type Writer = OwnedWriteHalf;
     type Listener = TcpListener;
 
+    async fn resolve(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .collect())
+    }
+
     async fn connect(addr: SocketAddr) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
 use tinymqtt::runtimes::access::{AccessFiles, AclFile, PasswordFile};
+use tinymqtt::runtimes::driver::transport::{ListenerConfig, Protocol, ServerTls};
 use tinymqtt::runtimes::{BrokerOptions, Fsync};
 use toml::Spanned;
 
@@ -20,6 +21,8 @@ const MQTT_MAX_PACKET: u32 = 268_435_455 + 5;
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listeners: Option<Vec<Spanned<String>>>,
+    /// `[[listener]]` tables: TLS and WebSocket listeners.
+    listener: Option<Vec<Spanned<ListenerTable>>>,
     allow_anonymous: Option<bool>,
     use_username_as_clientid: Option<bool>,
     allow_takeover_by_other_user: Option<bool>,
@@ -46,6 +49,21 @@ struct FileConfig {
     persistent_client_expiration: Option<Spanned<toml::Value>>,
     #[serde(default)]
     limits: Limits,
+}
+
+/// A `[[listener]]` table, with mosquitto.conf's names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerTable {
+    /// `HOST:PORT`.
+    bind: Spanned<String>,
+    /// `"mqtt"` (the default) or `"websockets"`.
+    protocol: Option<Spanned<String>>,
+    certfile: Option<Spanned<PathBuf>>,
+    keyfile: Option<Spanned<PathBuf>>,
+    cafile: Option<Spanned<PathBuf>>,
+    require_certificate: Option<Spanned<bool>>,
+    use_identity_as_username: Option<Spanned<bool>>,
 }
 
 /// The `[limits]` table: what Mosquitto has no name for.
@@ -116,8 +134,8 @@ pub(crate) struct Settings {
     pub(crate) config: BrokerConfig,
     /// The runtime's settings.
     pub(crate) options: BrokerOptions,
-    /// The listeners, if the file names them.
-    pub(crate) listeners: Option<Vec<std::net::SocketAddr>>,
+    /// The listeners, if the file names them (`listeners` and `[[listener]]`).
+    pub(crate) listeners: Option<Vec<ListenerConfig>>,
     /// Checks CONNECT credentials.
     pub(crate) authenticator: Arc<dyn Authenticator>,
     /// Checks publishes and subscriptions.
@@ -311,7 +329,12 @@ impl Settings {
             if addrs.is_empty() {
                 return Err((None, "listeners is empty".into()));
             }
-            s.listeners = Some(addrs);
+            s.listeners = Some(addrs.into_iter().map(ListenerConfig::plain).collect());
+        }
+        for t in file.listener.iter().flatten() {
+            let l = listener(t.get_ref(), base)?;
+            s.summary.push(describe(&l));
+            s.listeners.get_or_insert_with(Vec::new).push(l);
         }
         // Each file is checked on its own first, so that a mistake names the key.
         let password_file = match &file.password_file {
@@ -400,6 +423,82 @@ impl Settings {
         }
         Ok(s)
     }
+}
+
+/// A `[[listener]]` table, checked: its certificate files are read now, so that a missing,
+/// unreadable or mismatched file is reported with its name and the reason.
+fn listener(
+    t: &ListenerTable,
+    base: &Path,
+) -> Result<ListenerConfig, (Option<Range<usize>>, String)> {
+    use std::net::ToSocketAddrs;
+    let bind = t
+        .bind
+        .get_ref()
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| bad(&t.bind, "bind is HOST:PORT"))?;
+    let protocol = match t.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+        None | Some((_, "mqtt")) => Protocol::Mqtt,
+        Some((_, "websockets")) => Protocol::WebSockets,
+        Some((p, _)) => return Err(bad(p, "protocol is \"mqtt\" or \"websockets\"")),
+    };
+    let path = |p: &Option<Spanned<PathBuf>>| p.as_ref().map(|p| base.join(p.get_ref()));
+    let require = t.require_certificate.as_ref().is_some_and(|v| *v.get_ref());
+    let identity = t
+        .use_identity_as_username
+        .as_ref()
+        .is_some_and(|v| *v.get_ref());
+    let tls = match (path(&t.certfile), path(&t.keyfile)) {
+        (Some(certfile), Some(keyfile)) => Some(ServerTls {
+            certfile,
+            keyfile,
+            cafile: path(&t.cafile),
+            require_certificate: require,
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err(bad(&t.bind, "certfile needs a keyfile")),
+        (None, Some(_)) => return Err(bad(&t.bind, "keyfile needs a certfile")),
+    };
+    if tls.as_ref().is_none_or(|t| t.cafile.is_none())
+        && (require || identity || t.cafile.is_some())
+    {
+        return Err(bad(
+            &t.bind,
+            "cafile, require_certificate and use_identity_as_username need TLS with a cafile",
+        ));
+    }
+    let config = ListenerConfig {
+        bind,
+        protocol,
+        tls,
+        use_identity_as_username: identity,
+    };
+    config
+        .acceptor()
+        .map_err(|e| bad(&t.bind, &format!("listener {bind}: {e}")))?;
+    Ok(config)
+}
+
+/// One line about a listener, for the logs and `--check-config`.
+fn describe(l: &ListenerConfig) -> String {
+    let protocol = match l.protocol {
+        Protocol::WebSockets => "websockets",
+        _ => "mqtt",
+    };
+    let tls = match &l.tls {
+        None => String::new(),
+        Some(t) if t.require_certificate => " over TLS (client certificates required)".into(),
+        Some(t) if t.cafile.is_some() => " over TLS (client certificates checked)".into(),
+        Some(_) => " over TLS".into(),
+    };
+    let identity = if l.use_identity_as_username {
+        ", certificate name as user name"
+    } else {
+        ""
+    };
+    format!("listener {}: {protocol}{tls}{identity}", l.bind)
 }
 
 /// The store folder the file names: `persistence = "DIR"`, or Mosquitto's

@@ -4,6 +4,8 @@
 // Each program uses part of this module.
 #![allow(dead_code)]
 
+pub(crate) mod transport;
+
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::thread::JoinHandle;
@@ -11,6 +13,7 @@ use std::thread::JoinHandle;
 use tinymqtt::broker::Broker;
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::{Publish, Subscription};
+use tinymqtt::runtimes::driver::transport::{Endpoint, ListenerConfig, ListenerStats, Reloader};
 use tinymqtt::runtimes::{
     async_std, blocking, smol, tokio, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck,
 };
@@ -89,25 +92,26 @@ impl AnyClient {
     /// Connects on `runtime` and returns once the server accepted the connection.
     pub(crate) fn connect(
         runtime: Runtime,
-        addr: SocketAddr,
+        endpoint: Endpoint,
         config: ClientConfig,
     ) -> Result<(AnyClient, Events), Error> {
+        let e = endpoint;
         Ok(match runtime {
             Runtime::Tokio => {
                 let rt = ::tokio::runtime::Runtime::new()?;
-                let (c, e) = rt.block_on(tokio::Client::connect(addr, config))?;
+                let (c, e) = rt.block_on(tokio::Client::connect_to(e, config))?;
                 (AnyClient::Tokio(c, rt), e)
             }
             Runtime::Smol => {
-                let (c, e) = ::smol::block_on(smol::Client::connect(addr, config))?;
+                let (c, e) = ::smol::block_on(smol::Client::connect_to(e, config))?;
                 (AnyClient::Smol(c), e)
             }
             Runtime::AsyncStd => {
-                let (c, e) = ::async_std::task::block_on(async_std::Client::connect(addr, config))?;
+                let (c, e) = ::async_std::task::block_on(async_std::Client::connect_to(e, config))?;
                 (AnyClient::AsyncStd(c), e)
             }
             Runtime::Blocking => {
-                let (c, e) = blocking::Client::connect(addr, config)?;
+                let (c, e) = blocking::Client::connect_to(e, config)?;
                 (AnyClient::Blocking(c), e)
             }
         })
@@ -148,6 +152,10 @@ impl AnyClient {
 pub(crate) struct RunningBroker {
     pub(crate) handle: BrokerHandle,
     pub(crate) addrs: Vec<SocketAddr>,
+    /// Re-reads the TLS listeners' certificates.
+    pub(crate) reloader: Reloader,
+    /// The open connections of each listener.
+    pub(crate) listeners: ListenerStats,
     pub(crate) thread: JoinHandle<()>,
 }
 
@@ -156,40 +164,59 @@ pub(crate) fn start_broker(
     runtime: Runtime,
     broker: Broker,
     options: BrokerOptions,
-    addrs: &[SocketAddr],
+    listeners: &[ListenerConfig],
 ) -> io::Result<RunningBroker> {
     let spawn = std::thread::Builder::new().name("broker".into());
-    let (handle, bound, thread) = match runtime {
+    let (handle, bound, (reloader, stats), thread) = match runtime {
         Runtime::Tokio => {
             let rt = ::tokio::runtime::Runtime::new()?;
-            let s = rt.block_on(tokio::Broker::bind_with(broker, options, addrs))?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
-            (h, a, spawn.spawn(move || rt.block_on(s.run()))?)
+            let s = rt.block_on(tokio::Broker::bind_listeners(broker, options, listeners))?;
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
+            (h, a, r, spawn.spawn(move || rt.block_on(s.run()))?)
         }
         Runtime::Smol => {
-            let s = ::smol::block_on(smol::Broker::bind_with(broker, options, addrs))?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
-            (h, a, spawn.spawn(move || ::smol::block_on(s.run()))?)
+            let s = ::smol::block_on(smol::Broker::bind_listeners(broker, options, listeners))?;
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
+            (h, a, r, spawn.spawn(move || ::smol::block_on(s.run()))?)
         }
         Runtime::AsyncStd => {
-            let bind = async_std::Broker::bind_with(broker, options, addrs);
+            let bind = async_std::Broker::bind_listeners(broker, options, listeners);
             let s = ::async_std::task::block_on(bind)?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
             (
                 h,
                 a,
+                r,
                 spawn.spawn(move || ::async_std::task::block_on(s.run()))?,
             )
         }
         Runtime::Blocking => {
-            let s = blocking::Broker::bind_with(broker, options, addrs)?;
-            let (h, a) = (s.handle(), s.local_addrs().to_vec());
-            (h, a, spawn.spawn(move || s.run())?)
+            let s = blocking::Broker::bind_listeners(broker, options, listeners)?;
+            let (h, a, r) = (
+                s.handle(),
+                s.local_addrs().to_vec(),
+                (s.reloader(), s.listener_stats()),
+            );
+            (h, a, r, spawn.spawn(move || s.run())?)
         }
     };
     Ok(RunningBroker {
         handle,
         addrs: bound,
+        reloader,
+        listeners: stats,
         thread,
     })
 }

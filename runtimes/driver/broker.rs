@@ -19,6 +19,11 @@ use crate::hash::IdMap;
 /// not block.
 pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
 
+/// Called when a connection's transport fails (a TLS handshake refused, a WebSocket upgrade
+/// without the `mqtt` subprotocol, plain MQTT on a TLS port, ...), before it is closed; it
+/// must not block.
+pub type TransportHook = Arc<dyn Fn(&super::transport::TransportError) + Send + Sync>;
+
 /// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
 #[derive(Clone)]
 pub struct BrokerOptions {
@@ -52,6 +57,8 @@ pub struct BrokerOptions {
     /// the connect timeout bounds it (the blocking runtime polls it on a thread of its own, so
     /// it must not need another runtime's reactor there).
     pub check_credentials: Option<super::checks::CheckCredentials>,
+    /// Told why a connection's transport failed, for logs.
+    pub on_transport_error: Option<TransportHook>,
 }
 
 impl std::fmt::Debug for BrokerOptions {
@@ -66,6 +73,7 @@ impl std::fmt::Debug for BrokerOptions {
             .field("check_threads", &self.check_threads)
             .field("max_pending_checks", &self.max_pending_checks)
             .field("check_credentials", &self.check_credentials.is_some())
+            .field("on_transport_error", &self.on_transport_error.is_some())
             .finish()
     }
 }
@@ -84,6 +92,7 @@ impl Default for BrokerOptions {
             check_threads: 2,
             max_pending_checks: 64,
             check_credentials: None,
+            on_transport_error: None,
         }
     }
 }

@@ -415,8 +415,9 @@ mod handle {
     use crate::codec::{
         Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
+    use crate::runtimes::driver::transport::{self, Connector, Endpoint, Link, TransportError};
     use crate::runtimes::driver::{
-        now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
+        now, reply_channel, Error, Events, Pending, Reader, Runtime, SubAck, Writer,
         CLIENT_COMMANDS, CLIENT_EVENTS, READ_CHUNK,
     };
     use crate::TopicFilter;
@@ -443,6 +444,9 @@ mod handle {
         unsent: usize,
         /// Live handles; when the last goes, the driver disconnects.
         handles: usize,
+        /// Why the last transport failed or could not be opened (its close event says only
+        /// that the transport closed).
+        transport_error: Option<TransportError>,
         /// The driver has ended: commands are refused.
         ended: bool,
     }
@@ -517,7 +521,20 @@ mod handle {
             addr: SocketAddr,
             config: ClientConfig,
         ) -> Result<(Self, Events), Error> {
-            let (reader, writer) = R::connect(addr).await?;
+            Self::connect_to(addr, config).await
+        }
+
+        /// Connects to `endpoint` (a URL such as `mqtts://broker.example.com`, parsed with
+        /// [`Endpoint::parse`], or a socket address) and runs the session in a task; returns
+        /// once the server accepted the first connection. A host name is resolved on every
+        /// connect and reconnect; a failure names its cause ([`Error::Transport`]).
+        pub async fn connect_to(
+            endpoint: impl Into<Endpoint>,
+            config: ClientConfig,
+        ) -> Result<(Self, Events), Error> {
+            let connector = endpoint.into().connector()?;
+            let deadline = now() + config.connect_timeout;
+            let (reader, writer, link) = transport::open::<R>(&connector, deadline).await?;
             let (ready_tx, ready_rx) = reply_channel();
             let (ev_tx, ev_rx) = async_channel::bounded(CLIENT_EVENTS);
             let shared = Arc::new(Shared {
@@ -528,6 +545,7 @@ mod handle {
                     unsent: 0,
                     handles: 1,
                     ended: false,
+                    transport_error: None,
                 }),
                 room: event_listener::Event::new(),
             });
@@ -537,9 +555,29 @@ mod handle {
                 shared: shared.clone(),
                 runtime: PhantomData,
             };
-            R::spawn(run::<R>(addr, shared, ev_tx, reader, writer));
-            ready_rx.recv().await.unwrap_or(Err(Error::Stopped))?;
-            Ok((client, Events::from_receiver(ev_rx)))
+            let transport = Transport {
+                reader,
+                writer,
+                link,
+            };
+            R::spawn(run::<R>(connector, shared.clone(), ev_tx, transport));
+            match ready_rx.recv().await.unwrap_or(Err(Error::Stopped)) {
+                Ok(()) => Ok((client, Events::from_receiver(ev_rx))),
+                // A TLS or WebSocket failure says why, not only that the transport closed.
+                Err(e @ Error::ConnectFailed(_)) => Err(shared
+                    .lock()
+                    .transport_error
+                    .take()
+                    .map_or(e, Error::Transport)),
+                Err(e) => Err(e),
+            }
+        }
+
+        /// Why the last transport failed or could not be opened (the host name did not
+        /// resolve, the connection was refused, a certificate was rejected, ...): the cause
+        /// behind the latest `Disconnected` event that says the transport closed. Taken.
+        pub fn take_transport_error(&self) -> Option<TransportError> {
+            self.shared.lock().transport_error.take()
         }
 
         /// Publishes; the returned [`Pending`] completes with the acknowledgement.
@@ -632,6 +670,38 @@ mod handle {
     struct Transport<R: Runtime> {
         reader: R::Reader,
         writer: R::Writer,
+        /// TLS and/or WebSocket between the socket and the session (`None`: plain TCP).
+        link: Option<Link>,
+    }
+
+    impl<R: Runtime> Transport<R> {
+        /// Writes the session's bytes (through the link, if any) and what the link has to
+        /// send.
+        async fn write(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+            match &mut self.link {
+                None => Ok(self.writer.write_all(bytes).await?),
+                Some(link) => {
+                    if !bytes.is_empty() {
+                        link.send(bytes)?;
+                    }
+                    let wire = link.take_wire();
+                    if !wire.is_empty() {
+                        self.writer.write_all(&wire).await?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+
+        /// Ends the transport cleanly (close frame, close_notify) and shuts the socket.
+        async fn close(&mut self) {
+            if let Some(link) = &mut self.link {
+                link.close();
+                let wire = link.take_wire();
+                let _ = self.writer.write_all(&wire).await;
+            }
+            self.writer.close().await;
+        }
     }
 
     /// What woke the driver.
@@ -648,11 +718,13 @@ mod handle {
     /// The driver: the connection, what it reads into, and the core it shares with the
     /// handles.
     struct Driver<R: Runtime> {
-        addr: SocketAddr,
+        connector: Connector,
         shared: Arc<Shared>,
         events: async_channel::Sender<Event>,
         transport: Option<Transport<R>>,
         buf: Vec<u8>,
+        /// The MQTT bytes a link took out of `buf`.
+        app: Vec<u8>,
         /// Whether the last handle's departure was handed to the core.
         gone: bool,
     }
@@ -705,9 +777,8 @@ mod handle {
                     let Some(t) = self.transport.as_mut() else {
                         break;
                     };
-                    if t.writer.write_all(bytes).await.is_err() {
-                        self.transport = None;
-                        self.with_core(|c| c.transport_closed(now()));
+                    if let Err(e) = t.write(bytes).await {
+                        self.failed(e);
                     }
                 }
                 for e in out.events {
@@ -716,23 +787,34 @@ mod handle {
                 }
                 if out.close {
                     if let Some(mut t) = self.transport.take() {
-                        t.writer.close().await;
+                        t.close().await;
                     }
                 }
                 if out.reconnect {
                     let deadline = now() + self.with_core(|c| c.connect_timeout());
-                    let opened = wait::<R, _, ()>(
-                        R::connect(self.addr),
-                        None::<std::future::Pending<()>>,
-                        Some(deadline),
-                    )
-                    .await;
-                    match opened {
-                        Woke::First(Ok((reader, writer))) => {
-                            self.transport = Some(Transport { reader, writer });
-                            self.with_core(|c| c.connect(now(), true));
+                    match transport::open::<R>(&self.connector, deadline).await {
+                        Ok((reader, writer, link)) => {
+                            let mut t = Transport {
+                                reader,
+                                writer,
+                                link,
+                            };
+                            // The link's first bytes (a TLS hello, an upgrade request).
+                            match t.write(&[]).await {
+                                Ok(()) => {
+                                    self.transport = Some(t);
+                                    self.with_core(|c| c.connect(now(), true));
+                                }
+                                Err(e) => {
+                                    self.shared.lock().transport_error = Some(e);
+                                    self.with_core(|c| c.connect(now(), false));
+                                }
+                            }
                         }
-                        _ => self.with_core(|c| c.connect(now(), false)),
+                        Err(e) => {
+                            self.shared.lock().transport_error = Some(e);
+                            self.with_core(|c| c.connect(now(), false));
+                        }
                     }
                 }
             }
@@ -775,37 +857,74 @@ mod handle {
         }
 
         /// `n` bytes were read into the buffer (0: the stream ended).
-        fn read(&mut self, n: usize) {
+        async fn read(&mut self, n: usize) {
             if n == 0 {
                 self.transport = None;
                 self.with_core(|c| c.transport_closed(now()));
                 return;
             }
             let data = &self.buf[..n];
-            // Acknowledgements free the window and queued commands go out at once, in the same
-            // write as any other answer.
-            self.with_core(|c| c.input(now(), data));
+            let Some(link) = self.transport.as_mut().and_then(|t| t.link.as_mut()) else {
+                // Acknowledgements free the window and queued commands go out at once, in
+                // the same write as any other answer.
+                self.with_core(|c| c.input(now(), data));
+                return;
+            };
+            self.app.clear();
+            let r = link.input(data, &mut self.app);
+            // The link's answers (handshake, alert, pong) go out first.
+            if let Some(t) = self.transport.as_mut() {
+                if let Err(e) = t.write(&[]).await {
+                    return self.failed(e);
+                }
+            }
+            match r {
+                Ok(open) => {
+                    if !self.app.is_empty() {
+                        let app = std::mem::take(&mut self.app);
+                        self.with_core(|c| c.input(now(), &app));
+                        self.app = app;
+                    }
+                    if !open {
+                        self.transport = None;
+                        self.with_core(|c| c.transport_closed(now()));
+                    }
+                }
+                Err(e) => self.failed(e),
+            }
+        }
+
+        /// The transport failed: the session hears that it closed, and the cause is kept.
+        fn failed(&mut self, e: TransportError) {
+            self.shared.lock().transport_error = Some(e);
+            self.transport = None;
+            self.with_core(|c| c.transport_closed(now()));
         }
     }
 
     /// The driver loop: waits for bytes, work from a handle or the deadline, feeds the core,
     /// and carries out the core's output (write, close, reconnect) until the core stops.
     async fn run<R: Runtime>(
-        addr: SocketAddr,
+        connector: Connector,
         shared: Arc<Shared>,
         events: async_channel::Sender<Event>,
-        reader: R::Reader,
-        writer: R::Writer,
+        mut transport: Transport<R>,
     ) {
+        // The link's first bytes (a TLS hello, an upgrade request).
+        let opened = transport.write(&[]).await;
         let mut d = Driver::<R> {
-            addr,
+            connector,
             shared,
             events,
-            transport: Some(Transport { reader, writer }),
+            transport: Some(transport),
             buf: Vec::new(),
+            app: Vec::new(),
             gone: false,
         };
         d.with_core(|c| c.connect(now(), true));
+        if let Err(e) = opened {
+            d.failed(e);
+        }
         loop {
             d.flush().await;
             if let Some(reply) = d.with_core(ClientCore::take_stop) {
@@ -815,11 +934,8 @@ mod handle {
                 return;
             }
             match d.next().await {
-                Wake::Read(Ok(n)) => d.read(n),
-                Wake::Read(Err(_)) => {
-                    d.transport = None;
-                    d.with_core(|c| c.transport_closed(now()));
-                }
+                Wake::Read(Ok(n)) => d.read(n).await,
+                Wake::Read(Err(e)) => d.failed(e.into()),
                 Wake::Work => {}
                 Wake::Deadline => d.with_core(|c| c.timeout(now())),
             }

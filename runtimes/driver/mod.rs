@@ -51,6 +51,7 @@ mod post;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod server;
 pub(crate) mod store;
+pub mod transport;
 pub(crate) mod writer;
 
 use std::io;
@@ -61,7 +62,7 @@ use crate::codec::AckProperties;
 use crate::error::{ClientError, CloseReason};
 use crate::{PacketId, ReasonCode};
 
-pub use broker::{BrokerHandle, BrokerOptions, EventHook};
+pub use broker::{BrokerHandle, BrokerOptions, EventHook, TransportHook};
 pub use checks::{CheckCredentials, Verdict};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
@@ -106,6 +107,11 @@ pub enum Error {
     /// The client is stopped (disconnected and not reconnecting, or its driver ended).
     #[error("the client is stopped")]
     Stopped,
+    /// The transport could not be opened or failed: the host name did not resolve, the
+    /// connection was refused, a certificate was rejected (and why), the WebSocket upgrade
+    /// was refused.
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
 }
 
 /// How a publish ended: its acknowledgement (QoS 1 and 2), or its hand-over to the socket (QoS 0).
@@ -297,6 +303,11 @@ mod asyncrt {
         type Writer: Writer;
         /// A listener whose connections have the same halves.
         type Listener: Listener<Reader = Self::Reader, Writer = Self::Writer>;
+        /// The addresses of a host name, resolved now (on every connect and reconnect).
+        fn resolve(
+            host: String,
+            port: u16,
+        ) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send;
         /// Opens a TCP connection (with `TCP_NODELAY`).
         fn connect(
             addr: SocketAddr,

@@ -13,10 +13,14 @@ use std::time::Instant;
 
 use super::broker::{
     drain_connection, taken, BrokerHandle, BrokerOptions, Control, Drained, EventHook, MailQueue,
-    Mailbox, Queued, Report, RouterCore, Traffic,
+    Mailbox, Queued, Report, RouterCore, Traffic, TransportHook,
 };
 use super::checks::{Checks, Running};
 use super::post::{Letters, Post};
+use super::transport::{
+    self, Gauge, Held, Link, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
+    TransportError,
+};
 use super::writer::{self, StoreWriter};
 use super::{answer, now, wait, wait_fair, Alarm, Listener, Reader, Runtime, Woke, Writer};
 use super::{READ_CHUNK, ROUTER_INBOX};
@@ -26,7 +30,9 @@ use crate::broker::{Broker, BrokerConfig, ConnectionMail, RouterMail, ServerConn
 pub struct Server<R: Runtime> {
     broker: Broker,
     options: BrokerOptions,
-    listeners: Vec<R::Listener>,
+    listeners: Vec<(R::Listener, Option<SharedAcceptor>)>,
+    reloader: Reloader,
+    stats: ListenerStats,
     addrs: Vec<SocketAddr>,
     handle: BrokerHandle,
     signal: async_channel::Receiver<Control>,
@@ -59,10 +65,22 @@ impl<R: Runtime> Server<R> {
     /// an error naming its file, and so does a [`BrokerOptions::fsync`] that does not match
     /// the broker's `durable_acks`.
     pub async fn bind_with(
-        mut broker: Broker,
+        broker: Broker,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Self> {
+        let listeners = addrs.iter().map(|a| ListenerConfig::plain(*a));
+        Self::bind_listeners(broker, options, &listeners.collect::<Vec<_>>()).await
+    }
+
+    /// [`Server::bind_with`] for listeners that may speak TLS and WebSocket; a certificate or
+    /// key that cannot be used fails here, naming its file and the reason.
+    pub async fn bind_listeners(
+        mut broker: Broker,
+        options: BrokerOptions,
+        configs: &[ListenerConfig],
+    ) -> io::Result<Self> {
+        let (acceptors, reloader) = transport::acceptors(configs)?;
         let inbox = async_channel::bounded::<Inbox<R>>(ROUTER_INBOX);
         let wake = inbox.0.clone();
         let wake = Box::new(move || {
@@ -72,9 +90,9 @@ impl<R: Runtime> Server<R> {
         let store = writer::start(&options, &mut broker, wake)?;
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
-        for a in addrs {
-            let (l, local) = R::bind(*a).await?;
-            listeners.push(l);
+        for (c, acceptor) in configs.iter().zip(acceptors) {
+            let (l, local) = R::bind(c.bind).await?;
+            listeners.push((l, acceptor));
             bound.push(local);
         }
         let (handle, signal) = BrokerHandle::new();
@@ -82,6 +100,8 @@ impl<R: Runtime> Server<R> {
             broker,
             options,
             listeners,
+            reloader,
+            stats: ListenerStats::new(&bound),
             addrs: bound,
             handle,
             signal,
@@ -93,6 +113,16 @@ impl<R: Runtime> Server<R> {
     /// The bound addresses (with the ports the system chose for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Re-reads the TLS listeners' certificate files while the broker runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// The open connections of each listener, while the broker runs.
+    pub fn listener_stats(&self) -> ListenerStats {
+        self.stats.clone()
     }
 
     /// A handle that triggers the graceful shutdown.
@@ -143,7 +173,7 @@ impl Drop for Queue {
 
 /// What reaches the router task.
 enum Inbox<R: Runtime> {
-    Accept(R::Reader, R::Writer),
+    Accept(R::Reader, R::Writer, Option<Box<Link>>, Held),
     Report(Report),
     /// The store writer handed tickets back (or stopped).
     Stored,
@@ -159,6 +189,7 @@ async fn run<R: Runtime>(server: Server<R>) {
         signal,
         store,
         inbox: (inbox_tx, inbox_rx),
+        stats,
         ..
     } = server;
     // Held so that dropping every user handle does not read as a shutdown.
@@ -167,8 +198,16 @@ async fn run<R: Runtime>(server: Server<R>) {
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
     // Dropped at shutdown, which ends the accept loops (connections see their posts close).
     let (stop_tx, stop) = async_channel::bounded::<()>(1);
-    for l in listeners {
-        R::spawn(accept_loop::<R>(l, inbox_tx.clone(), stop.clone()));
+    for (i, (l, acceptor)) in listeners.into_iter().enumerate() {
+        let hook = options.on_transport_error.clone();
+        let gauge = stats.gauge(i);
+        R::spawn(accept_loop::<R>(
+            l,
+            (acceptor, gauge),
+            hook,
+            inbox_tx.clone(),
+            stop.clone(),
+        ));
     }
     let mut core = RouterCore::new(
         broker.into_router(now()),
@@ -194,11 +233,10 @@ async fn run<R: Runtime>(server: Server<R>) {
         alarm.arm(core.deadline(), R::sleep_until);
         let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
         match wait_fair(inbox, control, &mut alarm, &mut turn).await {
-            Woke::First(Ok(Inbox::Accept(reader, writer))) => accept::<R>(
+            Woke::First(Ok(Inbox::Accept(reader, writer, link, held))) => accept::<R>(
                 &mut core,
                 now(),
-                reader,
-                writer,
+                (reader, writer, link, held),
                 &options,
                 &inbox_tx,
                 &done_tx,
@@ -240,8 +278,7 @@ async fn run<R: Runtime>(server: Server<R>) {
 fn accept<R: Runtime>(
     core: &mut RouterCore<Queue>,
     now: Instant,
-    reader: R::Reader,
-    writer: R::Writer,
+    (reader, writer, link, held): (R::Reader, R::Writer, Option<Box<Link>>, Held),
     options: &BrokerOptions,
     inbox: &async_channel::Sender<Inbox<R>>,
     done: &async_channel::Sender<()>,
@@ -254,6 +291,9 @@ fn accept<R: Runtime>(
     R::spawn(connection::<R>(Conn {
         reader,
         writer,
+        link,
+        _held: held,
+        transport_hook: options.on_transport_error.clone(),
         conn,
         mail: post,
         queued,
@@ -266,13 +306,26 @@ fn accept<R: Runtime>(
 
 async fn accept_loop<R: Runtime>(
     mut listener: R::Listener,
+    (acceptor, gauge): (Option<SharedAcceptor>, Gauge),
+    hook: Option<TransportHook>,
     inbox: async_channel::Sender<Inbox<R>>,
     stop: async_channel::Receiver<()>,
 ) {
     loop {
         match wait::<R, _, _>(listener.accept(), Some(stop.recv()), None).await {
             Woke::First(Ok((r, w))) => {
-                if inbox.send(Inbox::Accept(r, w)).await.is_err() {
+                let link = match transport::accepted(acceptor.as_ref()) {
+                    Ok(link) => link,
+                    Err(e) => {
+                        if let Some(h) = &hook {
+                            h(&e);
+                        }
+                        continue;
+                    }
+                };
+                let link = link.map(Box::new);
+                let held = gauge.hold();
+                if inbox.send(Inbox::Accept(r, w, link, held)).await.is_err() {
                     return;
                 }
             }
@@ -293,6 +346,13 @@ const MAIL_PER_WAKE: usize = 32;
 struct Conn<R: Runtime> {
     reader: R::Reader,
     writer: R::Writer,
+    /// TLS and/or WebSocket between the socket and the connection (boxed: a plain
+    /// connection's task stays small).
+    link: Option<Box<Link>>,
+    /// Counted among its listener's open connections while the task runs.
+    _held: Held,
+    /// Told why a transport failed.
+    transport_hook: Option<TransportHook>,
     conn: ServerConnection,
     /// Router mail, the kill when the connection is too slow, and the close at shutdown.
     mail: Arc<Post>,
@@ -311,6 +371,8 @@ enum Wake {
     Input,
     /// The socket's read side ended or failed.
     Ended,
+    /// The transport refused the peer's bytes (TLS, WebSocket).
+    Failed(TransportError),
     /// The post is closed and empty: the server is shutting down.
     Closed,
     /// The router closed the connection as too slow.
@@ -342,14 +404,14 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             } = drain_connection(&mut c.conn, c.hook.as_ref());
             let deadline = write_deadline(c.conn.poll_timeout());
             for b in &transmit {
-                if write::<R>(&mut c.writer, &c.mail, b, deadline)
-                    .await
-                    .is_err()
-                {
+                if send(&mut c, b, deadline).await.is_err() {
                     // A write error, or killed as too slow: the transport failed.
                     return Box::pin(abort(c, traffic, mail)).await;
                 }
                 traffic.sent += b.len() as u64;
+            }
+            if c.link.as_ref().is_some_and(|l| l.has_wire()) && send(&mut c, &[], deadline).await.is_err() {
+                return Box::pin(abort(c, traffic, mail)).await;
             }
             // Not held while the task waits.
             drop(transmit);
@@ -363,6 +425,10 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 }
             }
             if close {
+                if let Some(link) = &mut c.link {
+                    link.close();
+                    let _ = send(&mut c, &[], deadline).await;
+                }
                 c.writer.close().await;
                 return;
             }
@@ -381,6 +447,14 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             match next(&mut c, &mut alarm, &mut traffic).await {
                 Wake::Input => {}
                 Wake::Ended => c.conn.handle_transport_closed(now()),
+                Wake::Failed(e) => {
+                    if let Some(h) = &c.transport_hook {
+                        h(&e);
+                    }
+                    // The alert or HTTP answer that tells the peer why.
+                    let _ = send(&mut c, &[], write_deadline(None)).await;
+                    c.conn.handle_transport_closed(now());
+                }
                 Wake::Closed => return Box::pin(shut_down(c)).await,
                 Wake::Killed => return Box::pin(abort(c, traffic, Vec::new())).await,
                 Wake::Deadline => c.conn.handle_timeout(now()),
@@ -428,6 +502,22 @@ fn write_deadline(next: Option<Instant>) -> Instant {
     next.map_or(least, |at| at.max(least))
 }
 
+/// Writes the connection's `buf` through its link (if any), with what the link has to send,
+/// within `deadline` (see [`write`]).
+async fn send<R: Runtime>(c: &mut Conn<R>, buf: &[u8], deadline: Instant) -> Result<(), ()> {
+    let Some(link) = &mut c.link else {
+        return write::<R>(&mut c.writer, &c.mail, buf, deadline).await;
+    };
+    if !buf.is_empty() {
+        link.send(buf).map_err(drop)?;
+    }
+    let wire = link.take_wire();
+    if wire.is_empty() {
+        return Ok(());
+    }
+    write::<R>(&mut c.writer, &c.mail, &wire, deadline).await
+}
+
 /// Writes `buf`, unless the connection is killed first, mail that closes it arrives (a
 /// takeover), or `deadline` passes: it may be stuck writing to a peer that does not read,
 /// and that must not keep its session, its takeover or the router waiting.
@@ -462,10 +552,11 @@ thread_local! {
 /// thread's buffer and handed to the connection; `Ok(0)` is the end of the stream.
 fn poll_input(
     reader: &mut impl Reader,
+    link: Option<&mut Link>,
     conn: &mut ServerConnection,
     cx: &mut Context<'_>,
     now_too: bool,
-) -> Poll<io::Result<usize>> {
+) -> Poll<Result<usize, Input>> {
     READ_BUF.with_borrow_mut(|buf| {
         if buf.is_empty() {
             buf.resize(READ_CHUNK, 0);
@@ -474,12 +565,36 @@ fn poll_input(
             reader.poll_read_now(cx, buf)
         } else {
             reader.poll_read(cx, buf)
-        };
-        if let Poll::Ready(Ok(n @ 1..)) = read {
-            conn.handle_input(now(), &buf[..n]);
         }
-        read
+        .map_err(Input::Io);
+        let Poll::Ready(Ok(n @ 1..)) = read else {
+            return read;
+        };
+        let Some(link) = link else {
+            conn.handle_input(now(), &buf[..n]);
+            return read;
+        };
+        let mut app = Vec::new();
+        match link.input(&buf[..n], &mut app) {
+            Ok(open) => {
+                if !app.is_empty() {
+                    conn.handle_input(now(), &app);
+                }
+                if open {
+                    read
+                } else {
+                    Poll::Ready(Ok(0))
+                }
+            }
+            Err(e) => Poll::Ready(Err(Input::Transport(e))),
+        }
     })
+}
+
+/// Why a read gave nothing to the connection.
+enum Input {
+    Io(io::Error),
+    Transport(TransportError),
 }
 
 /// Waits until the connection has something to do and hands it what is there: a passed
@@ -508,11 +623,11 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
         let now_too = mail
             .as_ref()
             .is_some_and(|b| b.iter().flatten().any(ConnectionMail::ends_connection));
-        let mut ended = false;
+        let (mut ended, mut failed) = (false, None);
         // Not before the session is accepted, past about one CONNECT's worth: the socket
         // waits (the post wakes this task when the router answers).
         let input = if c.conn.wants_input() {
-            poll_input(&mut c.reader, &mut c.conn, cx, now_too)
+            poll_input(&mut c.reader, c.link.as_deref_mut(), &mut c.conn, cx, now_too)
         } else {
             Poll::Pending
         };
@@ -524,7 +639,7 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             }
             // Nothing after all: poll again (a binding's read that says so instead of
             // pending has registered no wake).
-            Poll::Ready(Err(e))
+            Poll::Ready(Err(Input::Io(e)))
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
@@ -532,13 +647,17 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             {
                 cx.waker().wake_by_ref();
             }
-            Poll::Ready(Err(_)) => ended = true,
+            Poll::Ready(Err(Input::Io(_))) => ended = true,
+            Poll::Ready(Err(Input::Transport(e))) => failed = Some(e),
             Poll::Pending => {}
         }
         // Mail taken is always handed over (a delivery goes back to the session from there).
         if let Some(batches) = mail {
             hand_over(&mut c.conn, &c.queued, batches);
             woke = true;
+        }
+        if let Some(e) = failed {
+            return Poll::Ready(Wake::Failed(e));
         }
         if ended {
             return Poll::Ready(Wake::Ended);
@@ -595,12 +714,13 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     let d = drain_connection(&mut c.conn, c.hook.as_ref());
     let deadline = write_deadline(None);
     for b in &d.transmit {
-        if write::<R>(&mut c.writer, &c.mail, b, deadline)
-            .await
-            .is_err()
-        {
+                if send(&mut c, b, deadline).await.is_err() {
             return;
         }
+    }
+    if let Some(link) = &mut c.link {
+        link.close();
+        let _ = send(&mut c, &[], deadline).await;
     }
     c.writer.close().await;
 }

@@ -4,7 +4,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::conn;
@@ -29,6 +28,8 @@ pub struct ConnsConfig {
     pub progress: bool,
     /// The keep alive sent in CONNECT.
     pub keep_alive: u16,
+    /// TLS (`--tls`, each connection's handshake is part of its connect) or WebSocket.
+    pub transport: conn::Transport,
 }
 
 /// What one connections run measured.
@@ -92,7 +93,7 @@ pub async fn run(cfg: ConnsConfig) -> ConnsResult {
         ..ConnsResult::default()
     };
     let tag = std::process::id();
-    let mut open: Vec<TcpStream> = Vec::with_capacity(cfg.connections);
+    let mut open: Vec<conn::Stream> = Vec::with_capacity(cfg.connections);
     let mut tasks = JoinSet::new();
     let start = Instant::now();
     let mut next_progress = start + Duration::from_secs(1);
@@ -100,9 +101,10 @@ pub async fn run(cfg: ConnsConfig) -> ConnsResult {
     while next < cfg.connections || !tasks.is_empty() {
         while next < cfg.connections && tasks.len() < cfg.concurrency.max(1) {
             let (addr, protocol, keep_alive, i) = (cfg.addr, cfg.protocol, cfg.keep_alive, next);
+            let transport = cfg.transport.clone();
             tasks.spawn(async move {
                 let id = format!("load-{tag}-c{i}");
-                let c = conn::open(addr, source(addr, i), &id, protocol, keep_alive);
+                let c = conn::open(addr, source(addr, i), &id, protocol, keep_alive, &transport);
                 match tokio::time::timeout(Duration::from_secs(10), c).await {
                     Ok(Ok(c)) => Ok(c.stream),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -143,7 +145,7 @@ pub async fn run(cfg: ConnsConfig) -> ConnsResult {
     result.rss_after = cfg.broker_pid.and_then(vm_rss);
     let mut probe = [0u8; 1];
     for stream in &open {
-        match stream.try_read(&mut probe) {
+        match stream.tcp().try_read(&mut probe) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             _ => result.dropped += 1,
         }

@@ -59,6 +59,8 @@ pub struct FlowConfig {
     pub progress: bool,
     /// The broker's pid, to measure its CPU use.
     pub broker_pid: Option<u32>,
+    /// TLS (`--tls`) or WebSocket (`--ws`).
+    pub transport: crate::conn::Transport,
 }
 
 /// What one throughput run measured.
@@ -153,9 +155,16 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     let mut subs = Vec::with_capacity(cfg.subscribers);
     for i in 0..cfg.subscribers {
         let id = format!("load-{tag}-s{i}");
-        let mut c = conn::open(cfg.addr, None, &id, cfg.protocol, cfg.keep_alive)
-            .await
-            .map_err(|e| format!("subscriber {i}: {e}"))?;
+        let mut c = conn::open(
+            cfg.addr,
+            None,
+            &id,
+            cfg.protocol,
+            cfg.keep_alive,
+            &cfg.transport,
+        )
+        .await
+        .map_err(|e| format!("subscriber {i}: {e}"))?;
         conn::subscribe(&mut c, &filter(&cfg), cfg.qos, cfg.protocol)
             .await
             .map_err(|e| format!("subscriber {i}: {e}"))?;
@@ -164,9 +173,16 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     let mut pubs = Vec::with_capacity(cfg.publishers);
     for i in 0..cfg.publishers {
         let id = format!("load-{tag}-p{i}");
-        let c = conn::open(cfg.addr, None, &id, cfg.protocol, cfg.keep_alive)
-            .await
-            .map_err(|e| format!("publisher {i}: {e}"))?;
+        let c = conn::open(
+            cfg.addr,
+            None,
+            &id,
+            cfg.protocol,
+            cfg.keep_alive,
+            &cfg.transport,
+        )
+        .await
+        .map_err(|e| format!("publisher {i}: {e}"))?;
         pubs.push(c);
     }
     // Let the broker finish installing the subscriptions before the clock starts.
@@ -677,6 +693,7 @@ mod tests {
             keep_alive: 60,
             progress: false,
             broker_pid: None,
+            transport: Default::default(),
         };
         let split: Vec<u64> = (0..3).map(|p| limit(&cfg, p)).collect();
         assert_eq!(split, [4, 3, 3]);

@@ -118,6 +118,17 @@ struct Args {
     /// A label copied into the JSON line (e.g. the broker's name).
     #[arg(long, default_value = "")]
     label: String,
+    /// Connect over TLS (fan-in, fan-out, many, connections), trusting --cafile and checking
+    /// the certificate against --host.
+    #[arg(long, requires = "cafile")]
+    tls: bool,
+    /// The CA certificates (PEM) that --tls trusts.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<std::path::PathBuf>,
+    /// Connect over WebSocket (ws://HOST:PORT/mqtt, subprotocol mqtt; fan-in, fan-out, many,
+    /// connections).
+    #[arg(long, conflicts_with = "tls")]
+    ws: bool,
 }
 
 fn main() -> ExitCode {
@@ -148,6 +159,17 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("runtime: {e}")),
     };
     let _ = conn::nanos();
+    let transport = match (&args.cafile, args.tls, args.ws) {
+        (Some(ca), true, _) => match conn::Tls::new(ca, &args.host) {
+            Ok(t) => conn::Transport::Tls(t),
+            Err(e) => return fail(format!("--tls: {e}")),
+        },
+        (_, _, true) => conn::Transport::Ws,
+        _ => conn::Transport::Plain,
+    };
+    if (args.tls || args.ws) && matches!(scenario, Scenario::Latency | Scenario::Sink) {
+        return fail("--tls, --ws: the latency and sink scenarios are plain TCP only");
+    }
     match scenario {
         Scenario::Sink => {
             // The sink serves until it is killed.
@@ -179,6 +201,7 @@ fn main() -> ExitCode {
                 keep_alive: args.keep_alive,
                 progress: !args.quiet,
                 broker_pid: args.broker_pid,
+                transport: transport.clone(),
             };
             if let Err(e) =
                 packet::PublishTemplate::new("t", args.qos, args.payload, cfg.protocol, 0)
@@ -226,6 +249,7 @@ fn main() -> ExitCode {
                 broker_pid: args.broker_pid,
                 progress: !args.quiet,
                 keep_alive: args.keep_alive,
+                transport,
             };
             raise_nofile(args.connections as u64 + 256);
             let r = runtime.block_on(conns::run(cfg.clone()));
@@ -283,7 +307,9 @@ fn common(json: &mut Json, args: &Args, scenario: &str) {
         .field("label", Value::Str(args.label.clone()))
         .field("protocol", Value::U(u64::from(args.protocol)))
         .field("qos", Value::U(u64::from(args.qos)))
-        .field("payload", Value::U(args.payload as u64));
+        .field("payload", Value::U(args.payload as u64))
+        .field("tls", Value::B(args.tls))
+        .field("ws", Value::B(args.ws));
 }
 
 fn per_sec(n: u64, secs: f64) -> f64 {
