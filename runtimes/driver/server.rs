@@ -410,7 +410,9 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 }
                 traffic.sent += b.len() as u64;
             }
-            if c.link.as_ref().is_some_and(|l| l.has_wire()) && send(&mut c, &[], deadline).await.is_err() {
+            if c.link.as_ref().is_some_and(|l| l.has_wire())
+                && send(&mut c, &[], deadline).await.is_err()
+            {
                 return Box::pin(abort(c, traffic, mail)).await;
             }
             // Not held while the task waits.
@@ -627,7 +629,13 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
         // Not before the session is accepted, past about one CONNECT's worth: the socket
         // waits (the post wakes this task when the router answers).
         let input = if c.conn.wants_input() {
-            poll_input(&mut c.reader, c.link.as_deref_mut(), &mut c.conn, cx, now_too)
+            poll_input(
+                &mut c.reader,
+                c.link.as_deref_mut(),
+                &mut c.conn,
+                cx,
+                now_too,
+            )
         } else {
             Poll::Pending
         };
@@ -714,7 +722,7 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     let d = drain_connection(&mut c.conn, c.hook.as_ref());
     let deadline = write_deadline(None);
     for b in &d.transmit {
-                if send(&mut c, b, deadline).await.is_err() {
+        if send(&mut c, b, deadline).await.is_err() {
             return;
         }
     }
