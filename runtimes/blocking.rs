@@ -1030,6 +1030,9 @@ fn run_connection(
                             // permit until the connection wants it.
                             app.clear();
                             let r = link.input(&b, &mut app);
+                            if let Some(name) = link.take_identity() {
+                                conn.set_peer_identity(name);
+                            }
                             if app.is_empty() {
                                 permits.release();
                             } else {

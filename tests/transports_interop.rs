@@ -299,6 +299,69 @@ fn mosquitto_clients_over_tls_and_mutual_tls_against_our_broker() {
         .line_where(|l| l.contains("transport refused") && l.contains("tls"));
 }
 
+/// `use_identity_as_username`: the certificate's common name (`device-7`) is the user name,
+/// whatever the CONNECT says and with no password checked, even with a password file that
+/// turns anonymous access off; the ACL file's rules for that name apply.
+#[test]
+fn a_client_certificate_names_the_user_on_an_identity_listener() {
+    let pki = pki::make("identity");
+    let p = |n: &str| pki.path(n).display().to_string();
+    run_ok(
+        "mosquitto_passwd",
+        &["-c", "-b", &p("passwd"), "alice", "pw"],
+    );
+    std::fs::write(pki.path("acl"), "user device-7\ntopic readwrite dev/#\n").unwrap();
+    let port = free_port();
+    let conf = pki.path("identity.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "password_file = {:?}\nacl_file = {:?}\n[[listener]]\nbind = \"127.0.0.1:{port}\"\n\
+             certfile = {:?}\nkeyfile = {:?}\ncafile = {:?}\nrequire_certificate = true\n\
+             use_identity_as_username = true\n",
+            p("passwd"),
+            p("acl"),
+            p("server.pem"),
+            p("server.key"),
+            p("ca.pem")
+        ),
+    )
+    .unwrap();
+    let broker = Peer::spawn_with_stdin(
+        &example("broker"),
+        &["--config", conf.to_str().unwrap(), "--log-level", "info"],
+    );
+    wait_for_port(port);
+    let port = port.to_string();
+    let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
+    let tls = [
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "--cafile",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "-u",
+        "mallory",
+        "-P",
+        "wrong",
+    ];
+    let mut sub_args = tls.to_vec();
+    sub_args.extend_from_slice(&["-d", "-t", "dev/#", "-C", "1", "-F", "MSG %t %p"]);
+    let sub = line_buffered("mosquitto_sub", &sub_args);
+    sub.line_where(|l| l.contains("SUBACK"));
+    let mut pub_args = tls.to_vec();
+    pub_args.extend_from_slice(&["-t", "dev/x", "-q", "1", "-m", "named"]);
+    run_ok("mosquitto_pub", &pub_args);
+    assert_eq!(sub.line_where(|l| l.starts_with("MSG ")), "MSG dev/x named");
+    sub.wait_success();
+    drop(broker);
+}
+
 #[test]
 fn paho_over_tls_websocket_and_websocket_over_tls_against_our_broker() {
     let pki = pki::make("paho");

@@ -579,6 +579,9 @@ fn poll_input(
         let mut app = Vec::new();
         match link.input(&buf[..n], &mut app) {
             Ok(open) => {
+                if let Some(name) = link.take_identity() {
+                    conn.set_peer_identity(name);
+                }
                 if !app.is_empty() {
                     conn.handle_input(now(), &app);
                 }

@@ -39,10 +39,12 @@ pub struct BrokerConfig {
     /// Use the user name as the client identifier, whatever the client sent; a client
     /// without a user name is refused with 0x87 (Mosquitto's `use_username_as_clientid`).
     pub use_username_as_clientid: bool,
-    /// Use the transport's peer identity (a TLS client certificate's name, given to
-    /// [`ServerConnection::set_peer_identity`](crate::broker::ServerConnection::set_peer_identity))
-    /// as the user name, without asking the authenticator for a password; a client without
-    /// one is refused with 0x87 (Mosquitto's `use_identity_as_username`).
+    /// Every client must come with a transport's peer identity (a TLS client certificate's
+    /// name, given to
+    /// [`ServerConnection::set_peer_identity`](crate::broker::ServerConnection::set_peer_identity),
+    /// which becomes its user name without a password check); a client without one is refused
+    /// with 0x87. Mosquitto's `use_identity_as_username` for every listener at once: the
+    /// runtimes' listeners set it one by one.
     pub use_identity_as_username: bool,
     /// The longest client identifier accepted, in bytes.
     pub max_client_id_len: usize,

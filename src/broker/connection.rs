@@ -215,10 +215,9 @@ impl ServerConnection {
         self.id
     }
 
-    /// Tells who the transport says the peer is (a TLS client certificate's name), before
-    /// its CONNECT arrives; with
-    /// [`BrokerConfig::use_identity_as_username`](super::BrokerConfig::use_identity_as_username)
-    /// it becomes the client's user name.
+    /// Tells who the transport says the peer is (a TLS client certificate's name, on a
+    /// listener with `use_identity_as_username`), before its CONNECT arrives: it becomes the
+    /// client's user name, and no password is asked (the transport authenticated the peer).
     pub fn set_peer_identity(&mut self, identity: ByteStr) {
         if self.state == State::New {
             // Until CONNECT, `username` holds it (see `on_connect`).

@@ -31,7 +31,6 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-mod identity;
 mod open;
 #[cfg(test)]
 mod tests;
@@ -51,6 +50,7 @@ pub use tls::{Roots, ServerTls, TlsOptions};
 #[cfg(feature = "websocket")]
 pub use ws::MAX_WS_MESSAGE;
 
+use crate::ByteStr;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub(crate) use open::open;
 #[cfg(feature = "blocking")]
@@ -100,8 +100,8 @@ pub enum TransportError {
     /// The WebSocket upgrade was refused or the WebSocket protocol broken.
     #[error("websocket: {0}")]
     WebSocket(String),
-    /// `use_identity_as_username` could not name the client (no certificate, or a first
-    /// packet that is not a CONNECT).
+    /// `use_identity_as_username` could not name the client (no certificate, or a name
+    /// that is not a usable user name).
     #[error("identity: {0}")]
     Identity(String),
     /// The socket failed.
@@ -410,8 +410,9 @@ pub struct ListenerConfig {
     /// TLS with these files, or plain.
     #[cfg(feature = "tls")]
     pub tls: Option<ServerTls>,
-    /// Hands the common name of a client's certificate to authentication as its user name
-    /// (needs TLS with a `cafile`; the CONNECT's own user name and password are replaced).
+    /// Hands the common name of a client's certificate to the broker as its user name
+    /// (needs TLS with a `cafile`; the CONNECT's own user name is ignored and no password is
+    /// checked; a client without a certificate is refused).
     pub use_identity_as_username: bool,
 }
 
@@ -617,10 +618,12 @@ pub(crate) struct Link {
     ws: Option<WsLayer>,
     /// Bytes for the socket.
     wire: Vec<u8>,
-    /// The client certificate's name replaces the CONNECT's user name.
+    /// The client certificate's name is the client's user name (`use_identity_as_username`).
     identity: bool,
-    /// Where that happens.
-    rewrite: identity::Identity,
+    /// That name, from the end of the TLS handshake until the runtime takes it.
+    peer: Option<ByteStr>,
+    /// Whether the name was looked for (once, when the first MQTT bytes arrive).
+    named: bool,
     failed: bool,
 }
 
@@ -649,21 +652,32 @@ impl Link {
             }
             None => (data, true),
         };
-        let mut mqtt = Vec::new();
-        let into = if self.identity { &mut mqtt } else { &mut *app };
+        let before = app.len();
         match &mut self.ws {
             Some(ws) => {
                 let mut out = Vec::new();
-                let r = ws.input(data, into, &mut out);
+                let r = ws.input(data, app, &mut out);
                 // Answers go out even when the input failed (an HTTP error, a close frame).
                 self.down(out)?;
                 open &= r?;
             }
-            None => into.extend_from_slice(data),
+            None => app.extend_from_slice(data),
         }
-        if self.identity && !mqtt.is_empty() {
-            let name = self.tls.as_ref().and_then(TlsLayer::peer_name);
-            self.rewrite.input(name, &mqtt, app)?;
+        if self.identity && !self.named && app.len() > before {
+            // The handshake is done: the certificate names the client, or it is refused.
+            self.named = true;
+            let name = self
+                .tls
+                .as_ref()
+                .and_then(TlsLayer::peer_name)
+                .ok_or_else(|| {
+                    TransportError::Identity(
+                        "no client certificate to take the user name from".into(),
+                    )
+                })?;
+            let name = ByteStr::try_from(name.as_str())
+                .map_err(|_| TransportError::Identity("unusable certificate name".into()))?;
+            self.peer = Some(name);
         }
         Ok(open)
     }
@@ -735,6 +749,13 @@ impl Link {
     pub(crate) fn is_handshaking(&self) -> bool {
         self.tls.as_ref().is_some_and(TlsLayer::is_handshaking)
             || self.ws.as_ref().is_some_and(WsLayer::is_handshaking)
+    }
+
+    /// With `use_identity_as_username`: the client certificate's name, once, as soon as the
+    /// handshake is over and before the CONNECT's bytes go to the connection (the runtime
+    /// hands it to [`ServerConnection::set_peer_identity`](crate::broker::ServerConnection::set_peer_identity)).
+    pub(crate) fn take_identity(&mut self) -> Option<ByteStr> {
+        self.peer.take()
     }
 
     /// The name the peer's certificate gives (its common name).

@@ -543,7 +543,7 @@ mod identity {
     }
 
     #[test]
-    fn the_certificate_name_replaces_the_connect_user_name_and_password() {
+    fn the_certificate_name_is_handed_over_once_before_the_connect() {
         let pki = make("identity");
         for v in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
             let mut s = server(&pki, true);
@@ -553,7 +553,9 @@ mod identity {
                 .client_auth(pki.path("client.pem"), pki.path("client.key"));
             let e = Endpoint::parse("mqtts://localhost").unwrap().tls(options);
             let mut c = e.connector().unwrap().link().unwrap().unwrap();
-            // The CONNECT in two pieces, a PINGREQ behind it.
+            // Nothing to hand over before the handshake.
+            assert_eq!(s.take_identity(), None);
+            // The CONNECT in two pieces, a PINGREQ behind it: the bytes pass unchanged.
             let connect = connect_bytes(v, Some("mallory"));
             c.send(&connect[..5]).unwrap();
             c.send(&connect[5..]).unwrap();
@@ -563,10 +565,10 @@ mod identity {
             let Some(Packet::Connect(got)) = Decoder::new(v).decode(&mut buf).unwrap() else {
                 panic!("no CONNECT");
             };
-            assert_eq!(got.username.as_deref(), Some("device-7"));
-            assert_eq!(got.password, None);
-            assert_eq!(got.protocol, v);
+            assert_eq!(got.username.as_deref(), Some("mallory"));
             assert_eq!(&buf[..], b"\xc0\x00");
+            assert_eq!(s.take_identity().as_deref(), Some("device-7"));
+            assert_eq!(s.take_identity(), None, "handed over once");
         }
     }
 

@@ -112,9 +112,9 @@ impl ServerConnection {
         // Copies of their own: slices of the CONNECT would keep the whole packet (password,
         // will payload) alive as long as the connection and its session.
         let own = |s: &ByteStr| ByteStr::from_checked(Bytes::copy_from_slice(s.as_bytes()));
-        let identity_is_user = self.config.use_identity_as_username;
+        // The transport authenticated the peer: its identity is the user name.
+        let identity_is_user = peer_identity.is_some() || self.config.use_identity_as_username;
         if identity_is_user {
-            // The transport authenticated the peer: its identity is the user name.
             match peer_identity {
                 Some(id) => self.username = Some(id),
                 None => return self.refuse(ReasonCode::NotAuthorized),
