@@ -11,7 +11,9 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
+};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -27,13 +29,15 @@ use super::driver::writer::{self, StoreWriter};
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
 pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
-use crate::client::{Client as Session, ClientConfig};
+use crate::client::{AckToken, Client as Session, ClientConfig};
 use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};
 use crate::TopicFilter;
 
 /// What the client's session thread waits for.
 enum Input {
     Bytes(u64, Bytes),
+    /// [`Client::ack`] left tokens in [`Handles::acks`].
+    Acks,
     Closed(u64),
     Command(Command),
     HandlesGone,
@@ -44,6 +48,11 @@ struct Permits {
     free: Mutex<usize>,
     freed: Condvar,
 }
+
+/// Acknowledgements for the client's session thread, which takes them on every turn: they
+/// bypass the bounded input channel, so acknowledging from the thread that reads [`Events`]
+/// never waits for the session thread (which may itself wait for that reader).
+type Acks = Arc<Mutex<Vec<AckToken>>>;
 
 impl Permits {
     fn acquire(&self) {
@@ -79,6 +88,7 @@ impl Drop for OpenOnDrop {
 struct Handles {
     inputs: SyncSender<Input>,
     permits: Arc<Permits>,
+    acks: Acks,
 }
 
 impl Drop for Handles {
@@ -111,12 +121,14 @@ impl Client {
             freed: Condvar::new(),
         });
         let core = ClientCore::new(Session::new(config), ready_tx);
-        let (tx, p) = (in_tx.clone(), permits.clone());
+        let acks = Acks::default();
+        let (tx, p) = (in_tx.clone(), (permits.clone(), acks.clone()));
         thread::spawn(move || run_client(addr, core, stream, tx, in_rx, ev_tx, p));
         ready_rx.recv_blocking().unwrap_or(Err(Error::Stopped))?;
         let handles = Arc::new(Handles {
             inputs: in_tx,
             permits,
+            acks,
         });
         Ok((Client { handles }, Events::from_receiver(ev_rx)))
     }
@@ -152,6 +164,28 @@ impl Client {
         let props = UnsubscribeProperties::default();
         self.send(Command::Unsubscribe(filters, props, tx))?;
         rx.recv_blocking().unwrap_or(Err(Error::Stopped))
+    }
+
+    /// Acknowledges a message received with [`ClientConfig::manual_acks`]: its token is in
+    /// [`Message::ack`](crate::client::Message::ack).
+    ///
+    /// Never blocks (the session thread sends the acknowledgement on its next turn), so it
+    /// may be called from the loop that reads [`Events`]. Acknowledgements go out in the order
+    /// the messages arrived ([MQTT-4.6.0-2]); a token of a connection that has since ended is
+    /// ignored (the server sends the message again). Until a message is acknowledged it holds
+    /// a slot of the receive window; a token dropped unacknowledged is reported as
+    /// [`Event::AckTokenDropped`](crate::client::Event::AckTokenDropped).
+    pub fn ack(&self, token: AckToken) -> Result<(), Error> {
+        self.handles
+            .acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(token);
+        match self.handles.inputs.try_send(Input::Acks) {
+            // Full: the session thread has inputs to wake for, and takes the acks then.
+            Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(Error::Stopped),
+        }
     }
 
     /// Sends DISCONNECT (normal), closes the transport and stops the session thread.
@@ -212,7 +246,7 @@ fn run_client(
     inputs: SyncSender<Input>,
     rx: Receiver<Input>,
     events: async_channel::Sender<crate::client::Event>,
-    permits: Arc<Permits>,
+    (permits, acks): (Arc<Permits>, Acks),
 ) {
     let mut generation = 0u64;
     let ok = spawn_reader(&stream, generation, inputs.clone()).is_ok();
@@ -220,6 +254,11 @@ fn run_client(
     let mut stash: VecDeque<Command> = VecDeque::new();
     core.connect(now(), ok);
     loop {
+        let tokens = std::mem::take(&mut *acks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tokens {
+            // A stale token (of an ended connection) is no error here: the server resends.
+            let _ = core.ack(now(), t);
+        }
         loop {
             let out = core.take_output();
             if out.transmit.is_empty() && !out.close && !out.reconnect && out.events.is_empty() {
@@ -271,7 +310,7 @@ fn run_client(
                 transport = None;
                 core.transport_closed(now());
             }
-            Ok(Input::Bytes(..) | Input::Closed(_)) => {}
+            Ok(Input::Bytes(..) | Input::Closed(_) | Input::Acks) => {}
             Ok(Input::Command(c)) => stash.push_back(c),
             Ok(Input::HandlesGone) | Err(RecvTimeoutError::Disconnected) => {
                 core.handles_gone(now())

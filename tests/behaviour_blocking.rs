@@ -100,6 +100,10 @@ mod rt {
             self.events.recv_timeout(wait).ok()
         }
 
+        pub(crate) fn ack(&self, token: tinymqtt::client::AckToken) -> Result<(), Error> {
+            self.handle.ack(token)
+        }
+
         pub(crate) fn disconnect(self) {
             self.handle.disconnect().unwrap();
         }

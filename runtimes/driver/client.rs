@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{answer, Ack, Error, Reply, SubAck};
-use crate::client::{Client as Session, ClientState, Event};
+use crate::client::{AckToken, Client as Session, ClientState, Event};
 use crate::codec::{
     AckProperties, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
 };
@@ -146,6 +146,17 @@ impl ClientCore {
             self.queue.push_back(c);
         }
         self.drain(now);
+    }
+
+    /// Acknowledges a message received with manual acks (never waits: the acknowledgement
+    /// goes out with the next write, in the order the messages arrived).
+    pub(crate) fn ack(&mut self, now: Instant, token: AckToken) -> Result<(), Error> {
+        if self.stopping.is_some() {
+            return Err(Error::Stopped);
+        }
+        self.session.ack(now, token).map_err(Error::Client)?;
+        self.drain(now);
+        Ok(())
     }
 
     /// The driver is gone without stopping (its task was dropped): every waiter hears
@@ -411,7 +422,7 @@ mod handle {
     use std::task::{Poll, Waker};
 
     use super::{ClientCore, Command};
-    use crate::client::{Client as Session, ClientConfig, Event};
+    use crate::client::{AckToken, Client as Session, ClientConfig, Event};
     use crate::codec::{
         Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
@@ -577,6 +588,31 @@ mod handle {
             let props = UnsubscribeProperties::default();
             self.send(Command::Unsubscribe(filters, props, tx)).await?;
             rx.recv().await.unwrap_or(Err(Error::Stopped))
+        }
+
+        /// Acknowledges a message received with [`ClientConfig::manual_acks`]: its token is
+        /// in [`Message::ack`](crate::client::Message::ack).
+        ///
+        /// Never waits (the acknowledgement leaves with the driver's next write), so it may be
+        /// called from the loop that reads [`Events`]. Acknowledgements go out in the order the
+        /// messages arrived ([MQTT-4.6.0-2]). A token of a connection that has since ended is
+        /// refused with [`ClientError::UnknownAckToken`](crate::error::ClientError): the
+        /// server sends the message again. Until a message is acknowledged it holds a slot of
+        /// the receive window; a token dropped unacknowledged is reported as
+        /// [`Event::AckTokenDropped`].
+        pub fn ack(&self, token: AckToken) -> Result<(), Error> {
+            let waker = {
+                let mut st = self.shared.lock();
+                if st.ended {
+                    return Err(Error::Stopped);
+                }
+                st.core.ack(now(), token)?;
+                st.work()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            Ok(())
         }
 
         /// Sends DISCONNECT (normal), closes the transport and stops the driver.

@@ -122,6 +122,10 @@ impl Client {
         run(timeout(wait, self.events.recv())).flatten()
     }
 
+    pub(crate) fn ack(&self, token: tinymqtt::client::AckToken) -> Result<(), Error> {
+        self.handle.ack(token)
+    }
+
     pub(crate) fn disconnect(self) {
         block_on(self.handle.disconnect()).unwrap();
     }

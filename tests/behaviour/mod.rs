@@ -18,6 +18,7 @@ use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName
 
 use crate::rt;
 
+mod client_api;
 mod interop;
 mod persistence;
 

@@ -1,0 +1,80 @@
+//! The client API as a user writes it: manual acknowledgements, and the patterns that must not
+//! hang (every wait is bounded, so a regression fails instead of hanging).
+
+use std::num::NonZeroU16;
+
+use super::*;
+
+/// A v5 subscriber with manual acks that lets the server have `window` messages in flight.
+fn manual_subscriber(b: &rt::Broker, window: u16) -> rt::Client {
+    let mut c = config(ProtocolVersion::V5, "manual");
+    c.manual_acks = true;
+    c.properties.receive_maximum = NonZeroU16::new(window);
+    let s = rt::connect(b.addr, c).unwrap();
+    s.subscribe(sub("m/#", QoS::AtLeastOnce)).unwrap();
+    s
+}
+
+/// The next message with its token, skipping other events; panics after `WAIT`.
+fn next_with_token(c: &rt::Client) -> (Publish, Option<tinymqtt::client::AckToken>) {
+    let end = clock() + WAIT;
+    loop {
+        match c.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Message(m)) => return (m.publish.clone(), m.ack.clone()),
+            Some(_) => continue,
+            None => panic!("no message within {WAIT:?}"),
+        }
+    }
+}
+
+#[test]
+fn manual_acks_let_every_message_through_a_small_window() {
+    let b = broker();
+    let s = manual_subscriber(&b, 4);
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    let acks = p.publish_many(
+        (0..40)
+            .map(|_| msg("m/x", "m", QoS::AtLeastOnce, false))
+            .collect(),
+    );
+    assert_eq!(acks.len(), 40);
+    // Ten times the window: without acknowledgements the server stops after four.
+    for i in 0..40 {
+        let (got, token) = next_with_token(&s);
+        assert_eq!(got.qos, QoS::AtLeastOnce, "message {i}");
+        s.ack(token.expect("a manual-ack token for QoS 1")).unwrap();
+    }
+    no_message(&s, Duration::from_millis(100));
+    p.disconnect();
+    s.disconnect();
+    b.shutdown();
+}
+
+#[test]
+fn a_token_dropped_unacknowledged_is_reported() {
+    let b = broker();
+    let s = manual_subscriber(&b, 4);
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    p.publish(msg("m/x", "first", QoS::AtLeastOnce, false))
+        .unwrap();
+    let (_, token) = next_with_token(&s);
+    let id = token.as_ref().expect("token").packet_id();
+    drop(token);
+    // The report comes with the session's next input.
+    p.publish(msg("m/x", "second", QoS::AtLeastOnce, false))
+        .unwrap();
+    let end = clock() + WAIT;
+    loop {
+        match s.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::AckTokenDropped { packet_id }) => {
+                assert_eq!(packet_id, id);
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("no AckTokenDropped within {WAIT:?}"),
+        }
+    }
+    p.disconnect();
+    s.disconnect();
+    b.shutdown();
+}
