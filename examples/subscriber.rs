@@ -111,7 +111,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut seen = 0u64;
     let stdout = std::io::stdout();
-    while let Some(event) = events.recv_blocking() {
+    while let Some(event) = events.recv() {
         match event {
             Event::Message(m) => {
                 let p = m.publish;

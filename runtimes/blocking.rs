@@ -27,7 +27,10 @@ use super::driver::broker::{
 use super::driver::client::{ClientCore, Command};
 use super::driver::writer::{self, StoreWriter};
 use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
-pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+pub use super::driver::{
+    Ack, BlockingEvents as Events, BlockingPending as Pending, BrokerHandle, BrokerOptions, Error,
+    SubAck,
+};
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
 use crate::client::{AckToken, Client as Session, ClientConfig};
 use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};

@@ -7,7 +7,10 @@
 pub mod access;
 pub mod driver;
 
-pub use driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Fsync, Pending, SubAck};
+pub use driver::{
+    Ack, BlockingEvents, BlockingPending, BrokerHandle, BrokerOptions, Error, Events, Fsync,
+    Pending, SubAck,
+};
 
 #[cfg(any(feature = "smol", feature = "async-std"))]
 mod aio;

@@ -119,7 +119,7 @@ fn config(v: ProtocolVersion, id: &str, user: Option<(&str, &str)>) -> ClientCon
 fn connect(
     addr: SocketAddr,
     c: ClientConfig,
-) -> Result<(blocking::Client, tinymqtt::runtimes::Events), Error> {
+) -> Result<(blocking::Client, blocking::Events), Error> {
     blocking::Client::connect(addr, c)
 }
 
@@ -163,7 +163,7 @@ fn sub(filter: &str) -> Vec<Subscription> {
     )]
 }
 
-fn next_message(events: &tinymqtt::runtimes::Events) -> Publish {
+fn next_message(events: &blocking::Events) -> Publish {
     let end = Instant::now() + WAIT;
     loop {
         let left = end.saturating_duration_since(Instant::now());

@@ -10,8 +10,8 @@ mod rt {
     use tinymqtt::broker::BrokerConfig;
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
-    use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle};
-    use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+    use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle, Events};
+    use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, SubAck};
     use tinymqtt::TopicFilter;
 
     pub(crate) struct Broker {

@@ -12,7 +12,8 @@ use tinymqtt::broker::Broker;
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::{Publish, Subscription};
 use tinymqtt::runtimes::{
-    async_std, blocking, smol, tokio, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck,
+    async_std, blocking, smol, tokio, BlockingEvents, BlockingPending, BrokerHandle, BrokerOptions,
+    Error, SubAck,
 };
 use tinymqtt::ProtocolVersion;
 
@@ -91,20 +92,20 @@ impl AnyClient {
         runtime: Runtime,
         addr: SocketAddr,
         config: ClientConfig,
-    ) -> Result<(AnyClient, Events), Error> {
+    ) -> Result<(AnyClient, BlockingEvents), Error> {
         Ok(match runtime {
             Runtime::Tokio => {
                 let rt = ::tokio::runtime::Runtime::new()?;
                 let (c, e) = rt.block_on(tokio::Client::connect(addr, config))?;
-                (AnyClient::Tokio(c, rt), e)
+                (AnyClient::Tokio(c, rt), e.into_blocking())
             }
             Runtime::Smol => {
                 let (c, e) = ::smol::block_on(smol::Client::connect(addr, config))?;
-                (AnyClient::Smol(c), e)
+                (AnyClient::Smol(c), e.into_blocking())
             }
             Runtime::AsyncStd => {
                 let (c, e) = ::async_std::task::block_on(async_std::Client::connect(addr, config))?;
-                (AnyClient::AsyncStd(c), e)
+                (AnyClient::AsyncStd(c), e.into_blocking())
             }
             Runtime::Blocking => {
                 let (c, e) = blocking::Client::connect(addr, config)?;
@@ -113,12 +114,12 @@ impl AnyClient {
         })
     }
 
-    /// Publishes; the [`Pending`] completes with the acknowledgement.
-    pub(crate) fn publish(&self, p: Publish) -> Result<Pending, Error> {
+    /// Publishes; the [`BlockingPending`] completes with the acknowledgement.
+    pub(crate) fn publish(&self, p: Publish) -> Result<BlockingPending, Error> {
         match self {
-            AnyClient::Tokio(c, _) => wait(c.publish(p)),
-            AnyClient::Smol(c) => wait(c.publish(p)),
-            AnyClient::AsyncStd(c) => wait(c.publish(p)),
+            AnyClient::Tokio(c, _) => wait(c.publish(p)).map(|p| p.into_blocking()),
+            AnyClient::Smol(c) => wait(c.publish(p)).map(|p| p.into_blocking()),
+            AnyClient::AsyncStd(c) => wait(c.publish(p)).map(|p| p.into_blocking()),
             AnyClient::Blocking(c) => c.publish(p),
         }
     }

@@ -143,14 +143,26 @@ pub(crate) fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
     reply.send(value);
 }
 
-/// A publish on its way; [`Pending::ack`] (or [`Pending::wait`]) tells how it ended.
+/// A publish on its way (async runtimes); [`Pending::ack`] tells how it ended.
+///
+/// It has no blocking wait, so it cannot block an executor's thread: to wait from a thread
+/// that is not running async code, turn it into a [`BlockingPending`] with
+/// [`Pending::into_blocking`].
+///
+/// ```compile_fail
+/// fn inside_async_code(pending: tinymqtt::runtimes::Pending) {
+///     let _ = pending.wait(); // would block the executor's thread: no such method
+/// }
+/// ```
 #[derive(Debug)]
+#[must_use = "a publish's acknowledgement (or its refusal) is only known through its Pending"]
 pub struct Pending {
     rx: Answer<Ack>,
 }
 
 impl Pending {
     /// Wraps the receiving end of a reply.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     pub(crate) fn from_receiver(rx: Answer<Ack>) -> Pending {
         Pending { rx }
     }
@@ -160,19 +172,51 @@ impl Pending {
         self.rx.recv().await.unwrap_or(Err(Error::Stopped))
     }
 
+    /// The same publish, awaited by blocking a thread (one that runs no async code).
+    pub fn into_blocking(self) -> BlockingPending {
+        BlockingPending { rx: self.rx }
+    }
+}
+
+/// A publish on its way (blocking runtime); [`BlockingPending::wait`] tells how it ended.
+#[derive(Debug)]
+#[must_use = "a publish's acknowledgement (or its refusal) is only known through its Pending"]
+pub struct BlockingPending {
+    rx: Answer<Ack>,
+}
+
+impl BlockingPending {
+    /// Wraps the receiving end of a reply.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn from_receiver(rx: Answer<Ack>) -> BlockingPending {
+        BlockingPending { rx }
+    }
+
     /// Blocks the thread until the acknowledgement the message's QoS requires.
     pub fn wait(self) -> Result<Ack, Error> {
         self.rx.recv_blocking().unwrap_or(Err(Error::Stopped))
     }
 }
 
-/// The stream of what a client's session reports: messages, connects, reconnects, disconnects.
+/// The stream of what a client's session reports (async runtimes): messages, connects,
+/// reconnects, disconnects; read it with [`Events::recv`]`.await`.
 ///
 /// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. The one
 /// exception is the SUBACK of the session's own re-subscription after a reconnect (no call
 /// waits for it): it arrives as [`Event::Subscribed`]. Read it
 /// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading and
 /// writing its socket (and so, once [`CLIENT_COMMANDS`] commands wait, stops taking commands).
+///
+/// It is not an [`Iterator`]: a blocking `for event in events` inside async code would block
+/// the executor's thread (and, on a current-thread runtime, the client's own driver). To read
+/// events on a thread of their own, turn it into [`BlockingEvents`] with
+/// [`Events::into_blocking`].
+///
+/// ```compile_fail
+/// async fn inside_async_code(events: tinymqtt::runtimes::Events) {
+///     for event in events {} // would block the executor: Events is no Iterator
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Events {
     rx: async_channel::Receiver<Event>,
@@ -180,6 +224,7 @@ pub struct Events {
 
 impl Events {
     /// Wraps the receiving end of the event channel.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     pub(crate) fn from_receiver(rx: async_channel::Receiver<Event>) -> Events {
         Events { rx }
     }
@@ -189,8 +234,33 @@ impl Events {
         self.rx.recv().await.ok()
     }
 
+    /// The next event if one is queued now.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The same events, read by blocking a thread (one that runs no async code).
+    pub fn into_blocking(self) -> BlockingEvents {
+        BlockingEvents { rx: self.rx }
+    }
+}
+
+/// The events of a client read by blocking a thread: an [`Iterator`] (the blocking runtime's
+/// `Events`, or [`Events::into_blocking`]). The same caps as [`Events`] apply.
+#[derive(Debug, Clone)]
+pub struct BlockingEvents {
+    rx: async_channel::Receiver<Event>,
+}
+
+impl BlockingEvents {
+    /// Wraps the receiving end of the event channel.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn from_receiver(rx: async_channel::Receiver<Event>) -> BlockingEvents {
+        BlockingEvents { rx }
+    }
+
     /// Blocks the thread until the next event; `None` once the client has stopped.
-    pub fn recv_blocking(&self) -> Option<Event> {
+    pub fn recv(&self) -> Option<Event> {
         self.rx.recv_blocking().ok()
     }
 
@@ -200,12 +270,12 @@ impl Events {
     }
 }
 
-impl Iterator for Events {
+impl Iterator for BlockingEvents {
     type Item = Event;
 
-    /// Blocks the thread until the next event (for the blocking runtime).
+    /// Blocks the thread until the next event.
     fn next(&mut self) -> Option<Event> {
-        self.recv_blocking()
+        self.recv()
     }
 }
 
