@@ -10,13 +10,14 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{
     channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
 };
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -24,9 +25,12 @@ use super::driver::broker::{
     drain_connection, taken, Control, EventHook, MailQueue, Mailbox, Queued, Report, RouterCore,
     Traffic,
 };
-use super::driver::client::{ClientCore, Command};
+use super::driver::client::{fail, ClientCore, Command};
 use super::driver::writer::{self, StoreWriter};
-use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
+use super::driver::{
+    self, block_until, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, EVENTS_STALL,
+    NET_CHUNKS,
+};
 pub use super::driver::{
     Ack, BlockingEvents as Events, BlockingPending as Pending, BrokerHandle, BrokerOptions, Error,
     SubAck,
@@ -39,7 +43,7 @@ use crate::TopicFilter;
 /// What the client's session thread waits for.
 enum Input {
     Bytes(u64, Bytes),
-    /// [`Client::ack`] left tokens in [`Handles::acks`].
+    /// [`Client::ack`] left tokens in [`Side::acks`].
     Acks,
     Closed(u64),
     Command(Command),
@@ -52,18 +56,42 @@ struct Permits {
     freed: Condvar,
 }
 
-/// Acknowledgements for the client's session thread, which takes them on every turn: they
-/// bypass the bounded input channel, so acknowledging from the thread that reads [`Events`]
-/// never waits for the session thread (which may itself wait for that reader).
-type Acks = Arc<Mutex<Vec<AckToken>>>;
+/// What a client's handles and its session thread share besides the input channel.
+#[derive(Default)]
+struct Side {
+    /// Acknowledgements for the session thread, which takes them on every turn: they bypass
+    /// the bounded input channel, so acknowledging from the thread that reads [`Events`] never
+    /// waits for the session thread (which may itself wait for that reader).
+    acks: Mutex<Vec<AckToken>>,
+    /// The session thread has waited [`EVENTS_STALL`] for room in the full event queue:
+    /// commands are refused with [`Error::EventsUnread`] until it has room again.
+    stalled: AtomicBool,
+}
 
 impl Permits {
     fn acquire(&self) {
+        self.acquire_unless(&AtomicBool::new(false));
+    }
+
+    /// [`Permits::acquire`], or false (no permit taken) once `stop` is set: whoever sets
+    /// it does so under the lock, through [`Permits::stop`].
+    fn acquire_unless(&self, stop: &AtomicBool) -> bool {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         while *free == 0 {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
         *free -= 1;
+        true
+    }
+
+    /// Sets `stop` (to `value`) and wakes every waiter.
+    fn stop(&self, stop: &AtomicBool, value: bool) {
+        let _free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        stop.store(value, Ordering::Release);
+        self.freed.notify_all();
     }
 
     fn release(&self) {
@@ -91,7 +119,7 @@ impl Drop for OpenOnDrop {
 struct Handles {
     inputs: SyncSender<Input>,
     permits: Arc<Permits>,
-    acks: Acks,
+    side: Arc<Side>,
 }
 
 impl Drop for Handles {
@@ -124,14 +152,14 @@ impl Client {
             freed: Condvar::new(),
         });
         let core = ClientCore::new(Session::new(config), ready_tx);
-        let acks = Acks::default();
-        let (tx, p) = (in_tx.clone(), (permits.clone(), acks.clone()));
+        let side = Arc::new(Side::default());
+        let (tx, p) = (in_tx.clone(), (permits.clone(), side.clone()));
         thread::spawn(move || run_client(addr, core, stream, tx, in_rx, ev_tx, p));
         ready_rx.recv_blocking().unwrap_or(Err(Error::Stopped))?;
         let handles = Arc::new(Handles {
             inputs: in_tx,
             permits,
-            acks,
+            side,
         });
         Ok((Client { handles }, Events::from_receiver(ev_rx)))
     }
@@ -180,6 +208,7 @@ impl Client {
     /// [`Event::AckTokenDropped`](crate::client::Event::AckTokenDropped).
     pub fn ack(&self, token: AckToken) -> Result<(), Error> {
         self.handles
+            .side
             .acks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -204,7 +233,12 @@ impl Client {
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
-        self.handles.permits.acquire();
+        let side = &self.handles.side;
+        if side.stalled.load(Ordering::Acquire)
+            || !self.handles.permits.acquire_unless(&side.stalled)
+        {
+            return Err(Error::EventsUnread);
+        }
         self.handles
             .inputs
             .send(Input::Command(command))
@@ -249,15 +283,17 @@ fn run_client(
     inputs: SyncSender<Input>,
     rx: Receiver<Input>,
     events: async_channel::Sender<crate::client::Event>,
-    (permits, acks): (Arc<Permits>, Acks),
+    (permits, side): (Arc<Permits>, Arc<Side>),
 ) {
     let mut generation = 0u64;
     let ok = spawn_reader(&stream, generation, inputs.clone()).is_ok();
     let mut transport = Some(stream).filter(|_| ok);
     let mut stash: VecDeque<Command> = VecDeque::new();
+    // Inputs taken from the channel while the event queue stalled (bytes, closes).
+    let mut backlog: VecDeque<Input> = VecDeque::new();
     core.connect(now(), ok);
     loop {
-        let tokens = std::mem::take(&mut *acks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tokens = std::mem::take(&mut *side.acks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tokens {
             // A stale token (of an ended connection) is no error here: the server resends.
             let _ = core.ack(now(), t);
@@ -276,7 +312,31 @@ fn run_client(
                 }
             }
             for e in out.events {
-                let _ = events.send_blocking(e);
+                // A dropped `Events` discards events.
+                let mut send = pin!(events.send(e));
+                if block_until(send.as_mut(), Some(now() + EVENTS_STALL)).is_some() {
+                    continue;
+                }
+                // Every call waiting on the session hears that the events went unread
+                // (it may be the one that should read them), and so does every new one
+                // until the event is taken.
+                permits.stop(&side.stalled, true);
+                core.events_unread();
+                for c in stash.drain(..) {
+                    permits.release();
+                    fail(c, Error::EventsUnread);
+                }
+                while let Ok(input) = rx.try_recv() {
+                    match input {
+                        Input::Command(c) => {
+                            permits.release();
+                            fail(c, Error::EventsUnread);
+                        }
+                        other => backlog.push_back(other),
+                    }
+                }
+                block_until(send.as_mut(), None);
+                permits.stop(&side.stalled, false);
             }
             if out.close {
                 if let Some(t) = transport.take() {
@@ -306,7 +366,10 @@ fn run_client(
                 continue;
             }
         }
-        let input = next(&rx, core.deadline());
+        let input = match backlog.pop_front() {
+            Some(i) => Ok(i),
+            None => next(&rx, core.deadline()),
+        };
         match input {
             Ok(Input::Bytes(g, b)) if g == generation => core.input(now(), &b),
             Ok(Input::Closed(g)) if g == generation => {
@@ -325,7 +388,7 @@ fn run_client(
 
 /// The next input, or `Timeout` once `deadline` has passed: a passed deadline goes first, so
 /// a busy channel cannot starve the timers.
-fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, RecvTimeoutError> {
+fn next<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
     match deadline.map(|at| at.saturating_duration_since(now())) {
         Some(left) if left.is_zero() => Err(RecvTimeoutError::Timeout),
         Some(left) => rx.recv_timeout(left),

@@ -57,7 +57,16 @@ mod rt {
 
     pub(crate) struct Client {
         handle: Handle,
-        events: mpsc::Receiver<Event>,
+        events: Result<mpsc::Receiver<Event>, Events>,
+    }
+
+    /// A client whose events are only read when the test asks for them.
+    pub(crate) fn connect_unread(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
+        let (handle, events) = Handle::connect(addr, config)?;
+        Ok(Client {
+            handle,
+            events: Err(events),
+        })
     }
 
     pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
@@ -72,7 +81,10 @@ mod rt {
                 }
             }
         });
-        Ok(Client { handle, events: rx })
+        Ok(Client {
+            handle,
+            events: Ok(rx),
+        })
     }
 
     impl Client {
@@ -88,6 +100,15 @@ mod rt {
             pending.into_iter().map(|p| p.wait().unwrap()).collect()
         }
 
+        /// Publishes each without waiting for its acknowledgement; the first error ends it.
+        pub(crate) fn publish_all(&self, ps: Vec<Publish>) -> Result<usize, Error> {
+            let mut pending = Vec::new();
+            for p in ps {
+                pending.push(self.handle.publish(p)?);
+            }
+            Ok(pending.len())
+        }
+
         pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
             self.handle.subscribe(s)
         }
@@ -97,7 +118,10 @@ mod rt {
         }
 
         pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {
-            self.events.recv_timeout(wait).ok()
+            match &self.events {
+                Ok(rx) => rx.recv_timeout(wait).ok(),
+                Err(events) => events.recv_timeout(wait),
+            }
         }
 
         pub(crate) fn ack(&self, token: tinymqtt::client::AckToken) -> Result<(), Error> {

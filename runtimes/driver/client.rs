@@ -169,6 +169,12 @@ impl ClientCore {
         self.fail_all(|| Error::Stopped);
     }
 
+    /// The application left the event queue full for too long: every waiter hears
+    /// [`Error::EventsUnread`] (queued commands are dropped unsent).
+    pub(crate) fn events_unread(&mut self) {
+        self.fail_all(|| Error::EventsUnread);
+    }
+
     /// Every handle is gone: disconnect cleanly.
     pub(crate) fn handles_gone(&mut self, now: Instant) {
         self.command(now, Command::Disconnect(Disconnect::default(), None));
@@ -400,7 +406,7 @@ enum Id {
 }
 
 /// Answers a command that cannot be carried out.
-fn fail(command: Command, error: Error) {
+pub(crate) fn fail(command: Command, error: Error) {
     match command {
         Command::Publish(_, r) => answer(r, Err(error)),
         Command::Subscribe(_, _, r) | Command::Unsubscribe(_, _, r) => answer(r, Err(error)),
@@ -428,7 +434,7 @@ mod handle {
     };
     use crate::runtimes::driver::{
         now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
-        CLIENT_COMMANDS, CLIENT_EVENTS, READ_CHUNK,
+        CLIENT_COMMANDS, CLIENT_EVENTS, EVENTS_STALL, READ_CHUNK,
     };
     use crate::TopicFilter;
 
@@ -456,6 +462,9 @@ mod handle {
         handles: usize,
         /// The driver has ended: commands are refused.
         ended: bool,
+        /// The driver has waited [`EVENTS_STALL`] for room in the full event queue: a
+        /// command that would wait is refused with [`Error::EventsUnread`].
+        stalled: bool,
     }
 
     impl Shared {
@@ -539,6 +548,7 @@ mod handle {
                     unsent: 0,
                     handles: 1,
                     ended: false,
+                    stalled: false,
                 }),
                 room: event_listener::Event::new(),
             });
@@ -636,6 +646,9 @@ mod handle {
                     let mut st = self.shared.lock();
                     if st.ended {
                         return Err(Error::Stopped);
+                    }
+                    if st.full() && st.stalled {
+                        return Err(Error::EventsUnread);
                     }
                     if !st.full() {
                         let queued = st.core.queued();
@@ -747,8 +760,7 @@ mod handle {
                     }
                 }
                 for e in out.events {
-                    // A dropped `Events` discards events.
-                    let _ = self.events.send(e).await;
+                    self.deliver(e).await;
                 }
                 if out.close {
                     if let Some(mut t) = self.transport.take() {
@@ -772,6 +784,31 @@ mod handle {
                     }
                 }
             }
+        }
+
+        /// Puts `event` in the event queue, waiting while it is full; after [`EVENTS_STALL`]
+        /// of waiting, the calls waiting on the client hear [`Error::EventsUnread`] (they
+        /// could wait forever if they are what should read the events), and so does every
+        /// call that would wait until the event is taken.
+        async fn deliver(&mut self, event: Event) {
+            // A dropped `Events` discards events.
+            let event = match self.events.try_send(event) {
+                Err(async_channel::TrySendError::Full(e)) => e,
+                _ => return,
+            };
+            let mut send = pin!(self.events.send(event));
+            let deadline = Some(now() + EVENTS_STALL);
+            let timed = wait::<R, _, ()>(send.as_mut(), None::<std::future::Pending<()>>, deadline);
+            if let Woke::First(_) = timed.await {
+                return;
+            }
+            self.with_state(|st| {
+                st.stalled = true;
+                st.core.events_unread();
+            });
+            self.shared.room.notify(usize::MAX);
+            let _ = send.await;
+            self.with_state(|st| st.stalled = false);
         }
 
         /// Waits for the first of: a passed deadline, bytes from the socket (read into the

@@ -77,6 +77,9 @@ pub const CLIENT_EVENTS: usize = 256;
 pub const NET_CHUNKS: usize = 16;
 /// The largest single read from a socket, in bytes.
 pub const READ_CHUNK: usize = 16 * 1024;
+/// How long a client's event queue may stay full, untouched, while callers wait on the
+/// client before they hear [`Error::EventsUnread`] instead of waiting on.
+pub const EVENTS_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Mail batches (from every connection) the broker router may queue before connection tasks
 /// wait.
 pub const ROUTER_INBOX: usize = 1024;
@@ -104,6 +107,17 @@ pub enum Error {
     /// The client is stopped (disconnected and not reconnecting, or its driver ended).
     #[error("the client is stopped")]
     Stopped,
+    /// The client's [`Events`] stayed full and unread for [`EVENTS_STALL`] while this call
+    /// waited: the client stops reading its socket while its event queue is full, so no
+    /// acknowledgement (and no room for queued commands) can arrive until someone reads the
+    /// events. Every call waiting then hears this error rather than waiting forever (queued
+    /// commands are abandoned; a publish already sent may still be delivered).
+    ///
+    /// It comes from a task that publishes more than the queues hold ([`CLIENT_COMMANDS`],
+    /// [`CLIENT_EVENTS`]) and only reads its events afterwards, typically to a topic it is
+    /// subscribed to: read the events in another task or thread (or drop them).
+    #[error("the client's events went unread for too long while a call waited; read them in another task")]
+    EventsUnread,
 }
 
 /// How a publish ended: its acknowledgement (QoS 1 and 2), or its hand-over to the socket (QoS 0).
@@ -264,6 +278,12 @@ impl BlockingEvents {
         self.rx.recv_blocking().ok()
     }
 
+    /// [`BlockingEvents::recv`], giving up after `timeout` (then `None` too).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        let recv = std::pin::pin!(self.rx.recv());
+        block_until(recv, Some(now() + timeout))?.ok()
+    }
+
     /// The next event if one is queued now.
     pub fn try_recv(&self) -> Option<Event> {
         self.rx.try_recv().ok()
@@ -276,6 +296,58 @@ impl Iterator for BlockingEvents {
     /// Blocks the thread until the next event.
     fn next(&mut self) -> Option<Event> {
         self.recv()
+    }
+}
+
+pub(crate) use park::block_until;
+
+/// Waiting on futures by blocking a thread.
+mod park {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+    use std::thread;
+    use std::time::Instant;
+
+    use super::now;
+
+    /// Wakes the thread that polls a future in [`block_until`].
+    struct Unpark(thread::Thread);
+
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// Polls `f` on this thread until it completes, or `None` once `deadline` has passed (the
+    /// future is kept: poll it again later).
+    pub(crate) fn block_until<F: Future>(
+        mut f: Pin<&mut F>,
+        deadline: Option<Instant>,
+    ) -> Option<F::Output> {
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return Some(v);
+            }
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let left = d.saturating_duration_since(now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    thread::park_timeout(left);
+                }
+            }
+        }
     }
 }
 

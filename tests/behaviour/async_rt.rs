@@ -86,6 +86,11 @@ pub(crate) struct Client {
     events: Events,
 }
 
+/// A client whose events are only read when the test asks for them.
+pub(crate) fn connect_unread(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
+    connect(addr, config)
+}
+
 pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
     let (handle, events) = block_on(Handle::<Rt>::connect(addr, config))?;
     Ok(Client { handle, events })
@@ -107,6 +112,17 @@ impl Client {
                 acks.push(p.ack().await.unwrap());
             }
             acks
+        })
+    }
+
+    /// Publishes each without waiting for its acknowledgement; the first error ends it.
+    pub(crate) fn publish_all(&self, ps: Vec<Publish>) -> Result<usize, Error> {
+        block_on(async {
+            let mut pending = Vec::new();
+            for p in ps {
+                pending.push(self.handle.publish(p).await?);
+            }
+            Ok(pending.len())
         })
     }
 

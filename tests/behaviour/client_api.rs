@@ -78,3 +78,87 @@ fn a_token_dropped_unacknowledged_is_reported() {
     s.disconnect();
     b.shutdown();
 }
+
+/// Reads every event that arrives within `quiet` of the last; returns the messages.
+fn drain_messages(c: &rt::Client, quiet: Duration) -> usize {
+    let mut n = 0;
+    while let Some(e) = c.next_event(quiet) {
+        if matches!(e, Event::Message(_)) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// More QoS 1 messages to itself than the event and command queues hold, then reading: the
+/// publishing call fails with `EventsUnread` instead of waiting forever for acknowledgements
+/// its own unread events hold up; the events are still there, and the client works on.
+#[test]
+fn publishing_to_itself_beyond_the_queues_before_reading_fails_instead_of_hanging() {
+    let b = broker();
+    let c = rt::connect_unread(b.addr, config(ProtocolVersion::V5, "self")).unwrap();
+    c.subscribe(sub("me/#", QoS::AtLeastOnce)).unwrap();
+    let started = clock();
+    let sent = c.publish_all(
+        (0..600)
+            .map(|_| msg("me/x", "m", QoS::AtLeastOnce, false))
+            .collect(),
+    );
+    assert!(
+        matches!(sent, Err(Error::EventsUnread)),
+        "publishing must fail, not hang: {sent:?}"
+    );
+    assert!(clock() - started < tinymqtt::runtimes::driver::EVENTS_STALL + WAIT);
+    assert!(drain_messages(&c, Duration::from_millis(300)) >= 256);
+    // Nothing is stuck: the next publish completes.
+    c.publish(msg("other", "m", QoS::AtLeastOnce, false))
+        .unwrap();
+    c.disconnect();
+    b.shutdown();
+}
+
+/// The same with each acknowledgement awaited in turn: the wait fails instead of hanging.
+#[test]
+fn awaiting_each_ack_to_itself_without_reading_fails_instead_of_hanging() {
+    let b = broker();
+    let c = rt::connect_unread(b.addr, config(ProtocolVersion::V5, "self-wait")).unwrap();
+    c.subscribe(sub("me/#", QoS::AtLeastOnce)).unwrap();
+    let mut outcome = Ok(());
+    for _ in 0..600 {
+        if let Err(e) = c.publish(msg("me/x", "m", QoS::AtLeastOnce, false)) {
+            outcome = Err(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(outcome, Err(Error::EventsUnread)),
+        "waiting must fail, not hang: {outcome:?}"
+    );
+    assert!(drain_messages(&c, Duration::from_millis(300)) >= 256);
+    c.publish(msg("other", "m", QoS::AtLeastOnce, false))
+        .unwrap();
+    c.disconnect();
+    b.shutdown();
+}
+
+/// The pattern that works: events read while publishing (here by the client's own reader
+/// between publishes, as a task reading them concurrently would).
+#[test]
+fn publishing_to_itself_while_reading_delivers_everything() {
+    let b = broker();
+    let c = rt::connect(b.addr, config(ProtocolVersion::V5, "self-read")).unwrap();
+    c.subscribe(sub("me/#", QoS::AtLeastOnce)).unwrap();
+    let mut got = 0;
+    for _ in 0..6 {
+        let acks = c.publish_many(
+            (0..100)
+                .map(|_| msg("me/x", "m", QoS::AtLeastOnce, false))
+                .collect(),
+        );
+        assert!(acks.iter().all(|a| a.reason_code == ReasonCode::Success));
+        got += drain_messages(&c, Duration::from_millis(100));
+    }
+    assert_eq!(got, 600);
+    c.disconnect();
+    b.shutdown();
+}
