@@ -37,12 +37,14 @@ lint:
 doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --all-features
 
-## core: the sans-IO core builds alone and depends on bytes and thiserror only
+## core: the sans-IO core builds alone and depends on bytes and thiserror only; a runtime
+## feature alone (a client) pulls in none of the broker's crates
 core:
 	$(CARGO) build --no-default-features
 	bash .ci/core-deps.sh
+	bash .ci/client-deps.sh
 
-## check-features: every combination of the runtime features builds
+## check-features: the feature combinations that matter build (see .ci/features.sh)
 check-features:
 	bash .ci/features.sh
 
@@ -81,12 +83,12 @@ bench:
 ## bench-persistence: QoS 1 throughput with persistence on (fsync always) against off, side by
 ## side (e.g. make bench-persistence ARGS="--count 20000 --rounds 7")
 bench-persistence:
-	$(CARGO) bench --features tokio --bench persistence -- $(ARGS)
+	$(CARGO) bench --features tokio,persistence --bench persistence -- $(ARGS)
 
 ## bench-client: our tokio client against rumqttc, QoS 1 publishes of 64 B to one in-process
 ## broker, alternating (e.g. make bench-client ARGS="--count 100000 --rounds 5")
 bench-client:
-	$(CARGO) bench --features tokio --bench client -- $(ARGS)
+	$(CARGO) bench --features tokio,broker --bench client -- $(ARGS)
 
 ## crash: the broker process killed with SIGKILL under load and restarted on its store
 ## (tests/crash.rs, also part of `make test`; this prints its report)

@@ -9,32 +9,37 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+#[cfg(feature = "broker")]
+use std::net::TcpListener;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{
-    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
-};
+#[cfg(feature = "broker")]
+use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+#[cfg(feature = "broker")]
 use super::driver::broker::{
     drain_connection, taken, Control, EventHook, MailQueue, Mailbox, Queued, Report, RouterCore,
     Traffic,
 };
 use super::driver::client::{fail, ClientCore, Command};
+#[cfg(feature = "broker")]
 use super::driver::writer::{self, StoreWriter};
+#[cfg(feature = "broker")]
+use super::driver::Reply;
 use super::driver::{
-    self, block_until, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, EVENTS_STALL,
-    NET_CHUNKS,
+    self, block_until, now, reply_channel, CLIENT_COMMANDS, CLIENT_EVENTS, EVENTS_STALL, NET_CHUNKS,
 };
-pub use super::driver::{
-    Ack, BlockingEvents as Events, BlockingPending as Pending, BrokerHandle, BrokerOptions, Error,
-    SubAck,
-};
+pub use super::driver::{Ack, BlockingEvents as Events, BlockingPending as Pending, Error, SubAck};
+#[cfg(feature = "broker")]
+pub use super::driver::{BrokerHandle, BrokerOptions};
+#[cfg(feature = "broker")]
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
 use crate::client::{AckToken, Client as Session, ClientConfig};
 use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};
@@ -69,6 +74,7 @@ struct Side {
 }
 
 impl Permits {
+    #[cfg(feature = "broker")]
     fn acquire(&self) {
         self.acquire_unless(&AtomicBool::new(false));
     }
@@ -100,15 +106,18 @@ impl Permits {
     }
 
     /// Lets every waiter through from now on (the other end is gone).
+    #[cfg(feature = "broker")]
     fn open_all(&self) {
         *self.free.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX / 2;
         self.freed.notify_all();
     }
 }
 
+#[cfg(feature = "broker")]
 /// Opens the permits when dropped, so a reader waiting for one ends instead of hanging.
 struct OpenOnDrop(Arc<Permits>);
 
+#[cfg(feature = "broker")]
 impl Drop for OpenOnDrop {
     fn drop(&mut self) {
         self.0.open_all();
@@ -396,6 +405,7 @@ fn next<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTimeout
     }
 }
 
+#[cfg(feature = "broker")]
 /// What reaches the broker's router thread.
 enum Inbox {
     Accept(TcpStream),
@@ -406,6 +416,7 @@ enum Inbox {
     Shutdown,
 }
 
+#[cfg(feature = "broker")]
 /// What reaches a connection's thread.
 enum ConnInput {
     Bytes(Bytes),
@@ -414,6 +425,7 @@ enum ConnInput {
     Shutdown,
 }
 
+#[cfg(feature = "broker")]
 /// The router's end of a connection's channel; abort shuts the socket down at once.
 struct Queue {
     tx: Sender<ConnInput>,
@@ -424,6 +436,7 @@ struct Queue {
     closed: Arc<Mutex<bool>>,
 }
 
+#[cfg(feature = "broker")]
 impl MailQueue for Queue {
     fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
@@ -449,6 +462,7 @@ impl MailQueue for Queue {
     }
 }
 
+#[cfg(feature = "broker")]
 /// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[derive(Debug)]
 pub struct Broker {
@@ -462,6 +476,7 @@ pub struct Broker {
     inbox: (SyncSender<Inbox>, Receiver<Inbox>),
 }
 
+#[cfg(feature = "broker")]
 impl Broker {
     /// Binds `addrs` for a broker with `config` that lets everyone in.
     pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Broker> {
@@ -638,6 +653,7 @@ impl Broker {
     }
 }
 
+#[cfg(feature = "broker")]
 /// What a connection's thread is given besides its socket.
 struct Parts {
     conn: ServerConnection,
@@ -646,14 +662,17 @@ struct Parts {
     done: SyncSender<()>,
 }
 
+#[cfg(feature = "broker")]
 /// The stack of a broker connection's reader thread, which only reads and sends: a small one
 /// reserves less address space per connection (the default is 2 MiB).
 const READER_STACK: usize = 64 * 1024;
 
+#[cfg(feature = "broker")]
 /// The first read buffer of a broker connection's reader thread: small, so that an idle
 /// connection holds little; full reads grow it up to [`READ_CHUNK`](driver::READ_CHUNK).
 const FIRST_READ: usize = 512;
 
+#[cfg(feature = "broker")]
 /// Starts a connection's reader thread and its connection thread (which owns the
 /// `ServerConnection` and writes) on three handles of one socket; returns the router's
 /// mailbox for it, or its parts back when the reader thread cannot start.
@@ -716,6 +735,7 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
     ))
 }
 
+#[cfg(feature = "broker")]
 /// A connection's thread: the same drain as the async connection task.
 fn run_connection(
     mut stream: TcpStream,
@@ -820,9 +840,11 @@ fn run_connection(
     }
 }
 
+#[cfg(feature = "broker")]
 /// Queued inputs (reads, mail batches) a broker connection's thread takes before it writes.
 const INPUTS_PER_WRITE: usize = 32;
 
+#[cfg(feature = "broker")]
 /// DISCONNECT 0x8B to an MQTT 5 client, no will, then the socket is closed.
 fn shut_down(mut stream: TcpStream, mut conn: ServerConnection, hook: Option<&EventHook>) {
     conn.shutdown(now());

@@ -4,13 +4,13 @@
 //! runtime module binds its sockets and timers and names the driver's types for it:
 //! `tokio::{Client, Broker}`, `smol::{..}`, `async_std::{..}` and `blocking::{..}`.
 
+#[cfg(feature = "broker")]
 pub mod access;
 pub mod driver;
 
-pub use driver::{
-    Ack, BlockingEvents, BlockingPending, BrokerHandle, BrokerOptions, Error, Events, Fsync,
-    Pending, SubAck,
-};
+pub use driver::{Ack, BlockingEvents, BlockingPending, Error, Events, Pending, SubAck};
+#[cfg(feature = "broker")]
+pub use driver::{BrokerHandle, BrokerOptions, Fsync};
 
 #[cfg(any(feature = "smol", feature = "async-std"))]
 mod aio;

@@ -42,14 +42,23 @@
 //! The broker core bounds each session's own queue as well (see the
 //! [broker queue policy](crate::broker#queues)).
 
+#[cfg(feature = "broker")]
 pub(crate) mod broker;
 pub(crate) mod client;
 mod oneshot;
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
 mod post;
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
 mod server;
+#[cfg(feature = "persistence")]
 pub(crate) mod store;
+#[cfg(feature = "broker")]
 pub(crate) mod writer;
 
 use std::io;
@@ -60,12 +69,18 @@ use crate::codec::AckProperties;
 use crate::error::{ClientError, CloseReason};
 use crate::{PacketId, ReasonCode};
 
+#[cfg(feature = "broker")]
 pub use broker::{BrokerHandle, BrokerOptions, EventHook};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
 pub use server::Server;
+#[cfg(feature = "persistence")]
 pub use store::STORE_FILE;
+#[cfg(feature = "broker")]
 pub use writer::Fsync;
 
 /// Commands a client may hold queued (behind a full in-flight window, or while it connects)
@@ -358,7 +373,12 @@ pub(crate) fn now() -> Instant {
 }
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub(crate) use asyncrt::{wait, wait_fair, Alarm, Woke};
+pub(crate) use asyncrt::{wait, Woke};
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
+pub(crate) use asyncrt::{wait_fair, Alarm};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use asyncrt::{Listener, Reader, Runtime, Writer};
 
