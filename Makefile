@@ -34,8 +34,10 @@ lint:
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(CARGO) clippy --manifest-path benches/load/Cargo.toml --all-targets -- -D warnings
 
+## doc: the docs build without warnings, and as docs.rs builds them (feature badges)
 doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --all-features
+	bash .ci/docsrs.sh
 
 ## core: the sans-IO core builds alone and depends on bytes and thiserror only; a runtime
 ## feature alone (a client) pulls in none of the broker's crates
