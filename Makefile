@@ -98,7 +98,7 @@ crash:
 	$(CARGO) build --examples --all-features
 	$(CARGO) test --all-features --test crash -- --nocapture
 
-## bench-brokers: tinymqtt's broker side by side with Mosquitto and rumqttd on loopback (issue 7),
+## bench-brokers: tinymqtt's broker side by side with Mosquitto and rumqttd on loopback,
 ## each pinned to core 0 and the load tool to core 1; installs mosquitto and rumqttd when missing.
 ## ROUNDS rounds (A B C A B C) of DURATION seconds per scenario; SCENARIOS and BROKERS pick a subset.
 ## The JSON lines go to target/bench-brokers/results.jsonl, the table to stdout.
@@ -111,7 +111,7 @@ bench-brokers:
 	  CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## bench-runtimes: our broker on each runtime (tokio, smol, async-std, blocking) on fan-in 4->1
-## QoS 0, alternating, with the ratios to tokio (issue 7: each within 30%); same knobs as above
+## QoS 0, alternating, with the ratios to tokio; same knobs as above
 RUNTIME_SCENARIOS ?= fanin-q0
 bench-runtimes:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(RUNTIME_SCENARIOS)" \
