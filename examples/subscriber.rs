@@ -100,10 +100,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<Vec<_>, tinymqtt::InvalidTopic>>()?;
     let addr = cli::resolve(&args.host, args.port)?;
     let (client, events) = cli::AnyClient::connect(args.runtime, addr, config)?;
-    let suback = client.subscribe(filters)?;
-    if let Some(code) = suback.reason_codes.iter().find(|c| c.is_error()) {
-        return Err(format!("subscription refused: {code:?}").into());
-    }
+    // A refused filter is an error (`Error::SubscribeRefused`).
+    client.subscribe(filters)?;
     tracing::info!(%addr, topics = ?args.topic, "subscribed");
     if args.count == Some(0) {
         client.disconnect()?;

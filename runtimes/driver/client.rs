@@ -316,7 +316,11 @@ impl ClientCore {
                         reason_code,
                         properties,
                     };
-                    answer(r, Ok(ack));
+                    let refused = ack.reason_code.is_error();
+                    answer(
+                        r,
+                        ok_unless(refused, ack, |a| Error::PublishRefused(a.into())),
+                    );
                 }
             }
             Event::Subscribed {
@@ -330,7 +334,11 @@ impl ClientCore {
                         reason_codes,
                         properties,
                     };
-                    answer(r, Ok(ack));
+                    let refused = ack.reason_codes.iter().any(|c| c.is_error());
+                    answer(
+                        r,
+                        ok_unless(refused, ack, |a| Error::SubscribeRefused(a.into())),
+                    );
                 }
                 // The session's own re-subscription after a reconnect: no one waits for it,
                 // so the application sees its SUBACK (and any refused filter) as an event.
@@ -351,7 +359,11 @@ impl ClientCore {
                         reason_codes,
                         properties,
                     };
-                    answer(r, Ok(ack));
+                    let refused = ack.reason_codes.iter().any(|c| c.is_error());
+                    answer(
+                        r,
+                        ok_unless(refused, ack, |a| Error::UnsubscribeRefused(a.into())),
+                    );
                 }
             }
             Event::ReconnectDue => self.out.reconnect = true,
@@ -396,6 +408,15 @@ impl ClientCore {
             }
             other => self.out.events.push(other),
         }
+    }
+}
+
+/// `Ok(answer)`, or the error `refusal` makes of it when the server refused.
+fn ok_unless<T>(refused: bool, answer: T, refusal: impl FnOnce(T) -> Error) -> Result<T, Error> {
+    if refused {
+        Err(refusal(answer))
+    } else {
+        Ok(answer)
     }
 }
 

@@ -122,6 +122,17 @@ pub enum Error {
     /// The client is stopped (disconnected and not reconnecting, or its driver ended).
     #[error("the client is stopped")]
     Stopped,
+    /// The server refused the publish: its PUBACK or PUBREC carried an error reason code
+    /// (MQTT 5; a 3.1.x server cannot refuse a publish, it may only drop it).
+    #[error("the server refused the publish: {:?}", .0.reason_code)]
+    PublishRefused(Box<Ack>),
+    /// The server refused one or more filters of a SUBSCRIBE: its whole SUBACK, a reason code
+    /// per filter (the granted ones are subscribed).
+    #[error("the server refused a subscription: {:?}", .0.reason_codes)]
+    SubscribeRefused(Box<SubAck>),
+    /// The server refused one or more filters of an UNSUBSCRIBE (MQTT 5): its whole UNSUBACK.
+    #[error("the server refused an unsubscription: {:?}", .0.reason_codes)]
+    UnsubscribeRefused(Box<SubAck>),
     /// The client's [`Events`] stayed full and unread for [`EVENTS_STALL`] while this call
     /// waited: the client stops reading its socket while its event queue is full, so no
     /// acknowledgement (and no room for queued commands) can arrive until someone reads the

@@ -162,3 +162,42 @@ fn publishing_to_itself_while_reading_delivers_everything() {
     c.disconnect();
     b.shutdown();
 }
+
+/// A refusal is an error, so `?` stops at it: a PUBACK with an error reason code, and a SUBACK
+/// refusing a filter (here both for a topic deeper than the broker's `max_topic_levels`).
+#[test]
+fn a_refused_publish_or_subscription_is_an_error() {
+    let b = rt::broker(BrokerConfig {
+        max_topic_levels: 3,
+        sys_interval: None,
+        ..BrokerConfig::default()
+    });
+    let c = rt::connect(b.addr, config(ProtocolVersion::V5, "refused")).unwrap();
+    match c.publish(msg("a/b/c/d", "deep", QoS::AtLeastOnce, false)) {
+        Err(Error::PublishRefused(ack)) => {
+            assert_eq!(ack.reason_code, ReasonCode::TopicNameInvalid);
+            assert!(ack.packet_id.is_some());
+        }
+        other => panic!("a refused publish must be an error: {other:?}"),
+    }
+    let mut filters = sub("ok/#", QoS::AtLeastOnce);
+    filters.extend(sub("a/b/c/d", QoS::AtLeastOnce));
+    match c.subscribe(filters) {
+        Err(Error::SubscribeRefused(ack)) => {
+            assert_eq!(ack.reason_codes[0], ReasonCode::GrantedQoS1);
+            assert!(ack.reason_codes[1].is_error(), "{ack:?}");
+        }
+        other => panic!("a refused filter must be an error: {other:?}"),
+    }
+    // "No subscription existed" (0x11) is an answer, not a refusal.
+    let gone = c
+        .unsubscribe(vec![TopicFilter::new("a/b/c/d").unwrap()])
+        .unwrap();
+    assert_eq!(gone.reason_codes, vec![ReasonCode::NoSubscriptionExisted]);
+    // What was granted works.
+    c.publish(msg("ok/1", "fine", QoS::AtLeastOnce, false))
+        .unwrap();
+    assert_eq!(&next_message(&c).payload[..], b"fine");
+    c.disconnect();
+    b.shutdown();
+}
