@@ -17,8 +17,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .subscribe(vec![Subscription::new(filter, QoS::AtLeastOnce)])
         .await?;
 
-    let mut publish = Publish::new(TopicName::new("sensors/kitchen")?, "21.5");
-    publish.qos = QoS::AtLeastOnce;
+    let publish =
+        Publish::new(TopicName::new("sensors/kitchen")?, "21.5").with_qos(QoS::AtLeastOnce);
     // `publish` returns once the message is queued; `ack` once the broker has it.
     let ack = client.publish(publish).await?.ack().await?;
     println!("acknowledged: {:?}", ack.reason_code);
