@@ -13,7 +13,7 @@ use async_io::Async;
 
 pub use super::aio::{TcpReader, TcpWriter};
 use super::driver::{self, now, Runtime};
-pub use super::driver::{Ack, Error, Events, Pending, SubAck};
+pub use super::driver::{Ack, ConnectOptions, Error, Events, Pending, SubAck};
 #[cfg(feature = "broker")]
 pub use super::driver::{BrokerHandle, BrokerOptions};
 

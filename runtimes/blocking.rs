@@ -36,13 +36,17 @@ use super::driver::Reply;
 use super::driver::{
     self, block_until, now, reply_channel, CLIENT_COMMANDS, CLIENT_EVENTS, EVENTS_STALL, NET_CHUNKS,
 };
-pub use super::driver::{Ack, BlockingEvents as Events, BlockingPending as Pending, Error, SubAck};
+pub use super::driver::{
+    Ack, BlockingEvents as Events, BlockingPending as Pending, ConnectOptions, Error, SubAck,
+};
 #[cfg(feature = "broker")]
 pub use super::driver::{BrokerHandle, BrokerOptions};
 #[cfg(feature = "broker")]
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
-use crate::client::{AckToken, Client as Session, ClientConfig};
-use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};
+use crate::client::{AckToken, ClientConfig, SessionState};
+use crate::codec::{
+    Auth, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
+};
 use crate::TopicFilter;
 
 /// What the client's session thread waits for.
@@ -152,6 +156,16 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects to `addr` and returns once the server accepted the first connection.
     pub fn connect(addr: SocketAddr, config: ClientConfig) -> Result<(Client, Events), Error> {
+        Client::connect_with(addr, config, ConnectOptions::new())
+    }
+
+    /// [`Client::connect`], resuming an exported session and/or answering enhanced
+    /// authentication's AUTH challenges as `options` say.
+    pub fn connect_with(
+        addr: SocketAddr,
+        config: ClientConfig,
+        options: ConnectOptions,
+    ) -> Result<(Client, Events), Error> {
         let stream = open(addr, config.connect_timeout)?;
         let (ready_tx, ready_rx) = reply_channel();
         let (in_tx, in_rx) = sync_channel(CLIENT_COMMANDS + NET_CHUNKS);
@@ -160,7 +174,7 @@ impl Client {
             free: Mutex::new(CLIENT_COMMANDS),
             freed: Condvar::new(),
         });
-        let core = ClientCore::new(Session::new(config), ready_tx);
+        let core = ClientCore::start(config, options, ready_tx);
         let side = Arc::new(Side::default());
         let (tx, p) = (in_tx.clone(), (permits.clone(), side.clone()));
         thread::spawn(move || run_client(addr, core, stream, tx, in_rx, ev_tx, p));
@@ -227,6 +241,23 @@ impl Client {
             Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
             Err(TrySendError::Disconnected(_)) => Err(Error::Stopped),
         }
+    }
+
+    /// Sends AUTH (MQTT 5): the answer to an
+    /// [`Event::Auth`](crate::client::Event::Auth) challenge of enhanced authentication, or a
+    /// re-authentication (reason code Re-authenticate).
+    pub fn auth(&self, auth: Auth) -> Result<(), Error> {
+        let (tx, rx) = reply_channel();
+        self.send(Command::Auth(auth, tx))?;
+        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
+    }
+
+    /// The session's state now (unfinished QoS 1/2 flows, subscriptions, the client id), to
+    /// resume it in another process with [`ConnectOptions::with_session`]: a durable outbox.
+    pub fn session_state(&self) -> Result<SessionState, Error> {
+        let (tx, rx) = reply_channel();
+        self.send(Command::Session(tx))?;
+        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
     }
 
     /// Sends DISCONNECT (normal), closes the transport and stops the session thread.

@@ -8,7 +8,10 @@
 pub mod access;
 pub mod driver;
 
-pub use driver::{Ack, BlockingEvents, BlockingPending, Error, Events, Pending, SubAck};
+pub use driver::{
+    Ack, AuthHandler, BlockingEvents, BlockingPending, ConnectOptions, Error, Events, Pending,
+    SubAck,
+};
 #[cfg(feature = "broker")]
 pub use driver::{BrokerHandle, BrokerOptions, Fsync};
 

@@ -10,7 +10,7 @@ use smol::Async;
 
 pub use super::aio::{TcpReader, TcpWriter};
 use super::driver::{self, Runtime};
-pub use super::driver::{Ack, Error, Events, Pending, SubAck};
+pub use super::driver::{Ack, ConnectOptions, Error, Events, Pending, SubAck};
 #[cfg(feature = "broker")]
 pub use super::driver::{BrokerHandle, BrokerOptions};
 

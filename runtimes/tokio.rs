@@ -42,7 +42,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::driver::{self, Runtime};
-pub use super::driver::{Ack, Error, Events, Pending, SubAck};
+pub use super::driver::{Ack, ConnectOptions, Error, Events, Pending, SubAck};
 #[cfg(feature = "broker")]
 pub use super::driver::{BrokerHandle, BrokerOptions};
 

@@ -33,11 +33,16 @@ mod rt {
         config: BrokerConfig,
         options: BrokerOptions,
     ) -> std::io::Result<Broker> {
-        let server = Server::bind_with(
-            Core::new(config),
-            options,
-            &["127.0.0.1:0".parse().unwrap()],
-        )?;
+        try_broker_core(Core::new(config), options)
+    }
+
+    /// A broker around this core (with its authenticator, say).
+    pub(crate) fn broker_core(core: Core) -> Broker {
+        try_broker_core(core, BrokerOptions::default()).unwrap()
+    }
+
+    fn try_broker_core(core: Core, options: BrokerOptions) -> std::io::Result<Broker> {
+        let server = Server::bind_with(core, options, &["127.0.0.1:0".parse().unwrap()])?;
         let addr = server.local_addrs()[0];
         let stop = server.handle();
         let done = std::thread::spawn(move || server.run());
@@ -70,7 +75,15 @@ mod rt {
     }
 
     pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
-        let (handle, events) = Handle::connect(addr, config)?;
+        connect_with(addr, config, tinymqtt::runtimes::ConnectOptions::new())
+    }
+
+    pub(crate) fn connect_with(
+        addr: SocketAddr,
+        config: ClientConfig,
+        options: tinymqtt::runtimes::ConnectOptions,
+    ) -> Result<Client, Error> {
+        let (handle, events) = Handle::connect_with(addr, config, options)?;
         // The events iterator on a thread, so waits can time out.
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -126,6 +139,35 @@ mod rt {
 
         pub(crate) fn ack(&self, token: tinymqtt::client::AckToken) -> Result<(), Error> {
             self.handle.ack(token)
+        }
+
+        /// Publishes; the packet id the `Pending` told before its acknowledgement, and the ack.
+        #[allow(clippy::disallowed_methods)] // real sockets run on real time
+        pub(crate) fn publish_telling_id(
+            &self,
+            p: Publish,
+        ) -> Result<(Option<tinymqtt::PacketId>, Ack), Error> {
+            let qos = p.qos;
+            let pending = self.handle.publish(p)?;
+            // The session thread takes the publish after the call returns: the id shows up
+            // then, before (or at the latest with) its acknowledgement.
+            let end = std::time::Instant::now() + Duration::from_secs(5);
+            while qos != tinymqtt::QoS::AtMostOnce
+                && pending.packet_id().is_none()
+                && std::time::Instant::now() < end
+            {
+                std::thread::yield_now();
+            }
+            let id = pending.packet_id();
+            Ok((id, pending.wait()?))
+        }
+
+        pub(crate) fn auth(&self, auth: tinymqtt::codec::Auth) -> Result<(), Error> {
+            self.handle.auth(auth)
+        }
+
+        pub(crate) fn session_state(&self) -> tinymqtt::client::SessionState {
+            self.handle.session_state().unwrap()
         }
 
         pub(crate) fn disconnect(self) {

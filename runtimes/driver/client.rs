@@ -6,9 +6,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{answer, Ack, Error, Reply, SubAck};
-use crate::client::{AckToken, Client as Session, ClientState, Event};
+use crate::client::{AckToken, Client as Session, ClientConfig, ClientState, Event, SessionState};
 use crate::codec::{
-    AckProperties, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
+    AckProperties, Auth, Disconnect, Publish, SubscribeProperties, Subscription,
+    UnsubscribeProperties,
 };
 use crate::error::ClientError;
 use crate::hash::IdMap;
@@ -25,6 +26,80 @@ pub(crate) enum Command {
     Unsubscribe(Vec<TopicFilter>, UnsubscribeProperties, Reply<SubAck>),
     /// Disconnect cleanly and stop, answering once the transport is closed.
     Disconnect(Disconnect, Option<Reply<()>>),
+    /// Send AUTH (enhanced authentication), answering at once (the blocking runtime's way).
+    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+    Auth(Auth, Reply<()>),
+    /// Export the session state, answering at once (the blocking runtime's way).
+    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+    Session(Reply<SessionState>),
+}
+
+/// Answers the server's AUTH challenges (MQTT 5 enhanced authentication): given the server's
+/// AUTH, the client's next AUTH, or `None` to leave it to the application (it then arrives as
+/// [`Event::Auth`], to answer with the client's `auth`).
+pub type AuthHandler = Box<dyn FnMut(&Auth) -> Option<Auth> + Send>;
+
+/// How a runtime client starts, beyond its [`ClientConfig`]: build it with
+/// [`ConnectOptions::new`] and the `with_*` methods, and pass it to `connect_with`.
+///
+/// ```
+/// use tinymqtt::client::SessionState;
+/// use tinymqtt::codec::Auth;
+/// use tinymqtt::runtimes::ConnectOptions;
+///
+/// let saved = SessionState::default(); // e.g. read back from disk
+/// let options = ConnectOptions::new()
+///     .with_session(saved)
+///     .with_auth(|challenge: &Auth| Some(Auth::default()));
+/// ```
+#[non_exhaustive]
+#[derive(Default)]
+pub struct ConnectOptions {
+    /// A session exported earlier (the client's `session_state`) to resume: its unfinished
+    /// QoS 1/2 flows are resent once the server resumes the session.
+    pub session: Option<SessionState>,
+    /// Answers AUTH challenges, from the CONNECT's enhanced authentication on (the first
+    /// connection completes inside `connect_with`, before the application could answer).
+    pub auth: Option<AuthHandler>,
+}
+
+impl ConnectOptions {
+    /// No session to resume, AUTH left to the application.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Resumes `session`.
+    pub fn with_session(mut self, session: SessionState) -> ConnectOptions {
+        self.session = Some(session);
+        self
+    }
+
+    /// Answers AUTH challenges with `handler`.
+    pub fn with_auth(
+        mut self,
+        handler: impl FnMut(&Auth) -> Option<Auth> + Send + 'static,
+    ) -> ConnectOptions {
+        self.auth = Some(Box::new(handler));
+        self
+    }
+
+    /// The sans-IO session these options start from.
+    pub(crate) fn session_for(&mut self, config: ClientConfig) -> Session {
+        match self.session.take() {
+            Some(s) => Session::with_session(config, s),
+            None => Session::new(config),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("session", &self.session)
+            .field("auth", &self.auth.as_ref().map(|_| "handler"))
+            .finish()
+    }
 }
 
 /// What the loop must do after an input, in this order.
@@ -60,10 +135,24 @@ pub(crate) struct ClientCore {
     ready: Option<Reply<()>>,
     /// Set once the driver must end; answered when it has.
     stopping: Option<Option<Reply<()>>>,
+    /// Answers the server's AUTH challenges, if the application gave one.
+    auth: Option<Handler>,
     out: Output,
 }
 
 impl ClientCore {
+    /// A core for the session `options` start with `config`; `ready` hears how the first
+    /// connection went.
+    pub(crate) fn start(
+        config: ClientConfig,
+        mut options: ConnectOptions,
+        ready: Reply<()>,
+    ) -> ClientCore {
+        let mut core = ClientCore::new(options.session_for(config), ready);
+        core.auth = options.auth.map(Handler);
+        core
+    }
+
     /// A core for `session`; `ready` hears how the first connection went.
     pub(crate) fn new(session: Session, ready: Reply<()>) -> ClientCore {
         ClientCore {
@@ -74,6 +163,7 @@ impl ClientCore {
             queue: VecDeque::new(),
             ready: Some(ready),
             stopping: None,
+            auth: None,
             out: Output::default(),
         }
     }
@@ -136,8 +226,29 @@ impl ClientCore {
         self.drain(now);
     }
 
+    /// Sends AUTH: the next step of enhanced authentication, or a re-authentication.
+    pub(crate) fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), Error> {
+        if self.stopping.is_some() {
+            return Err(Error::Stopped);
+        }
+        self.session.auth(now, auth).map_err(Error::Client)?;
+        self.drain(now);
+        Ok(())
+    }
+
+    /// The session's state, to restore with [`ConnectOptions::with_session`].
+    pub(crate) fn session_state(&self) -> SessionState {
+        self.session.session()
+    }
+
     /// A command from a handle: carried out now, or queued behind those that wait.
     pub(crate) fn command(&mut self, now: Instant, command: Command) {
+        let command = match command {
+            // Neither waits for the window: answered at once.
+            Command::Auth(a, r) => return answer(r, self.auth(now, a)),
+            Command::Session(r) => return answer(r, Ok(self.session_state())),
+            c => c,
+        };
         if !self.queue.is_empty() {
             self.queue.push_back(command);
             return;
@@ -210,6 +321,7 @@ impl ClientCore {
             }
             match self.session.publish(now, p) {
                 Ok(Some(id)) => {
+                    r.set_tag(id.get());
                     self.publishes.insert(id, r);
                 }
                 Ok(None) => {
@@ -227,6 +339,10 @@ impl ClientCore {
         }
         let result = match &command {
             Command::Publish(..) => return None,
+            Command::Auth(..) | Command::Session(_) => {
+                self.command(now, command);
+                return None;
+            }
             Command::Subscribe(f, props, _) => self
                 .session
                 .subscribe(now, f.clone(), props.clone())
@@ -290,7 +406,7 @@ impl ClientCore {
     fn drain(&mut self, now: Instant) {
         loop {
             while let Some(e) = self.session.poll_event() {
-                self.event(e);
+                self.event(now, e);
             }
             // Freed slots or a new connection may let waiting commands through.
             let Some(c) = self.queue.pop_front() else {
@@ -303,8 +419,24 @@ impl ClientCore {
         }
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, now: Instant, event: Event) {
         match event {
+            Event::Auth(a) => match self.auth.as_mut().and_then(|h| (h.0)(&a)) {
+                Some(reply) => {
+                    // A session that can no longer answer (closed meanwhile) reports why.
+                    let _ = self.session.auth(now, reply);
+                }
+                // During `connect` no one could answer (the application has no handle yet):
+                // fail at once rather than at the connect timeout.
+                None if self.ready.is_some() => {
+                    if let Some(r) = self.ready.take() {
+                        answer(r, Err(Error::AuthUnanswered(Box::new(a))));
+                    }
+                    let _ = self.session.disconnect(now, Disconnect::default());
+                    self.stop(None);
+                }
+                None => self.out.events.push(Event::Auth(a)),
+            },
             Event::Published {
                 packet_id,
                 reason_code,
@@ -374,6 +506,10 @@ impl ClientCore {
                 self.out.events.push(event);
             }
             Event::Reconnected { ref lost, .. } => {
+                // A restored session's first connection is a reconnection to it.
+                if let Some(r) = self.ready.take() {
+                    answer(r, Ok(()));
+                }
                 for id in lost.publishes.iter().filter_map(|p| p.packet_id) {
                     if let Some(r) = self.publishes.remove(&id) {
                         answer(r, Err(Error::Lost));
@@ -420,6 +556,15 @@ fn ok_unless<T>(refused: bool, answer: T, refusal: impl FnOnce(T) -> Error) -> R
     }
 }
 
+/// The application's [`AuthHandler`].
+struct Handler(AuthHandler);
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthHandler")
+    }
+}
+
 /// Which identifier a command got.
 enum Id {
     Subscribe(PacketId),
@@ -433,6 +578,8 @@ pub(crate) fn fail(command: Command, error: Error) {
         Command::Subscribe(_, _, r) | Command::Unsubscribe(_, _, r) => answer(r, Err(error)),
         Command::Disconnect(_, Some(r)) => answer(r, Ok(())),
         Command::Disconnect(_, None) => {}
+        Command::Auth(_, r) => answer(r, Err(error)),
+        Command::Session(r) => answer(r, Err(error)),
     }
 }
 
@@ -448,10 +595,10 @@ mod handle {
     use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
     use std::task::{Poll, Waker};
 
-    use super::{ClientCore, Command};
-    use crate::client::{AckToken, Client as Session, ClientConfig, Event};
+    use super::{ClientCore, Command, ConnectOptions};
+    use crate::client::{AckToken, ClientConfig, Event, SessionState};
     use crate::codec::{
-        Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
+        Auth, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
     use crate::runtimes::driver::{
         now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
@@ -558,12 +705,22 @@ mod handle {
             addr: SocketAddr,
             config: ClientConfig,
         ) -> Result<(Self, Events), Error> {
+            Self::connect_with(addr, config, ConnectOptions::new()).await
+        }
+
+        /// [`Client::connect`], resuming an exported session and/or answering enhanced
+        /// authentication's AUTH challenges as `options` say.
+        pub async fn connect_with(
+            addr: SocketAddr,
+            config: ClientConfig,
+            options: ConnectOptions,
+        ) -> Result<(Self, Events), Error> {
             let (reader, writer) = R::connect(addr).await?;
             let (ready_tx, ready_rx) = reply_channel();
             let (ev_tx, ev_rx) = async_channel::bounded(CLIENT_EVENTS);
             let shared = Arc::new(Shared {
                 state: Mutex::new(State {
-                    core: ClientCore::new(Session::new(config), ready_tx),
+                    core: ClientCore::start(config, options, ready_tx),
                     driver: None,
                     work: false,
                     unsent: 0,
@@ -644,6 +801,30 @@ mod handle {
                 w.wake();
             }
             Ok(())
+        }
+
+        /// Sends AUTH (MQTT 5): the answer to an [`Event::Auth`] challenge of enhanced
+        /// authentication, or a re-authentication (reason code Re-authenticate). Never waits.
+        pub fn auth(&self, auth: Auth) -> Result<(), Error> {
+            let waker = {
+                let mut st = self.shared.lock();
+                if st.ended {
+                    return Err(Error::Stopped);
+                }
+                st.core.auth(now(), auth)?;
+                st.work()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            Ok(())
+        }
+
+        /// The session's state now (unfinished QoS 1/2 flows, subscriptions, the client id),
+        /// to resume it in another process with [`ConnectOptions::with_session`]: a durable
+        /// outbox. Never waits.
+        pub fn session_state(&self) -> SessionState {
+            self.shared.lock().core.session_state()
         }
 
         /// Sends DISCONNECT (normal), closes the transport and stops the driver.

@@ -73,6 +73,7 @@ use crate::{PacketId, ReasonCode};
 pub use broker::{BrokerHandle, BrokerOptions, EventHook};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
+pub use client::{AuthHandler, ConnectOptions};
 #[cfg(all(
     feature = "broker",
     any(feature = "tokio", feature = "smol", feature = "async-std")
@@ -122,6 +123,10 @@ pub enum Error {
     /// The client is stopped (disconnected and not reconnecting, or its driver ended).
     #[error("the client is stopped")]
     Stopped,
+    /// The server asked for a step of enhanced authentication while `connect` waited for its
+    /// CONNACK, and no [`ConnectOptions::with_auth`] handler answered it: the AUTH it sent.
+    #[error("the server's AUTH challenge during connect went unanswered (see ConnectOptions::with_auth)")]
+    AuthUnanswered(Box<crate::codec::Auth>),
     /// The server refused the publish: its PUBACK or PUBREC carried an error reason code
     /// (MQTT 5; a 3.1.x server cannot refuse a publish, it may only drop it).
     #[error("the server refused the publish: {:?}", .0.reason_code)]
@@ -207,6 +212,13 @@ impl Pending {
         Pending { rx }
     }
 
+    /// The packet identifier of a QoS 1/2 message once the session has taken it (at once
+    /// when the in-flight window has room, else when it leaves the client's queue); `None`
+    /// before, and always for QoS 0.
+    pub fn packet_id(&self) -> Option<PacketId> {
+        PacketId::new(self.rx.tag())
+    }
+
     /// Waits for the acknowledgement the message's QoS requires.
     pub async fn ack(self) -> Result<Ack, Error> {
         self.rx.recv().await.unwrap_or(Err(Error::Stopped))
@@ -230,6 +242,12 @@ impl BlockingPending {
     #[cfg(feature = "blocking")]
     pub(crate) fn from_receiver(rx: Answer<Ack>) -> BlockingPending {
         BlockingPending { rx }
+    }
+
+    /// The packet identifier of a QoS 1/2 message once the session has taken it; see
+    /// [`Pending::packet_id`].
+    pub fn packet_id(&self) -> Option<PacketId> {
+        PacketId::new(self.rx.tag())
     }
 
     /// Blocks the thread until the acknowledgement the message's QoS requires.

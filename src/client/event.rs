@@ -11,6 +11,14 @@ use crate::error::CloseReason;
 use crate::types::{ByteStr, PacketId, ReasonCode};
 
 /// Something the application should know; drained with [`Client::poll_event`](super::Client::poll_event).
+///
+/// The runtime clients (`tinymqtt::runtimes::<runtime>::Client`) report these through their
+/// `Events`, having done the sans-IO part themselves: they write what the session transmits,
+/// close and reopen transports and reconnect as [`ClientConfig::reconnect`](super::ClientConfig::reconnect)
+/// says, so they never report [`Event::ReconnectDue`]. The acknowledgements of their own calls
+/// ([`Event::Published`], and the SUBACK/UNSUBACK of `subscribe`/`unsubscribe`) complete
+/// those calls instead of arriving here. The instructions on each variant are for the
+/// sans-IO [`Client`](super::Client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -60,16 +68,20 @@ pub enum Event {
         /// UNSUBACK properties.
         properties: AckProperties,
     },
-    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `Client::auth`.
+    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `Client::auth` (the
+    /// runtime clients have `auth` too, or answer through a `ConnectOptions::with_auth`
+    /// handler).
     Auth(Auth),
-    /// The connection ended. Send what `poll_transmit` still yields, then close the transport.
+    /// The connection ended. Sans-IO: send what `poll_transmit` still yields, then close the
+    /// transport (a runtime client has done so, and reconnects if configured to).
     Disconnected {
         /// Who ended it and why.
         reason: CloseReason,
         /// The server's DISCONNECT properties, if it sent one.
         properties: Box<DisconnectProperties>,
     },
-    /// The backoff delay has passed: open a new transport and call `Client::connect`.
+    /// The backoff delay has passed: open a new transport and call `Client::connect`
+    /// (sans-IO only: the runtime clients reconnect themselves).
     ReconnectDue,
     /// With manual acks, the last [`AckToken`] of a message was dropped without
     /// `Client::ack` while the session still waited for it: the message stays unacknowledged

@@ -51,13 +51,18 @@ pub(crate) fn try_broker_with(
     config: BrokerConfig,
     options: BrokerOptions,
 ) -> std::io::Result<Broker> {
+    try_broker_core(Core::new(config), options)
+}
+
+/// A broker around this core (with its authenticator, say).
+pub(crate) fn broker_core(core: Core) -> Broker {
+    try_broker_core(core, BrokerOptions::default()).unwrap()
+}
+
+fn try_broker_core(core: Core, options: BrokerOptions) -> std::io::Result<Broker> {
     block_on(async {
-        let server = Server::<Rt>::bind_with(
-            Core::new(config),
-            options,
-            &["127.0.0.1:0".parse().unwrap()],
-        )
-        .await?;
+        let server =
+            Server::<Rt>::bind_with(core, options, &["127.0.0.1:0".parse().unwrap()]).await?;
         let addr = server.local_addrs()[0];
         let stop = server.handle();
         let (tx, done) = async_channel::bounded(1);
@@ -92,7 +97,15 @@ pub(crate) fn connect_unread(addr: SocketAddr, config: ClientConfig) -> Result<C
 }
 
 pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
-    let (handle, events) = block_on(Handle::<Rt>::connect(addr, config))?;
+    connect_with(addr, config, tinymqtt::runtimes::ConnectOptions::new())
+}
+
+pub(crate) fn connect_with(
+    addr: SocketAddr,
+    config: ClientConfig,
+    options: tinymqtt::runtimes::ConnectOptions,
+) -> Result<Client, Error> {
+    let (handle, events) = block_on(Handle::<Rt>::connect_with(addr, config, options))?;
     Ok(Client { handle, events })
 }
 
@@ -140,6 +153,26 @@ impl Client {
 
     pub(crate) fn ack(&self, token: tinymqtt::client::AckToken) -> Result<(), Error> {
         self.handle.ack(token)
+    }
+
+    /// Publishes; the packet id the `Pending` told before its acknowledgement, and the ack.
+    pub(crate) fn publish_telling_id(
+        &self,
+        p: Publish,
+    ) -> Result<(Option<tinymqtt::PacketId>, Ack), Error> {
+        block_on(async {
+            let pending = self.handle.publish(p).await?;
+            let id = pending.packet_id();
+            Ok((id, pending.ack().await?))
+        })
+    }
+
+    pub(crate) fn auth(&self, auth: tinymqtt::codec::Auth) -> Result<(), Error> {
+        self.handle.auth(auth)
+    }
+
+    pub(crate) fn session_state(&self) -> tinymqtt::client::SessionState {
+        self.handle.session_state()
     }
 
     pub(crate) fn disconnect(self) {

@@ -201,3 +201,157 @@ fn a_refused_publish_or_subscription_is_an_error() {
     c.disconnect();
     b.shutdown();
 }
+
+/// A QoS 1 publish tells its packet id before its acknowledgement arrives.
+#[test]
+fn a_pending_publish_tells_its_packet_id_before_completion() {
+    let b = broker();
+    let c = rt::connect(b.addr, config(ProtocolVersion::V5, "ids")).unwrap();
+    let (id, ack) = c
+        .publish_telling_id(msg("ids/x", "m", QoS::AtLeastOnce, false))
+        .unwrap();
+    assert!(id.is_some(), "the id is known before the PUBACK");
+    assert_eq!(id, ack.packet_id);
+    let (id, ack) = c
+        .publish_telling_id(msg("ids/x", "m", QoS::AtMostOnce, false))
+        .unwrap();
+    assert_eq!((id, ack.packet_id), (None, None));
+    c.disconnect();
+    b.shutdown();
+}
+
+/// The session exported from one client resumes in another: its subscriptions come back.
+#[test]
+fn an_exported_session_is_restored_by_a_new_client() {
+    let b = broker();
+    let first = rt::connect(b.addr, config(ProtocolVersion::V5, "outbox")).unwrap();
+    first.subscribe(sub("keep/#", QoS::AtLeastOnce)).unwrap();
+    let state = first.session_state();
+    assert_eq!(state.subscriptions.len(), 1, "{state:?}");
+    first.disconnect();
+    // A clean start: the broker has no session, so the restored one re-subscribes.
+    let options = tinymqtt::runtimes::ConnectOptions::new().with_session(state);
+    let again = rt::connect_with(b.addr, config(ProtocolVersion::V5, "other-id"), options).unwrap();
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    // The SUBACK of the re-subscription arrives as an event; wait for it before publishing.
+    let end = clock() + WAIT;
+    loop {
+        match again.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Subscribed { reason_codes, .. }) => {
+                assert_eq!(reason_codes, vec![ReasonCode::GrantedQoS1]);
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("no re-subscription within {WAIT:?}"),
+        }
+    }
+    p.publish(msg("keep/1", "kept", QoS::AtLeastOnce, false))
+        .unwrap();
+    assert_eq!(&next_message(&again).payload[..], b"kept");
+    p.disconnect();
+    again.disconnect();
+    b.shutdown();
+}
+
+/// An authenticator that asks for "secret" in a second step of method "demo".
+struct ChallengeAuth;
+
+struct Challenge;
+
+impl tinymqtt::broker::AuthExchange for Challenge {
+    fn step(&mut self, data: Option<&Bytes>) -> tinymqtt::broker::AuthStep {
+        use tinymqtt::broker::AuthStep;
+        match data.map(|d| &d[..]) {
+            None | Some(b"hello") => AuthStep::Continue(Bytes::from_static(b"password?")),
+            Some(b"secret") => AuthStep::Success(None),
+            Some(_) => AuthStep::Failure(ReasonCode::NotAuthorized),
+        }
+    }
+}
+
+impl tinymqtt::broker::Authenticator for ChallengeAuth {
+    fn authenticate(
+        &self,
+        _: &ByteStr,
+        _: Option<&ByteStr>,
+        _: Option<&Bytes>,
+    ) -> Result<(), ReasonCode> {
+        Err(ReasonCode::NotAuthorized)
+    }
+
+    fn start_auth(
+        &self,
+        _: &ByteStr,
+        _: Option<&ByteStr>,
+        method: &ByteStr,
+    ) -> Option<Box<dyn tinymqtt::broker::AuthExchange>> {
+        (method.as_str() == "demo").then(|| Box::new(Challenge) as _)
+    }
+}
+
+/// The answer to a "password?" challenge.
+fn answer(challenge: &tinymqtt::codec::Auth) -> Option<tinymqtt::codec::Auth> {
+    let asked = challenge.properties.authentication_data.as_deref() == Some(b"password?");
+    let mut auth = tinymqtt::codec::Auth {
+        reason_code: ReasonCode::ContinueAuthentication,
+        ..Default::default()
+    };
+    auth.properties.authentication_method = Some(ByteStr::from_static("demo"));
+    auth.properties.authentication_data = Some(Bytes::from_static(b"secret"));
+    asked.then_some(auth)
+}
+
+/// MQTT 5 enhanced authentication through a runtime client: the CONNECT's challenge is
+/// answered by the handler in `ConnectOptions`, and a re-authentication started with `auth`.
+#[test]
+fn enhanced_authentication_completes_through_a_runtime_client() {
+    let core = tinymqtt::broker::Broker::with_auth(
+        BrokerConfig {
+            sys_interval: None,
+            ..BrokerConfig::default()
+        },
+        Arc::new(ChallengeAuth),
+        Arc::new(tinymqtt::broker::AllowAll),
+    );
+    let b = rt::broker_core(core);
+    let mut c = config(ProtocolVersion::V5, "authed");
+    c.properties.authentication_method = Some(ByteStr::from_static("demo"));
+    // Without a handler no one can answer the challenge: connect fails at once.
+    match rt::connect(b.addr, c.clone()) {
+        Err(Error::AuthUnanswered(a)) => {
+            assert_eq!(a.reason_code, ReasonCode::ContinueAuthentication);
+            assert_eq!(
+                a.properties.authentication_data.as_deref(),
+                Some(&b"password?"[..])
+            );
+        }
+        Err(e) => panic!("an unanswerable challenge must fail connect with AuthUnanswered: {e}"),
+        Ok(_) => panic!("an unanswerable challenge must fail connect"),
+    }
+    let options = tinymqtt::runtimes::ConnectOptions::new().with_auth(answer);
+    let client = rt::connect_with(b.addr, c, options).unwrap();
+    // Re-authentication: the client starts it, the handler answers the challenge.
+    let mut again = tinymqtt::codec::Auth {
+        reason_code: ReasonCode::ReAuthenticate,
+        ..Default::default()
+    };
+    again.properties.authentication_method = Some(ByteStr::from_static("demo"));
+    again.properties.authentication_data = Some(Bytes::from_static(b"hello"));
+    client.auth(again).unwrap();
+    let end = clock() + WAIT;
+    loop {
+        match client.next_event(end.saturating_duration_since(clock())) {
+            Some(Event::Auth(a)) => {
+                assert_eq!(a.reason_code, ReasonCode::Success, "{a:?}");
+                break;
+            }
+            Some(Event::Disconnected { reason, .. }) => {
+                panic!("re-authentication failed: {reason:?}")
+            }
+            Some(_) => continue,
+            None => panic!("no AUTH success within {WAIT:?}"),
+        }
+    }
+    client.disconnect();
+    b.shutdown();
+}
