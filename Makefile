@@ -40,11 +40,13 @@ doc:
 	bash .ci/docsrs.sh
 
 ## core: the sans-IO core builds alone and depends on bytes and thiserror only; a runtime
-## feature alone (a client) pulls in none of the broker's crates
+## feature alone (a client) pulls in none of the broker's crates; no dependency needs a newer
+## Rust than rust-version (clippy's incompatible_msrv, in lint, checks our own std use)
 core:
 	$(CARGO) build --no-default-features
 	bash .ci/core-deps.sh
 	bash .ci/client-deps.sh
+	bash .ci/msrv.sh
 
 ## check-features: the feature combinations that matter build (see .ci/features.sh)
 check-features:

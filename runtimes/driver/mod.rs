@@ -46,6 +46,8 @@
 pub(crate) mod broker;
 pub(crate) mod client;
 mod oneshot;
+#[cfg(feature = "broker")]
+mod options_with;
 #[cfg(all(
     feature = "broker",
     any(feature = "tokio", feature = "smol", feature = "async-std")

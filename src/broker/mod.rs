@@ -49,6 +49,7 @@
 
 pub mod auth;
 pub mod config;
+mod config_with;
 mod connection;
 mod mail;
 pub mod retained;

@@ -35,6 +35,7 @@
 //! ```
 
 mod config;
+mod config_with;
 mod event;
 mod inbound;
 mod outgoing;
