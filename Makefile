@@ -39,15 +39,21 @@ lint:
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(CARGO) clippy --manifest-path benches/load/Cargo.toml --all-targets -- -D warnings
 
+## doc: the docs build without warnings, and as docs.rs builds them (feature badges)
 doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --all-features
+	bash .ci/docsrs.sh
 
-## core: the sans-IO core builds alone and depends on bytes and thiserror only
+## core: the sans-IO core builds alone and depends on bytes and thiserror only; a runtime
+## feature alone (a client) pulls in none of the broker's crates; no dependency needs a newer
+## Rust than rust-version (clippy's incompatible_msrv, in lint, checks our own std use)
 core:
 	$(CARGO) build --no-default-features
 	bash .ci/core-deps.sh
+	bash .ci/client-deps.sh
+	bash .ci/msrv.sh
 
-## check-features: every combination of the runtime features builds
+## check-features: the feature combinations that matter build (see .ci/features.sh)
 check-features:
 	bash .ci/features.sh
 
@@ -86,12 +92,12 @@ bench:
 ## bench-persistence: QoS 1 throughput with persistence on (fsync always) against off, side by
 ## side (e.g. make bench-persistence ARGS="--count 20000 --rounds 7")
 bench-persistence:
-	$(CARGO) bench --features tokio --bench persistence -- $(ARGS)
+	$(CARGO) bench --features tokio,persistence --bench persistence -- $(ARGS)
 
 ## bench-client: our tokio client against rumqttc, QoS 1 publishes of 64 B to one in-process
 ## broker, alternating (e.g. make bench-client ARGS="--count 100000 --rounds 5")
 bench-client:
-	$(CARGO) bench --features tokio --bench client -- $(ARGS)
+	$(CARGO) bench --features tokio,broker --bench client -- $(ARGS)
 
 ## crash: the broker process killed with SIGKILL under load and restarted on its store
 ## (tests/crash.rs, also part of `make test` with fewer kills; this prints its report): our
@@ -101,7 +107,7 @@ crash:
 	$(CARGO) build --examples --all-features
 	PAHO_CRASH_KILLS=$(PAHO_CRASH_KILLS) $(CARGO) test --all-features --test crash -- --nocapture
 
-## bench-brokers: tinymqtt's broker side by side with Mosquitto and rumqttd on loopback (issue 7),
+## bench-brokers: tinymqtt's broker side by side with Mosquitto and rumqttd on loopback,
 ## each pinned to core 0 and the load tool to core 1; installs mosquitto and rumqttd when missing.
 ## ROUNDS rounds (A B C A B C) of DURATION seconds per scenario; SCENARIOS and BROKERS pick a subset.
 ## The JSON lines go to target/bench-brokers/results.jsonl, the table to stdout.
@@ -114,7 +120,7 @@ bench-brokers:
 	  CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## bench-runtimes: our broker on each runtime (tokio, smol, async-std, blocking) on fan-in 4->1
-## QoS 0, alternating, with the ratios to tokio (issue 7: each within 30%); same knobs as above
+## QoS 0, alternating, with the ratios to tokio; same knobs as above
 RUNTIME_SCENARIOS ?= fanin-q0
 bench-runtimes:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(RUNTIME_SCENARIOS)" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks tinymqtt's example broker side by side with Mosquitto and rumqttd on loopback
-# (issue 7). Each broker runs pinned to core $BROKER_CPU, the load tool to core $LOAD_CPU, so the
+# Benchmarks tinymqtt's example broker side by side with Mosquitto and rumqttd on loopback.
+# Each broker runs pinned to core $BROKER_CPU, the load tool to core $LOAD_CPU, so the
 # figures are per-core efficiency. For each scenario the brokers alternate A B C A B C for $ROUNDS
 # rounds of $DURATION seconds, each run on a freshly started broker; the JSON lines go to
 # $RESULTS and a table of medians, min-max and ratios is printed at the end.

@@ -1,5 +1,5 @@
 //! QoS 1 publish throughput of our tokio client against rumqttc's `AsyncClient`, side by side
-//! in one run, to the same broker (issue 7: ours ≥ 1.5x rumqttc).
+//! in one run, to the same broker.
 //!
 //! One broker serves both clients for the whole run: our tokio broker in-process, on a thread
 //! and a single-threaded runtime of its own, or `--mosquitto PORT` to use a Mosquitto (or any

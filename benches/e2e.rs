@@ -1,4 +1,4 @@
-//! End to end in memory (issue 7): sans-IO clients and one sans-IO [`Broker`] exchanging bytes
+//! End to end in memory: sans-IO clients and one sans-IO [`Broker`] exchanging bytes
 //! through their public API only, no sockets, no threads, a fake clock. It measures the CPU
 //! cost of the core (codec, connection machines, router, client sessions) per message.
 //!

@@ -1,5 +1,5 @@
 //! QoS 1 throughput with persistence on (every write durable: `fsync = "always"`) against
-//! off, side by side in one run (issue 6).
+//! off, side by side in one run.
 //!
 //! Each round starts a fresh in-process tokio broker per configuration (on a fresh store,
 //! the two configurations alternating which goes first), and one publisher sends `--count`

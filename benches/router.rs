@@ -1,4 +1,4 @@
-//! Router benchmarks (issue 7), all in the group `router`:
+//! Router benchmarks, all in the group `router`:
 //!
 //! - `match_10k`, `match_100k`: the [`SubscriptionTree`] alone, one topic matched against
 //!   10,000 / 100,000 subscriptions (distinct literal filters plus one in ten with `+` or `#`,

@@ -148,10 +148,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     let mut ok = true;
     for (i, p) in pending.into_iter().enumerate() {
         match p.wait() {
-            Ok(ack) if !ack.reason_code.is_error() => {
+            Ok(ack) => {
                 tracing::debug!(n = i, code = ?ack.reason_code, "acknowledged");
             }
-            Ok(ack) => {
+            Err(tinymqtt::runtimes::Error::PublishRefused(ack)) => {
                 tracing::error!(n = i, code = ?ack.reason_code, "refused");
                 ok = false;
             }

@@ -105,10 +105,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<Vec<_>, tinymqtt::InvalidTopic>>()?;
     let addr = endpoint.to_string();
     let (client, events) = cli::AnyClient::connect(args.runtime, endpoint, config)?;
-    let suback = client.subscribe(filters)?;
-    if let Some(code) = suback.reason_codes.iter().find(|c| c.is_error()) {
-        return Err(format!("subscription refused: {code:?}").into());
-    }
+    // A refused filter is an error (`Error::SubscribeRefused`).
+    client.subscribe(filters)?;
     tracing::info!(%addr, topics = ?topics, "subscribed");
     if args.count == Some(0) {
         client.disconnect()?;
@@ -116,7 +114,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut seen = 0u64;
     let stdout = std::io::stdout();
-    while let Some(event) = events.recv_blocking() {
+    while let Some(event) = events.recv() {
         match event {
             Event::Message(m) => {
                 let p = m.publish;

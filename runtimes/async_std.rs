@@ -13,7 +13,9 @@ use async_io::Async;
 
 pub use super::aio::{TcpReader, TcpWriter};
 use super::driver::{self, now, Runtime};
-pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+pub use super::driver::{Ack, ConnectOptions, Error, Events, Pending, SubAck};
+#[cfg(feature = "broker")]
+pub use super::driver::{BrokerHandle, BrokerOptions};
 
 /// The async-std binding of the driver.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +49,7 @@ impl Runtime for AsyncStd {
 }
 
 /// An MQTT broker on async-std: bound listeners, run until its [`BrokerHandle`] is triggered.
+#[cfg(feature = "broker")]
 pub type Broker = driver::Server<AsyncStd>;
 
 /// An MQTT client on async-std; see [`driver::Client`].

@@ -9,37 +9,58 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
+#[cfg(feature = "broker")]
+use std::net::TcpListener;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::pin::pin;
+#[cfg(feature = "broker")]
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "broker")]
+use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+#[cfg(feature = "broker")]
 use super::driver::broker::{
     drain_connection, taken, Control, EventHook, MailQueue, Mailbox, Queued, Report, RouterCore,
     Traffic,
 };
+#[cfg(feature = "broker")]
 use super::driver::checks::{Checks, Verdict};
-use super::driver::client::{ClientCore, Command};
-use super::driver::transport::{
-    self, Connector, Endpoint, Held, Link, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
-    TransportError,
-};
+use super::driver::client::{fail, ClientCore, Command};
+use super::driver::transport::{self, Connector, Endpoint, Link, TransportError};
+#[cfg(feature = "broker")]
+use super::driver::transport::{Held, ListenerConfig, ListenerStats, Reloader, SharedAcceptor};
+#[cfg(feature = "broker")]
 use super::driver::writer::{self, StoreWriter};
-use super::driver::TransportHook;
-use super::driver::{self, now, reply_channel, Reply, CLIENT_COMMANDS, CLIENT_EVENTS, NET_CHUNKS};
-pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+use super::driver::{
+    self, block_until, now, reply_channel, CLIENT_COMMANDS, CLIENT_EVENTS, EVENTS_STALL, NET_CHUNKS,
+};
+pub use super::driver::{
+    Ack, BlockingEvents as Events, BlockingPending as Pending, ConnectOptions, Error, SubAck,
+};
+#[cfg(feature = "broker")]
+pub use super::driver::{BrokerHandle, BrokerOptions};
+#[cfg(feature = "broker")]
+use super::driver::{Reply, TransportHook};
+#[cfg(feature = "broker")]
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats, ConnectionMail, ServerConnection};
-use crate::client::{Client as Session, ClientConfig};
-use crate::codec::{Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties};
+use crate::client::{AckToken, ClientConfig, SessionState};
+use crate::codec::{
+    Auth, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
+};
 use crate::TopicFilter;
 
 /// What the client's session thread waits for.
 enum Input {
     Bytes(u64, Bytes),
+    /// [`Client::ack`] left tokens in [`Side::acks`].
+    Acks,
     Closed(u64),
     Command(Command),
     HandlesGone,
@@ -51,13 +72,43 @@ struct Permits {
     freed: Condvar,
 }
 
+/// What a client's handles and its session thread share besides the input channel.
+#[derive(Default)]
+struct Side {
+    /// Acknowledgements for the session thread, which takes them on every turn: they bypass
+    /// the bounded input channel, so acknowledging from the thread that reads [`Events`] never
+    /// waits for the session thread (which may itself wait for that reader).
+    acks: Mutex<Vec<AckToken>>,
+    /// The session thread has waited [`EVENTS_STALL`] for room in the full event queue:
+    /// commands are refused with [`Error::EventsUnread`] until it has room again.
+    stalled: AtomicBool,
+}
+
 impl Permits {
+    #[cfg(feature = "broker")]
     fn acquire(&self) {
+        self.acquire_unless(&AtomicBool::new(false));
+    }
+
+    /// [`Permits::acquire`], or false (no permit taken) once `stop` is set: whoever sets
+    /// it does so under the lock, through [`Permits::stop`].
+    fn acquire_unless(&self, stop: &AtomicBool) -> bool {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         while *free == 0 {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
         *free -= 1;
+        true
+    }
+
+    /// Sets `stop` (to `value`) and wakes every waiter.
+    fn stop(&self, stop: &AtomicBool, value: bool) {
+        let _free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        stop.store(value, Ordering::Release);
+        self.freed.notify_all();
     }
 
     fn release(&self) {
@@ -66,15 +117,18 @@ impl Permits {
     }
 
     /// Lets every waiter through from now on (the other end is gone).
+    #[cfg(feature = "broker")]
     fn open_all(&self) {
         *self.free.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX / 2;
         self.freed.notify_all();
     }
 }
 
+#[cfg(feature = "broker")]
 /// Opens the permits when dropped, so a reader waiting for one ends instead of hanging.
 struct OpenOnDrop(Arc<Permits>);
 
+#[cfg(feature = "broker")]
 impl Drop for OpenOnDrop {
     fn drop(&mut self) {
         self.0.open_all();
@@ -85,6 +139,7 @@ impl Drop for OpenOnDrop {
 struct Handles {
     inputs: SyncSender<Input>,
     permits: Arc<Permits>,
+    side: Arc<Side>,
 }
 
 impl Drop for Handles {
@@ -112,7 +167,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects to `addr` and returns once the server accepted the first connection.
     pub fn connect(addr: SocketAddr, config: ClientConfig) -> Result<(Client, Events), Error> {
-        Client::connect_to(addr, config)
+        Client::connect_with(addr, config, ConnectOptions::new())
     }
 
     /// Connects to `endpoint` (a URL such as `mqtts://broker.example.com`, or a socket
@@ -123,6 +178,16 @@ impl Client {
         endpoint: impl Into<Endpoint>,
         config: ClientConfig,
     ) -> Result<(Client, Events), Error> {
+        Client::connect_with(endpoint, config, ConnectOptions::new())
+    }
+
+    /// [`Client::connect_to`], resuming an exported session and/or answering enhanced
+    /// authentication's AUTH challenges as `options` say.
+    pub fn connect_with(
+        endpoint: impl Into<Endpoint>,
+        config: ClientConfig,
+        options: ConnectOptions,
+    ) -> Result<(Client, Events), Error> {
         let connector = endpoint.into().connector()?;
         let (stream, link) = transport::open_blocking(&connector, config.connect_timeout)?;
         let (ready_tx, ready_rx) = reply_channel();
@@ -132,20 +197,22 @@ impl Client {
             free: Mutex::new(CLIENT_COMMANDS),
             freed: Condvar::new(),
         });
-        let core = ClientCore::new(Session::new(config), ready_tx);
-        let (tx, p) = (in_tx.clone(), permits.clone());
+        let core = ClientCore::start(config, options, ready_tx);
+        let side = Arc::new(Side::default());
         let last = LastError::default();
         let session = SessionThread {
             connector,
-            inputs: tx,
+            inputs: in_tx.clone(),
             events: ev_tx,
-            permits: p,
+            permits: permits.clone(),
+            side: side.clone(),
             last: last.clone(),
         };
         thread::spawn(move || run_client(session, core, (stream, link), in_rx));
         let handles = Arc::new(Handles {
             inputs: in_tx,
             permits,
+            side,
         });
         match ready_rx.recv_blocking().unwrap_or(Err(Error::Stopped)) {
             Ok(()) => {}
@@ -206,6 +273,46 @@ impl Client {
         rx.recv_blocking().unwrap_or(Err(Error::Stopped))
     }
 
+    /// Acknowledges a message received with [`ClientConfig::manual_acks`]: its token is in
+    /// [`Message::ack`](crate::client::Message::ack).
+    ///
+    /// Never blocks (the session thread sends the acknowledgement on its next turn), so it
+    /// may be called from the loop that reads [`Events`]. Acknowledgements go out in the order
+    /// the messages arrived ([MQTT-4.6.0-2]); a token of a connection that has since ended is
+    /// ignored (the server sends the message again). Until a message is acknowledged it holds
+    /// a slot of the receive window; a token dropped unacknowledged is reported as
+    /// [`Event::AckTokenDropped`](crate::client::Event::AckTokenDropped).
+    pub fn ack(&self, token: AckToken) -> Result<(), Error> {
+        self.handles
+            .side
+            .acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(token);
+        match self.handles.inputs.try_send(Input::Acks) {
+            // Full: the session thread has inputs to wake for, and takes the acks then.
+            Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// Sends AUTH (MQTT 5): the answer to an
+    /// [`Event::Auth`](crate::client::Event::Auth) challenge of enhanced authentication, or a
+    /// re-authentication (reason code Re-authenticate).
+    pub fn auth(&self, auth: Auth) -> Result<(), Error> {
+        let (tx, rx) = reply_channel();
+        self.send(Command::Auth(auth, tx))?;
+        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
+    }
+
+    /// The session's state now (unfinished QoS 1/2 flows, subscriptions, the client id), to
+    /// resume it in another process with [`ConnectOptions::with_session`]: a durable outbox.
+    pub fn session_state(&self) -> Result<SessionState, Error> {
+        let (tx, rx) = reply_channel();
+        self.send(Command::Session(tx))?;
+        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
+    }
+
     /// Sends DISCONNECT (normal), closes the transport and stops the session thread.
     pub fn disconnect(&self) -> Result<(), Error> {
         self.disconnect_with(Disconnect::default())
@@ -219,7 +326,12 @@ impl Client {
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
-        self.handles.permits.acquire();
+        let side = &self.handles.side;
+        if side.stalled.load(Ordering::Acquire)
+            || !self.handles.permits.acquire_unless(&side.stalled)
+        {
+            return Err(Error::EventsUnread);
+        }
         self.handles
             .inputs
             .send(Input::Command(command))
@@ -255,6 +367,7 @@ struct SessionThread {
     inputs: SyncSender<Input>,
     events: async_channel::Sender<crate::client::Event>,
     permits: Arc<Permits>,
+    side: Arc<Side>,
     last: LastError,
 }
 
@@ -316,8 +429,15 @@ fn run_client(
     let mut transport = open_conn(&s, first, generation).map_err(failed).ok();
     let mut stash: VecDeque<Command> = VecDeque::new();
     let mut app = Vec::new();
+    // Inputs taken from the channel while the event queue stalled (bytes, closes).
+    let mut backlog: VecDeque<Input> = VecDeque::new();
     core.connect(now(), transport.is_some());
     loop {
+        let tokens = std::mem::take(&mut *s.side.acks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tokens {
+            // A stale token (of an ended connection) is no error here: the server resends.
+            let _ = core.ack(now(), t);
+        }
         loop {
             let out = core.take_output();
             if out.transmit.is_empty() && !out.close && !out.reconnect && out.events.is_empty() {
@@ -333,7 +453,31 @@ fn run_client(
                 }
             }
             for e in out.events {
-                let _ = s.events.send_blocking(e);
+                // A dropped `Events` discards events.
+                let mut send = pin!(s.events.send(e));
+                if block_until(send.as_mut(), Some(now() + EVENTS_STALL)).is_some() {
+                    continue;
+                }
+                // Every call waiting on the session hears that the events went unread
+                // (it may be the one that should read them), and so does every new one
+                // until the event is taken.
+                s.permits.stop(&s.side.stalled, true);
+                core.events_unread();
+                for c in stash.drain(..) {
+                    s.permits.release();
+                    fail(c, Error::EventsUnread);
+                }
+                while let Ok(input) = rx.try_recv() {
+                    match input {
+                        Input::Command(c) => {
+                            s.permits.release();
+                            fail(c, Error::EventsUnread);
+                        }
+                        other => backlog.push_back(other),
+                    }
+                }
+                block_until(send.as_mut(), None);
+                s.permits.stop(&s.side.stalled, false);
             }
             if out.close {
                 if let Some(t) = transport.take() {
@@ -361,7 +505,10 @@ fn run_client(
                 continue;
             }
         }
-        let input = next(&rx, core.deadline());
+        let input = match backlog.pop_front() {
+            Some(i) => Ok(i),
+            None => next(&rx, core.deadline()),
+        };
         match input {
             Ok(Input::Bytes(g, b)) if g == generation => {
                 let Some(t) = transport.as_mut() else {
@@ -395,7 +542,7 @@ fn run_client(
                 transport = None;
                 core.transport_closed(now());
             }
-            Ok(Input::Bytes(..) | Input::Closed(_)) => {}
+            Ok(Input::Bytes(..) | Input::Closed(_) | Input::Acks) => {}
             Ok(Input::Command(c)) => stash.push_back(c),
             Ok(Input::HandlesGone) | Err(RecvTimeoutError::Disconnected) => {
                 core.handles_gone(now())
@@ -407,7 +554,7 @@ fn run_client(
 
 /// The next input, or `Timeout` once `deadline` has passed: a passed deadline goes first, so
 /// a busy channel cannot starve the timers.
-fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, RecvTimeoutError> {
+fn next<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
     match deadline.map(|at| at.saturating_duration_since(now())) {
         Some(left) if left.is_zero() => Err(RecvTimeoutError::Timeout),
         Some(left) => rx.recv_timeout(left),
@@ -415,6 +562,7 @@ fn next<T>(rx: &Receiver<T>, deadline: Option<std::time::Instant>) -> Result<T, 
     }
 }
 
+#[cfg(feature = "broker")]
 /// What reaches the broker's router thread.
 enum Inbox {
     Accept(TcpStream, Option<Box<Link>>, Held),
@@ -425,6 +573,7 @@ enum Inbox {
     Shutdown,
 }
 
+#[cfg(feature = "broker")]
 /// What reaches a connection's thread.
 enum ConnInput {
     Bytes(Bytes),
@@ -435,6 +584,7 @@ enum ConnInput {
     Shutdown,
 }
 
+#[cfg(feature = "broker")]
 /// The router's end of a connection's channel; abort shuts the socket down at once.
 struct Queue {
     tx: Sender<ConnInput>,
@@ -448,6 +598,7 @@ struct Queue {
     closed: Arc<Mutex<bool>>,
 }
 
+#[cfg(feature = "broker")]
 impl MailQueue for Queue {
     fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
@@ -476,6 +627,7 @@ impl MailQueue for Queue {
     }
 }
 
+#[cfg(feature = "broker")]
 /// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[derive(Debug)]
 pub struct Broker {
@@ -491,6 +643,7 @@ pub struct Broker {
     inbox: (SyncSender<Inbox>, Receiver<Inbox>),
 }
 
+#[cfg(feature = "broker")]
 impl Broker {
     /// Binds `addrs` for a broker with `config` that lets everyone in.
     pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Broker> {
@@ -715,6 +868,7 @@ impl Broker {
     }
 }
 
+#[cfg(feature = "broker")]
 /// What a connection's thread is given besides its socket.
 struct Parts {
     conn: ServerConnection,
@@ -760,27 +914,34 @@ impl Wire {
     }
 }
 
+#[cfg(feature = "broker")]
 /// The stack of a broker connection's reader thread, which only reads and sends: a small one
 /// reserves less address space per connection (the default is 2 MiB).
 const READER_STACK: usize = 64 * 1024;
 
+#[cfg(feature = "broker")]
 /// The first read buffer of a broker connection's reader thread: small, so that an idle
 /// connection holds little; full reads grow it up to [`READ_CHUNK`](driver::READ_CHUNK).
 const FIRST_READ: usize = 512;
 
+#[cfg(feature = "broker")]
 /// Connections served at once: each takes two threads. One more is closed at once, and so is
 /// one whose threads the system refuses.
 pub const MAX_CONNECTION_THREADS: usize = 8192;
 
+#[cfg(feature = "broker")]
 /// Connections whose threads run.
 static CONNECTION_THREADS: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(feature = "broker")]
 /// How often a write blocked on its peer looks for mail that closes the connection.
 const WRITE_POLL: Duration = Duration::from_millis(50);
 
+#[cfg(feature = "broker")]
 /// How long a write to a peer may make no progress before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+#[cfg(feature = "broker")]
 /// Writes `buf` whole, unless the peer takes nothing for [`WRITE_TIMEOUT`] or `closing` is
 /// set (a takeover) while the write waits: a peer that does not read holds neither its
 /// session nor its takeover. The socket has a write timeout of [`WRITE_POLL`].
@@ -811,15 +972,18 @@ fn write_watched(stream: &mut TcpStream, mut buf: &[u8], closing: &AtomicBool) -
     Ok(())
 }
 
+#[cfg(feature = "broker")]
 /// Waits `d` (the accept loop's pause after an error such as running out of descriptors).
 #[allow(clippy::disallowed_methods)]
 fn pause(d: Duration) {
     thread::sleep(d);
 }
 
+#[cfg(feature = "broker")]
 /// One connection's place under [`MAX_CONNECTION_THREADS`], given back on drop.
 struct Slot;
 
+#[cfg(feature = "broker")]
 impl Slot {
     fn take() -> Option<Slot> {
         CONNECTION_THREADS
@@ -831,12 +995,14 @@ impl Slot {
     }
 }
 
+#[cfg(feature = "broker")]
 impl Drop for Slot {
     fn drop(&mut self) {
         CONNECTION_THREADS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
+#[cfg(feature = "broker")]
 /// Starts a connection's reader thread and its connection thread (which owns the
 /// `ServerConnection` and writes) on three handles of one socket; returns the router's
 /// mailbox for it, or its parts back when there is no room for more connections or the
@@ -923,6 +1089,7 @@ fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Queue>, Box<P
     ))
 }
 
+#[cfg(feature = "broker")]
 /// A connection's thread: the same drain as the async connection task.
 fn run_connection(
     stream: TcpStream,
@@ -1097,6 +1264,7 @@ fn run_connection(
     }
 }
 
+#[cfg(feature = "broker")]
 /// Hands the connection the reads held back, in order, while it wants them.
 fn feed(conn: &mut ServerConnection, held: &mut VecDeque<Bytes>, permits: &Permits) {
     while conn.wants_input() {
@@ -1108,9 +1276,11 @@ fn feed(conn: &mut ServerConnection, held: &mut VecDeque<Bytes>, permits: &Permi
     }
 }
 
+#[cfg(feature = "broker")]
 /// Queued inputs (reads, mail batches) a broker connection's thread takes before it writes.
 const INPUTS_PER_WRITE: usize = 32;
 
+#[cfg(feature = "broker")]
 /// DISCONNECT 0x8B to an MQTT 5 client, no will, then the socket is closed.
 fn shut_down(mut stream: Wire, mut conn: ServerConnection, hook: Option<&EventHook>) {
     conn.shutdown(now());

@@ -4,13 +4,16 @@
 //! runtime module binds its sockets and timers and names the driver's types for it:
 //! `tokio::{Client, Broker}`, `smol::{..}`, `async_std::{..}` and `blocking::{..}`.
 
+#[cfg(feature = "broker")]
 pub mod access;
 pub mod driver;
 
 pub use driver::{
-    Ack, BrokerHandle, BrokerOptions, CheckCredentials, Error, Events, Fsync, Pending, SubAck,
-    Verdict,
+    Ack, AuthHandler, BlockingEvents, BlockingPending, ConnectOptions, Error, Events, Pending,
+    SubAck,
 };
+#[cfg(feature = "broker")]
+pub use driver::{BrokerHandle, BrokerOptions, CheckCredentials, Fsync, Verdict};
 
 #[cfg(any(feature = "smol", feature = "async-std"))]
 mod aio;

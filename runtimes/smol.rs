@@ -10,7 +10,9 @@ use smol::Async;
 
 pub use super::aio::{TcpReader, TcpWriter};
 use super::driver::{self, Runtime};
-pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+pub use super::driver::{Ack, ConnectOptions, Error, Events, Pending, SubAck};
+#[cfg(feature = "broker")]
+pub use super::driver::{BrokerHandle, BrokerOptions};
 
 /// The smol binding of the driver.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,7 @@ impl Runtime for Smol {
 }
 
 /// An MQTT broker on smol: bound listeners, run until its [`BrokerHandle`] is triggered.
+#[cfg(feature = "broker")]
 pub type Broker = driver::Server<Smol>;
 
 /// An MQTT client on smol; see [`driver::Client`].

@@ -42,7 +42,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::driver::{self, Runtime};
-pub use super::driver::{Ack, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck};
+pub use super::driver::{Ack, ConnectOptions, Error, Events, Pending, SubAck};
+#[cfg(feature = "broker")]
+pub use super::driver::{BrokerHandle, BrokerOptions};
 
 /// The tokio binding of the driver.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +118,7 @@ impl Runtime for Tokio {
 }
 
 /// An MQTT broker on tokio: bound listeners, run until its [`BrokerHandle`] is triggered.
+#[cfg(feature = "broker")]
 pub type Broker = driver::Server<Tokio>;
 
 /// An MQTT client on tokio; see [`driver::Client`].

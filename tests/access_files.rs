@@ -119,7 +119,7 @@ fn config(v: ProtocolVersion, id: &str, user: Option<(&str, &str)>) -> ClientCon
 fn connect(
     addr: SocketAddr,
     c: ClientConfig,
-) -> Result<(blocking::Client, tinymqtt::runtimes::Events), Error> {
+) -> Result<(blocking::Client, blocking::Events), Error> {
     blocking::Client::connect(addr, c)
 }
 
@@ -163,7 +163,7 @@ fn sub(filter: &str) -> Vec<Subscription> {
     )]
 }
 
-fn next_message(events: &tinymqtt::runtimes::Events) -> Publish {
+fn next_message(events: &blocking::Events) -> Publish {
     let end = Instant::now() + WAIT;
     loop {
         let left = end.saturating_duration_since(Instant::now());
@@ -176,16 +176,28 @@ fn next_message(events: &tinymqtt::runtimes::Events) -> Publish {
     }
 }
 
+/// The publish's reason code: a refusal is an error carrying the PUBACK.
 fn publish_code(c: &blocking::Client, topic: &str) -> ReasonCode {
-    c.publish(msg(topic, "x", QoS::AtLeastOnce))
-        .unwrap()
-        .wait()
-        .unwrap()
-        .reason_code
+    match c.publish(msg(topic, "x", QoS::AtLeastOnce)).unwrap().wait() {
+        Ok(ack) => ack.reason_code,
+        Err(Error::PublishRefused(ack)) => {
+            assert!(ack.reason_code.is_error(), "{ack:?}");
+            ack.reason_code
+        }
+        Err(e) => panic!("publish failed: {e}"),
+    }
 }
 
+/// The subscription's reason code: a refusal is an error carrying the SUBACK.
 fn suback(c: &blocking::Client, filter: &str) -> ReasonCode {
-    c.subscribe(sub(filter)).unwrap().reason_codes[0]
+    match c.subscribe(sub(filter)) {
+        Ok(ack) => ack.reason_codes[0],
+        Err(Error::SubscribeRefused(ack)) => {
+            assert!(ack.reason_codes[0].is_error(), "{ack:?}");
+            ack.reason_codes[0]
+        }
+        Err(e) => panic!("subscribe failed: {e}"),
+    }
 }
 
 #[test]

@@ -10,8 +10,8 @@ mod rt {
     use tinymqtt::broker::BrokerConfig;
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
-    use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle};
-    use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, Events, SubAck};
+    use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle, Events};
+    use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, SubAck};
     use tinymqtt::TopicFilter;
 
     pub(crate) struct Broker {
@@ -33,11 +33,12 @@ mod rt {
         config: BrokerConfig,
         options: BrokerOptions,
     ) -> std::io::Result<Broker> {
-        let server = Server::bind_with(
-            Core::new(config),
-            options,
-            &["127.0.0.1:0".parse().unwrap()],
-        )?;
+        try_broker_core(Core::new(config), options)
+    }
+
+    /// A broker around this core (with its authenticator, say).
+    fn try_broker_core(core: Core, options: BrokerOptions) -> std::io::Result<Broker> {
+        let server = Server::bind_with(core, options, &["127.0.0.1:0".parse().unwrap()])?;
         let addr = server.local_addrs()[0];
         let stop = server.handle();
         let done = std::thread::spawn(move || server.run());
@@ -66,11 +67,28 @@ mod rt {
 
     pub(crate) struct Client {
         handle: Handle,
-        events: mpsc::Receiver<Event>,
+        events: Result<mpsc::Receiver<Event>, Events>,
+    }
+
+    /// A client whose events are only read when the test asks for them.
+    pub(crate) fn connect_unread(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
+        let (handle, events) = Handle::connect(addr, config)?;
+        Ok(Client {
+            handle,
+            events: Err(events),
+        })
     }
 
     pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
-        let (handle, events) = Handle::connect(addr, config)?;
+        connect_with(addr, config, tinymqtt::runtimes::ConnectOptions::new())
+    }
+
+    pub(crate) fn connect_with(
+        addr: SocketAddr,
+        config: ClientConfig,
+        options: tinymqtt::runtimes::ConnectOptions,
+    ) -> Result<Client, Error> {
+        let (handle, events) = Handle::connect_with(addr, config, options)?;
         // The events iterator on a thread, so waits can time out.
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -81,7 +99,10 @@ mod rt {
                 }
             }
         });
-        Ok(Client { handle, events: rx })
+        Ok(Client {
+            handle,
+            events: Ok(rx),
+        })
     }
 
     impl Client {
@@ -97,6 +118,15 @@ mod rt {
             pending.into_iter().map(|p| p.wait().unwrap()).collect()
         }
 
+        /// Publishes each without waiting for its acknowledgement; the first error ends it.
+        pub(crate) fn publish_all(&self, ps: Vec<Publish>) -> Result<usize, Error> {
+            let mut pending = Vec::new();
+            for p in ps {
+                pending.push(self.handle.publish(p)?);
+            }
+            Ok(pending.len())
+        }
+
         pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
             self.handle.subscribe(s)
         }
@@ -106,7 +136,43 @@ mod rt {
         }
 
         pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {
-            self.events.recv_timeout(wait).ok()
+            match &self.events {
+                Ok(rx) => rx.recv_timeout(wait).ok(),
+                Err(events) => events.recv_timeout(wait),
+            }
+        }
+
+        pub(crate) fn ack(&self, token: tinymqtt::client::AckToken) -> Result<(), Error> {
+            self.handle.ack(token)
+        }
+
+        /// Publishes; the packet id the `Pending` told before its acknowledgement, and the ack.
+        #[allow(clippy::disallowed_methods)] // real sockets run on real time
+        pub(crate) fn publish_telling_id(
+            &self,
+            p: Publish,
+        ) -> Result<(Option<tinymqtt::PacketId>, Ack), Error> {
+            let qos = p.qos;
+            let pending = self.handle.publish(p)?;
+            // The session thread takes the publish after the call returns: the id shows up
+            // then, before (or at the latest with) its acknowledgement.
+            let end = std::time::Instant::now() + Duration::from_secs(5);
+            while qos != tinymqtt::QoS::AtMostOnce
+                && pending.packet_id().is_none()
+                && std::time::Instant::now() < end
+            {
+                std::thread::yield_now();
+            }
+            let id = pending.packet_id();
+            Ok((id, pending.wait()?))
+        }
+
+        pub(crate) fn auth(&self, auth: tinymqtt::codec::Auth) -> Result<(), Error> {
+            self.handle.auth(auth)
+        }
+
+        pub(crate) fn session_state(&self) -> tinymqtt::client::SessionState {
+            self.handle.session_state().unwrap()
         }
 
         pub(crate) fn disconnect(self) {

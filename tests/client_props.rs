@@ -495,7 +495,7 @@ impl Sim {
             }
             Step::Ack { pick } => {
                 if !self.tokens.is_empty() {
-                    let token = self.tokens[pick % self.tokens.len()];
+                    let token = self.tokens[pick % self.tokens.len()].clone();
                     match self.client.ack(self.now, token) {
                         Ok(()) | Err(ClientError::UnknownAckToken) => {}
                         Err(e) => panic!("ack: {e}"),

@@ -1068,16 +1068,16 @@ fn mqtt_4_6_0_2_manual_acks_are_released_in_receipt_order() {
     p.expect_silence();
 
     let now = p.now;
-    p.client.ack(now, tokens[&13]).unwrap();
+    p.client.ack(now, tokens[&13].clone()).unwrap();
     p.expect_silence();
-    p.client.ack(now, tokens[&12]).unwrap();
+    p.client.ack(now, tokens[&12].clone()).unwrap();
     p.expect_silence();
     assert_eq!(
-        p.client.ack(now, tokens[&13]),
+        p.client.ack(now, tokens[&13].clone()),
         Err(ClientError::UnknownAckToken),
         "acked twice"
     );
-    p.client.ack(now, tokens[&11]).unwrap();
+    p.client.ack(now, tokens[&11].clone()).unwrap();
     p.expect_bytes(&hex("40 02 00 0B 50 02 00 0C 40 02 00 0D"));
     p.expect_silence();
 

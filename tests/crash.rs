@@ -1,4 +1,4 @@
-//! Crash tests of the real broker process (issue 6): the example broker runs with a store,
+//! Crash tests of the real broker process: the example broker runs with a store,
 //! a persistent subscriber listens on `crash/#` at QoS 2, one publisher sends at QoS 1 and
 //! one at QoS 2 under load, and the broker is killed with SIGKILL at random moments and
 //! restarted on the same store and port while the clients reconnect on their sessions.

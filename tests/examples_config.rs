@@ -88,7 +88,7 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
     assert!(out.contains("good.toml: ok"), "{out}");
     assert!(out.contains("1 users"), "{out}");
     assert!(out.contains("fsync interval, a sync every 5 s"), "{out}");
-    // The spelling of the folder, and the default policy.
+    // The folder given as `persistence = DIR`, and the default policy.
     let short = write(&dir, "short.toml", "persistence = \"there\"\n");
     let out = run_ok(&example("broker"), &["--check-config", &short]);
     assert!(out.contains("there: fsync always"), "{out}");

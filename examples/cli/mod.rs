@@ -15,7 +15,8 @@ use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::{Publish, Subscription};
 use tinymqtt::runtimes::driver::transport::{Endpoint, ListenerConfig, ListenerStats, Reloader};
 use tinymqtt::runtimes::{
-    async_std, blocking, smol, tokio, BrokerHandle, BrokerOptions, Error, Events, Pending, SubAck,
+    async_std, blocking, smol, tokio, BlockingEvents, BlockingPending, BrokerHandle, BrokerOptions,
+    Error, SubAck,
 };
 use tinymqtt::ProtocolVersion;
 
@@ -94,21 +95,22 @@ impl AnyClient {
         runtime: Runtime,
         endpoint: Endpoint,
         config: ClientConfig,
-    ) -> Result<(AnyClient, Events), Error> {
+    ) -> Result<(AnyClient, BlockingEvents), Error> {
         let e = endpoint;
         Ok(match runtime {
             Runtime::Tokio => {
                 let rt = ::tokio::runtime::Runtime::new()?;
-                let (c, e) = rt.block_on(tokio::Client::connect_to(e, config))?;
-                (AnyClient::Tokio(c, rt), e)
+                let (c, ev) = rt.block_on(tokio::Client::connect_to(e, config))?;
+                (AnyClient::Tokio(c, rt), ev.into_blocking())
             }
             Runtime::Smol => {
-                let (c, e) = ::smol::block_on(smol::Client::connect_to(e, config))?;
-                (AnyClient::Smol(c), e)
+                let (c, ev) = ::smol::block_on(smol::Client::connect_to(e, config))?;
+                (AnyClient::Smol(c), ev.into_blocking())
             }
             Runtime::AsyncStd => {
-                let (c, e) = ::async_std::task::block_on(async_std::Client::connect_to(e, config))?;
-                (AnyClient::AsyncStd(c), e)
+                let (c, ev) =
+                    ::async_std::task::block_on(async_std::Client::connect_to(e, config))?;
+                (AnyClient::AsyncStd(c), ev.into_blocking())
             }
             Runtime::Blocking => {
                 let (c, e) = blocking::Client::connect_to(e, config)?;
@@ -117,12 +119,12 @@ impl AnyClient {
         })
     }
 
-    /// Publishes; the [`Pending`] completes with the acknowledgement.
-    pub(crate) fn publish(&self, p: Publish) -> Result<Pending, Error> {
+    /// Publishes; the [`BlockingPending`] completes with the acknowledgement.
+    pub(crate) fn publish(&self, p: Publish) -> Result<BlockingPending, Error> {
         match self {
-            AnyClient::Tokio(c, _) => wait(c.publish(p)),
-            AnyClient::Smol(c) => wait(c.publish(p)),
-            AnyClient::AsyncStd(c) => wait(c.publish(p)),
+            AnyClient::Tokio(c, _) => wait(c.publish(p)).map(|p| p.into_blocking()),
+            AnyClient::Smol(c) => wait(c.publish(p)).map(|p| p.into_blocking()),
+            AnyClient::AsyncStd(c) => wait(c.publish(p)).map(|p| p.into_blocking()),
             AnyClient::Blocking(c) => c.publish(p),
         }
     }

@@ -36,7 +36,8 @@ pub struct BrokerOptions {
     pub shutdown_grace: Duration,
     /// Told of every broker event, for logs and metrics.
     pub on_event: Option<EventHook>,
-    /// The directory of the broker's store (its file is [`STORE_FILE`](super::STORE_FILE)):
+    /// The directory of the broker's store (its file is `tinymqtt.redb`; needs the
+    /// `persistence` feature, without which `bind` refuses a directory):
     /// retained messages and persistent sessions with their subscriptions survive a restart.
     /// `None` keeps everything in memory.
     pub persistence: Option<PathBuf>,

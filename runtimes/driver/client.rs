@@ -6,9 +6,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{answer, Ack, Error, Reply, SubAck};
-use crate::client::{Client as Session, ClientState, Event};
+use crate::client::{AckToken, Client as Session, ClientConfig, ClientState, Event, SessionState};
 use crate::codec::{
-    AckProperties, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
+    AckProperties, Auth, Disconnect, Publish, SubscribeProperties, Subscription,
+    UnsubscribeProperties,
 };
 use crate::error::ClientError;
 use crate::hash::IdMap;
@@ -25,6 +26,80 @@ pub(crate) enum Command {
     Unsubscribe(Vec<TopicFilter>, UnsubscribeProperties, Reply<SubAck>),
     /// Disconnect cleanly and stop, answering once the transport is closed.
     Disconnect(Disconnect, Option<Reply<()>>),
+    /// Send AUTH (enhanced authentication), answering at once (the blocking runtime's way).
+    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+    Auth(Auth, Reply<()>),
+    /// Export the session state, answering at once (the blocking runtime's way).
+    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+    Session(Reply<SessionState>),
+}
+
+/// Answers the server's AUTH challenges (MQTT 5 enhanced authentication): given the server's
+/// AUTH, the client's next AUTH, or `None` to leave it to the application (it then arrives as
+/// [`Event::Auth`], to answer with the client's `auth`).
+pub type AuthHandler = Box<dyn FnMut(&Auth) -> Option<Auth> + Send>;
+
+/// How a runtime client starts, beyond its [`ClientConfig`]: build it with
+/// [`ConnectOptions::new`] and the `with_*` methods, and pass it to `connect_with`.
+///
+/// ```
+/// use tinymqtt::client::SessionState;
+/// use tinymqtt::codec::Auth;
+/// use tinymqtt::runtimes::ConnectOptions;
+///
+/// let saved = SessionState::default(); // e.g. read back from disk
+/// let options = ConnectOptions::new()
+///     .with_session(saved)
+///     .with_auth(|challenge: &Auth| Some(Auth::default()));
+/// ```
+#[non_exhaustive]
+#[derive(Default)]
+pub struct ConnectOptions {
+    /// A session exported earlier (the client's `session_state`) to resume: its unfinished
+    /// QoS 1/2 flows are resent once the server resumes the session.
+    pub session: Option<SessionState>,
+    /// Answers AUTH challenges, from the CONNECT's enhanced authentication on (the first
+    /// connection completes inside `connect_with`, before the application could answer).
+    pub auth: Option<AuthHandler>,
+}
+
+impl ConnectOptions {
+    /// No session to resume, AUTH left to the application.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Resumes `session`.
+    pub fn with_session(mut self, session: SessionState) -> ConnectOptions {
+        self.session = Some(session);
+        self
+    }
+
+    /// Answers AUTH challenges with `handler`.
+    pub fn with_auth(
+        mut self,
+        handler: impl FnMut(&Auth) -> Option<Auth> + Send + 'static,
+    ) -> ConnectOptions {
+        self.auth = Some(Box::new(handler));
+        self
+    }
+
+    /// The sans-IO session these options start from.
+    pub(crate) fn session_for(&mut self, config: ClientConfig) -> Session {
+        match self.session.take() {
+            Some(s) => Session::with_session(config, s),
+            None => Session::new(config),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("session", &self.session)
+            .field("auth", &self.auth.as_ref().map(|_| "handler"))
+            .finish()
+    }
 }
 
 /// What the loop must do after an input, in this order.
@@ -60,10 +135,24 @@ pub(crate) struct ClientCore {
     ready: Option<Reply<()>>,
     /// Set once the driver must end; answered when it has.
     stopping: Option<Option<Reply<()>>>,
+    /// Answers the server's AUTH challenges, if the application gave one.
+    auth: Option<Handler>,
     out: Output,
 }
 
 impl ClientCore {
+    /// A core for the session `options` start with `config`; `ready` hears how the first
+    /// connection went.
+    pub(crate) fn start(
+        config: ClientConfig,
+        mut options: ConnectOptions,
+        ready: Reply<()>,
+    ) -> ClientCore {
+        let mut core = ClientCore::new(options.session_for(config), ready);
+        core.auth = options.auth.map(Handler);
+        core
+    }
+
     /// A core for `session`; `ready` hears how the first connection went.
     pub(crate) fn new(session: Session, ready: Reply<()>) -> ClientCore {
         ClientCore {
@@ -74,6 +163,7 @@ impl ClientCore {
             queue: VecDeque::new(),
             ready: Some(ready),
             stopping: None,
+            auth: None,
             out: Output::default(),
         }
     }
@@ -136,8 +226,29 @@ impl ClientCore {
         self.drain(now);
     }
 
+    /// Sends AUTH: the next step of enhanced authentication, or a re-authentication.
+    pub(crate) fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), Error> {
+        if self.stopping.is_some() {
+            return Err(Error::Stopped);
+        }
+        self.session.auth(now, auth).map_err(Error::Client)?;
+        self.drain(now);
+        Ok(())
+    }
+
+    /// The session's state, to restore with [`ConnectOptions::with_session`].
+    pub(crate) fn session_state(&self) -> SessionState {
+        self.session.session()
+    }
+
     /// A command from a handle: carried out now, or queued behind those that wait.
     pub(crate) fn command(&mut self, now: Instant, command: Command) {
+        let command = match command {
+            // Neither waits for the window: answered at once.
+            Command::Auth(a, r) => return answer(r, self.auth(now, a)),
+            Command::Session(r) => return answer(r, Ok(self.session_state())),
+            c => c,
+        };
         if !self.queue.is_empty() {
             self.queue.push_back(command);
             return;
@@ -148,6 +259,17 @@ impl ClientCore {
         self.drain(now);
     }
 
+    /// Acknowledges a message received with manual acks (never waits: the acknowledgement
+    /// goes out with the next write, in the order the messages arrived).
+    pub(crate) fn ack(&mut self, now: Instant, token: AckToken) -> Result<(), Error> {
+        if self.stopping.is_some() {
+            return Err(Error::Stopped);
+        }
+        self.session.ack(now, token).map_err(Error::Client)?;
+        self.drain(now);
+        Ok(())
+    }
+
     /// The driver is gone without stopping (its task was dropped): every waiter hears
     /// [`Error::Stopped`], and so does every later command.
     #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
@@ -156,6 +278,12 @@ impl ClientCore {
             self.stopping = Some(None);
         }
         self.fail_all(|| Error::Stopped);
+    }
+
+    /// The application left the event queue full for too long: every waiter hears
+    /// [`Error::EventsUnread`] (queued commands are dropped unsent).
+    pub(crate) fn events_unread(&mut self) {
+        self.fail_all(|| Error::EventsUnread);
     }
 
     /// Every handle is gone: disconnect cleanly.
@@ -193,6 +321,7 @@ impl ClientCore {
             }
             match self.session.publish(now, p) {
                 Ok(Some(id)) => {
+                    r.set_tag(id.get());
                     self.publishes.insert(id, r);
                 }
                 Ok(None) => {
@@ -210,6 +339,10 @@ impl ClientCore {
         }
         let result = match &command {
             Command::Publish(..) => return None,
+            Command::Auth(..) | Command::Session(_) => {
+                self.command(now, command);
+                return None;
+            }
             Command::Subscribe(f, props, _) => self
                 .session
                 .subscribe(now, f.clone(), props.clone())
@@ -273,7 +406,7 @@ impl ClientCore {
     fn drain(&mut self, now: Instant) {
         loop {
             while let Some(e) = self.session.poll_event() {
-                self.event(e);
+                self.event(now, e);
             }
             // Freed slots or a new connection may let waiting commands through.
             let Some(c) = self.queue.pop_front() else {
@@ -286,8 +419,24 @@ impl ClientCore {
         }
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, now: Instant, event: Event) {
         match event {
+            Event::Auth(a) => match self.auth.as_mut().and_then(|h| (h.0)(&a)) {
+                Some(reply) => {
+                    // A session that can no longer answer (closed meanwhile) reports why.
+                    let _ = self.session.auth(now, reply);
+                }
+                // During `connect` no one could answer (the application has no handle yet):
+                // fail at once rather than at the connect timeout.
+                None if self.ready.is_some() => {
+                    if let Some(r) = self.ready.take() {
+                        answer(r, Err(Error::AuthUnanswered(Box::new(a))));
+                    }
+                    let _ = self.session.disconnect(now, Disconnect::default());
+                    self.stop(None);
+                }
+                None => self.out.events.push(Event::Auth(a)),
+            },
             Event::Published {
                 packet_id,
                 reason_code,
@@ -299,7 +448,11 @@ impl ClientCore {
                         reason_code,
                         properties,
                     };
-                    answer(r, Ok(ack));
+                    let refused = ack.reason_code.is_error();
+                    answer(
+                        r,
+                        ok_unless(refused, ack, |a| Error::PublishRefused(a.into())),
+                    );
                 }
             }
             Event::Subscribed {
@@ -313,7 +466,11 @@ impl ClientCore {
                         reason_codes,
                         properties,
                     };
-                    answer(r, Ok(ack));
+                    let refused = ack.reason_codes.iter().any(|c| c.is_error());
+                    answer(
+                        r,
+                        ok_unless(refused, ack, |a| Error::SubscribeRefused(a.into())),
+                    );
                 }
                 // The session's own re-subscription after a reconnect: no one waits for it,
                 // so the application sees its SUBACK (and any refused filter) as an event.
@@ -334,7 +491,11 @@ impl ClientCore {
                         reason_codes,
                         properties,
                     };
-                    answer(r, Ok(ack));
+                    let refused = ack.reason_codes.iter().any(|c| c.is_error());
+                    answer(
+                        r,
+                        ok_unless(refused, ack, |a| Error::UnsubscribeRefused(a.into())),
+                    );
                 }
             }
             Event::ReconnectDue => self.out.reconnect = true,
@@ -345,6 +506,10 @@ impl ClientCore {
                 self.out.events.push(event);
             }
             Event::Reconnected { ref lost, .. } => {
+                // A restored session's first connection is a reconnection to it.
+                if let Some(r) = self.ready.take() {
+                    answer(r, Ok(()));
+                }
                 for id in lost.publishes.iter().filter_map(|p| p.packet_id) {
                     if let Some(r) = self.publishes.remove(&id) {
                         answer(r, Err(Error::Lost));
@@ -382,6 +547,24 @@ impl ClientCore {
     }
 }
 
+/// `Ok(answer)`, or the error `refusal` makes of it when the server refused.
+fn ok_unless<T>(refused: bool, answer: T, refusal: impl FnOnce(T) -> Error) -> Result<T, Error> {
+    if refused {
+        Err(refusal(answer))
+    } else {
+        Ok(answer)
+    }
+}
+
+/// The application's [`AuthHandler`].
+struct Handler(AuthHandler);
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthHandler")
+    }
+}
+
 /// Which identifier a command got.
 enum Id {
     Subscribe(PacketId),
@@ -389,12 +572,14 @@ enum Id {
 }
 
 /// Answers a command that cannot be carried out.
-fn fail(command: Command, error: Error) {
+pub(crate) fn fail(command: Command, error: Error) {
     match command {
         Command::Publish(_, r) => answer(r, Err(error)),
         Command::Subscribe(_, _, r) | Command::Unsubscribe(_, _, r) => answer(r, Err(error)),
         Command::Disconnect(_, Some(r)) => answer(r, Ok(())),
         Command::Disconnect(_, None) => {}
+        Command::Auth(_, r) => answer(r, Err(error)),
+        Command::Session(r) => answer(r, Err(error)),
     }
 }
 
@@ -410,15 +595,15 @@ mod handle {
     use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
     use std::task::{Poll, Waker};
 
-    use super::{ClientCore, Command};
-    use crate::client::{Client as Session, ClientConfig, Event};
+    use super::{ClientCore, Command, ConnectOptions};
+    use crate::client::{AckToken, ClientConfig, Event, SessionState};
     use crate::codec::{
-        Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
+        Auth, Disconnect, Publish, SubscribeProperties, Subscription, UnsubscribeProperties,
     };
     use crate::runtimes::driver::transport::{self, Connector, Endpoint, Link, TransportError};
     use crate::runtimes::driver::{
-        now, reply_channel, Error, Events, Pending, Reader, Runtime, SubAck, Writer,
-        CLIENT_COMMANDS, CLIENT_EVENTS, READ_CHUNK,
+        now, reply_channel, wait, Error, Events, Pending, Reader, Runtime, SubAck, Woke, Writer,
+        CLIENT_COMMANDS, CLIENT_EVENTS, EVENTS_STALL, READ_CHUNK,
     };
     use crate::TopicFilter;
 
@@ -449,6 +634,9 @@ mod handle {
         transport_error: Option<TransportError>,
         /// The driver has ended: commands are refused.
         ended: bool,
+        /// The driver has waited [`EVENTS_STALL`] for room in the full event queue: a
+        /// command that would wait is refused with [`Error::EventsUnread`].
+        stalled: bool,
     }
 
     impl Shared {
@@ -521,7 +709,7 @@ mod handle {
             addr: SocketAddr,
             config: ClientConfig,
         ) -> Result<(Self, Events), Error> {
-            Self::connect_to(addr, config).await
+            Self::connect_with(addr, config, ConnectOptions::new()).await
         }
 
         /// Connects to `endpoint` (a URL such as `mqtts://broker.example.com`, parsed with
@@ -532,6 +720,16 @@ mod handle {
             endpoint: impl Into<Endpoint>,
             config: ClientConfig,
         ) -> Result<(Self, Events), Error> {
+            Self::connect_with(endpoint, config, ConnectOptions::new()).await
+        }
+
+        /// [`Client::connect_to`], resuming an exported session and/or answering enhanced
+        /// authentication's AUTH challenges as `options` say.
+        pub async fn connect_with(
+            endpoint: impl Into<Endpoint>,
+            config: ClientConfig,
+            options: ConnectOptions,
+        ) -> Result<(Self, Events), Error> {
             let connector = endpoint.into().connector()?;
             let deadline = now() + config.connect_timeout;
             let (reader, writer, link) = transport::open::<R>(&connector, deadline).await?;
@@ -539,13 +737,14 @@ mod handle {
             let (ev_tx, ev_rx) = async_channel::bounded(CLIENT_EVENTS);
             let shared = Arc::new(Shared {
                 state: Mutex::new(State {
-                    core: ClientCore::new(Session::new(config), ready_tx),
+                    core: ClientCore::start(config, options, ready_tx),
                     driver: None,
                     work: false,
                     unsent: 0,
                     handles: 1,
                     ended: false,
                     transport_error: None,
+                    stalled: false,
                 }),
                 room: event_listener::Event::new(),
             });
@@ -617,6 +816,55 @@ mod handle {
             rx.recv().await.unwrap_or(Err(Error::Stopped))
         }
 
+        /// Acknowledges a message received with [`ClientConfig::manual_acks`]: its token is
+        /// in [`Message::ack`](crate::client::Message::ack).
+        ///
+        /// Never waits (the acknowledgement leaves with the driver's next write), so it may be
+        /// called from the loop that reads [`Events`]. Acknowledgements go out in the order the
+        /// messages arrived ([MQTT-4.6.0-2]). A token of a connection that has since ended is
+        /// refused with [`ClientError::UnknownAckToken`](crate::error::ClientError): the
+        /// server sends the message again. Until a message is acknowledged it holds a slot of
+        /// the receive window; a token dropped unacknowledged is reported as
+        /// [`Event::AckTokenDropped`].
+        pub fn ack(&self, token: AckToken) -> Result<(), Error> {
+            let waker = {
+                let mut st = self.shared.lock();
+                if st.ended {
+                    return Err(Error::Stopped);
+                }
+                st.core.ack(now(), token)?;
+                st.work()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            Ok(())
+        }
+
+        /// Sends AUTH (MQTT 5): the answer to an [`Event::Auth`] challenge of enhanced
+        /// authentication, or a re-authentication (reason code Re-authenticate). Never waits.
+        pub fn auth(&self, auth: Auth) -> Result<(), Error> {
+            let waker = {
+                let mut st = self.shared.lock();
+                if st.ended {
+                    return Err(Error::Stopped);
+                }
+                st.core.auth(now(), auth)?;
+                st.work()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            Ok(())
+        }
+
+        /// The session's state now (unfinished QoS 1/2 flows, subscriptions, the client id),
+        /// to resume it in another process with [`ConnectOptions::with_session`]: a durable
+        /// outbox. Never waits.
+        pub fn session_state(&self) -> SessionState {
+            self.shared.lock().core.session_state()
+        }
+
         /// Sends DISCONNECT (normal), closes the transport and stops the driver.
         pub async fn disconnect(&self) -> Result<(), Error> {
             self.disconnect_with(Disconnect::default()).await
@@ -638,6 +886,9 @@ mod handle {
                     let mut st = self.shared.lock();
                     if st.ended {
                         return Err(Error::Stopped);
+                    }
+                    if st.full() && st.stalled {
+                        return Err(Error::EventsUnread);
                     }
                     if !st.full() {
                         let queued = st.core.queued();
@@ -782,8 +1033,7 @@ mod handle {
                     }
                 }
                 for e in out.events {
-                    // A dropped `Events` discards events.
-                    let _ = self.events.send(e).await;
+                    self.deliver(e).await;
                 }
                 if out.close {
                     if let Some(mut t) = self.transport.take() {
@@ -818,6 +1068,31 @@ mod handle {
                     }
                 }
             }
+        }
+
+        /// Puts `event` in the event queue, waiting while it is full; after [`EVENTS_STALL`]
+        /// of waiting, the calls waiting on the client hear [`Error::EventsUnread`] (they
+        /// could wait forever if they are what should read the events), and so does every
+        /// call that would wait until the event is taken.
+        async fn deliver(&mut self, event: Event) {
+            // A dropped `Events` discards events.
+            let event = match self.events.try_send(event) {
+                Err(async_channel::TrySendError::Full(e)) => e,
+                _ => return,
+            };
+            let mut send = pin!(self.events.send(event));
+            let deadline = Some(now() + EVENTS_STALL);
+            let timed = wait::<R, _, ()>(send.as_mut(), None::<std::future::Pending<()>>, deadline);
+            if let Woke::First(_) = timed.await {
+                return;
+            }
+            self.with_state(|st| {
+                st.stalled = true;
+                st.core.events_unread();
+            });
+            self.shared.room.notify(usize::MAX);
+            let _ = send.await;
+            self.with_state(|st| st.stalled = false);
         }
 
         /// Waits for the first of: a passed deadline, bytes from the socket (read into the

@@ -42,16 +42,28 @@
 //! The broker core bounds each session's own queue as well (see the
 //! [broker queue policy](crate::broker#queues)).
 
+#[cfg(feature = "broker")]
 pub(crate) mod broker;
+#[cfg(feature = "broker")]
 pub(crate) mod checks;
 pub(crate) mod client;
 mod oneshot;
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+#[cfg(feature = "broker")]
+mod options_with;
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
 mod post;
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
 mod server;
+#[cfg(feature = "persistence")]
 pub(crate) mod store;
 pub mod transport;
+#[cfg(feature = "broker")]
 pub(crate) mod writer;
 
 use std::io;
@@ -62,13 +74,21 @@ use crate::codec::AckProperties;
 use crate::error::{ClientError, CloseReason};
 use crate::{PacketId, ReasonCode};
 
+#[cfg(feature = "broker")]
 pub use broker::{BrokerHandle, BrokerOptions, EventHook, TransportHook};
+#[cfg(feature = "broker")]
 pub use checks::{CheckCredentials, Verdict};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
-#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+pub use client::{AuthHandler, ConnectOptions};
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
 pub use server::Server;
+#[cfg(feature = "persistence")]
 pub use store::STORE_FILE;
+#[cfg(feature = "broker")]
 pub use writer::Fsync;
 
 /// Commands a client may hold queued (behind a full in-flight window, or while it connects)
@@ -80,6 +100,9 @@ pub const CLIENT_EVENTS: usize = 256;
 pub const NET_CHUNKS: usize = 16;
 /// The largest single read from a socket, in bytes.
 pub const READ_CHUNK: usize = 16 * 1024;
+/// How long a client's event queue may stay full, untouched, while callers wait on the
+/// client before they hear [`Error::EventsUnread`] instead of waiting on.
+pub const EVENTS_STALL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Mail batches (from every connection) the broker router may queue before connection tasks
 /// wait.
 pub const ROUTER_INBOX: usize = 1024;
@@ -112,6 +135,32 @@ pub enum Error {
     /// was refused.
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
+    /// The server asked for a step of enhanced authentication while `connect` waited for its
+    /// CONNACK, and no [`ConnectOptions::with_auth`] handler answered it: the AUTH it sent.
+    #[error("the server's AUTH challenge during connect went unanswered (see ConnectOptions::with_auth)")]
+    AuthUnanswered(Box<crate::codec::Auth>),
+    /// The server refused the publish: its PUBACK or PUBREC carried an error reason code
+    /// (MQTT 5; a 3.1.x server cannot refuse a publish, it may only drop it).
+    #[error("the server refused the publish: {:?}", .0.reason_code)]
+    PublishRefused(Box<Ack>),
+    /// The server refused one or more filters of a SUBSCRIBE: its whole SUBACK, a reason code
+    /// per filter (the granted ones are subscribed).
+    #[error("the server refused a subscription: {:?}", .0.reason_codes)]
+    SubscribeRefused(Box<SubAck>),
+    /// The server refused one or more filters of an UNSUBSCRIBE (MQTT 5): its whole UNSUBACK.
+    #[error("the server refused an unsubscription: {:?}", .0.reason_codes)]
+    UnsubscribeRefused(Box<SubAck>),
+    /// The client's [`Events`] stayed full and unread for [`EVENTS_STALL`] while this call
+    /// waited: the client stops reading its socket while its event queue is full, so no
+    /// acknowledgement (and no room for queued commands) can arrive until someone reads the
+    /// events. Every call waiting then hears this error rather than waiting forever (queued
+    /// commands are abandoned; a publish already sent may still be delivered).
+    ///
+    /// It comes from a task that publishes more than the queues hold ([`CLIENT_COMMANDS`],
+    /// [`CLIENT_EVENTS`]) and only reads its events afterwards, typically to a topic it is
+    /// subscribed to: read the events in another task or thread (or drop them).
+    #[error("the client's events went unread for too long while a call waited; read them in another task")]
+    EventsUnread,
 }
 
 /// How a publish ended: its acknowledgement (QoS 1 and 2), or its hand-over to the socket (QoS 0).
@@ -151,21 +200,66 @@ pub(crate) fn answer<T>(reply: Reply<T>, value: Result<T, Error>) {
     reply.send(value);
 }
 
-/// A publish on its way; [`Pending::ack`] (or [`Pending::wait`]) tells how it ended.
+/// A publish on its way (async runtimes); [`Pending::ack`] tells how it ended.
+///
+/// It has no blocking wait, so it cannot block an executor's thread: to wait from a thread
+/// that is not running async code, turn it into a [`BlockingPending`] with
+/// [`Pending::into_blocking`].
+///
+/// ```compile_fail
+/// fn inside_async_code(pending: tinymqtt::runtimes::Pending) {
+///     let _ = pending.wait(); // would block the executor's thread: no such method
+/// }
+/// ```
 #[derive(Debug)]
+#[must_use = "a publish's acknowledgement (or its refusal) is only known through its Pending"]
 pub struct Pending {
     rx: Answer<Ack>,
 }
 
 impl Pending {
     /// Wraps the receiving end of a reply.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     pub(crate) fn from_receiver(rx: Answer<Ack>) -> Pending {
         Pending { rx }
+    }
+
+    /// The packet identifier of a QoS 1/2 message once the session has taken it (at once
+    /// when the in-flight window has room, else when it leaves the client's queue); `None`
+    /// before, and always for QoS 0.
+    pub fn packet_id(&self) -> Option<PacketId> {
+        PacketId::new(self.rx.tag())
     }
 
     /// Waits for the acknowledgement the message's QoS requires.
     pub async fn ack(self) -> Result<Ack, Error> {
         self.rx.recv().await.unwrap_or(Err(Error::Stopped))
+    }
+
+    /// The same publish, awaited by blocking a thread (one that runs no async code).
+    pub fn into_blocking(self) -> BlockingPending {
+        BlockingPending { rx: self.rx }
+    }
+}
+
+/// A publish on its way (blocking runtime); [`BlockingPending::wait`] tells how it ended.
+#[derive(Debug)]
+#[must_use = "a publish's acknowledgement (or its refusal) is only known through its Pending"]
+pub struct BlockingPending {
+    rx: Answer<Ack>,
+}
+
+impl BlockingPending {
+    /// Wraps the receiving end of a reply.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn from_receiver(rx: Answer<Ack>) -> BlockingPending {
+        BlockingPending { rx }
+    }
+
+    /// The packet identifier of a QoS 1/2 message once the session has taken it; see
+    /// [`Pending::packet_id`].
+    pub fn packet_id(&self) -> Option<PacketId> {
+        PacketId::new(self.rx.tag())
     }
 
     /// Blocks the thread until the acknowledgement the message's QoS requires.
@@ -174,13 +268,25 @@ impl Pending {
     }
 }
 
-/// The stream of what a client's session reports: messages, connects, reconnects, disconnects.
+/// The stream of what a client's session reports (async runtimes): messages, connects,
+/// reconnects, disconnects; read it with [`Events::recv`]`.await`.
 ///
 /// Acknowledgements are not in it: they complete [`Pending`] and the subscribe calls. The one
 /// exception is the SUBACK of the session's own re-subscription after a reconnect (no call
 /// waits for it): it arrives as [`Event::Subscribed`]. Read it
 /// or drop it: while [`CLIENT_EVENTS`] events wait unread, the client stops reading and
 /// writing its socket (and so, once [`CLIENT_COMMANDS`] commands wait, stops taking commands).
+///
+/// It is not an [`Iterator`]: a blocking `for event in events` inside async code would block
+/// the executor's thread (and, on a current-thread runtime, the client's own driver). To read
+/// events on a thread of their own, turn it into [`BlockingEvents`] with
+/// [`Events::into_blocking`].
+///
+/// ```compile_fail
+/// async fn inside_async_code(events: tinymqtt::runtimes::Events) {
+///     for event in events {} // would block the executor: Events is no Iterator
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Events {
     rx: async_channel::Receiver<Event>,
@@ -188,6 +294,7 @@ pub struct Events {
 
 impl Events {
     /// Wraps the receiving end of the event channel.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     pub(crate) fn from_receiver(rx: async_channel::Receiver<Event>) -> Events {
         Events { rx }
     }
@@ -197,9 +304,40 @@ impl Events {
         self.rx.recv().await.ok()
     }
 
+    /// The next event if one is queued now.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The same events, read by blocking a thread (one that runs no async code).
+    pub fn into_blocking(self) -> BlockingEvents {
+        BlockingEvents { rx: self.rx }
+    }
+}
+
+/// The events of a client read by blocking a thread: an [`Iterator`] (the blocking runtime's
+/// `Events`, or [`Events::into_blocking`]). The same caps as [`Events`] apply.
+#[derive(Debug, Clone)]
+pub struct BlockingEvents {
+    rx: async_channel::Receiver<Event>,
+}
+
+impl BlockingEvents {
+    /// Wraps the receiving end of the event channel.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn from_receiver(rx: async_channel::Receiver<Event>) -> BlockingEvents {
+        BlockingEvents { rx }
+    }
+
     /// Blocks the thread until the next event; `None` once the client has stopped.
-    pub fn recv_blocking(&self) -> Option<Event> {
+    pub fn recv(&self) -> Option<Event> {
         self.rx.recv_blocking().ok()
+    }
+
+    /// [`BlockingEvents::recv`], giving up after `timeout` (then `None` too).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        let recv = std::pin::pin!(self.rx.recv());
+        block_until(recv, Some(now() + timeout))?.ok()
     }
 
     /// The next event if one is queued now.
@@ -208,12 +346,64 @@ impl Events {
     }
 }
 
-impl Iterator for Events {
+impl Iterator for BlockingEvents {
     type Item = Event;
 
-    /// Blocks the thread until the next event (for the blocking runtime).
+    /// Blocks the thread until the next event.
     fn next(&mut self) -> Option<Event> {
-        self.recv_blocking()
+        self.recv()
+    }
+}
+
+pub(crate) use park::block_until;
+
+/// Waiting on futures by blocking a thread.
+mod park {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+    use std::thread;
+    use std::time::Instant;
+
+    use super::now;
+
+    /// Wakes the thread that polls a future in [`block_until`].
+    struct Unpark(thread::Thread);
+
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// Polls `f` on this thread until it completes, or `None` once `deadline` has passed (the
+    /// future is kept: poll it again later).
+    pub(crate) fn block_until<F: Future>(
+        mut f: Pin<&mut F>,
+        deadline: Option<Instant>,
+    ) -> Option<F::Output> {
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return Some(v);
+            }
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let left = d.saturating_duration_since(now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    thread::park_timeout(left);
+                }
+            }
+        }
     }
 }
 
@@ -224,7 +414,12 @@ pub(crate) fn now() -> Instant {
 }
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
-pub(crate) use asyncrt::{wait, wait_fair, Alarm, Woke};
+pub(crate) use asyncrt::{wait, Woke};
+#[cfg(all(
+    feature = "broker",
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
+pub(crate) use asyncrt::{wait_fair, Alarm};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use asyncrt::{Listener, Reader, Runtime, Writer};
 

@@ -5,6 +5,7 @@
 //! listener lists. A sender dropped unsent closes the channel (the receiver gets `None`).
 
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
@@ -14,6 +15,8 @@ struct Shared<T> {
     slot: Mutex<Slot<T>>,
     /// Signalled for a receiver blocked in `recv_blocking`.
     ready: Condvar,
+    /// A number the sender may tell before the value (a publish's packet id; 0: none yet).
+    tag: AtomicU16,
 }
 
 #[derive(Debug)]
@@ -51,11 +54,17 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
             blocked: false,
         }),
         ready: Condvar::new(),
+        tag: AtomicU16::new(0),
     });
     (Sender(shared.clone()), Receiver(shared))
 }
 
 impl<T> Sender<T> {
+    /// Tells the receiver `tag` before the value.
+    pub(crate) fn set_tag(&self, tag: u16) {
+        self.0.tag.store(tag, Ordering::Release);
+    }
+
     /// Sends `value` (dropped if the receiver is gone).
     pub(crate) fn send(self, value: T) {
         self.0.lock().value = Some(value);
@@ -80,6 +89,11 @@ impl<T> Drop for Sender<T> {
 }
 
 impl<T> Receiver<T> {
+    /// What the sender told with [`Sender::set_tag`] (0: nothing yet).
+    pub(crate) fn tag(&self) -> u16 {
+        self.0.tag.load(Ordering::Acquire)
+    }
+
     /// Waits for the value; `None` if the sender went away without one.
     pub(crate) async fn recv(&self) -> Option<T> {
         poll_fn(|cx| {

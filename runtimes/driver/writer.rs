@@ -9,6 +9,9 @@
 //! order). A failed write is told on standard error; the writer then stops, so no ticket comes
 //! back and the router sees the writer gone (the broker stops).
 
+// Without `persistence`, only `Fsync`, the types and `start` (which refuses a store) remain.
+#![cfg_attr(not(feature = "persistence"), allow(unused_imports, dead_code))]
+
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -16,10 +19,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "persistence")]
 use redb::Durability;
 
 use super::broker::BrokerOptions;
 use super::now;
+#[cfg(feature = "persistence")]
 use super::store::RedbStore;
 use super::STORE_BATCHES;
 use crate::broker::Broker;
@@ -98,9 +103,12 @@ impl std::fmt::Debug for StoreWriter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stopped;
 
+// Without the `persistence` feature no writer is ever started (`start` refuses a store).
+#[cfg_attr(not(feature = "persistence"), allow(dead_code))]
 impl StoreWriter {
     /// Starts the writer thread on `store`, committing as `fsync` says; `wake` is called after
     /// each hand-back and when the writer stops.
+    #[cfg(feature = "persistence")]
     pub(crate) fn spawn(store: RedbStore, fsync: Fsync, wake: Wake) -> io::Result<StoreWriter> {
         // The router never has more than STORE_BATCHES batches in flight, so neither channel
         // ever makes its sender wait: the count is the backpressure.
@@ -185,6 +193,7 @@ impl Drop for StoreWriter {
 
 /// The writer thread's loop: until the router's end is dropped (then a last sync), or a write
 /// fails (the error).
+#[cfg(feature = "persistence")]
 fn write_loop(
     store: &RedbStore,
     rx: &Receiver<Vec<StoreOp>>,
@@ -257,6 +266,7 @@ fn write_loop(
 
 /// Opens the store the options name (checking that the config's acknowledgements match the
 /// fsync policy), restores `broker` from it and starts its writer; `None` without persistence.
+#[cfg(feature = "persistence")]
 pub(crate) fn start(
     options: &BrokerOptions,
     broker: &mut Broker,
@@ -281,7 +291,24 @@ pub(crate) fn start(
     StoreWriter::spawn(store, options.fsync, wake).map(Some)
 }
 
+/// Without the `persistence` feature: no store, and a configured one is an error.
+#[cfg(not(feature = "persistence"))]
+pub(crate) fn start(
+    options: &BrokerOptions,
+    _broker: &mut Broker,
+    _wake: Wake,
+) -> io::Result<Option<StoreWriter>> {
+    match options.persistence {
+        None => Ok(None),
+        Some(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "BrokerOptions::persistence needs tinymqtt's `persistence` feature",
+        )),
+    }
+}
+
 /// Makes every earlier unsynced commit durable.
+#[cfg(feature = "persistence")]
 fn sync(store: &RedbStore, stats: &WriterStats, unsynced: &mut Option<Instant>) -> io::Result<()> {
     store.sync()?;
     stats.syncs.fetch_add(1, Ordering::Relaxed);
@@ -289,6 +316,6 @@ fn sync(store: &RedbStore, stats: &WriterStats, unsynced: &mut Option<Instant>) 
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "persistence"))]
 #[path = "writer_tests.rs"]
 mod tests;

@@ -61,6 +61,7 @@
 
 pub mod auth;
 pub mod config;
+mod config_with;
 mod connection;
 mod mail;
 mod replay;

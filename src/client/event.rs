@@ -1,6 +1,8 @@
 //! What the client reports, and the session state it can export.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
 
 use crate::codec::{
     AckProperties, Auth, ConnAckProperties, DisconnectProperties, Publish, Subscription,
@@ -9,6 +11,14 @@ use crate::error::CloseReason;
 use crate::types::{ByteStr, PacketId, ReasonCode};
 
 /// Something the application should know; drained with [`Client::poll_event`](super::Client::poll_event).
+///
+/// The runtime clients (`tinymqtt::runtimes::<runtime>::Client`) report these through their
+/// `Events`, having done the sans-IO part themselves: they write what the session transmits,
+/// close and reopen transports and reconnect as [`ClientConfig::reconnect`](super::ClientConfig::reconnect)
+/// says, so they never report [`Event::ReconnectDue`]. The acknowledgements of their own calls
+/// ([`Event::Published`], and the SUBACK/UNSUBACK of `subscribe`/`unsubscribe`) complete
+/// those calls instead of arriving here. The instructions on each variant are for the
+/// sans-IO [`Client`](super::Client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -58,17 +68,30 @@ pub enum Event {
         /// UNSUBACK properties.
         properties: AckProperties,
     },
-    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `Client::auth`.
+    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `Client::auth` (the
+    /// runtime clients have `auth` too, or answer through a `ConnectOptions::with_auth`
+    /// handler).
     Auth(Auth),
-    /// The connection ended. Send what `poll_transmit` still yields, then close the transport.
+    /// The connection ended. Sans-IO: send what `poll_transmit` still yields, then close the
+    /// transport (a runtime client has done so, and reconnects if configured to).
     Disconnected {
         /// Who ended it and why.
         reason: CloseReason,
         /// The server's DISCONNECT properties, if it sent one.
         properties: Box<DisconnectProperties>,
     },
-    /// The backoff delay has passed: open a new transport and call `Client::connect`.
+    /// The backoff delay has passed: open a new transport and call `Client::connect`
+    /// (sans-IO only: the runtime clients reconnect themselves).
     ReconnectDue,
+    /// With manual acks, the last [`AckToken`] of a message was dropped without
+    /// `Client::ack` while the session still waited for it: the message stays unacknowledged
+    /// (it holds a slot of the receive window, and the acknowledgements of the messages after
+    /// it wait for it: [MQTT-4.6.0-2]), so delivery will stall. Reported at the next
+    /// `poll_event` after the drop.
+    AckTokenDropped {
+        /// The packet identifier of the message.
+        packet_id: PacketId,
+    },
 }
 
 /// A received application message.
@@ -81,17 +104,79 @@ pub struct Message {
 }
 
 /// Identifies a received message to acknowledge with `Client::ack`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Clones name the same message. Dropping the last one without acknowledging the message,
+/// while the session still waits for it, is reported as [`Event::AckTokenDropped`]: the
+/// message would otherwise stall delivery silently.
+#[derive(Debug, Clone)]
 pub struct AckToken {
     pub(crate) connection: u64,
     pub(crate) seq: u64,
     pub(crate) packet_id: PacketId,
+    /// Shared with the session's entry for the message while it waits.
+    pub(crate) watch: Arc<AckWatch>,
 }
 
 impl AckToken {
     /// The packet identifier of the message.
     pub fn packet_id(&self) -> PacketId {
         self.packet_id
+    }
+}
+
+impl PartialEq for AckToken {
+    fn eq(&self, other: &Self) -> bool {
+        (self.connection, self.seq, self.packet_id)
+            == (other.connection, other.seq, other.packet_id)
+    }
+}
+
+impl Eq for AckToken {}
+
+impl std::hash::Hash for AckToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.connection, self.seq, self.packet_id).hash(state);
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        // Two references left: this token and the session's entry, which waits for the ack.
+        // (The session drops its entry when the connection ends: a stale token is no loss.)
+        if Arc::strong_count(&self.watch) == 2 && self.watch.mark(AckWatch::LIVE, AckWatch::DROPPED)
+        {
+            self.watch.session.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// What a message's tokens and the session's entry for it share.
+#[derive(Debug)]
+pub(crate) struct AckWatch {
+    state: AtomicU8,
+    /// The session's flag: some token was dropped unacknowledged.
+    session: Arc<AtomicBool>,
+}
+
+impl AckWatch {
+    pub(crate) const LIVE: u8 = 0;
+    pub(crate) const ACKED: u8 = 1;
+    pub(crate) const DROPPED: u8 = 2;
+    pub(crate) const REPORTED: u8 = 3;
+
+    /// A watch for a new message of the session whose flag is `session`.
+    pub(crate) fn new(session: Arc<AtomicBool>) -> Arc<AckWatch> {
+        Arc::new(AckWatch {
+            state: AtomicU8::new(Self::LIVE),
+            session,
+        })
+    }
+
+    /// Moves from `from` to `to`; false if the state was not `from`.
+    pub(crate) fn mark(&self, from: u8, to: u8) -> bool {
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 

@@ -9,7 +9,7 @@ use crate::codec::{
 use crate::error::{CloseReason, ConnectionError, Initiator};
 use crate::types::{PacketId, ProtocolVersion, QoS, ReasonCode};
 
-use super::event::{AckToken, Event, Lost, Message};
+use super::event::{AckToken, AckWatch, Event, Lost, Message};
 use super::outgoing::Flow;
 use super::{Client, ClientState, PendingAck, ServerLimits, Timer};
 
@@ -251,16 +251,19 @@ impl Client {
         if self.config.manual_acks {
             let seq = self.ack_seq;
             self.ack_seq += 1;
+            let watch = AckWatch::new(self.acks_dropped.clone());
             self.pending_acks.push_back(PendingAck {
                 seq,
                 packet_id: id,
                 qos,
                 acked: false,
+                watch: watch.clone(),
             });
             let token = AckToken {
                 connection: self.connection,
                 seq,
                 packet_id: id,
+                watch,
             };
             self.deliver(p, Some(token));
         } else {

@@ -35,6 +35,7 @@
 //! ```
 
 mod config;
+mod config_with;
 mod event;
 mod inbound;
 mod outgoing;
@@ -123,12 +124,14 @@ impl Default for ServerLimits {
 }
 
 /// A received QoS 1/2 message waiting for the application's [`Client::ack`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct PendingAck {
     seq: u64,
     packet_id: PacketId,
     qos: QoS,
     acked: bool,
+    /// Shared with the message's tokens: tells when the last was dropped unacknowledged.
+    watch: std::sync::Arc<event::AckWatch>,
 }
 
 /// An MQTT client session (3.1, 3.1.1 or 5.0) as a sans-IO state machine.
@@ -153,6 +156,8 @@ pub struct Client {
     resend_backlog: VecDeque<PacketId>,
     /// Manual acks in receipt order; released in that order ([MQTT-4.6.0-2]).
     pending_acks: VecDeque<PendingAck>,
+    /// Set by an [`AckToken`] dropped unacknowledged; [`Client::poll_event`] reports it.
+    acks_dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
     subscriptions: BTreeMap<TopicFilter, (SubscriptionOptions, Option<NonZeroU32>)>,
     server: ServerLimits,
     aliases_out: HashMap<TopicName, NonZeroU16>,
@@ -194,6 +199,7 @@ impl Client {
             on_wire: IdSet::default(),
             resend_backlog: VecDeque::new(),
             pending_acks: VecDeque::new(),
+            acks_dropped: Default::default(),
             subscriptions: BTreeMap::new(),
             server: ServerLimits::default(),
             aliases_out: HashMap::new(),
@@ -584,6 +590,9 @@ impl Client {
             .find(|a| a.seq == token.seq && !a.acked)
             .ok_or(ClientError::UnknownAckToken)?;
         entry.acked = true;
+        entry
+            .watch
+            .mark(event::AckWatch::LIVE, event::AckWatch::ACKED);
         while self.pending_acks.front().is_some_and(|a| a.acked) {
             if let Some(a) = self.pending_acks.pop_front() {
                 self.send_ack(now, a.packet_id, a.qos);
@@ -662,8 +671,22 @@ impl Client {
         self.timers.next_timeout()
     }
 
-    /// The next event; yields after inputs, timeouts and disconnects.
+    /// The next event; yields after inputs, timeouts and disconnects, and once after an
+    /// [`AckToken`] was dropped unacknowledged.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self
+            .acks_dropped
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            for a in &self.pending_acks {
+                if a.watch
+                    .mark(event::AckWatch::DROPPED, event::AckWatch::REPORTED)
+                {
+                    let packet_id = a.packet_id;
+                    self.events.push_back(Event::AckTokenDropped { packet_id });
+                }
+            }
+        }
         self.events.pop_front()
     }
 

@@ -137,6 +137,9 @@ pub enum DecodeError {
         /// The byte found.
         code: u8,
     },
+    /// A client's first packet was not CONNECT ([MQTT-3.1.0-1]; [`ServerDecoder`](super::ServerDecoder)).
+    #[error("expected CONNECT first, got {0}")]
+    ExpectedConnect(PacketType),
 }
 
 impl DecodeError {
@@ -159,7 +162,8 @@ impl DecodeError {
             | PropertyNotAllowed { .. }
             | DuplicateProperty { .. }
             | InvalidPropertyValue(_)
-            | ForbiddenSubscriptionOptions(_) => ReasonCode::ProtocolError,
+            | ForbiddenSubscriptionOptions(_)
+            | ExpectedConnect(_) => ReasonCode::ProtocolError,
             MalformedRemainingLength
             | MalformedVarInt { .. }
             | ReservedPacketType(_)

@@ -8,6 +8,7 @@ use std::fmt;
 
 use bytes::BytesMut;
 
+mod build;
 mod connack;
 mod connect;
 mod disconnect;
@@ -16,6 +17,7 @@ mod primitives;
 mod properties;
 mod puback;
 mod publish;
+mod server;
 mod suback;
 mod subscribe;
 mod unsubscribe;
@@ -34,6 +36,7 @@ pub use properties::{
 };
 pub use puback::{PubAck, PubComp, PubRec, PubRel};
 pub use publish::Publish;
+pub use server::ServerDecoder;
 pub use suback::{SubAck, UnsubAck};
 pub use subscribe::{RetainHandling, Subscribe, Subscription, SubscriptionOptions};
 pub use unsubscribe::Unsubscribe;

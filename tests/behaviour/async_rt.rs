@@ -51,13 +51,14 @@ pub(crate) fn try_broker_with(
     config: BrokerConfig,
     options: BrokerOptions,
 ) -> std::io::Result<Broker> {
+    try_broker_core(Core::new(config), options)
+}
+
+/// A broker around this core (with its authenticator, say).
+fn try_broker_core(core: Core, options: BrokerOptions) -> std::io::Result<Broker> {
     block_on(async {
-        let server = Server::<Rt>::bind_with(
-            Core::new(config),
-            options,
-            &["127.0.0.1:0".parse().unwrap()],
-        )
-        .await?;
+        let server =
+            Server::<Rt>::bind_with(core, options, &["127.0.0.1:0".parse().unwrap()]).await?;
         let addr = server.local_addrs()[0];
         let stop = server.handle();
         let (tx, done) = async_channel::bounded(1);
@@ -103,8 +104,21 @@ pub(crate) struct Client {
     events: Events,
 }
 
+/// A client whose events are only read when the test asks for them.
+pub(crate) fn connect_unread(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
+    connect(addr, config)
+}
+
 pub(crate) fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, Error> {
-    let (handle, events) = block_on(Handle::<Rt>::connect(addr, config))?;
+    connect_with(addr, config, tinymqtt::runtimes::ConnectOptions::new())
+}
+
+pub(crate) fn connect_with(
+    addr: SocketAddr,
+    config: ClientConfig,
+    options: tinymqtt::runtimes::ConnectOptions,
+) -> Result<Client, Error> {
+    let (handle, events) = block_on(Handle::<Rt>::connect_with(addr, config, options))?;
     Ok(Client { handle, events })
 }
 
@@ -127,6 +141,17 @@ impl Client {
         })
     }
 
+    /// Publishes each without waiting for its acknowledgement; the first error ends it.
+    pub(crate) fn publish_all(&self, ps: Vec<Publish>) -> Result<usize, Error> {
+        block_on(async {
+            let mut pending = Vec::new();
+            for p in ps {
+                pending.push(self.handle.publish(p).await?);
+            }
+            Ok(pending.len())
+        })
+    }
+
     pub(crate) fn subscribe(&self, s: Vec<Subscription>) -> Result<SubAck, Error> {
         block_on(self.handle.subscribe(s))
     }
@@ -137,6 +162,30 @@ impl Client {
 
     pub(crate) fn next_event(&self, wait: Duration) -> Option<Event> {
         run(timeout(wait, self.events.recv())).flatten()
+    }
+
+    pub(crate) fn ack(&self, token: tinymqtt::client::AckToken) -> Result<(), Error> {
+        self.handle.ack(token)
+    }
+
+    /// Publishes; the packet id the `Pending` told before its acknowledgement, and the ack.
+    pub(crate) fn publish_telling_id(
+        &self,
+        p: Publish,
+    ) -> Result<(Option<tinymqtt::PacketId>, Ack), Error> {
+        block_on(async {
+            let pending = self.handle.publish(p).await?;
+            let id = pending.packet_id();
+            Ok((id, pending.ack().await?))
+        })
+    }
+
+    pub(crate) fn auth(&self, auth: tinymqtt::codec::Auth) -> Result<(), Error> {
+        self.handle.auth(auth)
+    }
+
+    pub(crate) fn session_state(&self) -> tinymqtt::client::SessionState {
+        self.handle.session_state()
     }
 
     pub(crate) fn disconnect(self) {

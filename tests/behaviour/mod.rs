@@ -19,6 +19,7 @@ use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName
 use crate::rt;
 
 mod access;
+mod client_api;
 mod interop;
 mod ordering;
 mod persistence;

@@ -324,7 +324,7 @@ fn mqtt_3_3_2_5_v5_message_expiring_while_waiting_for_the_window_is_not_delivere
     assert_eq!(held.len(), 1, "{held:?}");
     sim.run_for(secs(10));
     let mut got = vec![String::from_utf8_lossy(&held[0].0.payload).into_owned()];
-    let mut token = held[0].1;
+    let mut token = held[0].1.clone();
     while let Some(t) = token.take() {
         sim.ack(s, t);
         sim.settle();
