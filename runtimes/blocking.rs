@@ -1,4 +1,4 @@
-//! The `blocking` runtime: a [`Client`] and a [`Broker`] on `std::net` and threads.
+//! The `blocking` runtime: a [`Client`] and a [`Server`] on `std::net` and threads.
 //!
 //! The client's session runs in a thread of its own (plus one reader thread per connection);
 //! its [`Events`] are an iterator. The broker runs a router thread (which owns the `Router` and
@@ -630,7 +630,7 @@ impl MailQueue for Queue {
 #[cfg(feature = "broker")]
 /// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[derive(Debug)]
-pub struct Broker {
+pub struct Server {
     broker: Core,
     options: BrokerOptions,
     listeners: Vec<(TcpListener, Option<SharedAcceptor>)>,
@@ -644,10 +644,10 @@ pub struct Broker {
 }
 
 #[cfg(feature = "broker")]
-impl Broker {
+impl Server {
     /// Binds `addrs` for a broker with `config` that lets everyone in.
-    pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Broker> {
-        Broker::bind_with(Core::new(config), BrokerOptions::default(), addrs)
+    pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Server> {
+        Server::bind_with(Core::new(config), BrokerOptions::default(), addrs)
     }
 
     /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
@@ -661,18 +661,18 @@ impl Broker {
         broker: Core,
         options: BrokerOptions,
         addrs: &[SocketAddr],
-    ) -> io::Result<Broker> {
+    ) -> io::Result<Server> {
         let listeners = addrs.iter().map(|a| ListenerConfig::plain(*a));
-        Broker::bind_listeners(broker, options, &listeners.collect::<Vec<_>>())
+        Server::bind_listeners(broker, options, &listeners.collect::<Vec<_>>())
     }
 
-    /// [`Broker::bind_with`] for listeners that may speak TLS and WebSocket; a certificate or
+    /// [`Server::bind_with`] for listeners that may speak TLS and WebSocket; a certificate or
     /// key that cannot be used fails here, naming its file and the reason.
     pub fn bind_listeners(
         mut broker: Core,
         options: BrokerOptions,
         configs: &[ListenerConfig],
-    ) -> io::Result<Broker> {
+    ) -> io::Result<Server> {
         let (acceptors, reloader) = transport::acceptors(configs)?;
         let inbox = sync_channel::<Inbox>(driver::ROUTER_INBOX);
         let wake = inbox.0.clone();
@@ -691,7 +691,7 @@ impl Broker {
             .collect::<io::Result<Vec<_>>>()?;
         let listeners = listeners.into_iter().zip(acceptors).collect();
         let (handle, signal) = BrokerHandle::new();
-        Ok(Broker {
+        Ok(Server {
             broker,
             options,
             listeners,

@@ -98,7 +98,7 @@ fn brokers(pki: &Pki, server: &str) -> Brokers {
     };
     let configs = listeners(pki, server);
     let server = rt
-        .block_on(tinymqtt::runtimes::tokio::Broker::bind_listeners(
+        .block_on(tinymqtt::runtimes::tokio::Server::bind_listeners(
             Core::new(BrokerConfig::default()),
             options,
             &configs,
@@ -272,9 +272,9 @@ fn blocking_client_over_tls_mutual_tls_ws_and_wss_by_host_name() {
 
 #[test]
 fn the_blocking_broker_serves_tls_and_websocket_too() {
-    use tinymqtt::runtimes::blocking::{Broker, Client as Blocking};
+    use tinymqtt::runtimes::blocking::{Client as Blocking, Server};
     let pki = pki::make("blocking-broker");
-    let server = Broker::bind_listeners(
+    let server = Server::bind_listeners(
         Core::new(BrokerConfig::default()),
         BrokerOptions::default(),
         &listeners(&pki, "server"),
@@ -444,7 +444,7 @@ fn a_stalled_tls_handshake_is_cut_off_by_the_connect_timeout() {
         ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
     }];
     let server = rt
-        .block_on(tinymqtt::runtimes::tokio::Broker::bind_listeners(
+        .block_on(tinymqtt::runtimes::tokio::Server::bind_listeners(
             Core::new(config),
             BrokerOptions::default(),
             &configs,
@@ -469,7 +469,7 @@ fn a_stalled_tls_handshake_is_cut_off_by_the_connect_timeout() {
 #[test]
 fn each_failed_reconnect_keeps_its_real_cause() {
     use tinymqtt::client::Backoff;
-    use tinymqtt::runtimes::tokio::{Broker, Client as TokioClient};
+    use tinymqtt::runtimes::tokio::{Client as TokioClient, Server};
     let pki = pki::make("reconnect");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -482,7 +482,7 @@ fn each_failed_reconnect_keeps_its_real_cause() {
             ..ListenerConfig::plain(addr)
         }];
         let b = rt
-            .block_on(Broker::bind_listeners(
+            .block_on(Server::bind_listeners(
                 Core::new(BrokerConfig::default()),
                 BrokerOptions::default(),
                 &configs,

@@ -172,7 +172,7 @@ pub(crate) fn start_broker(
     let (handle, bound, (reloader, stats), thread) = match runtime {
         Runtime::Tokio => {
             let rt = ::tokio::runtime::Runtime::new()?;
-            let s = rt.block_on(tokio::Broker::bind_listeners(broker, options, listeners))?;
+            let s = rt.block_on(tokio::Server::bind_listeners(broker, options, listeners))?;
             let (h, a, r) = (
                 s.handle(),
                 s.local_addrs().to_vec(),
@@ -181,7 +181,7 @@ pub(crate) fn start_broker(
             (h, a, r, spawn.spawn(move || rt.block_on(s.run()))?)
         }
         Runtime::Smol => {
-            let s = ::smol::block_on(smol::Broker::bind_listeners(broker, options, listeners))?;
+            let s = ::smol::block_on(smol::Server::bind_listeners(broker, options, listeners))?;
             let (h, a, r) = (
                 s.handle(),
                 s.local_addrs().to_vec(),
@@ -190,7 +190,7 @@ pub(crate) fn start_broker(
             (h, a, r, spawn.spawn(move || ::smol::block_on(s.run()))?)
         }
         Runtime::AsyncStd => {
-            let bind = async_std::Broker::bind_listeners(broker, options, listeners);
+            let bind = async_std::Server::bind_listeners(broker, options, listeners);
             let s = ::async_std::task::block_on(bind)?;
             let (h, a, r) = (
                 s.handle(),
@@ -205,7 +205,7 @@ pub(crate) fn start_broker(
             )
         }
         Runtime::Blocking => {
-            let s = blocking::Broker::bind_listeners(broker, options, listeners)?;
+            let s = blocking::Server::bind_listeners(broker, options, listeners)?;
             let (h, a, r) = (
                 s.handle(),
                 s.local_addrs().to_vec(),

@@ -32,7 +32,7 @@ use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
 use super::mail::{prefetch, ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRouter};
 use super::retained::RetainedStore;
-use super::tree::{Match, SessionId, Subscription, SubscriptionTree};
+use super::tree::{Match, SessionId, SubscriptionEntry, SubscriptionTree};
 use crate::codec::{Publish, RetainHandling, Will};
 use crate::hash::IdMap;
 use crate::store::StoreOp;
@@ -41,7 +41,7 @@ use budget::{Budget, Charge};
 use queue::SessionQueue;
 
 /// The members of a shared subscription group.
-type Members = Vec<(SessionId, Subscription)>;
+type Members = Vec<(SessionId, SubscriptionEntry)>;
 
 /// A retained message and when it arrived (for its expiry).
 #[derive(Debug)]
@@ -97,7 +97,7 @@ struct Session {
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
     expiry: u32,
     /// Ordered, and without a hasher's keys in every session.
-    subscriptions: BTreeMap<TopicFilter, Subscription>,
+    subscriptions: BTreeMap<TopicFilter, SubscriptionEntry>,
     /// What waits to be released, with its counts.
     queue: SessionQueue,
     /// QoS 1/2 deliveries the connection holds unfinished.
@@ -130,7 +130,7 @@ struct Session {
 
 /// What one subscription of a session weighs beside its filter's bytes (its entry in the
 /// session's map and in the subscription tree).
-const SUBSCRIPTION_WEIGHT: usize = 2 * size_of::<Subscription>() + 96;
+const SUBSCRIPTION_WEIGHT: usize = 2 * size_of::<SubscriptionEntry>() + 96;
 
 /// What a subscription to `filter` weighs.
 fn subscription_weight(filter: &TopicFilter) -> usize {
@@ -235,7 +235,7 @@ pub struct Router {
     /// it again under another packet identifier after a crash.
     parked: VecDeque<(ConnId, SessionId, Delivery)>,
     /// The plain matches of the message being routed (kept to reuse its allocation).
-    matches: Vec<(SessionId, Subscription)>,
+    matches: Vec<(SessionId, SubscriptionEntry)>,
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
     /// queue, and the first online session whose queue it took over the limit.
     routing: Option<Option<SessionId>>,
@@ -842,11 +842,11 @@ impl Router {
         for (turn, members) in shared {
             // Round-robin over the group's members that are online, else any member.
             // Members whose owner may not read the topic are passed over.
-            let readers: Vec<&(SessionId, Subscription)> = members
+            let readers: Vec<&(SessionId, SubscriptionEntry)> = members
                 .iter()
                 .filter(|(sid, _)| self.owner_may_read(*sid, &message))
                 .collect();
-            let online: Vec<&(SessionId, Subscription)> = readers
+            let online: Vec<&(SessionId, SubscriptionEntry)> = readers
                 .iter()
                 .copied()
                 .filter(|(sid, _)| self.sessions.get(sid).is_some_and(|s| s.conn.is_some()))
@@ -1044,7 +1044,7 @@ impl Router {
             }
             let mut options = req.options;
             options.qos = options.qos.min(max_qos);
-            let sub = Subscription {
+            let sub = SubscriptionEntry {
                 options,
                 identifier: subscription_id,
             };
