@@ -39,7 +39,7 @@ use bytes::Bytes;
 use tinymqtt::broker::{Broker as Core, BrokerConfig};
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::Publish;
-use tinymqtt::runtimes::tokio::{Broker, Client};
+use tinymqtt::runtimes::tokio::{Client, Server};
 use tinymqtt::runtimes::{BrokerOptions, Pending};
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicName};
 
@@ -185,7 +185,7 @@ fn start_broker() -> (SocketAddr, Option<String>, impl FnOnce()) {
                     ..BrokerConfig::default()
                 };
                 let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-                let broker = Broker::bind_with(Core::new(config), BrokerOptions::default(), &[any])
+                let broker = Server::bind_with(Core::new(config), BrokerOptions::default(), &[any])
                     .await
                     .expect("bind the broker");
                 tx.send((broker.local_addrs()[0], broker.handle(), thread_id()))

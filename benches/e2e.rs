@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use tinymqtt::broker::{Broker, BrokerConfig, ConnId};
-use tinymqtt::client::{Client, ClientConfig, Event};
+use tinymqtt::client::{ClientConfig, ClientSession, Event};
 use tinymqtt::codec::{Publish, SubscribeProperties, Subscription};
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicFilter, TopicName};
 
@@ -36,7 +36,7 @@ fn origin() -> Instant {
 
 /// A client and the broker connection it talks to.
 struct Peer {
-    client: Client,
+    client: ClientSession,
     conn: ConnId,
     /// Unacknowledged QoS 1/2 publishes.
     inflight: usize,
@@ -91,7 +91,7 @@ impl World {
             ByteStr::try_from(id).expect("client id"),
         );
         config.keep_alive = 0;
-        let mut client = Client::new(config);
+        let mut client = ClientSession::new(config);
         let conn = self.broker.accept(self.now);
         client.connect(self.now).expect("connect");
         let mut p = Peer {

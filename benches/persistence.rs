@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tinymqtt::broker::{Broker as Core, BrokerConfig};
 use tinymqtt::client::{ClientConfig, Event};
 use tinymqtt::codec::{Publish, Subscription};
-use tinymqtt::runtimes::tokio::{Broker, Client, Events};
+use tinymqtt::runtimes::tokio::{Client, Events, Server};
 use tinymqtt::runtimes::BrokerOptions;
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicFilter, TopicName};
 
@@ -112,7 +112,7 @@ async fn run(scenario: Scenario, store: Option<&Path>, count: usize) -> f64 {
         ..BrokerConfig::default()
     };
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let broker = Broker::bind_with(Core::new(broker_config), options(store), &[addr])
+    let broker = Server::bind_with(Core::new(broker_config), options(store), &[addr])
         .await
         .expect("bind the broker");
     let addr = broker.local_addrs()[0];

@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{Bencher, Criterion, Throughput};
 use tinymqtt::broker::{
-    Broker, BrokerConfig, BrokerEvent, ConnId, Match, SessionId, Subscription, SubscriptionTree,
+    Broker, BrokerConfig, BrokerEvent, ConnId, Match, SessionId, SubscriptionEntry,
+    SubscriptionTree,
 };
 use tinymqtt::codec::{
     self, Connect, Packet, PubAck, Publish, Subscribe, SubscribeProperties, SubscriptionOptions,
@@ -126,8 +127,8 @@ fn matches_topic(f: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The tree alone.
 
-fn sub() -> Subscription {
-    Subscription {
+fn sub() -> SubscriptionEntry {
+    SubscriptionEntry {
         options: SubscriptionOptions::default(),
         identifier: None,
     }
@@ -147,7 +148,7 @@ fn tree(n: usize) -> SubscriptionTree {
 /// `black_box`, so the loop cannot be folded into a count).
 fn count(t: &SubscriptionTree, topic: &[u8]) -> usize {
     let mut n = 0;
-    let mut visit = |s: SessionId, sub: &Subscription| {
+    let mut visit = |s: SessionId, sub: &SubscriptionEntry| {
         black_box((s, sub.options.qos));
         n += 1;
     };

@@ -1,4 +1,4 @@
-//! The `async-std` runtime: a [`Client`] and a [`Broker`] on async-std's sockets and tasks.
+//! The `async-std` runtime: a [`Client`] and a [`Server`] on async-std's sockets and tasks.
 //!
 //! async-std is discontinued upstream in favour of smol; this adapter shares smol's sockets
 //! (async-io's, the reactor async-std runs on) and stays for code that already runs on
@@ -45,7 +45,7 @@ impl Runtime for AsyncStd {
 
 /// An MQTT broker on async-std: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[cfg(feature = "broker")]
-pub type Broker = driver::Server<AsyncStd>;
+pub type Server = driver::Server<AsyncStd>;
 
 /// An MQTT client on async-std; see [`driver::Client`].
 pub type Client = driver::Client<AsyncStd>;

@@ -1,4 +1,4 @@
-//! The `blocking` runtime: a [`Client`] and a [`Broker`] on `std::net` and threads.
+//! The `blocking` runtime: a [`Client`] and a [`Server`] on `std::net` and threads.
 //!
 //! The client's session runs in a thread of its own (plus one reader thread per connection);
 //! its [`Events`] are an iterator. The broker runs a router thread (which owns the `Router` and
@@ -496,7 +496,7 @@ impl MailQueue for Queue {
 #[cfg(feature = "broker")]
 /// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[derive(Debug)]
-pub struct Broker {
+pub struct Server {
     broker: Core,
     options: BrokerOptions,
     listeners: Vec<TcpListener>,
@@ -508,10 +508,10 @@ pub struct Broker {
 }
 
 #[cfg(feature = "broker")]
-impl Broker {
+impl Server {
     /// Binds `addrs` for a broker with `config` that lets everyone in.
-    pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Broker> {
-        Broker::bind_with(Core::new(config), BrokerOptions::default(), addrs)
+    pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Server> {
+        Server::bind_with(Core::new(config), BrokerOptions::default(), addrs)
     }
 
     /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
@@ -525,7 +525,7 @@ impl Broker {
         mut broker: Core,
         options: BrokerOptions,
         addrs: &[SocketAddr],
-    ) -> io::Result<Broker> {
+    ) -> io::Result<Server> {
         let inbox = sync_channel::<Inbox>(driver::ROUTER_INBOX);
         let wake = inbox.0.clone();
         let wake = Box::new(move || {
@@ -542,7 +542,7 @@ impl Broker {
             .map(TcpListener::local_addr)
             .collect::<io::Result<Vec<_>>>()?;
         let (handle, signal) = BrokerHandle::new();
-        Ok(Broker {
+        Ok(Server {
             broker,
             options,
             listeners,

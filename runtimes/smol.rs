@@ -1,4 +1,4 @@
-//! The `smol` runtime: a [`Client`] and a [`Broker`] on smol's sockets, timers and global
+//! The `smol` runtime: a [`Client`] and a [`Server`] on smol's sockets, timers and global
 //! executor (the async-io sockets it shares with async-std).
 
 use std::future::Future;
@@ -42,7 +42,7 @@ impl Runtime for Smol {
 
 /// An MQTT broker on smol: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[cfg(feature = "broker")]
-pub type Broker = driver::Server<Smol>;
+pub type Server = driver::Server<Smol>;
 
 /// An MQTT client on smol; see [`driver::Client`].
 pub type Client = driver::Client<Smol>;

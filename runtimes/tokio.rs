@@ -1,6 +1,6 @@
-//! The `tokio` runtime: a [`Client`] and a [`Broker`] on tokio's sockets and timers.
+//! The `tokio` runtime: a [`Client`] and a [`Server`] on tokio's sockets and timers.
 //!
-//! `Client::connect`, `Broker::bind` and `Broker::run` must run inside a tokio runtime (they
+//! `Client::connect`, `Server::bind` and `Server::run` must run inside a tokio runtime (they
 //! spawn tasks); the other calls only wait on channels and work from any executor.
 //!
 //! ```
@@ -8,10 +8,10 @@
 //! # tokio::runtime::Runtime::new()?.block_on(async {
 //! use tinymqtt::client::ClientConfig;
 //! use tinymqtt::codec::Publish;
-//! use tinymqtt::runtimes::tokio::{Broker, Client};
+//! use tinymqtt::runtimes::tokio::{Server, Client};
 //! use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicName};
 //!
-//! let broker = Broker::bind(Default::default(), &["127.0.0.1:0".parse()?]).await?;
+//! let broker = Server::bind(Default::default(), &["127.0.0.1:0".parse()?]).await?;
 //! let addr = broker.local_addrs()[0];
 //! let stop = broker.handle();
 //! let served = tokio::spawn(broker.run());
@@ -113,7 +113,7 @@ impl Runtime for Tokio {
 
 /// An MQTT broker on tokio: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[cfg(feature = "broker")]
-pub type Broker = driver::Server<Tokio>;
+pub type Server = driver::Server<Tokio>;
 
 /// An MQTT client on tokio; see [`driver::Client`].
 pub type Client = driver::Client<Tokio>;

@@ -7,7 +7,7 @@
 //! Every state machine has the same grammar: inputs are `handle_*(now, ...)`, commands return
 //! `Result` only for the caller's own mistakes, and after every input or command the caller
 //! drains `poll_transmit`, then `poll_timeout`, then `poll_event`, in that order. See
-//! [`client::Client`] for a session driven this way.
+//! [`client::ClientSession`] for a session driven this way.
 //!
 //! The codec is usable on its own:
 //!

@@ -95,7 +95,7 @@ fn broker(name: &str, allow_anonymous: bool) -> Running {
     let acl = AclFile::parse(ACL).unwrap();
     let core = Broker::with_auth(config, Arc::new(passwords), Arc::new(acl));
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = blocking::Broker::bind_with(core, BrokerOptions::default(), &[addr]).unwrap();
+    let server = blocking::Server::bind_with(core, BrokerOptions::default(), &[addr]).unwrap();
     let addr = server.local_addrs()[0];
     let handle = server.handle();
     let thread = Some(std::thread::spawn(move || server.run()));

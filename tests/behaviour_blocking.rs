@@ -10,7 +10,7 @@ mod rt {
     use tinymqtt::broker::BrokerConfig;
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
-    use tinymqtt::runtimes::blocking::{Broker as Server, Client as Handle, Events};
+    use tinymqtt::runtimes::blocking::{Client as Handle, Events, Server};
     use tinymqtt::runtimes::{Ack, BrokerHandle, BrokerOptions, Error, SubAck};
     use tinymqtt::TopicFilter;
 

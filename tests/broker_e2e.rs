@@ -1,10 +1,10 @@
-//! End-to-end smoke tests: real `Client`s talking to a `Broker` through the sans-IO APIs only.
+//! End-to-end smoke tests: real `ClientSession`s talking to a `Broker` through the sans-IO APIs only.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
-use tinymqtt::client::{Client, ClientConfig, Event};
+use tinymqtt::client::{ClientConfig, ClientSession, Event};
 use tinymqtt::codec::{Publish, SubscribeProperties, Subscription};
 use tinymqtt::error::Initiator;
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
@@ -17,7 +17,7 @@ fn t0() -> Instant {
 struct Net {
     now: Instant,
     broker: Broker,
-    clients: Vec<(Client, ConnId, Vec<Event>)>,
+    clients: Vec<(ClientSession, ConnId, Vec<Event>)>,
     broker_events: Vec<BrokerEvent>,
 }
 
@@ -34,7 +34,7 @@ impl Net {
     fn connect(&mut self, v: ProtocolVersion, id: &'static str) -> usize {
         let mut config = ClientConfig::new(v, ByteStr::from_static(id));
         config.reconnect = None;
-        let mut c = Client::new(config);
+        let mut c = ClientSession::new(config);
         let conn = self.broker.accept(self.now);
         c.connect(self.now).unwrap();
         self.clients.push((c, conn, Vec::new()));

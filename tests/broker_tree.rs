@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use tinymqtt::broker::{Match, RetainedStore, SessionId, Subscription, SubscriptionTree};
+use tinymqtt::broker::{Match, RetainedStore, SessionId, SubscriptionEntry, SubscriptionTree};
 use tinymqtt::codec::SubscriptionOptions;
 use tinymqtt::topic::{matches, split_shared};
 use tinymqtt::{TopicFilter, TopicName};
@@ -56,8 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn sub() -> Subscription {
-    Subscription {
+fn sub() -> SubscriptionEntry {
+    SubscriptionEntry {
         options: SubscriptionOptions::default(),
         identifier: None,
     }

@@ -29,7 +29,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use common::{t0, wire};
-use tinymqtt::client::{AckToken, Backoff, Client, ClientConfig, ClientState, Event};
+use tinymqtt::client::{AckToken, Backoff, ClientConfig, ClientSession, ClientState, Event};
 use tinymqtt::codec::{
     AckProperties, ConnAck, ConnAckProperties, Decoder, Disconnect, Packet, PubAck, Publish,
     SubAck, SubscribeProperties, Subscription, UnsubAck, UnsubscribeProperties,
@@ -290,7 +290,7 @@ struct Sim {
     s: Setup,
     v: ProtocolVersion,
     config: ClientConfig,
-    client: Client,
+    client: ClientSession,
     now: Instant,
     conn: Conn,
     /// The Receive Maximum of the server on this connection.
@@ -357,7 +357,7 @@ impl Sim {
         let now = t0();
         Sim {
             v: s.version,
-            client: Client::new(config.clone()),
+            client: ClientSession::new(config.clone()),
             config,
             s,
             now,
@@ -539,7 +539,7 @@ impl Sim {
             }
             Step::Restart { accept } => {
                 let session = self.client.session();
-                self.client = Client::with_session(self.config.clone(), session);
+                self.client = ClientSession::with_session(self.config.clone(), session);
                 self.conn = Conn::Down;
                 self.closed = true;
                 self.fresh = false;

@@ -13,7 +13,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 
 use bytes::Bytes;
 use common::*;
-use tinymqtt::client::{Client, ClientState, Event, Outgoing};
+use tinymqtt::client::{ClientSession, ClientState, Event, Outgoing};
 use tinymqtt::codec::{
     AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,
     Disconnect, DisconnectProperties, Packet, PayloadFormat, PubAck, Publish, PublishProperties,
@@ -298,7 +298,7 @@ fn mqtt_3_2_2_4_session_present_after_clean_start_closes() {
     p.no_event("connected", |e| matches!(e, Event::Connected { .. }));
 }
 
-/// [MQTT-3.2.2-16] (5.0): the Assigned Client Identifier replaces the empty one, for the
+/// [MQTT-3.2.2-16] (5.0): the Assigned ClientSession Identifier replaces the empty one, for the
 /// session export and the next CONNECT.
 #[test]
 fn mqtt_3_2_2_16_assigned_client_identifier_is_used_afterwards() {
@@ -1754,7 +1754,7 @@ fn mqtt_3_1_2_4_session_export_and_restore_resumes_the_outbox() {
     assert_eq!(state.subscriptions.len(), 1);
 
     // The process restarts.
-    let restored = Client::with_session(c, state.clone());
+    let restored = ClientSession::with_session(c, state.clone());
     assert_eq!(restored.session(), state);
     assert_eq!(
         restored.window().0,
@@ -1798,7 +1798,7 @@ fn mqtt_3_2_2_5_restored_session_without_server_session_reports_lost() {
     let mut p = Peer::connected(c.clone());
     p.publish(message("a", b"1", QoS::AtLeastOnce)).unwrap();
     let state = p.client.session();
-    let mut p = Peer::with_client(Client::with_session(c, state));
+    let mut p = Peer::with_client(ClientSession::with_session(c, state));
     p.connect();
     p.accept(ConnAck::accepted(false));
     p.expect_silence();
@@ -2136,13 +2136,13 @@ fn mqtt_3_1_2_6_clean_session_flag_on_each_connection() {
     assert_eq!(*c, expected);
 }
 
-/// [MQTT-3.1.3-7] (3.1.1): "If the Client supplies a zero-byte ClientId, the Client MUST also
+/// [MQTT-3.1.3-7] (3.1.1): "If the ClientSession supplies a zero-byte ClientId, the ClientSession MUST also
 /// set CleanSession to 1"; MQTT 3.1 allows 1 to 23 bytes. The client refuses before sending.
 #[test]
 fn mqtt_3_1_3_7_empty_client_id_needs_a_clean_session() {
     let mut c = config(V311, "");
     c.clean_start = false;
-    let mut client = Client::new(c);
+    let mut client = ClientSession::new(c);
     assert!(matches!(
         client.connect(t0()),
         Err(ClientError::InvalidClientId(_))
@@ -2153,12 +2153,12 @@ fn mqtt_3_1_3_7_empty_client_id_needs_a_clean_session() {
     let mut clean = Peer::new(config(V311, ""));
     clean.connect();
 
-    let mut v31 = Client::new(config(V3_1, "a-client-id-of-24-bytes!"));
+    let mut v31 = ClientSession::new(config(V3_1, "a-client-id-of-24-bytes!"));
     assert!(matches!(
         v31.connect(t0()),
         Err(ClientError::InvalidClientId(_))
     ));
-    let mut v31_empty = Client::new(config(V3_1, ""));
+    let mut v31_empty = ClientSession::new(config(V3_1, ""));
     assert!(matches!(
         v31_empty.connect(t0()),
         Err(ClientError::InvalidClientId(_))

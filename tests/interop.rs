@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use peers::{mosquitto_pub, mosquitto_sub, next_msg};
 use tinymqtt::broker::BrokerConfig;
-use tinymqtt::runtimes::blocking::Broker;
+use tinymqtt::runtimes::blocking::Server;
 use tinymqtt::runtimes::BrokerHandle;
 
 /// The protocol names `mosquitto_pub`/`mosquitto_sub` take with `-V`.
@@ -37,7 +37,7 @@ impl Ours {
             ..BrokerConfig::default()
         };
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let broker = Broker::bind(config, &[addr]).expect("bind 127.0.0.1:0");
+        let broker = Server::bind(config, &[addr]).expect("bind 127.0.0.1:0");
         let port = broker.local_addrs()[0].port();
         let stop = broker.handle();
         let thread = Some(std::thread::spawn(move || broker.run()));

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use tinymqtt::broker::BrokerConfig;
-use tinymqtt::runtimes::tokio::Broker;
+use tinymqtt::runtimes::tokio::Server;
 
 /// The body of the first ```rust block after `heading` in the README.
 fn readme_block(heading: &str) -> String {
@@ -34,7 +34,7 @@ fn the_quickstart_example_runs_against_our_broker() {
             sys_interval: None,
             ..BrokerConfig::default()
         };
-        let broker = Broker::bind(config, &["127.0.0.1:0".parse().unwrap()])
+        let broker = Server::bind(config, &["127.0.0.1:0".parse().unwrap()])
             .await
             .unwrap();
         let addr = broker.local_addrs()[0];

@@ -163,17 +163,17 @@ pub(crate) fn start_broker(
     let (handle, bound, thread) = match runtime {
         Runtime::Tokio => {
             let rt = ::tokio::runtime::Runtime::new()?;
-            let s = rt.block_on(tokio::Broker::bind_with(broker, options, addrs))?;
+            let s = rt.block_on(tokio::Server::bind_with(broker, options, addrs))?;
             let (h, a) = (s.handle(), s.local_addrs().to_vec());
             (h, a, spawn.spawn(move || rt.block_on(s.run()))?)
         }
         Runtime::Smol => {
-            let s = ::smol::block_on(smol::Broker::bind_with(broker, options, addrs))?;
+            let s = ::smol::block_on(smol::Server::bind_with(broker, options, addrs))?;
             let (h, a) = (s.handle(), s.local_addrs().to_vec());
             (h, a, spawn.spawn(move || ::smol::block_on(s.run()))?)
         }
         Runtime::AsyncStd => {
-            let bind = async_std::Broker::bind_with(broker, options, addrs);
+            let bind = async_std::Server::bind_with(broker, options, addrs);
             let s = ::async_std::task::block_on(bind)?;
             let (h, a) = (s.handle(), s.local_addrs().to_vec());
             (
@@ -183,7 +183,7 @@ pub(crate) fn start_broker(
             )
         }
         Runtime::Blocking => {
-            let s = blocking::Broker::bind_with(broker, options, addrs)?;
+            let s = blocking::Server::bind_with(broker, options, addrs)?;
             let (h, a) = (s.handle(), s.local_addrs().to_vec());
             (h, a, spawn.spawn(move || s.run())?)
         }

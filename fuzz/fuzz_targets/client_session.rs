@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use tinymqtt::client::{Client, ClientConfig, Event};
+use tinymqtt::client::{ClientSession, ClientConfig, Event};
 use tinymqtt::codec::{
     encode, AckProperties, ConnAck, Decoder, Packet, PubAck, Publish, SubAck, SubscribeProperties,
     Subscription, UnsubscribeProperties,
@@ -20,7 +20,7 @@ use tinymqtt::codec::{
 use tinymqtt::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 
 struct Harness {
-    client: Client,
+    client: ClientSession,
     version: ProtocolVersion,
     now: Instant,
     decoder: Decoder,
@@ -131,7 +131,7 @@ fuzz_target!(|data: &[u8]| {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
     let mut h = Harness {
-        client: Client::new(config),
+        client: ClientSession::new(config),
         version,
         now,
         decoder: Decoder::new(version),

@@ -6,7 +6,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{answer, Ack, Error, Reply, SubAck};
-use crate::client::{AckToken, Client as Session, ClientConfig, ClientState, Event, SessionState};
+use crate::client::{
+    AckToken, ClientConfig, ClientSession as Session, ClientState, Event, SessionState,
+};
 use crate::codec::{
     AckProperties, Auth, Disconnect, Publish, SubscribeProperties, Subscription,
     UnsubscribeProperties,

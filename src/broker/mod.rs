@@ -69,7 +69,7 @@ pub use connection::ServerConnection;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
 pub use retained::RetainedStore;
 pub use router::{Restored, Router};
-pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
+pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTree};
 
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};

@@ -27,14 +27,14 @@ use super::auth::{Authenticator, Authorizer};
 use super::config::BrokerConfig;
 use super::mail::{prefetch, ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRouter};
 use super::retained::RetainedStore;
-use super::tree::{Match, SessionId, Subscription, SubscriptionTree};
+use super::tree::{Match, SessionId, SubscriptionEntry, SubscriptionTree};
 use crate::codec::{Publish, RetainHandling, Will};
 use crate::hash::IdMap;
 use crate::store::StoreOp;
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
 
 /// The members of a shared subscription group.
-type Members = Vec<(SessionId, Subscription)>;
+type Members = Vec<(SessionId, SubscriptionEntry)>;
 
 /// A retained message and when it arrived (for its expiry).
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ struct Session {
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
     expiry: u32,
     /// Ordered, and without a hasher's keys in every session.
-    subscriptions: BTreeMap<TopicFilter, Subscription>,
+    subscriptions: BTreeMap<TopicFilter, SubscriptionEntry>,
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     /// QoS 1/2 deliveries the connection holds unfinished.
@@ -219,7 +219,7 @@ pub struct Router {
     /// it again under another packet identifier after a crash.
     parked: VecDeque<(ConnId, SessionId, Delivery)>,
     /// The plain matches of the message being routed (kept to reuse its allocation).
-    matches: Vec<(SessionId, Subscription)>,
+    matches: Vec<(SessionId, SubscriptionEntry)>,
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
     /// queue, and the first online session whose queue it took over the limit.
     routing: Option<Option<SessionId>>,
@@ -703,11 +703,11 @@ impl Router {
         self.matches = plain;
         for (group, members) in shared {
             // Round-robin over the group's members that are online, else any member.
-            let online: Vec<&(SessionId, Subscription)> = members
+            let online: Vec<&(SessionId, SubscriptionEntry)> = members
                 .iter()
                 .filter(|(sid, _)| self.sessions.get(sid).is_some_and(|s| s.conn.is_some()))
                 .collect();
-            let pool: Vec<&(SessionId, Subscription)> = if online.is_empty() {
+            let pool: Vec<&(SessionId, SubscriptionEntry)> = if online.is_empty() {
                 members.iter().collect()
             } else {
                 online
@@ -904,7 +904,7 @@ impl Router {
             }
             let mut options = req.options;
             options.qos = options.qos.min(max_qos);
-            let sub = Subscription {
+            let sub = SubscriptionEntry {
                 options,
                 identifier: subscription_id,
             };

@@ -18,7 +18,7 @@ pub struct SessionId(pub u64);
 
 /// What one subscription asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subscription {
+pub struct SubscriptionEntry {
     /// The subscription options (QoS, no local, retain as published, retain handling).
     pub options: SubscriptionOptions,
     /// The subscription identifier (MQTT 5).
@@ -28,13 +28,13 @@ pub struct Subscription {
 /// The subscribers of one filter: a list for fast iteration, an index for O(1) changes.
 #[derive(Debug, Default)]
 pub struct Subscribers {
-    list: Vec<(SessionId, Subscription)>,
+    list: Vec<(SessionId, SubscriptionEntry)>,
     index: IdMap<SessionId, usize>,
 }
 
 impl Subscribers {
     /// Adds or replaces `session`'s subscription; returns the one replaced.
-    fn insert(&mut self, session: SessionId, sub: Subscription) -> Option<Subscription> {
+    fn insert(&mut self, session: SessionId, sub: SubscriptionEntry) -> Option<SubscriptionEntry> {
         match self.index.get(&session) {
             Some(&i) => Some(std::mem::replace(&mut self.list[i].1, sub)),
             None => {
@@ -45,7 +45,7 @@ impl Subscribers {
         }
     }
 
-    fn remove(&mut self, session: SessionId) -> Option<Subscription> {
+    fn remove(&mut self, session: SessionId) -> Option<SubscriptionEntry> {
         let i = self.index.remove(&session)?;
         let (_, sub) = self.list.swap_remove(i);
         if let Some((moved, _)) = self.list.get(i) {
@@ -55,7 +55,7 @@ impl Subscribers {
     }
 
     /// The subscribers, in no particular order.
-    pub fn as_slice(&self) -> &[(SessionId, Subscription)] {
+    pub fn as_slice(&self) -> &[(SessionId, SubscriptionEntry)] {
         &self.list
     }
 
@@ -180,7 +180,7 @@ impl Node {
 #[derive(Debug, Clone, Copy)]
 pub enum Match<'a> {
     /// A plain subscription of `session`.
-    Plain(SessionId, &'a Subscription),
+    Plain(SessionId, &'a SubscriptionEntry),
     /// A shared subscription group (`$share/{group}/{filter}`): deliver to one member.
     Shared {
         /// The group name.
@@ -227,8 +227,8 @@ impl SubscriptionTree {
         &mut self,
         filter: &TopicFilter,
         session: SessionId,
-        sub: Subscription,
-    ) -> Option<Subscription> {
+        sub: SubscriptionEntry,
+    ) -> Option<SubscriptionEntry> {
         let (group, levels) = parse(filter);
         let mut node = &mut self.root;
         let mut parts = levels.split('/').peekable();
@@ -262,7 +262,11 @@ impl SubscriptionTree {
 
     /// Removes `session`'s subscription to `filter`; returns it if there was one. Branches left
     /// empty are pruned.
-    pub fn remove(&mut self, filter: &TopicFilter, session: SessionId) -> Option<Subscription> {
+    pub fn remove(
+        &mut self,
+        filter: &TopicFilter,
+        session: SessionId,
+    ) -> Option<SubscriptionEntry> {
         let (group, levels) = parse(filter);
         let parts: Vec<&str> = levels.split('/').collect();
         let removed = remove_at(&mut self.root, &parts, group, session);
@@ -284,7 +288,7 @@ fn remove_at(
     parts: &[&str],
     group: Option<&str>,
     session: SessionId,
-) -> Option<Subscription> {
+) -> Option<SubscriptionEntry> {
     let from_slot = |slot: &mut Slot| match group {
         Some(g) => {
             let subs = slot.shared.get_mut(g)?;
@@ -363,8 +367,8 @@ mod tests {
     use super::*;
     use crate::types::QoS;
 
-    fn sub(qos: QoS) -> Subscription {
-        Subscription {
+    fn sub(qos: QoS) -> SubscriptionEntry {
+        SubscriptionEntry {
             options: SubscriptionOptions {
                 qos,
                 ..SubscriptionOptions::default()

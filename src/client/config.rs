@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::codec::{ConnectProperties, Will};
 use crate::types::{ByteStr, ProtocolVersion};
 
-/// Everything a [`Client`](super::Client) needs to connect and behave.
+/// Everything a [`ClientSession`](super::ClientSession) needs to connect and behave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     /// The protocol version to speak.
@@ -40,7 +40,7 @@ pub struct ClientConfig {
     pub reconnect: Option<Backoff>,
     /// Re-subscribe the current subscriptions when a reconnect finds no session.
     pub resubscribe: bool,
-    /// Received QoS 1/2 messages are acknowledged only by [`Client::ack`](super::Client::ack).
+    /// Received QoS 1/2 messages are acknowledged only by [`ClientSession::ack`](super::ClientSession::ack).
     pub manual_acks: bool,
     /// Assign outgoing topic aliases automatically, within the server's topic alias maximum.
     pub topic_aliases: bool,

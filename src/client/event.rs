@@ -10,7 +10,7 @@ use crate::codec::{
 use crate::error::CloseReason;
 use crate::types::{ByteStr, PacketId, ReasonCode};
 
-/// Something the application should know; drained with [`Client::poll_event`](super::Client::poll_event).
+/// Something the application should know; drained with [`ClientSession::poll_event`](super::ClientSession::poll_event).
 ///
 /// The runtime clients (`tinymqtt::runtimes::<runtime>::Client`) report these through their
 /// `Events`, having done the sans-IO part themselves: they write what the session transmits,
@@ -18,7 +18,7 @@ use crate::types::{ByteStr, PacketId, ReasonCode};
 /// says, so they never report [`Event::ReconnectDue`]. The acknowledgements of their own calls
 /// ([`Event::Published`], and the SUBACK/UNSUBACK of `subscribe`/`unsubscribe`) complete
 /// those calls instead of arriving here. The instructions on each variant are for the
-/// sans-IO [`Client`](super::Client).
+/// sans-IO [`ClientSession`](super::ClientSession).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -68,7 +68,7 @@ pub enum Event {
         /// UNSUBACK properties.
         properties: AckProperties,
     },
-    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `Client::auth` (the
+    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `ClientSession::auth` (the
     /// runtime clients have `auth` too, or answer through a `ConnectOptions::with_auth`
     /// handler).
     Auth(Auth),
@@ -80,11 +80,11 @@ pub enum Event {
         /// The server's DISCONNECT properties, if it sent one.
         properties: Box<DisconnectProperties>,
     },
-    /// The backoff delay has passed: open a new transport and call `Client::connect`
+    /// The backoff delay has passed: open a new transport and call `ClientSession::connect`
     /// (sans-IO only: the runtime clients reconnect themselves).
     ReconnectDue,
     /// With manual acks, the last [`AckToken`] of a message was dropped without
-    /// `Client::ack` while the session still waited for it: the message stays unacknowledged
+    /// `ClientSession::ack` while the session still waited for it: the message stays unacknowledged
     /// (it holds a slot of the receive window, and the acknowledgements of the messages after
     /// it wait for it: [MQTT-4.6.0-2]), so delivery will stall. Reported at the next
     /// `poll_event` after the drop.
@@ -99,11 +99,11 @@ pub enum Event {
 pub struct Message {
     /// The PUBLISH, with the topic filled in when the server used a topic alias.
     pub publish: Publish,
-    /// With manual acks, the token to pass to `Client::ack` (QoS 1 and 2 only).
+    /// With manual acks, the token to pass to `ClientSession::ack` (QoS 1 and 2 only).
     pub ack: Option<AckToken>,
 }
 
-/// Identifies a received message to acknowledge with `Client::ack`.
+/// Identifies a received message to acknowledge with `ClientSession::ack`.
 ///
 /// Clones name the same message. Dropping the last one without acknowledging the message,
 /// while the session still waits for it, is reported as [`Event::AckTokenDropped`]: the

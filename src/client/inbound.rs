@@ -11,9 +11,9 @@ use crate::types::{PacketId, ProtocolVersion, QoS, ReasonCode};
 
 use super::event::{AckToken, AckWatch, Event, Lost, Message};
 use super::outgoing::Flow;
-use super::{Client, ClientState, PendingAck, ServerLimits, Timer};
+use super::{ClientSession, ClientState, PendingAck, ServerLimits, Timer};
 
-impl Client {
+impl ClientSession {
     pub(super) fn handle_packet(&mut self, now: Instant, packet: Packet) {
         match (self.state, packet) {
             (ClientState::Connecting, Packet::ConnAck(c)) => self.on_connack(now, *c),

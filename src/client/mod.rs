@@ -1,21 +1,21 @@
 //! The client session: a complete MQTT client as a sans-IO state machine.
 //!
-//! A [`Client`] never touches a socket or a clock. The runtime opens a transport, calls
-//! [`Client::connect`], feeds received bytes to [`Client::handle_input`] and expired deadlines to
-//! [`Client::handle_timeout`], and after every input or command drains
-//! [`Client::poll_transmit`] (bytes to write), then [`Client::poll_timeout`] (the next deadline),
-//! then [`Client::poll_event`] (what the application should know).
+//! A [`ClientSession`] never touches a socket or a clock. The runtime opens a transport, calls
+//! [`ClientSession::connect`], feeds received bytes to [`ClientSession::handle_input`] and expired deadlines to
+//! [`ClientSession::handle_timeout`], and after every input or command drains
+//! [`ClientSession::poll_transmit`] (bytes to write), then [`ClientSession::poll_timeout`] (the next deadline),
+//! then [`ClientSession::poll_event`] (what the application should know).
 //!
 //! ```
 //! use std::time::Instant;
-//! use tinymqtt::client::{Client, ClientConfig, Event};
+//! use tinymqtt::client::{ClientSession, ClientConfig, Event};
 //! use tinymqtt::codec::{encode, ConnAck, Packet, Publish};
 //! use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicName};
 //!
 //! # #[allow(clippy::disallowed_methods)]
 //! let now = Instant::now();
 //! let config = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("sensor-1"));
-//! let mut client = Client::new(config);
+//! let mut client = ClientSession::new(config);
 //! client.connect(now)?;
 //! let connect_bytes = client.poll_transmit().expect("CONNECT");
 //! assert_eq!(connect_bytes[0], 0x10);
@@ -123,7 +123,7 @@ impl Default for ServerLimits {
     }
 }
 
-/// A received QoS 1/2 message waiting for the application's [`Client::ack`].
+/// A received QoS 1/2 message waiting for the application's [`ClientSession::ack`].
 #[derive(Debug)]
 struct PendingAck {
     seq: u64,
@@ -136,7 +136,7 @@ struct PendingAck {
 
 /// An MQTT client session (3.1, 3.1.1 or 5.0) as a sans-IO state machine.
 #[derive(Debug)]
-pub struct Client {
+pub struct ClientSession {
     config: ClientConfig,
     state: ClientState,
     client_id: ByteStr,
@@ -156,7 +156,7 @@ pub struct Client {
     resend_backlog: VecDeque<PacketId>,
     /// Manual acks in receipt order; released in that order ([MQTT-4.6.0-2]).
     pending_acks: VecDeque<PendingAck>,
-    /// Set by an [`AckToken`] dropped unacknowledged; [`Client::poll_event`] reports it.
+    /// Set by an [`AckToken`] dropped unacknowledged; [`ClientSession::poll_event`] reports it.
     acks_dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
     subscriptions: BTreeMap<TopicFilter, (SubscriptionOptions, Option<NonZeroU32>)>,
     server: ServerLimits,
@@ -175,14 +175,14 @@ pub struct Client {
     last_sent: Option<Instant>,
 }
 
-impl Client {
+impl ClientSession {
     /// A client that has not connected yet.
-    pub fn new(config: ClientConfig) -> Client {
+    pub fn new(config: ClientConfig) -> ClientSession {
         let max_in = config
             .properties
             .maximum_packet_size
             .map_or(MAX_PACKET_SIZE, NonZeroU32::get);
-        Client {
+        ClientSession {
             client_id: config.client_id.clone(),
             decoder: Decoder::new(config.protocol).with_max_packet_size(max_in),
             encoder: Encoder::new(config.protocol),
@@ -215,8 +215,8 @@ impl Client {
     }
 
     /// A client that resumes an exported session: its next connection asks to resume it.
-    pub fn with_session(config: ClientConfig, session: SessionState) -> Client {
-        let mut c = Client::new(config);
+    pub fn with_session(config: ClientConfig, session: SessionState) -> ClientSession {
+        let mut c = ClientSession::new(config);
         if !session.client_id.is_empty() {
             c.client_id = session.client_id;
         }
@@ -241,7 +241,7 @@ impl Client {
         c
     }
 
-    /// The session state to store for [`Client::with_session`].
+    /// The session state to store for [`ClientSession::with_session`].
     pub fn session(&self) -> SessionState {
         let mut incoming: Vec<PacketId> = self.incoming_qos2.iter().copied().collect();
         incoming.sort();
@@ -292,7 +292,7 @@ impl Client {
         (self.on_wire.len(), self.server.receive_maximum)
     }
 
-    /// Whether a QoS 1/2 [`Client::publish`] would find room in the window now (it says
+    /// Whether a QoS 1/2 [`ClientSession::publish`] would find room in the window now (it says
     /// [`ClientError::WindowFull`] otherwise): below the send quota, and no resumed session's
     /// resends waiting, since new messages queue behind those to keep the order.
     pub fn window_open(&self) -> bool {
@@ -666,7 +666,7 @@ impl Client {
     }
 
     /// The earliest deadline: CONNACK wait, next PINGREQ, PINGRESP wait or next reconnect.
-    /// Call [`Client::handle_timeout`] when it passes.
+    /// Call [`ClientSession::handle_timeout`] when it passes.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_timeout()
     }

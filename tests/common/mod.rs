@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tinymqtt::client::{Backoff, Client, ClientConfig, Event, Message};
+use tinymqtt::client::{Backoff, ClientConfig, ClientSession, Event, Message};
 use tinymqtt::codec::{
     encode, AckProperties, ConnAck, Decoder, DisconnectProperties, Packet, Publish,
     SubscribeProperties, Subscription, UnsubscribeProperties,
@@ -109,7 +109,7 @@ pub(crate) fn wire(packet: &Packet, v: ProtocolVersion) -> Bytes {
 /// A scripted server talking to one client, with a fake clock.
 pub(crate) struct Peer {
     /// The client under test.
-    pub(crate) client: Client,
+    pub(crate) client: ClientSession,
     /// The protocol version of the connection.
     pub(crate) v: ProtocolVersion,
     /// The clock origin.
@@ -123,11 +123,11 @@ pub(crate) struct Peer {
 impl Peer {
     /// A peer for a new client with `config`.
     pub(crate) fn new(config: ClientConfig) -> Peer {
-        Peer::with_client(Client::new(config))
+        Peer::with_client(ClientSession::new(config))
     }
 
     /// A peer for an existing client.
-    pub(crate) fn with_client(client: Client) -> Peer {
+    pub(crate) fn with_client(client: ClientSession) -> Peer {
         let start = t0();
         Peer {
             v: client.config().protocol,

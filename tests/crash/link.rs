@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use tinymqtt::client::{Client as Session, ClientConfig, Event, Outgoing};
+use tinymqtt::client::{ClientConfig, ClientSession as Session, Event, Outgoing};
 use tinymqtt::PacketId;
 
 /// Real sockets run on real time.

@@ -1,4 +1,4 @@
-//! A deterministic simulator: one `Broker`, any number of `Client`s, a fake clock and seeded links.
+//! A deterministic simulator: one `Broker`, any number of `ClientSession`s, a fake clock and seeded links.
 //!
 //! Everything goes through the public sans-IO API. The clock starts at [`t0`] and only ever
 //! moves by jumping to the earliest deadline of any party (or the next byte delivery), so a
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
-use tinymqtt::client::{Backoff, Client, ClientConfig, Event};
+use tinymqtt::client::{Backoff, ClientConfig, ClientSession, Event};
 use tinymqtt::codec::{
     ConnAckProperties, Disconnect, Publish, SubscribeProperties, Subscription,
     UnsubscribeProperties,
@@ -141,7 +141,7 @@ struct Pipe {
 struct Link {
     node: usize,
     conn: ConnId,
-    /// Client to broker.
+    /// ClientSession to broker.
     up: Pipe,
     /// Broker to client.
     down: Pipe,
@@ -151,7 +151,7 @@ struct Link {
 #[derive(Debug)]
 pub(crate) struct Node {
     /// The client session.
-    pub(crate) client: Client,
+    pub(crate) client: ClientSession,
     /// Open a new transport when the client says `ReconnectDue`.
     pub(crate) auto_reconnect: bool,
     /// Events not yet taken by the test, with the time they were drained (since the origin).
@@ -242,11 +242,11 @@ impl Sim {
 
     /// Adds a client that has not connected yet.
     pub(crate) fn add_client(&mut self, config: ClientConfig) -> Cl {
-        self.add_node(Client::new(config))
+        self.add_node(ClientSession::new(config))
     }
 
-    /// Adds an existing client session (for example one built with `Client::with_session`).
-    pub(crate) fn add_node(&mut self, client: Client) -> Cl {
+    /// Adds an existing client session (for example one built with `ClientSession::with_session`).
+    pub(crate) fn add_node(&mut self, client: ClientSession) -> Cl {
         self.nodes.push(Node {
             client,
             auto_reconnect: true,
@@ -258,12 +258,12 @@ impl Sim {
     }
 
     /// The client session of `cl`.
-    pub(crate) fn client(&self, cl: Cl) -> &Client {
+    pub(crate) fn client(&self, cl: Cl) -> &ClientSession {
         &self.nodes[cl.0].client
     }
 
     /// The client session of `cl`, mutably (commands the helpers do not cover).
-    pub(crate) fn client_mut(&mut self, cl: Cl) -> &mut Client {
+    pub(crate) fn client_mut(&mut self, cl: Cl) -> &mut ClientSession {
         &mut self.nodes[cl.0].client
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::mail::{ConnId, Delivery, OutFlow};
-use super::super::tree::{SessionId, Subscription};
+use super::super::tree::{SessionId, SubscriptionEntry};
 use super::{Retained, Router, Session, Timer};
 use crate::codec::{Publish, Will, WillProperties};
 use crate::store::{
@@ -302,7 +302,7 @@ impl Router {
         self.next_session += 1;
         let mut subscriptions = BTreeMap::new();
         for s in r.subscriptions {
-            let sub = Subscription {
+            let sub = SubscriptionEntry {
                 options: s.options,
                 identifier: s.identifier,
             };
