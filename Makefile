@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-tls crash broker publisher subscriber
+.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-tls crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -141,6 +141,11 @@ TLS_SCENARIOS ?= fanin-q0 fanin-q0-tls fanin-q1 fanin-q1-tls conns-2k conns-tls
 bench-tls:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(TLS_SCENARIOS)" BROKERS="tinymqtt mosquitto" \
 	  CARGO=$(CARGO) bash benches/bench-brokers.sh
+## public-api: regenerate public-api.txt, the crate's public API with every feature (cargo
+## public-api on stable's rustdoc via RUSTC_BOOTSTRAP), so API changes show in review diffs
+public-api:
+	@command -v cargo-public-api >/dev/null 2>&1 || $(CARGO) install cargo-public-api --locked
+	RUSTC_BOOTSTRAP=1 $(CARGO) public-api --all-features -ss > public-api.txt
 
 ## broker / publisher / subscriber: build and run an example program, e.g. make broker ARGS="--port 1883"
 ARGS ?=

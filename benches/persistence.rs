@@ -51,10 +51,7 @@ fn clock() -> Instant {
 /// transaction is durable (redb's default); once `BrokerOptions` has an fsync policy, set it
 /// to "always" here.
 fn options(store: Option<&Path>) -> BrokerOptions {
-    BrokerOptions {
-        persistence: store.map(Path::to_path_buf),
-        ..BrokerOptions::default()
-    }
+    BrokerOptions::default().with_persistence(store.map(Path::to_path_buf))
 }
 
 /// A scratch folder for one broker's store, removed when dropped.

@@ -90,12 +90,9 @@ fn brokers(pki: &Pki, server: &str) -> Brokers {
         .unwrap();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let heard = errors.clone();
-    let options = BrokerOptions {
-        on_transport_error: Some(Arc::new(move |e: &TransportError| {
-            heard.lock().unwrap().push(e.to_string())
-        })),
-        ..BrokerOptions::default()
-    };
+    let options = BrokerOptions::default().with_on_transport_error(Some(Arc::new(
+        move |e: &TransportError| heard.lock().unwrap().push(e.to_string()),
+    )));
     let configs = listeners(pki, server);
     let server = rt
         .block_on(tinymqtt::runtimes::tokio::Server::bind_listeners(

@@ -25,7 +25,17 @@ pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
 pub type TransportHook = Arc<dyn Fn(&super::transport::TransportError) + Send + Sync>;
 
 /// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
+///
+/// Build it with `BrokerOptions::default()` and the `with_*` setters (or set its public
+/// fields): it is `#[non_exhaustive]`, so a field added later breaks no one.
+///
+/// ```compile_fail
+/// use tinymqtt::runtimes::BrokerOptions;
+///
+/// let options = BrokerOptions { max_outbound_batches: 8, ..BrokerOptions::default() };
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct BrokerOptions {
     /// Mail batches the router may queue for one connection before it is closed as too slow.
     pub max_outbound_batches: usize,

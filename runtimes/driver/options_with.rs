@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::broker::{BrokerOptions, EventHook};
+use super::broker::{BrokerOptions, EventHook, TransportHook};
+use super::checks::CheckCredentials;
 use super::writer::Fsync;
 
 /// Chainable setters, so that a field added later is not a breaking change for code
@@ -49,6 +50,36 @@ impl BrokerOptions {
     /// Sets [`BrokerOptions::fsync`].
     pub fn with_fsync(mut self, fsync: Fsync) -> BrokerOptions {
         self.fsync = fsync;
+        self
+    }
+
+    /// Sets [`BrokerOptions::check_threads`].
+    pub fn with_check_threads(mut self, check_threads: usize) -> BrokerOptions {
+        self.check_threads = check_threads;
+        self
+    }
+
+    /// Sets [`BrokerOptions::max_pending_checks`].
+    pub fn with_max_pending_checks(mut self, max_pending_checks: usize) -> BrokerOptions {
+        self.max_pending_checks = max_pending_checks;
+        self
+    }
+
+    /// Sets [`BrokerOptions::check_credentials`].
+    pub fn with_check_credentials(
+        mut self,
+        check_credentials: Option<CheckCredentials>,
+    ) -> BrokerOptions {
+        self.check_credentials = check_credentials;
+        self
+    }
+
+    /// Sets [`BrokerOptions::on_transport_error`].
+    pub fn with_on_transport_error(
+        mut self,
+        on_transport_error: Option<TransportHook>,
+    ) -> BrokerOptions {
+        self.on_transport_error = on_transport_error;
         self
     }
 }

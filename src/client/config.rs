@@ -9,7 +9,19 @@ use crate::codec::{ConnectProperties, Will};
 use crate::types::{ByteStr, ProtocolVersion};
 
 /// Everything a [`ClientSession`](super::ClientSession) needs to connect and behave.
+///
+/// Build it with [`ClientConfig::new`] and the `with_*` setters (or set its public fields):
+/// it is `#[non_exhaustive]`, so a field added later breaks no one.
+///
+/// ```compile_fail
+/// use tinymqtt::client::ClientConfig;
+/// use tinymqtt::{ByteStr, ProtocolVersion};
+///
+/// let base = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("id"));
+/// let config = ClientConfig { keep_alive: 30, ..base }; // a struct literal: not from outside
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The protocol version to speak.
     pub protocol: ProtocolVersion,

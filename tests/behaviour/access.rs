@@ -195,10 +195,7 @@ fn a_shutdown_does_not_wait_for_a_slow_check() {
 
 #[test]
 fn slow_credentials_checks_do_not_stall_routing() {
-    let b = slow_broker(BrokerOptions {
-        check_threads: 2,
-        ..BrokerOptions::default()
-    });
+    let b = slow_broker(BrokerOptions::default().with_check_threads(2));
     let s = rt::connect(b.addr, config(V5, "s")).unwrap();
     s.subscribe(sub("t", QoS::AtLeastOnce)).unwrap();
     let p = rt::connect(b.addr, config(V5, "p")).unwrap();
@@ -231,11 +228,11 @@ fn slow_credentials_checks_do_not_stall_routing() {
 
 #[test]
 fn checks_beyond_the_cap_are_refused_server_busy() {
-    let b = slow_broker(BrokerOptions {
-        check_threads: 1,
-        max_pending_checks: 1,
-        ..BrokerOptions::default()
-    });
+    let b = slow_broker(
+        BrokerOptions::default()
+            .with_check_threads(1)
+            .with_max_pending_checks(1),
+    );
     let addr = b.addr;
     let tries: Vec<_> = (0..3)
         .map(|i| {
@@ -270,10 +267,7 @@ fn an_async_check_runs_as_a_future_on_the_connections_task() {
             }
         })
     });
-    let b = slow_broker(BrokerOptions {
-        check_credentials: Some(hook),
-        ..BrokerOptions::default()
-    });
+    let b = slow_broker(BrokerOptions::default().with_check_credentials(Some(hook)));
     let mut c = config(V5, "hooked");
     c.username = Some(ByteStr::from_static("slow"));
     let mut bad = config(V5, "other");

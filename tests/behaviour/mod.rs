@@ -53,10 +53,7 @@ fn broker() -> rt::Broker {
 
 /// Options for a broker whose store is in `dir`.
 fn broker_options_in(dir: &std::path::Path) -> BrokerOptions {
-    BrokerOptions {
-        persistence: Some(dir.to_path_buf()),
-        ..BrokerOptions::default()
-    }
+    BrokerOptions::default().with_persistence(Some(dir.to_path_buf()))
 }
 
 fn msg(topic: &str, payload: &'static str, qos: QoS, retain: bool) -> Publish {
@@ -261,12 +258,9 @@ fn will_is_published_when_a_connection_is_killed() {
 fn a_second_connection_with_the_same_id_takes_over() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    let options = BrokerOptions {
-        on_event: Some(Arc::new(move |e: &BrokerEvent| {
-            log.lock().unwrap().push(e.clone())
-        })),
-        ..BrokerOptions::default()
-    };
+    let options = BrokerOptions::default().with_on_event(Some(Arc::new(move |e: &BrokerEvent| {
+        log.lock().unwrap().push(e.clone())
+    })));
     let b = rt::broker_with(
         BrokerConfig {
             sys_interval: None,
@@ -424,10 +418,7 @@ fn the_client_reconnects_with_its_backoff_after_losing_the_connection() {
 
 #[test]
 fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
-    let options = BrokerOptions {
-        max_outbound_bytes: 256 * 1024,
-        ..BrokerOptions::default()
-    };
+    let options = BrokerOptions::default().with_max_outbound_bytes(256 * 1024);
     let b = rt::broker_with(
         BrokerConfig {
             sys_interval: None,
@@ -487,10 +478,7 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
 #[test]
 fn a_subscriber_whose_mail_queue_overflows_is_closed_with_its_will_and_others_keep_going() {
     // Few mail batches per connection: the stuck subscriber's queue overflows by count.
-    let options = BrokerOptions {
-        max_outbound_batches: 8,
-        ..BrokerOptions::default()
-    };
+    let options = BrokerOptions::default().with_max_outbound_batches(8);
     let b = rt::broker_with(
         BrokerConfig {
             sys_interval: None,

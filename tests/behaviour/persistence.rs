@@ -11,7 +11,6 @@ use super::{clock, Event};
 use crate::rt;
 use tinymqtt::broker::BrokerConfig;
 use tinymqtt::runtimes::driver::STORE_FILE;
-use tinymqtt::runtimes::BrokerOptions;
 use tinymqtt::runtimes::Fsync;
 use tinymqtt::{ProtocolVersion, QoS, ReasonCode};
 
@@ -49,10 +48,7 @@ fn stored_broker_with(dir: &Path, fsync: Fsync) -> rt::Broker {
         durable_acks: fsync.durable_acks(),
         ..BrokerConfig::default()
     };
-    let options = BrokerOptions {
-        fsync,
-        ..broker_options_in(dir)
-    };
+    let options = broker_options_in(dir).with_fsync(fsync);
     rt::broker_with(config, options)
 }
 
@@ -320,10 +316,7 @@ fn an_fsync_policy_that_does_not_match_durable_acks_is_refused_at_bind() {
             durable_acks,
             ..BrokerConfig::default()
         };
-        let options = BrokerOptions {
-            fsync,
-            ..broker_options_in(&dir.0)
-        };
+        let options = broker_options_in(&dir.0).with_fsync(fsync);
         match rt::try_broker_with(config, options) {
             Ok(b) => {
                 b.shutdown();
