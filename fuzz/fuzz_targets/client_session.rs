@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use tinymqtt::client::{ClientSession, ClientConfig, Event};
+use tinymqtt::client::{ClientConfig, ClientSession, Event};
 use tinymqtt::codec::{
     encode, AckProperties, ConnAck, Decoder, Packet, PubAck, Publish, SubAck, SubscribeProperties,
     Subscription, UnsubscribeProperties,
