@@ -180,10 +180,7 @@ fn start_broker() -> (SocketAddr, Option<String>, impl FnOnce()) {
                 .build()
                 .expect("the broker's runtime");
             rt.block_on(async move {
-                let config = BrokerConfig {
-                    sys_interval: None,
-                    ..BrokerConfig::default()
-                };
+                let config = BrokerConfig::default().with_sys_interval(None);
                 let any: SocketAddr = ([127, 0, 0, 1], 0).into();
                 let broker = Server::bind_with(Core::new(config), BrokerOptions::default(), &[any])
                     .await

@@ -59,10 +59,7 @@ impl World {
         let now = origin();
         let mut w = World {
             now,
-            broker: Broker::new(BrokerConfig {
-                sys_interval: None,
-                ..BrokerConfig::default()
-            }),
+            broker: Broker::new(BrokerConfig::default().with_sys_interval(None)),
             publishers: Vec::new(),
             subscribers: Vec::new(),
             qos,

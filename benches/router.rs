@@ -195,10 +195,7 @@ impl Net {
     fn new() -> Net {
         Net {
             now: clock(),
-            broker: Broker::new(BrokerConfig {
-                sys_interval: None,
-                ..BrokerConfig::default()
-            }),
+            broker: Broker::new(BrokerConfig::default().with_sys_interval(None)),
         }
     }
 

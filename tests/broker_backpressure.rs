@@ -21,10 +21,7 @@ fn pid(n: u16) -> PacketId {
 }
 
 fn small_queues() -> Raw {
-    Raw::new(BrokerConfig {
-        max_queued_messages: 2,
-        ..BrokerConfig::default()
-    })
+    Raw::new(BrokerConfig::default().with_max_queued_messages(2))
 }
 
 /// A subscriber on `q` at QoS 1 that takes one message at a time (receive maximum 1).

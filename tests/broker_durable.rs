@@ -136,10 +136,7 @@ fn a_puback_waits_for_its_ticket_and_acks_go_out_in_order() {
 
 #[test]
 fn durable_acks_off_acknowledges_at_once_with_no_tickets() {
-    let config = BrokerConfig {
-        durable_acks: false,
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_durable_acks(false);
     let (mut r, mut store, _subr) = with_subscriber(config, QoS::AtLeastOnce);
     let pubr = r.connect(V5, "pub");
     r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 1, "a"));
@@ -152,10 +149,7 @@ fn durable_acks_off_acknowledges_at_once_with_no_tickets() {
 /// [MQTT-3.3.4-9]: held PUBACKs count against the receive maximum the broker announced.
 #[test]
 fn mqtt_3_3_4_9_v5_held_pubacks_count_against_the_receive_maximum() {
-    let config = BrokerConfig {
-        receive_maximum: 2,
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_receive_maximum(2);
     let mut r = stored(config, WALL, StoreSnapshot::default());
     let pubr = r.connect(V5, "pub");
     r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, 1, "a"));
@@ -400,10 +394,7 @@ fn deliveries_behind_a_waiting_qos2_one_keep_their_order() {
 #[test]
 fn a_parked_qos0_delivery_returned_after_the_close_follows_queue_qos0_offline() {
     for queue_qos0 in [false, true] {
-        let config = BrokerConfig {
-            queue_qos0_offline: queue_qos0,
-            ..BrokerConfig::default()
-        };
+        let config = BrokerConfig::default().with_queue_qos0_offline(queue_qos0);
         let (mut r, mut store, subr) = with_subscriber(config, QoS::ExactlyOnce);
         let pubr = r.connect(V5, "pub");
         r.send_packet(pubr, V5, publish(QoS::ExactlyOnce, 1, "two"));

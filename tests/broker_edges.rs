@@ -85,17 +85,11 @@ fn mqtt_3_1_2_25_v5_an_oversized_delivery_is_discarded_as_if_acknowledged_and_fr
 fn mqtt_3_2_2_23_v5_connack_has_no_maximum_packet_size_without_a_limit() {
     // Absent means no limit ([MQTT-3.2.2-23]'s property is optional): a broker configured
     // without a limit (the largest packet MQTT can carry) announces none.
-    let mut r = Raw::new(BrokerConfig {
-        max_packet_size: MAX_PACKET_SIZE,
-        ..BrokerConfig::default()
-    });
+    let mut r = Raw::new(BrokerConfig::default().with_max_packet_size(MAX_PACKET_SIZE));
     let (_, ack) = r.connect_with(Connect::new(V5, s("a")));
     assert_eq!(ack.properties.maximum_packet_size, None);
     // A configured limit is announced.
-    let mut r = Raw::new(BrokerConfig {
-        max_packet_size: 4096,
-        ..BrokerConfig::default()
-    });
+    let mut r = Raw::new(BrokerConfig::default().with_max_packet_size(4096));
     let (_, ack) = r.connect_with(Connect::new(V5, s("a")));
     assert_eq!(ack.properties.maximum_packet_size, NonZeroU32::new(4096));
 }
@@ -132,10 +126,7 @@ fn mqtt_3_4_2_1_v5_puback_and_pubrec_say_no_matching_subscribers_when_nothing_ma
 
 #[test]
 fn no_matching_subscribers_can_be_turned_off() {
-    let mut r = Raw::new(BrokerConfig {
-        no_matching_subscribers: false,
-        ..BrokerConfig::default()
-    });
+    let mut r = Raw::new(BrokerConfig::default().with_no_matching_subscribers(false));
     let pubr = r.connect(V5, "pub");
     publish(&mut r, pubr, V5, 1, "a", QoS::AtLeastOnce);
     assert_eq!(ack(&mut r, pubr, V5).reason_code, ReasonCode::Success);
@@ -173,11 +164,7 @@ fn mqtt_4_3_3_pubrel_for_an_unknown_packet_id_gets_pubcomp_0x92_in_v5_and_pubcom
 
 #[test]
 fn mqtt_3_1_2_29_v5_reason_strings_off_sends_none_at_all() {
-    let mut r = Raw::new(BrokerConfig {
-        reason_strings: false,
-        max_topic_levels: 2,
-        ..BrokerConfig::default()
-    });
+    let mut r = Raw::new(BrokerConfig::default().with_reason_strings(false).with_max_topic_levels(2));
     let conn = r.connect(V5, "a");
     // A topic above the limits: PUBACK 0x90, with no reason string.
     let mut p = msg("a/b/c/d", "x", QoS::AtLeastOnce);
@@ -200,10 +187,7 @@ fn mqtt_3_1_2_29_v5_reason_strings_off_sends_none_at_all() {
         p => panic!("expected DISCONNECT, got {p:?}"),
     }
     // On by default.
-    let mut r = Raw::new(BrokerConfig {
-        max_topic_levels: 2,
-        ..BrokerConfig::default()
-    });
+    let mut r = Raw::new(BrokerConfig::default().with_max_topic_levels(2));
     let conn = r.connect(V5, "a");
     let mut p = msg("a/b/c/d", "x", QoS::AtLeastOnce);
     p.packet_id = Some(pid(1));

@@ -321,10 +321,7 @@ fn with_credentials(v: ProtocolVersion, user: &'static str, pass: &'static [u8])
 
 #[test]
 fn mqtt_3_2_2_bad_credentials_get_0x86_and_return_code_4() {
-    let bc = BrokerConfig {
-        allow_anonymous: false,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_allow_anonymous(false);
     let mut r = Raw::with_broker(Broker::with_auth(
         bc,
         Arc::new(Passwords),

@@ -348,10 +348,7 @@ fn keep_alive_pings_keep_connections_open_for_an_hour() {
 
 #[test]
 fn mqtt_3_2_2_21_server_keep_alive_is_announced_and_enforced() {
-    let bc = BrokerConfig {
-        server_keep_alive: Some(4),
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_server_keep_alive(Some(4));
     let mut sim = Sim::new(bc, 15);
     let mut c = config(V5, "ka");
     c.keep_alive = 60;
@@ -379,10 +376,7 @@ fn mqtt_3_2_2_21_server_keep_alive_is_announced_and_enforced() {
 
 #[test]
 fn max_keep_alive_becomes_the_v5_server_keep_alive() {
-    let bc = BrokerConfig {
-        max_keep_alive: 30,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_max_keep_alive(30);
     let mut sim = Sim::new(bc, 16);
     let mut c = config(V5, "long");
     c.keep_alive = 600;
@@ -473,10 +467,7 @@ impl Authorizer for Hidden {
 fn can_receive_filters_each_live_retained_and_queued_delivery_and_frees_the_window() {
     let mut sim = Sim::with_broker(
         Broker::with_auth(
-            BrokerConfig {
-                max_inflight_v3: 1,
-                ..BrokerConfig::default()
-            },
+            BrokerConfig::default().with_max_inflight_v3(1),
             Arc::new(AllowAll),
             Arc::new(Hidden),
         ),
@@ -508,10 +499,7 @@ fn can_receive_filters_each_live_retained_and_queued_delivery_and_frees_the_wind
 }
 
 fn auth_sim(seed: u64) -> Sim {
-    let bc = BrokerConfig {
-        allow_anonymous: false,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_allow_anonymous(false);
     Sim::with_broker(
         Broker::with_auth(bc, Arc::new(Passwords), Arc::new(AllowAll)),
         seed,
@@ -543,10 +531,7 @@ fn mqtt_3_2_2_bad_credentials_are_refused_with_0x86_and_return_code_4() {
 #[test]
 fn mqtt_3_2_2_anonymous_refused_with_0x87_and_return_code_5() {
     for (i, v) in [V311, V5].into_iter().enumerate() {
-        let bc = BrokerConfig {
-            allow_anonymous: false,
-            ..BrokerConfig::default()
-        };
+        let bc = BrokerConfig::default().with_allow_anonymous(false);
         let mut sim = Sim::with_broker(
             Broker::with_auth(bc, Arc::new(AllowAll), Arc::new(AllowAll)),
             62 + i as u64,

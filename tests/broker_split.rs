@@ -393,10 +393,7 @@ fn mail_crosses_threads() {
 /// what was pipelined behind the CONNECT is served.
 #[test]
 fn a_connection_not_accepted_yet_stops_wanting_input_past_one_connect() {
-    let config = BrokerConfig {
-        max_connect_size: 1024,
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_max_connect_size(1024);
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
     let mut router = Router::new(config);

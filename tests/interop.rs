@@ -32,10 +32,7 @@ struct Ours {
 
 impl Ours {
     fn start() -> Ours {
-        let config = BrokerConfig {
-            sys_interval: None,
-            ..BrokerConfig::default()
-        };
+        let config = BrokerConfig::default().with_sys_interval(None);
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let broker = Server::bind(config, &[addr]).expect("bind 127.0.0.1:0");
         let port = broker.local_addrs()[0].port();

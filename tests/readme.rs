@@ -30,10 +30,7 @@ fn the_readme_quick_start_is_the_quickstart_example() {
 fn the_quickstart_example_runs_against_our_broker() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (addr, stop, served) = rt.block_on(async {
-        let config = BrokerConfig {
-            sys_interval: None,
-            ..BrokerConfig::default()
-        };
+        let config = BrokerConfig::default().with_sys_interval(None);
         let broker = Server::bind(config, &["127.0.0.1:0".parse().unwrap()])
             .await
             .unwrap();

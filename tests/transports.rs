@@ -432,10 +432,7 @@ fn a_stalled_tls_handshake_is_cut_off_by_the_connect_timeout() {
         .enable_all()
         .build()
         .unwrap();
-    let config = BrokerConfig {
-        connect_timeout: Duration::from_millis(300),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_connect_timeout(Duration::from_millis(300));
     let configs = [ListenerConfig {
         tls: tls(&pki, "server", false),
         ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())

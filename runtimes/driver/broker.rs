@@ -664,10 +664,7 @@ mod tests {
 
     fn publish_order(last_woken_first: bool) -> (Vec<ConnId>, ConnId, ConnId) {
         let now = crate::runtimes::driver::now();
-        let config = BrokerConfig {
-            sys_interval: None,
-            ..BrokerConfig::default()
-        };
+        let config = BrokerConfig::default().with_sys_interval(None);
         let router = Broker::new(config).into_router(now);
         let log: Log = Rc::default();
         let options = BrokerOptions::default();

@@ -5,7 +5,17 @@ use std::time::Duration;
 use crate::types::{ByteStr, QoS};
 
 /// What the broker allows and how it queues.
+///
+/// Build it from [`BrokerConfig::default`] with the `with_*` setters (or set its public
+/// fields): it is `#[non_exhaustive]`, so a field added later breaks no one.
+///
+/// ```compile_fail
+/// use tinymqtt::broker::BrokerConfig;
+///
+/// let config = BrokerConfig { max_sessions: 10, ..BrokerConfig::default() }; // not from outside
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BrokerConfig {
     /// The largest packet accepted from a client (announced in MQTT 5 CONNACK).
     pub max_packet_size: u32,

@@ -174,4 +174,70 @@ impl BrokerConfig {
         self.durable_acks = durable_acks;
         self
     }
+
+    /// Sets [`BrokerConfig::max_connect_size`].
+    pub fn with_max_connect_size(mut self, max_connect_size: u32) -> BrokerConfig {
+        self.max_connect_size = max_connect_size;
+        self
+    }
+
+    /// Sets [`BrokerConfig::allow_takeover_by_other_user`].
+    pub fn with_allow_takeover_by_other_user(mut self, allow_takeover_by_other_user: bool) -> BrokerConfig {
+        self.allow_takeover_by_other_user = allow_takeover_by_other_user;
+        self
+    }
+
+    /// Sets [`BrokerConfig::use_username_as_clientid`].
+    pub fn with_use_username_as_clientid(mut self, use_username_as_clientid: bool) -> BrokerConfig {
+        self.use_username_as_clientid = use_username_as_clientid;
+        self
+    }
+
+    /// Sets [`BrokerConfig::use_identity_as_username`].
+    pub fn with_use_identity_as_username(mut self, use_identity_as_username: bool) -> BrokerConfig {
+        self.use_identity_as_username = use_identity_as_username;
+        self
+    }
+
+    /// Sets [`BrokerConfig::memory_limit`].
+    pub fn with_memory_limit(mut self, memory_limit: usize) -> BrokerConfig {
+        self.memory_limit = memory_limit;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_retained_messages`].
+    pub fn with_max_retained_messages(mut self, max_retained_messages: usize) -> BrokerConfig {
+        self.max_retained_messages = max_retained_messages;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_retained_bytes`].
+    pub fn with_max_retained_bytes(mut self, max_retained_bytes: usize) -> BrokerConfig {
+        self.max_retained_bytes = max_retained_bytes;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_sessions`].
+    pub fn with_max_sessions(mut self, max_sessions: usize) -> BrokerConfig {
+        self.max_sessions = max_sessions;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_subscribe_filters`].
+    pub fn with_max_subscribe_filters(mut self, max_subscribe_filters: usize) -> BrokerConfig {
+        self.max_subscribe_filters = max_subscribe_filters;
+        self
+    }
+
+    /// Sets [`BrokerConfig::no_matching_subscribers`].
+    pub fn with_no_matching_subscribers(mut self, no_matching_subscribers: bool) -> BrokerConfig {
+        self.no_matching_subscribers = no_matching_subscribers;
+        self
+    }
+
+    /// Sets [`BrokerConfig::reason_strings`].
+    pub fn with_reason_strings(mut self, reason_strings: bool) -> BrokerConfig {
+        self.reason_strings = reason_strings;
+        self
+    }
 }

@@ -60,11 +60,7 @@ fn passwords() -> PasswordFile {
 }
 
 fn files_broker() -> rt::Broker {
-    let bc = BrokerConfig {
-        allow_anonymous: false,
-        sys_interval: None,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_allow_anonymous(false).with_sys_interval(None);
     let acl = AclFile::parse(ACL).unwrap();
     let core = Core::with_auth(bc, Arc::new(passwords()), Arc::new(acl));
     rt::broker_core(core, BrokerOptions::default())
@@ -165,10 +161,7 @@ fn slow_broker(options: BrokerOptions) -> rt::Broker {
 }
 
 fn slow_broker_for(delay: Duration, options: BrokerOptions) -> rt::Broker {
-    let bc = BrokerConfig {
-        sys_interval: None,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_sys_interval(None);
     let core = Core::with_auth(bc, Arc::new(Slow(delay)), Arc::new(AllowAll));
     rt::broker_core(core, options)
 }

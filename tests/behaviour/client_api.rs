@@ -167,11 +167,7 @@ fn publishing_to_itself_while_reading_delivers_everything() {
 /// refusing a filter (here both for a topic deeper than the broker's `max_topic_levels`).
 #[test]
 fn a_refused_publish_or_subscription_is_an_error() {
-    let b = rt::broker(BrokerConfig {
-        max_topic_levels: 3,
-        sys_interval: None,
-        ..BrokerConfig::default()
-    });
+    let b = rt::broker(BrokerConfig::default().with_max_topic_levels(3).with_sys_interval(None));
     let c = rt::connect(b.addr, config(ProtocolVersion::V5, "refused")).unwrap();
     match c.publish(msg("a/b/c/d", "deep", QoS::AtLeastOnce, false)) {
         Err(Error::PublishRefused(ack)) => {
@@ -306,10 +302,7 @@ fn answer(challenge: &tinymqtt::codec::Auth) -> Option<tinymqtt::codec::Auth> {
 #[test]
 fn enhanced_authentication_completes_through_a_runtime_client() {
     let core = tinymqtt::broker::Broker::with_auth(
-        BrokerConfig {
-            sys_interval: None,
-            ..BrokerConfig::default()
-        },
+        BrokerConfig::default().with_sys_interval(None),
         Arc::new(ChallengeAuth),
         Arc::new(tinymqtt::broker::AllowAll),
     );

@@ -45,10 +45,7 @@ fn config(v: ProtocolVersion, id: &str) -> ClientConfig {
 }
 
 fn broker() -> rt::Broker {
-    rt::broker(BrokerConfig {
-        sys_interval: None,
-        ..BrokerConfig::default()
-    })
+    rt::broker(BrokerConfig::default().with_sys_interval(None))
 }
 
 /// Options for a broker whose store is in `dir`.
@@ -185,11 +182,7 @@ fn pub_sub_at_qos_0_1_2_in_every_version() {
 
 #[test]
 fn many_qos1_publishes_wait_for_room_in_the_window() {
-    let b = rt::broker(BrokerConfig {
-        receive_maximum: 4,
-        sys_interval: None,
-        ..BrokerConfig::default()
-    });
+    let b = rt::broker(BrokerConfig::default().with_receive_maximum(4).with_sys_interval(None));
     let s = rt::connect(b.addr, config(ProtocolVersion::V5, "sub")).unwrap();
     s.subscribe(sub("w", QoS::AtLeastOnce)).unwrap();
     let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
@@ -262,10 +255,7 @@ fn a_second_connection_with_the_same_id_takes_over() {
         log.lock().unwrap().push(e.clone())
     })));
     let b = rt::broker_with(
-        BrokerConfig {
-            sys_interval: None,
-            ..BrokerConfig::default()
-        },
+        BrokerConfig::default().with_sys_interval(None),
         options,
     );
     let first = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
@@ -420,10 +410,7 @@ fn the_client_reconnects_with_its_backoff_after_losing_the_connection() {
 fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
     let options = BrokerOptions::default().with_max_outbound_bytes(256 * 1024);
     let b = rt::broker_with(
-        BrokerConfig {
-            sys_interval: None,
-            ..BrokerConfig::default()
-        },
+        BrokerConfig::default().with_sys_interval(None),
         options,
     );
     let reader = rt::connect(b.addr, config(ProtocolVersion::V5, "reader")).unwrap();
@@ -480,10 +467,7 @@ fn a_subscriber_whose_mail_queue_overflows_is_closed_with_its_will_and_others_ke
     // Few mail batches per connection: the stuck subscriber's queue overflows by count.
     let options = BrokerOptions::default().with_max_outbound_batches(8);
     let b = rt::broker_with(
-        BrokerConfig {
-            sys_interval: None,
-            ..BrokerConfig::default()
-        },
+        BrokerConfig::default().with_sys_interval(None),
         options,
     );
     let watcher = rt::connect(b.addr, config(ProtocolVersion::V5, "watcher")).unwrap();
@@ -555,11 +539,7 @@ fn an_idle_client_keeps_its_connection_alive_with_pings() {
 
 #[test]
 fn a_refused_connection_is_an_error_from_connect() {
-    let b = rt::broker(BrokerConfig {
-        allow_anonymous: false,
-        sys_interval: None,
-        ..BrokerConfig::default()
-    });
+    let b = rt::broker(BrokerConfig::default().with_allow_anonymous(false).with_sys_interval(None));
     match rt::connect(b.addr, config(ProtocolVersion::V5, "anon")) {
         Err(Error::ConnectFailed(reason)) => assert!(reason.reason_code.is_error(), "{reason:?}"),
         Err(e) => panic!("unexpected error {e}"),

@@ -44,10 +44,7 @@ fn stored_broker(dir: &Dir) -> rt::Broker {
 /// A broker on the store in `dir` that syncs as `fsync` says (with the acknowledgements the
 /// policy needs).
 fn stored_broker_with(dir: &Path, fsync: Fsync) -> rt::Broker {
-    let config = BrokerConfig {
-        durable_acks: fsync.durable_acks(),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_durable_acks(fsync.durable_acks());
     let options = broker_options_in(dir).with_fsync(fsync);
     rt::broker_with(config, options)
 }
@@ -312,10 +309,7 @@ fn an_fsync_policy_that_does_not_match_durable_acks_is_refused_at_bind() {
         (true, Fsync::Interval(Duration::from_secs(1))),
         (false, Fsync::Always),
     ] {
-        let config = BrokerConfig {
-            durable_acks,
-            ..BrokerConfig::default()
-        };
+        let config = BrokerConfig::default().with_durable_acks(durable_acks);
         let options = broker_options_in(&dir.0).with_fsync(fsync);
         match rt::try_broker_with(config, options) {
             Ok(b) => {

@@ -190,10 +190,7 @@ fn mqtt_3_3_4_9_v5_broker_respects_the_clients_receive_maximum() {
 
 #[test]
 fn max_inflight_v3_limits_unacknowledged_publishes_to_a_v311_client() {
-    let bc = BrokerConfig {
-        max_inflight_v3: 2,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_max_inflight_v3(2);
     let mut sim = Sim::new(bc, 311);
     let mut c = config(V311, "small");
     c.manual_acks = true;

@@ -103,10 +103,7 @@ fn mqtt_3_1_2_23_v5_session_discarded_after_its_expiry() {
 
 #[test]
 fn persistent_session_expiry_ends_an_idle_v311_session() {
-    let bc = BrokerConfig {
-        persistent_session_expiry: Some(60),
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_persistent_session_expiry(Some(60));
     let (present, msgs) = offline_round_trip(V311, 43, bc.clone(), secs(61), true);
     assert!(
         !present,
@@ -335,11 +332,7 @@ fn chaos(seed: u64) {
     use std::collections::HashMap;
 
     // Small windows both ways, so flow control and resends interleave.
-    let bc = BrokerConfig {
-        receive_maximum: 4,
-        max_inflight_v3: 3,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_receive_maximum(4).with_max_inflight_v3(3);
     let mut sim = Sim::new(bc, seed);
     sim.max_chunk = 1 + (seed as usize % 9);
     sim.latency = Duration::from_millis(seed % 4);

@@ -239,24 +239,15 @@ fn offline_queue(bc: BrokerConfig, seed: u64, n: usize, qos: QoS) -> Vec<String>
 
 #[test]
 fn mqtt_3_1_2_5_qos0_is_queued_offline_only_when_configured() {
-    let bc = BrokerConfig {
-        queue_qos0_offline: false,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_queue_qos0_offline(false);
     assert!(offline_queue(bc.clone(), 370, 3, QoS::AtMostOnce).is_empty());
-    let bc = BrokerConfig {
-        queue_qos0_offline: true,
-        ..bc
-    };
+    let bc = bc.with_queue_qos0_offline(true);
     assert_eq!(offline_queue(bc, 371, 3, QoS::AtMostOnce), numbers(0..3));
 }
 
 #[test]
 fn offline_queue_is_capped_at_max_queued_messages() {
-    let bc = BrokerConfig {
-        max_queued_messages: 5,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_max_queued_messages(5);
     let got = offline_queue(bc, 372, 8, QoS::AtLeastOnce);
     assert_eq!(
         got,
@@ -342,10 +333,7 @@ fn mqtt_3_3_2_5_v5_message_expiring_while_waiting_for_the_window_is_not_delivere
 
 #[test]
 fn offline_queue_is_capped_at_max_queued_bytes() {
-    let bc = BrokerConfig {
-        max_queued_bytes: 13,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_max_queued_bytes(13);
     let mut sim = Sim::new(bc, 396);
     let mut c = persistent(V311, "sub", 0);
     c.reconnect = None;
@@ -368,11 +356,7 @@ fn offline_queue_is_capped_at_max_queued_bytes() {
 
 #[test]
 fn offline_queue_overflow_drops_the_oldest_qos0_first() {
-    let bc = BrokerConfig {
-        max_queued_messages: 3,
-        queue_qos0_offline: true,
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_max_queued_messages(3).with_queue_qos0_offline(true);
     let mut sim = Sim::new(bc, 397);
     let mut c = persistent(V311, "sub", 0);
     c.reconnect = None;

@@ -21,10 +21,7 @@ fn mqtt_3_3_2_11_v5_client_resolves_the_brokers_outbound_aliases_under_chunking(
     for seed in 0..8 {
         let mut sent = Vec::new();
         for aliases in [0, 3] {
-            let bc = BrokerConfig {
-                outbound_topic_aliases: aliases,
-                ..BrokerConfig::default()
-            };
+            let bc = BrokerConfig::default().with_outbound_topic_aliases(aliases);
             let mut sim = Sim::new(bc, 700 + seed);
             let mut c = config(V5, "sub");
             c.properties.topic_alias_maximum = Some(2);
@@ -58,10 +55,7 @@ fn mqtt_3_3_2_11_v5_client_resolves_the_brokers_outbound_aliases_under_chunking(
 
 #[test]
 fn mqtt_3_1_2_28_v5_client_gets_response_information_when_it_asks() {
-    let bc = BrokerConfig {
-        response_information: Some(s("responses/")),
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_response_information(Some(s("responses/")));
     let mut sim = Sim::new(bc, 720);
     let mut c = config(V5, "asker");
     c.properties.request_response_information = Some(true);
@@ -75,13 +69,10 @@ fn mqtt_3_1_2_28_v5_client_gets_response_information_when_it_asks() {
 
 #[test]
 fn v5_redirected_client_is_refused_with_use_another_server() {
-    let bc = BrokerConfig {
-        redirect: Some(Redirect {
+    let bc = BrokerConfig::default().with_redirect(Some(Redirect {
             server_reference: s("elsewhere:1883"),
             permanent: false,
-        }),
-        ..BrokerConfig::default()
-    };
+        }));
     let mut sim = Sim::new(bc, 721);
     for (v, code) in [
         (V5, ReasonCode::UseAnotherServer),
@@ -97,10 +88,7 @@ fn v5_redirected_client_is_refused_with_use_another_server() {
 
 #[test]
 fn max_connections_refuses_the_client_beyond_the_limit_and_serves_the_others() {
-    let bc = BrokerConfig {
-        max_connections: Some(2),
-        ..BrokerConfig::default()
-    };
+    let bc = BrokerConfig::default().with_max_connections(Some(2));
     let mut sim = Sim::new(bc, 722);
     let a = sim.connected(config(V5, "a"));
     let b = sim.connected(config(V311, "b"));
