@@ -103,7 +103,9 @@ async fn receive(events: &Events, count: usize) {
 
 /// One measurement: messages per second through a fresh broker.
 async fn run(scenario: Scenario, store: Option<&Path>, count: usize) -> f64 {
-    let broker_config = BrokerConfig::default().with_sys_interval(None).with_max_queued_messages(count + WINDOW);
+    let broker_config = BrokerConfig::default()
+        .with_sys_interval(None)
+        .with_max_queued_messages(count + WINDOW);
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let broker = Server::bind_with(Core::new(broker_config), options(store), &[addr])
         .await

@@ -87,7 +87,9 @@ fn broker(name: &str, allow_anonymous: bool) -> Running {
     let users = [("alice", "wonder land"), ("bob", "b0b"), ("carol", "c4r0l")];
     let passwords = mosquitto_password_file(&dir, &users);
     assert_eq!(passwords.len(), 3);
-    let config = BrokerConfig::default().with_allow_anonymous(allow_anonymous).with_sys_interval(None);
+    let config = BrokerConfig::default()
+        .with_allow_anonymous(allow_anonymous)
+        .with_sys_interval(None);
     let acl = AclFile::parse(ACL).unwrap();
     let core = Broker::with_auth(config, Arc::new(passwords), Arc::new(acl));
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();

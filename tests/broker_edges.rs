@@ -164,7 +164,11 @@ fn mqtt_4_3_3_pubrel_for_an_unknown_packet_id_gets_pubcomp_0x92_in_v5_and_pubcom
 
 #[test]
 fn mqtt_3_1_2_29_v5_reason_strings_off_sends_none_at_all() {
-    let mut r = Raw::new(BrokerConfig::default().with_reason_strings(false).with_max_topic_levels(2));
+    let mut r = Raw::new(
+        BrokerConfig::default()
+            .with_reason_strings(false)
+            .with_max_topic_levels(2),
+    );
     let conn = r.connect(V5, "a");
     // A topic above the limits: PUBACK 0x90, with no reason string.
     let mut p = msg("a/b/c/d", "x", QoS::AtLeastOnce);

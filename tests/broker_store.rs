@@ -429,7 +429,9 @@ fn mqtt_3_3_2_5_queued_message_expiry_keeps_counting_across_the_restart() {
 
 #[test]
 fn queue_overflow_drops_and_session_end_reach_the_store() {
-    let cfg = Default::default().with_max_queued_messages(2).with_queue_qos0_offline(true);
+    let cfg = BrokerConfig::default()
+        .with_max_queued_messages(2)
+        .with_queue_qos0_offline(true);
     let mut store = StoreSnapshot::default();
     let (mut a, _) = stored_sim_with(cfg.clone(), WALL, StoreSnapshot::default());
     let subr = a.connected(persistent(V5, "sub", 3600));
@@ -468,7 +470,7 @@ fn queue_overflow_drops_and_session_end_reach_the_store() {
     );
 
     // Restarted with a smaller limit: what no longer fits is dropped, in the store too.
-    let one = Default::default().with_max_queued_messages(1);
+    let one = BrokerConfig::default().with_max_queued_messages(1);
     let (mut small, restored) = stored_sim_with(one, WALL + 5, store.clone());
     assert_eq!(restored.queued, 1);
     assert_eq!(small.broker.dropped(&s("sub")), Some(1));

@@ -182,7 +182,10 @@ impl BrokerConfig {
     }
 
     /// Sets [`BrokerConfig::allow_takeover_by_other_user`].
-    pub fn with_allow_takeover_by_other_user(mut self, allow_takeover_by_other_user: bool) -> BrokerConfig {
+    pub fn with_allow_takeover_by_other_user(
+        mut self,
+        allow_takeover_by_other_user: bool,
+    ) -> BrokerConfig {
         self.allow_takeover_by_other_user = allow_takeover_by_other_user;
         self
     }

@@ -60,7 +60,9 @@ fn passwords() -> PasswordFile {
 }
 
 fn files_broker() -> rt::Broker {
-    let bc = BrokerConfig::default().with_allow_anonymous(false).with_sys_interval(None);
+    let bc = BrokerConfig::default()
+        .with_allow_anonymous(false)
+        .with_sys_interval(None);
     let acl = AclFile::parse(ACL).unwrap();
     let core = Core::with_auth(bc, Arc::new(passwords()), Arc::new(acl));
     rt::broker_core(core, BrokerOptions::default())

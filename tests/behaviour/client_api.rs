@@ -167,7 +167,11 @@ fn publishing_to_itself_while_reading_delivers_everything() {
 /// refusing a filter (here both for a topic deeper than the broker's `max_topic_levels`).
 #[test]
 fn a_refused_publish_or_subscription_is_an_error() {
-    let b = rt::broker(BrokerConfig::default().with_max_topic_levels(3).with_sys_interval(None));
+    let b = rt::broker(
+        BrokerConfig::default()
+            .with_max_topic_levels(3)
+            .with_sys_interval(None),
+    );
     let c = rt::connect(b.addr, config(ProtocolVersion::V5, "refused")).unwrap();
     match c.publish(msg("a/b/c/d", "deep", QoS::AtLeastOnce, false)) {
         Err(Error::PublishRefused(ack)) => {

@@ -182,7 +182,11 @@ fn pub_sub_at_qos_0_1_2_in_every_version() {
 
 #[test]
 fn many_qos1_publishes_wait_for_room_in_the_window() {
-    let b = rt::broker(BrokerConfig::default().with_receive_maximum(4).with_sys_interval(None));
+    let b = rt::broker(
+        BrokerConfig::default()
+            .with_receive_maximum(4)
+            .with_sys_interval(None),
+    );
     let s = rt::connect(b.addr, config(ProtocolVersion::V5, "sub")).unwrap();
     s.subscribe(sub("w", QoS::AtLeastOnce)).unwrap();
     let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
@@ -254,10 +258,7 @@ fn a_second_connection_with_the_same_id_takes_over() {
     let options = BrokerOptions::default().with_on_event(Some(Arc::new(move |e: &BrokerEvent| {
         log.lock().unwrap().push(e.clone())
     })));
-    let b = rt::broker_with(
-        BrokerConfig::default().with_sys_interval(None),
-        options,
-    );
+    let b = rt::broker_with(BrokerConfig::default().with_sys_interval(None), options);
     let first = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
     let second = rt::connect(b.addr, config(ProtocolVersion::V5, "same")).unwrap();
     assert_eq!(next_disconnect(&first), ReasonCode::SessionTakenOver);
@@ -409,10 +410,7 @@ fn the_client_reconnects_with_its_backoff_after_losing_the_connection() {
 #[test]
 fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
     let options = BrokerOptions::default().with_max_outbound_bytes(256 * 1024);
-    let b = rt::broker_with(
-        BrokerConfig::default().with_sys_interval(None),
-        options,
-    );
+    let b = rt::broker_with(BrokerConfig::default().with_sys_interval(None), options);
     let reader = rt::connect(b.addr, config(ProtocolVersion::V5, "reader")).unwrap();
     reader.subscribe(sub("flood", QoS::AtMostOnce)).unwrap();
     // A raw subscriber that never reads what it is sent.
@@ -466,10 +464,7 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_stalls_no_one() {
 fn a_subscriber_whose_mail_queue_overflows_is_closed_with_its_will_and_others_keep_going() {
     // Few mail batches per connection: the stuck subscriber's queue overflows by count.
     let options = BrokerOptions::default().with_max_outbound_batches(8);
-    let b = rt::broker_with(
-        BrokerConfig::default().with_sys_interval(None),
-        options,
-    );
+    let b = rt::broker_with(BrokerConfig::default().with_sys_interval(None), options);
     let watcher = rt::connect(b.addr, config(ProtocolVersion::V5, "watcher")).unwrap();
     watcher.subscribe(sub("wills/#", QoS::AtLeastOnce)).unwrap();
     let reader = rt::connect(b.addr, config(ProtocolVersion::V5, "reader")).unwrap();
@@ -539,7 +534,11 @@ fn an_idle_client_keeps_its_connection_alive_with_pings() {
 
 #[test]
 fn a_refused_connection_is_an_error_from_connect() {
-    let b = rt::broker(BrokerConfig::default().with_allow_anonymous(false).with_sys_interval(None));
+    let b = rt::broker(
+        BrokerConfig::default()
+            .with_allow_anonymous(false)
+            .with_sys_interval(None),
+    );
     match rt::connect(b.addr, config(ProtocolVersion::V5, "anon")) {
         Err(Error::ConnectFailed(reason)) => assert!(reason.reason_code.is_error(), "{reason:?}"),
         Err(e) => panic!("unexpected error {e}"),

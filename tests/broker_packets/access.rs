@@ -211,7 +211,9 @@ fn use_identity_as_username_takes_the_transports_identity() {
             Err(ReasonCode::BadUserNameOrPassword)
         }
     }
-    let bc = BrokerConfig::default().with_use_identity_as_username(true).with_allow_anonymous(false);
+    let bc = BrokerConfig::default()
+        .with_use_identity_as_username(true)
+        .with_allow_anonymous(false);
     let mut r = Raw::with_broker(Broker::with_auth(bc, Arc::new(Never), Arc::new(OwnTopics)));
     // No identity from the transport: refused, whatever the CONNECT claims.
     assert_eq!(

@@ -79,7 +79,9 @@ impl Authenticator for Challenge {
 /// A broker with the challenge authenticator; anonymous access is off, which enhanced
 /// authentication does not need.
 fn broker() -> Raw {
-    let bc = BrokerConfig::default().with_allow_anonymous(false).with_connect_timeout(secs(10));
+    let bc = BrokerConfig::default()
+        .with_allow_anonymous(false)
+        .with_connect_timeout(secs(10));
     Raw::with_broker(Broker::with_auth(
         bc,
         Arc::new(Challenge),

@@ -332,7 +332,9 @@ fn chaos(seed: u64) {
     use std::collections::HashMap;
 
     // Small windows both ways, so flow control and resends interleave.
-    let bc = BrokerConfig::default().with_receive_maximum(4).with_max_inflight_v3(3);
+    let bc = BrokerConfig::default()
+        .with_receive_maximum(4)
+        .with_max_inflight_v3(3);
     let mut sim = Sim::new(bc, seed);
     sim.max_chunk = 1 + (seed as usize % 9);
     sim.latency = Duration::from_millis(seed % 4);

@@ -356,7 +356,9 @@ fn offline_queue_is_capped_at_max_queued_bytes() {
 
 #[test]
 fn offline_queue_overflow_drops_the_oldest_qos0_first() {
-    let bc = BrokerConfig::default().with_max_queued_messages(3).with_queue_qos0_offline(true);
+    let bc = BrokerConfig::default()
+        .with_max_queued_messages(3)
+        .with_queue_qos0_offline(true);
     let mut sim = Sim::new(bc, 397);
     let mut c = persistent(V311, "sub", 0);
     c.reconnect = None;

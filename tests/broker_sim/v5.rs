@@ -70,9 +70,9 @@ fn mqtt_3_1_2_28_v5_client_gets_response_information_when_it_asks() {
 #[test]
 fn v5_redirected_client_is_refused_with_use_another_server() {
     let bc = BrokerConfig::default().with_redirect(Some(Redirect {
-            server_reference: s("elsewhere:1883"),
-            permanent: false,
-        }));
+        server_reference: s("elsewhere:1883"),
+        permanent: false,
+    }));
     let mut sim = Sim::new(bc, 721);
     for (v, code) in [
         (V5, ReasonCode::UseAnotherServer),
