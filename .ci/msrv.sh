@@ -6,6 +6,7 @@
 # - clippy's incompatible_msrv lint (part of `make lint`, which reads rust-version) refuses
 #   standard library items stabilised after it.
 # Language features newer than the MSRV are not caught: that needs the old toolchain.
+# Cargo.lock keeps `time` (under x509-parser, with `tls`) at 0.3.45: later ones need Rust 1.88.
 set -euo pipefail
 cargo metadata --format-version 1 --all-features --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" \
   | python3 -c '
@@ -14,7 +15,7 @@ m = json.load(sys.stdin)
 pkgs = {p["id"]: p for p in m["packages"]}
 root = m["resolve"]["root"]
 ours = pkgs[root]["rust_version"]
-def v(s): return tuple(int(x) for x in (s or "0").split("."))
+def v(s): return (tuple(int(x) for x in (s or "0").split(".")) + (0, 0, 0))[:3]
 # what a user builds: the normal dependencies, transitively
 nodes = {n["id"]: n for n in m["resolve"]["nodes"]}
 seen, todo = set(), [root]
