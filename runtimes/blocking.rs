@@ -21,7 +21,9 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+#[cfg(feature = "broker")]
+use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -885,11 +887,13 @@ struct Parts {
 }
 
 /// A broker connection's socket with its transport machine.
+#[cfg(feature = "broker")]
 struct Wire {
     stream: TcpStream,
     link: Option<Box<Link>>,
 }
 
+#[cfg(feature = "broker")]
 impl Wire {
     /// Writes the connection's `buf` through the link (if any), with what the link has to
     /// send, as [`write_watched`] does (`closing` ends a write that cannot progress).

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 use super::oneshot;
 use super::BrokerOptions;
 use crate::broker::CredentialCheck;
@@ -94,7 +95,8 @@ impl Drop for Slot {
     }
 }
 
-/// Where a check is running.
+/// Where a check is running (for the async connection tasks).
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub(crate) enum Running {
     /// On the pool: the verdict comes through this.
     Pool(oneshot::Receiver<Verdict>),
@@ -132,6 +134,7 @@ impl Checks {
     }
 
     /// Starts `check`, unless [`BrokerOptions::max_pending_checks`] are waiting or running.
+    #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
     pub(crate) fn start(&self, check: CredentialCheck) -> Running {
         let Some(slot) = self.reserve() else {
             return Running::Busy;

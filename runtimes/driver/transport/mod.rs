@@ -26,6 +26,10 @@
 //! # }
 //! ```
 
+// The listener half (acceptors, the server side of TLS and WebSocket, certificate names) is
+// compiled with every runtime but used only by the broker feature's servers.
+#![cfg_attr(not(feature = "broker"), allow(dead_code))]
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
