@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::budget::{delivery_weight, Charge, DELIVERY_OVERHEAD};
-use super::{delivery, Router, Timer};
+use super::routing::delivery;
+use super::{Router, Timer};
 use crate::broker::mail::Delivery;
 use crate::broker::tree::SessionId;
 use crate::codec::Publish;

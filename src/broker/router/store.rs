@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::mail::{ConnId, Delivery, OutFlow};
-use super::super::tree::{SessionId, Subscription};
-use super::{Router, Session, Timer};
+use super::sessions::Session;
+use super::{Router, Timer};
+use crate::broker::mail::{ConnId, Delivery, OutFlow, ToConnection};
+use crate::broker::tree::{SessionId, Subscription};
 use crate::codec::{Publish, Will, WillProperties};
 use crate::store::{
     CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord,
@@ -54,6 +55,31 @@ pub struct Restored {
 }
 
 impl Router {
+    /// A ticket the store logged ([`StoreOp::Durable`](crate::store::StoreOp::Durable)) is
+    /// durable, with everything logged before it: its connection may send the
+    /// acknowledgement it holds. Hand tickets back in the order they were drained.
+    pub fn handle_durable(&mut self, now: Instant, ticket: Ticket) {
+        if !ticket.delivery {
+            if self.conns.contains(&ticket.conn) {
+                self.send_held(ticket.conn, 1);
+            }
+            return;
+        }
+        let Some((conn, sid, d)) = self.parked.pop_front() else {
+            return;
+        };
+        debug_assert_eq!(conn, ticket.conn, "tickets come back in order");
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.parked = s.parked.saturating_sub(1);
+        }
+        if self.online.get(&conn) == Some(&sid) {
+            self.send_to((conn, ToConnection::Deliver(d)));
+        } else {
+            // Its connection is gone: back to the session, as if never sent.
+            self.returned_to(now, sid, d);
+        }
+    }
+
     /// Rebuilds retained messages and sessions from a store's snapshot, and from then on logs
     /// every change for the store (drain it with [`Router::poll_store`]).
     ///
@@ -396,7 +422,11 @@ impl Router {
             }),
         );
         if let Some(s) = self.sessions.get_mut(&sid) {
-            let subs: usize = s.subscriptions.keys().map(super::subscription_weight).sum();
+            let subs: usize = s
+                .subscriptions
+                .keys()
+                .map(super::subscriptions::subscription_weight)
+                .sum();
             s.charge.set(s.charge.bytes() + subs);
         }
         if r.expiry != u32::MAX {
