@@ -1,0 +1,156 @@
+//! How a connection ends: once, with the right reason code, DISCONNECT when the peer may get
+//! one, its session handed back to the router.
+
+use super::{ConnEvent, ServerConnection, State};
+use crate::broker::mail::{Handover, ToRouter};
+use crate::codec::{valid_connack, ConnAck, DecodeError, Disconnect, Encoder, Packet};
+use crate::error::{CloseReason, ConnectionError, Initiator};
+use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode};
+
+impl ServerConnection {
+    /// Closes a transport the broker has no room for, before anything is read from it.
+    pub(crate) fn refuse_transport(&mut self) {
+        self.close(
+            Initiator::Local,
+            ReasonCode::QuotaExceeded,
+            Some(ConnectionError::LimitExceeded("too many connections")),
+            None,
+            false,
+        );
+    }
+
+    pub(super) fn decode_error(&mut self, e: DecodeError) {
+        let code = e.reason_code();
+        let connack = self.state == State::New;
+        if connack
+            && matches!(
+                e,
+                DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName
+            )
+        {
+            // [MQTT-3.1.2-2]: CONNACK 0x01 / 0x84, then close. The client's version is unknown,
+            // so answer in 3.1.1's format, which every version can read.
+            self.encoder = Encoder::new(ProtocolVersion::V3_1_1);
+            let mut ack = ConnAck::accepted(false);
+            ack.reason_code = ReasonCode::UnsupportedProtocolVersion;
+            self.send(&ack.into());
+        }
+        self.connack_if_authenticating(code);
+        let disconnect = (self.state == State::Connected).then_some(code);
+        self.close(
+            Initiator::Local,
+            code,
+            Some(ConnectionError::Decode(e)),
+            disconnect,
+            true,
+        );
+    }
+
+    /// A fault found during enhanced authentication: the CONNECT is known to be MQTT 5, so a
+    /// CONNACK can say why (MQTT 5 section 4.13.1).
+    pub(super) fn connack_if_authenticating(&mut self, code: ReasonCode) {
+        if self.state == State::Authenticating {
+            let mut ack = ConnAck::accepted(false);
+            ack.reason_code = if valid_connack(code) {
+                code
+            } else {
+                ReasonCode::ProtocolError
+            };
+            self.send(&ack.into());
+        }
+    }
+
+    pub(super) fn protocol_error(&mut self, what: &'static str) {
+        self.connack_if_authenticating(ReasonCode::ProtocolError);
+        let disconnect = (self.state == State::Connected).then_some(ReasonCode::ProtocolError);
+        self.close(
+            Initiator::Local,
+            ReasonCode::ProtocolError,
+            Some(ConnectionError::Protocol(what)),
+            disconnect,
+            true,
+        );
+    }
+
+    /// Ends the connection once: DISCONNECT (MQTT 5) when `disconnect` says so, the session
+    /// handed back to the router, the transport to be closed.
+    pub(super) fn close(
+        &mut self,
+        initiator: Initiator,
+        reason_code: ReasonCode,
+        error: Option<ConnectionError>,
+        disconnect: Option<ReasonCode>,
+        will: bool,
+    ) {
+        if self.state == State::Closed {
+            return;
+        }
+        // [MQTT-3.14.0-1]: never a DISCONNECT before an accepting CONNACK.
+        let connected = self.state == State::Connected;
+        if let (Some(code), true, true) = (disconnect, self.protocol.is_v5(), connected) {
+            let mut d = Disconnect::new(code.for_disconnect());
+            // Always allowed on DISCONNECT ([MQTT-3.1.2-29]); left out if it does not fit.
+            let text = error
+                .as_ref()
+                .map_or(code.description().into(), |e| e.to_string());
+            if self.config.reason_strings {
+                d.properties.reason_string = ByteStr::try_from(text).ok();
+            }
+            self.send(&Packet::Disconnect(d));
+        }
+        let was_session = matches!(self.state, State::Connecting | State::Connected);
+        self.state = State::Closed;
+        // Held acknowledgements are never sent: the client resends those messages.
+        self.held.clear();
+        self.timers.stop_all();
+        if !was_session {
+            self.to_router.push_back(ToRouter::Gone);
+        } else {
+            let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
+            incoming.sort();
+            let handover = Handover {
+                outbound: self.outbound.take_all(),
+                incoming_qos2: incoming.into_boxed_slice(),
+                completed: None,
+            };
+            self.to_router.push_back(ToRouter::Closed {
+                will: will && self.will_on_close,
+                session_expiry: self.session_expiry_update,
+                handover,
+            });
+            // Released ahead and never sent: back to the session, right behind `Closed`.
+            for d in std::mem::take(&mut self.pending) {
+                if !d.is_qos0() {
+                    self.to_router.push_back(ToRouter::Returned(d));
+                }
+            }
+        }
+        self.events.push_back(ConnEvent::Closed(CloseReason {
+            initiator,
+            reason_code,
+            error,
+        }));
+        self.events.push_back(ConnEvent::CloseTransport);
+    }
+
+    pub(super) fn on_disconnect(&mut self, d: Disconnect) {
+        if let Some(e) = d.properties.session_expiry_interval {
+            if self.session_expiry == 0 && e != 0 {
+                // [MQTT-3.14.2-2]
+                return self.protocol_error("session expiry set on disconnect after zero");
+            }
+            let cap = self.config.persistent_session_expiry;
+            self.session_expiry_update = Some(match e {
+                u32::MAX => cap.unwrap_or(e),
+                e => e,
+            });
+        }
+        // [MQTT-3.14.4-3]: a normal DISCONNECT discards the will; 0x04 keeps it.
+        let will = d.reason_code == ReasonCode::DisconnectWithWillMessage;
+        let error = d
+            .reason_code
+            .is_error()
+            .then_some(ConnectionError::Disconnected(d.reason_code));
+        self.close(Initiator::Remote, d.reason_code, error, None, will);
+    }
+}
