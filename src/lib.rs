@@ -46,6 +46,7 @@ pub mod codec;
 pub mod error;
 pub mod hash;
 pub mod store;
+mod string;
 pub mod timer;
 pub mod topic;
 mod types;
