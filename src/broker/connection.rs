@@ -9,8 +9,6 @@ mod close;
 mod connect;
 mod flows;
 mod inbound;
-
-use inbound::HeldAcks;
 mod outbound;
 mod subscribe;
 
@@ -28,10 +26,12 @@ use super::replay;
 use super::router::budget::Budget;
 use super::BrokerEvent;
 use crate::codec::{AckProperties, Decoder, EncodeError, Encoder, Packet, SubAck, UnsubAck};
-use crate::error::{CloseReason, ConnectionError, Initiator};
+use crate::error::{CloseReason, ConnectionError};
 use crate::hash::{IdMap, IdSet};
 use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode, TopicName};
+use close::Close;
+use inbound::HeldAcks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -400,22 +400,20 @@ impl ServerConnection {
             match (t, self.state) {
                 (Timer::Connect, State::New | State::Authenticating | State::Checking) => {
                     self.close(
-                        Initiator::Local,
-                        ReasonCode::MaximumConnectTime,
-                        Some(ConnectionError::ConnAckTimeout),
-                        None,
-                        false,
+                        Close::fault(
+                            ReasonCode::MaximumConnectTime,
+                            ConnectionError::ConnAckTimeout,
+                        )
+                        .without_disconnect()
+                        .will(false),
                     );
                 }
                 (Timer::KeepAlive, State::Connected) => {
                     // [MQTT-3.1.2-24]: nothing for 1.5x the keep-alive; the will goes out.
-                    self.close(
-                        Initiator::Local,
+                    self.close(Close::fault(
                         ReasonCode::KeepAliveTimeout,
-                        Some(ConnectionError::KeepAliveTimeout),
-                        Some(ReasonCode::KeepAliveTimeout),
-                        true,
-                    );
+                        ConnectionError::KeepAliveTimeout,
+                    ));
                 }
                 _ => {}
             }
@@ -425,13 +423,7 @@ impl ServerConnection {
     /// The transport closed (or failed): the session ends abnormally, so its will goes out.
     pub fn handle_transport_closed(&mut self, _now: Instant) {
         if self.state != State::Closed {
-            self.close(
-                Initiator::Transport,
-                ReasonCode::UnspecifiedError,
-                Some(ConnectionError::TransportClosed),
-                None,
-                true,
-            );
+            self.close(Close::transport());
         }
     }
 
@@ -494,7 +486,7 @@ impl ServerConnection {
             ToConnection::Disconnect(code) => {
                 // Takeover: [MQTT-3.1.4-3] the will is published (subject to its delay).
                 let will = code == ReasonCode::SessionTakenOver;
-                self.close(Initiator::Local, code, None, Some(code), will);
+                self.close(Close::local(code).will(will));
             }
         }
     }

@@ -7,15 +7,88 @@ use crate::codec::{valid_connack, ConnAck, DecodeError, Disconnect, Encoder, Pac
 use crate::error::{CloseReason, ConnectionError, Initiator};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode};
 
+/// How a connection ends, as one value: who ended it, the reason code, the fault (if any),
+/// whether an MQTT 5 client is sent a DISCONNECT with that code (only ever once connected:
+/// [MQTT-3.14.0-1]), and whether the session's will is published.
+#[derive(Debug)]
+pub(super) struct Close {
+    initiator: Initiator,
+    reason_code: ReasonCode,
+    error: Option<ConnectionError>,
+    disconnect: bool,
+    will: bool,
+}
+
+impl Close {
+    /// This side ends it for the peer's fault or a timeout: DISCONNECT with `code`, and the
+    /// will goes out.
+    pub(super) fn fault(code: ReasonCode, error: ConnectionError) -> Close {
+        Close {
+            initiator: Initiator::Local,
+            reason_code: code,
+            error: Some(error),
+            disconnect: true,
+            will: true,
+        }
+    }
+
+    /// This side ends it without a fault (a takeover, a shutdown): DISCONNECT with `code`, no
+    /// will.
+    pub(super) fn local(code: ReasonCode) -> Close {
+        Close {
+            initiator: Initiator::Local,
+            reason_code: code,
+            error: None,
+            disconnect: true,
+            will: false,
+        }
+    }
+
+    /// The client ended it with a DISCONNECT carrying `code`: nothing is sent back, no will.
+    pub(super) fn remote(code: ReasonCode, error: Option<ConnectionError>) -> Close {
+        Close {
+            initiator: Initiator::Remote,
+            reason_code: code,
+            error,
+            disconnect: false,
+            will: false,
+        }
+    }
+
+    /// The transport ended without a DISCONNECT: the will goes out.
+    pub(super) fn transport() -> Close {
+        Close {
+            initiator: Initiator::Transport,
+            reason_code: ReasonCode::UnspecifiedError,
+            error: Some(ConnectionError::TransportClosed),
+            disconnect: false,
+            will: true,
+        }
+    }
+
+    /// No DISCONNECT (the client cannot be told, or already was in a CONNACK).
+    pub(super) fn without_disconnect(mut self) -> Close {
+        self.disconnect = false;
+        self
+    }
+
+    /// Whether the will is published.
+    pub(super) fn will(mut self, will: bool) -> Close {
+        self.will = will;
+        self
+    }
+}
+
 impl ServerConnection {
     /// Closes a transport the broker has no room for, before anything is read from it.
     pub(crate) fn refuse_transport(&mut self) {
         self.close(
-            Initiator::Local,
-            ReasonCode::QuotaExceeded,
-            Some(ConnectionError::LimitExceeded("too many connections")),
-            None,
-            false,
+            Close::fault(
+                ReasonCode::QuotaExceeded,
+                ConnectionError::LimitExceeded("too many connections"),
+            )
+            .without_disconnect()
+            .will(false),
         );
     }
 
@@ -36,14 +109,7 @@ impl ServerConnection {
             self.send(&ack.into());
         }
         self.connack_if_authenticating(code);
-        let disconnect = (self.state == State::Connected).then_some(code);
-        self.close(
-            Initiator::Local,
-            code,
-            Some(ConnectionError::Decode(e)),
-            disconnect,
-            true,
-        );
+        self.close(Close::fault(code, ConnectionError::Decode(e)));
     }
 
     /// A fault found during enhanced authentication: the CONNECT is known to be MQTT 5, so a
@@ -62,32 +128,29 @@ impl ServerConnection {
 
     pub(super) fn protocol_error(&mut self, what: &'static str) {
         self.connack_if_authenticating(ReasonCode::ProtocolError);
-        let disconnect = (self.state == State::Connected).then_some(ReasonCode::ProtocolError);
-        self.close(
-            Initiator::Local,
+        self.close(Close::fault(
             ReasonCode::ProtocolError,
-            Some(ConnectionError::Protocol(what)),
-            disconnect,
-            true,
-        );
+            ConnectionError::Protocol(what),
+        ));
     }
 
-    /// Ends the connection once: DISCONNECT (MQTT 5) when `disconnect` says so, the session
-    /// handed back to the router, the transport to be closed.
-    pub(super) fn close(
-        &mut self,
-        initiator: Initiator,
-        reason_code: ReasonCode,
-        error: Option<ConnectionError>,
-        disconnect: Option<ReasonCode>,
-        will: bool,
-    ) {
+    /// Ends the connection once: DISCONNECT (MQTT 5, once connected) when `close` says so,
+    /// the session handed back to the router, the transport to be closed.
+    pub(super) fn close(&mut self, close: Close) {
+        let Close {
+            initiator,
+            reason_code,
+            error,
+            disconnect,
+            will,
+        } = close;
         if self.state == State::Closed {
             return;
         }
         // [MQTT-3.14.0-1]: never a DISCONNECT before an accepting CONNACK.
         let connected = self.state == State::Connected;
-        if let (Some(code), true, true) = (disconnect, self.protocol.is_v5(), connected) {
+        if disconnect && self.protocol.is_v5() && connected {
+            let code = reason_code;
             let mut d = Disconnect::new(code.for_disconnect());
             // Always allowed on DISCONNECT ([MQTT-3.1.2-29]); left out if it does not fit.
             let text = error
@@ -151,6 +214,6 @@ impl ServerConnection {
             .reason_code
             .is_error()
             .then_some(ConnectionError::Disconnected(d.reason_code));
-        self.close(Initiator::Remote, d.reason_code, error, None, will);
+        self.close(Close::remote(d.reason_code, error).will(will));
     }
 }

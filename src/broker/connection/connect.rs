@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::close::Close;
 use super::{ConnEvent, ServerConnection, State, Timer};
 use crate::broker::auth::{AuthExchange, AuthStep, CredentialCheck};
 use crate::broker::mail::{ConnectRequest, Handover, OutFlow, ToRouter};
 use crate::codec::{
     valid_connack, Auth, AuthProperties, ConnAck, Connect, Encoder, Packet, MAX_PACKET_SIZE,
 };
-use crate::error::{ConnectionError, Initiator};
+use crate::error::ConnectionError;
 use crate::types::{ByteStr, ProtocolVersion, QoS, ReasonCode};
 
 /// A CONNECT waiting for a deferred credentials check.
@@ -71,11 +72,9 @@ impl ServerConnection {
         self.state = State::New;
         self.send(&ack.into());
         self.close(
-            Initiator::Local,
-            code,
-            Some(ConnectionError::Refused(code)),
-            None,
-            false,
+            Close::fault(code, ConnectionError::Refused(code))
+                .without_disconnect()
+                .will(false),
         );
     }
 
@@ -230,13 +229,7 @@ impl ServerConnection {
                     } else {
                         ReasonCode::NotAuthorized
                     };
-                    self.close(
-                        Initiator::Local,
-                        code,
-                        Some(ConnectionError::Refused(code)),
-                        Some(code),
-                        true,
-                    );
+                    self.close(Close::fault(code, ConnectionError::Refused(code)));
                 }
             }
         }
@@ -416,13 +409,14 @@ impl ServerConnection {
                 self.track(id, flow);
             }
             return self.close(
-                Initiator::Local,
-                ReasonCode::PacketTooLarge,
-                Some(ConnectionError::LimitExceeded(
-                    "connack above the client's maximum packet size",
-                )),
-                None,
-                false,
+                Close::fault(
+                    ReasonCode::PacketTooLarge,
+                    ConnectionError::LimitExceeded(
+                        "connack above the client's maximum packet size",
+                    ),
+                )
+                .without_disconnect()
+                .will(false),
             );
         }
         self.state = State::Connected;

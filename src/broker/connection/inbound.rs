@@ -5,13 +5,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::close::Close;
 use super::{ServerConnection, State};
 use crate::broker::mail::ToRouter;
 use crate::broker::replay;
 use crate::broker::router::budget::{content_weight, message_weight};
 use crate::broker::DeniedAction;
 use crate::codec::{Packet, PubAck, Publish};
-use crate::error::{ConnectionError, Initiator};
+use crate::error::ConnectionError;
 use crate::types::{PacketId, QoS, ReasonCode};
 
 impl ServerConnection {
@@ -23,15 +24,10 @@ impl ServerConnection {
         if let Some(alias) = p.properties.topic_alias.take() {
             if alias.get() > self.config.topic_alias_maximum {
                 // [MQTT-3.2.2-17]: above the maximum the broker announced.
-                return self.close(
-                    Initiator::Local,
+                return self.close(Close::fault(
                     ReasonCode::TopicAliasInvalid,
-                    Some(ConnectionError::LimitExceeded(
-                        "topic alias above the maximum",
-                    )),
-                    Some(ReasonCode::TopicAliasInvalid),
-                    true,
-                );
+                    ConnectionError::LimitExceeded("topic alias above the maximum"),
+                ));
             }
             if p.topic.is_empty() {
                 let known = self
@@ -52,23 +48,17 @@ impl ServerConnection {
         }
         if p.qos > self.config.maximum_qos {
             // [MQTT-3.2.2-11]
-            return self.close(
-                Initiator::Local,
+            return self.close(Close::fault(
                 ReasonCode::QoSNotSupported,
-                Some(ConnectionError::LimitExceeded("qos above the maximum")),
-                Some(ReasonCode::QoSNotSupported),
-                true,
-            );
+                ConnectionError::LimitExceeded("qos above the maximum"),
+            ));
         }
         if p.retain && !self.config.retain_available {
             // [MQTT-3.2.2-14]
-            return self.close(
-                Initiator::Local,
+            return self.close(Close::fault(
                 ReasonCode::RetainNotSupported,
-                Some(ConnectionError::LimitExceeded("retain not supported")),
-                Some(ReasonCode::RetainNotSupported),
-                true,
-            );
+                ConnectionError::LimitExceeded("retain not supported"),
+            ));
         }
         // `$SYS` belongs to the broker, whatever the authorizer says (as in Mosquitto).
         let sys = p.topic.as_str() == "$SYS" || p.topic.as_str().starts_with("$SYS/");
@@ -172,13 +162,10 @@ impl ServerConnection {
     }
 
     pub(super) fn receive_maximum_exceeded(&mut self) {
-        self.close(
-            Initiator::Local,
+        self.close(Close::fault(
             ReasonCode::ReceiveMaximumExceeded,
-            Some(ConnectionError::LimitExceeded("receive maximum exceeded")),
-            Some(ReasonCode::ReceiveMaximumExceeded),
-            true,
-        );
+            ConnectionError::LimitExceeded("receive maximum exceeded"),
+        ));
     }
 
     /// Sends the `n` oldest held acknowledgements (the router's word came).
@@ -229,13 +216,11 @@ impl ServerConnection {
     pub(super) fn topic_over_limits(&mut self, p: Publish) {
         if !self.protocol.is_v5() {
             return self.close(
-                Initiator::Local,
-                ReasonCode::TopicNameInvalid,
-                Some(ConnectionError::LimitExceeded(
-                    "topic above the broker's limits",
-                )),
-                None,
-                true,
+                Close::fault(
+                    ReasonCode::TopicNameInvalid,
+                    ConnectionError::LimitExceeded("topic above the broker's limits"),
+                )
+                .without_disconnect(),
             );
         }
         let ack = p

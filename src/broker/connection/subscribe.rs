@@ -1,26 +1,22 @@
 //! SUBSCRIBE and UNSUBSCRIBE on the connection's side: the filter count, topic limits and
 //! the authorizer; the router does the rest.
 
+use super::close::Close;
 use super::ServerConnection;
 use crate::broker::mail::ToRouter;
 use crate::broker::DeniedAction;
 use crate::codec::{Subscribe, Unsubscribe};
-use crate::error::{ConnectionError, Initiator};
+use crate::error::ConnectionError;
 use crate::types::ReasonCode;
 
 impl ServerConnection {
     pub(super) fn on_subscribe(&mut self, s: Subscribe) {
         if s.filters.len() > self.config.max_subscribe_filters {
             // More filters than one SUBSCRIBE may carry: quota exceeded.
-            return self.close(
-                Initiator::Local,
+            return self.close(Close::fault(
                 ReasonCode::QuotaExceeded,
-                Some(ConnectionError::LimitExceeded(
-                    "too many topic filters in one subscribe",
-                )),
-                Some(ReasonCode::QuotaExceeded),
-                true,
-            );
+                ConnectionError::LimitExceeded("too many topic filters in one subscribe"),
+            ));
         }
         let v5 = self.protocol.is_v5();
         let (refused, too_long) = if v5 {
