@@ -45,11 +45,13 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod hash;
-pub mod store;
 mod string;
 pub mod timer;
 pub mod topic;
 mod types;
+
+/// Broker persistence, at its older path: the same module as [`broker::persist`].
+pub use broker::persist as store;
 
 pub use types::{
     ByteStr, InvalidTopic, PacketId, ProtocolVersion, QoS, ReasonCode, StringError, TopicFilter,

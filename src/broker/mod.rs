@@ -63,6 +63,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod mail;
+pub mod persist;
 mod replay;
 pub mod retained;
 mod router;
@@ -88,8 +89,8 @@ pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
 
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};
-use crate::store::{StoreOp, StoreSnapshot};
 use crate::types::ByteStr;
+use persist::{StoreOp, StoreSnapshot};
 
 /// What the broker reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,7 +340,7 @@ impl Broker {
 
     /// A drained [`StoreOp::Durable`] ticket is durable, with everything before it; see
     /// [`Router::handle_durable`].
-    pub fn handle_durable(&mut self, now: Instant, ticket: crate::store::Ticket) {
+    pub fn handle_durable(&mut self, now: Instant, ticket: persist::Ticket) {
         self.router.handle_durable(now, ticket);
         self.pump(now);
     }

@@ -21,14 +21,14 @@
 
 pub(super) mod budget;
 mod owner;
+mod persist_log;
 mod queue;
 mod replay;
 mod routing;
 mod sessions;
-mod store;
 mod subscriptions;
 
-pub use store::Restored;
+pub use persist_log::Restored;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -40,11 +40,11 @@ use crate::broker::connection::ServerConnection;
 use crate::broker::mail::{
     ConnId, ConnectRequest, ConnectionMail, Delivery, RouterMail, ToConnection, ToRouter,
 };
+use crate::broker::persist::StoreOp;
 use crate::broker::retained::RetainedStore;
 use crate::broker::tree::{SessionId, Subscription, SubscriptionTree};
 use crate::broker::{sys, BrokerStats};
 use crate::hash::IdMap;
-use crate::store::StoreOp;
 use crate::types::{ByteStr, QoS, ReasonCode};
 use budget::Budget;
 use routing::Retained;
@@ -102,7 +102,7 @@ pub struct Router {
     /// PUBLISH packets refused by the authorizer or for `$SYS` (for statistics).
     denied: u64,
     /// The change log for a store, once [`Router::restore`] turned it on.
-    store: Option<store::StoreLog>,
+    store: Option<persist_log::StoreLog>,
     /// The connection whose `Closed` came last, and its session: deliveries it returns
     /// (mail right behind its `Closed`) go back to that session.
     last_closed: Option<(ConnId, SessionId)>,
@@ -471,12 +471,12 @@ impl Router {
             }
             ToRouter::Delivered { seq } => {
                 if let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) {
-                    store::unqueue(&mut self.store, &s.client_id, Some(seq));
+                    persist_log::unqueue(&mut self.store, &s.client_id, Some(seq));
                 }
             }
             ToRouter::Received { seq, packet_id } => {
                 if let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) {
-                    store::unqueue(&mut self.store, &s.client_id, Some(seq));
+                    persist_log::unqueue(&mut self.store, &s.client_id, Some(seq));
                 }
                 self.log_flow(conn, packet_id, StoreOp::PutReleased);
                 self.ticket(conn);

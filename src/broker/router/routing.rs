@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::budget::{self, Charge};
 use super::sessions::Session;
-use super::{store, Router};
+use super::{persist_log, Router};
 use crate::broker::mail::{prefetch, ConnectionMail, Delivery, ToConnection};
+use crate::broker::persist::StoreOp;
 use crate::broker::tree::{Match, SessionId, Subscription};
 use crate::codec::Publish;
-use crate::store::StoreOp;
 use crate::types::QoS;
 
 /// The members of a shared subscription group.
@@ -237,7 +237,7 @@ impl Router {
             // Make room by dropping the oldest QoS 0 message; otherwise refuse the new one.
             match s.queue.drop_oldest_qos0() {
                 Some(old) => {
-                    store::unqueue(&mut self.store, &s.client_id, old.stored);
+                    persist_log::unqueue(&mut self.store, &s.client_id, old.stored);
                     s.dropped += 1;
                 }
                 None => {
@@ -298,7 +298,7 @@ impl Router {
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if qos0 || expired {
                 // A stored QoS 1/2 message stays stored until its flow ends.
-                store::unqueue(store, &s.client_id, d.stored.take());
+                persist_log::unqueue(store, &s.client_id, d.stored.take());
             }
             if expired {
                 continue; // [MQTT-3.3.2-5]: expired, not delivered
@@ -310,7 +310,7 @@ impl Router {
             let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
             match store {
                 Some(log) if durable_acks && (stored_qos2 || s.parked > 0) => {
-                    log.push(StoreOp::Durable(crate::store::Ticket {
+                    log.push(StoreOp::Durable(crate::broker::persist::Ticket {
                         conn,
                         delivery: true,
                     }));

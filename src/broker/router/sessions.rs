@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::budget::{self, Budget, Charge};
 use super::queue::SessionQueue;
-use super::{store, Router, Timer};
+use super::{persist_log, Router, Timer};
 use crate::broker::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection};
+use crate::broker::persist::StoreOp;
 use crate::broker::tree::{SessionId, Subscription};
 use crate::codec::{Publish, Will};
-use crate::store::StoreOp;
 use crate::types::{ByteStr, ProtocolVersion, ReasonCode, TopicFilter};
 
 #[derive(Debug)]
@@ -263,7 +263,7 @@ impl Router {
         if s.conn.is_none() && d.is_qos0() && !self.config.queue_qos0_offline {
             // As if it had been routed to the offline session: not queued.
             s.dropped += 1;
-            store::unqueue(&mut self.store, &s.client_id, d.stored);
+            persist_log::unqueue(&mut self.store, &s.client_id, d.stored);
             return;
         }
         s.queue.put_back(d);

@@ -1,5 +1,8 @@
 //! Persistence, sans-IO: the records a broker keeps across restarts, the changes its router
-//! asks a store to write, and the byte format of each record.
+//! asks a store to write, and the byte format of each record. (Also at its older path,
+//! `tinymqtt::store`.) The router's side of it is `router/persist_log.rs`; the disk's side,
+//! the runtimes' redb store and its writer thread, is `runtimes/driver/store.rs` and
+//! `writer.rs`.
 //!
 //! The core does no IO and reads no clock. A runtime that persists calls
 //! [`Router::restore`](crate::broker::Router::restore) once at start with what its store

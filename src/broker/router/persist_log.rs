@@ -1,5 +1,5 @@
 //! The router's side of persistence: restoring from a store's snapshot and logging every
-//! change to what is persisted (see [`crate::store`]).
+//! change to what is persisted (see [`crate::broker::persist`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use super::sessions::Session;
 use super::{Router, Timer};
 use crate::broker::mail::{ConnId, Delivery, OutFlow, ToConnection};
-use crate::broker::tree::{SessionId, Subscription};
-use crate::codec::{Publish, Will, WillProperties};
-use crate::store::{
+use crate::broker::persist::{
     CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord,
     StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
+use crate::broker::tree::{SessionId, Subscription};
+use crate::codec::{Publish, Will, WillProperties};
 use crate::types::{ByteStr, PacketId};
 
 /// The changes not yet drained, and the wall clock the runtime gave at restore.
@@ -55,7 +55,7 @@ pub struct Restored {
 }
 
 impl Router {
-    /// A ticket the store logged ([`StoreOp::Durable`](crate::store::StoreOp::Durable)) is
+    /// A ticket the store logged ([`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable)) is
     /// durable, with everything logged before it: its connection may send the
     /// acknowledgement it holds. Hand tickets back in the order they were drained.
     pub fn handle_durable(&mut self, now: Instant, ticket: Ticket) {
