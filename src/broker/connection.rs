@@ -26,7 +26,7 @@ use super::replay;
 use super::router::budget::Budget;
 use super::BrokerEvent;
 use crate::codec::{AckProperties, Decoder, EncodeError, Encoder, Packet, SubAck, UnsubAck};
-use crate::error::{CloseReason, ConnectionError};
+use crate::error::{CloseReason, ConnectionError, ProtocolViolation};
 use crate::hash::{IdMap, IdSet};
 use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode, TopicName};
@@ -368,7 +368,7 @@ impl ServerConnection {
             if let Some(&first) = data.first() {
                 if first >> 4 != 1 {
                     // [MQTT-3.1.0-1]: judged on the first byte, before anything is buffered.
-                    return self.protocol_error("first packet is not connect");
+                    return self.violation(ProtocolViolation::FirstPacketNotConnect);
                 }
             }
         }
@@ -514,14 +514,14 @@ impl ServerConnection {
             (State::Authenticating, Packet::Disconnect(d)) => self.on_disconnect(d),
             (State::Authenticating, _) => {
                 // [MQTT-3.1.2-30]: only AUTH or DISCONNECT until CONNACK.
-                self.protocol_error("packet other than auth during authentication")
+                self.violation(ProtocolViolation::NotAuthDuringAuthentication)
             }
             (State::New, _) => {
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT; close without CONNACK.
-                self.protocol_error("first packet is not connect");
+                self.violation(ProtocolViolation::FirstPacketNotConnect);
             }
-            (State::Connecting, _) => self.protocol_error("packet before connack"),
-            (_, Packet::Connect(_)) => self.protocol_error("second connect"), // [MQTT-3.1.0-2]
+            (State::Connecting, _) => self.violation(ProtocolViolation::PacketBeforeConnAck),
+            (_, Packet::Connect(_)) => self.violation(ProtocolViolation::SecondConnect), // [MQTT-3.1.0-2]
             (_, Packet::Publish(p)) => self.on_publish(p),
             (_, Packet::PubAck(a)) => self.on_puback(now, a),
             (_, Packet::PubRec(a)) => self.on_pubrec(now, a),
@@ -534,7 +534,7 @@ impl ServerConnection {
             }
             (_, Packet::Disconnect(d)) => self.on_disconnect(d),
             (_, Packet::Auth(a)) => self.on_auth(a),
-            (_, _) => self.protocol_error("client sent a packet only servers send"),
+            (_, _) => self.violation(ProtocolViolation::ServerOnlyPacket),
         }
         let _ = now;
     }

@@ -4,7 +4,7 @@
 use super::{ConnEvent, ServerConnection, State};
 use crate::broker::mail::{Handover, ToRouter};
 use crate::codec::{valid_connack, ConnAck, DecodeError, Disconnect, Encoder, Packet};
-use crate::error::{CloseReason, ConnectionError, Initiator};
+use crate::error::{CloseReason, ConnectionError, Initiator, ProtocolViolation};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode};
 
 /// How a connection ends, as one value: who ended it, the reason code, the fault (if any),
@@ -30,6 +30,11 @@ impl Close {
             disconnect: true,
             will: true,
         }
+    }
+
+    /// The peer broke rule `v`: DISCONNECT with its reason code, and the will goes out.
+    pub(super) fn violation(v: ProtocolViolation) -> Close {
+        Close::fault(v.reason_code(), ConnectionError::Violation(v))
     }
 
     /// This side ends it without a fault (a takeover, a shutdown): DISCONNECT with `code`, no
@@ -83,12 +88,9 @@ impl ServerConnection {
     /// Closes a transport the broker has no room for, before anything is read from it.
     pub(crate) fn refuse_transport(&mut self) {
         self.close(
-            Close::fault(
-                ReasonCode::QuotaExceeded,
-                ConnectionError::LimitExceeded("too many connections"),
-            )
-            .without_disconnect()
-            .will(false),
+            Close::violation(ProtocolViolation::TooManyConnections)
+                .without_disconnect()
+                .will(false),
         );
     }
 
@@ -126,12 +128,11 @@ impl ServerConnection {
         }
     }
 
-    pub(super) fn protocol_error(&mut self, what: &'static str) {
-        self.connack_if_authenticating(ReasonCode::ProtocolError);
-        self.close(Close::fault(
-            ReasonCode::ProtocolError,
-            ConnectionError::Protocol(what),
-        ));
+    /// The client broke a rule: CONNACK during authentication, DISCONNECT once connected,
+    /// with the rule's reason code, then close.
+    pub(super) fn violation(&mut self, v: ProtocolViolation) {
+        self.connack_if_authenticating(v.reason_code());
+        self.close(Close::violation(v));
     }
 
     /// Ends the connection once: DISCONNECT (MQTT 5, once connected) when `close` says so,
@@ -200,7 +201,7 @@ impl ServerConnection {
         if let Some(e) = d.properties.session_expiry_interval {
             if self.session_expiry == 0 && e != 0 {
                 // [MQTT-3.14.2-2]
-                return self.protocol_error("session expiry set on disconnect after zero");
+                return self.violation(ProtocolViolation::SessionExpiryAfterZero);
             }
             let cap = self.config.persistent_session_expiry;
             self.session_expiry_update = Some(match e {

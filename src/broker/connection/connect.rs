@@ -13,7 +13,7 @@ use crate::broker::mail::{ConnectRequest, Handover, OutFlow, ToRouter};
 use crate::codec::{
     valid_connack, Auth, AuthProperties, ConnAck, Connect, Encoder, Packet, MAX_PACKET_SIZE,
 };
-use crate::error::ConnectionError;
+use crate::error::{ConnectionError, ProtocolViolation};
 use crate::types::{ByteStr, ProtocolVersion, QoS, ReasonCode};
 
 /// A CONNECT waiting for a deferred credentials check.
@@ -252,11 +252,11 @@ impl ServerConnection {
     pub(super) fn on_auth(&mut self, a: Auth) {
         let Some(state) = &mut self.auth else {
             // [MQTT-4.12.0-7]: no method in CONNECT, no AUTH.
-            return self.protocol_error("auth without an authentication method");
+            return self.violation(ProtocolViolation::AuthWithoutMethod);
         };
         if a.properties.authentication_method.as_ref() != Some(&state.method) {
             // [MQTT-4.12.0-5] / [MQTT-4.12.1-1]: the method of the CONNECT, always.
-            return self.protocol_error("auth with another authentication method");
+            return self.violation(ProtocolViolation::AuthMethodChanged);
         }
         let data = a.properties.authentication_data.as_ref();
         let step = match (a.reason_code, &mut state.exchange) {
@@ -277,7 +277,7 @@ impl ServerConnection {
                     None => AuthStep::Failure(ReasonCode::NotAuthorized),
                 }
             }
-            _ => return self.protocol_error("auth out of sequence"),
+            _ => return self.violation(ProtocolViolation::AuthOutOfSequence),
         };
         self.auth_step(step);
     }
@@ -409,14 +409,9 @@ impl ServerConnection {
                 self.track(id, flow);
             }
             return self.close(
-                Close::fault(
-                    ReasonCode::PacketTooLarge,
-                    ConnectionError::LimitExceeded(
-                        "connack above the client's maximum packet size",
-                    ),
-                )
-                .without_disconnect()
-                .will(false),
+                Close::violation(ProtocolViolation::ConnAckTooLarge)
+                    .without_disconnect()
+                    .will(false),
             );
         }
         self.state = State::Connected;

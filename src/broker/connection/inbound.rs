@@ -12,22 +12,19 @@ use crate::broker::replay;
 use crate::broker::router::budget::{content_weight, message_weight};
 use crate::broker::DeniedAction;
 use crate::codec::{Packet, PubAck, Publish};
-use crate::error::ConnectionError;
+use crate::error::ProtocolViolation;
 use crate::types::{PacketId, QoS, ReasonCode};
 
 impl ServerConnection {
     pub(super) fn on_publish(&mut self, mut p: Publish) {
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6]: only servers send subscription identifiers.
-            return self.protocol_error("publish from a client with a subscription identifier");
+            return self.violation(ProtocolViolation::SubscriptionIdentifierFromClient);
         }
         if let Some(alias) = p.properties.topic_alias.take() {
             if alias.get() > self.config.topic_alias_maximum {
                 // [MQTT-3.2.2-17]: above the maximum the broker announced.
-                return self.close(Close::fault(
-                    ReasonCode::TopicAliasInvalid,
-                    ConnectionError::LimitExceeded("topic alias above the maximum"),
-                ));
+                return self.close(Close::violation(ProtocolViolation::TopicAliasAboveMaximum));
             }
             if p.topic.is_empty() {
                 let known = self
@@ -36,7 +33,7 @@ impl ServerConnection {
                     .and_then(|a| a.inbound.get(&alias.get()));
                 match known {
                     Some(t) => p.topic = t.clone(),
-                    None => return self.protocol_error("unknown topic alias"),
+                    None => return self.violation(ProtocolViolation::UnknownTopicAlias),
                 }
             } else {
                 let a = self.aliases.get_or_insert_with(Default::default);
@@ -48,17 +45,11 @@ impl ServerConnection {
         }
         if p.qos > self.config.maximum_qos {
             // [MQTT-3.2.2-11]
-            return self.close(Close::fault(
-                ReasonCode::QoSNotSupported,
-                ConnectionError::LimitExceeded("qos above the maximum"),
-            ));
+            return self.close(Close::violation(ProtocolViolation::QoSAboveMaximum));
         }
         if p.retain && !self.config.retain_available {
             // [MQTT-3.2.2-14]
-            return self.close(Close::fault(
-                ReasonCode::RetainNotSupported,
-                ConnectionError::LimitExceeded("retain not supported"),
-            ));
+            return self.close(Close::violation(ProtocolViolation::RetainNotAvailable));
         }
         // `$SYS` belongs to the broker, whatever the authorizer says (as in Mosquitto).
         let sys = p.topic.as_str() == "$SYS" || p.topic.as_str().starts_with("$SYS/");
@@ -162,10 +153,7 @@ impl ServerConnection {
     }
 
     pub(super) fn receive_maximum_exceeded(&mut self) {
-        self.close(Close::fault(
-            ReasonCode::ReceiveMaximumExceeded,
-            ConnectionError::LimitExceeded("receive maximum exceeded"),
-        ));
+        self.close(Close::violation(ProtocolViolation::ReceiveMaximumExceeded));
     }
 
     /// Sends the `n` oldest held acknowledgements (the router's word came).
@@ -215,13 +203,8 @@ impl ServerConnection {
     /// which cannot be told, is disconnected.
     pub(super) fn topic_over_limits(&mut self, p: Publish) {
         if !self.protocol.is_v5() {
-            return self.close(
-                Close::fault(
-                    ReasonCode::TopicNameInvalid,
-                    ConnectionError::LimitExceeded("topic above the broker's limits"),
-                )
-                .without_disconnect(),
-            );
+            return self
+                .close(Close::violation(ProtocolViolation::TopicAboveLimits).without_disconnect());
         }
         let ack = p
             .packet_id

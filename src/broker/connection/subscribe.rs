@@ -6,17 +6,14 @@ use super::ServerConnection;
 use crate::broker::mail::ToRouter;
 use crate::broker::DeniedAction;
 use crate::codec::{Subscribe, Unsubscribe};
-use crate::error::ConnectionError;
+use crate::error::ProtocolViolation;
 use crate::types::ReasonCode;
 
 impl ServerConnection {
     pub(super) fn on_subscribe(&mut self, s: Subscribe) {
         if s.filters.len() > self.config.max_subscribe_filters {
             // More filters than one SUBSCRIBE may carry: quota exceeded.
-            return self.close(Close::fault(
-                ReasonCode::QuotaExceeded,
-                ConnectionError::LimitExceeded("too many topic filters in one subscribe"),
-            ));
+            return self.close(Close::violation(ProtocolViolation::TooManyFilters));
         }
         let v5 = self.protocol.is_v5();
         let (refused, too_long) = if v5 {
