@@ -62,6 +62,7 @@
 pub mod auth;
 pub mod config;
 mod connection;
+mod deadlines;
 mod mail;
 pub mod persist;
 mod replay;
@@ -90,6 +91,7 @@ pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};
 use crate::types::ByteStr;
+use deadlines::Deadlines;
 use persist::{StoreOp, StoreSnapshot};
 
 /// What the broker reports.
@@ -168,6 +170,8 @@ pub struct Broker {
     todo: Vec<ConnId>,
     transmit: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<BrokerEvent>,
+    /// Every connection's next deadline, earliest first.
+    deadlines: Deadlines,
 }
 
 impl std::fmt::Debug for Broker {
@@ -203,6 +207,7 @@ impl Broker {
             todo: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            deadlines: Deadlines::default(),
         }
     }
 
@@ -250,6 +255,7 @@ impl Broker {
         let conn = self.router.accept(now);
         let id = conn.id();
         let closed = conn.is_closed();
+        self.deadlines.set(id, conn.poll_timeout());
         self.conns.insert(id, conn);
         if closed {
             // Refused at once (no room): its close is drained now.
@@ -277,18 +283,14 @@ impl Broker {
             self.pump(now);
         }
         self.conns.remove(&conn);
+        self.deadlines.set(conn, None);
     }
 
     /// Acts on every deadline due at `now`; a spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.router.handle_timeout(now);
-        let due: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        // Each due connection is taken out; the pump puts its next deadline back.
+        while let Some(id) = self.deadlines.pop_due(now) {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.handle_timeout(now);
                 self.touch(id);
@@ -314,11 +316,22 @@ impl Broker {
 
     /// The earliest deadline: connect timeouts, keep-alives, will delays, session expiries.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conns = self
-            .conns
-            .values()
-            .filter_map(ServerConnection::poll_timeout);
-        conns.chain(self.router.poll_timeout()).min()
+        #[cfg(debug_assertions)]
+        {
+            // The index agrees with the connections (checked in every debug build's test).
+            let scan = self
+                .conns
+                .values()
+                .filter_map(ServerConnection::poll_timeout);
+            debug_assert_eq!(self.deadlines.first(), scan.min());
+            let with = self.conns.values().filter(|c| c.poll_timeout().is_some());
+            debug_assert_eq!(self.deadlines.len(), with.count());
+        }
+        self.deadlines
+            .first()
+            .into_iter()
+            .chain(self.router.poll_timeout())
+            .min()
     }
 
     /// The next event; yields after inputs, timeouts and shutdown.
@@ -402,6 +415,9 @@ impl Broker {
             }
             if c.is_closed() {
                 self.conns.remove(&id);
+                self.deadlines.set(id, None);
+            } else {
+                self.deadlines.set(id, c.poll_timeout());
             }
         }
         dirty.clear();
