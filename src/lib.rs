@@ -44,9 +44,9 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod error;
-pub mod hash;
+mod hash;
 mod string;
-pub mod timer;
+mod timer;
 pub mod topic;
 mod types;
 
