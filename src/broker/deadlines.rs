@@ -4,35 +4,58 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use super::connection::ServerConnection;
 use super::mail::ConnId;
-use crate::hash::IdMap;
 
-/// Each connection's next deadline, at most one per connection, in deadline order.
+/// Every connection's next deadline, in deadline order.
 ///
 /// A connection's deadline only changes when it gets an input (bytes, router mail, a
 /// timeout), and the broker drains every such connection before it returns: that drain
-/// records the new deadline with [`Deadlines::set`].
+/// records the new deadline with [`Deadlines::record`].
 #[derive(Debug, Default)]
 pub(super) struct Deadlines {
     order: BTreeSet<(Instant, ConnId)>,
-    by_conn: IdMap<ConnId, Instant>,
+}
+
+/// A connection of the broker and the deadline [`Deadlines`] holds for it.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) conn: ServerConnection,
+    /// What `Deadlines` holds for this connection: compared with the connection's own after
+    /// each drain, so an unchanged deadline (the common case) costs no lookup.
+    recorded: Option<Instant>,
+}
+
+impl Slot {
+    /// A connection not recorded yet.
+    pub(super) fn new(conn: ServerConnection) -> Slot {
+        Slot {
+            conn,
+            recorded: None,
+        }
+    }
 }
 
 impl Deadlines {
-    /// Records `conn`'s deadline (`None`: it has none).
-    pub(super) fn set(&mut self, conn: ConnId, at: Option<Instant>) {
-        let old = match at {
-            Some(at) => self.by_conn.insert(conn, at),
-            None => self.by_conn.remove(&conn),
-        };
-        if old == at {
+    /// Records `slot`'s current deadline (`id` is its connection's identifier).
+    pub(super) fn record(&mut self, id: ConnId, slot: &mut Slot) {
+        let at = slot.conn.poll_timeout();
+        if at == slot.recorded {
             return;
         }
-        if let Some(old) = old {
-            self.order.remove(&(old, conn));
+        if let Some(old) = slot.recorded {
+            self.order.remove(&(old, id));
         }
         if let Some(at) = at {
-            self.order.insert((at, conn));
+            self.order.insert((at, id));
+        }
+        slot.recorded = at;
+    }
+
+    /// Forgets `slot`'s deadline: its connection leaves the broker.
+    pub(super) fn forget(&mut self, id: ConnId, slot: &Slot) {
+        if let Some(old) = slot.recorded {
+            self.order.remove(&(old, id));
         }
     }
 
@@ -41,15 +64,21 @@ impl Deadlines {
         self.order.first().map(|&(at, _)| at)
     }
 
-    /// Takes out a connection whose deadline is due at `now`, if any.
+    /// Takes out a connection whose deadline is due at `now`, if any, and marks `slot` (found
+    /// by the caller through the returned identifier) as recorded nowhere with
+    /// [`Deadlines::taken`].
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<ConnId> {
         let &(at, conn) = self.order.first()?;
         if at > now {
             return None;
         }
         self.order.pop_first();
-        self.by_conn.remove(&conn);
         Some(conn)
+    }
+
+    /// `slot`'s deadline was taken out by [`Deadlines::pop_due`].
+    pub(super) fn taken(slot: &mut Slot) {
+        slot.recorded = None;
     }
 
     /// The number of connections with a deadline.
@@ -64,23 +93,41 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::broker::{BrokerConfig, Router};
 
     #[test]
     fn the_earliest_deadline_follows_every_change() {
         let t0 = crate::test_instant();
-        let at = |s| Some(t0 + Duration::from_secs(s));
+        let config = BrokerConfig {
+            connect_timeout: Duration::from_secs(10),
+            ..BrokerConfig::default()
+        };
+        let mut router = Router::new(config);
         let mut d = Deadlines::default();
-        d.set(ConnId(1), at(5));
-        d.set(ConnId(2), at(3));
-        d.set(ConnId(3), at(3));
-        assert_eq!(d.first(), at(3));
-        d.set(ConnId(2), at(9)); // moved later
-        d.set(ConnId(3), None); // no deadline any more
-        assert_eq!(d.first(), at(5));
-        assert_eq!(d.pop_due(t0 + Duration::from_secs(4)), None);
-        assert_eq!(d.pop_due(t0 + Duration::from_secs(9)), Some(ConnId(1)));
-        assert_eq!(d.pop_due(t0 + Duration::from_secs(9)), Some(ConnId(2)));
-        assert_eq!(d.pop_due(t0 + Duration::from_secs(9)), None);
+        let mut slots: Vec<(ConnId, Slot)> = (0..3)
+            .map(|i| {
+                let conn = router.accept(t0 + Duration::from_secs(i));
+                (conn.id(), Slot::new(conn))
+            })
+            .collect();
+        for (id, slot) in &mut slots {
+            d.record(*id, slot);
+        }
+        assert_eq!(d.first(), Some(t0 + Duration::from_secs(10)));
+        assert_eq!(d.len(), 3);
+        // Recording an unchanged deadline changes nothing.
+        let (id, slot) = &mut slots[0];
+        d.record(*id, slot);
+        assert_eq!(d.len(), 3);
+        // The first one leaves; the next earliest is the second's.
+        let (id, slot) = &slots[0];
+        d.forget(*id, slot);
+        assert_eq!(d.first(), Some(t0 + Duration::from_secs(11)));
+        assert_eq!(d.pop_due(t0 + Duration::from_secs(10)), None);
+        let due = d.pop_due(t0 + Duration::from_secs(12));
+        assert_eq!(due, Some(slots[1].0));
+        Deadlines::taken(&mut slots[1].1);
+        assert_eq!(d.pop_due(t0 + Duration::from_secs(12)), Some(slots[2].0));
         assert_eq!((d.first(), d.len()), (None, 0));
     }
 }

@@ -91,7 +91,7 @@ pub use tree::{Match, SessionId, Subscribers, Subscription, SubscriptionTree};
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};
 use crate::types::ByteStr;
-use deadlines::Deadlines;
+use deadlines::{Deadlines, Slot};
 use persist::{StoreOp, StoreSnapshot};
 
 /// What the broker reports.
@@ -160,7 +160,7 @@ pub struct BrokerStats {
 /// machine that relays their mail.
 pub struct Broker {
     router: Router,
-    conns: IdMap<ConnId, ServerConnection>,
+    conns: IdMap<ConnId, Slot>,
     /// Connections touched since the last pump ended (to collect what they transmit and
     /// report), each once: `touched` says which are in.
     dirty: Vec<ConnId>,
@@ -170,7 +170,8 @@ pub struct Broker {
     todo: Vec<ConnId>,
     transmit: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<BrokerEvent>,
-    /// Every connection's next deadline, earliest first.
+    /// Every connection's next deadline, earliest first (each slot in `conns` says which it
+    /// holds).
     deadlines: Deadlines,
 }
 
@@ -234,8 +235,8 @@ impl Broker {
     /// Tells who the transport of `conn` says the peer is; see
     /// [`ServerConnection::set_peer_identity`].
     pub fn set_peer_identity(&mut self, conn: ConnId, identity: ByteStr) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.set_peer_identity(identity);
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.conn.set_peer_identity(identity);
         }
     }
 
@@ -255,8 +256,9 @@ impl Broker {
         let conn = self.router.accept(now);
         let id = conn.id();
         let closed = conn.is_closed();
-        self.deadlines.set(id, conn.poll_timeout());
-        self.conns.insert(id, conn);
+        let mut slot = Slot::new(conn);
+        self.deadlines.record(id, &mut slot);
+        self.conns.insert(id, slot);
         if closed {
             // Refused at once (no room): its close is drained now.
             self.touch(id);
@@ -268,8 +270,8 @@ impl Broker {
     /// Bytes received on `conn`.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
         self.router.record_traffic(data.len() as u64, 0);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.handle_input(now, data);
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.conn.handle_input(now, data);
             self.touch(conn);
             self.pump(now);
         }
@@ -277,13 +279,14 @@ impl Broker {
 
     /// `conn`'s transport closed.
     pub fn handle_transport_closed(&mut self, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.handle_transport_closed(now);
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.conn.handle_transport_closed(now);
             self.touch(conn);
             self.pump(now);
         }
-        self.conns.remove(&conn);
-        self.deadlines.set(conn, None);
+        if let Some(s) = self.conns.remove(&conn) {
+            self.deadlines.forget(conn, &s);
+        }
     }
 
     /// Acts on every deadline due at `now`; a spurious call does nothing.
@@ -291,8 +294,9 @@ impl Broker {
         self.router.handle_timeout(now);
         // Each due connection is taken out; the pump puts its next deadline back.
         while let Some(id) = self.deadlines.pop_due(now) {
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.handle_timeout(now);
+            if let Some(s) = self.conns.get_mut(&id) {
+                Deadlines::taken(s);
+                s.conn.handle_timeout(now);
                 self.touch(id);
             }
         }
@@ -319,12 +323,12 @@ impl Broker {
         #[cfg(debug_assertions)]
         {
             // The index agrees with the connections (checked in every debug build's test).
-            let scan = self
+            let scan = self.conns.values().filter_map(|s| s.conn.poll_timeout());
+            debug_assert_eq!(self.deadlines.first(), scan.min());
+            let with = self
                 .conns
                 .values()
-                .filter_map(ServerConnection::poll_timeout);
-            debug_assert_eq!(self.deadlines.first(), scan.min());
-            let with = self.conns.values().filter(|c| c.poll_timeout().is_some());
+                .filter(|s| s.conn.poll_timeout().is_some());
             debug_assert_eq!(self.deadlines.len(), with.count());
         }
         self.deadlines
@@ -377,7 +381,7 @@ impl Broker {
             // Only connections that got something since they were last drained can have mail.
             std::mem::swap(&mut todo, &mut self.todo);
             for id in todo.drain(..) {
-                let Some(c) = self.conns.get_mut(&id) else {
+                let Some(Slot { conn: c, .. }) = self.conns.get_mut(&id) else {
                     continue;
                 };
                 // A single thread has nowhere else to run a deferred check: inline.
@@ -390,8 +394,8 @@ impl Broker {
             }
             while let Some(mail) = self.router.poll_mail() {
                 let id = mail.conn();
-                if let Some(c) = self.conns.get_mut(&id) {
-                    c.handle_router(now, mail);
+                if let Some(s) = self.conns.get_mut(&id) {
+                    s.conn.handle_router(now, mail);
                     self.touch(id);
                 }
             }
@@ -404,20 +408,20 @@ impl Broker {
         self.touched.clear();
         dirty.sort_unstable();
         for &id in &dirty {
-            let Some(c) = self.conns.get_mut(&id) else {
+            let Some(s) = self.conns.get_mut(&id) else {
                 continue;
             };
-            while let Some(bytes) = c.poll_transmit() {
+            while let Some(bytes) = s.conn.poll_transmit() {
                 self.transmit.push_back((id, bytes));
             }
-            while let Some(e) = c.poll_event() {
+            while let Some(e) = s.conn.poll_event() {
                 self.events.push_back(e);
             }
-            if c.is_closed() {
+            if s.conn.is_closed() {
+                self.deadlines.forget(id, s);
                 self.conns.remove(&id);
-                self.deadlines.set(id, None);
             } else {
-                self.deadlines.set(id, c.poll_timeout());
+                self.deadlines.record(id, s);
             }
         }
         dirty.clear();
