@@ -20,6 +20,7 @@
 //! turns the router's changes into the store's log and restores from a snapshot.
 
 pub(super) mod budget;
+mod inflight;
 mod owner;
 mod persist_log;
 mod queue;
@@ -507,7 +508,7 @@ impl Router {
             ToRouter::Credit(n) => {
                 if let Some(&sid) = self.online.get(&conn) {
                     if let Some(s) = self.sessions.get_mut(&sid) {
-                        s.inflight = s.inflight.saturating_sub(n as usize);
+                        s.inflight.finished(n as usize);
                     }
                     self.release(now, sid);
                     if self.replays.contains_key(&sid) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::budget::{self, Charge};
 use super::sessions::Session;
 use super::{persist_log, Router};
-use crate::broker::mail::{prefetch, ConnectionMail, Delivery, ToConnection};
+use crate::broker::mail::{ConnectionMail, Delivery, ToConnection};
 use crate::broker::persist::StoreOp;
 use crate::broker::tree::{Match, SessionId, Subscription};
 use crate::codec::Publish;
@@ -284,12 +284,10 @@ impl Router {
                 outbox.push_back((conn, ToConnection::SendHeld(n)));
             }
         }
-        // The window, and as much again that waits in the connection (see `prefetch`).
-        let limit = s.window + prefetch(s.window);
         let durable_acks = config.durable_acks;
         while let Some(front) = s.queue.front() {
             let qos0 = front.is_qos0();
-            if !qos0 && s.inflight >= limit {
+            if !qos0 && !s.inflight.has_room() {
                 break;
             }
             let Some(mut d) = s.queue.pop() else {
@@ -304,7 +302,7 @@ impl Router {
                 continue; // [MQTT-3.3.2-5]: expired, not delivered
             }
             if !qos0 {
-                s.inflight += 1;
+                s.inflight.released();
             }
             *sent += 1;
             let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
@@ -360,7 +358,7 @@ impl Router {
         }
         match mail.mail {
             ToConnection::Deliver(d) if !d.is_qos0() => {
-                s.inflight = s.inflight.saturating_sub(1);
+                s.inflight.finished(1);
                 s.queue.put_back(d);
             }
             ToConnection::Deliver(_) => s.dropped += 1,

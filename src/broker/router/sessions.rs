@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::budget::{self, Budget, Charge};
+use super::inflight::InFlight;
 use super::queue::SessionQueue;
 use super::{persist_log, Router, Timer};
 use crate::broker::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection};
@@ -30,8 +31,7 @@ pub(super) struct Session {
     /// What waits to be released, with its counts.
     pub(super) queue: SessionQueue,
     /// QoS 1/2 deliveries the connection holds unfinished.
-    pub(super) inflight: usize,
-    pub(super) window: usize,
+    pub(super) inflight: InFlight,
     pub(super) handover: Handover,
     /// Boxed: most sessions have none, and a will is large.
     pub(super) will: Option<Box<Will>>,
@@ -61,7 +61,7 @@ impl Session {
     /// Messages waiting to be sent: queued here, or released ahead of the window and waiting
     /// in the connection (see `prefetch`), which count against `max_queued_messages` alike.
     pub(super) fn waiting_len(&self) -> usize {
-        self.queue.len() + self.inflight.saturating_sub(self.window)
+        self.queue.len() + self.inflight.beyond_window()
     }
 
     /// A session with nothing in it yet: offline, no expiry, no subscriptions, not stored.
@@ -77,8 +77,7 @@ impl Session {
             expiry: 0,
             subscriptions: BTreeMap::new(),
             queue: SessionQueue::new(budget),
-            inflight: 0,
-            window: 1,
+            inflight: InFlight::new(),
             handover: Handover::default(),
             will: None,
             generation: 0,
@@ -175,7 +174,6 @@ impl Router {
         s.protocol = req.protocol;
         s.expiry = req.session_expiry;
         s.conn = Some(conn);
-        s.window = usize::from(req.window.max(1));
         s.disconnected_at = None;
         // The router keeps the inbound QoS 2 digests (see `replay`); the connection gets a copy.
         let completed = s.handover.completed.take();
@@ -183,7 +181,7 @@ impl Router {
         handover.completed.clone_from(&completed);
         s.handover.completed = completed;
         // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
-        s.inflight = handover.outbound.len();
+        s.inflight.connected(req.window, handover.outbound.len());
         self.clear_session_timers(sid);
         self.online.insert(conn, sid);
         let hold_flows = self.holds_acks();
@@ -219,7 +217,7 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.conn = None;
             s.generation += 1;
-            s.inflight = 0;
+            s.inflight.disconnected();
             s.queue.reset_returned();
             // A stalled session keeps an undelivered hand-over if the connection never got it.
             if !(s.stalled && handover == Handover::default()) {
