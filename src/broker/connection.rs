@@ -93,6 +93,9 @@ pub struct ServerConnection {
     inbuf: BytesMut,
     out: BytesMut,
     timers: TimerTable<Timer, 2>,
+    /// A timer was armed or disarmed since [`ServerConnection::take_deadline_change`] last
+    /// asked: set wherever `timers` changes.
+    deadline_moved: bool,
     /// 1.5 times the keep-alive; zero turns the check off.
     keep_alive: Duration,
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
@@ -184,6 +187,7 @@ impl ServerConnection {
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
             timers,
+            deadline_moved: true,
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
             incoming_qos2: IdSet::default(),
@@ -272,6 +276,12 @@ impl ServerConnection {
         } else {
             Some(self.out.split().freeze())
         }
+    }
+
+    /// Whether the connection's deadline may have moved since the last call (the broker's
+    /// deadline index asks, to skip connections whose timers were not touched).
+    pub(crate) fn take_deadline_change(&mut self) -> bool {
+        std::mem::take(&mut self.deadline_moved)
     }
 
     /// The next deadline: the connect timeout, then the keep-alive (1.5 times the client's).
@@ -396,6 +406,7 @@ impl ServerConnection {
 
     /// Acts on the deadlines due at `now`; a spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.deadline_moved = true;
         for t in self.timers.take_expired(now) {
             match (t, self.state) {
                 (Timer::Connect, State::New | State::Authenticating | State::Checking) => {
@@ -502,6 +513,7 @@ impl ServerConnection {
     fn arm_keep_alive(&mut self, now: Instant) {
         if self.state == State::Connected && !self.keep_alive.is_zero() {
             self.timers.set(Timer::KeepAlive, now + self.keep_alive);
+            self.deadline_moved = true;
         }
     }
 
@@ -536,7 +548,6 @@ impl ServerConnection {
             (_, Packet::Auth(a)) => self.on_auth(a),
             (_, _) => self.violation(ProtocolViolation::ServerOnlyPacket),
         }
-        let _ = now;
     }
 }
 

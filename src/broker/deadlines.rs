@@ -37,8 +37,18 @@ impl Slot {
 }
 
 impl Deadlines {
-    /// Records `slot`'s current deadline (`id` is its connection's identifier).
+    /// Records `slot`'s deadline if its timers changed since it was last recorded (`id` is
+    /// its connection's identifier): one flag to read for a connection whose timers were not
+    /// touched, such as one that was only handed deliveries.
     pub(super) fn record(&mut self, id: ConnId, slot: &mut Slot) {
+        if slot.conn.take_deadline_change() {
+            self.record_now(id, slot);
+        }
+    }
+
+    /// Records `slot`'s current deadline, whatever changed.
+    pub(super) fn record_now(&mut self, id: ConnId, slot: &mut Slot) {
+        slot.conn.take_deadline_change();
         let at = slot.conn.poll_timeout();
         if at == slot.recorded {
             return;
@@ -64,9 +74,9 @@ impl Deadlines {
         self.order.first().map(|&(at, _)| at)
     }
 
-    /// Takes out a connection whose deadline is due at `now`, if any, and marks `slot` (found
-    /// by the caller through the returned identifier) as recorded nowhere with
-    /// [`Deadlines::taken`].
+    /// Takes out a connection whose deadline is due at `now`, if any. The caller marks its
+    /// slot [`Deadlines::taken`], handles the timeout, then records it with
+    /// [`Deadlines::record_now`].
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<ConnId> {
         let &(at, conn) = self.order.first()?;
         if at > now {
@@ -126,7 +136,11 @@ mod tests {
         assert_eq!(d.pop_due(t0 + Duration::from_secs(10)), None);
         let due = d.pop_due(t0 + Duration::from_secs(12));
         assert_eq!(due, Some(slots[1].0));
-        Deadlines::taken(&mut slots[1].1);
+        let (id, slot) = &mut slots[1];
+        Deadlines::taken(slot);
+        d.record_now(*id, slot); // nothing handled: still due, so it goes back
+        assert_eq!(d.pop_due(t0 + Duration::from_secs(12)), Some(*id));
+        Deadlines::taken(slot);
         assert_eq!(d.pop_due(t0 + Duration::from_secs(12)), Some(slots[2].0));
         assert_eq!((d.first(), d.len()), (None, 0));
     }

@@ -257,7 +257,7 @@ impl Broker {
         let id = conn.id();
         let closed = conn.is_closed();
         let mut slot = Slot::new(conn);
-        self.deadlines.record(id, &mut slot);
+        self.deadlines.record_now(id, &mut slot);
         self.conns.insert(id, slot);
         if closed {
             // Refused at once (no room): its close is drained now.
@@ -292,11 +292,12 @@ impl Broker {
     /// Acts on every deadline due at `now`; a spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.router.handle_timeout(now);
-        // Each due connection is taken out; the pump puts its next deadline back.
+        // Each due connection is taken out, handled, and put back with its next deadline.
         while let Some(id) = self.deadlines.pop_due(now) {
             if let Some(s) = self.conns.get_mut(&id) {
                 Deadlines::taken(s);
                 s.conn.handle_timeout(now);
+                self.deadlines.record_now(id, s);
                 self.touch(id);
             }
         }

@@ -167,6 +167,7 @@ impl ServerConnection {
         // Held acknowledgements are never sent: the client resends those messages.
         self.held.clear();
         self.timers.stop_all();
+        self.deadline_moved = true;
         if !was_session {
             self.to_router.push_back(ToRouter::Gone);
         } else {

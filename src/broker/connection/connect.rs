@@ -417,6 +417,7 @@ impl ServerConnection {
         self.state = State::Connected;
         self.decoder.max_packet_size = self.config.max_packet_size;
         self.timers.stop(Timer::Connect);
+        self.deadline_moved = true;
         self.arm_keep_alive(now);
         self.events
             .push_back(ConnEvent::Connected(self.client_id.clone()));
