@@ -32,22 +32,26 @@ impl InFlight {
     }
 
     /// Whether one more QoS 1/2 delivery may be released.
+    #[inline]
     pub(super) fn has_room(&self) -> bool {
         self.held < self.window + prefetch(self.window)
     }
 
     /// One more QoS 1/2 delivery was released.
+    #[inline]
     pub(super) fn released(&mut self) {
         self.held += 1;
     }
 
     /// `n` deliveries finished, or came back unsent.
+    #[inline]
     pub(super) fn finished(&mut self, n: usize) {
         self.held = self.held.saturating_sub(n);
     }
 
     /// Deliveries released beyond the window, waiting in the connection (they count against
     /// the session's queue limits like queued ones).
+    #[inline]
     pub(super) fn beyond_window(&self) -> usize {
         self.held.saturating_sub(self.window)
     }

@@ -34,6 +34,7 @@ impl Retained {
 }
 
 /// The delivery of the shared `message` to one session.
+#[inline]
 pub(super) fn delivery(
     message: &Arc<Publish>,
     qos: QoS,
@@ -52,6 +53,8 @@ pub(super) fn delivery(
     }
 }
 
+/// When a message routed at `at` expires, if it has an expiry interval.
+#[inline]
 pub(super) fn expiry(p: &Publish, at: Instant) -> Option<Instant> {
     p.properties
         .message_expiry_interval

@@ -60,6 +60,7 @@ pub(super) struct Session {
 impl Session {
     /// Messages waiting to be sent: queued here, or released ahead of the window and waiting
     /// in the connection (see `prefetch`), which count against `max_queued_messages` alike.
+    #[inline]
     pub(super) fn waiting_len(&self) -> usize {
         self.queue.len() + self.inflight.beyond_window()
     }
