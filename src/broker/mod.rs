@@ -17,14 +17,14 @@
 //! Each session queues what it cannot receive yet (it is offline, or its in-flight window is
 //! full), at most [`BrokerConfig::max_queued_messages`] messages and
 //! [`BrokerConfig::max_queued_bytes`] bytes of whole messages (topic, properties and
-//! payload). Every QoS 1/2 PUBLISH from a client is
-//! acknowledged once the router has routed it; one that finds an online session's queue full
-//! is queued anyway (up to twice the limits) and its PUBACK / PUBREC waits until that queue has
-//! room (for [`BrokerConfig::max_publisher_wait`] at most), so a fast publisher slows to its
-//! slowest online subscriber instead of losing messages, and a subscriber that stops reading
-//! cannot stall it for longer. Otherwise a message that does not fit makes room by dropping the oldest queued
-//! QoS 0 message; when none is left, the new message is dropped.
-//! Every drop is counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
+//! payload). Every QoS 1/2 PUBLISH from a client is acknowledged once the router has routed
+//! it; one that finds an online session's queue full is queued anyway (up to twice the
+//! limits) and its PUBACK / PUBREC waits until that queue has room (for
+//! [`BrokerConfig::max_publisher_wait`] at most), so a fast publisher slows to its slowest
+//! online subscriber instead of losing messages, and a subscriber that stops reading cannot
+//! stall it for longer. Otherwise a message that does not fit makes room by dropping the
+//! oldest queued QoS 0 message; when none is left, the new message is dropped. Every drop is
+//! counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
 //! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.
 //!
 //! # Memory
@@ -54,8 +54,10 @@
 //! let mut broker = Broker::new(BrokerConfig::default());
 //! let conn = broker.accept(now);
 //! // A 3.1.1 CONNECT with client id "a", clean session, keep-alive 60 s.
-//! broker.handle_input(now, conn, &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'a']);
-//! assert_eq!(broker.poll_transmit(), Some((conn, bytes::Bytes::from_static(&[0x20, 2, 0, 0]))));
+//! let connect = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'a'];
+//! broker.handle_input(now, conn, &connect);
+//! let connack = bytes::Bytes::from_static(&[0x20, 2, 0, 0]);
+//! assert_eq!(broker.poll_transmit(), Some((conn, connack)));
 //! assert!(matches!(broker.poll_event(), Some(BrokerEvent::Connected { .. })));
 //! ```
 
@@ -123,7 +125,7 @@ pub enum BrokerEvent {
     },
 }
 
-/// Counters for `$SYS` and the example broker's `status`.
+/// Counters, as `$SYS` publishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BrokerStats {
     /// Connections open now.
