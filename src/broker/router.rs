@@ -16,8 +16,9 @@
 //! mail; `sessions` connects, takes over, closes and expires sessions and sends wills;
 //! `routing` routes, queues, releases and holds publishers back; `subscriptions` subscribes
 //! and unsubscribes, and `replay` replays retained messages to new subscriptions; `owner`
-//! says whose a session is; `queue` is a session's queue; `budget` the memory budget; `store`
-//! turns the router's changes into the store's log and restores from a snapshot.
+//! says whose a session is; `queue` is a session's queue and `inflight` what its connection
+//! holds; `budget` the memory budget; `persist_log` turns the router's changes into the
+//! store's log and restores from a snapshot.
 
 pub(super) mod budget;
 mod inflight;
