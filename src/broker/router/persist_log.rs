@@ -13,7 +13,7 @@ use crate::broker::persist::{
     StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
 use crate::broker::tree::{SessionId, Subscription};
-use crate::codec::{Publish, Will, WillProperties};
+use crate::codec::{Publish, Will};
 use crate::types::{ByteStr, PacketId};
 
 /// The changes not yet drained, and the wall clock the runtime gave at restore.
@@ -438,7 +438,7 @@ impl Router {
             // then, or from when the connection ended.
             let left = u64::from(w.delay).saturating_sub(age);
             if let Some(s) = self.sessions.get_mut(&sid) {
-                s.will = Some(Box::new(will_of(w)));
+                s.will = Some(Box::new(Will::from(w)));
             }
             self.set_timer(now + Duration::from_secs(left), Timer::Will(sid, 0));
         }
@@ -503,7 +503,7 @@ impl Router {
             expiry: s.expiry,
             disconnected_at: s.disconnected_at,
             subscriptions,
-            will: s.will.as_deref().map(stored_will),
+            will: s.will.as_deref().map(StoredWill::from),
             owner: match (s.claimed, s.owner.as_deref()) {
                 (false, _) => SessionOwner::Unknown,
                 (true, None) => SessionOwner::Anonymous,
@@ -564,43 +564,4 @@ pub(super) fn unqueue(store: &mut Option<StoreLog>, client_id: &ByteStr, seq: Op
 /// Whether `p` is on a `$SYS` topic, which the broker rebuilds itself and never stores.
 fn is_sys(p: &Publish) -> bool {
     p.topic.as_str().starts_with("$SYS")
-}
-
-/// A will as the store keeps it.
-fn stored_will(w: &Will) -> StoredWill {
-    let mut p = Publish::new(w.topic.clone(), w.payload.clone());
-    p.qos = w.qos;
-    p.retain = w.retain;
-    let (wp, pp) = (&w.properties, &mut p.properties);
-    pp.payload_format_indicator = wp.payload_format_indicator;
-    pp.message_expiry_interval = wp.message_expiry_interval;
-    pp.content_type = wp.content_type.clone();
-    pp.response_topic = wp.response_topic.clone();
-    pp.correlation_data = wp.correlation_data.clone();
-    pp.user_properties = wp.user_properties.clone();
-    StoredWill {
-        publish: p,
-        delay: wp.will_delay_interval.unwrap_or(0),
-    }
-}
-
-/// The will a stored one came from.
-fn will_of(w: StoredWill) -> Will {
-    let p = w.publish;
-    let pp = p.properties;
-    Will {
-        topic: p.topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-        properties: WillProperties {
-            will_delay_interval: (w.delay > 0).then_some(w.delay),
-            payload_format_indicator: pp.payload_format_indicator,
-            message_expiry_interval: pp.message_expiry_interval,
-            content_type: pp.content_type,
-            response_topic: pp.response_topic,
-            correlation_data: pp.correlation_data,
-            user_properties: pp.user_properties,
-        },
-    }
 }
