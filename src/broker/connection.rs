@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::auth::{Authenticator, Authorizer, CredentialCheck};
+use super::budget::Budget;
 use super::config::BrokerConfig;
 use super::mail::{ConnId, ConnectionMail, RouterMail, ToConnection, ToRouter};
 use super::replay;
-use super::router::budget::Budget;
 use super::BrokerEvent;
 use crate::codec::{AckProperties, Decoder, EncodeError, Encoder, Packet, SubAck, UnsubAck};
 use crate::error::{CloseReason, ConnectionError, ProtocolViolation};

@@ -62,6 +62,7 @@
 //! ```
 
 pub mod auth;
+mod budget;
 pub mod config;
 mod connection;
 mod deadlines;

@@ -17,10 +17,9 @@
 //! `routing` routes, queues, releases and holds publishers back; `subscriptions` subscribes
 //! and unsubscribes, and `replay` replays retained messages to new subscriptions; `owner`
 //! says whose a session is; `queue` is a session's queue and `inflight` what its connection
-//! holds; `budget` the memory budget; `persist_log` turns the router's changes into the
-//! store's log and restores from a snapshot.
+//! holds; `persist_log` turns the router's changes into the store's log and restores from a
+//! snapshot. The memory budget, which connections check too, is `broker/budget.rs`.
 
-pub(super) mod budget;
 mod inflight;
 mod owner;
 mod persist_log;
@@ -37,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::auth::{AllowAll, Authenticator, Authorizer};
+use crate::broker::budget::Budget;
 use crate::broker::config::BrokerConfig;
 use crate::broker::connection::ServerConnection;
 use crate::broker::mail::{
@@ -48,7 +48,6 @@ use crate::broker::tree::{SessionId, Subscription, SubscriptionTree};
 use crate::broker::{sys, BrokerStats};
 use crate::hash::IdMap;
 use crate::types::{ByteStr, QoS, ReasonCode};
-use budget::Budget;
 use routing::Retained;
 use sessions::Session;
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::close::Close;
 use super::{ServerConnection, State};
+use crate::broker::budget::{content_weight, message_weight};
 use crate::broker::mail::ToRouter;
 use crate::broker::replay;
-use crate::broker::router::budget::{content_weight, message_weight};
 use crate::broker::DeniedAction;
 use crate::codec::{Packet, PubAck, Publish};
 use crate::error::ProtocolViolation;

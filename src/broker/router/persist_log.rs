@@ -282,7 +282,7 @@ impl Router {
                 packet_id: q.packet_id,
                 ..Delivery::of(q.publish)
             };
-            let size = super::budget::delivery_weight(&d);
+            let size = crate::broker::budget::delivery_weight(&d);
             if s.queue.len() >= max_msgs || s.queue.bytes() + size > max_bytes {
                 // The limits shrank since it was stored: the newest messages are dropped.
                 s.dropped += 1;

@@ -5,9 +5,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::budget::{self, Charge};
 use super::sessions::Session;
 use super::{persist_log, Router};
+use crate::broker::budget::{self, Charge};
 use crate::broker::mail::{ConnectionMail, Delivery, ToConnection};
 use crate::broker::persist::StoreOp;
 use crate::broker::tree::{Match, SessionId, Subscription};

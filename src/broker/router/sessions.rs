@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::budget::{self, Budget, Charge};
 use super::inflight::InFlight;
 use super::queue::SessionQueue;
 use super::{persist_log, Router, Timer};
+use crate::broker::budget::{self, Budget, Charge};
 use crate::broker::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection};
 use crate::broker::persist::StoreOp;
 use crate::broker::tree::{SessionId, Subscription};
