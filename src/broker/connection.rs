@@ -3,13 +3,14 @@
 //! state, the public surface and the dispatch of packets and mail; CONNECT, AUTH and CONNACK
 //! live in `connect`, the inbound PUBLISH path and held acknowledgements in `inbound`,
 //! SUBSCRIBE and UNSUBSCRIBE in `subscribe`, deliveries and outbound flows in `outbound` and
-//! `flows`, and the end of a connection in `close`.
+//! `flows`, the end of a connection in `close`, reason strings in `problem_info`.
 
 mod close;
 mod connect;
 mod flows;
 mod inbound;
 mod outbound;
+mod problem_info;
 mod subscribe;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +33,7 @@ use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode, TopicName};
 use close::Close;
 use inbound::HeldAcks;
+use problem_info::without_problem_info;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -502,14 +504,6 @@ impl ServerConnection {
         }
     }
 
-    /// A reason string for an acknowledgement, unless the client asked for no problem
-    /// information ([MQTT-3.1.2-29]) or speaks 3.1.x.
-    fn reason(&self, text: &str) -> Option<ByteStr> {
-        (self.problem_info && self.protocol.is_v5() && self.config.reason_strings)
-            .then(|| ByteStr::try_from(text).ok())
-            .flatten()
-    }
-
     fn arm_keep_alive(&mut self, now: Instant) {
         if self.state == State::Connected && !self.keep_alive.is_zero() {
             self.timers.set(Timer::KeepAlive, now + self.keep_alive);
@@ -558,40 +552,6 @@ struct Aliases {
     inbound: IdMap<u16, TopicName>,
     /// Topics with an alias assigned on this connection ([MQTT-3.3.2-7]: never carried over).
     outbound: HashMap<TopicName, NonZeroU16>,
-}
-
-/// `packet` without its reason string and user properties, if it had any to leave out.
-fn without_problem_info(packet: &Packet) -> Option<Packet> {
-    let mut p = packet.clone();
-    let (reason, users) = match &mut p {
-        Packet::ConnAck(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        Packet::Disconnect(d) => (
-            &mut d.properties.reason_string,
-            &mut d.properties.user_properties,
-        ),
-        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        Packet::SubAck(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        Packet::UnsubAck(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        _ => return None,
-    };
-    if reason.is_none() && users.is_empty() {
-        return None;
-    }
-    *reason = None;
-    users.clear();
-    Some(p)
 }
 
 #[cfg(test)]
