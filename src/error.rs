@@ -21,10 +21,16 @@ pub enum ConnectionError {
     /// The peer sent bytes that are not a valid packet.
     #[error("invalid packet from peer: {0}")]
     Decode(#[from] DecodeError),
-    /// The peer sent a valid packet at the wrong time or with the wrong content.
+    /// The peer broke a named rule of the protocol or a limit this side set (the broker
+    /// reports every such fault this way).
+    #[error("{kind}: {0}", kind = .0.kind())]
+    Violation(ProtocolViolation),
+    /// The peer sent a valid packet at the wrong time or with the wrong content (the client's
+    /// report; the broker's is [`ConnectionError::Violation`]).
     #[error("protocol violation by peer: {0}")]
     Protocol(&'static str),
-    /// The peer broke a limit this side announced (receive maximum, topic alias maximum...).
+    /// The peer broke a limit this side announced (receive maximum, topic alias maximum...;
+    /// the client's report, the broker's is [`ConnectionError::Violation`]).
     #[error("peer exceeded a limit: {0}")]
     LimitExceeded(&'static str),
     /// No CONNACK arrived in time.
@@ -42,6 +48,132 @@ pub enum ConnectionError {
     /// The transport closed without a DISCONNECT.
     #[error("transport closed")]
     TransportClosed,
+}
+
+/// What a peer did wrong, one variant per rule, each with the reason code it closes the
+/// connection with ([`ProtocolViolation::reason_code`]) and the normative statement it breaks
+/// (MQTT 5 numbering; "section" where the rule has no number). The first group breaks the
+/// protocol (Protocol Error, 0x82), the second a limit this side announced or set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// The first packet on a connection is not CONNECT ([MQTT-3.1.0-1]).
+    #[error("first packet is not connect")]
+    FirstPacketNotConnect,
+    /// A second CONNECT on the same connection ([MQTT-3.1.0-2]).
+    #[error("second connect")]
+    SecondConnect,
+    /// A packet was handled while the CONNECT was still being decided; pipelined packets wait
+    /// in the buffer until then (section 3.1.4), so this is a safeguard.
+    #[error("packet before connack")]
+    PacketBeforeConnAck,
+    /// A packet other than AUTH or DISCONNECT during enhanced authentication
+    /// ([MQTT-3.1.2-30]).
+    #[error("packet other than auth during authentication")]
+    NotAuthDuringAuthentication,
+    /// A packet only servers send (CONNACK, SUBACK, UNSUBACK, PINGRESP) came from a client
+    /// (section 2.1.2, the direction of each packet type).
+    #[error("client sent a packet only servers send")]
+    ServerOnlyPacket,
+    /// AUTH on a connection whose CONNECT named no authentication method ([MQTT-4.12.0-7]).
+    #[error("auth without an authentication method")]
+    AuthWithoutMethod,
+    /// AUTH with a method other than the CONNECT's ([MQTT-4.12.0-5], [MQTT-4.12.1-1]).
+    #[error("auth with another authentication method")]
+    AuthMethodChanged,
+    /// AUTH with a reason code the exchange does not expect: Continue authentication outside
+    /// an exchange, Re-authenticate during one or before CONNACK ([MQTT-4.12.0-3]).
+    #[error("auth out of sequence")]
+    AuthOutOfSequence,
+    /// PUBACK for a packet identifier with no QoS 1 PUBLISH in flight (section 4.3.2).
+    #[error("puback for no qos 1 publish in flight")]
+    UnexpectedPubAck,
+    /// PUBCOMP for a packet identifier with no PUBREL in flight (section 4.3.3).
+    #[error("pubcomp for no pubrel in flight")]
+    UnexpectedPubComp,
+    /// DISCONNECT sets a session expiry interval when the CONNECT's was zero
+    /// ([MQTT-3.14.2-2]).
+    #[error("session expiry set on disconnect after zero")]
+    SessionExpiryAfterZero,
+    /// PUBLISH from a client with a subscription identifier, which only servers send
+    /// ([MQTT-3.3.4-6]).
+    #[error("publish from a client with a subscription identifier")]
+    SubscriptionIdentifierFromClient,
+    /// PUBLISH with an empty topic and a topic alias this connection has no topic for
+    /// (section 3.3.2.3.4).
+    #[error("unknown topic alias")]
+    UnknownTopicAlias,
+    /// A topic alias above the Topic Alias Maximum this side announced ([MQTT-3.2.2-17]).
+    #[error("topic alias above the maximum")]
+    TopicAliasAboveMaximum,
+    /// PUBLISH at a QoS above the Maximum QoS this side announced ([MQTT-3.2.2-11]).
+    #[error("qos above the maximum")]
+    QoSAboveMaximum,
+    /// A retained PUBLISH when this side announced Retain Available 0 ([MQTT-3.2.2-14]).
+    #[error("retain not supported")]
+    RetainNotAvailable,
+    /// More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum this side announced
+    /// ([MQTT-3.3.4-9]).
+    #[error("receive maximum exceeded")]
+    ReceiveMaximumExceeded,
+    /// A topic longer or deeper than this broker accepts, from a client that cannot be told
+    /// with an acknowledgement (MQTT 3.1.x).
+    #[error("topic above the broker's limits")]
+    TopicAboveLimits,
+    /// More topic filters in one SUBSCRIBE than this broker accepts.
+    #[error("too many topic filters in one subscribe")]
+    TooManyFilters,
+    /// A connection beyond this broker's maximum number of connections.
+    #[error("too many connections")]
+    TooManyConnections,
+    /// Even the accepting CONNACK is above the client's Maximum Packet Size
+    /// ([MQTT-3.1.2-25]).
+    #[error("connack above the client's maximum packet size")]
+    ConnAckTooLarge,
+}
+
+impl ProtocolViolation {
+    /// The reason code the connection closes with (on DISCONNECT in MQTT 5, once connected).
+    pub const fn reason_code(self) -> ReasonCode {
+        use ProtocolViolation::*;
+        match self {
+            TopicAliasAboveMaximum => ReasonCode::TopicAliasInvalid,
+            QoSAboveMaximum => ReasonCode::QoSNotSupported,
+            RetainNotAvailable => ReasonCode::RetainNotSupported,
+            ReceiveMaximumExceeded => ReasonCode::ReceiveMaximumExceeded,
+            TopicAboveLimits => ReasonCode::TopicNameInvalid,
+            TooManyFilters | TooManyConnections => ReasonCode::QuotaExceeded,
+            ConnAckTooLarge => ReasonCode::PacketTooLarge,
+            FirstPacketNotConnect
+            | SecondConnect
+            | PacketBeforeConnAck
+            | NotAuthDuringAuthentication
+            | ServerOnlyPacket
+            | AuthWithoutMethod
+            | AuthMethodChanged
+            | AuthOutOfSequence
+            | UnexpectedPubAck
+            | UnexpectedPubComp
+            | SessionExpiryAfterZero
+            | SubscriptionIdentifierFromClient
+            | UnknownTopicAlias => ReasonCode::ProtocolError,
+        }
+    }
+
+    /// Whether it breaks a limit this side announced or set, rather than a rule of the
+    /// protocol itself.
+    pub const fn is_limit(self) -> bool {
+        !matches!(self.reason_code(), ReasonCode::ProtocolError)
+    }
+
+    /// How a close reason introduces it.
+    fn kind(self) -> &'static str {
+        if self.is_limit() {
+            "peer exceeded a limit"
+        } else {
+            "protocol violation by peer"
+        }
+    }
 }
 
 /// How a connection ended: who ended it, the reason code on the wire, and the error, if any.
@@ -121,6 +253,58 @@ impl From<EncodeError> for ClientError {
         match e {
             EncodeError::PacketTooLarge { size, max } => ClientError::PacketTooLarge { size, max },
             e => ClientError::Encode(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_violation_closes_with_its_rules_code_and_the_same_words_as_before() {
+        let v = ProtocolViolation::UnknownTopicAlias;
+        assert_eq!(v.reason_code(), ReasonCode::ProtocolError);
+        assert!(!v.is_limit());
+        assert_eq!(
+            ConnectionError::Violation(v).to_string(),
+            "protocol violation by peer: unknown topic alias"
+        );
+        for (v, code) in [
+            (
+                ProtocolViolation::TopicAliasAboveMaximum,
+                ReasonCode::TopicAliasInvalid,
+            ),
+            (
+                ProtocolViolation::QoSAboveMaximum,
+                ReasonCode::QoSNotSupported,
+            ),
+            (
+                ProtocolViolation::RetainNotAvailable,
+                ReasonCode::RetainNotSupported,
+            ),
+            (
+                ProtocolViolation::ReceiveMaximumExceeded,
+                ReasonCode::ReceiveMaximumExceeded,
+            ),
+            (
+                ProtocolViolation::TopicAboveLimits,
+                ReasonCode::TopicNameInvalid,
+            ),
+            (ProtocolViolation::TooManyFilters, ReasonCode::QuotaExceeded),
+            (
+                ProtocolViolation::TooManyConnections,
+                ReasonCode::QuotaExceeded,
+            ),
+            (
+                ProtocolViolation::ConnAckTooLarge,
+                ReasonCode::PacketTooLarge,
+            ),
+        ] {
+            assert_eq!(v.reason_code(), code, "{v:?}");
+            assert!(v.is_limit(), "{v:?}");
+            let text = ConnectionError::Violation(v).to_string();
+            assert_eq!(text, format!("peer exceeded a limit: {v}"));
         }
     }
 }

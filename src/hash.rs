@@ -6,30 +6,22 @@
 //! identifiers) or bounded by a receive maximum (a client's QoS 2 packet identifiers), so a
 //! multiply-and-rotate hash serves them at a fraction of the cost. Keys a peer picks freely
 //! (client identifiers, topic levels) keep SipHash.
-//!
-//! ```
-//! use tinymqtt::hash::IdMap;
-//! use tinymqtt::broker::ConnId;
-//!
-//! let mut m: IdMap<ConnId, &str> = IdMap::default();
-//! m.insert(ConnId(7), "seven");
-//! assert_eq!(m.get(&ConnId(7)), Some(&"seven"));
-//! ```
+//! Crate-private: the runtimes use it through `crate::hash` too.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `HashMap` keyed by identifiers, hashed with [`IdHasher`].
-pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// A `HashSet` of identifiers, hashed with [`IdHasher`].
-pub type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 /// Multiply-and-rotate hashing of integer keys (the FxHash scheme): every word is mixed in with
 /// one rotate, one xor and one multiplication by an odd constant, which keeps sequential keys
 /// in distinct buckets. Not for keys an adversary chooses without bound.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 /// An odd constant with well-spread bits (2^64 / the golden ratio).
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -44,11 +44,14 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod error;
-pub mod hash;
-pub mod store;
-pub mod timer;
+mod hash;
+mod string;
+mod timer;
 pub mod topic;
 mod types;
+
+/// Broker persistence, at its older path: the same module as [`broker::persist`].
+pub use broker::persist as store;
 
 pub use types::{
     ByteStr, InvalidTopic, PacketId, ProtocolVersion, QoS, ReasonCode, StringError, TopicFilter,

@@ -1,4 +1,5 @@
-//! A few named deadlines; the earliest one is what `poll_timeout` returns.
+//! A few named deadlines; the earliest one is what `poll_timeout` returns (crate-private:
+//! the client and every broker connection keep theirs in one).
 
 use std::time::Instant;
 
@@ -6,13 +7,13 @@ use std::time::Instant;
 ///
 /// `K` maps each timer to a slot below `N` (implement [`TimerKind`] for the enum).
 #[derive(Debug, Clone)]
-pub struct TimerTable<K, const N: usize> {
+pub(crate) struct TimerTable<K, const N: usize> {
     deadlines: [Option<Instant>; N],
     _kind: std::marker::PhantomData<K>,
 }
 
 /// A timer name that indexes a [`TimerTable`].
-pub trait TimerKind: Copy + 'static {
+pub(crate) trait TimerKind: Copy + 'static {
     /// Every timer, in slot order.
     const ALL: &'static [Self];
     /// The slot of this timer.
@@ -30,37 +31,32 @@ impl<K: TimerKind, const N: usize> Default for TimerTable<K, N> {
 
 impl<K: TimerKind, const N: usize> TimerTable<K, N> {
     /// Arms `timer` to fire at `at`, replacing any earlier setting.
-    pub fn set(&mut self, timer: K, at: Instant) {
+    pub(crate) fn set(&mut self, timer: K, at: Instant) {
         self.deadlines[timer.index()] = Some(at);
     }
 
     /// Disarms `timer`.
-    pub fn stop(&mut self, timer: K) {
+    pub(crate) fn stop(&mut self, timer: K) {
         self.deadlines[timer.index()] = None;
     }
 
     /// Disarms every timer.
-    pub fn stop_all(&mut self) {
+    pub(crate) fn stop_all(&mut self) {
         self.deadlines = [None; N];
     }
 
     /// When `timer` fires, if armed.
-    pub fn get(&self, timer: K) -> Option<Instant> {
+    pub(crate) fn get(&self, timer: K) -> Option<Instant> {
         self.deadlines[timer.index()]
     }
 
-    /// Whether `timer` is armed and due at `now`.
-    pub fn is_due(&self, timer: K, now: Instant) -> bool {
-        self.get(timer).is_some_and(|at| at <= now)
-    }
-
     /// The earliest armed deadline.
-    pub fn next_timeout(&self) -> Option<Instant> {
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
         self.deadlines.iter().flatten().min().copied()
     }
 
     /// Disarms and returns the timers due at `now`, earliest first.
-    pub fn take_expired(&mut self, now: Instant) -> impl Iterator<Item = K> + use<K, N> {
+    pub(crate) fn take_expired(&mut self, now: Instant) -> impl Iterator<Item = K> + use<K, N> {
         let mut due: Vec<(Instant, K)> = K::ALL
             .iter()
             .filter_map(|k| self.get(*k).filter(|at| *at <= now).map(|at| (at, *k)))
@@ -104,7 +100,7 @@ mod tests {
         let due: Vec<T> = table.take_expired(t0 + Duration::from_secs(5)).collect();
         assert_eq!(due, vec![T::C, T::B]);
         assert_eq!(table.next_timeout(), Some(t0 + Duration::from_secs(9)));
-        assert!(!table.is_due(T::A, t0 + Duration::from_secs(8)));
+        assert_eq!(table.get(T::A), Some(t0 + Duration::from_secs(9)));
         table.stop(T::A);
         assert_eq!(table.next_timeout(), None);
     }

@@ -1,4 +1,11 @@
-//! Topic name and filter validation, and wildcard matching.
+//! Topic names and filters: their types, validation, and wildcard matching.
+
+use std::fmt;
+use std::ops::Deref;
+
+use bytes::Bytes;
+
+use crate::string::{ByteStr, StringError};
 
 /// Why a string is not a valid topic name or filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -164,6 +171,167 @@ pub fn matches(filter: &str, name: &str) -> bool {
             (None, None) => return true,
             _ => return false,
         }
+    }
+}
+
+/// Why a string is not a valid topic name or filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidTopic {
+    /// Not a valid MQTT string.
+    #[error(transparent)]
+    String(#[from] StringError),
+    /// Valid string, invalid topic.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+}
+
+macro_rules! topic_type {
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(ByteStr);
+
+        impl $name {
+            /// Validates and copies `s`.
+            pub fn new(s: &str) -> Result<$name, InvalidTopic> {
+                $check(s)?;
+                Ok($name(ByteStr::try_from(s)?))
+            }
+
+            /// Validates an MQTT string without copying it.
+            pub fn from_byte_str(s: ByteStr) -> Result<$name, InvalidTopic> {
+                $check(s.as_str())?;
+                Ok($name(s))
+            }
+
+            /// Wraps a string literal.
+            ///
+            /// # Panics
+            /// If `s` is not valid.
+            pub fn from_static(s: &'static str) -> $name {
+                match $check(s) {
+                    Ok(()) => $name(ByteStr::from_static(s)),
+                    Err(e) => panic!("invalid topic literal {s:?}: {e}"),
+                }
+            }
+
+            /// The topic as a string (checks the UTF-8 again: prefer [`Self::as_bytes`] in hot
+            /// paths).
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+
+            /// The topic's UTF-8 bytes, without any check.
+            pub fn as_bytes(&self) -> &Bytes {
+                self.0.as_bytes()
+            }
+
+            /// The length in bytes.
+            pub fn len(&self) -> usize {
+                self.0.len()
+            }
+
+            /// Whether the topic is empty (only [`TopicName::empty`] is).
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+
+            /// The topic as an MQTT string.
+            pub fn as_byte_str(&self) -> &ByteStr {
+                &self.0
+            }
+
+            /// Returns the underlying MQTT string.
+            pub fn into_byte_str(self) -> ByteStr {
+                self.0
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.0.as_str(), f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0.as_str())
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = InvalidTopic;
+            fn try_from(s: &str) -> Result<$name, InvalidTopic> {
+                $name::new(s)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == **other
+            }
+        }
+    };
+}
+
+topic_type!(
+    /// A topic name to publish to: at least one character, no `+` or `#` ([MQTT-4.7.3-1], [MQTT-3.3.2-2]).
+    ///
+    /// The one exception is [`TopicName::empty`], which an MQTT 5 PUBLISH carries when it uses
+    /// a topic alias instead of a name.
+    TopicName,
+    validate_topic_name
+);
+
+topic_type!(
+    /// A topic filter to subscribe with: `+` and `#` only as whole levels, `#` only last
+    /// ([MQTT-4.7.1-1], [MQTT-4.7.1-2]); `$share/{group}/{filter}` checked as a shared subscription.
+    TopicFilter,
+    validate_topic_filter
+);
+
+impl TopicName {
+    /// The empty name of an MQTT 5 PUBLISH that names its topic by alias only.
+    pub const fn empty() -> TopicName {
+        TopicName(ByteStr::new())
+    }
+
+    /// Wraps a string the caller has already checked with `validate_topic_name_bytes`
+    /// (or the empty alias-only name).
+    pub(crate) fn from_checked(s: ByteStr) -> TopicName {
+        TopicName(s)
+    }
+}
+
+impl TopicFilter {
+    /// Wraps a string the caller has already checked with `validate_topic_filter`.
+    pub(crate) fn from_checked(s: ByteStr) -> TopicFilter {
+        TopicFilter(s)
+    }
+
+    /// For `$share/{group}/{filter}`, the group name and the filter; `None` otherwise.
+    pub fn shared(&self) -> Option<(&str, &str)> {
+        split_shared(self.as_str())
     }
 }
 

@@ -37,6 +37,7 @@ use tinymqtt::codec::{
     Connect, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeProperties, Subscription, Will,
     WillProperties,
 };
+use tinymqtt::error::ProtocolViolation;
 use tinymqtt::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -171,6 +172,7 @@ fn mqtt_3_1_0_1_first_packet_other_than_connect_closes_the_connection() {
             r.close_requested(c),
             "[MQTT-3.1.0-1]: {first} before CONNECT is not closed"
         );
+        r.expect_violation(c, ProtocolViolation::FirstPacketNotConnect);
         r.expect_silence(c);
     }
 }
@@ -181,6 +183,7 @@ fn mqtt_3_1_0_2_second_connect_is_a_protocol_error() {
     let c = r.connect(V5, "twice");
     r.send_packet(c, V5, Connect::new(V5, s("twice")));
     r.expect_disconnect(c, ReasonCode::ProtocolError);
+    r.expect_violation(c, ProtocolViolation::SecondConnect);
 
     let c = r.connect(V311, "twice3");
     r.send_packet(c, V311, Connect::new(V311, s("twice3")));

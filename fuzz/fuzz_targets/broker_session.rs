@@ -99,14 +99,12 @@ const CONNECTS: [&[u8]; 5] = [
 
 /// A broker with the target's configuration, restored from `store` if there is one.
 fn broker(now: Instant, store: Option<&StoreSnapshot>) -> Broker {
-    let config = BrokerConfig {
-        max_queued_messages: 8,
-        max_packet_size: 512,
-        outbound_topic_aliases: 4,
-        max_topic_levels: 4,
-        max_connections: Some(4),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default()
+        .with_max_queued_messages(8)
+        .with_max_packet_size(512)
+        .with_outbound_topic_aliases(4)
+        .with_max_topic_levels(4)
+        .with_max_connections(Some(4));
     let mut broker = Broker::with_auth(config, Arc::new(TwoStep), Arc::new(AllowAll));
     if let Some(s) = store {
         broker.restore(now, 1_800_000_000, s.clone());

@@ -39,8 +39,9 @@ pub trait AuthExchange: Send {
 /// A check that takes time (password hashing, a lookup in a database or over HTTP) must not
 /// run where connections are served or messages routed: such an authenticator says so with
 /// [`Authenticator::defers`], and each connection then hands its check out as a
-/// [`CredentialCheck`] ([`ServerConnection::poll_credentials`](super::ServerConnection::poll_credentials))
-/// for its driver to run elsewhere and answer
+/// [`CredentialCheck`]
+/// ([`ServerConnection::poll_credentials`](super::ServerConnection::poll_credentials)) for its
+/// driver to run elsewhere and answer
 /// ([`ServerConnection::handle_credentials`](super::ServerConnection::handle_credentials)).
 /// The runtimes run them on a small pool of threads of their own, with a cap on the checks
 /// waiting (see `BrokerOptions`); the single-thread [`Broker`](super::Broker) runs them

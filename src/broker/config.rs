@@ -122,7 +122,7 @@ pub struct BrokerConfig {
     pub max_publisher_wait: Duration,
     /// With a store ([`Router::restore`](crate::broker::Router::restore)), send each PUBACK,
     /// PUBREC, PUBREL and PUBCOMP only once what it promises is durable (the store handed
-    /// its [`StoreOp::Durable`](crate::store::StoreOp::Durable) ticket back): `fsync =
+    /// its [`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable) ticket back): `fsync =
     /// always`. `false` acknowledges at once and leaves durability to the store's own pace
     /// (`fsync = interval`). No effect without a store.
     pub durable_acks: bool,

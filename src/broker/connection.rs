@@ -1,10 +1,17 @@
 //! One client connection on the broker side: framing, CONNECT validation and authentication,
-//! keep-alive at 1.5x, the QoS handshakes, topic aliases and encoding. CONNECT, AUTH and
-//! CONNACK live in `connect`, deliveries and outbound flows in `outbound`.
+//! keep-alive at 1.5x, the QoS handshakes, topic aliases and encoding. This file holds the
+//! state, the public surface and the dispatch of packets and mail; CONNECT, AUTH and CONNACK
+//! live in `connect`, the inbound PUBLISH path and held acknowledgements in `inbound`,
+//! SUBSCRIBE and UNSUBSCRIBE in `subscribe`, deliveries and outbound flows in `outbound` and
+//! `flows`, the end of a connection in `close`, reason strings in `problem_info`.
 
+mod close;
 mod connect;
 mod flows;
+mod inbound;
 mod outbound;
+mod problem_info;
+mod subscribe;
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU16;
@@ -14,19 +21,19 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::auth::{Authenticator, Authorizer, CredentialCheck};
+use super::budget::Budget;
 use super::config::BrokerConfig;
-use super::mail::{ConnId, ConnectionMail, Handover, RouterMail, ToConnection, ToRouter};
+use super::mail::{ConnId, ConnectionMail, RouterMail, ToConnection, ToRouter};
 use super::replay;
-use super::router::budget::{content_weight, message_weight, Budget};
 use super::BrokerEvent;
-use crate::codec::{
-    valid_connack, AckProperties, ConnAck, DecodeError, Decoder, Disconnect, EncodeError, Encoder,
-    Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
-};
-use crate::error::{CloseReason, ConnectionError, Initiator};
+use crate::codec::{AckProperties, Decoder, EncodeError, Encoder, Packet, SubAck, UnsubAck};
+use crate::error::{CloseReason, ConnectionError, ProtocolViolation};
 use crate::hash::{IdMap, IdSet};
 use crate::timer::{TimerKind, TimerTable};
-use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicName};
+use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode, TopicName};
+use close::Close;
+use inbound::HeldAcks;
+use problem_info::without_problem_info;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -88,6 +95,9 @@ pub struct ServerConnection {
     inbuf: BytesMut,
     out: BytesMut,
     timers: TimerTable<Timer, 2>,
+    /// A timer was armed or disarmed since [`ServerConnection::take_deadline_change`] last
+    /// asked: set wherever `timers` changes.
+    deadline_moved: bool,
     /// 1.5 times the keep-alive; zero turns the check off.
     keep_alive: Duration,
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
@@ -133,10 +143,7 @@ pub struct ServerConnection {
     /// the message is routed, durable with a store, and its subscribers' queues have room),
     /// and with `hold_flows` every PUBREL and PUBCOMP. At most `u16::MAX` PUBACKs and as many
     /// QoS 2 flows as the receive maximum.
-    held: VecDeque<HeldAck>,
-    /// Held PUBACKs: inbound QoS 1 messages not acknowledged yet (they count against the
-    /// receive maximum, with the QoS 2 ones).
-    held_pubacks: usize,
+    held: HeldAcks,
     /// The store holds the session: its QoS 2 flows are reported to the router.
     stored_session: bool,
     to_router: VecDeque<ToRouter>,
@@ -182,6 +189,7 @@ impl ServerConnection {
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
             timers,
+            deadline_moved: true,
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
             incoming_qos2: IdSet::default(),
@@ -202,8 +210,7 @@ impl ServerConnection {
             response_info: false,
             alias_out_max: 0,
             hold_flows: false,
-            held: VecDeque::new(),
-            held_pubacks: 0,
+            held: HeldAcks::default(),
             stored_session: false,
             to_router: VecDeque::new(),
             events: VecDeque::new(),
@@ -270,6 +277,12 @@ impl ServerConnection {
         } else {
             Some(self.out.split().freeze())
         }
+    }
+
+    /// Whether the connection's deadline may have moved since the last call (the broker's
+    /// deadline index asks, to skip connections whose timers were not touched).
+    pub(crate) fn take_deadline_change(&mut self) -> bool {
+        std::mem::take(&mut self.deadline_moved)
     }
 
     /// The next deadline: the connect timeout, then the keep-alive (1.5 times the client's).
@@ -366,7 +379,7 @@ impl ServerConnection {
             if let Some(&first) = data.first() {
                 if first >> 4 != 1 {
                     // [MQTT-3.1.0-1]: judged on the first byte, before anything is buffered.
-                    return self.protocol_error("first packet is not connect");
+                    return self.violation(ProtocolViolation::FirstPacketNotConnect);
                 }
             }
         }
@@ -394,26 +407,25 @@ impl ServerConnection {
 
     /// Acts on the deadlines due at `now`; a spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.deadline_moved = true;
         for t in self.timers.take_expired(now) {
             match (t, self.state) {
                 (Timer::Connect, State::New | State::Authenticating | State::Checking) => {
                     self.close(
-                        Initiator::Local,
-                        ReasonCode::MaximumConnectTime,
-                        Some(ConnectionError::ConnAckTimeout),
-                        None,
-                        false,
+                        Close::fault(
+                            ReasonCode::MaximumConnectTime,
+                            ConnectionError::ConnAckTimeout,
+                        )
+                        .without_disconnect()
+                        .will(false),
                     );
                 }
                 (Timer::KeepAlive, State::Connected) => {
                     // [MQTT-3.1.2-24]: nothing for 1.5x the keep-alive; the will goes out.
-                    self.close(
-                        Initiator::Local,
+                    self.close(Close::fault(
                         ReasonCode::KeepAliveTimeout,
-                        Some(ConnectionError::KeepAliveTimeout),
-                        Some(ReasonCode::KeepAliveTimeout),
-                        true,
-                    );
+                        ConnectionError::KeepAliveTimeout,
+                    ));
                 }
                 _ => {}
             }
@@ -423,13 +435,7 @@ impl ServerConnection {
     /// The transport closed (or failed): the session ends abnormally, so its will goes out.
     pub fn handle_transport_closed(&mut self, _now: Instant) {
         if self.state != State::Closed {
-            self.close(
-                Initiator::Transport,
-                ReasonCode::UnspecifiedError,
-                Some(ConnectionError::TransportClosed),
-                None,
-                true,
-            );
+            self.close(Close::transport());
         }
     }
 
@@ -461,28 +467,9 @@ impl ServerConnection {
                 self.stored_session = stored;
                 self.accepted(now, session_present, handover)
             }
-            ToConnection::SendHeld(n) => {
-                for _ in 0..n {
-                    let Some(held) = self.held.pop_front() else {
-                        break;
-                    };
-                    if held.kind == AckKind::Ack {
-                        self.held_pubacks -= 1;
-                    }
-                    if self.state == State::Connected {
-                        self.send(&held.into_packet());
-                    }
-                }
-            }
+            ToConnection::SendHeld(n) => self.send_held(n),
             ToConnection::Deliver(d) => self.deliver(now, d),
-            ToConnection::NoSubscribers(id) => {
-                let held = self.held.iter_mut().find(|h| {
-                    matches!(h.kind, AckKind::Ack | AckKind::Rec) && h.ack.packet_id == id
-                });
-                if let Some(h) = held.filter(|h| h.ack.reason_code == ReasonCode::Success) {
-                    h.ack.reason_code = ReasonCode::NoMatchingSubscribers;
-                }
-            }
+            ToConnection::NoSubscribers(id) => self.held.no_subscribers(id),
             ToConnection::SubAck { packet_id, codes } => {
                 let mut ack = SubAck {
                     packet_id,
@@ -511,150 +498,15 @@ impl ServerConnection {
             ToConnection::Disconnect(code) => {
                 // Takeover: [MQTT-3.1.4-3] the will is published (subject to its delay).
                 let will = code == ReasonCode::SessionTakenOver;
-                self.close(Initiator::Local, code, None, Some(code), will);
+                self.close(Close::local(code).will(will));
             }
         }
-    }
-
-    // ---- closing ------------------------------------------------------------------------
-
-    /// Closes a transport the broker has no room for, before anything is read from it.
-    pub(crate) fn refuse_transport(&mut self) {
-        self.close(
-            Initiator::Local,
-            ReasonCode::QuotaExceeded,
-            Some(ConnectionError::LimitExceeded("too many connections")),
-            None,
-            false,
-        );
-    }
-
-    fn decode_error(&mut self, e: DecodeError) {
-        let code = e.reason_code();
-        let connack = self.state == State::New;
-        if connack
-            && matches!(
-                e,
-                DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName
-            )
-        {
-            // [MQTT-3.1.2-2]: CONNACK 0x01 / 0x84, then close. The client's version is unknown,
-            // so answer in 3.1.1's format, which every version can read.
-            self.encoder = Encoder::new(ProtocolVersion::V3_1_1);
-            let mut ack = ConnAck::accepted(false);
-            ack.reason_code = ReasonCode::UnsupportedProtocolVersion;
-            self.send(&ack.into());
-        }
-        self.connack_if_authenticating(code);
-        let disconnect = (self.state == State::Connected).then_some(code);
-        self.close(
-            Initiator::Local,
-            code,
-            Some(ConnectionError::Decode(e)),
-            disconnect,
-            true,
-        );
-    }
-
-    /// A fault found during enhanced authentication: the CONNECT is known to be MQTT 5, so a
-    /// CONNACK can say why (MQTT 5 section 4.13.1).
-    fn connack_if_authenticating(&mut self, code: ReasonCode) {
-        if self.state == State::Authenticating {
-            let mut ack = ConnAck::accepted(false);
-            ack.reason_code = if valid_connack(code) {
-                code
-            } else {
-                ReasonCode::ProtocolError
-            };
-            self.send(&ack.into());
-        }
-    }
-
-    /// A reason string for an acknowledgement, unless the client asked for no problem
-    /// information ([MQTT-3.1.2-29]) or speaks 3.1.x.
-    fn reason(&self, text: &str) -> Option<ByteStr> {
-        (self.problem_info && self.protocol.is_v5() && self.config.reason_strings)
-            .then(|| ByteStr::try_from(text).ok())
-            .flatten()
-    }
-
-    fn protocol_error(&mut self, what: &'static str) {
-        self.connack_if_authenticating(ReasonCode::ProtocolError);
-        let disconnect = (self.state == State::Connected).then_some(ReasonCode::ProtocolError);
-        self.close(
-            Initiator::Local,
-            ReasonCode::ProtocolError,
-            Some(ConnectionError::Protocol(what)),
-            disconnect,
-            true,
-        );
-    }
-
-    /// Ends the connection once: DISCONNECT (MQTT 5) when `disconnect` says so, the session
-    /// handed back to the router, the transport to be closed.
-    fn close(
-        &mut self,
-        initiator: Initiator,
-        reason_code: ReasonCode,
-        error: Option<ConnectionError>,
-        disconnect: Option<ReasonCode>,
-        will: bool,
-    ) {
-        if self.state == State::Closed {
-            return;
-        }
-        // [MQTT-3.14.0-1]: never a DISCONNECT before an accepting CONNACK.
-        let connected = self.state == State::Connected;
-        if let (Some(code), true, true) = (disconnect, self.protocol.is_v5(), connected) {
-            let mut d = Disconnect::new(code.for_disconnect());
-            // Always allowed on DISCONNECT ([MQTT-3.1.2-29]); left out if it does not fit.
-            let text = error
-                .as_ref()
-                .map_or(code.description().into(), |e| e.to_string());
-            if self.config.reason_strings {
-                d.properties.reason_string = ByteStr::try_from(text).ok();
-            }
-            self.send(&Packet::Disconnect(d));
-        }
-        let was_session = matches!(self.state, State::Connecting | State::Connected);
-        self.state = State::Closed;
-        // Held acknowledgements are never sent: the client resends those messages.
-        self.held.clear();
-        self.held_pubacks = 0;
-        self.timers.stop_all();
-        if !was_session {
-            self.to_router.push_back(ToRouter::Gone);
-        } else {
-            let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
-            incoming.sort();
-            let handover = Handover {
-                outbound: self.outbound.take_all(),
-                incoming_qos2: incoming.into_boxed_slice(),
-                completed: None,
-            };
-            self.to_router.push_back(ToRouter::Closed {
-                will: will && self.will_on_close,
-                session_expiry: self.session_expiry_update,
-                handover,
-            });
-            // Released ahead and never sent: back to the session, right behind `Closed`.
-            for d in std::mem::take(&mut self.pending) {
-                if !d.is_qos0() {
-                    self.to_router.push_back(ToRouter::Returned(d));
-                }
-            }
-        }
-        self.events.push_back(ConnEvent::Closed(CloseReason {
-            initiator,
-            reason_code,
-            error,
-        }));
-        self.events.push_back(ConnEvent::CloseTransport);
     }
 
     fn arm_keep_alive(&mut self, now: Instant) {
         if self.state == State::Connected && !self.keep_alive.is_zero() {
             self.timers.set(Timer::KeepAlive, now + self.keep_alive);
+            self.deadline_moved = true;
         }
     }
 
@@ -667,14 +519,14 @@ impl ServerConnection {
             (State::Authenticating, Packet::Disconnect(d)) => self.on_disconnect(d),
             (State::Authenticating, _) => {
                 // [MQTT-3.1.2-30]: only AUTH or DISCONNECT until CONNACK.
-                self.protocol_error("packet other than auth during authentication")
+                self.violation(ProtocolViolation::NotAuthDuringAuthentication)
             }
             (State::New, _) => {
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT; close without CONNACK.
-                self.protocol_error("first packet is not connect");
+                self.violation(ProtocolViolation::FirstPacketNotConnect);
             }
-            (State::Connecting, _) => self.protocol_error("packet before connack"),
-            (_, Packet::Connect(_)) => self.protocol_error("second connect"), // [MQTT-3.1.0-2]
+            (State::Connecting, _) => self.violation(ProtocolViolation::PacketBeforeConnAck),
+            (_, Packet::Connect(_)) => self.violation(ProtocolViolation::SecondConnect), // [MQTT-3.1.0-2]
             (_, Packet::Publish(p)) => self.on_publish(p),
             (_, Packet::PubAck(a)) => self.on_puback(now, a),
             (_, Packet::PubRec(a)) => self.on_pubrec(now, a),
@@ -687,307 +539,8 @@ impl ServerConnection {
             }
             (_, Packet::Disconnect(d)) => self.on_disconnect(d),
             (_, Packet::Auth(a)) => self.on_auth(a),
-            (_, _) => self.protocol_error("client sent a packet only servers send"),
+            (_, _) => self.violation(ProtocolViolation::ServerOnlyPacket),
         }
-        let _ = now;
-    }
-
-    fn on_publish(&mut self, mut p: Publish) {
-        if !p.properties.subscription_identifiers.is_empty() {
-            // [MQTT-3.3.4-6]: only servers send subscription identifiers.
-            return self.protocol_error("publish from a client with a subscription identifier");
-        }
-        if let Some(alias) = p.properties.topic_alias.take() {
-            if alias.get() > self.config.topic_alias_maximum {
-                // [MQTT-3.2.2-17]: above the maximum the broker announced.
-                return self.close(
-                    Initiator::Local,
-                    ReasonCode::TopicAliasInvalid,
-                    Some(ConnectionError::LimitExceeded(
-                        "topic alias above the maximum",
-                    )),
-                    Some(ReasonCode::TopicAliasInvalid),
-                    true,
-                );
-            }
-            if p.topic.is_empty() {
-                let known = self
-                    .aliases
-                    .as_ref()
-                    .and_then(|a| a.inbound.get(&alias.get()));
-                match known {
-                    Some(t) => p.topic = t.clone(),
-                    None => return self.protocol_error("unknown topic alias"),
-                }
-            } else {
-                let a = self.aliases.get_or_insert_with(Default::default);
-                a.inbound.insert(alias.get(), p.topic.clone());
-            }
-        }
-        if !self.topic_within_limits(p.topic.as_str()) {
-            return self.topic_over_limits(p);
-        }
-        if p.qos > self.config.maximum_qos {
-            // [MQTT-3.2.2-11]
-            return self.close(
-                Initiator::Local,
-                ReasonCode::QoSNotSupported,
-                Some(ConnectionError::LimitExceeded("qos above the maximum")),
-                Some(ReasonCode::QoSNotSupported),
-                true,
-            );
-        }
-        if p.retain && !self.config.retain_available {
-            // [MQTT-3.2.2-14]
-            return self.close(
-                Initiator::Local,
-                ReasonCode::RetainNotSupported,
-                Some(ConnectionError::LimitExceeded("retain not supported")),
-                Some(ReasonCode::RetainNotSupported),
-                true,
-            );
-        }
-        // `$SYS` belongs to the broker, whatever the authorizer says (as in Mosquitto).
-        let sys = p.topic.as_str() == "$SYS" || p.topic.as_str().starts_with("$SYS/");
-        let allowed = !sys
-            && self
-                .authorizer
-                .can_publish(&self.client_id, self.username.as_ref(), &p.topic);
-        if !allowed {
-            let reason = if sys {
-                "$SYS topics are the broker's"
-            } else {
-                "not authorized"
-            };
-            self.denied(super::DeniedAction::Publish(p.topic.clone()), reason);
-        }
-        // A message the memory budget has no room for is refused (0x97), like a forbidden one.
-        let [budget, retained] = &*self.budget;
-        let keeps = p.retain && !p.payload.is_empty();
-        let over_budget = allowed
-            && (!budget.has_room(message_weight(&p))
-                || (keeps && !retained.has_room(content_weight(&p))));
-        if over_budget {
-            budget.count_refused();
-        }
-        let code = if over_budget {
-            ReasonCode::QuotaExceeded
-        } else if allowed {
-            ReasonCode::Success
-        } else {
-            ReasonCode::NotAuthorized
-        };
-        let allowed = allowed && !over_budget;
-        let code = if self.protocol.is_v5() {
-            code
-        } else {
-            ReasonCode::Success // 3.1.x has no code: the message is dropped silently
-        };
-        match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => {
-                if self.inbound_unacked() >= self.receive_limit() {
-                    return self.receive_maximum_exceeded();
-                }
-                let ack = Packet::PubAck(self.ack(id, code));
-                let mail = if allowed {
-                    ToRouter::Publish(Arc::new(p), None)
-                } else {
-                    ToRouter::Denied { held: true }
-                };
-                self.reply(ack, Some(mail));
-            }
-            (QoS::ExactlyOnce, Some(id)) => {
-                if self.incoming_qos2.contains(&id) {
-                    // [MQTT-4.3.3-10]: a duplicate; answer again, don't forward twice.
-                    return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
-                }
-                let digest = replay::digest(&p);
-                if self.replayable.as_mut().and_then(|r| r.take(id)) == Some(digest) {
-                    // The released message again, after PUBREL: answered, not routed.
-                    self.incoming_qos2.insert(id);
-                    return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
-                }
-                if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum)
-                    || self.inbound_unacked() >= self.receive_limit()
-                {
-                    return self.receive_maximum_exceeded(); // [MQTT-3.3.4-9]
-                }
-                let rec = Packet::PubRec(self.ack(id, code));
-                let mail = if allowed {
-                    self.incoming_qos2.insert(id);
-                    ToRouter::Publish(Arc::new(p), Some(digest))
-                } else {
-                    ToRouter::Denied { held: true }
-                };
-                self.reply(rec, Some(mail));
-            }
-            _ => {
-                let mail = if allowed {
-                    ToRouter::Publish(Arc::new(p), None)
-                } else {
-                    ToRouter::Denied { held: false }
-                };
-                self.to_router.push_back(mail);
-            }
-        }
-    }
-
-    /// Inbound QoS 1/2 messages the client has not had acknowledged yet: QoS 2 ones until
-    /// PUBREL, and QoS 1 ones whose PUBACK is held.
-    fn inbound_unacked(&self) -> usize {
-        self.incoming_qos2.len() + self.held_pubacks
-    }
-
-    /// The receive maximum this broker announced; a 3.1.x client, which was told none, is
-    /// held to the number of packet identifiers.
-    fn receive_limit(&self) -> usize {
-        if self.protocol.is_v5() {
-            usize::from(self.config.receive_maximum)
-        } else {
-            usize::from(u16::MAX)
-        }
-    }
-
-    fn receive_maximum_exceeded(&mut self) {
-        self.close(
-            Initiator::Local,
-            ReasonCode::ReceiveMaximumExceeded,
-            Some(ConnectionError::LimitExceeded("receive maximum exceeded")),
-            Some(ReasonCode::ReceiveMaximumExceeded),
-            true,
-        );
-    }
-
-    /// Sends an acknowledgement and hands `mail` to the router. A PUBACK or PUBREC (and, with
-    /// durable acks, a PUBREL or PUBCOMP) waits in line for the router's
-    /// [`ToConnection::SendHeld`], which the mail asks for (a missing mail becomes
-    /// [`ToRouter::Hold`]).
-    fn reply(&mut self, packet: Packet, mail: Option<ToRouter>) {
-        let held = match packet {
-            Packet::PubAck(a) => HeldAck::new(AckKind::Ack, a),
-            Packet::PubRec(a) => HeldAck::new(AckKind::Rec, a),
-            Packet::PubRel(a) if self.hold_flows => HeldAck::new(AckKind::Rel, a),
-            Packet::PubComp(a) if self.hold_flows => HeldAck::new(AckKind::Comp, a),
-            packet => {
-                self.to_router.extend(mail);
-                self.send(&packet);
-                return;
-            }
-        };
-        if held.kind == AckKind::Ack {
-            self.held_pubacks += 1;
-        }
-        self.held.push_back(held);
-        self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
-    }
-
-    /// A PUBACK or PUBREC with `code`, and a reason string when it is an error.
-    fn ack(&self, id: PacketId, code: ReasonCode) -> PubAck {
-        let mut ack = PubAck::new(id);
-        ack.reason_code = code;
-        if code.is_error() {
-            ack.properties.reason_string = self.reason(code.description());
-        }
-        ack
-    }
-
-    /// A PUBLISH whose topic is longer or deeper than the broker accepts: MQTT 5 QoS 1/2 get
-    /// PUBACK / PUBREC 0x90 and the connection goes on; QoS 0 is dropped; a 3.1.x client,
-    /// which cannot be told, is disconnected.
-    fn topic_over_limits(&mut self, p: Publish) {
-        if !self.protocol.is_v5() {
-            return self.close(
-                Initiator::Local,
-                ReasonCode::TopicNameInvalid,
-                Some(ConnectionError::LimitExceeded(
-                    "topic above the broker's limits",
-                )),
-                None,
-                true,
-            );
-        }
-        let ack = p
-            .packet_id
-            .map(|id| self.ack(id, ReasonCode::TopicNameInvalid));
-        match (p.qos, ack) {
-            (QoS::AtLeastOnce, Some(ack)) => self.reply(Packet::PubAck(ack), None),
-            (QoS::ExactlyOnce, Some(ack)) => self.reply(Packet::PubRec(ack), None),
-            _ => {}
-        }
-    }
-
-    fn on_subscribe(&mut self, s: Subscribe) {
-        if s.filters.len() > self.config.max_subscribe_filters {
-            // More filters than one SUBSCRIBE may carry: quota exceeded.
-            return self.close(
-                Initiator::Local,
-                ReasonCode::QuotaExceeded,
-                Some(ConnectionError::LimitExceeded(
-                    "too many topic filters in one subscribe",
-                )),
-                Some(ReasonCode::QuotaExceeded),
-                true,
-            );
-        }
-        let v5 = self.protocol.is_v5();
-        let (refused, too_long) = if v5 {
-            (ReasonCode::NotAuthorized, ReasonCode::TopicFilterInvalid)
-        } else {
-            (ReasonCode::UnspecifiedError, ReasonCode::UnspecifiedError)
-        };
-        let filters = s
-            .filters
-            .into_iter()
-            .map(|sub| {
-                let filter = sub.filter.shared().map_or(sub.filter.as_str(), |(_, f)| f);
-                if !self.topic_within_limits(filter) {
-                    return (sub, Some(too_long));
-                }
-                let ok = self.authorizer.can_subscribe(
-                    &self.client_id,
-                    self.username.as_ref(),
-                    &sub.filter,
-                );
-                if !ok {
-                    let action = super::DeniedAction::Subscribe(sub.filter.clone());
-                    self.denied(action, "not authorized");
-                }
-                (sub, (!ok).then_some(refused))
-            })
-            .collect();
-        self.to_router.push_back(ToRouter::Subscribe {
-            packet_id: s.packet_id,
-            subscription_id: s.properties.subscription_identifier,
-            filters,
-        });
-    }
-
-    fn on_unsubscribe(&mut self, u: Unsubscribe) {
-        self.to_router.push_back(ToRouter::Unsubscribe {
-            packet_id: u.packet_id,
-            filters: u.filters,
-        });
-    }
-
-    fn on_disconnect(&mut self, d: Disconnect) {
-        if let Some(e) = d.properties.session_expiry_interval {
-            if self.session_expiry == 0 && e != 0 {
-                // [MQTT-3.14.2-2]
-                return self.protocol_error("session expiry set on disconnect after zero");
-            }
-            let cap = self.config.persistent_session_expiry;
-            self.session_expiry_update = Some(match e {
-                u32::MAX => cap.unwrap_or(e),
-                e => e,
-            });
-        }
-        // [MQTT-3.14.4-3]: a normal DISCONNECT discards the will; 0x04 keeps it.
-        let will = d.reason_code == ReasonCode::DisconnectWithWillMessage;
-        let error = d
-            .reason_code
-            .is_error()
-            .then_some(ConnectionError::Disconnected(d.reason_code));
-        self.close(Initiator::Remote, d.reason_code, error, None, will);
     }
 }
 
@@ -998,76 +551,6 @@ struct Aliases {
     inbound: IdMap<u16, TopicName>,
     /// Topics with an alias assigned on this connection ([MQTT-3.3.2-7]: never carried over).
     outbound: HashMap<TopicName, NonZeroU16>,
-}
-
-/// Which acknowledgement a [`HeldAck`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AckKind {
-    /// PUBACK.
-    Ack,
-    /// PUBREC.
-    Rec,
-    /// PUBREL.
-    Rel,
-    /// PUBCOMP.
-    Comp,
-}
-
-/// An acknowledgement waiting for the router's word: its kind and the acknowledgement
-/// itself, a quarter of a [`Packet`] (one waits per QoS 1/2 message in flight).
-#[derive(Debug)]
-struct HeldAck {
-    kind: AckKind,
-    ack: PubAck,
-}
-
-impl HeldAck {
-    fn new(kind: AckKind, ack: PubAck) -> HeldAck {
-        HeldAck { kind, ack }
-    }
-
-    fn into_packet(self) -> Packet {
-        match self.kind {
-            AckKind::Ack => Packet::PubAck(self.ack),
-            AckKind::Rec => Packet::PubRec(self.ack),
-            AckKind::Rel => Packet::PubRel(self.ack),
-            AckKind::Comp => Packet::PubComp(self.ack),
-        }
-    }
-}
-
-/// `packet` without its reason string and user properties, if it had any to leave out.
-fn without_problem_info(packet: &Packet) -> Option<Packet> {
-    let mut p = packet.clone();
-    let (reason, users) = match &mut p {
-        Packet::ConnAck(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        Packet::Disconnect(d) => (
-            &mut d.properties.reason_string,
-            &mut d.properties.user_properties,
-        ),
-        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        Packet::SubAck(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        Packet::UnsubAck(a) => (
-            &mut a.properties.reason_string,
-            &mut a.properties.user_properties,
-        ),
-        _ => return None,
-    };
-    if reason.is_none() && users.is_empty() {
-        return None;
-    }
-    *reason = None;
-    users.clear();
-    Some(p)
 }
 
 #[cfg(test)]

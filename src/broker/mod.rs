@@ -17,14 +17,14 @@
 //! Each session queues what it cannot receive yet (it is offline, or its in-flight window is
 //! full), at most [`BrokerConfig::max_queued_messages`] messages and
 //! [`BrokerConfig::max_queued_bytes`] bytes of whole messages (topic, properties and
-//! payload). Every QoS 1/2 PUBLISH from a client is
-//! acknowledged once the router has routed it; one that finds an online session's queue full
-//! is queued anyway (up to twice the limits) and its PUBACK / PUBREC waits until that queue has
-//! room (for [`BrokerConfig::max_publisher_wait`] at most), so a fast publisher slows to its
-//! slowest online subscriber instead of losing messages, and a subscriber that stops reading
-//! cannot stall it for longer. Otherwise a message that does not fit makes room by dropping the oldest queued
-//! QoS 0 message; when none is left, the new message is dropped.
-//! Every drop is counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
+//! payload). Every QoS 1/2 PUBLISH from a client is acknowledged once the router has routed
+//! it; one that finds an online session's queue full is queued anyway (up to twice the
+//! limits) and its PUBACK / PUBREC waits until that queue has room (for
+//! [`BrokerConfig::max_publisher_wait`] at most), so a fast publisher slows to its slowest
+//! online subscriber instead of losing messages, and a subscriber that stops reading cannot
+//! stall it for longer. Otherwise a message that does not fit makes room by dropping the
+//! oldest queued QoS 0 message; when none is left, the new message is dropped. Every drop is
+//! counted ([`Broker::dropped`]). QoS 0 messages are queued for offline sessions
 //! only with [`BrokerConfig::queue_qos0_offline`], as in Mosquitto.
 //!
 //! # Memory
@@ -54,16 +54,21 @@
 //! let mut broker = Broker::new(BrokerConfig::default());
 //! let conn = broker.accept(now);
 //! // A 3.1.1 CONNECT with client id "a", clean session, keep-alive 60 s.
-//! broker.handle_input(now, conn, &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'a']);
-//! assert_eq!(broker.poll_transmit(), Some((conn, bytes::Bytes::from_static(&[0x20, 2, 0, 0]))));
+//! let connect = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'a'];
+//! broker.handle_input(now, conn, &connect);
+//! let connack = bytes::Bytes::from_static(&[0x20, 2, 0, 0]);
+//! assert_eq!(broker.poll_transmit(), Some((conn, connack)));
 //! assert!(matches!(broker.poll_event(), Some(BrokerEvent::Connected { .. })));
 //! ```
 
 pub mod auth;
+mod budget;
 pub mod config;
 mod config_with;
 mod connection;
+mod deadlines;
 mod mail;
+pub mod persist;
 mod replay;
 pub mod retained;
 mod router;
@@ -89,8 +94,9 @@ pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTre
 
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};
-use crate::store::{StoreOp, StoreSnapshot};
 use crate::types::ByteStr;
+use deadlines::{Deadlines, Slot};
+use persist::{StoreOp, StoreSnapshot};
 
 /// What the broker reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +127,7 @@ pub enum BrokerEvent {
     },
 }
 
-/// Counters for `$SYS` and the example broker's `status`.
+/// Counters, as `$SYS` publishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BrokerStats {
     /// Connections open now.
@@ -158,7 +164,7 @@ pub struct BrokerStats {
 /// machine that relays their mail.
 pub struct Broker {
     router: Router,
-    conns: IdMap<ConnId, ServerConnection>,
+    conns: IdMap<ConnId, Slot>,
     /// Connections touched since the last pump ended (to collect what they transmit and
     /// report), each once: `touched` says which are in.
     dirty: Vec<ConnId>,
@@ -168,6 +174,9 @@ pub struct Broker {
     todo: Vec<ConnId>,
     transmit: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<BrokerEvent>,
+    /// Every connection's next deadline, earliest first (each slot in `conns` says which it
+    /// holds).
+    deadlines: Deadlines,
 }
 
 impl std::fmt::Debug for Broker {
@@ -203,6 +212,7 @@ impl Broker {
             todo: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            deadlines: Deadlines::default(),
         }
     }
 
@@ -229,8 +239,8 @@ impl Broker {
     /// Tells who the transport of `conn` says the peer is; see
     /// [`ServerConnection::set_peer_identity`].
     pub fn set_peer_identity(&mut self, conn: ConnId, identity: ByteStr) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.set_peer_identity(identity);
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.conn.set_peer_identity(identity);
         }
     }
 
@@ -250,7 +260,9 @@ impl Broker {
         let conn = self.router.accept(now);
         let id = conn.id();
         let closed = conn.is_closed();
-        self.conns.insert(id, conn);
+        let mut slot = Slot::new(conn);
+        self.deadlines.record_now(id, &mut slot);
+        self.conns.insert(id, slot);
         if closed {
             // Refused at once (no room): its close is drained now.
             self.touch(id);
@@ -262,8 +274,8 @@ impl Broker {
     /// Bytes received on `conn`.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
         self.router.record_traffic(data.len() as u64, 0);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.handle_input(now, data);
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.conn.handle_input(now, data);
             self.touch(conn);
             self.pump(now);
         }
@@ -271,26 +283,25 @@ impl Broker {
 
     /// `conn`'s transport closed.
     pub fn handle_transport_closed(&mut self, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.handle_transport_closed(now);
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.conn.handle_transport_closed(now);
             self.touch(conn);
             self.pump(now);
         }
-        self.conns.remove(&conn);
+        if let Some(s) = self.conns.remove(&conn) {
+            self.deadlines.forget(conn, &s);
+        }
     }
 
     /// Acts on every deadline due at `now`; a spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.router.handle_timeout(now);
-        let due: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.handle_timeout(now);
+        // Each due connection is taken out, handled, and put back with its next deadline.
+        while let Some(id) = self.deadlines.pop_due(now) {
+            if let Some(s) = self.conns.get_mut(&id) {
+                Deadlines::taken(s);
+                s.conn.handle_timeout(now);
+                self.deadlines.record_now(id, s);
                 self.touch(id);
             }
         }
@@ -314,11 +325,22 @@ impl Broker {
 
     /// The earliest deadline: connect timeouts, keep-alives, will delays, session expiries.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conns = self
-            .conns
-            .values()
-            .filter_map(ServerConnection::poll_timeout);
-        conns.chain(self.router.poll_timeout()).min()
+        #[cfg(debug_assertions)]
+        {
+            // The index agrees with the connections (checked in every debug build's test).
+            let scan = self.conns.values().filter_map(|s| s.conn.poll_timeout());
+            debug_assert_eq!(self.deadlines.first(), scan.min());
+            let with = self
+                .conns
+                .values()
+                .filter(|s| s.conn.poll_timeout().is_some());
+            debug_assert_eq!(self.deadlines.len(), with.count());
+        }
+        self.deadlines
+            .first()
+            .into_iter()
+            .chain(self.router.poll_timeout())
+            .min()
     }
 
     /// The next event; yields after inputs, timeouts and shutdown.
@@ -340,7 +362,7 @@ impl Broker {
 
     /// A drained [`StoreOp::Durable`] ticket is durable, with everything before it; see
     /// [`Router::handle_durable`].
-    pub fn handle_durable(&mut self, now: Instant, ticket: crate::store::Ticket) {
+    pub fn handle_durable(&mut self, now: Instant, ticket: persist::Ticket) {
         self.router.handle_durable(now, ticket);
         self.pump(now);
     }
@@ -364,7 +386,7 @@ impl Broker {
             // Only connections that got something since they were last drained can have mail.
             std::mem::swap(&mut todo, &mut self.todo);
             for id in todo.drain(..) {
-                let Some(c) = self.conns.get_mut(&id) else {
+                let Some(Slot { conn: c, .. }) = self.conns.get_mut(&id) else {
                     continue;
                 };
                 // A single thread has nowhere else to run a deferred check: inline.
@@ -377,8 +399,8 @@ impl Broker {
             }
             while let Some(mail) = self.router.poll_mail() {
                 let id = mail.conn();
-                if let Some(c) = self.conns.get_mut(&id) {
-                    c.handle_router(now, mail);
+                if let Some(s) = self.conns.get_mut(&id) {
+                    s.conn.handle_router(now, mail);
                     self.touch(id);
                 }
             }
@@ -391,17 +413,20 @@ impl Broker {
         self.touched.clear();
         dirty.sort_unstable();
         for &id in &dirty {
-            let Some(c) = self.conns.get_mut(&id) else {
+            let Some(s) = self.conns.get_mut(&id) else {
                 continue;
             };
-            while let Some(bytes) = c.poll_transmit() {
+            while let Some(bytes) = s.conn.poll_transmit() {
                 self.transmit.push_back((id, bytes));
             }
-            while let Some(e) = c.poll_event() {
+            while let Some(e) = s.conn.poll_event() {
                 self.events.push_back(e);
             }
-            if c.is_closed() {
+            if s.conn.is_closed() {
+                self.deadlines.forget(id, s);
                 self.conns.remove(&id);
+            } else {
+                self.deadlines.record(id, s);
             }
         }
         dirty.clear();

@@ -11,167 +11,45 @@
 //! drop count grows. QoS 0 messages for an offline session are queued only with
 //! `queue_qos0_offline`.
 //!
-//! The public surface (accepting connections, mail, timers, statistics, shutdown) is in
-//! `public`.
+//! One file per job: this one holds the state, the front door (accepting connections, mail
+//! in and out, timers, `$SYS`, statistics, shutdown) and the dispatch of a connection's
+//! mail; `sessions` connects, takes over, closes and expires sessions and sends wills;
+//! `routing` routes, queues, releases and holds publishers back; `subscriptions` subscribes
+//! and unsubscribes, and `replay` replays retained messages to new subscriptions; `owner`
+//! says whose a session is; `queue` is a session's queue and `inflight` what its connection
+//! holds; `persist_log` turns the router's changes into the store's log and restores from a
+//! snapshot. The memory budget, which connections check too, is `broker/budget.rs`.
 
-pub(super) mod budget;
+mod inflight;
 mod owner;
-mod public;
+mod persist_log;
 mod queue;
 mod replay;
-mod store;
+mod routing;
+mod sessions;
+mod subscriptions;
 
-pub use store::Restored;
+pub use persist_log::Restored;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::auth::{Authenticator, Authorizer};
-use super::config::BrokerConfig;
-use super::mail::{prefetch, ConnId, ConnectRequest, Delivery, Handover, ToConnection, ToRouter};
-use super::retained::RetainedStore;
-use super::tree::{Match, SessionId, SubscriptionEntry, SubscriptionTree};
-use crate::codec::{Publish, RetainHandling, Will};
+use crate::broker::auth::{AllowAll, Authenticator, Authorizer};
+use crate::broker::budget::Budget;
+use crate::broker::config::BrokerConfig;
+use crate::broker::connection::ServerConnection;
+use crate::broker::mail::{
+    ConnId, ConnectRequest, ConnectionMail, Delivery, RouterMail, ToConnection, ToRouter,
+};
+use crate::broker::persist::StoreOp;
+use crate::broker::retained::RetainedStore;
+use crate::broker::tree::{SessionId, SubscriptionEntry, SubscriptionTree};
+use crate::broker::{sys, BrokerStats};
 use crate::hash::IdMap;
-use crate::store::StoreOp;
-use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
-use budget::{Budget, Charge};
-use queue::SessionQueue;
-
-/// The members of a shared subscription group.
-type Members = Vec<(SessionId, SubscriptionEntry)>;
-
-/// A retained message and when it arrived (for its expiry).
-#[derive(Debug)]
-struct Retained {
-    /// As routed: no packet identifier, topic alias or subscription identifier.
-    message: Arc<Publish>,
-    at: Instant,
-    /// Its weight, in the broker's memory budget and in the retained messages' own.
-    _charges: [Charge; 2],
-}
-
-impl Retained {
-    fn expires_at(&self) -> Option<Instant> {
-        expiry(&self.message, self.at)
-    }
-}
-
-/// The delivery of the shared `message` to one session.
-fn delivery(
-    message: &Arc<Publish>,
-    qos: QoS,
-    retain: bool,
-    ids: Vec<NonZeroU32>,
-    expires_at: Option<Instant>,
-) -> Delivery {
-    Delivery {
-        message: message.clone(),
-        qos,
-        retain,
-        subscription_ids: ids.into_boxed_slice(),
-        expires_at,
-        stored: None,
-        packet_id: None,
-    }
-}
-
-fn expiry(p: &Publish, at: Instant) -> Option<Instant> {
-    p.properties
-        .message_expiry_interval
-        .map(|s| at + Duration::from_secs(u64::from(s)))
-}
-
-#[derive(Debug)]
-struct Session {
-    client_id: ByteStr,
-    /// The user name it belongs to (`None`: anonymous); boxed, to stay small. See `owner`.
-    owner: Option<Box<ByteStr>>,
-    /// Whether `owner` is known: a session restored from a record without one (written
-    /// before owners were stored) is claimed by its next connection.
-    claimed: bool,
-    protocol: ProtocolVersion,
-    conn: Option<ConnId>,
-    /// Seconds the session outlives its connection; `u32::MAX` is forever.
-    expiry: u32,
-    /// Ordered, and without a hasher's keys in every session.
-    subscriptions: BTreeMap<TopicFilter, SubscriptionEntry>,
-    /// What waits to be released, with its counts.
-    queue: SessionQueue,
-    /// QoS 1/2 deliveries the connection holds unfinished.
-    inflight: usize,
-    window: usize,
-    handover: Handover,
-    /// Boxed: most sessions have none, and a will is large.
-    will: Option<Box<Will>>,
-    /// Bumped whenever a timer of this session must no longer fire.
-    generation: u64,
-    dropped: u64,
-    /// Mail for the connection could not be delivered: nothing more is released to it.
-    stalled: bool,
-    /// Whether the store holds a record of this session.
-    persisted: bool,
-    /// When its connection ended, in wall-clock seconds (only kept with a store).
-    disconnected_at: Option<u64>,
-    /// The last packet identifier the router picked for a stored message of this session.
-    last_packet_id: u16,
-    /// Publishers' connections waiting for their held acknowledgement until this online
-    /// session's queue is below `max_queued_messages` again (one entry per held
-    /// acknowledgement).
-    waiting: Vec<ConnId>,
-    /// Deliveries to its connection held back in the router's `parked` (those behind a
-    /// stored QoS 2 one wait too, so the connection gets them in order).
-    parked: usize,
-    /// Its own weight and its subscriptions', in the broker's memory budget.
-    charge: Charge,
-}
-
-/// What one subscription of a session weighs beside its filter's bytes (its entry in the
-/// session's map and in the subscription tree).
-const SUBSCRIPTION_WEIGHT: usize = 2 * size_of::<SubscriptionEntry>() + 96;
-
-/// What a subscription to `filter` weighs.
-fn subscription_weight(filter: &TopicFilter) -> usize {
-    2 * filter.as_str().len() + SUBSCRIPTION_WEIGHT
-}
-
-impl Session {
-    /// Messages waiting to be sent: queued here, or released ahead of the window and waiting
-    /// in the connection (see `prefetch`), which count against `max_queued_messages` alike.
-    fn waiting_len(&self) -> usize {
-        self.queue.len() + self.inflight.saturating_sub(self.window)
-    }
-
-    /// A session with nothing in it yet: offline, no expiry, no subscriptions, not stored.
-    fn new(client_id: ByteStr, protocol: ProtocolVersion, budget: &Budget) -> Session {
-        let weight = size_of::<Session>() + 2 * client_id.len() + 64;
-        Session {
-            charge: budget.charge(weight),
-            client_id,
-            owner: None,
-            claimed: false,
-            protocol,
-            conn: None,
-            expiry: 0,
-            subscriptions: BTreeMap::new(),
-            queue: SessionQueue::new(budget),
-            inflight: 0,
-            window: 1,
-            handover: Handover::default(),
-            will: None,
-            generation: 0,
-            dropped: 0,
-            stalled: false,
-            persisted: false,
-            disconnected_at: None,
-            last_packet_id: 0,
-            waiting: Vec::new(),
-            parked: 0,
-        }
-    }
-}
+use crate::types::{ByteStr, QoS, ReasonCode};
+use routing::Retained;
+use sessions::Session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -225,7 +103,7 @@ pub struct Router {
     /// PUBLISH packets refused by the authorizer or for `$SYS` (for statistics).
     denied: u64,
     /// The change log for a store, once [`Router::restore`] turned it on.
-    store: Option<store::StoreLog>,
+    store: Option<persist_log::StoreLog>,
     /// The connection whose `Closed` came last, and its session: deliveries it returns
     /// (mail right behind its `Closed`) go back to that session.
     last_closed: Option<(ConnId, SessionId)>,
@@ -306,6 +184,162 @@ impl Router {
             routing: None,
             matches: Vec::new(),
             id_source: None,
+        }
+    }
+
+    /// A router that lets everyone in and allows everything (see [`Router::with_auth`]).
+    pub fn new(config: BrokerConfig) -> Router {
+        Router::with_auth(config, Arc::new(AllowAll), Arc::new(AllowAll))
+    }
+
+    /// A router whose connections ask `authenticator` and `authorizer`.
+    pub fn with_auth(
+        config: BrokerConfig,
+        authenticator: Arc<dyn Authenticator>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Router {
+        Router::build(Arc::new(config), authenticator, authorizer)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// A transport connected: its connection, with an identifier never used before.
+    ///
+    /// It counts towards [`BrokerStats::connections`] until its last mail (the one its close
+    /// produces) reaches [`Router::handle_mail`]. Connections still in their handshake count
+    /// against [`BrokerConfig::max_connections`] too: with that many open and one more (room
+    /// for a takeover), the new one comes back closed, before anything is read from it.
+    pub fn accept(&mut self, now: Instant) -> ServerConnection {
+        self.start_clock(now);
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let full = self
+            .config
+            .max_connections
+            .is_some_and(|max| self.conns.len() > max);
+        self.conns.insert(id);
+        let mut conn = ServerConnection::new(
+            id,
+            now,
+            self.config.clone(),
+            self.authenticator.clone(),
+            self.authorizer.clone(),
+            self.budgets.clone(),
+        );
+        if full {
+            conn.refuse_transport();
+        }
+        conn.set_id_nonce(self.next_nonce());
+        conn
+    }
+
+    /// Sets where the random bits of assigned client identifiers come from (the runtimes
+    /// give a system random source). Without one they come from a fixed sequence that a
+    /// client can predict: a broker that assigns identifiers should set one.
+    pub fn set_client_id_source(&mut self, source: Box<dyn FnMut() -> u128 + Send>) {
+        self.id_source = Some(source);
+    }
+
+    /// The next random bits for an assigned client identifier.
+    fn next_nonce(&mut self) -> u128 {
+        match &mut self.id_source {
+            Some(source) => source(),
+            None => {
+                // SplitMix64 over the connection counter: distinct, not secret.
+                let mut z = self.next_conn.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                u128::from(z ^ (z >> 31))
+            }
+        }
+    }
+
+    /// Mail from a connection.
+    pub fn handle_mail(&mut self, now: Instant, mail: RouterMail) {
+        self.handle(now, mail.conn, mail.mail);
+    }
+
+    /// Acts on every deadline due at `now` (will delays, session expiries, `$SYS`); a
+    /// spurious call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.start_clock(now);
+        self.fire_timers(now);
+        if self.next_sys.is_some_and(|at| at <= now) {
+            let uptime = self.started.map_or(Duration::ZERO, |s| now - s);
+            let stats = self.stats();
+            for p in sys::messages(&stats, uptime) {
+                self.route(now, Arc::new(p), None);
+            }
+            self.next_sys = self.config.sys_interval.map(|i| now + i);
+        }
+    }
+
+    /// Counts bytes the connections read from and wrote to their transports (for statistics).
+    pub fn record_traffic(&mut self, received: u64, sent: u64) {
+        self.bytes_received += received;
+        self.bytes_sent += sent;
+    }
+
+    /// Mails every connection to close for a server shutdown: DISCONNECT 0x8B to MQTT 5
+    /// clients, and no wills.
+    pub fn shutdown(&mut self, _now: Instant) {
+        let conns: Vec<ConnId> = self.conns.iter().copied().collect();
+        for conn in conns {
+            let mail = ToConnection::Disconnect(ReasonCode::ServerShuttingDown);
+            self.send_to((conn, mail));
+        }
+    }
+
+    /// Mail for a connection; yields after inputs, timeouts and shutdown.
+    pub fn poll_mail(&mut self) -> Option<ConnectionMail> {
+        let (conn, mail) = match self.outbox.pop_front() {
+            Some(m) => m,
+            None => {
+                let (conn, n) = self.held_due.take()?;
+                (conn, ToConnection::SendHeld(n))
+            }
+        };
+        Some(ConnectionMail { conn, mail })
+    }
+
+    /// The earliest deadline: will delays, session expiries, publishers' waits for a full
+    /// queue, the next `$SYS` round.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timer().into_iter().chain(self.next_sys).min()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BrokerStats {
+        BrokerStats {
+            connections: self.conns.len(),
+            sessions: self.sessions.len(),
+            subscriptions: self.tree.len(),
+            retained: self.retained.len(),
+            messages_received: self.received,
+            messages_sent: self.sent,
+            bytes_received: self.bytes_received,
+            bytes_sent: self.bytes_sent,
+            dropped: self.sessions.values().map(|s| s.dropped).sum(),
+            publishes_denied: self.denied,
+            memory_used: self.budget.used(),
+            refused_over_limits: self.budget.refused(),
+        }
+    }
+
+    /// Messages dropped for `client_id` because its queue was full.
+    pub fn dropped(&self, client_id: &ByteStr) -> Option<u64> {
+        let sid = self.by_client.get(client_id)?;
+        self.sessions.get(sid).map(|s| s.dropped)
+    }
+
+    /// Starts the uptime and the `$SYS` timer at the first instant the router is given.
+    pub(super) fn start_clock(&mut self, now: Instant) {
+        if self.started.is_none() {
+            self.started = Some(now);
+            self.next_sys = self.config.sys_interval.map(|i| now + i);
         }
     }
 
@@ -438,12 +472,12 @@ impl Router {
             }
             ToRouter::Delivered { seq } => {
                 if let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) {
-                    store::unqueue(&mut self.store, &s.client_id, Some(seq));
+                    persist_log::unqueue(&mut self.store, &s.client_id, Some(seq));
                 }
             }
             ToRouter::Received { seq, packet_id } => {
                 if let Some(s) = self.online.get(&conn).and_then(|s| self.sessions.get(s)) {
-                    store::unqueue(&mut self.store, &s.client_id, Some(seq));
+                    persist_log::unqueue(&mut self.store, &s.client_id, Some(seq));
                 }
                 self.log_flow(conn, packet_id, StoreOp::PutReleased);
                 self.ticket(conn);
@@ -474,7 +508,7 @@ impl Router {
             ToRouter::Credit(n) => {
                 if let Some(&sid) = self.online.get(&conn) {
                     if let Some(s) = self.sessions.get_mut(&sid) {
-                        s.inflight = s.inflight.saturating_sub(n as usize);
+                        s.inflight.finished(n as usize);
                     }
                     self.release(now, sid);
                     if self.replays.contains_key(&sid) {
@@ -491,621 +525,5 @@ impl Router {
                 self.closed(now, conn, will, session_expiry, handover);
             }
         }
-    }
-
-    fn connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
-        if let Some(&sid) = self.by_client.get(&req.client_id) {
-            if !self.may_own(sid, &req) {
-                // Another user's session: neither taken over, resumed nor discarded.
-                self.send_to((conn, ToConnection::Refused(ReasonCode::NotAuthorized)));
-                return;
-            }
-            if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
-                // [MQTT-3.1.4-3]: the existing connection is closed first; it hands the session
-                // over, then this CONNECT completes (see `closed`). A connection still waiting
-                // for an earlier takeover of the same session is itself taken over.
-                if let Some((displaced, _)) = self.takeovers.insert(sid, (conn, req)) {
-                    self.send_to((
-                        displaced,
-                        ToConnection::Disconnect(ReasonCode::SessionTakenOver),
-                    ));
-                }
-                self.send_to((old, ToConnection::Disconnect(ReasonCode::SessionTakenOver)));
-                return;
-            }
-        }
-        if self
-            .config
-            .max_connections
-            .is_some_and(|max| self.online.len() >= max)
-        {
-            // Not a takeover, and every slot is taken: refused with quota exceeded.
-            self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
-            return;
-        }
-        let new_session = req.clean_start || !self.by_client.contains_key(&req.client_id);
-        let sessions_full = new_session
-            && !self.by_client.contains_key(&req.client_id)
-            && self.sessions.len() >= self.config.max_sessions;
-        let weight = budget::CONNECTION_RESERVE + 2 * req.client_id.len();
-        if !self.budget.has_room(weight) || sessions_full {
-            // At the memory budget or the session limit: no new connection; those served
-            // already go on.
-            self.budget.count_refused();
-            self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
-            return;
-        }
-        self.complete_connect(now, conn, req);
-    }
-
-    fn complete_connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
-        let existing = self.by_client.get(&req.client_id).copied();
-        if let (Some(sid), true) = (existing, req.clean_start) {
-            // [MQTT-3.1.2-4]: clean start discards the stored session (its will goes out now).
-            self.end_session(now, sid);
-        }
-        let resumed = if req.clean_start { None } else { existing };
-        let sid = match resumed {
-            Some(sid) => sid,
-            None => {
-                let sid = SessionId(self.next_session);
-                self.next_session += 1;
-                self.sessions.insert(
-                    sid,
-                    Box::new(Session::new(
-                        req.client_id.clone(),
-                        req.protocol,
-                        &self.budget,
-                    )),
-                );
-                self.by_client.insert(req.client_id.clone(), sid);
-                sid
-            }
-        };
-        self.set_owner(sid, req.username);
-        let Some(s) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        // Reconnecting within the will delay cancels the will ([MQTT-3.1.3-9]); stale timers
-        // of this session stop counting, and go.
-        s.generation += 1;
-        s.stalled = false;
-        s.will = req.will.map(Box::new);
-        s.protocol = req.protocol;
-        s.expiry = req.session_expiry;
-        s.conn = Some(conn);
-        s.window = usize::from(req.window.max(1));
-        s.disconnected_at = None;
-        // The router keeps the inbound QoS 2 digests (see `replay`); the connection gets a copy.
-        let completed = s.handover.completed.take();
-        let mut handover = std::mem::take(&mut s.handover);
-        handover.completed.clone_from(&completed);
-        s.handover.completed = completed;
-        // Every handed-over flow holds a window slot until its PUBACK or PUBCOMP.
-        s.inflight = handover.outbound.len();
-        self.clear_session_timers(sid);
-        self.online.insert(conn, sid);
-        let hold_flows = self.holds_acks();
-        self.persist_session(sid);
-        let stored = self.store.is_some() && self.sessions.get(&sid).is_some_and(|s| s.persisted);
-        self.send_to((
-            conn,
-            ToConnection::Accepted {
-                session_present: resumed.is_some(),
-                handover,
-                hold_flows,
-                stored,
-            },
-        ));
-        self.release(now, sid);
-    }
-
-    fn closed(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        will: bool,
-        session_expiry: Option<u32>,
-        handover: Handover,
-    ) {
-        let Some(sid) = self.online.remove(&conn) else {
-            return;
-        };
-        self.replays.remove(&sid);
-        self.last_closed = Some((conn, sid));
-        // An offline session's queue holds publishers back no more: it drops at its limits.
-        self.wake_publishers(sid);
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            s.conn = None;
-            s.generation += 1;
-            s.inflight = 0;
-            s.queue.reset_returned();
-            // A stalled session keeps an undelivered hand-over if the connection never got it.
-            if !(s.stalled && handover == Handover::default()) {
-                let completed = s.handover.completed.take();
-                s.handover = handover;
-                s.handover.completed = completed;
-            }
-            if let Some(e) = session_expiry {
-                s.expiry = e;
-            }
-            if !will {
-                s.will = None;
-            }
-            s.disconnected_at = self.store.as_ref().map(|log| log.wall(now));
-        }
-        self.persist_session(sid);
-        self.persist_queued(now, sid);
-        self.schedule_end(now, sid);
-        if let Some((new_conn, req)) = self.takeovers.remove(&sid) {
-            self.complete_connect(now, new_conn, req);
-        }
-    }
-
-    /// A delivery the closed connection `conn` never sent: back to the front of its session's
-    /// queue, behind those returned before it (stored again if the session is offline, and
-    /// released if a new connection took the session over).
-    fn returned(&mut self, now: Instant, conn: ConnId, d: Delivery) {
-        match self.last_closed {
-            Some((closed, sid)) if closed == conn => self.returned_to(now, sid, d),
-            _ => {}
-        }
-    }
-
-    /// Puts a delivery that was never sent back at the front of `sid`'s queue, behind those
-    /// returned before it since its last connection ended.
-    pub(super) fn returned_to(&mut self, now: Instant, sid: SessionId, d: Delivery) {
-        let Some(s) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        self.sent = self.sent.saturating_sub(1); // counted when released, never sent
-        if s.conn.is_none() && d.is_qos0() && !self.config.queue_qos0_offline {
-            // As if it had been routed to the offline session: not queued.
-            s.dropped += 1;
-            store::unqueue(&mut self.store, &s.client_id, d.stored);
-            return;
-        }
-        s.queue.put_back(d);
-        self.persist_queued(now, sid);
-        self.release(now, sid);
-    }
-
-    /// Plans the will and the end of a session whose connection just ended.
-    fn schedule_end(&mut self, now: Instant, sid: SessionId) {
-        let Some(s) = self.sessions.get(&sid) else {
-            return;
-        };
-        let gen = s.generation;
-        let expiry = s.expiry;
-        if let Some(w) = &s.will {
-            // The will goes out after its delay or when the session ends, whichever is first
-            // ([MQTT-3.1.3-9]).
-            let delay = w.properties.will_delay_interval.unwrap_or(0).min(expiry);
-            if delay == 0 {
-                if let Some(w) = self.sessions.get_mut(&sid).and_then(|s| s.will.take()) {
-                    self.publish_will(now, w);
-                    self.persist_session(sid); // the store forgets the will
-                }
-            } else {
-                let at = now + Duration::from_secs(u64::from(delay));
-                self.set_timer(at, Timer::Will(sid, gen));
-            }
-        }
-        match expiry {
-            0 => self.end_session(now, sid),
-            u32::MAX => {}
-            secs => {
-                let at = now + Duration::from_secs(u64::from(secs));
-                self.set_timer(at, Timer::Expire(sid, gen));
-            }
-        }
-    }
-
-    /// Removes a session: its subscriptions, queue and state; a pending will goes out now.
-    fn end_session(&mut self, now: Instant, sid: SessionId) {
-        self.wake_publishers(sid);
-        self.replays.remove(&sid);
-        self.clear_session_timers(sid);
-        let Some(s) = self.sessions.remove(&sid) else {
-            return;
-        };
-        for filter in s.subscriptions.keys() {
-            self.tree.remove(filter, sid);
-        }
-        if self.by_client.get(&s.client_id) == Some(&sid) {
-            self.by_client.remove(&s.client_id);
-        }
-        if s.persisted {
-            // The store removes the session's queue with it.
-            self.log(StoreOp::DeleteSession(s.client_id.clone()));
-        }
-        if let Some(w) = s.will {
-            self.publish_will(now, w);
-        }
-    }
-
-    fn publish_will(&mut self, now: Instant, w: Box<Will>) {
-        let w = *w;
-        let mut p = Publish::new(w.topic, w.payload);
-        p.qos = w.qos.min(self.config.maximum_qos);
-        p.retain = w.retain && self.config.retain_available;
-        let wp = w.properties;
-        p.properties.payload_format_indicator = wp.payload_format_indicator;
-        p.properties.message_expiry_interval = wp.message_expiry_interval;
-        p.properties.content_type = wp.content_type;
-        p.properties.response_topic = wp.response_topic;
-        p.properties.correlation_data = wp.correlation_data;
-        p.properties.user_properties = wp.user_properties;
-        self.route(now, Arc::new(p), None);
-    }
-
-    /// A retained entry for `message`, if the retained limits and the memory budget have
-    /// room for it (beyond them it is routed but not retained, and counted as refused).
-    fn retained_entry(&mut self, message: &Arc<Publish>, at: Instant) -> Option<Retained> {
-        // Its content against the retained limit; with its entry in the store (the topic's
-        // levels kept again) against the memory budget.
-        let content = budget::content_weight(message);
-        let weight = budget::message_weight(message) + 2 * message.topic.len() + 64;
-        let (old_content, old_weight) = self.retained.get(&message.topic).map_or((0, 0), |r| {
-            let w = budget::message_weight(&r.message) + 2 * r.message.topic.len() + 64;
-            (budget::content_weight(&r.message), w)
-        });
-        let new_topic = old_weight == 0;
-        if (new_topic && self.retained.len() >= self.config.max_retained_messages)
-            || !self
-                .retained_budget
-                .has_room(content.saturating_sub(old_content))
-            || !self.budget.has_room(weight.saturating_sub(old_weight))
-        {
-            self.budget.count_refused();
-            return None;
-        }
-        Some(Retained {
-            message: message.clone(),
-            at,
-            _charges: [
-                self.budget.charge(weight),
-                self.retained_budget.charge(content),
-            ],
-        })
-    }
-
-    /// Routes a PUBLISH to every matching session, once per session ([MQTT-3.3.4-2]);
-    /// whether any subscription matched.
-    fn route(&mut self, now: Instant, publish: Arc<Publish>, from: Option<SessionId>) -> bool {
-        let expires_at = expiry(&publish, now);
-        let qos = publish.qos;
-        let retain = publish.retain;
-        // One shared copy for every subscriber (and the retained store), as routed: what
-        // belongs to the publisher's connection cleared (the mail's is not shared yet, so this
-        // changes it in place).
-        let mut message = publish;
-        let routed = |p: &Publish| {
-            !p.dup
-                && p.packet_id.is_none()
-                && p.properties.topic_alias.is_none()
-                && p.properties.subscription_identifiers.is_empty()
-        };
-        if !routed(&message) {
-            let m = Arc::make_mut(&mut message);
-            m.dup = false;
-            m.packet_id = None;
-            m.properties.topic_alias = None;
-            m.properties.subscription_identifiers = Vec::new();
-        }
-        if retain {
-            if message.payload.is_empty() {
-                // [MQTT-3.3.1-6]: an empty retained message clears the topic.
-                if self.retained.remove(&message.topic).is_some() {
-                    self.log(StoreOp::DeleteRetained(message.topic.clone()));
-                }
-            } else if let Some(r) = self.retained_entry(&message, now) {
-                self.log_retained(now, &message);
-                self.retained.insert(&message.topic, r);
-            }
-        }
-        // Plain matches, then one delivery per session ([MQTT-3.3.4-2]): sorted by session, each
-        // run merged into the highest QoS, retain-as-published if any asks, and every
-        // subscription identifier. Sorting keeps this O(m log m) at any fan-out.
-        // The matches go into a buffer kept between routes (no allocation per message).
-        let mut plain = std::mem::take(&mut self.matches);
-        plain.clear();
-        let mut shared: Vec<(usize, Members)> = Vec::new();
-        self.tree
-            .for_each_match(message.topic.as_bytes(), |m| match m {
-                Match::Plain(sid, sub) => {
-                    if !(sub.options.no_local && Some(sid) == from) {
-                        plain.push((sid, *sub)); // no-local: [MQTT-3.8.3-3]
-                    }
-                }
-                Match::Shared { members, .. } => {
-                    shared.push((members.next_turn(), members.as_slice().to_vec()));
-                }
-            });
-        let matched = !plain.is_empty() || !shared.is_empty();
-        plain.sort_by_key(|(sid, _)| *sid);
-        let mut i = 0;
-        while i < plain.len() {
-            let sid = plain[i].0;
-            let (mut max_qos, mut rap, mut ids) = (QoS::AtMostOnce, false, Vec::new());
-            while let Some((_, sub)) = plain.get(i).filter(|(s, _)| *s == sid) {
-                max_qos = max_qos.max(sub.options.qos);
-                rap |= sub.options.retain_as_published;
-                ids.extend(sub.identifier);
-                i += 1;
-            }
-            let d = delivery(&message, qos.min(max_qos), retain && rap, ids, expires_at);
-            self.enqueue(now, sid, d);
-        }
-        plain.clear();
-        self.matches = plain;
-        for (turn, members) in shared {
-            // Round-robin over the group's members that are online, else any member.
-            // Members whose owner may not read the topic are passed over.
-            let readers: Vec<&(SessionId, SubscriptionEntry)> = members
-                .iter()
-                .filter(|(sid, _)| self.owner_may_read(*sid, &message))
-                .collect();
-            let online: Vec<&(SessionId, SubscriptionEntry)> = readers
-                .iter()
-                .copied()
-                .filter(|(sid, _)| self.sessions.get(sid).is_some_and(|s| s.conn.is_some()))
-                .collect();
-            let pool = if online.is_empty() { readers } else { online };
-            let Some(&&(sid, sub)) = pool.get(turn % pool.len().max(1)) else {
-                continue;
-            };
-            let ids = sub.identifier.into_iter().collect();
-            let qos = qos.min(sub.options.qos);
-            let d = delivery(
-                &message,
-                qos,
-                retain && sub.options.retain_as_published,
-                ids,
-                expires_at,
-            );
-            self.enqueue(now, sid, d);
-        }
-        matched
-    }
-
-    /// Queues `d` for `sid`, behind a retained replay under way.
-    fn enqueue(&mut self, now: Instant, sid: SessionId, d: Delivery) {
-        if !self.owner_may_read(sid, &d.message) {
-            return; // never queued (nor stored) for a session that may not read it
-        }
-        if let Some(d) = self.behind_replay(sid, d) {
-            self.enqueue_now(now, sid, d);
-        }
-    }
-
-    /// Queues `d` at the back of `sid`'s queue, within its limits, and releases what fits.
-    fn enqueue_now(&mut self, now: Instant, sid: SessionId, d: Delivery) {
-        let max_msgs = self.config.max_queued_messages;
-        let max_bytes = self.config.max_queued_bytes;
-        let queue_qos0 = self.config.queue_qos0_offline;
-        let Some(s) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        let qos0 = d.is_qos0();
-        if s.conn.is_none() && qos0 && !queue_qos0 {
-            return;
-        }
-        let size = budget::delivery_weight(&d);
-        let over = |s: &Session, n: usize| {
-            s.waiting_len() >= max_msgs.saturating_mul(n)
-                || s.queue.bytes() + size > max_bytes.saturating_mul(n)
-        };
-        // A client's QoS 1/2 PUBLISH to an online session with a full queue is queued anyway
-        // (up to twice the limits) and its publisher waits for its acknowledgement instead.
-        let deferred = self.routing.is_some() && s.conn.is_some() && over(s, 1) && !over(s, 2);
-        if deferred {
-            if let Some(first @ None) = &mut self.routing {
-                *first = Some(sid);
-            }
-        }
-        while !deferred && over(s, 1) {
-            // Make room by dropping the oldest QoS 0 message; otherwise refuse the new one.
-            match s.queue.drop_oldest_qos0() {
-                Some(old) => {
-                    store::unqueue(&mut self.store, &s.client_id, old.stored);
-                    s.dropped += 1;
-                }
-                None => {
-                    s.dropped += 1;
-                    return;
-                }
-            }
-        }
-        s.queue.push(d);
-        if s.persisted {
-            // Offline, everything queued is stored; online, what is owed at QoS 1/2.
-            self.persist_last(now, sid);
-        }
-        self.release(now, sid);
-    }
-
-    /// Hands queued messages to the session's connection while its window has room.
-    fn release(&mut self, now: Instant, sid: SessionId) {
-        // One lookup of the session; the fields used beside it are borrowed apart.
-        let Router {
-            sessions,
-            outbox,
-            held_due,
-            takeovers,
-            store,
-            config,
-            parked,
-            sent,
-            ..
-        } = self;
-        let Some(s) = sessions.get_mut(&sid) else {
-            return;
-        };
-        let Some(conn) = s.conn else {
-            return;
-        };
-        if s.stalled || takeovers.contains_key(&sid) {
-            return;
-        }
-        if let Some((due, n)) = *held_due {
-            // What follows for this connection comes after the acknowledgements it may send.
-            if due == conn {
-                *held_due = None;
-                outbox.push_back((conn, ToConnection::SendHeld(n)));
-            }
-        }
-        // The window, and as much again that waits in the connection (see `prefetch`).
-        let limit = s.window + prefetch(s.window);
-        let durable_acks = config.durable_acks;
-        while let Some(front) = s.queue.front() {
-            let qos0 = front.is_qos0();
-            if !qos0 && s.inflight >= limit {
-                break;
-            }
-            let Some(mut d) = s.queue.pop() else {
-                break;
-            };
-            let expired = d.expires_at.is_some_and(|at| at <= now);
-            if qos0 || expired {
-                // A stored QoS 1/2 message stays stored until its flow ends.
-                store::unqueue(store, &s.client_id, d.stored.take());
-            }
-            if expired {
-                continue; // [MQTT-3.3.2-5]: expired, not delivered
-            }
-            if !qos0 {
-                s.inflight += 1;
-            }
-            *sent += 1;
-            let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
-            match store {
-                Some(log) if durable_acks && (stored_qos2 || s.parked > 0) => {
-                    log.push(StoreOp::Durable(crate::store::Ticket {
-                        conn,
-                        delivery: true,
-                    }));
-                    s.parked += 1;
-                    parked.push_back((conn, sid, d));
-                }
-                _ => outbox.push_back((conn, ToConnection::Deliver(d))),
-            }
-        }
-        let max_msgs = config.max_queued_messages;
-        let max_bytes = config.max_queued_bytes;
-        if !s.waiting.is_empty() && s.waiting_len() < max_msgs && s.queue.bytes() < max_bytes {
-            self.wake_publishers(sid);
-        }
-    }
-
-    /// Gives the publishers waiting for `sid`'s queue their held acknowledgements.
-    fn wake_publishers(&mut self, sid: SessionId) {
-        let waiting = match self.sessions.get_mut(&sid) {
-            Some(s) if !s.waiting.is_empty() => std::mem::take(&mut s.waiting),
-            _ => return,
-        };
-        for conn in waiting {
-            self.ticket(conn);
-        }
-    }
-
-    fn subscribe(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        packet_id: PacketId,
-        subscription_id: Option<NonZeroU32>,
-        filters: Vec<(crate::codec::Subscription, Option<ReasonCode>)>,
-    ) {
-        let Some(&sid) = self.online.get(&conn) else {
-            return;
-        };
-        let max_qos = self.config.maximum_qos;
-        let max_subs = self.config.max_subscriptions_per_client;
-        let mut codes = Vec::with_capacity(filters.len());
-        let mut retained_for: Vec<(TopicFilter, QoS)> = Vec::new();
-        for (req, verdict) in filters {
-            if let Some(code) = verdict {
-                codes.push(code);
-                continue;
-            }
-            let Some(s) = self.sessions.get_mut(&sid) else {
-                return;
-            };
-            let exists = s.subscriptions.contains_key(&req.filter);
-            let room = self.budget.has_room(subscription_weight(&req.filter));
-            if !exists && (s.subscriptions.len() >= max_subs || !room) {
-                codes.push(if s.protocol.is_v5() {
-                    ReasonCode::QuotaExceeded
-                } else {
-                    ReasonCode::UnspecifiedError
-                });
-                continue;
-            }
-            let mut options = req.options;
-            options.qos = options.qos.min(max_qos);
-            let sub = SubscriptionEntry {
-                options,
-                identifier: subscription_id,
-            };
-            if !exists {
-                let weight = s.charge.bytes() + subscription_weight(&req.filter);
-                s.charge.set(weight);
-            }
-            s.subscriptions.insert(req.filter.clone(), sub);
-            self.tree.insert(&req.filter, sid, sub);
-            codes.push(ReasonCode::granted(options.qos));
-            // [MQTT-3.3.1-9]/[MQTT-3.3.1-10]/[MQTT-3.3.1-11]: retained messages per retain
-            // handling; none for shared subscriptions.
-            let send = match options.retain_handling {
-                RetainHandling::SendAtSubscribe => true,
-                RetainHandling::SendIfNew => !exists,
-                RetainHandling::DoNotSend => false,
-            };
-            if send && req.filter.shared().is_none() {
-                retained_for.push((req.filter, options.qos));
-            }
-        }
-        self.send_to((conn, ToConnection::SubAck { packet_id, codes }));
-        self.persist_session(sid);
-        if !retained_for.is_empty() {
-            self.replay_retained(now, sid, retained_for, subscription_id);
-        }
-    }
-
-    fn unsubscribe(&mut self, conn: ConnId, packet_id: PacketId, filters: Vec<TopicFilter>) {
-        let Some(&sid) = self.online.get(&conn) else {
-            return;
-        };
-        let mut codes = Vec::with_capacity(filters.len());
-        for f in filters {
-            let mut existed = false;
-            if let Some(s) = self.sessions.get_mut(&sid) {
-                if s.subscriptions.remove(&f).is_some() {
-                    let weight = s.charge.bytes() - subscription_weight(&f);
-                    s.charge.set(weight);
-                    existed = true;
-                }
-            }
-            self.tree.remove(&f, sid);
-            codes.push(if existed {
-                ReasonCode::Success
-            } else {
-                ReasonCode::NoSubscriptionExisted
-            });
-        }
-        self.send_to((conn, ToConnection::UnsubAck { packet_id, codes }));
-        self.persist_session(sid);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_session_stays_small() {
-        // One per client, online or not (10k idle connections hold 10k of them): rare parts
-        // such as the will are boxed. Its budget charges (its own, its queue's) take 32.
-        let size = size_of::<super::Session>();
-        assert!(size <= 320, "Session is {size} bytes");
     }
 }

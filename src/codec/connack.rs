@@ -1,7 +1,7 @@
 //! CONNACK: the server's answer to CONNECT.
 
-use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
+use super::primitives::not_in;
 use super::primitives::{Reader, Sink};
 use super::properties::{ConnAckProperties, Properties};
 use super::PacketType;

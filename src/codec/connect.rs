@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::error::{DecodeError, EncodeError};
-use super::primitives::{Reader, Sink};
+use super::primitives::{not_in, Reader, Sink};
 use super::properties::{check_binary, ConnectProperties, Properties, WillProperties};
 use super::PacketType;
 use crate::types::{ByteStr, ProtocolVersion, QoS, TopicName};
@@ -236,8 +236,4 @@ impl Connect {
             s.put_binary(p);
         }
     }
-}
-
-pub(crate) fn not_in(version: ProtocolVersion, what: &'static str) -> EncodeError {
-    EncodeError::NotInVersion { what, version }
 }

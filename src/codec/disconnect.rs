@@ -1,7 +1,7 @@
 //! DISCONNECT and AUTH: a reason code and properties, both optional on the wire.
 
-use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
+use super::primitives::not_in;
 use super::primitives::{Reader, Sink};
 use super::properties::{AuthProperties, DisconnectProperties, Properties};
 use super::PacketType;

@@ -2,9 +2,17 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::error::DecodeError;
+use super::error::{DecodeError, EncodeError};
 use super::PacketType;
-use crate::types::{check_mqtt_bytes, check_scanned, is_plain_ascii, scan, ByteStr};
+use crate::types::{
+    check_mqtt_bytes, check_scanned, is_plain_ascii, scan, ByteStr, ProtocolVersion,
+};
+
+/// The error for `what`, which the protocol `version` cannot carry (shared by every packet's
+/// encoder).
+pub(crate) fn not_in(version: ProtocolVersion, what: &'static str) -> EncodeError {
+    EncodeError::NotInVersion { what, version }
+}
 
 /// The largest value a variable byte integer can carry (four bytes).
 pub const MAX_VAR_INT: u32 = 268_435_455;

@@ -1,7 +1,7 @@
 //! PUBACK, PUBREC, PUBREL and PUBCOMP: the QoS 1 and QoS 2 handshakes.
 
-use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
+use super::primitives::not_in;
 use super::primitives::{Reader, Sink};
 use super::properties::{AckProperties, Properties};
 use super::PacketType;

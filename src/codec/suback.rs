@@ -1,7 +1,7 @@
 //! SUBACK: one reason code per requested filter.
 
-use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
+use super::primitives::not_in;
 use super::primitives::{Reader, Sink};
 use super::properties::{AckProperties, Properties};
 use super::PacketType;

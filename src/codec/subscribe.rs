@@ -1,7 +1,7 @@
 //! SUBSCRIBE: topic filters with their options.
 
-use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
+use super::primitives::not_in;
 use super::primitives::{Reader, Sink};
 use super::properties::{Properties, SubscribeProperties};
 use super::PacketType;

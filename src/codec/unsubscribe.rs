@@ -1,7 +1,7 @@
 //! UNSUBSCRIBE: removes subscriptions.
 
-use super::connect::not_in;
 use super::error::{DecodeError, EncodeError};
+use super::primitives::not_in;
 use super::primitives::{Reader, Sink};
 use super::properties::{Properties, UnsubscribeProperties};
 use super::subscribe::read_filter;

@@ -8,6 +8,7 @@ use tinymqtt::broker::{
     AllowAll, AuthExchange, AuthStep, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId,
 };
 use tinymqtt::codec::{Auth, AuthProperties, ConnAck, Connect, Packet};
+use tinymqtt::error::ProtocolViolation;
 use tinymqtt::{ByteStr, ReasonCode};
 
 use crate::sim::raw::{hex, Raw};
@@ -220,6 +221,7 @@ fn mqtt_4_12_0_3_v5_answer_other_than_continue_authentication_is_a_protocol_erro
         ReasonCode::ProtocolError
     );
     r.expect_closed(c);
+    r.expect_violation(c, ProtocolViolation::AuthOutOfSequence);
 }
 
 #[test]
@@ -235,6 +237,7 @@ fn mqtt_4_12_0_5_v5_auth_with_another_method_is_a_protocol_error() {
         ReasonCode::ProtocolError
     );
     r.expect_closed(c);
+    r.expect_violation(c, ProtocolViolation::AuthMethodChanged);
 }
 
 #[test]
@@ -246,6 +249,7 @@ fn mqtt_3_1_2_30_v5_packet_other_than_auth_before_connack_is_a_protocol_error() 
         ReasonCode::ProtocolError
     );
     r.expect_closed(c);
+    r.expect_violation(c, ProtocolViolation::NotAuthDuringAuthentication);
     r.expect_silence(c);
 }
 
@@ -325,6 +329,7 @@ fn mqtt_4_12_1_1_v5_reauthentication_with_another_method_is_a_protocol_error() {
     let (c, _) = challenge(&mut r);
     r.send_packet(c, V5, auth(ReasonCode::ReAuthenticate, "TOKEN", b"token"));
     r.expect_disconnect(c, ReasonCode::ProtocolError);
+    r.expect_violation(c, ProtocolViolation::AuthMethodChanged);
 }
 
 #[test]
@@ -337,6 +342,7 @@ fn v5_continue_authentication_without_a_reauthentication_is_a_protocol_error() {
         auth(ReasonCode::ContinueAuthentication, "CHALLENGE", b"signed"),
     );
     r.expect_disconnect(c, ReasonCode::ProtocolError);
+    r.expect_violation(c, ProtocolViolation::AuthOutOfSequence);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tinymqtt::codec::{Connect, Packet, Publish};
+use tinymqtt::error::ProtocolViolation;
 use tinymqtt::{ProtocolVersion, QoS, ReasonCode};
 
 use crate::sim::raw::Raw;
@@ -59,6 +60,7 @@ fn a_subscribe_with_more_filters_than_allowed_gets_disconnect_0x97() {
         } else {
             r.expect_closed(c);
         }
+        r.expect_violation(c, ProtocolViolation::TooManyFilters);
         // At the limit it is served.
         let c2 = r.connect(v, "sub2");
         let filters = (0..10).map(|_| sub("a", QoS::AtMostOnce)).collect();

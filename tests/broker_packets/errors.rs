@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tinymqtt::codec::{
     Auth, ConnAck, Connect, Disconnect, DisconnectProperties, Packet, PubAck, Publish,
 };
+use tinymqtt::error::ProtocolViolation;
 use tinymqtt::{QoS, ReasonCode, TopicName};
 
 use crate::sim::raw::hex;
@@ -101,6 +102,7 @@ fn mqtt_3_3_2_v5_topic_alias_above_the_maximum_or_zero_gets_0x94() {
     p.properties.topic_alias = NonZeroU16::new(3);
     r.send_packet(c, V5, p);
     r.expect_disconnect(c, ReasonCode::TopicAliasInvalid);
+    r.expect_violation(c, ProtocolViolation::TopicAliasAboveMaximum);
 
     let c = r.connect(V5, "alias0");
     r.send(c, &hex("30 08 00 01 'a' 03 23 00 00 'x'"));
@@ -130,6 +132,7 @@ fn mqtt_3_3_2_v5_unknown_topic_alias_is_a_protocol_error() {
     p.properties.topic_alias = NonZeroU16::new(1);
     r.send_packet(c, V5, p);
     r.expect_disconnect(c, ReasonCode::ProtocolError);
+    r.expect_violation(c, ProtocolViolation::UnknownTopicAlias);
 }
 
 #[test]
@@ -172,6 +175,7 @@ fn mqtt_3_3_4_6_v5_publish_from_a_client_with_a_subscription_identifier_is_a_pro
     // PUBLISH "a", properties: subscription identifier (0x0B) 1.
     r.send(c, &hex("30 07 00 01 'a' 02 0B 01 'x'"));
     r.expect_disconnect(c, ReasonCode::ProtocolError);
+    r.expect_violation(c, ProtocolViolation::SubscriptionIdentifierFromClient);
 }
 
 #[test]
@@ -186,6 +190,7 @@ fn mqtt_3_3_4_7_v5_receive_maximum_exceeded_gets_0x93() {
         assert_eq!((kind, a.packet_id.get()), ("PUBREC", id));
     }
     r.expect_disconnect(c, ReasonCode::ReceiveMaximumExceeded);
+    r.expect_violation(c, ProtocolViolation::ReceiveMaximumExceeded);
 }
 
 #[test]
@@ -209,6 +214,7 @@ fn mqtt_3_2_2_11_v5_publish_above_maximum_qos_gets_0x9b() {
     let c = r.connect(V5, "q2");
     r.send_packet(c, V5, publish("q", "x", QoS::ExactlyOnce, 1));
     r.expect_disconnect(c, ReasonCode::QoSNotSupported);
+    r.expect_violation(c, ProtocolViolation::QoSAboveMaximum);
 }
 
 #[test]
@@ -219,6 +225,7 @@ fn mqtt_3_2_2_14_v5_retain_when_unavailable_gets_0x9a() {
     p.retain = true;
     r.send_packet(c, V5, p);
     r.expect_disconnect(c, ReasonCode::RetainNotSupported);
+    r.expect_violation(c, ProtocolViolation::RetainNotAvailable);
 }
 
 #[test]
@@ -228,6 +235,7 @@ fn mqtt_4_13_v5_server_only_packet_from_a_client_is_a_protocol_error() {
         let c = r.connect(V5, "confused");
         r.send_packet(c, V5, bad);
         r.expect_disconnect(c, ReasonCode::ProtocolError);
+        r.expect_violation(c, ProtocolViolation::ServerOnlyPacket);
     }
 }
 
@@ -244,6 +252,7 @@ fn mqtt_3_14_2_v5_disconnect_setting_session_expiry_after_zero_is_a_protocol_err
     };
     r.send_packet(c, V5, Packet::Disconnect(d));
     r.expect_disconnect(c, ReasonCode::ProtocolError);
+    r.expect_violation(c, ProtocolViolation::SessionExpiryAfterZero);
 }
 
 #[test]
@@ -259,4 +268,5 @@ fn mqtt_4_12_v5_auth_without_an_authentication_method_is_a_protocol_error() {
         }),
     );
     r.expect_disconnect(c, ReasonCode::ProtocolError);
+    r.expect_violation(c, ProtocolViolation::AuthWithoutMethod);
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tinymqtt::broker::{AllowAll, Authorizer, Broker, BrokerConfig, BrokerEvent, Redirect};
 use tinymqtt::codec::{Connect, Packet, Publish, Will, WillProperties};
+use tinymqtt::error::ProtocolViolation;
 use tinymqtt::{ByteStr, QoS, ReasonCode, TopicFilter, TopicName};
 
 use crate::sim::raw::{hex, Raw};
@@ -46,6 +47,17 @@ fn max_connections_refuses_one_more_with_0x97_and_return_code_3() {
     r.close(a2);
     r.connect(V5, "c");
     assert_eq!(r.broker.stats().connections, 2);
+}
+
+#[test]
+fn a_transport_beyond_the_limit_and_one_handshake_is_closed_before_anything_is_read() {
+    let mut r = raw_with(|c| c.max_connections = Some(1));
+    let _a = r.connect(V5, "a");
+    let _handshake = r.accept(); // room for one more: a takeover may be under way
+    let late = r.accept();
+    r.expect_closed(late);
+    r.expect_silence(late);
+    r.expect_violation(late, ProtocolViolation::TooManyConnections);
 }
 
 // ---- server redirection ---------------------------------------------------------------------
@@ -164,6 +176,7 @@ fn v311_publish_above_topic_limits_closes_the_connection() {
     r.send_packet(c, V311, publish("a/b/c/d", "m", QoS::AtLeastOnce, 1));
     r.expect_closed(c);
     r.expect_silence(c);
+    r.expect_violation(c, ProtocolViolation::TopicAboveLimits);
 }
 
 #[test]
@@ -437,4 +450,5 @@ fn mqtt_3_1_2_24_v5_accepting_connack_above_the_clients_maximum_closes_instead_o
         e,
         BrokerEvent::Closed { conn, reason } if *conn == c && reason.reason_code == ReasonCode::PacketTooLarge
     )));
+    r.expect_violation(c, ProtocolViolation::ConnAckTooLarge);
 }

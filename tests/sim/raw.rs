@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
 use tinymqtt::codec::{encode, ConnAck, Connect, Decoder, Packet};
+use tinymqtt::error::{ConnectionError, ProtocolViolation};
 use tinymqtt::{ByteStr, ProtocolVersion, ReasonCode};
 
 use super::t0;
@@ -246,6 +247,21 @@ impl Raw {
         assert!(
             !self.close_requested(conn),
             "the broker closed {conn:?}; events: {:#?}",
+            self.events
+        );
+    }
+
+    /// Checks that the broker closed `conn` because the client broke `rule`.
+    pub(crate) fn expect_violation(&mut self, conn: ConnId, rule: ProtocolViolation) {
+        self.pump();
+        let error = self.events.iter().find_map(|e| match e {
+            BrokerEvent::Closed { conn: c, reason } if *c == conn => Some(reason.error.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            error,
+            Some(Some(ConnectionError::Violation(rule))),
+            "the close of {conn:?}; events: {:#?}",
             self.events
         );
     }

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::close::Close;
 use super::{ConnEvent, ServerConnection, State, Timer};
 use crate::broker::auth::{AuthExchange, AuthStep, CredentialCheck};
 use crate::broker::mail::{ConnectRequest, Handover, OutFlow, ToRouter};
 use crate::codec::{
     valid_connack, Auth, AuthProperties, ConnAck, Connect, Encoder, Packet, MAX_PACKET_SIZE,
 };
-use crate::error::{ConnectionError, Initiator};
+use crate::error::{ConnectionError, ProtocolViolation};
 use crate::types::{ByteStr, ProtocolVersion, QoS, ReasonCode};
 
 /// A CONNECT waiting for a deferred credentials check.
@@ -71,11 +72,9 @@ impl ServerConnection {
         self.state = State::New;
         self.send(&ack.into());
         self.close(
-            Initiator::Local,
-            code,
-            Some(ConnectionError::Refused(code)),
-            None,
-            false,
+            Close::fault(code, ConnectionError::Refused(code))
+                .without_disconnect()
+                .will(false),
         );
     }
 
@@ -230,13 +229,7 @@ impl ServerConnection {
                     } else {
                         ReasonCode::NotAuthorized
                     };
-                    self.close(
-                        Initiator::Local,
-                        code,
-                        Some(ConnectionError::Refused(code)),
-                        Some(code),
-                        true,
-                    );
+                    self.close(Close::fault(code, ConnectionError::Refused(code)));
                 }
             }
         }
@@ -259,11 +252,11 @@ impl ServerConnection {
     pub(super) fn on_auth(&mut self, a: Auth) {
         let Some(state) = &mut self.auth else {
             // [MQTT-4.12.0-7]: no method in CONNECT, no AUTH.
-            return self.protocol_error("auth without an authentication method");
+            return self.violation(ProtocolViolation::AuthWithoutMethod);
         };
         if a.properties.authentication_method.as_ref() != Some(&state.method) {
             // [MQTT-4.12.0-5] / [MQTT-4.12.1-1]: the method of the CONNECT, always.
-            return self.protocol_error("auth with another authentication method");
+            return self.violation(ProtocolViolation::AuthMethodChanged);
         }
         let data = a.properties.authentication_data.as_ref();
         let step = match (a.reason_code, &mut state.exchange) {
@@ -284,7 +277,7 @@ impl ServerConnection {
                     None => AuthStep::Failure(ReasonCode::NotAuthorized),
                 }
             }
-            _ => return self.protocol_error("auth out of sequence"),
+            _ => return self.violation(ProtocolViolation::AuthOutOfSequence),
         };
         self.auth_step(step);
     }
@@ -416,18 +409,15 @@ impl ServerConnection {
                 self.track(id, flow);
             }
             return self.close(
-                Initiator::Local,
-                ReasonCode::PacketTooLarge,
-                Some(ConnectionError::LimitExceeded(
-                    "connack above the client's maximum packet size",
-                )),
-                None,
-                false,
+                Close::violation(ProtocolViolation::ConnAckTooLarge)
+                    .without_disconnect()
+                    .will(false),
             );
         }
         self.state = State::Connected;
         self.decoder.max_packet_size = self.config.max_packet_size;
         self.timers.stop(Timer::Connect);
+        self.deadline_moved = true;
         self.arm_keep_alive(now);
         self.events
             .push_back(ConnEvent::Connected(self.client_id.clone()));

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{ServerConnection, State};
 use crate::broker::mail::{Delivery, OutFlow, ToRouter};
 use crate::codec::{Packet, PubAck, Publish};
+use crate::error::ProtocolViolation;
 use crate::types::{PacketId, QoS, ReasonCode, TopicName};
 
 impl ServerConnection {
@@ -256,7 +257,7 @@ impl ServerConnection {
                 }
                 self.flow_done(now);
             }
-            _ => self.protocol_error("puback for no qos 1 publish in flight"),
+            _ => self.violation(ProtocolViolation::UnexpectedPubAck),
         }
     }
 
@@ -319,7 +320,7 @@ impl ServerConnection {
                 self.untrack(a.packet_id);
                 self.flow_done(now);
             }
-            _ => self.protocol_error("pubcomp for no pubrel in flight"),
+            _ => self.violation(ProtocolViolation::UnexpectedPubComp),
         }
     }
 }

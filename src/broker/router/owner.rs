@@ -65,7 +65,7 @@ impl Router {
             _ => true,
         });
         for stored in gone {
-            super::store::unqueue(&mut self.store, &id, stored);
+            super::persist_log::unqueue(&mut self.store, &id, stored);
         }
     }
 

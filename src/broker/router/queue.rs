@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use super::budget::{delivery_weight, Budget, Charge, DELIVERY_OVERHEAD};
+use crate::broker::budget::{delivery_weight, Budget, Charge, DELIVERY_OVERHEAD};
 use crate::broker::mail::Delivery;
 
 /// A delivery and what the queue counted for it.

@@ -15,8 +15,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::budget::{delivery_weight, Charge, DELIVERY_OVERHEAD};
-use super::{delivery, Router, Timer};
+use super::routing::delivery;
+use super::{Router, Timer};
+use crate::broker::budget::{delivery_weight, Charge, DELIVERY_OVERHEAD};
 use crate::broker::mail::Delivery;
 use crate::broker::tree::SessionId;
 use crate::codec::Publish;

@@ -1,5 +1,8 @@
 //! Persistence, sans-IO: the records a broker keeps across restarts, the changes its router
-//! asks a store to write, and the byte format of each record.
+//! asks a store to write, and the byte format of each record. (Also at its older path,
+//! `tinymqtt::store`.) The router's side of it is `router/persist_log.rs`; the disk's side,
+//! the runtimes' redb store and its writer thread, is `runtimes/driver/store.rs` and
+//! `writer.rs`.
 //!
 //! The core does no IO and reads no clock. A runtime that persists calls
 //! [`Router::restore`](crate::broker::Router::restore) once at start with what its store
@@ -33,7 +36,7 @@ mod format;
 use std::num::NonZeroU32;
 
 use crate::broker::ConnId;
-use crate::codec::{Publish, SubscriptionOptions};
+use crate::codec::{Publish, SubscriptionOptions, Will, WillProperties};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, TopicFilter, TopicName};
 
 /// A retained message as stored.
@@ -98,6 +101,49 @@ pub struct StoredWill {
     pub publish: Publish,
     /// The will delay interval, in seconds.
     pub delay: u32,
+}
+
+impl From<&Will> for StoredWill {
+    /// A will as the store keeps it.
+    fn from(w: &Will) -> StoredWill {
+        let mut p = Publish::new(w.topic.clone(), w.payload.clone());
+        p.qos = w.qos;
+        p.retain = w.retain;
+        let (wp, pp) = (&w.properties, &mut p.properties);
+        pp.payload_format_indicator = wp.payload_format_indicator;
+        pp.message_expiry_interval = wp.message_expiry_interval;
+        pp.content_type = wp.content_type.clone();
+        pp.response_topic = wp.response_topic.clone();
+        pp.correlation_data = wp.correlation_data.clone();
+        pp.user_properties = wp.user_properties.clone();
+        StoredWill {
+            publish: p,
+            delay: wp.will_delay_interval.unwrap_or(0),
+        }
+    }
+}
+
+impl From<StoredWill> for Will {
+    /// The will a stored one came from.
+    fn from(w: StoredWill) -> Will {
+        let p = w.publish;
+        let pp = p.properties;
+        Will {
+            topic: p.topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties: WillProperties {
+                will_delay_interval: (w.delay > 0).then_some(w.delay),
+                payload_format_indicator: pp.payload_format_indicator,
+                message_expiry_interval: pp.message_expiry_interval,
+                content_type: pp.content_type,
+                response_topic: pp.response_topic,
+                correlation_data: pp.correlation_data,
+                user_properties: pp.user_properties,
+            },
+        }
+    }
 }
 
 /// A packet identifier of a stored session's QoS 2 flow: inbound (PUBREC sent, waiting for

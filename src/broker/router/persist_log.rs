@@ -1,18 +1,19 @@
 //! The router's side of persistence: restoring from a store's snapshot and logging every
-//! change to what is persisted (see [`crate::store`]).
+//! change to what is persisted (see [`crate::broker::persist`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::mail::{ConnId, Delivery, OutFlow};
-use super::super::tree::{SessionId, SubscriptionEntry};
-use super::{Router, Session, Timer};
-use crate::codec::{Publish, Will, WillProperties};
-use crate::store::{
+use super::sessions::Session;
+use super::{Router, Timer};
+use crate::broker::mail::{ConnId, Delivery, OutFlow, ToConnection};
+use crate::broker::persist::{
     CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord,
     StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
+use crate::broker::tree::{SessionId, SubscriptionEntry};
+use crate::codec::{Publish, Will};
 use crate::types::{ByteStr, PacketId};
 
 /// The changes not yet drained, and the wall clock the runtime gave at restore.
@@ -54,6 +55,31 @@ pub struct Restored {
 }
 
 impl Router {
+    /// A ticket the store logged ([`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable)) is
+    /// durable, with everything logged before it: its connection may send the
+    /// acknowledgement it holds. Hand tickets back in the order they were drained.
+    pub fn handle_durable(&mut self, now: Instant, ticket: Ticket) {
+        if !ticket.delivery {
+            if self.conns.contains(&ticket.conn) {
+                self.send_held(ticket.conn, 1);
+            }
+            return;
+        }
+        let Some((conn, sid, d)) = self.parked.pop_front() else {
+            return;
+        };
+        debug_assert_eq!(conn, ticket.conn, "tickets come back in order");
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.parked = s.parked.saturating_sub(1);
+        }
+        if self.online.get(&conn) == Some(&sid) {
+            self.send_to((conn, ToConnection::Deliver(d)));
+        } else {
+            // Its connection is gone: back to the session, as if never sent.
+            self.returned_to(now, sid, d);
+        }
+    }
+
     /// Rebuilds retained messages and sessions from a store's snapshot, and from then on logs
     /// every change for the store (drain it with [`Router::poll_store`]).
     ///
@@ -256,7 +282,7 @@ impl Router {
                 packet_id: q.packet_id,
                 ..Delivery::of(q.publish)
             };
-            let size = super::budget::delivery_weight(&d);
+            let size = crate::broker::budget::delivery_weight(&d);
             if s.queue.len() >= max_msgs || s.queue.bytes() + size > max_bytes {
                 // The limits shrank since it was stored: the newest messages are dropped.
                 s.dropped += 1;
@@ -396,7 +422,11 @@ impl Router {
             }),
         );
         if let Some(s) = self.sessions.get_mut(&sid) {
-            let subs: usize = s.subscriptions.keys().map(super::subscription_weight).sum();
+            let subs: usize = s
+                .subscriptions
+                .keys()
+                .map(super::subscriptions::subscription_weight)
+                .sum();
             s.charge.set(s.charge.bytes() + subs);
         }
         if r.expiry != u32::MAX {
@@ -408,7 +438,7 @@ impl Router {
             // then, or from when the connection ended.
             let left = u64::from(w.delay).saturating_sub(age);
             if let Some(s) = self.sessions.get_mut(&sid) {
-                s.will = Some(Box::new(will_of(w)));
+                s.will = Some(Box::new(Will::from(w)));
             }
             self.set_timer(now + Duration::from_secs(left), Timer::Will(sid, 0));
         }
@@ -473,7 +503,7 @@ impl Router {
             expiry: s.expiry,
             disconnected_at: s.disconnected_at,
             subscriptions,
-            will: s.will.as_deref().map(stored_will),
+            will: s.will.as_deref().map(StoredWill::from),
             owner: match (s.claimed, s.owner.as_deref()) {
                 (false, _) => SessionOwner::Unknown,
                 (true, None) => SessionOwner::Anonymous,
@@ -534,43 +564,4 @@ pub(super) fn unqueue(store: &mut Option<StoreLog>, client_id: &ByteStr, seq: Op
 /// Whether `p` is on a `$SYS` topic, which the broker rebuilds itself and never stores.
 fn is_sys(p: &Publish) -> bool {
     p.topic.as_str().starts_with("$SYS")
-}
-
-/// A will as the store keeps it.
-fn stored_will(w: &Will) -> StoredWill {
-    let mut p = Publish::new(w.topic.clone(), w.payload.clone());
-    p.qos = w.qos;
-    p.retain = w.retain;
-    let (wp, pp) = (&w.properties, &mut p.properties);
-    pp.payload_format_indicator = wp.payload_format_indicator;
-    pp.message_expiry_interval = wp.message_expiry_interval;
-    pp.content_type = wp.content_type.clone();
-    pp.response_topic = wp.response_topic.clone();
-    pp.correlation_data = wp.correlation_data.clone();
-    pp.user_properties = wp.user_properties.clone();
-    StoredWill {
-        publish: p,
-        delay: wp.will_delay_interval.unwrap_or(0),
-    }
-}
-
-/// The will a stored one came from.
-fn will_of(w: StoredWill) -> Will {
-    let p = w.publish;
-    let pp = p.properties;
-    Will {
-        topic: p.topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-        properties: WillProperties {
-            will_delay_interval: (w.delay > 0).then_some(w.delay),
-            payload_format_indicator: pp.payload_format_indicator,
-            message_expiry_interval: pp.message_expiry_interval,
-            content_type: pp.content_type,
-            response_topic: pp.response_topic,
-            correlation_data: pp.correlation_data,
-            user_properties: pp.user_properties,
-        },
-    }
 }
