@@ -105,10 +105,13 @@ fn publishes_to_sys_are_refused_even_when_the_acl_allows_them() {
     let b = files_broker();
     let alice = rt::connect(b.addr, as_user("a", "alice", "a1ice")).unwrap();
     alice.subscribe(sub("$SYS/#", QoS::AtLeastOnce)).unwrap();
-    let ack = alice
+    let refused = alice
         .publish(msg("$SYS/broker/uptime", "0", QoS::AtLeastOnce, false))
-        .unwrap();
-    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::PublishRefused(a) if a.reason_code == ReasonCode::NotAuthorized),
+        "{refused:?}"
+    );
     no_message(&alice, Duration::from_millis(100));
     b.shutdown();
 }
@@ -120,14 +123,20 @@ fn a_client_id_with_a_slash_cannot_reach_another_clients_pattern_topics() {
     dev1.subscribe(sub("clients/dev1/#", QoS::AtLeastOnce))
         .unwrap();
     let evil = rt::connect(b.addr, as_user("dev1/cmd", "alice", "a1ice")).unwrap();
-    let ack = evil
+    let refused = evil
         .publish(msg("clients/dev1/cmd/reboot", "x", QoS::AtLeastOnce, false))
-        .unwrap();
-    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
-    let granted = evil
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::PublishRefused(a) if a.reason_code == ReasonCode::NotAuthorized),
+        "{refused:?}"
+    );
+    let refused = evil
         .subscribe(sub("clients/dev1/#", QoS::AtLeastOnce))
-        .unwrap();
-    assert_eq!(granted.reason_codes, [ReasonCode::NotAuthorized]);
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::SubscribeRefused(a) if a.reason_codes == [ReasonCode::NotAuthorized]),
+        "{refused:?}"
+    );
     no_message(&dev1, Duration::from_millis(100));
     // dev1's own pattern works.
     let ack = dev1
