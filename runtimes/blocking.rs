@@ -1123,6 +1123,10 @@ fn run_connection(
     // Reads the connection does not want yet (see `ServerConnection::wants_input`): their
     // permits stay taken, so the reader thread stops after a few.
     let mut held: VecDeque<Bytes> = VecDeque::new();
+    // Inputs taken out of order (see `ORDER_GRACE`), to be handled before the channel's.
+    let mut front: VecDeque<ConnInput> = VecDeque::new();
+    // The waits spent on the mail that ends the connection (at most `ORDER_GRACES`).
+    let mut graces = 0;
     loop {
         let d = drain_connection(&mut conn, hook.as_ref());
         let mut failed = false;
@@ -1150,7 +1154,8 @@ fn run_connection(
             // Mail still on its way goes back: the closed connection returns its deliveries.
             *closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
             let at = now();
-            while let Ok(input) = rx.try_recv() {
+            let waiting = std::mem::take(&mut front).into_iter();
+            for input in waiting.chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                 if let ConnInput::Mail(batch) = input {
                     taken(&queued, &batch);
                     for m in batch {
@@ -1181,7 +1186,10 @@ fn run_connection(
                 continue;
             }
         }
-        let mut input = next(&rx, conn.poll_timeout());
+        let mut input = match front.pop_front() {
+            Some(i) => Ok(i),
+            None => next(&rx, conn.poll_timeout()),
+        };
         // What else is queued goes into the same write (a bounded number of inputs), up to
         // an input that ends the connection.
         let mut took = 0;
@@ -1239,6 +1247,24 @@ fn run_connection(
                     true
                 }
                 Ok(ConnInput::Mail(batch)) => {
+                    if graces < ORDER_GRACES && batch.iter().any(ConnectionMail::ends_connection)
+                    {
+                        // What the client sent before this mail was written may still be on
+                        // its way from the reader thread: it goes first (a DISCONNECT before
+                        // a takeover's close), so that what one client sends on consecutive
+                        // connections reaches the router in that order.
+                        graces += 1;
+                        match rx.recv_timeout(ORDER_GRACE) {
+                            Ok(first @ (ConnInput::Bytes(_) | ConnInput::ReadEnd)) => {
+                                front.push_back(ConnInput::Mail(batch));
+                                input = Ok(first);
+                                continue;
+                            }
+                            Ok(other) => front.push_back(other),
+                            Err(_) => {}
+                        }
+                    }
+                    graces = 0;
                     taken(&queued, &batch);
                     let at = now();
                     for m in batch {
@@ -1260,13 +1286,23 @@ fn run_connection(
             if !more || took == INPUTS_PER_WRITE || conn.is_closed() {
                 break;
             }
-            match rx.try_recv() {
+            match front.pop_front().map_or_else(|| rx.try_recv(), Ok) {
                 Ok(i) => input = Ok(i),
                 Err(_) => break,
             }
         }
     }
 }
+
+#[cfg(feature = "broker")]
+/// How long a connection whose mail ends it (a takeover) waits for bytes its client sent
+/// before: the reader thread may not have handed them over yet.
+const ORDER_GRACE: Duration = Duration::from_millis(20);
+
+#[cfg(feature = "broker")]
+/// How many such waits one ending mail gets while bytes keep coming (a client that keeps
+/// sending cannot hold its takeover off).
+const ORDER_GRACES: u32 = 4;
 
 #[cfg(feature = "broker")]
 /// Hands the connection the reads held back, in order, while it wants them.
