@@ -42,10 +42,7 @@ pub type Verdict = Result<(), ReasonCode>;
 ///         }
 ///     })
 /// });
-/// let options = BrokerOptions {
-///     check_credentials: Some(lookup),
-///     ..BrokerOptions::default()
-/// };
+/// let options = BrokerOptions::default().with_check_credentials(Some(lookup));
 /// # let _ = options;
 /// ```
 pub type CheckCredentials =
