@@ -1247,8 +1247,7 @@ fn run_connection(
                     true
                 }
                 Ok(ConnInput::Mail(batch)) => {
-                    if graces < ORDER_GRACES && batch.iter().any(ConnectionMail::ends_connection)
-                    {
+                    if graces < ORDER_GRACES && batch.iter().any(ConnectionMail::ends_connection) {
                         // What the client sent before this mail was written may still be on
                         // its way from the reader thread: it goes first (a DISCONNECT before
                         // a takeover's close), so that what one client sends on consecutive
