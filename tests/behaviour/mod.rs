@@ -104,6 +104,11 @@ fn next_disconnect(c: &rt::Client) -> ReasonCode {
 
 /// A raw TCP peer that sends `connect` and reads the CONNACK.
 fn raw_connect(addr: SocketAddr, connect: Connect) -> TcpStream {
+    raw_connect_flag(addr, connect).0
+}
+
+/// [`raw_connect`], with the CONNACK's session present flag.
+fn raw_connect_flag(addr: SocketAddr, connect: Connect) -> (TcpStream, bool) {
     let v = connect.protocol;
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -116,7 +121,7 @@ fn raw_connect(addr: SocketAddr, connect: Connect) -> TcpStream {
     let mut rest = vec![0u8; usize::from(head[1])];
     s.read_exact(&mut rest).unwrap();
     assert_eq!(rest[1], 0, "connection refused");
-    s
+    (s, rest[0] & 1 == 1)
 }
 
 /// Sends a 3.1.1 SUBSCRIBE (id 1, QoS 0) on a raw peer and reads its SUBACK.
