@@ -16,19 +16,10 @@ mod peers;
 
 use std::path::{Path, PathBuf};
 
-use peers::{example, free_port, run, run_ok, Peer};
+use peers::{example, free_port, run, run_ok, write, Peer};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinymqtt-access-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
+    peers::scratch("access", name)
 }
 
 /// Runs `mosquitto_pub` once (with these credentials, if any); whether the broker let it in.

@@ -14,21 +14,12 @@
 #[path = "support/interop.rs"]
 mod peers;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use peers::{example, free_port, run, run_ok, wait_for_port, Peer};
+use peers::{example, free_port, run, run_ok, wait_for_port, write, Peer};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinymqtt-config-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
+    peers::scratch("config", name)
 }
 
 /// Runs `mosquitto_pub` once with these credentials; whether the broker let it in.

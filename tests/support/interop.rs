@@ -304,3 +304,18 @@ pub(crate) fn next_msg(sub: &Peer) -> (bool, u8, String, String) {
     let payload = it.next().unwrap_or("").to_string();
     (retain, qos, topic, payload)
 }
+
+/// An empty scratch folder for one test: `tinymqtt-{kind}-{pid}-{name}` under the temp dir.
+pub(crate) fn scratch(kind: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinymqtt-{kind}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` to `dir/name`; returns the file's path.
+pub(crate) fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
