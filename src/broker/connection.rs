@@ -496,8 +496,13 @@ impl ServerConnection {
             }
             ToConnection::Refused(code) => self.router_refused(code),
             ToConnection::Disconnect(code) => {
-                // Takeover: [MQTT-3.1.4-3] the will is published (subject to its delay).
-                let will = code == ReasonCode::SessionTakenOver;
+                // Takeover: [MQTT-3.1.4-3] the will is published (subject to its delay); so
+                // it is when the application disconnects the client ([MQTT-3.1.2-8]: the
+                // client did not ask to end). Not at a server shutdown (as Mosquitto).
+                let will = matches!(
+                    code,
+                    ReasonCode::SessionTakenOver | ReasonCode::AdministrativeAction
+                );
                 self.close(Close::local(code).will(will));
             }
         }

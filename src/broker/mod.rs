@@ -61,6 +61,7 @@
 //! assert!(matches!(broker.poll_event(), Some(BrokerEvent::Connected { .. })));
 //! ```
 
+pub mod admin;
 pub mod auth;
 mod budget;
 pub mod config;
@@ -81,6 +82,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+pub use admin::{AdminError, AdminReply, AdminRequest, AdminTag, ClientInfo, SessionInfo};
 pub use auth::{
     AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer, CredentialCheck, Denied,
     DeniedAction,
@@ -346,6 +348,26 @@ impl Broker {
     /// The next event; yields after inputs, timeouts and shutdown.
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
         self.events.pop_front()
+    }
+
+    /// A request from the application that runs the broker (publish, list, disconnect,
+    /// remove); its answer comes out of [`Broker::poll_admin`] with `tag`. See
+    /// [`Router::handle_admin`].
+    pub fn handle_admin(&mut self, now: Instant, tag: AdminTag, request: AdminRequest) {
+        self.router.handle_admin(now, tag, request);
+        self.pump(now);
+    }
+
+    /// The answer to a request of the application; yields after [`Broker::handle_admin`],
+    /// and after inputs and timeouts for publishes that waited (drain it after
+    /// [`Broker::poll_event`]).
+    pub fn poll_admin(&mut self) -> Option<(AdminTag, Result<AdminReply, AdminError>)> {
+        self.router.poll_admin()
+    }
+
+    /// Names the listener `conn` came through (see [`Router::set_listener`]).
+    pub fn set_listener(&mut self, conn: ConnId, listener: Arc<str>) {
+        self.router.set_listener(conn, listener);
     }
 
     /// Restores retained messages and sessions from a store and turns the change log on; see

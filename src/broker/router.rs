@@ -20,6 +20,7 @@
 //! holds; `persist_log` turns the router's changes into the store's log and restores from a
 //! snapshot. The memory budget, which connections check too, is `broker/budget.rs`.
 
+mod admin;
 mod inflight;
 mod owner;
 mod persist_log;
@@ -130,6 +131,8 @@ pub struct Router {
     /// The will and expiry timers of each offline session, removed when it reconnects or
     /// ends (a session that comes and goes leaves no timers behind).
     session_timers: IdMap<SessionId, Vec<(Instant, u64)>>,
+    /// The application's requests (see `admin`).
+    admin: admin::Admin,
 }
 
 impl std::fmt::Debug for Router {
@@ -155,6 +158,7 @@ impl Router {
             retained_budget,
             replays: IdMap::default(),
             session_timers: IdMap::default(),
+            admin: admin::Admin::default(),
             config,
             authenticator,
             authorizer,
@@ -429,8 +433,12 @@ impl Router {
         match mail {
             ToRouter::Gone => {
                 self.conns.remove(&conn);
+                self.admin_gone(conn);
             }
-            ToRouter::Connect(req) => self.connect(now, conn, *req),
+            ToRouter::Connect(req) => {
+                self.admin_connecting(now, conn);
+                self.connect(now, conn, *req);
+            }
             ToRouter::Publish(p, digest) => {
                 self.received += 1;
                 let from = self.online.get(&conn).copied();
@@ -522,6 +530,7 @@ impl Router {
                 handover,
             } => {
                 self.conns.remove(&conn);
+                self.admin_gone(conn);
                 self.closed(now, conn, will, session_expiry, handover);
             }
         }

@@ -60,7 +60,9 @@ impl Router {
     /// acknowledgement it holds. Hand tickets back in the order they were drained.
     pub fn handle_durable(&mut self, now: Instant, ticket: Ticket) {
         if !ticket.delivery {
-            if self.conns.contains(&ticket.conn) {
+            if ticket.conn == super::admin::HOST {
+                self.host_ticket();
+            } else if self.conns.contains(&ticket.conn) {
                 self.send_held(ticket.conn, 1);
             }
             return;
@@ -361,6 +363,8 @@ impl Router {
                 conn,
                 delivery: false,
             }));
+        } else if conn == super::admin::HOST {
+            self.host_ticket();
         } else if self.conns.contains(&conn) {
             self.send_held(conn, 1);
         }

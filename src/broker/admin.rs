@@ -1,0 +1,148 @@
+//! What the application that runs a broker may ask of it: publish a message, list who is
+//! connected, a client's subscriptions and the offline sessions, disconnect a client, remove
+//! an offline session.
+//!
+//! Requests are mail for the router like a connection's: give each [`AdminRequest`] to
+//! [`Router::handle_admin`](super::Router::handle_admin) (or
+//! [`Broker::handle_admin`](super::Broker::handle_admin)) with a tag of your choosing, and
+//! drain [`Router::poll_admin`](super::Router::poll_admin) after every input: each request
+//! gets exactly one answer, carrying its tag. Most are answered at once; a publish is
+//! answered once it is routed, and durable when the broker persists with durable
+//! acknowledgements (its answer then waits for the store, like a client's PUBACK).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::codec::Publish;
+use crate::types::{ByteStr, ProtocolVersion, TopicFilter};
+
+use crate::codec::SubscriptionOptions;
+
+/// The caller's name for one request, carried back with its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AdminTag(pub u64);
+
+/// A request from the application that runs the broker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AdminRequest {
+    /// Route this message as if a client had published it: retained when its retain flag is
+    /// set, to every matching subscription at the QoS both allow. `$SYS` topics are the
+    /// broker's and refused; the memory budget, the maximum QoS and retain availability
+    /// apply as to a client. Answered with [`AdminReply::Published`] once routed (once
+    /// durable, with a store and durable acknowledgements); when a subscriber's queue is
+    /// full a QoS 1/2 message waits for room as a client's acknowledgement does (for
+    /// `max_publisher_wait` at most). Answers to publishes come in the order they were asked.
+    Publish(Publish),
+    /// The connected clients: [`AdminReply::Clients`].
+    Clients,
+    /// The subscriptions of one session, online or offline: [`AdminReply::Subscriptions`].
+    Subscriptions(ByteStr),
+    /// The sessions whose client is not connected: [`AdminReply::OfflineSessions`].
+    OfflineSessions,
+    /// Disconnect this client (MQTT 5: DISCONNECT 0x98 Administrative action; its will is
+    /// published, as for any end the client did not ask for); its session stays, as its
+    /// expiry says. Answered with [`AdminReply::Disconnected`] once the close is mailed.
+    Disconnect(ByteStr),
+    /// Remove this offline session with its subscriptions and queue (a pending will is
+    /// published now, as at its expiry): [`AdminReply::Removed`].
+    RemoveSession(ByteStr),
+}
+
+/// The answer to an [`AdminRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminReply {
+    /// The message is routed (and durable, with a store and durable acknowledgements).
+    Published,
+    /// The connected clients, by client identifier.
+    Clients(Vec<ClientInfo>),
+    /// The session's subscriptions, by filter.
+    Subscriptions(Vec<SubscriptionInfo>),
+    /// The offline sessions, by client identifier.
+    OfflineSessions(Vec<SessionInfo>),
+    /// The client's connection is told to close.
+    Disconnected,
+    /// The session is gone.
+    Removed,
+}
+
+/// Why an [`AdminRequest`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// No session has this client identifier.
+    #[error("no session for client {0}")]
+    NoSuchSession(ByteStr),
+    /// The client is not connected (disconnect).
+    #[error("client {0} is not connected")]
+    NotConnected(ByteStr),
+    /// The client is connected (remove its session after disconnecting it).
+    #[error("client {0} is connected")]
+    Connected(ByteStr),
+    /// `$SYS` topics are the broker's own.
+    #[error("$SYS topics are the broker's")]
+    SysTopic,
+    /// The memory budget (or the retained messages' budget) has no room for the message.
+    #[error("memory limit reached")]
+    QuotaExceeded,
+    /// The message's QoS is above the broker's `maximum_qos`.
+    #[error("QoS above the broker's maximum")]
+    QoSNotSupported,
+    /// A retained message, and the broker does not keep them (`retain_available`).
+    #[error("retained messages are not available")]
+    RetainNotAvailable,
+}
+
+/// A connected client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientInfo {
+    /// Its client identifier.
+    pub client_id: ByteStr,
+    /// The user name it authenticated as.
+    pub username: Option<ByteStr>,
+    /// The listener it came through, as the runtime named it (see
+    /// [`Router::set_listener`](super::Router::set_listener)).
+    pub listener: Option<Arc<str>>,
+    /// The protocol version it speaks.
+    pub protocol: ProtocolVersion,
+    /// When its CONNECT reached the router.
+    pub since: Instant,
+}
+
+/// A session whose client is not connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Its client identifier.
+    pub client_id: ByteStr,
+    /// The user name it belongs to.
+    pub username: Option<ByteStr>,
+    /// The protocol version its client last spoke.
+    pub protocol: ProtocolVersion,
+    /// Seconds it outlives its connection (`u32::MAX`: forever).
+    pub expiry: u32,
+    /// Messages waiting in its queue.
+    pub queued: usize,
+    /// Its subscriptions.
+    pub subscriptions: usize,
+}
+
+/// One subscription of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionInfo {
+    /// The filter.
+    pub filter: TopicFilter,
+    /// QoS, no local, retain as published, retain handling.
+    pub options: SubscriptionOptions,
+    /// The subscription identifier (MQTT 5).
+    pub identifier: Option<NonZeroU32>,
+}
+
+/// Whether `p` is on one of the broker's own `$SYS` topics.
+pub(crate) fn is_sys_topic(p: &Publish) -> bool {
+    p.topic.as_str() == "$SYS" || p.topic.as_str().starts_with("$SYS/")
+}
