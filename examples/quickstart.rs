@@ -1,24 +1,33 @@
-//! Subscribe, publish at QoS 1, read the message back (with a broker on 127.0.0.1:1883).
+//! Connect over TLS by host name, subscribe, publish at QoS 1, read the message back.
 
 use tinymqtt::client::{ClientConfig, Event};
 use tinymqtt::codec::{Publish, Subscription};
+use tinymqtt::runtimes::driver::transport::{Endpoint, TlsOptions};
 use tinymqtt::runtimes::tokio::Client;
 use tinymqtt::{ProtocolVersion, QoS, TopicFilter, TopicName};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // A broker at 127.0.0.1:1883 (or the address given as the first argument).
-    let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:1883".into());
+    // The broker's URL, and a CA file (PEM) to trust besides Mozilla's roots, if any.
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .unwrap_or("mqtts://test.mosquitto.org:8886".into());
+    let mut tls = TlsOptions::new();
+    if let Some(ca) = args.next() {
+        tls = tls.ca_file(ca);
+    }
+    let broker = Endpoint::parse(&url)?.tls(tls);
     let config = ClientConfig::new(ProtocolVersion::V5, "quickstart".try_into()?);
-    let (client, events) = Client::connect(addr.parse()?, config).await?;
+    let (client, events) = Client::connect_to(broker, config).await?;
 
-    let filter = TopicFilter::new("sensors/#")?;
+    let filter = TopicFilter::new("tinymqtt/quickstart/#")?;
     client
         .subscribe(vec![Subscription::new(filter, QoS::AtLeastOnce)])
         .await?;
 
-    let publish =
-        Publish::new(TopicName::new("sensors/kitchen")?, "21.5").with_qos(QoS::AtLeastOnce);
+    let topic = TopicName::new("tinymqtt/quickstart/kitchen")?;
+    let publish = Publish::new(topic, "21.5").with_qos(QoS::AtLeastOnce);
     // `publish` returns once the message is queued; `ack` once the broker has it.
     let ack = client.publish(publish).await?.ack().await?;
     println!("acknowledged: {:?}", ack.reason_code);

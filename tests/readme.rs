@@ -1,12 +1,18 @@
-//! The README's quick start is `examples/quickstart.rs` word for word, and it runs: against our
-//! tokio broker it publishes, receives its own message and exits 0.
+//! The README's quick start is `examples/quickstart.rs` word for word, and it runs: over TLS, by
+//! host name (`mqtts://localhost`), against our tokio broker's TLS listener with a CA this test
+//! makes, it publishes, receives its own message and exits 0.
 //!
 //! `cargo test` builds the examples before it runs this.
 
 use std::process::Command;
 
-use tinymqtt::broker::BrokerConfig;
+use tinymqtt::broker::{Broker, BrokerConfig};
+use tinymqtt::runtimes::driver::transport::{ListenerConfig, ServerTls};
 use tinymqtt::runtimes::tokio::Server;
+use tinymqtt::runtimes::BrokerOptions;
+
+#[path = "support/pki.rs"]
+mod pki;
 
 /// The body of the first ```rust block after `heading` in the README.
 fn readme_block(heading: &str) -> String {
@@ -27,16 +33,27 @@ fn the_readme_quick_start_is_the_quickstart_example() {
 }
 
 #[test]
-fn the_quickstart_example_runs_against_our_broker() {
+fn the_quickstart_example_runs_over_tls_by_host_name_against_our_broker() {
+    let pki = pki::make("readme");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (addr, stop, served) = rt.block_on(async {
+    let (port, stop, served) = rt.block_on(async {
         let config = BrokerConfig::default().with_sys_interval(None);
-        let broker = Server::bind(config, &["127.0.0.1:0".parse().unwrap()])
-            .await
-            .unwrap();
-        let addr = broker.local_addrs()[0];
+        let listener = ListenerConfig {
+            tls: Some(ServerTls {
+                certfile: pki.path("server.pem"),
+                keyfile: pki.path("server.key"),
+                cafile: None,
+                require_certificate: false,
+            }),
+            ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
+        };
+        let broker =
+            Server::bind_listeners(Broker::new(config), BrokerOptions::default(), &[listener])
+                .await
+                .unwrap();
+        let port = broker.local_addrs()[0].port();
         let stop = broker.handle();
-        (addr, stop, tokio::spawn(broker.run()))
+        (port, stop, tokio::spawn(broker.run()))
     });
     // target/<profile>/deps/readme-* -> target/<profile>/examples/quickstart
     let mut exe = std::env::current_exe().unwrap();
@@ -46,13 +63,26 @@ fn the_quickstart_example_runs_against_our_broker() {
     }
     let exe = exe.join("examples").join("quickstart");
     let out = Command::new(&exe)
-        .arg(addr.to_string())
+        .arg(format!("mqtts://localhost:{port}"))
+        .arg(pki.path("ca.pem"))
         .output()
         .expect("the quickstart example is built (cargo test builds the examples)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("acknowledged: Success"), "{stdout}");
-    assert!(stdout.contains("sensors/kitchen 21.5"), "{stdout}");
+    assert!(
+        stdout.contains("tinymqtt/quickstart/kitchen 21.5"),
+        "{stdout}"
+    );
+
+    // Without the CA the server's certificate is refused, and the example says why.
+    let out = Command::new(&exe)
+        .arg(format!("mqtts://localhost:{port}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
     stop.shutdown();
     rt.block_on(served).unwrap();
 }
