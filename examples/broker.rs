@@ -1,7 +1,8 @@
 //! An MQTT broker: `broker --host 127.0.0.1 --port 1883 [--config FILE] [--runtime tokio]`.
 //!
-//! Reads `help`, `status` (with the connections of each listener), `reload` and `stop` on
-//! stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT 0x8B to MQTT 5 clients, no wills);
+//! Reads `help`, `status` (with the connections of each listener), `clients`, `sessions`
+//! (the offline ones), `subscriptions ID`, `kick ID` (DISCONNECT 0x98 to an MQTT 5 client),
+//! `remove ID` (an offline session), `reload` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT 0x8B to MQTT 5 clients, no wills);
 //! `reload` and SIGHUP read the password and ACL files and the TLS certificates again
 //! (connected clients keep their sessions and meet the new rules at their next publish or
 //! subscription; new connections get the new certificates). `broker --check-config FILE` checks a config file (and
@@ -349,8 +350,10 @@ fn reload_certificates(reloader: &Reloader) {
     }
 }
 
-/// Reads `help`, `status`, `reload` and `stop` from stdin; the end of stdin only ends the
-/// console.
+/// What the console takes.
+const COMMANDS: &str = "commands: help, status, clients, sessions, subscriptions ID, kick ID, remove ID, reload, stop";
+
+/// Reads the [`COMMANDS`] from stdin; the end of stdin only ends the console.
 fn console(
     handle: &BrokerHandle,
     files: Option<&AccessFiles>,
@@ -361,7 +364,9 @@ fn console(
         let Ok(line) = line else { return };
         match line.trim() {
             "" => {}
-            "help" => println!("commands: help, status, reload, stop"),
+            "help" => println!("{COMMANDS}"),
+            "clients" => clients(handle),
+            "sessions" => offline_sessions(handle),
             "reload" => reload(files, reloader),
             "status" => {
                 match handle.stats_blocking() {
@@ -389,9 +394,95 @@ fn console(
                 handle.shutdown();
                 return;
             }
-            other => {
-                println!("unknown command {other:?}; commands: help, status, reload, stop")
-            }
+            other => match other.split_once(' ') {
+                Some(("subscriptions", id)) => subscriptions(handle, id.trim()),
+                Some(("kick", id)) => kick(handle, id.trim()),
+                Some(("remove", id)) => remove(handle, id.trim()),
+                _ => println!("unknown command {other:?}; {COMMANDS}"),
+            },
         }
+    }
+}
+
+/// A client identifier typed on the console.
+fn client_id(id: &str) -> Option<tinymqtt::ByteStr> {
+    match tinymqtt::ByteStr::try_from(id) {
+        Ok(id) if !id.is_empty() => Some(id),
+        _ => {
+            println!("not a client identifier: {id:?}");
+            None
+        }
+    }
+}
+
+/// `clients`: one line per connected client.
+fn clients(handle: &BrokerHandle) {
+    match handle.clients_blocking() {
+        Ok(list) => {
+            for c in &list {
+                println!(
+                    "client {} user {} listener {} protocol {:?} connected {}s ago",
+                    c.client_id,
+                    c.username.as_ref().map_or("-", |u| u.as_str()),
+                    c.listener.as_deref().unwrap_or("-"),
+                    c.protocol,
+                    c.since.elapsed().as_secs()
+                );
+            }
+            println!("{} client(s)", list.len());
+        }
+        Err(e) => println!("clients unavailable: {e}"),
+    }
+}
+
+/// `sessions`: one line per offline session.
+fn offline_sessions(handle: &BrokerHandle) {
+    match handle.offline_sessions_blocking() {
+        Ok(list) => {
+            for s in &list {
+                println!(
+                    "session {} user {} expiry {}s queued {} subscriptions {}",
+                    s.client_id,
+                    s.username.as_ref().map_or("-", |u| u.as_str()),
+                    s.expiry,
+                    s.queued,
+                    s.subscriptions
+                );
+            }
+            println!("{} offline session(s)", list.len());
+        }
+        Err(e) => println!("sessions unavailable: {e}"),
+    }
+}
+
+/// `subscriptions ID`: one line per subscription of that session.
+fn subscriptions(handle: &BrokerHandle, id: &str) {
+    let Some(id) = client_id(id) else { return };
+    match handle.subscriptions_blocking(id.clone()) {
+        Ok(list) => {
+            for s in &list {
+                println!("subscription {} qos {}", s.filter, s.options.qos as u8);
+            }
+            println!("{} subscription(s) for {id}", list.len());
+        }
+        Err(e) => println!("subscriptions of {id}: {e}"),
+    }
+}
+
+/// `kick ID`: DISCONNECT 0x98 (MQTT 5), the session stays.
+fn kick(handle: &BrokerHandle, id: &str) {
+    let Some(id) = client_id(id) else { return };
+    match handle.disconnect_client_blocking(id.clone()) {
+        Ok(()) => println!("kicked {id}"),
+        Err(e) => println!("kick {id}: {e}"),
+    }
+}
+
+/// `remove ID`: an offline session goes, with its subscriptions and queue.
+fn remove(handle: &BrokerHandle, id: &str) {
+    let Some(id) = client_id(id) else { return };
+    match handle.remove_session_blocking(id.clone()) {
+        Ok(()) => println!("removed session {id}"),
+        Err(e) => println!("remove {id}: {e}"),
     }
 }

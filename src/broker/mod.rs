@@ -82,7 +82,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use admin::{AdminError, AdminReply, AdminRequest, AdminTag, ClientInfo, SessionInfo};
+pub use admin::{
+    AdminError, AdminReply, AdminRequest, AdminTag, ClientInfo, SessionInfo, SubscriptionInfo,
+};
 pub use auth::{
     AllowAll, AuthExchange, AuthStep, Authenticator, Authorizer, CredentialCheck, Denied,
     DeniedAction,
