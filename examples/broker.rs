@@ -351,7 +351,8 @@ fn reload_certificates(reloader: &Reloader) {
 }
 
 /// What the console takes.
-const COMMANDS: &str = "commands: help, status, clients, sessions, subscriptions ID, kick ID, remove ID, reload, stop";
+const COMMANDS: &str =
+    "commands: help, status, clients, sessions, subscriptions ID, kick ID, remove ID, reload, stop";
 
 /// Reads the [`COMMANDS`] from stdin; the end of stdin only ends the console.
 fn console(

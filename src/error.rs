@@ -308,3 +308,51 @@ mod tests {
         }
     }
 }
+
+/// Why a transport failed or could not be opened, as the runtime that ran it says (the host
+/// name did not resolve, the connection was refused, a certificate was rejected, the TLS
+/// peer sent an alert): carried by [`Event::Disconnected`](crate::client::Event::Disconnected)
+/// beside the protocol's [`CloseReason`].
+///
+/// Opaque to the core, which does no IO: the runtimes put their own error in it (for
+/// `tinymqtt::runtimes`, a `TransportError`, which [`TransportCause::downcast_ref`] gives
+/// back). Clones share the error; two causes are equal when they are the same report.
+#[derive(Clone)]
+pub struct TransportCause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl TransportCause {
+    /// A cause from the runtime's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> TransportCause {
+        TransportCause(std::sync::Arc::new(error))
+    }
+
+    /// The runtime's error.
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// The runtime's error as its own type, if it is a `T`.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for TransportCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for TransportCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq for TransportCause {
+    fn eq(&self, other: &TransportCause) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TransportCause {}

@@ -9,6 +9,37 @@
 //! gets exactly one answer, carrying its tag. Most are answered at once; a publish is
 //! answered once it is routed, and durable when the broker persists with durable
 //! acknowledgements (its answer then waits for the store, like a client's PUBACK).
+//!
+//! ```
+//! use std::time::Instant;
+//! use tinymqtt::broker::{AdminReply, AdminRequest, AdminTag, Broker, BrokerConfig};
+//! use tinymqtt::codec::Publish;
+//! use tinymqtt::TopicName;
+//!
+//! # #[allow(clippy::disallowed_methods)]
+//! let now = Instant::now();
+//! let mut broker = Broker::new(BrokerConfig::default());
+//! let conn = broker.accept(now);
+//! // A 3.1.1 CONNECT with client id "a", then SUBSCRIBE to "t" at QoS 0.
+//! let connect = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'a'];
+//! broker.handle_input(now, conn, &connect);
+//! broker.handle_input(now, conn, &[0x82, 6, 0, 1, 0, 1, b't', 0]);
+//! while broker.poll_transmit().is_some() {} // CONNACK, SUBACK
+//!
+//! // The application publishes into the broker: the subscriber gets it.
+//! let publish = Publish::new(TopicName::new("t").unwrap(), "hi");
+//! broker.handle_admin(now, AdminTag(1), AdminRequest::Publish(publish));
+//! assert_eq!(broker.poll_admin(), Some((AdminTag(1), Ok(AdminReply::Published))));
+//! let (to, bytes) = broker.poll_transmit().expect("the PUBLISH");
+//! assert_eq!((to, &bytes[..]), (conn, &[0x30, 5, 0, 1, b't', b'h', b'i'][..]));
+//!
+//! // Who is connected, then kick "a" (a 3.1.1 client is just closed).
+//! broker.handle_admin(now, AdminTag(2), AdminRequest::Clients);
+//! let Some((_, Ok(AdminReply::Clients(clients)))) = broker.poll_admin() else { panic!() };
+//! assert_eq!(clients[0].client_id.as_str(), "a");
+//! broker.handle_admin(now, AdminTag(3), AdminRequest::Disconnect(clients[0].client_id.clone()));
+//! assert_eq!(broker.poll_admin(), Some((AdminTag(3), Ok(AdminReply::Disconnected))));
+//! ```
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
