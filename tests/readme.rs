@@ -86,3 +86,32 @@ fn the_quickstart_example_runs_over_tls_by_host_name_against_our_broker() {
     stop.shutdown();
     rt.block_on(served).unwrap();
 }
+
+#[test]
+fn the_readme_embedding_section_is_the_embed_example() {
+    assert_eq!(
+        readme_block("## Embed the broker"),
+        include_str!("../examples/embed.rs"),
+        "README.md's embedding section and examples/embed.rs must stay the same"
+    );
+}
+
+#[test]
+fn the_embed_example_publishes_into_its_broker_and_kicks_its_client() {
+    let mut exe = std::env::current_exe().unwrap();
+    exe.pop();
+    if exe.ends_with("deps") {
+        exe.pop();
+    }
+    let out = Command::new(exe.join("examples").join("embed"))
+        .output()
+        .expect("the embed example is built (cargo test builds the examples)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    // The callback saw the application's message, then the kick.
+    let got = stdout.find("sensor-1 got commands/sensor-1 calibrate");
+    let listed = stdout.find("connected: sensor-1 over V5");
+    let kicked = stdout.find("sensor-1 disconnected: administrative action");
+    assert!(got.is_some() && listed.is_some() && kicked.is_some(), "{stdout}");
+    assert!(got < kicked, "{stdout}");
+}
