@@ -179,6 +179,99 @@ mod rt {
             self.handle.disconnect().unwrap();
         }
     }
+
+    // ---- embedding: callbacks, the broker handle, transports by URL ----
+
+    /// A client connected to `endpoint` (a URL), its events read when the test asks.
+    pub(crate) fn connect_to(
+        endpoint: tinymqtt::runtimes::driver::transport::Endpoint,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        let (handle, events) = Handle::connect_to(endpoint, config)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for e in events {
+                if tx.send(e).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Client {
+            handle,
+            events: Ok(rx),
+        })
+    }
+
+    /// A broker whose one listener is TLS with these files, on `addr`.
+    pub(crate) fn tls_broker(
+        certfile: std::path::PathBuf,
+        keyfile: std::path::PathBuf,
+        addr: SocketAddr,
+    ) -> Broker {
+        use tinymqtt::runtimes::driver::transport::{ListenerConfig, ServerTls};
+        let listener = ListenerConfig {
+            tls: Some(ServerTls {
+                certfile,
+                keyfile,
+                cafile: None,
+                require_certificate: false,
+            }),
+            ..ListenerConfig::plain(addr)
+        };
+        let core = Core::new(BrokerConfig::default().with_sys_interval(None));
+        let server = Server::bind_listeners(core, BrokerOptions::default(), &[listener]).unwrap();
+        let addr = server.local_addrs()[0];
+        let stop = server.handle();
+        let done = std::thread::spawn(move || server.run());
+        Broker { addr, stop, done }
+    }
+
+    impl Broker {
+        /// The broker's handle (its `_blocking` calls work from the test's thread).
+        pub(crate) fn handle(&self) -> BrokerHandle {
+            self.stop.clone()
+        }
+
+        /// Publishes into the broker through its handle.
+        pub(crate) fn admin_publish(&self, p: Publish) -> Result<(), Error> {
+            self.stop.publish_blocking(p)
+        }
+    }
+
+    /// What a callback saw: the payloads in order, and the errors its calls returned.
+    pub(crate) type Seen = std::sync::Arc<std::sync::Mutex<(Vec<bytes::Bytes>, Vec<String>)>>;
+
+    impl Client {
+        /// Hands the client's messages to a callback (`on_message`, on its own thread) that
+        /// waits `delay`, then publishes each payload to `reply/<topic>` at QoS 1 (without
+        /// waiting for its acknowledgement) and acknowledges the message when it carries a
+        /// token.
+        pub(crate) fn echo_by_callback(self, delay: Duration) -> Seen {
+            let seen = Seen::default();
+            let (s, h) = (seen.clone(), self.handle.clone());
+            let Err(events) = self.events else {
+                panic!("connect the callback's client with connect_unread")
+            };
+            self.handle.on_message(events, move |m| {
+                #[allow(clippy::disallowed_methods)] // real sockets run on real time
+                std::thread::sleep(delay);
+                let topic = format!("reply/{}", m.publish.topic);
+                let echo = Publish::new(
+                    tinymqtt::TopicName::new(topic).unwrap(),
+                    m.publish.payload.clone(),
+                )
+                .with_qos(tinymqtt::QoS::AtLeastOnce);
+                let published = h.publish(echo).map(drop);
+                let acked = m.ack.map_or(Ok(()), |token| h.ack(token));
+                let mut seen = s.lock().unwrap();
+                seen.0.push(m.publish.payload);
+                for e in [published.err(), acked.err()].into_iter().flatten() {
+                    seen.1.push(e.to_string());
+                }
+            });
+            seen
+        }
+    }
 }
 
 #[path = "behaviour/mod.rs"]

@@ -192,3 +192,92 @@ impl Client {
         block_on(self.handle.disconnect()).unwrap();
     }
 }
+
+// ---- embedding: callbacks, the broker handle, transports by URL ----
+
+/// A client connected to `endpoint` (a URL), its events read when the test asks.
+pub(crate) fn connect_to(
+    endpoint: tinymqtt::runtimes::driver::transport::Endpoint,
+    config: ClientConfig,
+) -> Result<Client, Error> {
+    let (handle, events) = block_on(Handle::<Rt>::connect_to(endpoint, config))?;
+    Ok(Client { handle, events })
+}
+
+/// A broker whose one listener is TLS with these files, on `addr`.
+pub(crate) fn tls_broker(
+    certfile: std::path::PathBuf,
+    keyfile: std::path::PathBuf,
+    addr: SocketAddr,
+) -> Broker {
+    use tinymqtt::runtimes::driver::transport::{ListenerConfig, ServerTls};
+    let listener = ListenerConfig {
+        tls: Some(ServerTls {
+            certfile,
+            keyfile,
+            cafile: None,
+            require_certificate: false,
+        }),
+        ..ListenerConfig::plain(addr)
+    };
+    block_on(async {
+        let core = Core::new(BrokerConfig::default().with_sys_interval(None));
+        let server = Server::<Rt>::bind_listeners(core, BrokerOptions::default(), &[listener])
+            .await
+            .unwrap();
+        let addr = server.local_addrs()[0];
+        let stop = server.handle();
+        let (tx, done) = async_channel::bounded(1);
+        Rt::spawn(async move {
+            server.run().await;
+            let _ = tx.send(()).await;
+        });
+        Broker { addr, stop, done }
+    })
+}
+
+impl Broker {
+    /// The broker's handle (its `_blocking` calls work from the test's thread).
+    pub(crate) fn handle(&self) -> BrokerHandle {
+        self.stop.clone()
+    }
+
+    /// Publishes into the broker through its handle's async call.
+    pub(crate) fn admin_publish(&self, p: Publish) -> Result<(), Error> {
+        block_on(self.stop.publish(p))
+    }
+}
+
+/// What a callback saw: the payloads in order, and the errors its calls returned.
+pub(crate) type Seen = std::sync::Arc<std::sync::Mutex<(Vec<bytes::Bytes>, Vec<String>)>>;
+
+impl Client {
+    /// Hands the client's messages to a callback (`on_message`) that waits `delay`, then
+    /// publishes each payload to `reply/<topic>` at QoS 1 (without awaiting its
+    /// acknowledgement) and acknowledges the message when it carries a token.
+    pub(crate) fn echo_by_callback(self, delay: Duration) -> Seen {
+        let seen = Seen::default();
+        let (s, h) = (seen.clone(), self.handle.clone());
+        self.handle.on_message(self.events, move |m| {
+            let (s, h) = (s.clone(), h.clone());
+            async move {
+                #[allow(clippy::disallowed_methods)] // real sockets run on real time
+                Rt::sleep_until(std::time::Instant::now() + delay).await;
+                let topic = format!("reply/{}", m.publish.topic);
+                let echo = Publish::new(tinymqtt::TopicName::new(topic).unwrap(), m.publish.payload.clone())
+                    .with_qos(tinymqtt::QoS::AtLeastOnce);
+                let mut st = (Ok(()), Ok(()));
+                st.0 = h.publish(echo).await.map(drop);
+                if let Some(token) = m.ack {
+                    st.1 = h.ack(token);
+                }
+                let mut seen = s.lock().unwrap();
+                seen.0.push(m.publish.payload);
+                for e in [st.0.err(), st.1.err()].into_iter().flatten() {
+                    seen.1.push(e.to_string());
+                }
+            }
+        });
+        seen
+    }
+}

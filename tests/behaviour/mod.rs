@@ -20,6 +20,7 @@ use crate::rt;
 
 mod access;
 mod client_api;
+mod embed;
 mod interop;
 mod ordering;
 mod persistence;
