@@ -400,3 +400,182 @@ fn disconnect_closes_a_v311_client_without_a_packet() {
     );
     assert!(!sim.has_event(old, |e| matches!(e, Event::Connected { .. })));
 }
+
+// ---- links: clients in the broker's process ---------------------------------------------------
+
+/// The link events drained so far, for `conn`.
+fn link_events(sim: &mut Sim, conn: tinymqtt::broker::ConnId) -> Vec<Event> {
+    std::iter::from_fn(|| sim.broker.poll_link_event())
+        .filter(|(c, _)| *c == conn)
+        .map(|(_, e)| e)
+        .collect()
+}
+
+fn link_messages(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(String::from_utf8_lossy(&m.publish.payload).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_link_subscribes_publishes_and_receives_without_a_socket() {
+    let mut sim = Sim::default_broker(920);
+    let now = sim.now();
+    let link = sim.broker.link(now, config(V5, "app")).unwrap();
+    let events = link_events(&mut sim, link);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Connected { .. })),
+        "{events:?}"
+    );
+    sim.broker
+        .with_link(now, link, |c| {
+            c.subscribe(
+                now,
+                vec![tinymqtt::codec::Subscription::new(
+                    tinymqtt::TopicFilter::new("dev/#").unwrap(),
+                    QoS::AtLeastOnce,
+                )],
+                Default::default(),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let events = link_events(&mut sim, link);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Subscribed { .. })),
+        "{events:?}"
+    );
+
+    // A network client's message and the application's own reach the link.
+    let dev = sim.connected(config(V311, "dev"));
+    sim.subscribe(dev, &[("cmd/#", QoS::AtLeastOnce)]);
+    sim.publish_settled(dev, msg("dev/1", "reading", QoS::AtLeastOnce));
+    answer(
+        &mut sim,
+        AdminRequest::Publish(msg("dev/2", "from-app", QoS::AtMostOnce)),
+    )
+    .unwrap();
+    let events = link_events(&mut sim, link);
+    assert_eq!(link_messages(&events), ["reading", "from-app"]);
+
+    // The link publishes to the network client, at QoS 1, and hears it complete.
+    let now = sim.now();
+    sim.broker
+        .with_link(now, link, |c| {
+            c.publish(now, msg("cmd/1", "go", QoS::AtLeastOnce))
+        })
+        .unwrap()
+        .unwrap();
+    sim.settle();
+    assert_eq!(texts(&sim.messages_on(dev, "cmd/1")), ["go"]);
+    let events = link_events(&mut sim, link);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Published {
+                reason_code: ReasonCode::Success,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+
+    // Listed like any client, on the in-process listener.
+    let Ok(AdminReply::Clients(list)) = answer(&mut sim, AdminRequest::Clients) else {
+        panic!("clients")
+    };
+    let app = list
+        .iter()
+        .find(|c| c.client_id.as_str() == "app")
+        .expect("the link is listed");
+    assert_eq!(app.listener.as_deref(), Some(tinymqtt::broker::IN_PROCESS));
+}
+
+#[test]
+fn a_link_has_a_network_clients_queue_limits_and_can_be_kicked() {
+    let mut config_ = BrokerConfig::default();
+    config_.max_queued_messages = 2;
+    let mut sim = Sim::new(config_, 921);
+    let now = sim.now();
+    let mut c = config(V5, "app");
+    c.manual_acks = true;
+    c.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    let link = sim.broker.link(now, c).unwrap();
+    sim.broker
+        .with_link(now, link, |c| {
+            let q = tinymqtt::TopicFilter::new("q").unwrap();
+            c.subscribe(
+                now,
+                vec![tinymqtt::codec::Subscription::new(q, QoS::AtLeastOnce)],
+                Default::default(),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    // Ten QoS 1 messages to a link that acknowledges nothing yet, with a window of one: one
+    // in flight, and the session's queue at its limit (held publishers let it reach twice
+    // that), the rest dropped and counted, as for a network client.
+    for i in 0..10 {
+        let now = sim.now();
+        sim.broker.handle_admin(
+            now,
+            AdminTag(i),
+            AdminRequest::Publish(msg("q", format!("{i}"), QoS::AtLeastOnce)),
+        );
+    }
+    sim.run_for(secs(2));
+    let first = link_events(&mut sim, link);
+    let mut tokens: Vec<_> = first
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => m.ack.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens.len(), 1, "the window holds one: {first:?}");
+    let dropped = sim.broker.dropped(&s("app")).expect("the link's session");
+    assert!(dropped > 0, "its queue is bounded");
+    let mut got = link_messages(&first);
+    while let Some(token) = tokens.pop() {
+        let now = sim.now();
+        sim.broker
+            .with_link(now, link, |c| c.ack(now, token))
+            .unwrap()
+            .unwrap();
+        let events = link_events(&mut sim, link);
+        got.extend(link_messages(&events));
+        tokens.extend(events.iter().filter_map(|e| match e {
+            Event::Message(m) => m.ack.clone(),
+            _ => None,
+        }));
+    }
+    assert_eq!(got.len() as u64 + dropped, 10, "{got:?}, {dropped} dropped");
+    assert_eq!(got[0], "0", "oldest first");
+    let answered = drain(&mut sim);
+    assert_eq!(
+        answered.len(),
+        10,
+        "every publish answered (held ones after max_publisher_wait)"
+    );
+
+    // Kicked: DISCONNECT 0x98, its last event.
+    answer(&mut sim, AdminRequest::Disconnect(s("app"))).unwrap();
+    let events = link_events(&mut sim, link);
+    let reason = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Disconnected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the link hears it was disconnected");
+    assert_eq!(reason.reason_code, ReasonCode::AdministrativeAction);
+    assert!(
+        sim.broker.with_link(sim.now(), link, |_| ()).is_none(),
+        "the link is gone"
+    );
+    assert_eq!(sim.broker.stats().connections, 0);
+}

@@ -112,6 +112,9 @@ fn the_embed_example_publishes_into_its_broker_and_kicks_its_client() {
     let got = stdout.find("sensor-1 got commands/sensor-1 calibrate");
     let listed = stdout.find("connected: sensor-1 over V5");
     let kicked = stdout.find("sensor-1 disconnected: administrative action");
-    assert!(got.is_some() && listed.is_some() && kicked.is_some(), "{stdout}");
+    assert!(
+        got.is_some() && listed.is_some() && kicked.is_some(),
+        "{stdout}"
+    );
     assert!(got < kicked, "{stdout}");
 }

@@ -68,6 +68,7 @@ pub mod config;
 mod config_with;
 mod connection;
 mod deadlines;
+mod link;
 mod mail;
 pub mod persist;
 mod replay;
@@ -91,6 +92,7 @@ pub use auth::{
 };
 pub use config::{BrokerConfig, Redirect};
 pub use connection::ServerConnection;
+pub use link::IN_PROCESS;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
 pub use retained::RetainedStore;
 pub use router::{Restored, Router};
@@ -181,6 +183,8 @@ pub struct Broker {
     /// Every connection's next deadline, earliest first (each slot in `conns` says which it
     /// holds).
     deadlines: Deadlines,
+    /// Clients in this process, joined to their connections by memory (see `link`).
+    links: link::Links,
 }
 
 impl std::fmt::Debug for Broker {
@@ -217,6 +221,7 @@ impl Broker {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             deadlines: Deadlines::default(),
+            links: link::Links::default(),
         }
     }
 
@@ -309,6 +314,9 @@ impl Broker {
                 self.touch(id);
             }
         }
+        if !self.links.is_empty() {
+            self.link_timeouts(now);
+        }
         self.pump(now);
     }
 
@@ -344,6 +352,7 @@ impl Broker {
             .first()
             .into_iter()
             .chain(self.router.poll_timeout())
+            .chain(self.links.poll_timeout())
             .min()
     }
 
@@ -402,9 +411,18 @@ impl Broker {
         }
     }
 
+    /// Relays mail between connections and the router until both are quiet, collects what
+    /// the touched connections want to send and report, and moves the links' bytes.
+    fn pump(&mut self, now: Instant) {
+        self.pump_once(now);
+        if !self.links.is_empty() {
+            self.shuttle(now);
+        }
+    }
+
     /// Relays mail between connections and the router until both are quiet, then collects
     /// what the touched connections want to send and report, in order of identifier.
-    fn pump(&mut self, now: Instant) {
+    fn pump_once(&mut self, now: Instant) {
         let mut todo = Vec::new();
         loop {
             // Only connections that got something since they were last drained can have mail.
@@ -440,11 +458,19 @@ impl Broker {
             let Some(s) = self.conns.get_mut(&id) else {
                 continue;
             };
+            let link = self.links.holds(id);
             while let Some(bytes) = s.conn.poll_transmit() {
-                self.transmit.push_back((id, bytes));
+                if link {
+                    self.links.transmitted(id, bytes);
+                } else {
+                    self.transmit.push_back((id, bytes));
+                }
             }
             while let Some(e) = s.conn.poll_event() {
-                self.events.push_back(e);
+                match e {
+                    BrokerEvent::CloseTransport(c) if link => self.links.close(c),
+                    e => self.events.push_back(e),
+                }
             }
             if s.conn.is_closed() {
                 self.deadlines.forget(id, s);

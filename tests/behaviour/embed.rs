@@ -68,10 +68,18 @@ fn a_slow_callback_that_publishes_and_acks_loses_nothing_and_never_deadlocks() {
     watcher.subscribe(sub("reply/#", QoS::AtLeastOnce)).unwrap();
     let seen = cb.echo_by_callback(Duration::from_millis(2));
     let publisher = rt::connect(b.addr, config(V5, "publisher")).unwrap();
-    assert_eq!(publisher.publish_all(numbered(N, QoS::AtLeastOnce)).unwrap(), N);
+    assert_eq!(
+        publisher
+            .publish_all(numbered(N, QoS::AtLeastOnce))
+            .unwrap(),
+        N
+    );
 
     let (got, errors) = seen_all(&seen, N, Duration::from_secs(20));
-    assert!(errors.is_empty(), "calls from the callback failed: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "calls from the callback failed: {errors:?}"
+    );
     assert_eq!(got, expected(N), "every message, once, in order");
     assert_eq!(payloads(&watcher, N), expected(N), "every reply, in order");
     b.shutdown();
@@ -88,7 +96,11 @@ fn a_slow_callback_loses_no_qos0_message_either() {
     publisher.publish_many(numbered(N, QoS::AtMostOnce));
     let (got, errors) = seen_all(&seen, N, Duration::from_secs(20));
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(got, expected(N), "a slow callback slows the client, it does not drop");
+    assert_eq!(
+        got,
+        expected(N),
+        "a slow callback slows the client, it does not drop"
+    );
     b.shutdown();
 }
 
@@ -103,7 +115,12 @@ fn a_callback_that_publishes_to_its_own_subscription_does_not_deadlock() {
     cb.subscribe(sub("reply/in/#", QoS::AtLeastOnce)).unwrap();
     let seen = cb.echo_by_callback(Duration::ZERO);
     let publisher = rt::connect(b.addr, config(V5, "feeder")).unwrap();
-    assert_eq!(publisher.publish_all(numbered(N, QoS::AtLeastOnce)).unwrap(), N);
+    assert_eq!(
+        publisher
+            .publish_all(numbered(N, QoS::AtLeastOnce))
+            .unwrap(),
+        N
+    );
     // Each `in` message, and the reply to it (the replies to replies go to `reply/reply/..`,
     // which it does not hear).
     let (got, errors) = seen_all(&seen, 2 * N, Duration::from_secs(20));
@@ -111,7 +128,10 @@ fn a_callback_that_publishes_to_its_own_subscription_does_not_deadlock() {
     assert_eq!(got.len(), 2 * N, "{got:?}");
     let mut sorted = got.clone();
     sorted.sort_by_key(|p| p.parse::<usize>().unwrap());
-    let twice: Vec<String> = expected(N).into_iter().flat_map(|p| [p.clone(), p]).collect();
+    let twice: Vec<String> = expected(N)
+        .into_iter()
+        .flat_map(|p| [p.clone(), p])
+        .collect();
     assert_eq!(sorted, twice);
     b.shutdown();
 }
@@ -121,13 +141,18 @@ fn the_broker_handle_publishes_lists_kicks_and_removes() {
     let b = broker();
     let h = b.handle();
     let sub_client = rt::connect(b.addr, config(V5, "listener-1")).unwrap();
-    sub_client.subscribe(sub("app/#", QoS::AtLeastOnce)).unwrap();
+    sub_client
+        .subscribe(sub("app/#", QoS::AtLeastOnce))
+        .unwrap();
 
     // Publish into the broker: routed like a client's message, retained too.
     b.admin_publish(msg("app/state", "on", QoS::AtLeastOnce, true))
         .unwrap();
     let got = next_message(&sub_client);
-    assert_eq!((got.topic.as_str(), &got.payload[..]), ("app/state", &b"on"[..]));
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("app/state", &b"on"[..])
+    );
     let late = rt::connect(b.addr, config(V5, "late")).unwrap();
     late.subscribe(sub("app/#", QoS::AtLeastOnce)).unwrap();
     let replayed = next_message(&late);
@@ -146,8 +171,12 @@ fn the_broker_handle_publishes_lists_kicks_and_removes() {
         .collect();
     assert_eq!(ids, ["late", "listener-1"]);
     let clients = h.clients_blocking().unwrap();
-    assert!(clients.iter().all(|c| c.protocol == V5 && c.listener.is_some()));
-    let subs = h.subscriptions_blocking(ByteStr::from_static("listener-1")).unwrap();
+    assert!(clients
+        .iter()
+        .all(|c| c.protocol == V5 && c.listener.is_some()));
+    let subs = h
+        .subscriptions_blocking(ByteStr::from_static("listener-1"))
+        .unwrap();
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0].filter.as_str(), "app/#");
 
@@ -168,7 +197,10 @@ fn the_broker_handle_publishes_lists_kicks_and_removes() {
         pause(Duration::from_millis(10));
     };
     assert_eq!(offline.len(), 1);
-    assert_eq!((offline[0].client_id.as_str(), offline[0].subscriptions), ("kept", 1));
+    assert_eq!(
+        (offline[0].client_id.as_str(), offline[0].subscriptions),
+        ("kept", 1)
+    );
     assert!(matches!(
         h.remove_session_blocking(ByteStr::from_static("late")),
         Err(Error::Admin(AdminError::Connected(_)))
