@@ -1,5 +1,6 @@
-//! Events handed to a callback instead of read from a stream (async runtimes): the callback
-//! runs in a task of its own, one event at a time and in order, and the next event is taken
+//! Events handed to a callback instead of read from a stream: the callback runs in a task of
+//! its own on the async runtimes (a thread on the blocking one), one event at a time and in
+//! order, and the next event is taken
 //! only once the callback's future has finished. A slow callback therefore slows the client
 //! down the way a slow reader of [`Events`] does: the event queue fills and the client stops
 //! reading its socket (TCP backpressure to the broker); nothing is dropped.
@@ -15,11 +16,14 @@
 //! `select!` of its own, or wants to await several things per event; prefer a callback when
 //! each event is handled on its own (Paho's `on_message`).
 
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 use std::future::Future;
 
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 use super::{Client, Events, Runtime};
 use crate::client::{Event, Message};
 
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 impl<R: Runtime> Client<R> {
     /// Hands every event of `events` to `callback` in a task of its own, in order, one at a
     /// time (see the [module docs](self)); the task ends when the client has stopped and
@@ -76,5 +80,41 @@ impl<R: Runtime> Client<R> {
                 }
             }
         });
+    }
+}
+
+#[cfg(feature = "blocking")]
+impl crate::runtimes::blocking::Client {
+    /// Hands every event of `events` to `callback` on a thread of its own, in order, one at a
+    /// time (see the [module docs](self)); the thread ends when the client has stopped and
+    /// every event was handed over. The callback may publish (`Pending` tells how it ended
+    /// without waiting: don't `wait` on it from the callback) and `ack` with a clone of the
+    /// client.
+    pub fn on_event(
+        &self,
+        events: super::BlockingEvents,
+        mut callback: impl FnMut(Event) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for event in events {
+                callback(event);
+            }
+        })
+    }
+
+    /// [`on_event`](crate::runtimes::blocking::Client::on_event) for the messages only (the
+    /// other events are let go): Paho's `on_message`.
+    pub fn on_message(
+        &self,
+        events: super::BlockingEvents,
+        mut callback: impl FnMut(Message) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for event in events {
+                if let Event::Message(m) = event {
+                    callback(m);
+                }
+            }
+        })
     }
 }
