@@ -22,14 +22,51 @@
 //! # Ok(()) }
 //! ```
 
-use super::broker::{BrokerHandle, Control};
-use super::{reply_channel, Error};
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::handle::{BrokerHandle, Control};
+use super::{answer, reply_channel, Error, Reply};
 use crate::broker::{
-    AdminError, AdminReply, AdminRequest, ClientInfo, SessionInfo,
+    AdminReply, AdminRequest, AdminTag, ClientInfo, Router, SessionInfo, SubscriptionInfo,
 };
-use crate::broker::admin::SubscriptionInfo;
 use crate::codec::Publish;
 use crate::types::ByteStr;
+
+/// The router task's side: each request gets a tag, its reply waits under it until the
+/// router answers (at once, or for a publish once routed and durable). As many wait as
+/// callers are waiting on their answers.
+#[derive(Debug, Default)]
+pub(crate) struct AdminWaiters {
+    waiting: HashMap<AdminTag, Reply<AdminReply>>,
+    next: u64,
+}
+
+impl AdminWaiters {
+    /// Hands `request` to the router; `reply` hears its answer (drain with
+    /// [`AdminWaiters::answer`]).
+    pub(crate) fn ask(
+        &mut self,
+        router: &mut Router,
+        now: Instant,
+        request: AdminRequest,
+        reply: Reply<AdminReply>,
+    ) {
+        let tag = AdminTag(self.next);
+        self.next += 1;
+        self.waiting.insert(tag, reply);
+        router.handle_admin(now, tag, request);
+    }
+
+    /// Answers every request the router has answered.
+    pub(crate) fn answer(&mut self, router: &mut Router) {
+        while let Some((tag, answered)) = router.poll_admin() {
+            if let Some(reply) = self.waiting.remove(&tag) {
+                answer(reply, answered.map_err(Error::Admin));
+            }
+        }
+    }
+}
 
 impl BrokerHandle {
     /// Asks the router `request` and waits for its answer.
@@ -146,12 +183,6 @@ impl BrokerHandle {
             |r| matches!(r, AdminReply::Removed).then_some(()),
         )
     }
-}
-
-/// What the router task answers a [`Control::Admin`] with: the core's answer, or its
-/// refusal as [`Error::Admin`].
-pub(crate) fn to_reply(answer: Result<AdminReply, AdminError>) -> Result<AdminReply, Error> {
-    answer.map_err(Error::Admin)
 }
 
 /// The answer's payload, if it is the kind asked for (the router answers each request with
