@@ -169,6 +169,27 @@ fn readme_walkthrough_works_on_every_runtime() {
         broker.send_line("status");
         let status = broker.line_where(|l| !l.starts_with("stderr: ") && l.contains("messages"));
         assert!(status.contains("received"), "{rt}: status line {status:?}");
+
+        // The console lists a connected client and its subscription, and kicks it.
+        let watcher = mosquitto_sub(port, &["-V", "mqttv5", "-i", "console-watch", "-t", "console/#"]);
+        let listed = (0..50).any(|_| {
+            broker.send_line("clients");
+            let summary = |l: &str| l.contains("client(s)") || l.contains("client console-watch");
+            let line = broker.line_where(summary);
+            if line.contains("client console-watch") {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            false
+        });
+        assert!(listed, "{rt}: `clients` lists the connected mosquitto_sub");
+        broker.send_line("subscriptions console-watch");
+        let sub = broker.line_where(|l| l.starts_with("subscription "));
+        assert_eq!(sub, "subscription console/# qos 0", "{rt}");
+        broker.send_line("kick console-watch");
+        let kicked = broker.line_where(|l| l.contains("console-watch") && !l.starts_with("client "));
+        assert_eq!(kicked, "kicked console-watch", "{rt}");
+        drop(watcher);
         broker.send_line("stop");
         broker.wait_success();
     }
