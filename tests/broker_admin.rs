@@ -123,6 +123,11 @@ fn host_publish_refuses_sys_topics_and_what_a_client_could_not_send() {
         answer(&mut sim, AdminRequest::Publish(r)),
         Err(AdminError::RetainNotAvailable)
     );
+    let empty = tinymqtt::codec::Publish::new(tinymqtt::TopicName::empty(), "x");
+    assert_eq!(
+        answer(&mut sim, AdminRequest::Publish(empty)),
+        Err(AdminError::EmptyTopic)
+    );
     sim.no_message(watcher);
 }
 

@@ -171,7 +171,10 @@ fn readme_walkthrough_works_on_every_runtime() {
         assert!(status.contains("received"), "{rt}: status line {status:?}");
 
         // The console lists a connected client and its subscription, and kicks it.
-        let watcher = mosquitto_sub(port, &["-V", "mqttv5", "-i", "console-watch", "-t", "console/#"]);
+        let watcher = mosquitto_sub(
+            port,
+            &["-V", "mqttv5", "-i", "console-watch", "-t", "console/#"],
+        );
         let listed = (0..50).any(|_| {
             broker.send_line("clients");
             let summary = |l: &str| l.contains("client(s)") || l.contains("client console-watch");

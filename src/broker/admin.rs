@@ -112,6 +112,9 @@ pub enum AdminError {
     /// The client is connected (remove its session after disconnecting it).
     #[error("client {0} is connected")]
     Connected(ByteStr),
+    /// An empty topic (it only stands for a topic alias on a connection).
+    #[error("a message needs a topic")]
+    EmptyTopic,
     /// `$SYS` topics are the broker's own.
     #[error("$SYS topics are the broker's")]
     SysTopic,

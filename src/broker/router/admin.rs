@@ -104,6 +104,9 @@ impl Router {
     /// Checks and routes the application's message, as `ToRouter::Publish` does a client's
     /// QoS 1/2 one.
     fn host_publish(&mut self, now: Instant, mut p: Publish) -> Result<(), AdminError> {
+        if p.topic.is_empty() {
+            return Err(AdminError::EmptyTopic);
+        }
         if is_sys_topic(&p) {
             self.denied += 1;
             return Err(AdminError::SysTopic);
