@@ -8,6 +8,31 @@
 //! the same authorizer). A link does not reconnect and has no keep-alive: it ends when the
 //! application disconnects it, when the broker closes it (a kick, a takeover, a shutdown) or
 //! when it breaks a rule, and its last event is [`Event::Disconnected`].
+//!
+//! ```
+//! use std::time::Instant;
+//! use tinymqtt::broker::{Broker, BrokerConfig};
+//! use tinymqtt::client::{ClientConfig, Event};
+//! use tinymqtt::codec::{Publish, Subscription};
+//! use tinymqtt::{ByteStr, ProtocolVersion, QoS, TopicFilter, TopicName};
+//!
+//! # #[allow(clippy::disallowed_methods)]
+//! let now = Instant::now();
+//! let mut broker = Broker::new(BrokerConfig::default());
+//! let config = ClientConfig::new(ProtocolVersion::V5, ByteStr::from_static("app"));
+//! let app = broker.link(now, config).expect("a valid client id");
+//! broker.with_link(now, app, |c| {
+//!     let filter = TopicFilter::new("t").unwrap();
+//!     c.subscribe(now, vec![Subscription::new(filter, QoS::AtLeastOnce)], Default::default())
+//! });
+//! // Any client's message to `t` (here the link's own) comes back to the link.
+//! broker.with_link(now, app, |c| c.publish(now, Publish::new(TopicName::new("t").unwrap(), "hi")));
+//! let got = std::iter::from_fn(|| broker.poll_link_event()).find_map(|(_, e)| match e {
+//!     Event::Message(m) => Some(m.publish.payload),
+//!     _ => None,
+//! });
+//! assert_eq!(got.as_deref(), Some(&b"hi"[..]));
+//! ```
 
 use std::collections::VecDeque;
 use std::sync::Arc;
