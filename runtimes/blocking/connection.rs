@@ -17,10 +17,10 @@ use bytes::Bytes;
 use crate::broker::{ConnectionMail, ServerConnection};
 use crate::runtimes::blocking::server::Inbox;
 use crate::runtimes::blocking::{next, OpenOnDrop, Permits};
-use crate::runtimes::driver::broker::{
-    drain_connection, taken, EventHook, MailQueue, Mailbox, Queued, Traffic,
-};
 use crate::runtimes::driver::checks::{Checks, Verdict};
+use crate::runtimes::driver::connection::{drain_connection, Traffic};
+use crate::runtimes::driver::mailbox::{taken, MailQueue, Mailbox, Queued};
+use crate::runtimes::driver::options::EventHook;
 use crate::runtimes::driver::transport::Held;
 use crate::runtimes::driver::transport::Link;
 use crate::runtimes::driver::TransportHook;

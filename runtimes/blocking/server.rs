@@ -10,9 +10,11 @@ use std::thread;
 use std::time::Duration;
 
 use crate::broker::{Broker as Core, BrokerConfig, BrokerStats};
-use crate::runtimes::blocking::connection::*;
+use crate::runtimes::blocking::connection::{connection, Parts};
 use crate::runtimes::blocking::next;
-use crate::runtimes::driver::broker::{drain_connection, Control, Report, RouterCore, Traffic};
+use crate::runtimes::driver::broker::RouterCore;
+use crate::runtimes::driver::connection::{drain_connection, Report, Traffic};
+use crate::runtimes::driver::handle::Control;
 use crate::runtimes::driver::transport::{self, Link};
 use crate::runtimes::driver::transport::{
     Held, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,

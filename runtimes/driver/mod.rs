@@ -47,7 +47,15 @@ pub(crate) mod broker;
 #[cfg(feature = "broker")]
 pub(crate) mod checks;
 pub(crate) mod client;
+#[cfg(feature = "broker")]
+pub(crate) mod connection;
+#[cfg(feature = "broker")]
+pub(crate) mod handle;
+#[cfg(feature = "broker")]
+pub(crate) mod mailbox;
 mod oneshot;
+#[cfg(feature = "broker")]
+pub(crate) mod options;
 #[cfg(feature = "broker")]
 mod options_with;
 #[cfg(all(
@@ -75,12 +83,14 @@ use crate::error::{ClientError, CloseReason};
 use crate::{PacketId, ReasonCode};
 
 #[cfg(feature = "broker")]
-pub use broker::{BrokerHandle, BrokerOptions, EventHook, TransportHook};
-#[cfg(feature = "broker")]
 pub use checks::{CheckCredentials, Verdict};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
 pub use client::{AuthHandler, ConnectOptions};
+#[cfg(feature = "broker")]
+pub use handle::BrokerHandle;
+#[cfg(feature = "broker")]
+pub use options::{BrokerOptions, EventHook, TransportHook};
 #[cfg(all(
     feature = "broker",
     any(feature = "tokio", feature = "smol", feature = "async-std")

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "persistence")]
 use redb::Durability;
 
-use super::broker::BrokerOptions;
 use super::now;
 #[cfg(feature = "persistence")]
 use super::store::RedbStore;
 use super::STORE_BATCHES;
 use crate::broker::Broker;
+use crate::runtimes::driver::options::BrokerOptions;
 use crate::store::{StoreOp, Ticket};
 
 /// When the broker's store reaches the disk, and so when acknowledgements go out.

@@ -10,13 +10,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::broker::{ConnectionMail, RouterMail, ServerConnection};
-use crate::runtimes::driver::broker::{
-    drain_connection, taken, BrokerOptions, Drained, EventHook, MailQueue, Mailbox, Queued,
-    RouterCore, Traffic, TransportHook,
-};
+use crate::runtimes::driver::broker::RouterCore;
 use crate::runtimes::driver::checks::{Checks, Running};
+use crate::runtimes::driver::connection::{drain_connection, Drained, Traffic};
+use crate::runtimes::driver::mailbox::{taken, MailQueue, Mailbox, Queued};
+use crate::runtimes::driver::options::{BrokerOptions, EventHook, TransportHook};
 use crate::runtimes::driver::post::{Letters, Post};
-
 use crate::runtimes::driver::server::Inbox;
 use crate::runtimes::driver::transport::{Held, Link, TransportError};
 use crate::runtimes::driver::READ_CHUNK;

@@ -12,9 +12,10 @@ use std::net::SocketAddr;
 use std::pin::pin;
 
 use crate::broker::{Broker, BrokerConfig};
-use crate::runtimes::driver::broker::{
-    BrokerHandle, BrokerOptions, Control, Report, RouterCore, TransportHook,
-};
+use crate::runtimes::driver::broker::RouterCore;
+use crate::runtimes::driver::connection::Report;
+use crate::runtimes::driver::handle::{BrokerHandle, Control};
+use crate::runtimes::driver::options::{BrokerOptions, TransportHook};
 use crate::runtimes::driver::server::connection::accept;
 use crate::runtimes::driver::transport::{
     self, Gauge, Held, Link, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
