@@ -236,6 +236,8 @@ impl<R: Runtime> Client<R> {
     /// server sends the message again. Until a message is acknowledged it holds a slot of
     /// the receive window; a token dropped unacknowledged is reported as
     /// [`Event::AckTokenDropped`].
+    ///
+    /// [`Event::AckTokenDropped`]: crate::client::Event::AckTokenDropped
     pub fn ack(&self, token: AckToken) -> Result<(), Error> {
         let waker = {
             let mut st = self.shared.lock();
@@ -253,6 +255,8 @@ impl<R: Runtime> Client<R> {
 
     /// Sends AUTH (MQTT 5): the answer to an [`Event::Auth`] challenge of enhanced
     /// authentication, or a re-authentication (reason code Re-authenticate). Never waits.
+    ///
+    /// [`Event::Auth`]: crate::client::Event::Auth
     pub fn auth(&self, auth: Auth) -> Result<(), Error> {
         let waker = {
             let mut st = self.shared.lock();

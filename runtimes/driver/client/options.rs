@@ -6,6 +6,8 @@ use crate::codec::Auth;
 /// Answers the server's AUTH challenges (MQTT 5 enhanced authentication): given the server's
 /// AUTH, the client's next AUTH, or `None` to leave it to the application (it then arrives as
 /// [`Event::Auth`], to answer with the client's `auth`).
+///
+/// [`Event::Auth`]: crate::client::Event::Auth
 pub type AuthHandler = Box<dyn FnMut(&Auth) -> Option<Auth> + Send>;
 
 /// How a runtime client starts, beyond its [`ClientConfig`]: build it with
