@@ -344,11 +344,11 @@ fn run_connection(
                 if let ConnInput::Mail(batch) = input {
                     taken(&queued, &batch);
                     for m in batch {
-                        conn.handle_router(at, m);
+                        conn.handle_mail(at, m);
                     }
                 }
             }
-            mail.extend(std::iter::from_fn(|| conn.poll_router()));
+            mail.extend(std::iter::from_fn(|| conn.poll_mail()));
         }
         if let Some(r) = traffic.report(now(), id, mail, last) {
             if router.send(Inbox::Report(r)).is_err() {
@@ -452,7 +452,7 @@ fn run_connection(
                     taken(&queued, &batch);
                     let at = now();
                     for m in batch {
-                        conn.handle_router(at, m);
+                        conn.handle_mail(at, m);
                     }
                     // The session may be accepted now: what was held back goes in.
                     feed(&mut conn, &mut held, &permits);

@@ -358,7 +358,7 @@ mod tests {
             order.push(id);
             let c = conns.iter_mut().find(|c| c.id() == id).unwrap();
             for m in batch {
-                c.handle_router(now, m);
+                c.handle_mail(now, m);
             }
         }
         order

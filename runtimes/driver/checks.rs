@@ -297,7 +297,7 @@ mod tests {
         let check = conn.poll_credentials().expect("a deferred check");
         assert!(conn.poll_credentials().is_none(), "handed out once");
         assert!(
-            conn.poll_router().is_none(),
+            conn.poll_mail().is_none(),
             "nothing for the router before the verdict"
         );
         (conn, check)
@@ -358,7 +358,7 @@ mod tests {
         let (mut ok, k) = check(auth.clone(), "ok");
         ok.handle_credentials(now, k.run());
         assert!(
-            ok.poll_router().is_some(),
+            ok.poll_mail().is_some(),
             "the session is asked of the router"
         );
         let (mut bad, k) = check(auth, "bad");
@@ -366,6 +366,6 @@ mod tests {
         assert!(bad.is_closed());
         // A late second verdict does nothing.
         bad.handle_credentials(now, Ok(()));
-        assert!(bad.poll_router().is_none() || bad.is_closed());
+        assert!(bad.poll_mail().is_none() || bad.is_closed());
     }
 }

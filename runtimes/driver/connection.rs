@@ -37,7 +37,7 @@ pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventH
         transmit.push(b);
     }
     let mut mail = Vec::new();
-    while let Some(m) = conn.poll_router() {
+    while let Some(m) = conn.poll_mail() {
         if mail.is_empty() {
             // A read's worth of publishes or acknowledgements without regrowing (each
             // regrowth moves every mail so far).

@@ -430,7 +430,7 @@ fn hand_over(
     for batch in batches {
         taken(queued, &batch);
         for m in batch {
-            conn.handle_router(at, m);
+            conn.handle_mail(at, m);
         }
     }
 }
@@ -441,7 +441,7 @@ fn hand_over(
 fn take_back<R: Runtime>(c: &mut Conn<R>) -> Vec<RouterMail> {
     c.mail.close();
     hand_over(&mut c.conn, &c.queued, c.mail.take_all());
-    std::iter::from_fn(|| c.conn.poll_router()).collect()
+    std::iter::from_fn(|| c.conn.poll_mail()).collect()
 }
 
 /// The transport failed (or the router closed the connection as too slow): the session ends
