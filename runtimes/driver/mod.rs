@@ -85,15 +85,17 @@ use crate::codec::AckProperties;
 use crate::error::{ClientError, CloseReason};
 use crate::{PacketId, ReasonCode};
 
-#[cfg(feature = "broker")]
-pub use checks::{CheckCredentials, Verdict};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 pub use client::Client;
 pub use client::{AuthHandler, ConnectOptions};
 #[cfg(feature = "broker")]
 pub use handle::BrokerHandle;
 #[cfg(feature = "broker")]
+pub use options::Fsync;
+#[cfg(feature = "broker")]
 pub use options::{BrokerOptions, EventHook, TransportHook};
+#[cfg(feature = "broker")]
+pub use options::{CheckCredentials, Verdict};
 #[cfg(all(
     feature = "broker",
     any(feature = "tokio", feature = "smol", feature = "async-std")
@@ -101,8 +103,6 @@ pub use options::{BrokerOptions, EventHook, TransportHook};
 pub use server::Server;
 #[cfg(feature = "persistence")]
 pub use store::STORE_FILE;
-#[cfg(feature = "broker")]
-pub use writer::Fsync;
 
 /// Commands a client may hold queued (behind a full in-flight window, or while it connects)
 /// before callers wait.

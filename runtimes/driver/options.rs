@@ -1,11 +1,14 @@
 //! A runtime broker's settings beside the core's `BrokerConfig`, and its hooks.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::BrokerEvent;
-use crate::runtimes::driver::writer::Fsync;
+use crate::broker::{BrokerEvent, CredentialCheck};
+use crate::runtimes::driver::transport::TransportError;
+use crate::ReasonCode;
 
 /// Called for every broker event (connects, closes), by the connection's own task; it must
 /// not block.
@@ -14,7 +17,7 @@ pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
 /// Called when a connection's transport fails (a TLS handshake refused, a WebSocket upgrade
 /// without the `mqtt` subprotocol, plain MQTT on a TLS port, ...), before it is closed; it
 /// must not block.
-pub type TransportHook = Arc<dyn Fn(&super::transport::TransportError) + Send + Sync>;
+pub type TransportHook = Arc<dyn Fn(&TransportError) + Send + Sync>;
 
 /// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
 ///
@@ -59,7 +62,7 @@ pub struct BrokerOptions {
     /// instead of on the threads (an async database or HTTP client), under the same cap;
     /// the connect timeout bounds it (the blocking runtime polls it on a thread of its own, so
     /// it must not need another runtime's reactor there).
-    pub check_credentials: Option<super::checks::CheckCredentials>,
+    pub check_credentials: Option<CheckCredentials>,
     /// Told why a connection's transport failed, for logs.
     pub on_transport_error: Option<TransportHook>,
 }
@@ -97,5 +100,62 @@ impl Default for BrokerOptions {
             check_credentials: None,
             on_transport_error: None,
         }
+    }
+}
+
+/// A check's verdict: `Ok` lets the client in, `Err` is the CONNACK reason code.
+pub type Verdict = Result<(), ReasonCode>;
+
+/// An async credentials check, run on the connection's task (see
+/// [`BrokerOptions::check_credentials`]).
+///
+/// The authenticator says [`defers`](crate::broker::Authenticator::defers), and each check
+/// becomes a future (here a stand-in for a database or HTTP lookup):
+///
+/// ```
+/// use std::sync::Arc;
+/// use tinymqtt::runtimes::{BrokerOptions, CheckCredentials};
+/// use tinymqtt::ReasonCode;
+///
+/// let lookup: CheckCredentials = Arc::new(|check| {
+///     Box::pin(async move {
+///         // e.g. `db.fetch_hash(&user).await`, then compare.
+///         match check.username.as_ref().map(|u| u.as_str()) {
+///             Some("alice") if check.password.as_deref() == Some(b"s3cret") => Ok(()),
+///             _ => Err(ReasonCode::BadUserNameOrPassword),
+///         }
+///     })
+/// });
+/// let options = BrokerOptions::default().with_check_credentials(Some(lookup));
+/// # let _ = options;
+/// ```
+pub type CheckCredentials =
+    Arc<dyn Fn(CredentialCheck) -> Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync>;
+
+/// When the broker's store reaches the disk, and so when acknowledgements go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fsync {
+    /// Every commit is synced to disk before it is done, and each PUBACK, PUBREC, PUBREL and
+    /// PUBCOMP waits for the commit of what it promises: nothing acknowledged is lost, even to
+    /// a power failure (needs [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)).
+    #[default]
+    Always,
+    /// Acknowledgements go out at once; commits are not synced, and what they wrote is synced
+    /// at least this often (when anything was written since the last sync) and at a graceful
+    /// shutdown. A crash of the broker's process or of the machine loses what was written
+    /// since the last sync: up to this interval (plus one commit) of acknowledged messages and
+    /// session changes (needs `durable_acks = false`).
+    Interval(Duration),
+}
+
+impl Fsync {
+    /// The interval `fsync = "interval"` syncs at when the config names none.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// The [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) this
+    /// policy needs: `true` for [`Fsync::Always`].
+    pub fn durable_acks(self) -> bool {
+        matches!(self, Fsync::Always)
     }
 }
