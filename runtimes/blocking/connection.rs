@@ -15,8 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::broker::{ConnectionMail, ServerConnection};
-use crate::runtimes::blocking::server::Inbox;
-use crate::runtimes::blocking::{next, OpenOnDrop, Permits};
+use crate::runtimes::blocking::{next, Inbox, OpenOnDrop, Permits};
 use crate::runtimes::driver::checks::Checks;
 use crate::runtimes::driver::connection::{drain_connection, Traffic};
 use crate::runtimes::driver::mailbox::{taken, MailQueue, Mailbox, Queued};

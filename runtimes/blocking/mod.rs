@@ -10,6 +10,8 @@
 //! `client.rs` holds the client's handle and session thread, `server.rs` the broker's bind and
 //! router thread, `connection.rs` a broker connection's threads; this file what they share.
 
+#[cfg(feature = "broker")]
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 #[cfg(feature = "broker")]
@@ -17,7 +19,15 @@ use std::sync::Arc;
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
+#[cfg(feature = "broker")]
+use crate::broker::BrokerStats;
+#[cfg(feature = "broker")]
+use crate::runtimes::driver::connection::Report;
 use crate::runtimes::driver::now;
+#[cfg(feature = "broker")]
+use crate::runtimes::driver::transport::{Held, Link};
+#[cfg(feature = "broker")]
+use crate::runtimes::driver::Reply;
 pub use crate::runtimes::driver::{
     Ack, BlockingEvents as Events, BlockingPending as Pending, ConnectOptions, Error, SubAck,
 };
@@ -101,4 +111,15 @@ fn next<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTimeout
         Some(left) => rx.recv_timeout(left),
         None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
     }
+}
+
+#[cfg(feature = "broker")]
+/// What reaches the broker's router thread.
+enum Inbox {
+    Accept(TcpStream, Option<Box<Link>>, Held),
+    Report(Report),
+    Stats(Reply<BrokerStats>),
+    /// The store writer handed tickets back (or stopped).
+    Stored,
+    Shutdown,
 }

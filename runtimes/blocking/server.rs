@@ -9,29 +9,17 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::broker::{Broker as Core, BrokerConfig, BrokerStats};
+use crate::broker::{Broker as Core, BrokerConfig};
 use crate::runtimes::blocking::connection::{connection, Parts};
-use crate::runtimes::blocking::next;
+use crate::runtimes::blocking::{next, Inbox};
 use crate::runtimes::driver::broker::RouterCore;
-use crate::runtimes::driver::connection::{drain_connection, Report, Traffic};
+use crate::runtimes::driver::connection::{drain_connection, Traffic};
 use crate::runtimes::driver::handle::Control;
-use crate::runtimes::driver::transport::{self, Link};
-use crate::runtimes::driver::transport::{
-    Held, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
-};
+use crate::runtimes::driver::transport::{self};
+use crate::runtimes::driver::transport::{ListenerConfig, ListenerStats, Reloader, SharedAcceptor};
 use crate::runtimes::driver::writer::{self, StoreWriter};
 use crate::runtimes::driver::{self, now};
-use crate::runtimes::driver::{BrokerHandle, BrokerOptions, Reply};
-
-/// What reaches the broker's router thread.
-pub(super) enum Inbox {
-    Accept(TcpStream, Option<Box<Link>>, Held),
-    Report(Report),
-    Stats(Reply<BrokerStats>),
-    /// The store writer handed tickets back (or stopped).
-    Stored,
-    Shutdown,
-}
+use crate::runtimes::driver::{BrokerHandle, BrokerOptions};
 
 /// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[derive(Debug)]

@@ -14,6 +14,8 @@ mod core;
 mod handle;
 mod options;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
+mod shared;
+#[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod task;
 
 #[cfg(feature = "blocking")]

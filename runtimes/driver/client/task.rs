@@ -7,7 +7,7 @@ use std::task::Poll;
 
 use crate::client::Event;
 use crate::runtimes::driver::client::core::ClientCore;
-use crate::runtimes::driver::client::handle::{Shared, State};
+use crate::runtimes::driver::client::shared::{Shared, State};
 use crate::runtimes::driver::transport::{self, Connector, Link, TransportError};
 use crate::runtimes::driver::{now, wait, Reader, Runtime, Woke, Writer, EVENTS_STALL, READ_CHUNK};
 
