@@ -257,7 +257,7 @@ mod rt {
                 std::thread::sleep(delay);
                 let topic = format!("reply/{}", m.publish.topic);
                 let echo = Publish::new(
-                    tinymqtt::TopicName::new(topic).unwrap(),
+                    tinymqtt::TopicName::new(&topic).unwrap(),
                     m.publish.payload.clone(),
                 )
                 .with_qos(tinymqtt::QoS::AtLeastOnce);

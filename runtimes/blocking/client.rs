@@ -339,12 +339,21 @@ fn run_client(
     let failed = |e: TransportError| {
         *s.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
     };
-    let mut transport = open_conn(&s, first, generation).map_err(failed).ok();
+    let mut transport = match open_conn(&s, first, generation) {
+        Ok(t) => {
+            core.connect(now(), true);
+            Some(t)
+        }
+        Err(e) => {
+            core.connect_failed(now(), &e);
+            failed(e);
+            None
+        }
+    };
     let mut stash: VecDeque<Command> = VecDeque::new();
     let mut app = Vec::new();
     // Inputs taken from the channel while the event queue stalled (bytes, closes).
     let mut backlog: VecDeque<Input> = VecDeque::new();
-    core.connect(now(), transport.is_some());
     loop {
         let tokens = std::mem::take(&mut *s.side.acks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tokens {
@@ -359,9 +368,9 @@ fn run_client(
             for bytes in &out.transmit {
                 let Some(t) = transport.as_mut() else { break };
                 if let Err(e) = t.write(bytes) {
-                    failed(e);
                     transport = None;
-                    core.transport_closed(now());
+                    core.transport_failed(now(), &e);
+                    failed(e);
                     break;
                 }
             }
@@ -401,8 +410,17 @@ fn run_client(
                 generation += 1;
                 let opened = transport::open_blocking(&s.connector, core.connect_timeout())
                     .and_then(|o| open_conn(&s, o, generation));
-                transport = opened.map_err(failed).ok();
-                core.connect(now(), transport.is_some());
+                transport = match opened {
+                    Ok(t) => {
+                        core.connect(now(), true);
+                        Some(t)
+                    }
+                    Err(e) => {
+                        core.connect_failed(now(), &e);
+                        failed(e);
+                        None
+                    }
+                };
             }
         }
         if let Some(reply) = core.take_stop() {
@@ -445,9 +463,9 @@ fn run_client(
                         }
                     }
                     Err(e) => {
-                        failed(e);
                         transport = None;
-                        core.transport_closed(now());
+                        core.transport_failed(now(), &e);
+                        failed(e);
                     }
                 }
             }

@@ -119,6 +119,11 @@ enum Inbox {
     Accept(TcpStream, Option<Box<Link>>, Held),
     Report(Report),
     Stats(Reply<BrokerStats>),
+    /// A request of the broker's handle.
+    Admin(
+        crate::broker::AdminRequest,
+        Reply<crate::broker::AdminReply>,
+    ),
     /// The store writer handed tickets back (or stopped).
     Stored,
     Shutdown,

@@ -157,8 +157,12 @@ impl Server {
         }
         let (signal, t) = (self.signal, tx.clone());
         thread::spawn(move || {
-            while let Ok(Control::Stats(reply)) = signal.recv_blocking() {
-                if t.send(Inbox::Stats(reply)).is_err() {
+            while let Ok(control) = signal.recv_blocking() {
+                let input = match control {
+                    Control::Stats(reply) => Inbox::Stats(reply),
+                    Control::Admin(request, reply) => Inbox::Admin(request, reply),
+                };
+                if t.send(input).is_err() {
                     return;
                 }
             }
@@ -189,6 +193,7 @@ impl Server {
                 Ok(Inbox::Accept(s, link, held)) => {
                     let conn = core.accept(now());
                     let id = conn.id();
+                    core.router.set_listener(id, held.listener());
                     let started = match (s.try_clone(), s.try_clone()) {
                         (Ok(reader), Ok(abort)) => {
                             let parts = Parts {
@@ -238,6 +243,7 @@ impl Server {
                 Ok(Inbox::Stats(reply)) => {
                     reply.send(Ok(core.router.stats()));
                 }
+                Ok(Inbox::Admin(request, reply)) => core.admin(now(), request, reply),
                 // Collected at the top of the loop.
                 Ok(Inbox::Stored) => {}
                 Ok(Inbox::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,

@@ -152,10 +152,9 @@ impl BrokerHandle {
     /// (a 3.1.x one is just closed); its will is published and its session stays, as its
     /// expiry says. Returns once the close is on its way.
     pub async fn disconnect_client(&self, client_id: ByteStr) -> Result<(), Error> {
-        expect(
-            self.ask(AdminRequest::Disconnect(client_id)).await?,
-            |r| matches!(r, AdminReply::Disconnected).then_some(()),
-        )
+        expect(self.ask(AdminRequest::Disconnect(client_id)).await?, |r| {
+            matches!(r, AdminReply::Disconnected).then_some(())
+        })
     }
 
     /// [`BrokerHandle::disconnect_client`], blocking the thread.

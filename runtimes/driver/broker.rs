@@ -41,6 +41,8 @@ pub(crate) struct RouterCore<Q> {
     store: Option<StoreWriter>,
     /// A write to the store failed: the broker stops.
     failed: bool,
+    /// The handle's requests waiting for the router's answer.
+    admin: super::admin::AdminWaiters,
 }
 
 /// 128 bits from the system's random source (a fixed pattern mixed with the clock if it
@@ -79,6 +81,7 @@ impl<Q: MailQueue> RouterCore<Q> {
             max_bytes: options.max_outbound_bytes,
             store,
             failed: false,
+            admin: Default::default(),
         };
         // What the restore itself changed (records that expired while the broker was down).
         core.persist(super::now());
@@ -203,6 +206,17 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.drain(now);
     }
 
+    /// A request of the broker's handle; `reply` hears the router's answer.
+    pub(crate) fn admin(
+        &mut self,
+        now: Instant,
+        request: crate::broker::AdminRequest,
+        reply: super::Reply<crate::broker::AdminReply>,
+    ) {
+        self.admin.ask(&mut self.router, now, request, reply);
+        self.drain(now);
+    }
+
     /// A deadline passed.
     pub(crate) fn timeout(&mut self, now: Instant) {
         self.router.handle_timeout(now);
@@ -228,6 +242,7 @@ impl<Q: MailQueue> RouterCore<Q> {
     fn drain(&mut self, now: Instant) {
         self.persist(now);
         let mut batches = std::mem::take(&mut self.batches);
+        self.admin.answer(&mut self.router);
         while let Some(m) = self.router.poll_mail() {
             let conn = m.conn();
             let mailboxes = &self.mailboxes;

@@ -27,7 +27,8 @@ use crate::client::{Event, Message};
 impl<R: Runtime> Client<R> {
     /// Hands every event of `events` to `callback` in a task of its own, in order, one at a
     /// time (see the [module docs](self)); the task ends when the client has stopped and
-    /// every event was handed over. Returns at once.
+    /// every event was handed over. Returns at once. Call it from within the runtime (it
+    /// spawns a task, as `tokio::spawn` does).
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,7 +45,7 @@ impl<R: Runtime> Client<R> {
     ///     async move {
     ///         // Echo every request to `reply/...`: publishing from the callback is fine.
     ///         let topic = format!("reply/{}", m.publish.topic);
-    ///         let echo = Publish::new(TopicName::new(topic).unwrap(), m.publish.payload)
+    ///         let echo = Publish::new(TopicName::new(&topic).unwrap(), m.publish.payload)
     ///             .with_qos(QoS::AtLeastOnce);
     ///         let _ = replies.publish(echo).await;
     ///     }

@@ -3,8 +3,9 @@
 use crate::broker::BrokerStats;
 use crate::runtimes::driver::{reply_channel, Error, Reply};
 
-/// Controls a running broker: its statistics and its graceful shutdown; clones control the
-/// same broker.
+/// Controls a running broker: its statistics, its graceful shutdown, and the application's
+/// requests (publish into it, list and kick clients, remove sessions: see `admin`); clones
+/// control the same broker.
 #[derive(Debug, Clone)]
 pub struct BrokerHandle {
     pub(crate) tx: async_channel::Sender<Control>,
@@ -15,6 +16,12 @@ pub struct BrokerHandle {
 pub(crate) enum Control {
     /// Answer with the counters.
     Stats(Reply<BrokerStats>),
+    /// A request of the application (publish, list, kick, remove): answered by the router
+    /// once it answers (see `admin`).
+    Admin(
+        crate::broker::AdminRequest,
+        Reply<crate::broker::AdminReply>,
+    ),
 }
 
 impl BrokerHandle {

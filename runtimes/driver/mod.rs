@@ -42,11 +42,15 @@
 //! The broker core bounds each session's own queue as well (see the
 //! [broker queue policy](crate::broker#queues)).
 
+#[cfg(feature = "broker")]
+mod admin;
 mod answers;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 mod asyncrt;
 #[cfg(feature = "broker")]
 pub(crate) mod broker;
+mod callback;
+mod cause;
 #[cfg(feature = "broker")]
 pub(crate) mod checks;
 pub(crate) mod client;
@@ -174,6 +178,11 @@ pub enum Error {
     /// subscribed to: read the events in another task or thread (or drop them).
     #[error("the client's events went unread for too long while a call waited; read them in another task")]
     EventsUnread,
+    /// The broker refused a request of its handle (a `$SYS` topic, no such session, a
+    /// connected client's session to remove, ...).
+    #[cfg(feature = "broker")]
+    #[error(transparent)]
+    Admin(#[from] crate::broker::AdminError),
 }
 
 /// How a publish ended: its acknowledgement (QoS 1 and 2), or its hand-over to the socket (QoS 0).

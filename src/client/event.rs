@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::codec::{
     AckProperties, Auth, ConnAckProperties, DisconnectProperties, Publish, Subscription,
 };
-use crate::error::CloseReason;
+use crate::error::{CloseReason, TransportCause};
 use crate::types::{ByteStr, PacketId, ReasonCode};
 
 /// Something the application should know; drained with [`ClientSession::poll_event`](super::ClientSession::poll_event).
@@ -79,6 +79,12 @@ pub enum Event {
         reason: CloseReason,
         /// The server's DISCONNECT properties, if it sent one.
         properties: Box<DisconnectProperties>,
+        /// What the transport said when it failed or could not be opened (connection
+        /// refused, a host name that does not resolve, a TLS alert or a rejected
+        /// certificate), when the runtime told it
+        /// ([`ClientSession::handle_transport_error`](super::ClientSession::handle_transport_error));
+        /// the runtimes' is a `TransportError` (`cause.downcast_ref::<TransportError>()`).
+        cause: Option<TransportCause>,
     },
     /// The backoff delay has passed: open a new transport and call `ClientSession::connect`
     /// (sans-IO only: the runtime clients reconnect themselves).

@@ -34,6 +34,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cause;
 mod commands;
 mod config;
 mod config_with;
@@ -572,6 +573,7 @@ impl ClientSession {
         self.events.push_back(Event::Disconnected {
             reason,
             properties: Box::new(properties),
+            cause: None,
         });
     }
 }

@@ -258,13 +258,15 @@ impl Client {
     pub(crate) fn echo_by_callback(self, delay: Duration) -> Seen {
         let seen = Seen::default();
         let (s, h) = (seen.clone(), self.handle.clone());
-        self.handle.on_message(self.events, move |m| {
+        let Client { handle, events } = self;
+        // Spawned from within the runtime, as an application does.
+        block_on(async move { handle.on_message(events, move |m| {
             let (s, h) = (s.clone(), h.clone());
             async move {
                 #[allow(clippy::disallowed_methods)] // real sockets run on real time
                 Rt::sleep_until(std::time::Instant::now() + delay).await;
                 let topic = format!("reply/{}", m.publish.topic);
-                let echo = Publish::new(tinymqtt::TopicName::new(topic).unwrap(), m.publish.payload.clone())
+                let echo = Publish::new(tinymqtt::TopicName::new(&topic).unwrap(), m.publish.payload.clone())
                     .with_qos(tinymqtt::QoS::AtLeastOnce);
                 let mut st = (Ok(()), Ok(()));
                 st.0 = h.publish(echo).await.map(drop);
@@ -277,7 +279,7 @@ impl Client {
                     seen.1.push(e.to_string());
                 }
             }
-        });
+        }) });
         seen
     }
 }

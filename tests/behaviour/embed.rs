@@ -24,7 +24,7 @@ fn numbered(n: usize, qos: QoS) -> Vec<Publish> {
     (0..n)
         .map(|i| {
             let mut p = Publish::new(
-                TopicName::new(format!("in/{}", i % 4)).unwrap(),
+                TopicName::new(&format!("in/{}", i % 4)).unwrap(),
                 Bytes::from(i.to_string()),
             );
             p.qos = qos;

@@ -377,9 +377,9 @@ impl Peer {
     /// The `Disconnected` event.
     pub(crate) fn disconnected(&mut self) -> (CloseReason, DisconnectProperties) {
         self.expect_event("disconnected", |e| match e {
-            Event::Disconnected { reason, properties } => {
-                Some((reason.clone(), (**properties).clone()))
-            }
+            Event::Disconnected {
+                reason, properties, ..
+            } => Some((reason.clone(), (**properties).clone())),
             _ => None,
         })
     }

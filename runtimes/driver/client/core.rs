@@ -11,8 +11,10 @@ use crate::client::{
 use crate::codec::{AckProperties, Auth, Disconnect};
 use crate::error::ClientError;
 use crate::hash::IdMap;
+use crate::runtimes::driver::cause::cause_of;
 use crate::runtimes::driver::client::options::{AuthHandler, ConnectOptions};
 use crate::runtimes::driver::client::{fail, Command};
+use crate::runtimes::driver::transport::TransportError;
 use crate::runtimes::driver::{answer, Ack, Error, Reply, SubAck};
 use crate::{PacketId, QoS, ReasonCode};
 
@@ -119,6 +121,21 @@ impl ClientCore {
         if self.session.connect(now).is_ok() && !ok {
             self.session.handle_transport_closed(now);
         }
+        self.drain(now);
+    }
+
+    /// A connection attempt could not open its transport, for `e` (its `Disconnected`
+    /// event says so).
+    pub(crate) fn connect_failed(&mut self, now: Instant, e: &TransportError) {
+        if self.session.connect(now).is_ok() {
+            self.session.handle_transport_error(now, cause_of(e));
+        }
+        self.drain(now);
+    }
+
+    /// The transport failed, for `e` (its `Disconnected` event says so).
+    pub(crate) fn transport_failed(&mut self, now: Instant, e: &TransportError) {
+        self.session.handle_transport_error(now, cause_of(e));
         self.drain(now);
     }
 

@@ -149,14 +149,14 @@ impl<R: Runtime> Driver<R> {
                                 self.with_core(|c| c.connect(now(), true));
                             }
                             Err(e) => {
+                                self.with_core(|c| c.connect_failed(now(), &e));
                                 self.shared.lock().transport_error = Some(e);
-                                self.with_core(|c| c.connect(now(), false));
                             }
                         }
                     }
                     Err(e) => {
+                        self.with_core(|c| c.connect_failed(now(), &e));
                         self.shared.lock().transport_error = Some(e);
-                        self.with_core(|c| c.connect(now(), false));
                     }
                 }
             }
@@ -264,9 +264,9 @@ impl<R: Runtime> Driver<R> {
 
     /// The transport failed: the session hears that it closed, and the cause is kept.
     fn failed(&mut self, e: TransportError) {
-        self.shared.lock().transport_error = Some(e);
         self.transport = None;
-        self.with_core(|c| c.transport_closed(now()));
+        self.with_core(|c| c.transport_failed(now(), &e));
+        self.shared.lock().transport_error = Some(e);
     }
 }
 

@@ -57,6 +57,7 @@ pub(super) fn accept<R: Runtime>(
     done: &async_channel::Sender<()>,
 ) {
     let conn = core.accept(now);
+    core.router.set_listener(conn.id(), held.listener());
     let post = Arc::new(Post::default());
     let queued = Arc::new(Queued::default());
     let queue = Queue { post: post.clone() };

@@ -226,6 +226,7 @@ async fn run<R: Runtime>(server: Server<R>) {
             // Collected at the top of the loop.
             Woke::First(Ok(Inbox::Stored)) => {}
             Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.router.stats())),
+            Woke::Second(Ok(Control::Admin(request, reply))) => core.admin(now(), request, reply),
             Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
             Woke::Deadline => core.timeout(now()),
         }

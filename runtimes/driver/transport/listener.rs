@@ -92,7 +92,8 @@ pub struct ListenerStats {
 impl ListenerStats {
     /// The counts of `addrs`, all zero.
     pub(crate) fn new(addrs: &[SocketAddr]) -> ListenerStats {
-        let listeners = addrs.iter().map(|a| (*a, Gauge::default())).collect();
+        let gauge = |a: &SocketAddr| Gauge(Arc::default(), Arc::from(a.to_string()));
+        let listeners = addrs.iter().map(|a| (*a, gauge(a))).collect();
         ListenerStats { listeners }
     }
 
@@ -108,15 +109,15 @@ impl ListenerStats {
     }
 }
 
-/// The open connections of one listener.
+/// The open connections of one listener, and its name (its bound address).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>);
+pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>, Arc<str>);
 
 impl Gauge {
     /// Counts one more open connection until the returned guard is dropped.
     pub(crate) fn hold(&self) -> Held {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Held(self.0.clone())
+        Held(self.0.clone(), self.1.clone())
     }
 
     fn get(&self) -> usize {
@@ -126,7 +127,14 @@ impl Gauge {
 
 /// One open connection of a listener, counted until dropped.
 #[derive(Debug)]
-pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>);
+pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>, Arc<str>);
+
+impl Held {
+    /// The name of the listener (its bound address), for the broker's list of clients.
+    pub(crate) fn listener(&self) -> Arc<str> {
+        self.1.clone()
+    }
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
