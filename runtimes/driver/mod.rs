@@ -32,6 +32,7 @@
 //! | --- | --- | --- |
 //! | client commands (publish, subscribe, ...): those waiting behind one that waits for room in the in-flight window or for a connection, and those carried out whose bytes the driver has not taken for writing yet (a command that can go at once is carried out by the caller, under the lock of the session it shares with the driver; the blocking runtime's commands wait in its session thread's input channel instead) | [`CLIENT_COMMANDS`] | the caller waits; the driver sends queued commands in order as acknowledgements free the window |
 //! | client events ([`Events`]) | [`CLIENT_EVENTS`] | the driver waits, so it stops reading its socket (TCP backpressure to the server); a dropped [`Events`] discards events |
+//! | events taken ahead for a callback (`Client::on_event`, `on_message`) while it runs | [`CALLBACK_EVENTS`] | the runner waits, so the client's own event queue fills, then the driver stops reading |
 //! | bytes read from a socket, per connection in the blocking runtime (client and broker; the async client's driver and broker connection tasks read their sockets themselves, only when ready for more) | [`NET_CHUNKS`] reads of up to [`READ_CHUNK`] bytes | the reader stops reading the socket |
 //! | broker router inbox (one for every connection: the mail batch of each wake, accepts) | [`ROUTER_INBOX`] batches | connection tasks wait, so they stop reading their sockets (backpressure); the router never waits on a connection |
 //! | broker control ([`BrokerHandle`] stats requests) | 16 | the caller waits |
@@ -50,6 +51,7 @@ mod asyncrt;
 #[cfg(feature = "broker")]
 pub(crate) mod broker;
 mod callback;
+pub use callback::CALLBACK_EVENTS;
 mod cause;
 #[cfg(feature = "broker")]
 pub(crate) mod checks;
