@@ -10,9 +10,8 @@ use tinymqtt::{ProtocolVersion, QoS, TopicFilter, TopicName};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The broker's URL, and a CA file (PEM) to trust besides Mozilla's roots, if any.
     let mut args = std::env::args().skip(1);
-    let url = args
-        .next()
-        .unwrap_or("mqtts://test.mosquitto.org:8886".into());
+    let public = "mqtts://test.mosquitto.org:8886";
+    let url = args.next().unwrap_or(public.into());
     let mut tls = TlsOptions::new();
     if let Some(ca) = args.next() {
         tls = tls.ca_file(ca);

@@ -1,5 +1,6 @@
 //! The blocking client: a handle, its session thread and a reader thread per connection.
 
+use crate::runtimes::driver::cause::cause_of;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -345,8 +346,9 @@ fn run_client(
             Some(t)
         }
         Err(e) => {
-            core.connect_failed(now(), &e);
+            let cause = cause_of(&e);
             failed(e);
+            core.connect_failed(now(), cause);
             None
         }
     };
@@ -369,8 +371,9 @@ fn run_client(
                 let Some(t) = transport.as_mut() else { break };
                 if let Err(e) = t.write(bytes) {
                     transport = None;
-                    core.transport_failed(now(), &e);
+                    let cause = cause_of(&e);
                     failed(e);
+                    core.transport_failed(now(), cause);
                     break;
                 }
             }
@@ -416,8 +419,9 @@ fn run_client(
                         Some(t)
                     }
                     Err(e) => {
-                        core.connect_failed(now(), &e);
+                        let cause = cause_of(&e);
                         failed(e);
+                        core.connect_failed(now(), cause);
                         None
                     }
                 };
@@ -464,8 +468,9 @@ fn run_client(
                     }
                     Err(e) => {
                         transport = None;
-                        core.transport_failed(now(), &e);
+                        let cause = cause_of(&e);
                         failed(e);
+                        core.transport_failed(now(), cause);
                     }
                 }
             }

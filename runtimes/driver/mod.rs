@@ -52,7 +52,7 @@ mod asyncrt;
 pub(crate) mod broker;
 mod callback;
 pub use callback::CALLBACK_EVENTS;
-mod cause;
+pub(crate) mod cause;
 #[cfg(feature = "broker")]
 pub(crate) mod checks;
 pub(crate) mod client;

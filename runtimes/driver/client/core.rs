@@ -9,12 +9,10 @@ use crate::client::{
     AckToken, ClientConfig, ClientSession as Session, ClientState, Event, SessionState,
 };
 use crate::codec::{AckProperties, Auth, Disconnect};
-use crate::error::ClientError;
+use crate::error::{ClientError, TransportCause};
 use crate::hash::IdMap;
-use crate::runtimes::driver::cause::cause_of;
 use crate::runtimes::driver::client::options::{AuthHandler, ConnectOptions};
 use crate::runtimes::driver::client::{fail, Command};
-use crate::runtimes::driver::transport::TransportError;
 use crate::runtimes::driver::{answer, Ack, Error, Reply, SubAck};
 use crate::{PacketId, QoS, ReasonCode};
 
@@ -124,18 +122,19 @@ impl ClientCore {
         self.drain(now);
     }
 
-    /// A connection attempt could not open its transport, for `e` (its `Disconnected`
-    /// event says so).
-    pub(crate) fn connect_failed(&mut self, now: Instant, e: &TransportError) {
+    /// A connection attempt could not open its transport, for `cause` (its `Disconnected`
+    /// event says so). Keep the error for `take_transport_error` first: a waiting `connect`
+    /// hears of the failure here.
+    pub(crate) fn connect_failed(&mut self, now: Instant, cause: TransportCause) {
         if self.session.connect(now).is_ok() {
-            self.session.handle_transport_error(now, cause_of(e));
+            self.session.handle_transport_error(now, cause);
         }
         self.drain(now);
     }
 
-    /// The transport failed, for `e` (its `Disconnected` event says so).
-    pub(crate) fn transport_failed(&mut self, now: Instant, e: &TransportError) {
-        self.session.handle_transport_error(now, cause_of(e));
+    /// The transport failed, for `cause` (its `Disconnected` event says so).
+    pub(crate) fn transport_failed(&mut self, now: Instant, cause: TransportCause) {
+        self.session.handle_transport_error(now, cause);
         self.drain(now);
     }
 

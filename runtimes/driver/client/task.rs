@@ -1,5 +1,6 @@
 //! The async client's driver task: reads, writes, keeps time and reconnects.
 
+use crate::runtimes::driver::cause::cause_of;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::Arc;
@@ -149,14 +150,16 @@ impl<R: Runtime> Driver<R> {
                                 self.with_core(|c| c.connect(now(), true));
                             }
                             Err(e) => {
-                                self.with_core(|c| c.connect_failed(now(), &e));
+                                let cause = cause_of(&e);
                                 self.shared.lock().transport_error = Some(e);
+                                self.with_core(|c| c.connect_failed(now(), cause));
                             }
                         }
                     }
                     Err(e) => {
-                        self.with_core(|c| c.connect_failed(now(), &e));
+                        let cause = cause_of(&e);
                         self.shared.lock().transport_error = Some(e);
+                        self.with_core(|c| c.connect_failed(now(), cause));
                     }
                 }
             }
@@ -264,9 +267,10 @@ impl<R: Runtime> Driver<R> {
 
     /// The transport failed: the session hears that it closed, and the cause is kept.
     fn failed(&mut self, e: TransportError) {
-        self.transport = None;
-        self.with_core(|c| c.transport_failed(now(), &e));
+        let cause = cause_of(&e);
         self.shared.lock().transport_error = Some(e);
+        self.transport = None;
+        self.with_core(|c| c.transport_failed(now(), cause));
     }
 }
 
