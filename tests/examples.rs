@@ -182,6 +182,7 @@ fn readme_walkthrough_works_on_every_runtime() {
             if line.contains("client console-watch") {
                 return true;
             }
+            #[allow(clippy::disallowed_methods)] // real processes run on real time
             std::thread::sleep(std::time::Duration::from_millis(50));
             false
         });

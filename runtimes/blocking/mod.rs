@@ -121,7 +121,7 @@ enum Inbox {
     Stats(Reply<BrokerStats>),
     /// A request of the broker's handle.
     Admin(
-        crate::broker::AdminRequest,
+        Box<crate::broker::AdminRequest>,
         Reply<crate::broker::AdminReply>,
     ),
     /// The store writer handed tickets back (or stopped).

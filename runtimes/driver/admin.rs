@@ -49,13 +49,13 @@ impl AdminWaiters {
         &mut self,
         router: &mut Router,
         now: Instant,
-        request: AdminRequest,
+        request: Box<AdminRequest>,
         reply: Reply<AdminReply>,
     ) {
         let tag = AdminTag(self.next);
         self.next += 1;
         self.waiting.insert(tag, reply);
-        router.handle_admin(now, tag, request);
+        router.handle_admin(now, tag, *request);
     }
 
     /// Answers every request the router has answered.
@@ -73,7 +73,7 @@ impl BrokerHandle {
     async fn ask(&self, request: AdminRequest) -> Result<AdminReply, Error> {
         let (tx, rx) = reply_channel();
         self.tx
-            .send(Control::Admin(request, tx))
+            .send(Control::Admin(Box::new(request), tx))
             .await
             .map_err(|_| Error::Stopped)?;
         rx.recv().await.unwrap_or(Err(Error::Stopped))
@@ -83,7 +83,7 @@ impl BrokerHandle {
     fn ask_blocking(&self, request: AdminRequest) -> Result<AdminReply, Error> {
         let (tx, rx) = reply_channel();
         self.tx
-            .send_blocking(Control::Admin(request, tx))
+            .send_blocking(Control::Admin(Box::new(request), tx))
             .map_err(|_| Error::Stopped)?;
         rx.recv_blocking().unwrap_or(Err(Error::Stopped))
     }

@@ -210,7 +210,7 @@ impl<Q: MailQueue> RouterCore<Q> {
     pub(crate) fn admin(
         &mut self,
         now: Instant,
-        request: crate::broker::AdminRequest,
+        request: Box<crate::broker::AdminRequest>,
         reply: super::Reply<crate::broker::AdminReply>,
     ) {
         self.admin.ask(&mut self.router, now, request, reply);

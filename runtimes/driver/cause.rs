@@ -21,7 +21,7 @@ fn copy(e: &TransportError) -> TransportError {
     match e {
         TransportError::Url { url, reason } => TransportError::Url {
             url: url.clone(),
-            reason: *reason,
+            reason,
         },
         TransportError::Resolve { host, source } => TransportError::Resolve {
             host: host.clone(),
@@ -32,7 +32,7 @@ fn copy(e: &TransportError) -> TransportError {
             source: io(source),
         },
         TransportError::Config(s) => TransportError::Config(s.clone()),
-        TransportError::Unsupported(what, feature) => TransportError::Unsupported(*what, *feature),
+        TransportError::Unsupported(what, feature) => TransportError::Unsupported(what, feature),
         #[cfg(feature = "tls")]
         TransportError::Tls(e) => TransportError::Tls(e.clone()),
         TransportError::WebSocket(s) => TransportError::WebSocket(s.clone()),

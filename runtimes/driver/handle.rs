@@ -17,9 +17,9 @@ pub(crate) enum Control {
     /// Answer with the counters.
     Stats(Reply<BrokerStats>),
     /// A request of the application (publish, list, kick, remove): answered by the router
-    /// once it answers (see `admin`).
+    /// once it answers (see `admin`). Boxed: a publish is large, and rare next to stats.
     Admin(
-        crate::broker::AdminRequest,
+        Box<crate::broker::AdminRequest>,
         Reply<crate::broker::AdminReply>,
     ),
 }
