@@ -93,7 +93,7 @@ impl BrokerHandle {
     /// routed (and durable, with persistence and durable acknowledgements); a QoS 1/2
     /// message that finds an online subscriber's queue full waits for room as a client's
     /// acknowledgement would (`max_publisher_wait` at most). `$SYS` topics are refused
-    /// ([`AdminError::SysTopic`]), and so is what a client could not publish (above the
+    /// ([`AdminError::SysTopic`](crate::broker::AdminError::SysTopic)), and so is what a client could not publish (above the
     /// maximum QoS, retained without retain available, over the memory limit).
     pub async fn publish(&self, publish: Publish) -> Result<(), Error> {
         expect(self.ask(AdminRequest::Publish(publish)).await?, |r| {
@@ -167,7 +167,7 @@ impl BrokerHandle {
 
     /// Removes the offline session of `client_id` with its subscriptions and queued
     /// messages (a pending will is published now); a connected client's session is refused
-    /// ([`AdminError::Connected`]).
+    /// ([`AdminError::Connected`](crate::broker::AdminError::Connected)).
     pub async fn remove_session(&self, client_id: ByteStr) -> Result<(), Error> {
         expect(
             self.ask(AdminRequest::RemoveSession(client_id)).await?,

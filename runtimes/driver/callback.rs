@@ -1,7 +1,7 @@
 //! Events handed to a callback instead of read from a stream: the callback runs in a task of
 //! its own on the async runtimes (a thread on the blocking one), one event at a time and in
 //! order (the next is handed over once the callback, or its future, has finished). A slow
-//! callback slows the client down the way a slow reader of [`Events`](super::Events) does:
+//! callback slows the client down the way a slow reader of [`Events`] does:
 //! once its backlog and the client's event queue are full, the client stops reading its
 //! socket (TCP backpressure to the broker); nothing is dropped.
 //!
@@ -35,7 +35,7 @@ use crate::client::{Event, Message};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 impl<R: Runtime> Client<R> {
     /// Hands every event of `events` to `callback` in a task of its own, in order, one at a
-    /// time (see the [module docs](self)); the task ends when the client has stopped and
+    /// time (see the [`callback`](crate::runtimes::driver::callback) module); the task ends when the client has stopped and
     /// every event was handed over. Returns at once. Call it from within the runtime (it
     /// spawns a task, as `tokio::spawn` does).
     ///
@@ -113,7 +113,7 @@ fn backlog<R: Runtime>(events: Events) -> async_channel::Receiver<Event> {
 #[cfg(feature = "blocking")]
 impl crate::runtimes::blocking::Client {
     /// Hands every event of `events` to `callback` on a thread of its own, in order, one at a
-    /// time (see the [module docs](self)); the thread ends when the client has stopped and
+    /// time (see the [`callback`](crate::runtimes::driver::callback) module); the thread ends when the client has stopped and
     /// every event was handed over. The callback may publish and `ack` with a clone of the
     /// client (a publish's `Pending::wait` from the callback is a wait on the client, see
     /// the module docs).

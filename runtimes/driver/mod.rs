@@ -50,7 +50,7 @@ mod answers;
 mod asyncrt;
 #[cfg(feature = "broker")]
 pub(crate) mod broker;
-mod callback;
+pub mod callback;
 pub use callback::CALLBACK_EVENTS;
 pub(crate) mod cause;
 #[cfg(feature = "broker")]
