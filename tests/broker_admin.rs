@@ -584,3 +584,23 @@ fn a_link_has_a_network_clients_queue_limits_and_can_be_kicked() {
     );
     assert_eq!(sim.broker.stats().connections, 0);
 }
+
+#[test]
+fn a_link_over_max_connections_ends_at_once() {
+    let mut config_ = BrokerConfig::default();
+    config_.max_connections = Some(0);
+    let mut sim = Sim::new(config_, 922);
+    let now = sim.now();
+    // The first transport is accepted (room for a takeover), the second closed before it is
+    // read: that link ends at once.
+    let _a = sim.broker.link(now, config(V5, "a")).unwrap();
+    let b = sim.broker.link(now, config(V5, "b")).unwrap();
+    let events = link_events(&mut sim, b);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { .. })),
+        "a refused link hears it ended: {events:?}"
+    );
+    assert!(sim.broker.with_link(now, b, |_| ()).is_none());
+}

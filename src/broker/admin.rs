@@ -8,7 +8,9 @@
 //! drain [`Router::poll_admin`](super::Router::poll_admin) after every input: each request
 //! gets exactly one answer, carrying its tag. Most are answered at once; a publish is
 //! answered once it is routed, and durable when the broker persists with durable
-//! acknowledgements (its answer then waits for the store, like a client's PUBACK).
+//! acknowledgements (its answer then waits for the store, like a client's PUBACK). Nothing
+//! here is queued but what the caller asked: one answer per request, waiting in
+//! `poll_admin` until drained.
 //!
 //! ```
 //! use std::time::Instant;

@@ -98,6 +98,14 @@ impl Broker {
         let mut client = ClientSession::new(config);
         client.connect(now)?;
         let conn = self.accept(now);
+        if !self.conns.contains_key(&conn) {
+            // Refused at once (no room, `max_connections`): the link ends before it began.
+            client.handle_transport_closed(now);
+            while let Some(e) = client.poll_event() {
+                self.links.events.push_back((conn, e));
+            }
+            return Ok(conn);
+        }
         self.router.set_listener(conn, Arc::from(IN_PROCESS));
         self.links.clients.insert(conn, client);
         self.shuttle(now);
