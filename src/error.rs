@@ -21,8 +21,7 @@ pub enum ConnectionError {
     /// The peer sent bytes that are not a valid packet.
     #[error("invalid packet from peer: {0}")]
     Decode(#[from] DecodeError),
-    /// The peer broke a named rule of the protocol or a limit this side set (the broker
-    /// reports every such fault this way).
+    /// The peer broke a named rule of the protocol or a limit this side set.
     #[error("{kind}: {0}", kind = .0.kind())]
     Violation(ProtocolViolation),
     /// The peer sent a valid packet at the wrong time or with the wrong content (the client's
@@ -63,8 +62,9 @@ pub enum ProtocolViolation {
     /// A second CONNECT on the same connection ([MQTT-3.1.0-2]).
     #[error("second connect")]
     SecondConnect,
-    /// A packet was handled while the CONNECT was still being decided; pipelined packets wait
-    /// in the buffer until then (section 3.1.4), so this is a safeguard.
+    /// From a client: a packet was handled while the CONNECT was still being decided;
+    /// pipelined packets wait in the buffer until then (section 3.1.4), so this is a
+    /// safeguard. From a server: a packet other than AUTH before CONNACK ([MQTT-3.2.0-1]).
     #[error("packet before connack")]
     PacketBeforeConnAck,
     /// A packet other than AUTH or DISCONNECT during enhanced authentication
@@ -85,12 +85,45 @@ pub enum ProtocolViolation {
     /// an exchange, Re-authenticate during one or before CONNACK ([MQTT-4.12.0-3]).
     #[error("auth out of sequence")]
     AuthOutOfSequence,
+    /// A packet only clients send (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) came from a
+    /// server (section 2.1.2).
+    #[error("server sent a packet only clients send")]
+    ClientOnlyPacket,
+    /// A second CONNACK on the same connection ([MQTT-3.2.0-2]).
+    #[error("second connack")]
+    SecondConnAck,
+    /// Session Present 1 in the CONNACK answering a clean start: the client has no session
+    /// to resume ([MQTT-3.2.2-4]).
+    #[error("session present after a clean start")]
+    SessionPresentAfterCleanStart,
+    /// DISCONNECT from a server before an accepting CONNACK ([MQTT-3.14.0-1]), or under
+    /// MQTT 3.1.x, where only clients send it (section 3.14).
+    #[error("disconnect not allowed here")]
+    UnexpectedDisconnect,
     /// PUBACK for a packet identifier with no QoS 1 PUBLISH in flight (section 4.3.2).
     #[error("puback for no qos 1 publish in flight")]
     UnexpectedPubAck,
     /// PUBCOMP for a packet identifier with no PUBREL in flight (section 4.3.3).
     #[error("pubcomp for no pubrel in flight")]
     UnexpectedPubComp,
+    /// PUBREC for a packet identifier with no QoS 2 PUBLISH in flight under MQTT 3.1.x
+    /// (section 4.3.3; MQTT 5 answers it with PUBREL 0x92 instead).
+    #[error("pubrec for no qos 2 publish in flight")]
+    UnexpectedPubRec,
+    /// SUBACK for a packet identifier with no SUBSCRIBE in flight ([MQTT-3.8.4-2]).
+    #[error("suback for no subscribe in flight")]
+    UnexpectedSubAck,
+    /// A SUBACK without exactly one reason code per topic filter of its SUBSCRIBE
+    /// ([MQTT-3.8.4-6], [MQTT-3.9.3-1]).
+    #[error("suback reason codes do not match the filters")]
+    SubAckCountMismatch,
+    /// UNSUBACK for a packet identifier with no UNSUBSCRIBE in flight ([MQTT-3.10.4-4]).
+    #[error("unsuback for no unsubscribe in flight")]
+    UnexpectedUnsubAck,
+    /// An MQTT 5 UNSUBACK without exactly one reason code per topic filter of its
+    /// UNSUBSCRIBE ([MQTT-3.11.3-1]).
+    #[error("unsuback reason codes do not match the filters")]
+    UnsubAckCountMismatch,
     /// DISCONNECT sets a session expiry interval when the CONNECT's was zero
     /// ([MQTT-3.14.2-2]).
     #[error("session expiry set on disconnect after zero")]
@@ -103,7 +136,8 @@ pub enum ProtocolViolation {
     /// (section 3.3.2.3.4).
     #[error("unknown topic alias")]
     UnknownTopicAlias,
-    /// A topic alias above the Topic Alias Maximum this side announced ([MQTT-3.2.2-17]).
+    /// A topic alias above the Topic Alias Maximum this side announced (from a client
+    /// [MQTT-3.2.2-17], from a server [MQTT-3.1.2-26]).
     #[error("topic alias above the maximum")]
     TopicAliasAboveMaximum,
     /// PUBLISH at a QoS above the Maximum QoS this side announced ([MQTT-3.2.2-11]).
@@ -113,7 +147,7 @@ pub enum ProtocolViolation {
     #[error("retain not supported")]
     RetainNotAvailable,
     /// More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum this side announced
-    /// ([MQTT-3.3.4-9]).
+    /// (from a client [MQTT-3.3.4-7], from a server [MQTT-3.3.4-9]).
     #[error("receive maximum exceeded")]
     ReceiveMaximumExceeded,
     /// A topic longer or deeper than this broker accepts, from a client that cannot be told
@@ -130,6 +164,10 @@ pub enum ProtocolViolation {
     /// ([MQTT-3.1.2-25]).
     #[error("connack above the client's maximum packet size")]
     ConnAckTooLarge,
+    /// The server's Maximum Packet Size is too small for even the few bytes of this client's
+    /// acknowledgements and PINGREQ, so the connection cannot work (section 3.2.2.3.6).
+    #[error("server maximum packet size too small")]
+    ServerMaximumPacketSizeTooSmall,
 }
 
 impl ProtocolViolation {
@@ -144,6 +182,7 @@ impl ProtocolViolation {
             TopicAboveLimits => ReasonCode::TopicNameInvalid,
             TooManyFilters | TooManyConnections => ReasonCode::QuotaExceeded,
             ConnAckTooLarge => ReasonCode::PacketTooLarge,
+            ServerMaximumPacketSizeTooSmall => ReasonCode::ImplementationSpecificError,
             FirstPacketNotConnect
             | SecondConnect
             | PacketBeforeConnAck
@@ -156,7 +195,16 @@ impl ProtocolViolation {
             | UnexpectedPubComp
             | SessionExpiryAfterZero
             | SubscriptionIdentifierFromClient
-            | UnknownTopicAlias => ReasonCode::ProtocolError,
+            | UnknownTopicAlias
+            | ClientOnlyPacket
+            | SecondConnAck
+            | SessionPresentAfterCleanStart
+            | UnexpectedDisconnect
+            | UnexpectedPubRec
+            | UnexpectedSubAck
+            | SubAckCountMismatch
+            | UnexpectedUnsubAck
+            | UnsubAckCountMismatch => ReasonCode::ProtocolError,
         }
     }
 
@@ -299,6 +347,10 @@ mod tests {
             (
                 ProtocolViolation::ConnAckTooLarge,
                 ReasonCode::PacketTooLarge,
+            ),
+            (
+                ProtocolViolation::ServerMaximumPacketSizeTooSmall,
+                ReasonCode::ImplementationSpecificError,
             ),
         ] {
             assert_eq!(v.reason_code(), code, "{v:?}");

@@ -16,11 +16,12 @@ use common::*;
 use tinymqtt::client::{ClientSession, ClientState, Event, Outgoing};
 use tinymqtt::codec::{
     AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,
-    Disconnect, DisconnectProperties, Packet, PayloadFormat, PubAck, Publish, PublishProperties,
-    RetainHandling, SubAck, SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck,
-    UnsubscribeProperties, Will, WillProperties,
+    DecodeError, Disconnect, DisconnectProperties, Packet, PacketType, PayloadFormat, PubAck,
+    Publish, PublishProperties, RetainHandling, SubAck, SubscribeProperties, Subscription,
+    SubscriptionOptions, UnsubAck, UnsubscribeProperties, Will, WillProperties,
 };
-use tinymqtt::error::{ClientError, ConnectionError, Initiator};
+use tinymqtt::error::{ClientError, ConnectionError, Initiator, ProtocolViolation};
+use tinymqtt::topic::TopicError;
 use tinymqtt::{ProtocolVersion, QoS, ReasonCode};
 
 const V3_1: ProtocolVersion = ProtocolVersion::V3_1;
@@ -294,7 +295,12 @@ fn mqtt_3_2_2_4_session_present_after_clean_start_closes() {
     let (reason, _) = p.disconnected();
     assert_eq!(reason.initiator, Initiator::Local);
     assert_eq!(reason.reason_code, ReasonCode::ProtocolError);
-    assert!(matches!(reason.error, Some(ConnectionError::Protocol(_))));
+    assert_eq!(
+        reason.error,
+        Some(ConnectionError::Violation(
+            ProtocolViolation::SessionPresentAfterCleanStart
+        ))
+    );
     p.no_event("connected", |e| matches!(e, Event::Connected { .. }));
 }
 
@@ -1121,6 +1127,12 @@ fn mqtt_3_3_2_10_incoming_topic_aliases_are_resolved() {
     p.expect_bytes(&hex("E0 01 82"));
     let (reason, _) = p.disconnected();
     assert_eq!(reason.reason_code, ReasonCode::ProtocolError);
+    assert_eq!(
+        reason.error,
+        Some(ConnectionError::Violation(
+            ProtocolViolation::UnknownTopicAlias
+        ))
+    );
 }
 
 /// [MQTT-3.1.2-29] (5.0, server side), section 3.3.2.3.4: an alias above the client's Topic
@@ -1138,6 +1150,12 @@ fn mqtt_3_1_2_29_topic_alias_above_the_clients_maximum_closes() {
         p.expect_bytes(&hex("E0 01 94"));
         let (reason, _) = p.disconnected();
         assert_eq!(reason.reason_code, ReasonCode::TopicAliasInvalid);
+        assert_eq!(
+            reason.error,
+            Some(ConnectionError::Violation(
+                ProtocolViolation::TopicAliasAboveMaximum
+            ))
+        );
         assert_eq!(reason.initiator, Initiator::Local);
     }
 }
@@ -1916,16 +1934,16 @@ fn mqtt_3_14_4_1_server_disconnect_is_reported_with_its_reason() {
     p.reconnect();
 }
 
-/// Checks a peer fault: the DISCONNECT the client sends (if any), one `Disconnected`, and
-/// that later input is a no-op.
-fn fault(p: &mut Peer, bytes: &[u8], wire_reply: &[u8], code: ReasonCode) {
+/// Checks a peer fault: the DISCONNECT the client sends (if any), one `Disconnected` with the
+/// exact error, and that later input is a no-op.
+fn fault(p: &mut Peer, bytes: &[u8], wire_reply: &[u8], code: ReasonCode, error: ConnectionError) {
     p.send_raw(bytes);
     p.expect_bytes(wire_reply);
     p.expect_silence();
     let (reason, _) = p.disconnected();
     assert_eq!(reason.initiator, Initiator::Local, "{bytes:02X?}");
     assert_eq!(reason.reason_code, code, "{bytes:02X?}");
-    assert!(reason.error.is_some());
+    assert_eq!(reason.error, Some(error), "{bytes:02X?}");
     p.no_event("second disconnected", |e| {
         matches!(e, Event::Disconnected { .. })
     });
@@ -1937,6 +1955,14 @@ fn fault(p: &mut Peer, bytes: &[u8], wire_reply: &[u8], code: ReasonCode) {
         .take_events()
         .iter()
         .all(|e| !matches!(e, Event::Disconnected { .. } | Event::Message(_))));
+}
+
+fn violation(v: ProtocolViolation) -> ConnectionError {
+    ConnectionError::Violation(v)
+}
+
+fn decode(e: DecodeError) -> ConnectionError {
+    ConnectionError::Decode(e)
 }
 
 /// [MQTT-4.13.2-1] (5.0): every fault of the server closes the connection with the right
@@ -1954,6 +1980,9 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &hex("36 06 00 01 'a' 00 01 00"),
         &hex("E0 01 81"),
         ReasonCode::MalformedPacket,
+        decode(DecodeError::InvalidQoS {
+            field: "publish qos",
+        }),
     );
     // Malformed: PUBREL with flags 0000 ([MQTT-3.6.1-1]).
     fault(
@@ -1961,6 +1990,10 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &hex("60 02 00 01"),
         &hex("E0 01 81"),
         ReasonCode::MalformedPacket,
+        decode(DecodeError::InvalidFlags {
+            packet: PacketType::PubRel,
+            flags: 0,
+        }),
     );
     // Protocol error: a second CONNACK ([MQTT-3.2.0-2]).
     fault(
@@ -1968,6 +2001,7 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &hex("20 03 00 00 00"),
         &hex("E0 01 82"),
         ReasonCode::ProtocolError,
+        violation(ProtocolViolation::SecondConnAck),
     );
     // Protocol error: PUBACK for nothing in flight ([MQTT-2.2.1-5]).
     fault(
@@ -1975,6 +2009,7 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &hex("40 02 00 05"),
         &hex("E0 01 82"),
         ReasonCode::ProtocolError,
+        violation(ProtocolViolation::UnexpectedPubAck),
     );
     // Protocol error: a packet only clients send.
     fault(
@@ -1982,6 +2017,7 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &hex("C0 00"),
         &hex("E0 01 82"),
         ReasonCode::ProtocolError,
+        violation(ProtocolViolation::ClientOnlyPacket),
     );
     // Packet too large for the client's Maximum Packet Size ([MQTT-3.1.2-27]): refused from the
     // header alone.
@@ -1990,6 +2026,7 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &hex("30 7F"),
         &hex("E0 01 95"),
         ReasonCode::PacketTooLarge,
+        decode(DecodeError::PacketTooLarge { size: 129, max: 64 }),
     );
     // Receive Maximum exceeded ([MQTT-3.3.4-9]): a second QoS 2 before PUBREL of the first.
     let mut p = fresh();
@@ -2005,6 +2042,7 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &second,
         &hex("E0 01 93"),
         ReasonCode::ReceiveMaximumExceeded,
+        violation(ProtocolViolation::ReceiveMaximumExceeded),
     );
     // Invalid topic name: a wildcard in a PUBLISH ([MQTT-3.3.2-2]).
     fault(
@@ -2012,6 +2050,79 @@ fn mqtt_4_13_2_1_v5_peer_faults_close_with_the_right_reason_code() {
         &hex("30 04 00 01 '#' 00"),
         &hex("E0 01 90"),
         ReasonCode::TopicNameInvalid,
+        decode(DecodeError::InvalidTopicName(TopicError::WildcardInName)),
+    );
+}
+
+/// [MQTT-3.8.4-2], [MQTT-3.8.4-6], [MQTT-3.10.4-4], [MQTT-3.11.3-1] (5.0), section 4.3: an
+/// acknowledgement for nothing in flight, or whose reason codes do not match the request's
+/// filters one for one, closes the connection with Protocol Error, naming the rule broken.
+#[test]
+fn mqtt_3_8_4_6_acknowledgements_that_match_no_request_are_protocol_errors() {
+    let c = config(V5, "c");
+    let fresh = || Peer::connected(c.clone());
+    let two = || {
+        vec![
+            Subscription::new(filter("a"), QoS::AtLeastOnce),
+            Subscription::new(filter("b"), QoS::AtLeastOnce),
+        ]
+    };
+    let rule = |v: ProtocolViolation| (ReasonCode::ProtocolError, violation(v));
+    let cases: [(&str, (ReasonCode, ConnectionError)); 3] = [
+        // SUBACK, UNSUBACK, PUBCOMP for packet identifier 7, never used.
+        (
+            "90 04 00 07 00 00",
+            rule(ProtocolViolation::UnexpectedSubAck),
+        ),
+        (
+            "B0 04 00 07 00 00",
+            rule(ProtocolViolation::UnexpectedUnsubAck),
+        ),
+        ("70 02 00 07", rule(ProtocolViolation::UnexpectedPubComp)),
+    ];
+    for (bytes, (code, error)) in cases {
+        fault(&mut fresh(), &hex(bytes), &hex("E0 01 82"), code, error);
+    }
+    // One reason code for a SUBSCRIBE of two filters.
+    let mut p = fresh();
+    let id = p.subscribe(two(), SubscribeProperties::default()).unwrap();
+    assert_eq!(id.get(), 1);
+    p.packets();
+    let (code, error) = rule(ProtocolViolation::SubAckCountMismatch);
+    fault(
+        &mut p,
+        &hex("90 04 00 01 00 01"),
+        &hex("E0 01 82"),
+        code,
+        error,
+    );
+    // Three reason codes for an UNSUBSCRIBE of two filters.
+    let mut p = fresh();
+    let filters = vec![filter("a"), filter("b")];
+    let id = p.unsubscribe(filters, Default::default()).unwrap();
+    assert_eq!(id.get(), 1);
+    p.packets();
+    let (code, error) = rule(ProtocolViolation::UnsubAckCountMismatch);
+    fault(
+        &mut p,
+        &hex("B0 06 00 01 00 00 00 00"),
+        &hex("E0 01 82"),
+        code,
+        error,
+    );
+}
+
+/// Section 4.3.3 (3.1.1): PUBREC for no QoS 2 PUBLISH in flight closes the connection (MQTT 5
+/// answers it with PUBREL 0x92 instead).
+#[test]
+fn v311_pubrec_for_nothing_in_flight_is_a_protocol_violation() {
+    let mut p = Peer::connected(config(V311, "c"));
+    fault(
+        &mut p,
+        &hex("50 02 00 07"),
+        &[],
+        ReasonCode::ProtocolError,
+        violation(ProtocolViolation::UnexpectedPubRec),
     );
 }
 
@@ -2025,6 +2136,9 @@ fn mqtt_4_8_0_1_v311_peer_faults_close_the_connection() {
         &hex("36 05 00 01 'a' 00 01"),
         &[],
         ReasonCode::MalformedPacket,
+        decode(DecodeError::InvalidQoS {
+            field: "publish qos",
+        }),
     );
     // Invalid fixed-header flags ([MQTT-2.2.2-2]): PUBACK with flags 0001.
     fault(
@@ -2032,6 +2146,10 @@ fn mqtt_4_8_0_1_v311_peer_faults_close_the_connection() {
         &hex("41 02 00 01"),
         &[],
         ReasonCode::MalformedPacket,
+        decode(DecodeError::InvalidFlags {
+            packet: PacketType::PubAck,
+            flags: 1,
+        }),
     );
     // AUTH does not exist before 5.0.
     fault(
@@ -2039,17 +2157,25 @@ fn mqtt_4_8_0_1_v311_peer_faults_close_the_connection() {
         &hex("F0 00"),
         &[],
         ReasonCode::MalformedPacket,
+        decode(DecodeError::ReservedPacketType(15)),
     );
     fault(
         &mut fresh(),
         &hex("40 02 00 05"),
         &[],
         ReasonCode::ProtocolError,
+        violation(ProtocolViolation::UnexpectedPubAck),
     );
     // [MQTT-3.2.0-1]: the first packet from the server must be CONNACK.
     let mut p = Peer::new(config(V311, "c"));
     p.connect();
-    fault(&mut p, &hex("D0 00"), &[], ReasonCode::ProtocolError);
+    fault(
+        &mut p,
+        &hex("D0 00"),
+        &[],
+        ReasonCode::ProtocolError,
+        violation(ProtocolViolation::PacketBeforeConnAck),
+    );
 }
 
 /// [MQTT-4.12.0-3], [MQTT-3.1.2-33] (5.0): enhanced authentication: the server's AUTH is an
@@ -2175,7 +2301,12 @@ fn mqtt_3_14_0_1_v5_server_disconnect_before_connack_is_a_protocol_error() {
     let (reason, _) = p.disconnected();
     assert_eq!(reason.initiator, Initiator::Local);
     assert_eq!(reason.reason_code, ReasonCode::ProtocolError);
-    assert!(matches!(reason.error, Some(ConnectionError::Protocol(_))));
+    assert_eq!(
+        reason.error,
+        Some(ConnectionError::Violation(
+            ProtocolViolation::UnexpectedDisconnect
+        ))
+    );
 }
 
 /// MQTT 3.1.1 section 3.14: DISCONNECT is sent by the client only; one from the server is a
@@ -2187,7 +2318,12 @@ fn v311_server_disconnect_is_a_protocol_violation() {
     p.expect_silence();
     let (reason, _) = p.disconnected();
     assert_eq!(reason.initiator, Initiator::Local);
-    assert!(matches!(reason.error, Some(ConnectionError::Protocol(_))));
+    assert_eq!(
+        reason.error,
+        Some(ConnectionError::Violation(
+            ProtocolViolation::UnexpectedDisconnect
+        ))
+    );
 }
 
 /// MQTT 3.1 section 3.1 (Clean session flag): with clean session 0 the server keeps the
