@@ -7,6 +7,8 @@
 #[cfg(feature = "broker")]
 pub mod access;
 pub mod driver;
+#[cfg(feature = "broker")]
+pub mod settings;
 
 pub use driver::{
     Ack, AuthHandler, BlockingEvents, BlockingPending, ConnectOptions, Error, Events, Pending,
