@@ -1,109 +1,25 @@
-//! End-to-end smoke tests: real `ClientSession`s talking to a `Broker` through the sans-IO APIs only.
-
-use std::time::Instant;
+//! End-to-end smoke tests: real `ClientSession`s talking to a `Broker` on the simulated network.
 
 use bytes::Bytes;
-use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
-use tinymqtt::client::{ClientConfig, ClientSession, Event};
-use tinymqtt::codec::{Publish, SubscribeProperties, Subscription};
+use tinymqtt::client::ClientConfig;
 use tinymqtt::error::Initiator;
-use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+use tinymqtt::{ProtocolVersion, QoS, ReasonCode};
 
-#[allow(clippy::disallowed_methods)]
-fn t0() -> Instant {
-    Instant::now()
+use crate::sim::{config, msg, Sim};
+
+/// A client that does not reconnect.
+fn once(v: ProtocolVersion, id: &'static str) -> ClientConfig {
+    let mut c = config(v, id);
+    c.reconnect = None;
+    c
 }
 
-struct Net {
-    now: Instant,
-    broker: Broker,
-    clients: Vec<(ClientSession, ConnId, Vec<Event>)>,
-    broker_events: Vec<BrokerEvent>,
-}
-
-impl Net {
-    fn new() -> Net {
-        Net {
-            now: t0(),
-            broker: Broker::new(BrokerConfig::default()),
-            clients: Vec::new(),
-            broker_events: Vec::new(),
-        }
-    }
-
-    fn connect(&mut self, v: ProtocolVersion, id: &'static str) -> usize {
-        let mut config = ClientConfig::new(v, ByteStr::from_static(id));
-        config.reconnect = None;
-        let mut c = ClientSession::new(config);
-        let conn = self.broker.accept(self.now);
-        c.connect(self.now).unwrap();
-        self.clients.push((c, conn, Vec::new()));
-        self.run();
-        self.clients.len() - 1
-    }
-
-    /// Moves bytes both ways until nothing moves (bounded).
-    fn run(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            for (c, conn, events) in &mut self.clients {
-                while let Some(b) = c.poll_transmit() {
-                    self.broker.handle_input(self.now, *conn, &b);
-                    moved = true;
-                }
-                while let Some(e) = c.poll_event() {
-                    events.push(e);
-                }
-            }
-            while let Some((conn, b)) = self.broker.poll_transmit() {
-                if let Some((c, _, _)) = self.clients.iter_mut().find(|(_, id, _)| *id == conn) {
-                    c.handle_input(self.now, &b);
-                    moved = true;
-                }
-            }
-            while let Some(e) = self.broker.poll_event() {
-                if let BrokerEvent::CloseTransport(conn) = e {
-                    if let Some((c, _, _)) = self.clients.iter_mut().find(|(_, id, _)| *id == conn)
-                    {
-                        c.handle_transport_closed(self.now);
-                    }
-                }
-                self.broker_events.push(e);
-                moved = true;
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("the network did not settle");
-    }
-
-    fn messages(&mut self, i: usize) -> Vec<(String, Bytes, QoS, bool)> {
-        let events = std::mem::take(&mut self.clients[i].2);
-        events
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Message(m) => Some((
-                    m.publish.topic.to_string(),
-                    m.publish.payload,
-                    m.publish.qos,
-                    m.publish.retain,
-                )),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-fn sub(f: &'static str, qos: QoS) -> Vec<Subscription> {
-    vec![Subscription::new(TopicFilter::from_static(f), qos)]
-}
-
-fn msg(t: &'static str, payload: &'static [u8], qos: QoS, retain: bool) -> Publish {
-    let mut p = Publish::new(TopicName::from_static(t), Bytes::from_static(payload));
-    p.qos = qos;
-    p.retain = retain;
-    p
+/// `(topic, payload, qos, retain)` of every message `cl` received.
+fn messages(sim: &mut Sim, cl: crate::sim::Cl) -> Vec<(String, Bytes, QoS, bool)> {
+    sim.messages(cl)
+        .into_iter()
+        .map(|p| (p.topic.to_string(), p.payload, p.qos, p.retain))
+        .collect()
 }
 
 #[test]
@@ -113,79 +29,47 @@ fn qos_0_1_2_end_to_end_in_every_version() {
         ProtocolVersion::V3_1_1,
         ProtocolVersion::V5,
     ] {
-        let mut net = Net::new();
-        let s = net.connect(v, "sub");
-        let p = net.connect(v, "pub");
-        let now = net.now;
-        net.clients[s]
-            .0
-            .subscribe(
-                now,
-                sub("a/+", QoS::ExactlyOnce),
-                SubscribeProperties::default(),
-            )
-            .unwrap();
-        net.run();
-        for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
-            .into_iter()
-            .enumerate()
-        {
-            let payload: &'static [u8] = [b"zero".as_slice(), b"one", b"two"][i];
-            net.clients[p]
-                .0
-                .publish(now, msg("a/b", payload, qos, false))
-                .unwrap();
-            net.run();
+        let mut sim = Sim::default_broker(7);
+        let s = sim.connected(once(v, "sub"));
+        let p = sim.connected(once(v, "pub"));
+        sim.subscribe(s, &[("a/+", QoS::ExactlyOnce)]);
+        let sent = [
+            ("zero", QoS::AtMostOnce),
+            ("one", QoS::AtLeastOnce),
+            ("two", QoS::ExactlyOnce),
+        ];
+        let mut ids = Vec::new();
+        for (payload, qos) in sent {
+            ids.extend(sim.publish_settled(p, msg("a/b", payload, qos)));
         }
-        let got = net.messages(s);
-        let want: Vec<(String, Bytes, QoS, bool)> = [
-            (b"zero".as_slice(), QoS::AtMostOnce),
-            (b"one", QoS::AtLeastOnce),
-            (b"two", QoS::ExactlyOnce),
-        ]
-        .into_iter()
-        .map(|(pl, q)| ("a/b".to_string(), Bytes::from_static(pl), q, false))
-        .collect();
-        assert_eq!(got, want, "{v}");
-        let published = net.clients[p]
-            .2
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    Event::Published {
-                        reason_code: ReasonCode::Success,
-                        ..
-                    }
-                )
-            })
-            .count();
-        assert_eq!(published, 2, "{v}: QoS 1 and 2 flows completed");
+        let want: Vec<(String, Bytes, QoS, bool)> = sent
+            .into_iter()
+            .map(|(pl, q)| ("a/b".to_string(), Bytes::from(pl), q, false))
+            .collect();
+        assert_eq!(messages(&mut sim, s), want, "{v}");
+        assert_eq!(ids.len(), 2, "{v}: QoS 1 and 2 have packet identifiers");
+        for id in ids {
+            assert_eq!(
+                sim.published(p, id),
+                ReasonCode::Success,
+                "{v}: flow completed"
+            );
+        }
     }
 }
 
 #[test]
 fn retained_message_reaches_a_later_subscriber_with_the_retain_flag() {
-    let mut net = Net::new();
-    let p = net.connect(ProtocolVersion::V3_1_1, "pub");
-    let now = net.now;
-    net.clients[p]
-        .0
-        .publish(now, msg("r/1", b"kept", QoS::AtLeastOnce, true))
-        .unwrap();
-    net.run();
-    let s = net.connect(ProtocolVersion::V5, "sub");
-    net.clients[s]
-        .0
-        .subscribe(
-            now,
-            sub("r/#", QoS::AtLeastOnce),
-            SubscribeProperties::default(),
-        )
-        .unwrap();
-    net.run();
+    let mut sim = Sim::default_broker(7);
+    let p = sim.connected(once(ProtocolVersion::V3_1_1, "pub"));
+    let mut kept = msg("r/1", "kept", QoS::AtLeastOnce);
+    kept.retain = true;
+    sim.publish_settled(p, kept);
+    let s = sim.connected(once(ProtocolVersion::V5, "sub"));
+    sim.subscribe(s, &[("r/#", QoS::AtLeastOnce)]);
+    sim.settle();
     assert_eq!(
-        net.messages(s),
+        messages(&mut sim, s),
         vec![(
             "r/1".to_string(),
             Bytes::from_static(b"kept"),
@@ -193,23 +77,17 @@ fn retained_message_reaches_a_later_subscriber_with_the_retain_flag() {
             true
         )]
     );
-    assert_eq!(net.broker.stats().retained, 1);
+    assert_eq!(sim.broker.stats().retained, 1);
 }
 
 #[test]
 fn takeover_closes_the_first_connection_with_0x8e() {
-    let mut net = Net::new();
-    let first = net.connect(ProtocolVersion::V5, "same");
-    let _second = net.connect(ProtocolVersion::V5, "same");
-    let reason = net.clients[first]
-        .2
-        .iter()
-        .find_map(|e| match e {
-            Event::Disconnected { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .expect("the first connection was closed");
+    let mut sim = Sim::default_broker(7);
+    let first = sim.connected(once(ProtocolVersion::V5, "same"));
+    let _second = sim.connected(once(ProtocolVersion::V5, "same"));
+    sim.settle();
+    let (_, reason) = sim.disconnected(first);
     assert_eq!(reason.initiator, Initiator::Remote);
     assert_eq!(reason.reason_code, ReasonCode::SessionTakenOver);
-    assert_eq!(net.broker.stats().connections, 1);
+    assert_eq!(sim.broker.stats().connections, 1);
 }
