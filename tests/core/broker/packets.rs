@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::sim::raw::{hex, Raw};
 use crate::sim::{msg, s, secs, sub, topic};
 use bytes::Bytes;
-use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig, ConnId};
+use tinymqtt::broker::{AllowAll, Authorizer, Broker, BrokerConfig, ConnId};
 use tinymqtt::codec::{
     Connect, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeProperties, Subscription, Will,
     WillProperties,
@@ -287,22 +287,7 @@ fn mqtt_3_1_3_5_client_id_longer_than_allowed_is_rejected() {
     r.connect(V5, "eight-ch");
 }
 
-/// Lets in user `alice` with password `secret`.
-struct Passwords;
-
-impl Authenticator for Passwords {
-    fn authenticate(
-        &self,
-        _: &ByteStr,
-        username: Option<&ByteStr>,
-        password: Option<&Bytes>,
-    ) -> Result<(), ReasonCode> {
-        match (username.map(ByteStr::as_str), password.map(|p| &p[..])) {
-            (Some("alice"), Some(b"secret")) => Ok(()),
-            _ => Err(ReasonCode::BadUserNameOrPassword),
-        }
-    }
-}
+use crate::sim::Passwords;
 
 fn with_credentials(v: ProtocolVersion, user: &'static str, pass: &'static [u8]) -> Connect {
     let mut c = Connect::new(v, s("who"));

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::sim::{config, msg, persistent, s, secs, topic, Cl, Sim};
 use bytes::Bytes;
-use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
+use tinymqtt::broker::{AllowAll, Authorizer, Broker, BrokerConfig};
 use tinymqtt::client::{Event, Message};
 use tinymqtt::codec::{Publish, Will, WillProperties};
 use tinymqtt::error::{ConnectionError, Initiator};
@@ -411,22 +411,7 @@ fn shutdown_sends_0x8b_to_v5_clients_closes_the_others_and_publishes_no_wills() 
 
 // ---- authentication -------------------------------------------------------------------------
 
-/// Lets in `alice` with password `secret`, refuses every other credential.
-struct Passwords;
-
-impl Authenticator for Passwords {
-    fn authenticate(
-        &self,
-        _: &ByteStr,
-        username: Option<&ByteStr>,
-        password: Option<&Bytes>,
-    ) -> Result<(), ReasonCode> {
-        match (username.map(ByteStr::as_str), password.map(|p| &p[..])) {
-            (Some("alice"), Some(b"secret")) => Ok(()),
-            _ => Err(ReasonCode::BadUserNameOrPassword),
-        }
-    }
-}
+use crate::sim::Passwords;
 
 /// Forbids `private/#` to everyone.
 struct NoPrivate;

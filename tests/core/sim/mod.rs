@@ -20,14 +20,14 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tinymqtt::broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
+use tinymqtt::broker::{Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId};
 use tinymqtt::client::{Backoff, ClientConfig, ClientSession, Event};
 use tinymqtt::codec::{
     ConnAckProperties, Disconnect, Publish, SubscribeProperties, Subscription,
     UnsubscribeProperties,
 };
 use tinymqtt::error::{ClientError, CloseReason};
-use tinymqtt::{PacketId, ProtocolVersion, QoS, ReasonCode};
+use tinymqtt::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode};
 
 /// A message to publish at `qos`.
 pub(crate) fn msg(t: &'static str, payload: impl Into<Bytes>, qos: QoS) -> Publish {
@@ -63,6 +63,23 @@ pub(crate) fn persistent(v: ProtocolVersion, id: &'static str, expiry: u32) -> C
         c.clean_start = false;
     }
     c
+}
+
+/// Lets in `alice` with password `secret`, refuses every other credential.
+pub(crate) struct Passwords;
+
+impl Authenticator for Passwords {
+    fn authenticate(
+        &self,
+        _: &ByteStr,
+        username: Option<&ByteStr>,
+        password: Option<&Bytes>,
+    ) -> Result<(), ReasonCode> {
+        match (username.map(ByteStr::as_str), password.map(|p| &p[..])) {
+            (Some("alice"), Some(b"secret")) => Ok(()),
+            _ => Err(ReasonCode::BadUserNameOrPassword),
+        }
+    }
 }
 
 /// SplitMix64: a small deterministic generator for chunk sizes.
