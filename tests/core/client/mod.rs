@@ -1,5 +1,4 @@
-//! The client session against a scripted server ([`peer::Peer`]).
+//! The client session against a scripted server ([`crate::sim::peer::Peer`]).
 
-mod peer;
 mod props;
 mod session;

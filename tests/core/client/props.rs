@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::peer::{t0, wire};
+use crate::support::{t0, wire};
 use tinymqtt::client::{AckToken, Backoff, ClientConfig, ClientSession, ClientState, Event};
 use tinymqtt::codec::{
     AckProperties, ConnAck, ConnAckProperties, Decoder, Disconnect, Packet, PubAck, Publish,

@@ -9,7 +9,7 @@
 
 use std::num::{NonZeroU16, NonZeroU32};
 
-use super::peer::*;
+use crate::sim::peer::*;
 use bytes::Bytes;
 use tinymqtt::client::{ClientSession, ClientState, Event, Outgoing};
 use tinymqtt::codec::{

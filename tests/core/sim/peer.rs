@@ -1,4 +1,4 @@
-//! Shared helpers for the client tests: a fake clock and a scripted server peer.
+//! A scripted server for one `ClientSession`, with a fake clock.
 //!
 //! Time never comes from the system except once, in [`t0`], as an origin; tests move it only
 //! by adding durations. The [`Peer`] plays the server: it encodes packets with the codec (or
