@@ -24,14 +24,6 @@ pub enum ConnectionError {
     /// The peer broke a named rule of the protocol or a limit this side set.
     #[error("{kind}: {0}", kind = .0.kind())]
     Violation(ProtocolViolation),
-    /// The peer sent a valid packet at the wrong time or with the wrong content (the client's
-    /// report; the broker's is [`ConnectionError::Violation`]).
-    #[error("protocol violation by peer: {0}")]
-    Protocol(&'static str),
-    /// The peer broke a limit this side announced (receive maximum, topic alias maximum...;
-    /// the client's report, the broker's is [`ConnectionError::Violation`]).
-    #[error("peer exceeded a limit: {0}")]
-    LimitExceeded(&'static str),
     /// No CONNACK arrived in time.
     #[error("no connack within the connect timeout")]
     ConnAckTimeout,
@@ -279,9 +271,9 @@ pub enum ClientError {
     /// The server does not support retained messages.
     #[error("the server does not support retained messages")]
     RetainNotSupported,
-    /// The server does not support this kind of subscription (wildcard, shared, identifier).
+    /// The server said in its CONNACK that it does not support this kind of subscription.
     #[error("the server does not support {0}")]
-    FeatureNotSupported(&'static str),
+    FeatureNotSupported(ServerFeature),
     /// The packet cannot be encoded (for example, a field the protocol version cannot carry).
     #[error(transparent)]
     Encode(EncodeError),
@@ -290,10 +282,47 @@ pub enum ClientError {
     UnknownAckToken,
     /// The client identifier cannot be used with this protocol version and session setting.
     #[error("invalid client id: {0}")]
-    InvalidClientId(&'static str),
+    InvalidClientId(ClientIdRule),
     /// The command needs MQTT 5.
     #[error("{0} needs mqtt 5")]
-    NeedsV5(&'static str),
+    NeedsV5(V5Command),
+}
+
+/// A kind of subscription an MQTT 5 server may say it does not support; subscribing with it
+/// anyway is a Protocol Error on the server's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerFeature {
+    /// Wildcard Subscription Available 0 (section 3.2.2.3.12).
+    #[error("wildcard subscriptions")]
+    WildcardSubscriptions,
+    /// Subscription Identifiers Available 0 (section 3.2.2.3.13).
+    #[error("subscription identifiers")]
+    SubscriptionIdentifiers,
+    /// Shared Subscription Available 0 (section 3.2.2.3.14).
+    #[error("shared subscriptions")]
+    SharedSubscriptions,
+}
+
+/// The rule a client identifier breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientIdRule {
+    /// MQTT 3.1 takes 1 to 23 bytes (MQTT 3.1, section 3.1, Client Identifier).
+    #[error("mqtt 3.1 needs 1 to 23 bytes")]
+    V31Length,
+    /// An empty client identifier needs a clean session ([MQTT-3.1.3-7], 3.1.1).
+    #[error("an empty client id needs a clean session")]
+    EmptyNeedsCleanSession,
+}
+
+/// A command that MQTT 3.1.x cannot carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum V5Command {
+    /// AUTH, enhanced authentication (section 3.15).
+    #[error("auth")]
+    Auth,
 }
 
 impl From<EncodeError> for ClientError {

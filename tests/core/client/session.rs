@@ -18,7 +18,10 @@ use tinymqtt::codec::{
     Publish, PublishProperties, RetainHandling, SubAck, SubscribeProperties, Subscription,
     SubscriptionOptions, UnsubAck, UnsubscribeProperties, Will, WillProperties,
 };
-use tinymqtt::error::{ClientError, ConnectionError, Initiator, ProtocolViolation};
+use tinymqtt::error::{
+    ClientError, ClientIdRule, ConnectionError, Initiator, ProtocolViolation, ServerFeature,
+    V5Command,
+};
 use tinymqtt::topic::TopicError;
 use tinymqtt::{ProtocolVersion, QoS, ReasonCode};
 
@@ -1514,11 +1517,15 @@ fn mqtt_3_2_2_subscription_features_the_server_lacks_are_refused() {
     let sub = |f: &'static str| vec![Subscription::new(filter(f), QoS::AtMostOnce)];
     assert!(matches!(
         p.subscribe(sub("a/+"), SubscribeProperties::default()),
-        Err(ClientError::FeatureNotSupported(_))
+        Err(ClientError::FeatureNotSupported(
+            ServerFeature::WildcardSubscriptions
+        ))
     ));
     assert!(matches!(
         p.subscribe(sub("$share/g/a"), SubscribeProperties::default()),
-        Err(ClientError::FeatureNotSupported(_))
+        Err(ClientError::FeatureNotSupported(
+            ServerFeature::SharedSubscriptions
+        ))
     ));
     assert!(matches!(
         p.subscribe(
@@ -1528,7 +1535,9 @@ fn mqtt_3_2_2_subscription_features_the_server_lacks_are_refused() {
                 user_properties: Vec::new()
             }
         ),
-        Err(ClientError::FeatureNotSupported(_))
+        Err(ClientError::FeatureNotSupported(
+            ServerFeature::SubscriptionIdentifiers
+        ))
     ));
     p.expect_silence();
     assert_eq!(
@@ -2110,6 +2119,31 @@ fn mqtt_3_8_4_6_acknowledgements_that_match_no_request_are_protocol_errors() {
     );
 }
 
+/// [MQTT-3.2.2-15] (5.0), section 3.2.2.3.6: the client never sends a packet above the
+/// server's Maximum Packet Size; when even its 4-byte PUBACK is too large, the connection
+/// cannot work and is closed, naming the server's limit.
+#[test]
+fn a_server_maximum_packet_size_too_small_for_an_ack_closes_the_connection() {
+    let mut p = Peer::new(config(V5, "c"));
+    p.connect();
+    let properties = ConnAckProperties {
+        maximum_packet_size: NonZeroU32::new(3),
+        ..Default::default()
+    };
+    p.accept(connack_with(false, properties));
+    p.take_events();
+    p.send(server_publish("a", b"x", QoS::AtLeastOnce, 1));
+    let (reason, _) = p.disconnected();
+    assert_eq!(reason.initiator, Initiator::Local);
+    assert_eq!(reason.reason_code, ReasonCode::ImplementationSpecificError);
+    assert_eq!(
+        reason.error,
+        Some(violation(
+            ProtocolViolation::ServerMaximumPacketSizeTooSmall
+        ))
+    );
+}
+
 /// Section 4.3.3 (3.1.1): PUBREC for no QoS 2 PUBLISH in flight closes the connection (MQTT 5
 /// answers it with PUBREL 0x92 instead).
 #[test]
@@ -2225,7 +2259,7 @@ fn mqtt_4_12_0_3_enhanced_authentication_round_trip() {
     let mut p = Peer::connected(config(V311, "c"));
     assert_eq!(
         p.client.auth(p.now, Auth::default()),
-        Err(ClientError::NeedsV5("auth"))
+        Err(ClientError::NeedsV5(V5Command::Auth))
     );
 }
 
@@ -2269,7 +2303,9 @@ fn mqtt_3_1_3_7_empty_client_id_needs_a_clean_session() {
     let mut client = ClientSession::new(c);
     assert!(matches!(
         client.connect(t0()),
-        Err(ClientError::InvalidClientId(_))
+        Err(ClientError::InvalidClientId(
+            ClientIdRule::EmptyNeedsCleanSession
+        ))
     ));
     assert_eq!(client.poll_transmit(), None, "nothing goes out");
     assert_eq!(client.state(), ClientState::Idle);
@@ -2280,12 +2316,12 @@ fn mqtt_3_1_3_7_empty_client_id_needs_a_clean_session() {
     let mut v31 = ClientSession::new(config(V3_1, "a-client-id-of-24-bytes!"));
     assert!(matches!(
         v31.connect(t0()),
-        Err(ClientError::InvalidClientId(_))
+        Err(ClientError::InvalidClientId(ClientIdRule::V31Length))
     ));
     let mut v31_empty = ClientSession::new(config(V3_1, ""));
     assert!(matches!(
         v31_empty.connect(t0()),
-        Err(ClientError::InvalidClientId(_))
+        Err(ClientError::InvalidClientId(ClientIdRule::V31Length))
     ));
 }
 
