@@ -1,10 +1,10 @@
 //! The client session: a complete MQTT client as a sans-IO state machine.
 //!
 //! A [`ClientSession`] never touches a socket or a clock. The runtime opens a transport, calls
-//! [`ClientSession::connect`], feeds received bytes to [`ClientSession::handle_input`] and expired deadlines to
-//! [`ClientSession::handle_timeout`], and after every input or command drains
-//! [`ClientSession::poll_transmit`] (bytes to write), then [`ClientSession::poll_timeout`] (the next deadline),
-//! then [`ClientSession::poll_event`] (what the application should know).
+//! [`ClientSession::connect`], feeds received bytes to [`ClientSession::handle_input`] and expired
+//! deadlines to [`ClientSession::handle_timeout`], and after every input or command drains
+//! [`ClientSession::poll_transmit`] (bytes to write), then [`ClientSession::poll_timeout`] (the
+//! next deadline), then [`ClientSession::poll_event`] (what the application should know).
 //!
 //! ```
 //! use std::time::Instant;
