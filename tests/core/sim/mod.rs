@@ -1,7 +1,8 @@
 //! The one test harness of the sans-IO core: a simulated network ([`Sim`]: one `Broker`, any
 //! number of `ClientSession`s, a fake clock and seeded links) and scripted peers on either side
 //! of it, for tests that write the packets themselves: [`raw::Raw`] plays clients of a
-//! `Broker`, [`peer::Peer`] plays the server of one `ClientSession`.
+//! `Broker`, [`peer::Peer`] plays the server of one `ClientSession`, and [`split::Split`]
+//! plays clients of a `Router` and its `ServerConnection`s without the `Broker` facade.
 //!
 //! Everything goes through the public sans-IO API. The clock starts at [`t0`] and only ever
 //! moves by jumping to the earliest deadline of any party (or the next byte delivery), so a
@@ -17,6 +18,7 @@
 mod events;
 pub(crate) mod peer;
 pub(crate) mod raw;
+pub(crate) mod split;
 
 pub(crate) use crate::support::{filter, s, secs, t0, topic};
 
