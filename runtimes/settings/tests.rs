@@ -32,10 +32,7 @@ fn invalid(text: &str) -> (&'static str, Invalid, String) {
 
 /// A folder of its own for a test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinymqtt-settings-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::runtimes::scratch_dir(&format!("settings-{name}"))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
