@@ -317,6 +317,12 @@ fn every_invalid_value_names_its_key_its_reason_and_its_place() {
             "315360001",
         ),
         (
+            "sys_interval = 18446744073709551615".into(),
+            "sys_interval",
+            TooLong,
+            "18446744073709551615",
+        ),
+        (
             "[limits]\nconnect_timeout_secs = 9999999999999".into(),
             "limits.connect_timeout_secs",
             TooLong,
