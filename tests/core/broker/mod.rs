@@ -1,0 +1,16 @@
+//! The broker through its public sans-IO API: raw packets ([`crate::sim::raw::Raw`]), real
+//! clients on the simulated network ([`crate::sim::Sim`]), the router and connections apart
+//! (`split`), the store's records, crash points, the subscription tree, and the application's
+//! requests and links (`admin`).
+
+mod admin;
+mod backpressure;
+mod crash_points;
+mod durable;
+mod e2e;
+mod edges;
+mod packets;
+mod simulated;
+mod split;
+mod store;
+mod tree;
