@@ -6,7 +6,8 @@
 //! executor).
 //!
 //! ```no_run
-//! # async fn f(handle: tinymqtt::runtimes::BrokerHandle) -> Result<(), tinymqtt::runtimes::Error> {
+//! # use tinymqtt::runtimes::{BrokerHandle, Error};
+//! # async fn f(handle: BrokerHandle) -> Result<(), Error> {
 //! use tinymqtt::codec::Publish;
 //! use tinymqtt::{QoS, TopicName};
 //!
@@ -93,8 +94,10 @@ impl BrokerHandle {
     /// routed (and durable, with persistence and durable acknowledgements); a QoS 1/2
     /// message that finds an online subscriber's queue full waits for room as a client's
     /// acknowledgement would (`max_publisher_wait` at most). `$SYS` topics are refused
-    /// ([`AdminError::SysTopic`](crate::broker::AdminError::SysTopic)), and so is what a client could not publish (above the
+    /// ([`AdminError::SysTopic`]), and so is what a client could not publish (above the
     /// maximum QoS, retained without retain available, over the memory limit).
+    ///
+    /// [`AdminError::SysTopic`]: crate::broker::AdminError::SysTopic
     pub async fn publish(&self, publish: Publish) -> Result<(), Error> {
         expect(self.ask(AdminRequest::Publish(publish)).await?, |r| {
             matches!(r, AdminReply::Published).then_some(())
@@ -167,7 +170,9 @@ impl BrokerHandle {
 
     /// Removes the offline session of `client_id` with its subscriptions and queued
     /// messages (a pending will is published now); a connected client's session is refused
-    /// ([`AdminError::Connected`](crate::broker::AdminError::Connected)).
+    /// ([`AdminError::Connected`]).
+    ///
+    /// [`AdminError::Connected`]: crate::broker::AdminError::Connected
     pub async fn remove_session(&self, client_id: ByteStr) -> Result<(), Error> {
         expect(
             self.ask(AdminRequest::RemoveSession(client_id)).await?,

@@ -35,9 +35,9 @@ use crate::client::{Event, Message};
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 impl<R: Runtime> Client<R> {
     /// Hands every event of `events` to `callback` in a task of its own, in order, one at a
-    /// time (see the [`callback`](crate::runtimes::driver::callback) module); the task ends when the client has stopped and
-    /// every event was handed over. Returns at once. Call it from within the runtime (it
-    /// spawns a task, as `tokio::spawn` does).
+    /// time (see [the module](crate::runtimes::driver::callback)); the task ends when the
+    /// client has stopped and every event was handed over. Returns at once. Call it from
+    /// within the runtime (it spawns a task, as `tokio::spawn` does).
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -113,10 +113,10 @@ fn backlog<R: Runtime>(events: Events) -> async_channel::Receiver<Event> {
 #[cfg(feature = "blocking")]
 impl crate::runtimes::blocking::Client {
     /// Hands every event of `events` to `callback` on a thread of its own, in order, one at a
-    /// time (see the [`callback`](crate::runtimes::driver::callback) module); the thread ends when the client has stopped and
-    /// every event was handed over. The callback may publish and `ack` with a clone of the
-    /// client (a publish's `Pending::wait` from the callback is a wait on the client, see
-    /// the module docs).
+    /// time (see [the module](crate::runtimes::driver::callback)); the thread ends when the
+    /// client has stopped and every event was handed over. The callback may publish and
+    /// `ack` with a clone of the client (a publish's `Pending::wait` from the callback is a
+    /// wait on the client, see the module docs).
     pub fn on_event(
         &self,
         events: super::BlockingEvents,

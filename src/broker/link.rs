@@ -26,7 +26,8 @@
 //!     c.subscribe(now, vec![Subscription::new(filter, QoS::AtLeastOnce)], Default::default())
 //! });
 //! // Any client's message to `t` (here the link's own) comes back to the link.
-//! broker.with_link(now, app, |c| c.publish(now, Publish::new(TopicName::new("t").unwrap(), "hi")));
+//! let hi = Publish::new(TopicName::new("t").unwrap(), "hi");
+//! broker.with_link(now, app, |c| c.publish(now, hi));
 //! let got = std::iter::from_fn(|| broker.poll_link_event()).find_map(|(_, e)| match e {
 //!     Event::Message(m) => Some(m.publish.payload),
 //!     _ => None,

@@ -18,7 +18,8 @@
 //! and unsubscribes, and `replay` replays retained messages to new subscriptions; `owner`
 //! says whose a session is; `queue` is a session's queue and `inflight` what its connection
 //! holds; `persist_log` turns the router's changes into the store's log and restores from a
-//! snapshot; `admin` answers the application's requests (publish, list, kick, remove). The memory budget, which connections check too, is `broker/budget.rs`.
+//! snapshot; `admin` answers the application's requests (publish, list, kick, remove). The
+//! memory budget, which connections check too, is `broker/budget.rs`.
 
 mod admin;
 mod inflight;

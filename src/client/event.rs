@@ -82,9 +82,10 @@ pub enum Event {
         properties: Box<DisconnectProperties>,
         /// What the transport said when it failed or could not be opened (connection
         /// refused, a host name that does not resolve, a TLS alert or a rejected
-        /// certificate), when the runtime told it
-        /// ([`ClientSession::handle_transport_error`](super::ClientSession::handle_transport_error));
-        /// the runtimes' is a `TransportError` (`cause.downcast_ref::<TransportError>()`).
+        /// certificate), when the runtime told it ([`handle_transport_error`]); the
+        /// runtimes' is a `TransportError` (`cause.downcast_ref::<TransportError>()`).
+        ///
+        /// [`handle_transport_error`]: super::ClientSession::handle_transport_error
         cause: Option<TransportCause>,
     },
     /// The backoff delay has passed: open a new transport and call `ClientSession::connect`
