@@ -119,6 +119,12 @@ enum Inbox {
     Accept(TcpStream, Option<Box<Link>>, Held),
     Report(Report),
     Stats(Reply<BrokerStats>),
+    /// A link's call.
+    Link(
+        Option<crate::broker::ConnId>,
+        crate::runtimes::driver::link::LinkCall,
+        Reply<crate::runtimes::driver::link::LinkAnswer>,
+    ),
     /// A request of the broker's handle.
     Admin(
         Box<crate::broker::AdminRequest>,

@@ -161,6 +161,7 @@ impl Server {
                 let input = match control {
                     Control::Stats(reply) => Inbox::Stats(reply),
                     Control::Admin(request, reply) => Inbox::Admin(request, reply),
+                    Control::Link(conn, call, reply) => Inbox::Link(conn, call, reply),
                 };
                 if t.send(input).is_err() {
                     return;
@@ -244,6 +245,7 @@ impl Server {
                     reply.send(Ok(core.router.stats()));
                 }
                 Ok(Inbox::Admin(request, reply)) => core.admin(now(), request, reply),
+                Ok(Inbox::Link(conn, call, reply)) => core.link(now(), conn, call, reply),
                 // Collected at the top of the loop.
                 Ok(Inbox::Stored) => {}
                 Ok(Inbox::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,

@@ -1,6 +1,7 @@
 //! The broker driver's router side: `RouterCore`, the sans-IO [`Router`] and a mailbox per
 //! connection.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,10 @@ pub(crate) struct RouterCore<Q> {
     failed: bool,
     /// The handle's requests waiting for the router's answer.
     admin: super::admin::AdminWaiters,
+    /// Links: clients in this process, served here (see `link`).
+    links: HashMap<ConnId, super::link::Hosted>,
+    /// The most events a link's channel holds (`max_outbound_batches`).
+    link_events: usize,
 }
 
 /// 128 bits from the system's random source (a fixed pattern mixed with the clock if it
@@ -82,6 +87,8 @@ impl<Q: MailQueue> RouterCore<Q> {
             store,
             failed: false,
             admin: Default::default(),
+            links: HashMap::new(),
+            link_events: options.max_outbound_batches,
         };
         // What the restore itself changed (records that expired while the broker was down).
         core.persist(super::now());
@@ -217,8 +224,61 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.drain(now);
     }
 
+    /// A call of a link: a new one (`conn` `None`, a connect) or one of `conn`'s.
+    pub(crate) fn link(
+        &mut self,
+        now: Instant,
+        conn: Option<ConnId>,
+        call: super::link::LinkCall,
+        reply: super::Reply<super::link::LinkAnswer>,
+    ) {
+        use super::link::{Hosted, LinkAnswer, LinkCall};
+        let answer = match (conn, call) {
+            (None, LinkCall::Connect(config)) => {
+                let conn = self.router.accept(now);
+                let id = conn.id();
+                match Hosted::start(now, &mut self.router, conn, *config, self.link_events) {
+                    Ok((mut hosted, events)) => {
+                        if hosted.pump(now, &mut self.router) {
+                            self.links.insert(id, hosted);
+                        }
+                        Ok(LinkAnswer::Started(id, events))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(id), call) => match self.links.get_mut(&id) {
+                Some(hosted) => {
+                    let r = hosted.call(now, call).map(LinkAnswer::Done);
+                    if !hosted.pump(now, &mut self.router) {
+                        self.links.remove(&id);
+                    }
+                    r
+                }
+                None => Err(super::Error::Stopped),
+            },
+            (None, _) => Err(super::Error::Stopped),
+        };
+        super::answer(reply, answer);
+        self.drain(now);
+    }
+
     /// A deadline passed.
     pub(crate) fn timeout(&mut self, now: Instant) {
+        let due: Vec<ConnId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.deadline().is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(l) = self.links.get_mut(&id) {
+                l.timeout(now);
+                if !l.pump(now, &mut self.router) {
+                    self.links.remove(&id);
+                }
+            }
+        }
         self.router.handle_timeout(now);
         self.drain(now);
     }
@@ -229,11 +289,15 @@ impl<Q: MailQueue> RouterCore<Q> {
         for (_, m) in self.mailboxes.drain() {
             m.queue.shutdown();
         }
+        for (_, l) in self.links.drain() {
+            l.shut_down(super::now());
+        }
     }
 
     /// The earliest deadline.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.router.poll_timeout()
+        let links = self.links.values().filter_map(|l| l.deadline());
+        self.router.poll_timeout().into_iter().chain(links).min()
     }
 
     /// Mails what the router produced, one batch per connection. A connection whose channel
@@ -245,6 +309,15 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.admin.answer(&mut self.router);
         while let Some(m) = self.router.poll_mail() {
             let conn = m.conn();
+            if let Some(l) = self.links.get_mut(&conn) {
+                // A link's connection is here: its mail goes in now, and what it answers
+                // comes back to the router in this same drain.
+                l.mail(now, m);
+                if !l.pump(now, &mut self.router) {
+                    self.links.remove(&conn);
+                }
+                continue;
+            }
             let mailboxes = &self.mailboxes;
             let order = &mut self.order;
             batches

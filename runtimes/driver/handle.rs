@@ -22,6 +22,12 @@ pub(crate) enum Control {
         Box<crate::broker::AdminRequest>,
         Reply<crate::broker::AdminReply>,
     ),
+    /// A link's call (a new link's connect without a connection yet).
+    Link(
+        Option<crate::broker::ConnId>,
+        super::link::LinkCall,
+        Reply<super::link::LinkAnswer>,
+    ),
 }
 
 impl BrokerHandle {

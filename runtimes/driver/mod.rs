@@ -52,6 +52,8 @@ mod asyncrt;
 #[cfg(feature = "broker")]
 pub(crate) mod broker;
 pub mod callback;
+#[cfg(feature = "broker")]
+pub(crate) mod link;
 pub use callback::CALLBACK_EVENTS;
 pub(crate) mod cause;
 #[cfg(feature = "broker")]
@@ -97,6 +99,8 @@ pub use client::Client;
 pub use client::{AuthHandler, ConnectOptions};
 #[cfg(feature = "broker")]
 pub use handle::BrokerHandle;
+#[cfg(feature = "broker")]
+pub use link::Link;
 #[cfg(feature = "broker")]
 pub use options::Fsync;
 #[cfg(feature = "broker")]

@@ -299,3 +299,86 @@ fn an_unresolvable_host_name_says_so() {
         Ok(_) => panic!("connected to nonexistent.invalid"),
     }
 }
+
+/// The next event of a link within `WAIT` that `f` picks.
+fn link_event<T>(
+    events: &tinymqtt::runtimes::BlockingEvents,
+    what: &str,
+    f: impl Fn(Event) -> Option<T>,
+) -> T {
+    let end = clock() + WAIT;
+    while let Some(e) = events.recv_timeout(end.saturating_duration_since(clock())) {
+        if let Some(t) = f(e) {
+            return t;
+        }
+    }
+    panic!("the link heard no {what} within {WAIT:?}")
+}
+
+#[test]
+fn a_link_subscribes_publishes_and_receives_without_a_socket() {
+    let b = broker();
+    let h = b.handle();
+    let (link, events) = h.link_blocking(config(V5, "in-app")).unwrap();
+    link_event(&events, "connack", |e| {
+        matches!(e, Event::Connected { .. }).then_some(())
+    });
+    link.subscribe_blocking(sub("dev/#", QoS::AtLeastOnce))
+        .unwrap();
+    link_event(&events, "suback", |e| {
+        matches!(e, Event::Subscribed { .. }).then_some(())
+    });
+
+    // A network client's message and the application's own reach the link.
+    let dev = rt::connect(b.addr, config(V5, "dev")).unwrap();
+    dev.subscribe(sub("cmd/#", QoS::AtLeastOnce)).unwrap();
+    dev.publish(msg("dev/1", "reading", QoS::AtLeastOnce, false))
+        .unwrap();
+    let payload = |e: Event| match e {
+        Event::Message(m) => Some(String::from_utf8_lossy(&m.publish.payload).into_owned()),
+        _ => None,
+    };
+    assert_eq!(link_event(&events, "a message", payload), "reading");
+    b.admin_publish(msg("dev/2", "from-app", QoS::AtMostOnce, false))
+        .unwrap();
+    assert_eq!(link_event(&events, "a message", payload), "from-app");
+
+    // The link publishes to the network client.
+    link.publish_blocking(msg("cmd/1", "go", QoS::AtLeastOnce, false))
+        .unwrap();
+    let got = next_message(&dev);
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("cmd/1", &b"go"[..])
+    );
+    link_event(&events, "its publish's end", |e| {
+        matches!(
+            e,
+            Event::Published {
+                reason_code: ReasonCode::Success,
+                ..
+            }
+        )
+        .then_some(())
+    });
+
+    // Listed on the in-process listener, and kicked like anyone.
+    let clients = h.clients_blocking().unwrap();
+    let me = clients
+        .iter()
+        .find(|c| c.client_id.as_str() == "in-app")
+        .unwrap();
+    assert_eq!(me.listener.as_deref(), Some(tinymqtt::broker::IN_PROCESS));
+    h.disconnect_client_blocking(ByteStr::from_static("in-app"))
+        .unwrap();
+    let code = link_event(&events, "its end", |e| match e {
+        Event::Disconnected { reason, .. } => Some(reason.reason_code),
+        _ => None,
+    });
+    assert_eq!(code, ReasonCode::AdministrativeAction);
+    assert!(matches!(
+        link.publish_blocking(msg("cmd/2", "x", QoS::AtMostOnce, false)),
+        Err(Error::Stopped)
+    ));
+    b.shutdown();
+}

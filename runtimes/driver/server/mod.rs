@@ -227,6 +227,9 @@ async fn run<R: Runtime>(server: Server<R>) {
             Woke::First(Ok(Inbox::Stored)) => {}
             Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.router.stats())),
             Woke::Second(Ok(Control::Admin(request, reply))) => core.admin(now(), request, reply),
+            Woke::Second(Ok(Control::Link(conn, call, reply))) => {
+                core.link(now(), conn, call, reply)
+            }
             Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
             Woke::Deadline => core.timeout(now()),
         }
