@@ -122,8 +122,8 @@ enum Inbox {
     /// A link's call.
     Link(
         Option<crate::broker::ConnId>,
-        crate::runtimes::driver::link::LinkCall,
-        Reply<crate::runtimes::driver::link::LinkAnswer>,
+        crate::runtimes::driver::handle::LinkCall,
+        Reply<crate::runtimes::driver::handle::LinkAnswer>,
     ),
     /// A request of the broker's handle.
     Admin(

@@ -229,10 +229,11 @@ impl<Q: MailQueue> RouterCore<Q> {
         &mut self,
         now: Instant,
         conn: Option<ConnId>,
-        call: super::link::LinkCall,
-        reply: super::Reply<super::link::LinkAnswer>,
+        call: super::handle::LinkCall,
+        reply: super::Reply<super::handle::LinkAnswer>,
     ) {
-        use super::link::{Hosted, LinkAnswer, LinkCall};
+        use super::handle::{LinkAnswer, LinkCall};
+        use super::link::Hosted;
         let answer = match (conn, call) {
             (None, LinkCall::Connect(config)) => {
                 let conn = self.router.accept(now);

@@ -1,7 +1,10 @@
 //! `BrokerHandle`: controls a running broker from outside.
 
-use crate::broker::BrokerStats;
+use crate::broker::{BrokerStats, ConnId};
+use crate::client::{AckToken, ClientConfig, Event};
+use crate::codec::{Publish, Subscription};
 use crate::runtimes::driver::{reply_channel, Error, Reply};
+use crate::PacketId;
 
 /// Controls a running broker: its statistics, its graceful shutdown, and the application's
 /// requests (publish into it, list and kick clients, remove sessions: see `admin`); clones
@@ -23,11 +26,24 @@ pub(crate) enum Control {
         Reply<crate::broker::AdminReply>,
     ),
     /// A link's call (a new link's connect without a connection yet).
-    Link(
-        Option<crate::broker::ConnId>,
-        super::link::LinkCall,
-        Reply<super::link::LinkAnswer>,
-    ),
+    Link(Option<ConnId>, LinkCall, Reply<LinkAnswer>),
+}
+
+/// What a link asks of its session (see `link`).
+#[derive(Debug)]
+pub(crate) enum LinkCall {
+    Connect(Box<ClientConfig>),
+    Subscribe(Vec<Subscription>),
+    Publish(Box<Publish>),
+    Ack(AckToken),
+    Disconnect,
+}
+
+/// What the router task answers a link's call with.
+#[derive(Debug)]
+pub(crate) enum LinkAnswer {
+    Started(ConnId, async_channel::Receiver<Event>),
+    Done(Option<PacketId>),
 }
 
 impl BrokerHandle {

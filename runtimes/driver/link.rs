@@ -1,19 +1,8 @@
-//! Links on the runtimes: a client in the broker's process, without a socket. Its
-//! [`ClientSession`] and the broker's [`ServerConnection`] for it live in the router task
-//! (the router thread on the blocking runtime), which moves their bytes by memory; the
-//! application drives it through a [`Link`] (mail to the router task, like the other
-//! requests of the [`BrokerHandle`]) and reads its events from an [`Events`] stream.
-//!
-//! The broker serves a link as any network client: the same session queue and its caps, the
-//! same in-flight window, the same authorizer. Its events wait in a channel of
-//! [`BrokerOptions::max_outbound_batches`](super::BrokerOptions::max_outbound_batches)
-//! events; a link whose events are left unread past that is closed as too slow, as a
-//! network connection whose mail backs up is (its session stays, as its expiry says). A link
-//! does not reconnect and has no keep-alive.
+//! Links on the runtimes: a client in the broker's process, without a socket (see [`Link`]).
 
 use std::time::Instant;
 
-use super::handle::{BrokerHandle, Control};
+use super::handle::{BrokerHandle, Control, LinkAnswer, LinkCall};
 #[cfg(feature = "blocking")]
 use super::BlockingEvents;
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
@@ -23,16 +12,6 @@ use crate::broker::{BrokerEvent, ConnId, Router, ServerConnection, IN_PROCESS};
 use crate::client::{AckToken, ClientConfig, ClientSession, Event};
 use crate::codec::{Publish, SubscribeProperties, Subscription};
 use crate::PacketId;
-
-/// What a [`Link`] asks of its session.
-#[derive(Debug)]
-pub(crate) enum LinkCall {
-    Connect(Box<ClientConfig>),
-    Subscribe(Vec<Subscription>),
-    Publish(Box<Publish>),
-    Ack(AckToken),
-    Disconnect,
-}
 
 /// A link's session and its connection, in the router task.
 pub(crate) struct Hosted {
@@ -167,7 +146,16 @@ impl Hosted {
     }
 }
 
-/// A client in the broker's process (see the [module](self)); clones drive the same link.
+/// A client in the broker's process, without a socket; clones drive the same link.
+///
+/// Its session and the broker's connection for it live in the router task (the router
+/// thread on the blocking runtime), which moves their bytes by memory; calls are mail to the
+/// router task, like the other requests of the [`BrokerHandle`], and its events come as a
+/// stream. The broker serves it as any network client: the same session queue and its caps,
+/// the same in-flight window, the same authorizer. Its events wait in a channel of
+/// `BrokerOptions::max_outbound_batches` events; a link whose events are left unread past
+/// that is closed as too slow, as a network connection whose mail backs up is (its session
+/// stays, as its expiry says). A link does not reconnect and has no keep-alive.
 #[derive(Debug, Clone)]
 pub struct Link {
     handle: BrokerHandle,
@@ -215,13 +203,6 @@ impl BrokerHandle {
             LinkAnswer::Done(_) => Err(Error::Stopped),
         }
     }
-}
-
-/// What the router task answers a link's call with.
-#[derive(Debug)]
-pub(crate) enum LinkAnswer {
-    Started(ConnId, async_channel::Receiver<Event>),
-    Done(Option<PacketId>),
 }
 
 impl Link {
