@@ -382,3 +382,35 @@ fn a_link_subscribes_publishes_and_receives_without_a_socket() {
     ));
     b.shutdown();
 }
+
+#[test]
+fn a_link_whose_events_go_unread_is_closed_as_too_slow() {
+    let options = BrokerOptions::default().with_max_outbound_batches(8);
+    let b = rt::broker_with(BrokerConfig::default().with_sys_interval(None), options);
+    let h = b.handle();
+    let mut c = config(V5, "sleepy");
+    c.properties.session_expiry_interval = Some(600);
+    let (link, events) = h.link_blocking(c).unwrap();
+    link.subscribe_blocking(sub("t", QoS::AtMostOnce)).unwrap();
+    for _ in 0..30 {
+        b.admin_publish(msg("t", "x", QoS::AtMostOnce, false))
+            .unwrap();
+    }
+    // What fit in its channel is still there, then the stream ends: the link is gone, its
+    // session stays offline.
+    let mut n = 0;
+    while let Some(e) = events.recv_timeout(WAIT) {
+        n += usize::from(matches!(e, Event::Message(_)));
+    }
+    assert!(n < 30, "{n} messages: the channel is bounded");
+    assert!(matches!(
+        link.publish_blocking(msg("t", "x", QoS::AtMostOnce, false)),
+        Err(Error::Stopped)
+    ));
+    let offline = h.offline_sessions_blocking().unwrap();
+    assert!(
+        offline.iter().any(|s| s.client_id.as_str() == "sleepy"),
+        "{offline:?}"
+    );
+    b.shutdown();
+}
