@@ -168,7 +168,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(f) = args.fsync {
         settings.set_fsync(matches!(f, FsyncArg::Interval));
     }
-    let broker = settings.broker();
+    let router = settings.router();
     let mut options = std::mem::take(&mut settings.options);
     options.persistence = args
         .persistence
@@ -191,7 +191,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(list) => list,
         None => vec![ListenerConfig::plain(cli::resolve(&args.host, args.port)?)],
     };
-    let running = cli::start_broker(args.runtime, broker, options, &listeners)?;
+    let running = cli::start_broker(args.runtime, router, options, &listeners)?;
     for a in &running.addrs {
         tracing::info!(runtime = ?args.runtime, "listening on {a}");
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
+use tinymqtt::broker::{AllowAll, Authenticator, Authorizer, BrokerConfig, Router};
 use tinymqtt::runtimes::access::{AccessFiles, AclFile, PasswordFile};
 use tinymqtt::runtimes::driver::transport::{ListenerConfig, Protocol, ServerTls};
 use tinymqtt::runtimes::{BrokerOptions, Fsync};
@@ -197,9 +197,9 @@ impl Settings {
         })
     }
 
-    /// The broker these settings describe.
-    pub(crate) fn broker(&self) -> Broker {
-        Broker::with_auth(
+    /// The broker's router these settings describe (its connections run beside it).
+    pub(crate) fn router(&self) -> Router {
+        Router::with_auth(
             self.config.clone(),
             self.authenticator.clone(),
             self.authorizer.clone(),
