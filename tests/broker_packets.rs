@@ -16,6 +16,8 @@ mod access;
 mod acks;
 #[path = "broker_packets/auth.rs"]
 mod auth;
+#[path = "broker_packets/await_rel.rs"]
+mod await_rel;
 #[path = "broker_packets/budget.rs"]
 mod budget;
 #[path = "broker_packets/errors.rs"]

@@ -130,6 +130,16 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
             ":2:24: ",
         ),
         (
+            "await_rel_far.toml",
+            "[limits]\nawait_rel_timeout_secs = 9999999999999\n",
+            ":2:26: ",
+        ),
+        (
+            "await_rel_zero.toml",
+            "[limits]\nawait_rel_timeout_secs = 0\n",
+            ":2:26: ",
+        ),
+        (
             "autosave_far.toml",
             "fsync = \"interval\"\nautosave_interval = 999999999999\n",
             ":2:21: ",

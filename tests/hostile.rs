@@ -425,15 +425,34 @@ fn oversized_first_packet() {
 
 #[test]
 fn qos2_ids_never_released() {
-    under_attack("qos2-never-released", "", |b| {
+    // Identifiers wait 1 s for their PUBREL: then they are forgotten and their slots free.
+    let config = "[limits]\nawait_rel_timeout_secs = 1\n";
+    under_attack("qos2-never-released", config, |b| {
         let mut c = Conn::connect(b.port, V5, "hoarder", true).0;
-        // The broker's receive maximum is 100: the 101st unreleased QoS 2 id is too many.
-        for i in 1..=101u16 {
-            let mut p = Publish::new(topic("q2/x"), Bytes::from_static(b"2"));
-            p.qos = QoS::ExactlyOnce;
-            p.packet_id = Some(pid(i));
-            c.send(&p.into());
+        let mut next = 1u16;
+        let mut hoard = |c: &mut Conn, n: u16| {
+            for _ in 0..n {
+                let mut p = Publish::new(topic("q2/x"), Bytes::from_static(b"2"));
+                p.qos = QoS::ExactlyOnce;
+                p.packet_id = Some(pid(next));
+                next = next % 60_000 + 1;
+                c.send(&p.into());
+            }
+        };
+        // The broker's receive maximum is 100: a full window of unreleased identifiers, over
+        // and over, each round after the last one's have timed out.
+        for round in 0..3 * scale() {
+            hoard(&mut c, 100);
+            for _ in 0..100 {
+                match c.recv() {
+                    Some(Packet::PubRec(a)) => assert!(!a.reason_code.is_error(), "{a:?}"),
+                    p => panic!("round {round}: expected PUBREC, got {p:?}"),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1500));
         }
+        // Within the timeout the window still holds: the 101st is too many.
+        hoard(&mut c, 101);
         let mut recs = 0;
         let code = loop {
             match c.recv() {

@@ -74,6 +74,8 @@ struct Limits {
     max_client_id_len: Option<usize>,
     max_subscriptions_per_client: Option<usize>,
     connect_timeout_secs: Option<Spanned<u64>>,
+    /// How long a QoS 2 packet identifier waits for its PUBREL (EMQX's `await_rel_timeout`).
+    await_rel_timeout_secs: Option<Spanned<u64>>,
     max_outbound_bytes: Option<usize>,
     max_retained_messages: Option<usize>,
     max_retained_bytes: Option<usize>,
@@ -294,6 +296,12 @@ impl Settings {
         }
         if let Some(v) = &l.connect_timeout_secs {
             c.connect_timeout = seconds(v, "connect_timeout_secs")?;
+        }
+        if let Some(v) = &l.await_rel_timeout_secs {
+            if *v.get_ref() == 0 {
+                return Err(bad(v, "await_rel_timeout_secs must be at least 1"));
+            }
+            c.await_rel_timeout = seconds(v, "await_rel_timeout_secs")?;
         }
         if let Some(v) = l.max_retained_messages {
             c.max_retained_messages = unlimited(v);

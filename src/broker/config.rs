@@ -120,6 +120,16 @@ pub struct BrokerConfig {
     /// queue fills up to twice its limits before it drops, so a subscriber that stops reading
     /// slows its publishers for this long at most.
     pub max_publisher_wait: Duration,
+    /// How long an inbound QoS 2 packet identifier waits for the client's PUBREL after the
+    /// broker's PUBREC (EMQX's `await_rel_timeout`); then it is forgotten and counted
+    /// ([`BrokerStats::await_rel_expired`](crate::broker::BrokerStats::await_rel_expired)),
+    /// giving back the receive-maximum slot it held. The message was routed at PUBLISH, so
+    /// nothing is lost: a late PUBREL still gets a successful PUBCOMP, and a late resend of
+    /// the same PUBLISH (same topic, payload, QoS and retain flag) is answered without being
+    /// routed again.
+    /// Identifiers handed over from an earlier connection of the session wait afresh from
+    /// the new CONNACK.
+    pub await_rel_timeout: Duration,
     /// With a store ([`Router::restore`](crate::broker::Router::restore)), send each PUBACK,
     /// PUBREC, PUBREL and PUBCOMP only once what it promises is durable (the store handed
     /// its [`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable) ticket back): `fsync =
@@ -183,6 +193,7 @@ impl Default for BrokerConfig {
             response_information: None,
             redirect: None,
             max_publisher_wait: Duration::from_secs(1),
+            await_rel_timeout: Duration::from_secs(300),
             durable_acks: true,
             no_matching_subscribers: true,
             reason_strings: true,

@@ -231,6 +231,10 @@ pub(crate) enum ToRouter {
     /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
     /// PUBCOMP for the ticket this logs.
     Released { packet_id: PacketId },
+    /// An inbound QoS 2 identifier waited for its PUBREL longer than
+    /// [`BrokerConfig::await_rel_timeout`](super::BrokerConfig::await_rel_timeout) and was
+    /// forgotten: counted, and the store forgets it too. No acknowledgement is held for it.
+    AwaitRelExpired { packet_id: PacketId },
     /// A delivery that reached the connection after it closed, never sent: it goes back to
     /// the session (right after the connection's `Closed`).
     Returned(Delivery),

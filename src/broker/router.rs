@@ -102,6 +102,8 @@ pub struct Router {
     sent: u64,
     /// PUBLISH packets refused by the authorizer or for `$SYS` (for statistics).
     denied: u64,
+    /// Inbound QoS 2 identifiers forgotten for want of a PUBREL (for statistics).
+    await_rel_expired: u64,
     /// The change log for a store, once [`Router::restore`] turned it on.
     store: Option<persist_log::StoreLog>,
     /// The connection whose `Closed` came last, and its session: deliveries it returns
@@ -178,6 +180,7 @@ impl Router {
             received: 0,
             sent: 0,
             denied: 0,
+            await_rel_expired: 0,
             store: None,
             last_closed: None,
             parked: VecDeque::new(),
@@ -326,6 +329,7 @@ impl Router {
             publishes_denied: self.denied,
             memory_used: self.budget.used(),
             refused_over_limits: self.budget.refused(),
+            await_rel_expired: self.await_rel_expired,
         }
     }
 
@@ -488,6 +492,10 @@ impl Router {
             ToRouter::Released { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
                 self.ticket(conn);
+            }
+            ToRouter::AwaitRelExpired { packet_id } => {
+                self.await_rel_expired += 1;
+                self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
             }
             ToRouter::Hold => self.ticket(conn),
             ToRouter::Denied { held } => {

@@ -4,9 +4,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::close::Close;
-use super::{ServerConnection, State};
+use super::{ServerConnection, State, Timer};
 use crate::broker::budget::{content_weight, message_weight};
 use crate::broker::mail::ToRouter;
 use crate::broker::replay;
@@ -16,7 +17,7 @@ use crate::error::ProtocolViolation;
 use crate::types::{PacketId, QoS, ReasonCode};
 
 impl ServerConnection {
-    pub(super) fn on_publish(&mut self, mut p: Publish) {
+    pub(super) fn on_publish(&mut self, now: Instant, mut p: Publish) {
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6]: only servers send subscription identifiers.
             return self.violation(ProtocolViolation::SubscriptionIdentifierFromClient);
@@ -101,14 +102,14 @@ impl ServerConnection {
                 self.reply(ack, Some(mail));
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                if self.incoming_qos2.contains(&id) {
+                if self.incoming_qos2.contains(id) {
                     // [MQTT-4.3.3-10]: a duplicate; answer again, don't forward twice.
                     return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
                 let digest = replay::digest(&p);
                 if self.replayable.as_mut().and_then(|r| r.take(id)) == Some(digest) {
                     // The released message again, after PUBREL: answered, not routed.
-                    self.incoming_qos2.insert(id);
+                    self.await_rel(now, id, Some(digest));
                     return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
                 if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum)
@@ -118,7 +119,7 @@ impl ServerConnection {
                 }
                 let rec = Packet::PubRec(self.ack(id, code));
                 let mail = if allowed {
-                    self.incoming_qos2.insert(id);
+                    self.await_rel(now, id, Some(digest));
                     ToRouter::Publish(Arc::new(p), Some(digest))
                 } else {
                     ToRouter::Denied { held: true }
@@ -134,6 +135,49 @@ impl ServerConnection {
                 self.to_router.push_back(mail);
             }
         }
+    }
+
+    /// `id` waits for its PUBREL, for [`BrokerConfig::await_rel_timeout`] at most.
+    ///
+    /// [`BrokerConfig::await_rel_timeout`]: crate::broker::BrokerConfig::await_rel_timeout
+    pub(super) fn await_rel(&mut self, now: Instant, id: PacketId, digest: Option<u64>) {
+        let deadline = now.checked_add(self.config.await_rel_timeout);
+        self.incoming_qos2.insert(id, deadline, digest);
+        self.arm_await_rel();
+    }
+
+    /// Arms the PUBREL timer for the earliest identifier waiting, if any.
+    pub(super) fn arm_await_rel(&mut self) {
+        match self.incoming_qos2.next_deadline() {
+            Some(at) if self.timers.get(Timer::AwaitRel) != Some(at) => {
+                self.timers.set(Timer::AwaitRel, at);
+                self.deadline_moved = true;
+            }
+            Some(_) => {}
+            None => {
+                if self.timers.get(Timer::AwaitRel).is_some() {
+                    self.timers.stop(Timer::AwaitRel);
+                    self.deadline_moved = true;
+                }
+            }
+        }
+    }
+
+    /// Forgets the inbound QoS 2 identifiers whose PUBREL did not come in time: their
+    /// messages were routed at PUBLISH, so only the identifiers go, and with them the
+    /// receive-maximum slots they held. Each is remembered as released (with its message's
+    /// digest, see `replay`), so a late PUBREL still gets a successful PUBCOMP and a late
+    /// resend of the PUBLISH is answered without being routed again.
+    pub(super) fn expire_awaiting_rel(&mut self, now: Instant) {
+        for (id, digest) in self.incoming_qos2.take_expired(now) {
+            if let Some(digest) = digest {
+                let replayable = self.replayable.get_or_insert_with(Default::default);
+                replayable.push(id, digest);
+            }
+            self.to_router
+                .push_back(ToRouter::AwaitRelExpired { packet_id: id });
+        }
+        self.arm_await_rel();
     }
 
     /// Inbound QoS 1/2 messages the client has not had acknowledged yet: QoS 2 ones until
