@@ -72,10 +72,15 @@ pub struct BrokerConfig {
     /// 0x97; 3.1.x: return code 3), while existing sessions keep being served.
     pub memory_limit: usize,
     /// Retained messages kept at once; a retained PUBLISH for a new topic beyond it is
-    /// delivered but not retained (counted as refused).
+    /// refused like one over [`BrokerConfig::max_retained_bytes`] (a message for a topic
+    /// already retained replaces it, and an empty one clears it, as ever).
     pub max_retained_messages: usize,
     /// Bytes retained messages may take in all (whole messages); a retained PUBLISH that
-    /// does not fit is refused like one over the memory budget.
+    /// does not fit is refused like one over the memory budget: neither retained nor routed
+    /// ([MQTT-3.3.1-5] asks to store what is routed), MQTT 5 QoS 1/2 answered with PUBACK /
+    /// PUBREC 0x97 Quota exceeded, otherwise dropped; counted in
+    /// [`BrokerStats::refused_over_limits`](crate::broker::BrokerStats::refused_over_limits).
+    /// A will or `$SYS` message without room is published but not retained (counted too).
     pub max_retained_bytes: usize,
     /// Sessions kept at once, online or not; a CONNECT that would create one more is
     /// refused with CONNACK 0x97 (3.1.x: return code 3).

@@ -478,6 +478,7 @@ impl ServerConnection {
             ToConnection::SendHeld(n) => self.send_held(n),
             ToConnection::Deliver(d) => self.deliver(now, d),
             ToConnection::NoSubscribers(id) => self.held.no_subscribers(id),
+            ToConnection::RetainRefused(id) => self.retain_refused(id),
             ToConnection::SubAck { packet_id, codes } => {
                 let mut ack = SubAck {
                     packet_id,

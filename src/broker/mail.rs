@@ -281,6 +281,10 @@ pub(crate) enum ToConnection {
     /// The client's QoS 1/2 PUBLISH with this packet identifier matched no subscription: its
     /// held PUBACK / PUBREC says 0x10 No matching subscribers (MQTT 5).
     NoSubscribers(PacketId),
+    /// The client's retained QoS 1/2 PUBLISH with this packet identifier found no room in the
+    /// retained store, and was neither retained nor routed: its held PUBACK / PUBREC says 0x97
+    /// Quota exceeded (MQTT 5), and no PUBREL is awaited for it.
+    RetainRefused(PacketId),
     SubAck {
         packet_id: PacketId,
         codes: Vec<ReasonCode>,

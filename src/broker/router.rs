@@ -437,6 +437,16 @@ impl Router {
             ToRouter::Connect(req) => self.connect(now, conn, *req),
             ToRouter::Publish(p, digest) => {
                 self.received += 1;
+                if p.retain && !p.payload.is_empty() && !self.retained_fits(&p) {
+                    // Neither retained nor routed: an error acknowledgement means the message
+                    // was not taken ([MQTT-3.3.1-5] forbids routing it without retaining).
+                    self.budget.count_refused();
+                    if let Some(id) = p.packet_id {
+                        self.send_to((conn, ToConnection::RetainRefused(id)));
+                        self.ticket(conn);
+                    }
+                    return;
+                }
                 let from = self.online.get(&conn).copied();
                 let (qos, packet_id) = (p.qos, p.packet_id);
                 if qos == QoS::AtMostOnce {

@@ -14,7 +14,7 @@ use crate::broker::replay;
 use crate::broker::DeniedAction;
 use crate::codec::{Packet, PubAck, Publish};
 use crate::error::ProtocolViolation;
-use crate::types::{PacketId, QoS, ReasonCode};
+use crate::types::{ByteStr, PacketId, QoS, ReasonCode};
 
 impl ServerConnection {
     pub(super) fn on_publish(&mut self, now: Instant, mut p: Publish) {
@@ -232,6 +232,20 @@ impl ServerConnection {
         self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
     }
 
+    /// The router found no room to retain the PUBLISH with `id` and did not route it: its
+    /// held PUBACK / PUBREC says 0x97 (MQTT 5; 3.1.x has no code), and its identifier waits
+    /// for no PUBREL (an error PUBREC ends the flow; a 3.1.x PUBREL gets its PUBCOMP anyway).
+    pub(super) fn retain_refused(&mut self, id: PacketId) {
+        if self.incoming_qos2.remove(id) {
+            self.arm_await_rel();
+        }
+        if self.protocol.is_v5() {
+            let code = ReasonCode::QuotaExceeded;
+            let reason = self.reason("retained messages are at their limit");
+            self.held.refuse(id, code, reason);
+        }
+    }
+
     /// A PUBACK or PUBREC with `code`, and a reason string when it is an error.
     pub(super) fn ack(&self, id: PacketId, code: ReasonCode) -> PubAck {
         let mut ack = PubAck::new(id);
@@ -298,6 +312,18 @@ impl HeldAcks {
     pub(super) fn clear(&mut self) {
         self.queue.clear();
         self.pubacks = 0;
+    }
+
+    /// The held PUBACK / PUBREC of `id` refuses its message with `code` and `reason`.
+    fn refuse(&mut self, id: PacketId, code: ReasonCode, reason: Option<ByteStr>) {
+        let held = self
+            .queue
+            .iter_mut()
+            .find(|h| matches!(h.kind, AckKind::Ack | AckKind::Rec) && h.ack.packet_id == id);
+        if let Some(h) = held {
+            h.ack.reason_code = code;
+            h.ack.properties.reason_string = reason;
+        }
     }
 
     /// The held PUBACK / PUBREC of `id`, if still a success, says no subscriber matched.
