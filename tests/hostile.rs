@@ -276,6 +276,41 @@ fn retained_flood() {
 }
 
 #[test]
+fn retained_count_flood() {
+    // Tiny retained messages on ever new topics: beyond the count limit each is refused with
+    // 0x97 (neither retained nor routed), however little it weighs.
+    let config = "[limits]\nmax_retained_messages = 2000\n";
+    under_attack("retained-count-flood", config, |b| {
+        let mut c = Conn::connect(b.port, V5, "counter", true).0;
+        let total = 3000 * scale();
+        let mut refused = 0;
+        for batch in 0..total / 100 {
+            for i in 0..100 {
+                let n = batch * 100 + i;
+                let mut p = Publish::new(topic(&format!("count/{n}")), Bytes::from_static(b"c"));
+                p.retain = true;
+                p.qos = QoS::AtLeastOnce;
+                p.packet_id = Some(pid((n % 60_000) as u16 + 1));
+                c.send(&p.into());
+            }
+            for _ in 0..100 {
+                match c.recv() {
+                    Some(Packet::PubAck(a)) => {
+                        refused += usize::from(a.reason_code == ReasonCode::QuotaExceeded)
+                    }
+                    p => panic!("expected PUBACK, got {p:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            refused,
+            total - 2000,
+            "every one beyond the count, and only those"
+        );
+    });
+}
+
+#[test]
 fn subscription_count_flood() {
     let config = "[limits]\nmax_subscriptions_per_client = 2000\n";
     under_attack("subscription-flood", config, |b| {
