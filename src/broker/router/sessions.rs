@@ -211,7 +211,6 @@ impl Router {
         let Some(sid) = self.online.remove(&conn) else {
             return;
         };
-        self.replays.remove(&sid);
         self.last_closed = Some((conn, sid));
         // An offline session's queue holds publishers back no more: it drops at its limits.
         self.wake_publishers(sid);
@@ -234,6 +233,8 @@ impl Router {
             }
             s.disconnected_at = self.store.as_ref().map(|log| log.wall(now));
         }
+        // A replay under way: what is left waits in the queue if the session lives on.
+        self.replay_to_queue(sid);
         self.persist_session(sid);
         self.persist_queued(now, sid);
         self.schedule_end(now, sid);
