@@ -220,6 +220,11 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// The whole packet's bytes (positions index them).
+    pub(crate) fn frame(&self) -> &'a Bytes {
+        self.buf
+    }
+
     /// A reader over the next `len` bytes; this one skips past them.
     pub(crate) fn sub(&mut self, len: usize) -> Result<Reader<'a>, DecodeError> {
         if self.remaining() < len {

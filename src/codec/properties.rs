@@ -11,6 +11,12 @@ use super::primitives::{Counter, Reader, Sink, MAX_VAR_INT};
 use super::PacketType;
 use crate::types::{ByteStr, QoS, TopicName};
 
+#[path = "user_properties.rs"]
+mod user_properties;
+
+use user_properties::WireCollector;
+pub use user_properties::{UserProperties, UserPropertiesIter};
+
 macro_rules! property_ids {
     ($( $(#[$doc:meta])* $name:ident = $value:literal, $text:literal; )*) => {
         /// An MQTT 5 property identifier.
@@ -127,11 +133,13 @@ enum Value {
     Pair(ByteStr, ByteStr),
 }
 
-/// A property being read into a struct: its identifier and value.
+/// A property being read into a struct: its identifier and value, and where it lies in the
+/// packet (its identifier included).
 struct Prop {
     id: PropertyId,
     value: Value,
     packet: PacketType,
+    span: (usize, usize),
 }
 
 impl Prop {
@@ -231,6 +239,7 @@ fn read_properties(
     let len = r.var_int("property length")?;
     let mut p = r.sub(len as usize)?;
     while !p.is_empty() {
+        let start = p.position();
         let raw = p.var_int("property identifier")?;
         let id = PropertyId::from_u32(raw).ok_or(DecodeError::UnknownProperty(raw))?;
         use PropertyId::*;
@@ -268,6 +277,7 @@ fn read_properties(
             id,
             value,
             packet: r.packet,
+            span: (start, p.position()),
         })?;
     }
     Ok(())
@@ -320,6 +330,10 @@ fn w_user<S: Sink>(s: &mut S, props: &[UserProperty]) {
         s.put_str(k);
         s.put_str(v);
     }
+}
+
+fn w_user_wire<S: Sink>(s: &mut S, props: &UserProperties) {
+    s.put_slice(props.as_wire());
 }
 
 fn w_sub_id<S: Sink>(s: &mut S, id: NonZeroU32) {
@@ -532,13 +546,15 @@ pub struct WillProperties {
     pub response_topic: Option<TopicName>,
     /// Correlation data for a response.
     pub correlation_data: Option<Bytes>,
-    /// User properties.
-    pub user_properties: Vec<UserProperty>,
+    /// User properties, kept as received (they become the will message's).
+    pub user_properties: UserProperties,
 }
 
 impl WillProperties {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut p = Self::default();
+        let frame = r.frame();
+        let mut users = WireCollector::default();
         read_properties(r, |prop| match prop.id {
             PropertyId::WillDelayInterval => prop.once(&mut p.will_delay_interval, prop.u32()),
             PropertyId::PayloadFormatIndicator => {
@@ -550,9 +566,13 @@ impl WillProperties {
             PropertyId::ContentType => once_str(&mut p.content_type, prop),
             PropertyId::ResponseTopic => once_topic(&mut p.response_topic, prop),
             PropertyId::CorrelationData => once_bin(&mut p.correlation_data, prop),
-            PropertyId::UserProperty => push_user(&mut p.user_properties, prop),
+            PropertyId::UserProperty => {
+                users.add(frame, prop.span.0, prop.span.1);
+                Ok(())
+            }
             _ => Err(prop.not_allowed()),
         })?;
+        p.user_properties = users.finish(frame);
         Ok(p)
     }
 
@@ -594,7 +614,7 @@ impl Properties for WillProperties {
             self.response_topic.as_ref().map(TopicName::as_byte_str),
         );
         w_bin(s, CorrelationData, self.correlation_data.as_ref());
-        w_user(s, &self.user_properties);
+        w_user_wire(s, &self.user_properties);
     }
 }
 
@@ -750,8 +770,8 @@ pub struct PublishProperties {
     pub response_topic: Option<TopicName>,
     /// Correlation data for a response.
     pub correlation_data: Option<Bytes>,
-    /// User properties.
-    pub user_properties: Vec<UserProperty>,
+    /// User properties, kept as received and shared by every copy of the message.
+    pub user_properties: UserProperties,
     /// Identifiers of the subscriptions that matched (server to client only).
     pub subscription_identifiers: Vec<NonZeroU32>,
     /// Content type of the payload.
@@ -761,6 +781,8 @@ pub struct PublishProperties {
 impl PublishProperties {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut p = Self::default();
+        let frame = r.frame();
+        let mut users = WireCollector::default();
         read_properties(r, |prop| match prop.id {
             PropertyId::PayloadFormatIndicator => {
                 prop.once(&mut p.payload_format_indicator, prop.payload_format()?)
@@ -771,7 +793,10 @@ impl PublishProperties {
             PropertyId::TopicAlias => prop.once(&mut p.topic_alias, prop.nonzero_u16()?),
             PropertyId::ResponseTopic => once_topic(&mut p.response_topic, prop),
             PropertyId::CorrelationData => once_bin(&mut p.correlation_data, prop),
-            PropertyId::UserProperty => push_user(&mut p.user_properties, prop),
+            PropertyId::UserProperty => {
+                users.add(frame, prop.span.0, prop.span.1);
+                Ok(())
+            }
             PropertyId::SubscriptionIdentifier => {
                 p.subscription_identifiers.push(prop.nonzero_u32()?);
                 Ok(())
@@ -779,6 +804,7 @@ impl PublishProperties {
             PropertyId::ContentType => once_str(&mut p.content_type, prop),
             _ => Err(prop.not_allowed()),
         })?;
+        p.user_properties = users.finish(frame);
         Ok(p)
     }
 
@@ -827,7 +853,7 @@ impl Properties for PublishProperties {
             w_sub_id(s, *id);
         }
         w_str(s, ContentType, self.content_type.as_ref());
-        w_user(s, &self.user_properties);
+        w_user_wire(s, &self.user_properties);
     }
 }
 
