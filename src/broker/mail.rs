@@ -304,6 +304,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_copy_of_a_message_shares_its_user_properties() {
+        // What each non-plain delivery and each stored copy is built from: a clone whose user
+        // properties are the message's own bytes, not a copy of them.
+        let mut p = Publish::new(crate::types::TopicName::from_static("t"), &b"x"[..]);
+        let pair = (ByteStr::from_static("k"), ByteStr::from_static("v"));
+        p.properties.user_properties = vec![pair; 1000].into();
+        p.qos = QoS::AtLeastOnce;
+        let d = Delivery::of(p);
+        let copy = d.publish();
+        let (mine, theirs) = (
+            d.message.properties.user_properties.as_wire(),
+            copy.properties.user_properties.as_wire(),
+        );
+        assert_eq!(mine.len(), 7000);
+        assert_eq!(mine.as_ptr(), theirs.as_ptr(), "deep-cloned");
+    }
+
+    #[test]
     fn mail_stays_a_few_words() {
         // Every delivery moves through a session queue, the outbox, a batch, the connection's
         // post and its flows: the message is shared, what moves is small.
