@@ -17,11 +17,12 @@
 //! `routing` routes, queues, releases and holds publishers back; `subscriptions` subscribes
 //! and unsubscribes, and `replay` replays retained messages to new subscriptions; `owner`
 //! says whose a session is; `queue` is a session's queue and `inflight` what its connection
-//! holds; `persist_log` turns the router's changes into the store's log and restores from a
+//! holds; `parked` the deliveries waiting for the store's word; `persist_log` turns the router's changes into the store's log and restores from a
 //! snapshot. The memory budget, which connections check too, is `broker/budget.rs`.
 
 mod inflight;
 mod owner;
+mod parked;
 mod persist_log;
 mod queue;
 mod replay;
@@ -40,7 +41,7 @@ use crate::broker::budget::Budget;
 use crate::broker::config::BrokerConfig;
 use crate::broker::connection::ServerConnection;
 use crate::broker::mail::{
-    ConnId, ConnectRequest, ConnectionMail, Delivery, RouterMail, ToConnection, ToRouter,
+    ConnId, ConnectRequest, ConnectionMail, RouterMail, ToConnection, ToRouter,
 };
 use crate::broker::persist::StoreOp;
 use crate::broker::retained::RetainedStore;
@@ -110,10 +111,8 @@ pub struct Router {
     /// (mail right behind its `Closed`) go back to that session.
     last_closed: Option<(ConnId, SessionId)>,
     /// QoS 2 deliveries of stored messages held back until their record is durable (with
-    /// durable acks), oldest first, each with a ticket in the log: a receiver that delivers
-    /// a QoS 2 message on PUBLISH must never see one the store may forget, or it could get
-    /// it again under another packet identifier after a crash.
-    parked: VecDeque<(ConnId, SessionId, Delivery)>,
+    /// durable acks), and those behind them (see `parked`).
+    parked: parked::Parked,
     /// The plain matches of the message being routed (kept to reuse its allocation).
     matches: Vec<(SessionId, SubscriptionEntry)>,
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
@@ -183,7 +182,7 @@ impl Router {
             await_rel_expired: 0,
             store: None,
             last_closed: None,
-            parked: VecDeque::new(),
+            parked: parked::Parked::default(),
             routing: None,
             matches: Vec::new(),
             id_source: None,

@@ -323,13 +323,12 @@ impl Router {
             *sent += 1;
             let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
             match store {
-                Some(log) if durable_acks && (stored_qos2 || s.parked > 0) => {
+                Some(log) if durable_acks && (stored_qos2 || parked.holds(sid)) => {
                     log.push(StoreOp::Durable(crate::broker::persist::Ticket {
                         conn,
                         delivery: true,
                     }));
-                    s.parked += 1;
-                    parked.push_back((conn, sid, d));
+                    parked.park(conn, sid, d);
                 }
                 _ => outbox.push_back((conn, ToConnection::Deliver(d))),
             }

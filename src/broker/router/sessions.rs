@@ -50,9 +50,6 @@ pub(super) struct Session {
     /// session's queue is below `max_queued_messages` again (one entry per held
     /// acknowledgement).
     pub(super) waiting: Vec<ConnId>,
-    /// Deliveries to its connection held back in the router's `parked` (those behind a
-    /// stored QoS 2 one wait too, so the connection gets them in order).
-    pub(super) parked: usize,
     /// Its own weight and its subscriptions', in the broker's memory budget.
     pub(super) charge: Charge,
 }
@@ -88,7 +85,6 @@ impl Session {
             disconnected_at: None,
             last_packet_id: 0,
             waiting: Vec::new(),
-            parked: 0,
         }
     }
 }
