@@ -131,6 +131,8 @@ enum Value {
     Str(ByteStr),
     Bin(Bytes),
     Pair(ByteStr, ByteStr),
+    /// Checked, and left where it lies (see `Prop::span`).
+    Wire,
 }
 
 /// A property being read into a struct: its identifier and value, and where it lies in the
@@ -234,6 +236,16 @@ impl Prop {
 /// Reads a property length and the properties after it, handing each to `apply`.
 fn read_properties(
     r: &mut Reader<'_>,
+    apply: impl FnMut(Prop) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    read_properties_with(r, false, apply)
+}
+
+/// [`read_properties`], with user properties only checked (their value is `Value::Wire`:
+/// the caller keeps their span of the packet) when `users_as_wire`.
+fn read_properties_with(
+    r: &mut Reader<'_>,
+    users_as_wire: bool,
     mut apply: impl FnMut(Prop) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     let len = r.var_int("property length")?;
@@ -268,6 +280,11 @@ fn read_properties(
             | ServerReference
             | ReasonString => Value::Str(p.string(id.name())?),
             CorrelationData | AuthenticationData => Value::Bin(p.binary()?),
+            UserProperty if users_as_wire => {
+                p.skip_string("user property name")?;
+                p.skip_string("user property value")?;
+                Value::Wire
+            }
             UserProperty => {
                 let k = p.string("user property name")?;
                 Value::Pair(k, p.string("user property value")?)
@@ -555,7 +572,7 @@ impl WillProperties {
         let mut p = Self::default();
         let frame = r.frame();
         let mut users = WireCollector::default();
-        read_properties(r, |prop| match prop.id {
+        read_properties_with(r, true, |prop| match prop.id {
             PropertyId::WillDelayInterval => prop.once(&mut p.will_delay_interval, prop.u32()),
             PropertyId::PayloadFormatIndicator => {
                 prop.once(&mut p.payload_format_indicator, prop.payload_format()?)
@@ -783,7 +800,7 @@ impl PublishProperties {
         let mut p = Self::default();
         let frame = r.frame();
         let mut users = WireCollector::default();
-        read_properties(r, |prop| match prop.id {
+        read_properties_with(r, true, |prop| match prop.id {
             PropertyId::PayloadFormatIndicator => {
                 prop.once(&mut p.payload_format_indicator, prop.payload_format()?)
             }
