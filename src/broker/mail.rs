@@ -224,12 +224,12 @@ pub(crate) enum ToRouter {
     Delivered { seq: u64 },
     /// A PUBREC for a stored outbound QoS 2 message: the store keeps the released flow
     /// instead of the message. With durable acks the connection holds its PUBREL for the
-    /// ticket this logs.
+    /// ticket this logs (without, it holds nothing and no ticket comes).
     Received { seq: u64, packet_id: PacketId },
     /// A PUBCOMP for a stored released flow.
     Completed { packet_id: PacketId },
-    /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
-    /// PUBCOMP for the ticket this logs.
+    /// A PUBREL for an inbound QoS 2 message of a stored session. With durable acks the
+    /// connection holds its PUBCOMP for the ticket this logs (without, no ticket comes).
     Released { packet_id: PacketId },
     /// An inbound QoS 2 identifier waited for its PUBREL longer than
     /// [`BrokerConfig::await_rel_timeout`](super::BrokerConfig::await_rel_timeout) and was

@@ -493,14 +493,21 @@ impl Router {
                     persist_log::unqueue(&mut self.store, &s.client_id, Some(seq));
                 }
                 self.log_flow(conn, packet_id, StoreOp::PutReleased);
-                self.ticket(conn);
+                // The connection holds its PUBREL only with durable acks: a ticket otherwise
+                // would let another held acknowledgement go before its time.
+                if self.holds_acks() {
+                    self.ticket(conn);
+                }
             }
             ToRouter::Completed { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteReleased);
             }
             ToRouter::Released { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
-                self.ticket(conn);
+                // Likewise its PUBCOMP.
+                if self.holds_acks() {
+                    self.ticket(conn);
+                }
             }
             ToRouter::AwaitRelExpired { packet_id } => {
                 self.await_rel_expired += 1;
