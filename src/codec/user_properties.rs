@@ -4,8 +4,11 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{PropertyId, UserProperty};
+use super::property_id::PropertyId;
 use crate::types::ByteStr;
+
+/// A user property: a name and a value, both UTF-8 strings. Order and repeats are kept.
+pub type UserProperty = (ByteStr, ByteStr);
 
 /// The user properties of a PUBLISH or a will: name and value pairs, in order, repeats kept
 /// ([MQTT-3.3.2-17], [MQTT-3.3.2-18]).
