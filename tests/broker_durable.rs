@@ -473,3 +473,52 @@ fn a_parked_qos0_delivery_returned_after_the_close_follows_queue_qos0_offline() 
         assert_eq!(got, expected, "queue_qos0_offline = {queue_qos0}");
     }
 }
+
+#[test]
+fn a_retained_replay_cut_by_a_disconnect_is_stored_with_the_session() {
+    // 300 retained QoS 1 messages replayed a piece at a time: the subscriber's connection
+    // drops right after its SUBACK, the rest of the replay joins its stored queue, and after
+    // a crash the resumed session gets every one.
+    let mut store = StoreSnapshot::default();
+    let mut a = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
+    let p = a.connect(V5, "retainer");
+    for i in 0..300u16 {
+        let mut m = msg("r", "x", QoS::AtLeastOnce);
+        m.topic = tinymqtt::TopicName::new(&format!("r/{i}")).unwrap();
+        m.retain = true;
+        m.packet_id = Some(pid(i + 1));
+        a.send_packet(p, V5, Packet::Publish(m));
+        if i % 50 == 49 {
+            // Within the receive maximum: the PUBACKs come once the store has the messages.
+            commit(&mut a, &mut store);
+        }
+    }
+    assert_eq!(a.broker.stats().retained, 300);
+    let (s, _) = a.connect_with(persistent("sub", true));
+    subscribe(&mut a, s, "r/#", QoS::AtLeastOnce, &mut store);
+    a.close(s);
+    commit(&mut a, &mut store);
+    let mut b = stored(BrokerConfig::default(), WALL + 1, store);
+    let (s, ack) = b.connect_with(persistent("sub", false));
+    assert!(ack.session_present);
+    let mut topics = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        b.advance(Duration::from_millis(1));
+        let got = b.packets(s, V5);
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            let Packet::Publish(m) = m else {
+                panic!("expected PUBLISH, got {m:?}");
+            };
+            topics.insert(m.topic.as_str().to_owned());
+            b.send_packet(s, V5, Packet::PubAck(PubAck::new(m.packet_id.unwrap())));
+        }
+    }
+    assert_eq!(
+        topics.len(),
+        300,
+        "every retained message, after the restart"
+    );
+}
