@@ -340,6 +340,37 @@ fn retained_count_flood() {
 }
 
 #[test]
+fn retained_replay_cut_by_disconnects() {
+    // Persistent sessions that subscribe to 2,000 retained messages and drop at once, over
+    // and over: what is left of each replay waits in the session's queue, within its limit.
+    under_attack("replay-cut", "", |b| {
+        retain(b.port, 2000, 1024);
+        for i in 0..30 * scale() {
+            let id = format!("cutter{}", i % 5);
+            let (mut c, code) = Conn::connect(b.port, V5, &id, false);
+            assert_eq!(code, ReasonCode::Success);
+            c.subscribe(1, &["retained/#"], QoS::AtLeastOnce);
+            c.close();
+        }
+        // A session that comes back gets the rest of its last replay.
+        let (mut c, _) = Conn::connect(b.port, V5, "cutter0", false);
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut got = 0;
+        while let Some(Packet::Publish(p)) = c.recv() {
+            assert!(p.retain, "{p:?}");
+            got += 1;
+            if let Some(id) = p.packet_id {
+                c.send(&Packet::PubAck(tinymqtt::codec::PubAck::new(id)));
+            }
+        }
+        assert!(got > 0, "the rest of the replay was lost");
+        println!("replay-cut: {got} retained messages after the session resumed");
+    });
+}
+
+#[test]
 fn subscription_count_flood() {
     let config = "[limits]\nmax_subscriptions_per_client = 2000\n";
     under_attack("subscription-flood", config, |b| {
