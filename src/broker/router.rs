@@ -17,8 +17,9 @@
 //! `routing` routes, queues, releases and holds publishers back; `subscriptions` subscribes
 //! and unsubscribes, and `replay` replays retained messages to new subscriptions; `owner`
 //! says whose a session is; `queue` is a session's queue and `inflight` what its connection
-//! holds; `parked` the deliveries waiting for the store's word; `persist_log` turns the router's changes into the store's log and restores from a
-//! snapshot. The memory budget, which connections check too, is `broker/budget.rs`.
+//! holds; `parked` the deliveries waiting for the store's word; `persist_log` turns the
+//! router's changes into the store's log and restores from a snapshot. The memory budget,
+//! which connections check too, is `broker/budget.rs`.
 
 mod inflight;
 mod owner;
@@ -437,8 +438,8 @@ impl Router {
             ToRouter::Publish(p, digest) => {
                 self.received += 1;
                 if p.retain && !p.payload.is_empty() && !self.retained_fits(&p) {
-                    // Neither retained nor routed: an error acknowledgement means the message
-                    // was not taken ([MQTT-3.3.1-5] forbids routing it without retaining).
+                    // Neither retained nor routed ([MQTT-3.3.1-5]: a retained message is
+                    // stored): its error acknowledgement says the message was not taken.
                     self.budget.count_refused();
                     if let Some(id) = p.packet_id {
                         self.send_to((conn, ToConnection::RetainRefused(id)));
