@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::config::{BrokerConfig, Redirect};
 use crate::types::{ByteStr, QoS};
 
-/// Chainable setters, so that a field added later is not a breaking change for code
-/// that builds a [`BrokerConfig`] from its default (`BrokerConfig::default().with_sys_interval(None)`).
+/// Chainable setters, so that a field added later is not a breaking change for code that builds a
+/// [`BrokerConfig`] from its default (`BrokerConfig::default().with_sys_interval(None)`).
 /// ```
 /// use tinymqtt::broker::BrokerConfig;
 ///

@@ -273,8 +273,8 @@ pub(crate) enum ToConnection {
         /// The store holds the session (its inbound QoS 2 flows are reported).
         stored: bool,
     },
-    /// The oldest held acknowledgements (this many) may go: what it promises is done (routed, durable with
-    /// a store, and the subscribers' queues had room).
+    /// The oldest held acknowledgements (this many) may go: what it promises is done (routed,
+    /// durable with a store, and the subscribers' queues had room).
     SendHeld(u32),
     /// A message to send (the router keeps within the connection's window).
     Deliver(Delivery),

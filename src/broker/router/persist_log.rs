@@ -54,9 +54,9 @@ pub struct Restored {
 }
 
 impl Router {
-    /// A ticket the store logged ([`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable)) is
-    /// durable, with everything logged before it: its connection may send the
-    /// acknowledgement it holds. Hand tickets back in the order they were drained.
+    /// A ticket the store logged ([`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable))
+    /// is durable, with everything logged before it: its connection may send the acknowledgement it
+    /// holds. Hand tickets back in the order they were drained.
     pub fn handle_durable(&mut self, now: Instant, ticket: Ticket) {
         if !ticket.delivery {
             if self.conns.contains(&ticket.conn) {
