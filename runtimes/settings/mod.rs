@@ -52,6 +52,7 @@
 //! max_client_id_len = 65535
 //! max_subscriptions_per_client = 10000
 //! connect_timeout_secs = 10
+//! await_rel_timeout_secs = 300     # a QoS 2 packet id waits this long for its PUBREL
 //! max_outbound_bytes = 8388608     # a connection queued more is closed as too slow
 //! max_retained_messages = 0        # 0: no limit
 //! max_retained_bytes = 0

@@ -64,13 +64,10 @@ impl Router {
             }
             return;
         }
-        let Some((conn, sid, d)) = self.parked.pop_front() else {
+        let Some((conn, sid, d)) = self.parked.unpark() else {
             return;
         };
         debug_assert_eq!(conn, ticket.conn, "tickets come back in order");
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            s.parked = s.parked.saturating_sub(1);
-        }
         if self.online.get(&conn) == Some(&sid) {
             self.send_to((conn, ToConnection::Deliver(d)));
         } else {
