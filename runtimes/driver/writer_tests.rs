@@ -71,8 +71,8 @@ fn topics_on_disk(d: &Path, name: &str) -> Vec<String> {
     let copy = dir(&format!("{name}-copy"));
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::copy(
-        d.join(super::super::STORE_FILE),
-        copy.join(super::super::STORE_FILE),
+        d.join(crate::runtimes::driver::STORE_FILE),
+        copy.join(crate::runtimes::driver::STORE_FILE),
     )
     .unwrap();
     let t = topics(&RedbStore::open(&copy).unwrap());
