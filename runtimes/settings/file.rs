@@ -68,6 +68,8 @@ struct Limits {
     max_client_id_len: Option<usize>,
     max_subscriptions_per_client: Option<usize>,
     connect_timeout_secs: Option<Spanned<u64>>,
+    /// How long a QoS 2 packet identifier waits for its PUBREL (EMQX's `await_rel_timeout`).
+    await_rel_timeout_secs: Option<Spanned<u64>>,
     max_outbound_bytes: Option<usize>,
     max_retained_messages: Option<usize>,
     max_retained_bytes: Option<usize>,
@@ -233,6 +235,11 @@ pub(super) fn parse(text: &str) -> Checked<Settings> {
     }
     if let Some(v) = &l.connect_timeout_secs {
         c.connect_timeout = seconds("limits.connect_timeout_secs", v)?;
+    }
+    if let Some(v) = &l.await_rel_timeout_secs {
+        let key = "limits.await_rel_timeout_secs";
+        nonzero(key, v)?;
+        c.await_rel_timeout = seconds(key, v)?;
     }
     if let Some(v) = l.max_retained_messages {
         c.max_retained_messages = unlimited(v);

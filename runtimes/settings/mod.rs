@@ -52,6 +52,7 @@
 //! max_client_id_len = 65535
 //! max_subscriptions_per_client = 10000
 //! connect_timeout_secs = 10
+//! await_rel_timeout_secs = 300     # a QoS 2 packet id waits this long for its PUBREL
 //! max_outbound_bytes = 8388608     # a connection queued more is closed as too slow
 //! max_retained_messages = 0        # 0: no limit
 //! max_retained_bytes = 0
@@ -87,7 +88,7 @@ use std::time::Duration;
 
 pub use error::{Invalid, SettingsError};
 
-use crate::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
+use crate::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig, Router};
 use crate::runtimes::access::{AccessFiles, AclFile, PasswordFile};
 use crate::runtimes::driver::transport::{ListenerConfig, Protocol};
 use crate::runtimes::{BrokerOptions, Fsync};
@@ -258,6 +259,12 @@ impl Settings {
     /// authorizer.
     pub fn broker(&self) -> Broker {
         Broker::with_auth(self.config.clone(), self.authenticator(), self.authorizer())
+    }
+
+    /// The router these settings describe, with their authenticator and authorizer: what a
+    /// runtime's `Server::bind_listeners` runs.
+    pub fn router(&self) -> Router {
+        Router::with_auth(self.config.clone(), self.authenticator(), self.authorizer())
     }
 
     /// Sets the store's fsync policy (the file's `fsync`): `interval` syncs every

@@ -135,6 +135,7 @@ fn every_limits_key_sets_its_field() {
     let s = parse(
         "[limits]\nreceive_maximum = 10\nmax_client_id_len = 64\n\
          max_subscriptions_per_client = 5\nconnect_timeout_secs = 3\nmax_outbound_bytes = 1234\n\
+         await_rel_timeout_secs = 30\n\
          max_retained_messages = 100\nmax_retained_bytes = 5000\nmax_sessions = 1000\n\
          max_subscribe_filters = 16\nmax_connect_size = 512\n",
     );
@@ -143,6 +144,7 @@ fn every_limits_key_sets_its_field() {
     assert_eq!(c.max_client_id_len, 64);
     assert_eq!(c.max_subscriptions_per_client, 5);
     assert_eq!(c.connect_timeout, Duration::from_secs(3));
+    assert_eq!(c.await_rel_timeout, Duration::from_secs(30));
     assert_eq!(s.options.max_outbound_bytes, 1234);
     assert_eq!(c.max_retained_messages, 100);
     assert_eq!(c.max_retained_bytes, 5000);
@@ -327,6 +329,18 @@ fn every_invalid_value_names_its_key_its_reason_and_its_place() {
             "limits.connect_timeout_secs",
             TooLong,
             "9999999999999",
+        ),
+        (
+            "[limits]\nawait_rel_timeout_secs = 9999999999999".into(),
+            "limits.await_rel_timeout_secs",
+            TooLong,
+            "9999999999999",
+        ),
+        (
+            "[limits]\nawait_rel_timeout_secs = 0".into(),
+            "limits.await_rel_timeout_secs",
+            Zero,
+            "0",
         ),
         (
             "persistent_client_expiration = \"14x\"".into(),
@@ -537,6 +551,8 @@ fn load_reads_the_files_relative_to_the_settings_and_locates_errors() {
     assert!(s.warnings().is_empty());
     // The broker they make checks credentials.
     let _ = s.broker();
+    // The router a runtime's server runs has the settings' configuration.
+    assert_eq!(s.router().config(), &s.config);
 
     // An ACL without a password file is allowed, with a warning.
     let path = write(&dir, "acl_only.toml", "acl_file = \"acl\"\n");

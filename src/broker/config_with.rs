@@ -169,6 +169,12 @@ impl BrokerConfig {
         self
     }
 
+    /// Sets [`BrokerConfig::await_rel_timeout`].
+    pub fn with_await_rel_timeout(mut self, await_rel_timeout: Duration) -> BrokerConfig {
+        self.await_rel_timeout = await_rel_timeout;
+        self
+    }
+
     /// Sets [`BrokerConfig::durable_acks`].
     pub fn with_durable_acks(mut self, durable_acks: bool) -> BrokerConfig {
         self.durable_acks = durable_acks;

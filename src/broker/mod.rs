@@ -72,10 +72,20 @@ mod link;
 mod mail;
 pub mod persist;
 mod replay;
+// The subscription tree and the retained store are the router's own; the internal feature
+// `_internals` makes them public (hidden from the docs) for the benches and property tests.
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub mod retained;
+#[cfg(not(feature = "_internals"))]
+mod retained;
 mod router;
 mod sys;
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub mod tree;
+#[cfg(not(feature = "_internals"))]
+mod tree;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -94,8 +104,12 @@ pub use config::{BrokerConfig, Redirect};
 pub use connection::ServerConnection;
 pub use link::IN_PROCESS;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub use retained::RetainedStore;
 pub use router::{Restored, Router};
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTree};
 
 use crate::error::CloseReason;
@@ -164,6 +178,9 @@ pub struct BrokerStats {
     /// PUBLISHes, retained messages, subscriptions and connections refused at the memory
     /// budget or the retained and session limits.
     pub refused_over_limits: u64,
+    /// Inbound QoS 2 packet identifiers forgotten because their PUBREL did not come within
+    /// [`BrokerConfig::await_rel_timeout`] (their messages had been routed already).
+    pub await_rel_expired: u64,
 }
 
 /// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO

@@ -171,7 +171,7 @@ impl ServerConnection {
         if !was_session {
             self.to_router.push_back(ToRouter::Gone);
         } else {
-            let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
+            let mut incoming: Vec<PacketId> = self.incoming_qos2.take_all();
             incoming.sort();
             let handover = Handover {
                 outbound: self.outbound.take_all(),

@@ -66,13 +66,10 @@ impl Router {
             }
             return;
         }
-        let Some((conn, sid, d)) = self.parked.pop_front() else {
+        let Some((conn, sid, d)) = self.parked.unpark() else {
             return;
         };
         debug_assert_eq!(conn, ticket.conn, "tickets come back in order");
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            s.parked = s.parked.saturating_sub(1);
-        }
         if self.online.get(&conn) == Some(&sid) {
             self.send_to((conn, ToConnection::Deliver(d)));
         } else {
@@ -394,6 +391,17 @@ impl Router {
     /// in one transaction). Never yields without a store.
     pub fn poll_store(&mut self) -> Option<StoreOp> {
         self.store.as_mut()?.ops.pop_front()
+    }
+
+    /// Sets [`BrokerConfig::durable_acks`] from now on: whoever runs the store derives it from
+    /// the store's sync policy (acknowledgements wait for durability only where each commit
+    /// is synced). Set it before the first connection.
+    ///
+    /// [`BrokerConfig::durable_acks`]: crate::broker::BrokerConfig::durable_acks
+    pub fn set_durable_acks(&mut self, durable_acks: bool) {
+        if self.config.durable_acks != durable_acks {
+            Arc::make_mut(&mut self.config).durable_acks = durable_acks;
+        }
     }
 
     /// Logs `op` if a store is on.

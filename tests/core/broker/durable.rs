@@ -14,7 +14,7 @@ use tinymqtt::codec::{
     Connect, Packet, PubAck, Publish, Subscribe, SubscribeProperties, Subscription, Will,
 };
 use tinymqtt::store::{PacketIdRecord, StoreOp, StoreSnapshot, Ticket};
-use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode};
+use tinymqtt::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const WALL: u64 = 1_800_000_000;
@@ -94,6 +94,15 @@ fn publish(qos: QoS, id: u16, payload: &'static str) -> Packet {
     Packet::Publish(p)
 }
 
+fn ack_of(p: Packet) -> (&'static str, PubAck) {
+    match p {
+        Packet::PubAck(a) => ("PUBACK", a),
+        Packet::PubRec(a) => ("PUBREC", a),
+        Packet::PubComp(a) => ("PUBCOMP", a),
+        p => panic!("expected an acknowledgement, got {p:?}"),
+    }
+}
+
 fn expect_publish(r: &mut Raw, conn: ConnId) -> Publish {
     match r.expect_packet(conn, V5) {
         Packet::Publish(p) => p,
@@ -140,6 +149,52 @@ fn durable_acks_off_acknowledges_at_once_with_no_tickets() {
     let (ops, tickets) = write(&mut r, &mut store);
     assert!(tickets.is_empty(), "{ops:?}");
     assert!(ops.iter().any(|op| matches!(op, StoreOp::Enqueue(_))));
+}
+
+#[test]
+fn durable_acks_off_a_released_qos2_flow_does_not_let_a_waiting_puback_go() {
+    // A stored publisher whose QoS 1 PUBACK waits for a full subscriber's queue: its PUBREL
+    // for an earlier QoS 2 message is answered at once, and lets nothing else go early.
+    let config = BrokerConfig::default()
+        .with_durable_acks(false)
+        .with_max_queued_messages(1)
+        .with_max_publisher_wait(Duration::from_secs(10));
+    let mut r = stored(config, WALL, StoreSnapshot::default());
+    let mut store = StoreSnapshot::default();
+    let mut c = persistent("slow", true);
+    c.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    let (slow, _) = r.connect_with(c);
+    subscribe(&mut r, slow, "q", QoS::AtLeastOnce, &mut store);
+    let (pubr, _) = r.connect_with(persistent("pub", true));
+    let mut q2 = msg("nobody", "2", QoS::ExactlyOnce);
+    q2.packet_id = Some(pid(10));
+    r.send_packet(pubr, V5, Packet::Publish(q2));
+    let (kind, rec) = ack_of(r.expect_packet(pubr, V5));
+    assert_eq!((kind, rec.packet_id), ("PUBREC", pid(10)));
+    // One in flight, one prefetched, one queued: the fourth fills the queue past its limit.
+    for id in 1..=4 {
+        r.send_packet(pubr, V5, publish(QoS::AtLeastOnce, id, "x"));
+    }
+    let acked: Vec<PacketId> = r
+        .packets(pubr, V5)
+        .into_iter()
+        .map(|p| ack_of(p).1.packet_id)
+        .collect();
+    assert_eq!(acked, [pid(1), pid(2), pid(3)], "the fourth waits");
+    r.send_packet(pubr, V5, Packet::PubRel(PubAck::new(pid(10))));
+    let acks: Vec<(&str, PacketId)> = r
+        .packets(pubr, V5)
+        .into_iter()
+        .map(|p| {
+            let (kind, a) = ack_of(p);
+            (kind, a.packet_id)
+        })
+        .collect();
+    assert_eq!(acks, [("PUBCOMP", pid(10))], "only the PUBCOMP");
+    // The wait ends: the PUBACK goes.
+    r.advance(Duration::from_secs(10));
+    let (kind, ack) = ack_of(r.expect_packet(pubr, V5));
+    assert_eq!((kind, ack.packet_id), ("PUBACK", pid(4)));
 }
 
 /// [MQTT-3.3.4-9]: held PUBACKs count against the receive maximum the broker announced.
@@ -413,4 +468,53 @@ fn a_parked_qos0_delivery_returned_after_the_close_follows_queue_qos0_offline() 
         }
         assert_eq!(got, expected, "queue_qos0_offline = {queue_qos0}");
     }
+}
+
+#[test]
+fn a_retained_replay_cut_by_a_disconnect_is_stored_with_the_session() {
+    // 300 retained QoS 1 messages replayed a piece at a time: the subscriber's connection
+    // drops right after its SUBACK, the rest of the replay joins its stored queue, and after
+    // a crash the resumed session gets every one.
+    let mut store = StoreSnapshot::default();
+    let mut a = stored(BrokerConfig::default(), WALL, StoreSnapshot::default());
+    let p = a.connect(V5, "retainer");
+    for i in 0..300u16 {
+        let mut m = msg("r", "x", QoS::AtLeastOnce);
+        m.topic = tinymqtt::TopicName::new(&format!("r/{i}")).unwrap();
+        m.retain = true;
+        m.packet_id = Some(pid(i + 1));
+        a.send_packet(p, V5, Packet::Publish(m));
+        if i % 50 == 49 {
+            // Within the receive maximum: the PUBACKs come once the store has the messages.
+            commit(&mut a, &mut store);
+        }
+    }
+    assert_eq!(a.broker.stats().retained, 300);
+    let (s, _) = a.connect_with(persistent("sub", true));
+    subscribe(&mut a, s, "r/#", QoS::AtLeastOnce, &mut store);
+    a.close(s);
+    commit(&mut a, &mut store);
+    let mut b = stored(BrokerConfig::default(), WALL + 1, store);
+    let (s, ack) = b.connect_with(persistent("sub", false));
+    assert!(ack.session_present);
+    let mut topics = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        b.advance(Duration::from_millis(1));
+        let got = b.packets(s, V5);
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            let Packet::Publish(m) = m else {
+                panic!("expected PUBLISH, got {m:?}");
+            };
+            topics.insert(m.topic.as_str().to_owned());
+            b.send_packet(s, V5, Packet::PubAck(PubAck::new(m.packet_id.unwrap())));
+        }
+    }
+    assert_eq!(
+        topics.len(),
+        300,
+        "every retained message, after the restart"
+    );
 }

@@ -11,6 +11,7 @@
 mod access;
 mod acks;
 mod auth;
+mod await_rel;
 mod budget;
 mod errors;
 mod flow;

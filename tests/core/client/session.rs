@@ -1316,7 +1316,7 @@ fn mqtt_3_3_2_16_properties_pass_through_intact() {
         topic_alias: None,
         response_topic: Some(topic("reply/here")),
         correlation_data: Some(Bytes::from_static(&[0, 1, 2, 0xFF])),
-        user_properties: vec![(s("b"), s("2")), (s("a"), s("1")), (s("b"), s("3"))],
+        user_properties: vec![(s("b"), s("2")), (s("a"), s("1")), (s("b"), s("3"))].into(),
         subscription_identifiers: vec![
             NonZeroU32::new(7).unwrap(),
             NonZeroU32::new(268_435_455).unwrap(),

@@ -285,7 +285,7 @@ fn will_properties() -> impl Strategy<Value = WillProperties> {
             content_type: ct,
             response_topic: rt,
             correlation_data: cd,
-            user_properties: user,
+            user_properties: user.into(),
         })
 }
 
@@ -352,7 +352,7 @@ fn publish_properties() -> impl Strategy<Value = PublishProperties> {
             topic_alias: ta,
             response_topic: rt,
             correlation_data: cd,
-            user_properties: user,
+            user_properties: user.into(),
             subscription_identifiers: ids,
             content_type: ct,
         })

@@ -347,7 +347,7 @@ fn connect_v5_full() -> (Vec<u8>, Packet) {
                 content_type: Some(s("text/plain")),
                 response_topic: Some(topic("reply")),
                 correlation_data: Some(Bytes::from_static(&[0xCA, 0xFE])),
-                user_properties: vec![user("k1", "v1")],
+                user_properties: vec![user("k1", "v1")].into(),
             },
         }),
         username: Some(s("alice")),
@@ -648,7 +648,7 @@ fn mqtt_5_publish_with_every_property() {
             topic_alias: Some(nz16(1)),
             response_topic: Some(topic("reply")),
             correlation_data: Some(Bytes::from_static(&[1, 2, 3])),
-            user_properties: vec![user("k", "v"), user("k", "w")],
+            user_properties: vec![user("k", "v"), user("k", "w")].into(),
             subscription_identifiers: vec![nz32(1), nz32(128), nz32(MAX_VAR_INT)],
             content_type: Some(s("json")),
         },
@@ -1331,7 +1331,7 @@ fn huge_publish(extra: usize) -> Packet {
     let payload_len = MAX_VAR_INT as usize - topic_len - 4 - props_len + extra;
     assert_eq!(payload_len, 124_923 + extra);
     let mut p = Publish::new(topic("a"), vec![0u8; payload_len]);
-    p.properties.user_properties = vec![(big.clone(), big); pairs];
+    p.properties.user_properties = vec![(big.clone(), big); pairs].into();
     Packet::Publish(p)
 }
 

@@ -203,19 +203,70 @@ fn at_the_memory_limit_new_publishes_get_0x97_and_new_connections_connack_0x97()
 }
 
 #[test]
-fn retained_messages_beyond_their_count_are_delivered_but_not_retained() {
+fn mqtt_3_3_1_5_retained_messages_beyond_their_count_are_refused_not_routed_unretained() {
+    // [MQTT-3.3.1-5]: a retained PUBLISH is stored. One the store has no room for is not
+    // taken at all: MQTT 5 QoS 1/2 get 0x97, and nobody receives it.
     let mut r = raw_with(|c| c.max_retained_messages = 3);
-    retain_many(&mut r, 5);
+    let live = crate::broker::packets::subscriber(&mut r, V5, "live", "r/#");
+    let p = r.connect(V5, "p");
+    let send = |r: &mut Raw, conn, v, t: &'static str, qos, id| {
+        let mut m = publish(t, "x", qos, id);
+        m.retain = true;
+        r.send_packet(conn, v, m);
+    };
+    for (i, t) in ["r/0", "r/1", "r/2"].into_iter().enumerate() {
+        send(&mut r, p, V5, t, QoS::AtLeastOnce, i as u16 + 1);
+        let (kind, ack) = ack_of(r.expect_packet(p, V5));
+        assert_eq!((kind, ack.reason_code), ("PUBACK", ReasonCode::Success));
+    }
+    assert_eq!(publishes(&mut r, live, V5).len(), 3);
+    send(&mut r, p, V5, "r/3", QoS::AtLeastOnce, 4);
+    let (kind, ack) = ack_of(r.expect_packet(p, V5));
+    assert_eq!(
+        (kind, ack.reason_code),
+        ("PUBACK", ReasonCode::QuotaExceeded)
+    );
+    assert!(ack.properties.reason_string.is_some());
+    send(&mut r, p, V5, "r/4", QoS::ExactlyOnce, 5);
+    let (kind, ack) = ack_of(r.expect_packet(p, V5));
+    assert_eq!(
+        (kind, ack.reason_code),
+        ("PUBREC", ReasonCode::QuotaExceeded)
+    );
+    send(&mut r, p, V5, "r/5", QoS::AtMostOnce, 0);
+    let old = r.connect(V311, "old");
+    send(&mut r, old, V311, "r/6", QoS::AtLeastOnce, 7);
+    let (kind, _) = ack_of(r.expect_packet(old, V311));
+    assert_eq!(kind, "PUBACK"); // 3.1.x has no code: dropped, and counted
+    assert!(publishes(&mut r, live, V5).is_empty(), "routed unretained");
+    let stats = r.broker.stats();
+    assert_eq!((stats.retained, stats.refused_over_limits), (3, 4));
+    // The error PUBREC ended its flow: the identifier is free for a new message at once.
+    r.send_packet(p, V5, publish("r/x", "y", QoS::ExactlyOnce, 5));
+    let (kind, ack) = ack_of(r.expect_packet(p, V5));
+    assert_eq!((kind, ack.reason_code), ("PUBREC", ReasonCode::Success));
+    assert_eq!(publishes(&mut r, live, V5).len(), 1);
+    // Replacing a retained topic is not one more; clearing one makes room.
+    send(&mut r, p, V5, "r/0", QoS::AtLeastOnce, 8);
+    r.send_packet(p, V5, retained("r/1", ""));
+    send(&mut r, p, V5, "r/7", QoS::AtLeastOnce, 9);
+    let codes: Vec<ReasonCode> = r
+        .packets(p, V5)
+        .into_iter()
+        .map(|a| ack_of(a).1.reason_code)
+        .collect();
+    assert_eq!(codes, vec![ReasonCode::Success; 2]);
     assert_eq!(r.broker.stats().retained, 3);
     let c = r.connect(V5, "sub");
     r.send_packet(c, V5, subscribe(1, vec![sub("r/#", QoS::AtMostOnce)]));
     suback(&mut r, c, V5);
     r.advance(Duration::from_millis(1));
-    assert_eq!(publishes(&mut r, c, V5).len(), 3);
-    // Replacing a retained topic is not one more.
-    let p = r.connect(V5, "p2");
-    r.send_packet(p, V5, retained("r/0", "new"));
-    assert_eq!(r.broker.stats().retained, 3);
+    let mut topics: Vec<String> = publishes(&mut r, c, V5)
+        .iter()
+        .map(|m| m.topic.as_str().to_owned())
+        .collect();
+    topics.sort();
+    assert_eq!(topics, ["r/0", "r/2", "r/7"]);
 }
 
 #[test]
@@ -310,4 +361,91 @@ fn a_session_that_reconnects_leaves_no_timer_behind() {
     assert!(ack.session_present);
     // The expiry timers of the three disconnections are gone with them.
     assert_eq!(r.broker.poll_timeout(), None);
+}
+
+/// A 3.1.1 or MQTT 5 CONNECT for client `id` resuming its session (kept an hour).
+fn persistent(v: ProtocolVersion, id: &'static str) -> Connect {
+    let mut c = Connect::new(v, s(id));
+    c.clean_start = false;
+    if v.is_v5() {
+        c.properties.session_expiry_interval = Some(3600);
+    }
+    c
+}
+
+/// Publishes `n` retained messages at `qos` on `r/0` .. `r/{n-1}`.
+fn retain_at(r: &mut Raw, n: u16, qos: QoS) {
+    let p = r.connect(V5, "retainer");
+    for i in 0..n {
+        let mut m = publish("r", "x", qos, i + 1);
+        m.retain = true;
+        m.topic = tinymqtt::TopicName::new(&format!("r/{i}")).unwrap();
+        r.send_packet(p, V5, m);
+    }
+}
+
+#[test]
+fn a_retained_replay_cut_by_a_disconnect_goes_on_when_the_session_resumes() {
+    // The replay moves a piece of 300 retained messages at a time: when the subscriber's
+    // connection drops right after its SUBACK most still wait in the replay; its session lives
+    // on and gets every one of them.
+    let mut r = raw_with(|c| c.max_inflight_v3 = 20);
+    retain_at(&mut r, 300, QoS::AtLeastOnce);
+    let (c, _) = r.connect_with(persistent(V311, "sub"));
+    r.send_packet(c, V311, subscribe(1, vec![sub("r/#", QoS::AtLeastOnce)]));
+    suback(&mut r, c, V311);
+    let first = publishes(&mut r, c, V311);
+    assert!(!first.is_empty() && first.len() <= 40, "{}", first.len());
+    r.close(c);
+    r.advance(Duration::from_millis(1));
+    let (c, ack) = r.connect_with(persistent(V311, "sub"));
+    assert!(ack.session_present);
+    let mut topics = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        r.advance(Duration::from_millis(1));
+        let got = publishes(&mut r, c, V311);
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            topics.insert(m.topic.as_str().to_owned());
+            let id = m.packet_id.expect("QoS 1").get();
+            r.send(c, &[0x40, 0x02, (id >> 8) as u8, id as u8]);
+        }
+    }
+    assert_eq!(topics.len(), 300, "every retained message, once resumed");
+    assert_eq!(r.broker.dropped(&s("sub")), Some(0));
+}
+
+#[test]
+fn a_retained_replay_cut_by_a_disconnect_is_queued_within_the_queue_limit() {
+    // QoS 0 retained messages, 300 of them, and room for 100 queued: what the replay had not
+    // sent when the connection dropped waits in the queue, up to its limit (even at QoS 0:
+    // they were matched while the client was online); the rest is dropped and counted.
+    let mut r = raw_with(|c| c.max_queued_messages = 100);
+    retain_at(&mut r, 300, QoS::AtMostOnce);
+    let (c, _) = r.connect_with(persistent(V5, "sub"));
+    r.send_packet(c, V5, subscribe(1, vec![sub("r/#", QoS::AtMostOnce)]));
+    suback(&mut r, c, V5);
+    let before = publishes(&mut r, c, V5).len();
+    assert!(before < 300, "the replay goes in pieces: {before} at once");
+    r.close(c);
+    r.advance(Duration::from_secs(1));
+    let dropped = r.broker.dropped(&s("sub")).unwrap();
+    let (c, _) = r.connect_with(persistent(V5, "sub"));
+    r.advance(Duration::from_millis(1));
+    let after = publishes(&mut r, c, V5);
+    assert_eq!(after.len(), 100, "the queue's limit");
+    assert!(
+        after.iter().all(|m| m.retain),
+        "sent as retained ([MQTT-3.3.1-8])"
+    );
+    assert_eq!(before as u64 + 100 + dropped, 300);
+    // A session that ends with its connection keeps nothing.
+    let (c, _) = r.connect_with(Connect::new(V5, s("gone")));
+    r.send_packet(c, V5, subscribe(1, vec![sub("r/#", QoS::AtMostOnce)]));
+    suback(&mut r, c, V5);
+    r.close(c);
+    r.advance(Duration::from_secs(1));
+    assert_eq!(r.broker.dropped(&s("gone")), None);
 }

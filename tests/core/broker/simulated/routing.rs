@@ -543,7 +543,8 @@ fn mqtt_3_3_2_v5_publish_properties_are_forwarded_unaltered() {
         (crate::sim::s("k"), crate::sim::s("1")),
         (crate::sim::s("a"), crate::sim::s("2")),
         (crate::sim::s("k"), crate::sim::s("3")),
-    ];
+    ]
+    .into();
     sim.publish_settled(p, m.clone());
     let (_, got) = sim.one_message(s5, "props");
     let (want, have) = (&m.properties, &got.properties);
