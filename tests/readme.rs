@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use tinymqtt::broker::{Broker, BrokerConfig};
+use tinymqtt::broker::{BrokerConfig, Router};
 use tinymqtt::runtimes::driver::transport::{ListenerConfig, ServerTls};
 use tinymqtt::runtimes::tokio::Server;
 use tinymqtt::runtimes::BrokerOptions;
@@ -48,7 +48,7 @@ fn the_quickstart_example_runs_over_tls_by_host_name_against_our_broker() {
             ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
         };
         let broker =
-            Server::bind_listeners(Broker::new(config), BrokerOptions::default(), &[listener])
+            Server::bind_listeners(Router::new(config), BrokerOptions::default(), &[listener])
                 .await
                 .unwrap();
         let port = broker.local_addrs()[0].port();

@@ -59,6 +59,9 @@ pub struct AdminTag(pub u64);
 /// A request from the application that runs the broker.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+// Requests are few (one per application call) and moved once into the router: boxing the
+// message would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum AdminRequest {
     /// Route this message as if a client had published it: retained when its retain flag is
     /// set, to every matching subscription at the QoS both allow. `$SYS` topics are the
