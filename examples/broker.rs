@@ -330,7 +330,9 @@ fn log_event(event: &BrokerEvent) {
                 other => tracing::info!(?conn, client_id, user, ?other, reason, "denied"),
             }
         }
-        BrokerEvent::Connected { conn, client_id } => {
+        BrokerEvent::Connected {
+            conn, client_id, ..
+        } => {
             tracing::info!(?conn, client_id = %client_id, "client connected");
         }
         BrokerEvent::Closed { conn, reason } => {

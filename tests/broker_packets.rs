@@ -24,6 +24,8 @@ mod errors;
 mod flow;
 #[path = "broker_packets/limits.rs"]
 mod limits;
+#[path = "broker_packets/stats.rs"]
+mod stats;
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;

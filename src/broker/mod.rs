@@ -72,6 +72,7 @@ pub mod persist;
 mod replay;
 pub mod retained;
 mod router;
+mod stats;
 mod sys;
 pub mod tree;
 
@@ -90,11 +91,12 @@ pub use connection::ServerConnection;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
 pub use retained::RetainedStore;
 pub use router::{Restored, Router};
+pub use stats::{BrokerStats, ByQoS, DropCounts, DropReason, RefusedCounts};
 pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTree};
 
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};
-use crate::types::ByteStr;
+use crate::types::{ByteStr, ProtocolVersion};
 use deadlines::{Deadlines, Slot};
 use persist::{StoreOp, StoreSnapshot};
 
@@ -103,11 +105,22 @@ use persist::{StoreOp, StoreSnapshot};
 #[non_exhaustive]
 pub enum BrokerEvent {
     /// A client's CONNECT was accepted.
+    #[non_exhaustive]
     Connected {
         /// The connection.
         conn: ConnId,
         /// The client identifier (assigned by the broker if the client sent none).
         client_id: ByteStr,
+        /// The user name the client authenticated as, if any.
+        username: Option<ByteStr>,
+        /// The protocol version of its CONNECT.
+        protocol: ProtocolVersion,
+        /// The keep-alive in force, in seconds (the server's for MQTT 5 when it imposed one).
+        keep_alive: u16,
+        /// The CONNECT's clean start (clean session) flag.
+        clean_start: bool,
+        /// Whether the broker had a session for it.
+        session_present: bool,
     },
     /// A connection ended; reported once.
     Closed {
@@ -125,39 +138,6 @@ pub enum BrokerEvent {
         /// Who asked, what, and why it was refused (boxed: rare).
         denied: Box<Denied>,
     },
-}
-
-/// Counters, as `$SYS` publishes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct BrokerStats {
-    /// Connections open now.
-    pub connections: usize,
-    /// Sessions stored (online and offline).
-    pub sessions: usize,
-    /// Subscriptions in the tree.
-    pub subscriptions: usize,
-    /// Retained messages.
-    pub retained: usize,
-    /// PUBLISH packets received from clients.
-    pub messages_received: u64,
-    /// Messages handed to connections to send.
-    pub messages_sent: u64,
-    /// Bytes received from transports.
-    pub bytes_received: u64,
-    /// Bytes given to transports to write.
-    pub bytes_sent: u64,
-    /// Messages dropped because a session's queue was full.
-    pub dropped: u64,
-    /// PUBLISH packets refused: by the authorizer, or for `$SYS` (MQTT 5 clients got 0x87;
-    /// 3.1.x ones, which have no code for it, only this count and a
-    /// [`BrokerEvent::Denied`]).
-    pub publishes_denied: u64,
-    /// Bytes of the memory budget in use: queued and retained messages, sessions and
-    /// subscriptions ([`BrokerConfig::memory_limit`]).
-    pub memory_used: usize,
-    /// PUBLISHes, retained messages, subscriptions and connections refused at the memory
-    /// budget or the retained and session limits.
-    pub refused_over_limits: u64,
 }
 
 /// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO

@@ -96,7 +96,10 @@ impl ServerConnection {
                 let mail = if allowed {
                     ToRouter::Publish(Arc::new(p), None)
                 } else {
-                    ToRouter::Denied { held: true }
+                    ToRouter::Denied {
+                        held: true,
+                        memory: over_budget,
+                    }
                 };
                 self.reply(ack, Some(mail));
             }
@@ -121,7 +124,10 @@ impl ServerConnection {
                     self.incoming_qos2.insert(id);
                     ToRouter::Publish(Arc::new(p), Some(digest))
                 } else {
-                    ToRouter::Denied { held: true }
+                    ToRouter::Denied {
+                        held: true,
+                        memory: over_budget,
+                    }
                 };
                 self.reply(rec, Some(mail));
             }
@@ -129,7 +135,10 @@ impl ServerConnection {
                 let mail = if allowed {
                     ToRouter::Publish(Arc::new(p), None)
                 } else {
-                    ToRouter::Denied { held: false }
+                    ToRouter::Denied {
+                        held: false,
+                        memory: over_budget,
+                    }
                 };
                 self.to_router.push_back(mail);
             }

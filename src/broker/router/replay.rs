@@ -20,6 +20,7 @@ use super::{Router, Timer};
 use crate::broker::budget::{delivery_weight, Charge, DELIVERY_OVERHEAD};
 use crate::broker::mail::Delivery;
 use crate::broker::tree::SessionId;
+use crate::broker::DropReason;
 use crate::codec::Publish;
 use crate::types::{QoS, TopicFilter};
 
@@ -121,6 +122,7 @@ impl Router {
         }
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.dropped += dropped;
+            self.counts.dropped.add(DropReason::QueueFull, dropped);
         }
         if !replay.is_empty() {
             self.replays.insert(sid, replay);
@@ -143,6 +145,7 @@ impl Router {
             replay.recharge();
         } else if let Some(s) = self.sessions.get_mut(&sid) {
             s.dropped += 1;
+            self.counts.dropped.count(DropReason::QueueFull);
         }
         None
     }
