@@ -345,19 +345,27 @@ impl ServerConnection {
             return None;
         };
         Some(match event {
-            ConnEvent::Connected(session_present) => BrokerEvent::Connected {
-                conn,
-                client_id: self.client_id.clone(),
+            ConnEvent::Connected(session_present) => self.connected_event(session_present),
+            ConnEvent::Closed(reason) => BrokerEvent::Closed { conn, reason },
+            ConnEvent::CloseTransport => BrokerEvent::CloseTransport(conn),
+            ConnEvent::Denied(denied) => BrokerEvent::Denied { conn, denied },
+        })
+    }
+
+    /// The event of an accepted CONNECT (out of line: once per connection).
+    #[cold]
+    fn connected_event(&self, session_present: bool) -> BrokerEvent {
+        BrokerEvent::Connected {
+            conn: self.id,
+            client_id: self.client_id.clone(),
+            info: Box::new(super::ConnectInfo {
                 username: self.username.clone(),
                 protocol: self.protocol,
                 keep_alive: (self.keep_alive.as_millis() / 1500) as u16,
                 clean_start: self.clean_start,
                 session_present,
-            },
-            ConnEvent::Closed(reason) => BrokerEvent::Closed { conn, reason },
-            ConnEvent::CloseTransport => BrokerEvent::CloseTransport(conn),
-            ConnEvent::Denied(denied) => BrokerEvent::Denied { conn, denied },
-        })
+            }),
+        }
     }
 
     /// Encodes a packet the broker built itself.

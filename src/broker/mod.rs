@@ -111,16 +111,8 @@ pub enum BrokerEvent {
         conn: ConnId,
         /// The client identifier (assigned by the broker if the client sent none).
         client_id: ByteStr,
-        /// The user name the client authenticated as, if any.
-        username: Option<ByteStr>,
-        /// The protocol version of its CONNECT.
-        protocol: ProtocolVersion,
-        /// The keep-alive in force, in seconds (the server's for MQTT 5 when it imposed one).
-        keep_alive: u16,
-        /// The CONNECT's clean start (clean session) flag.
-        clean_start: bool,
-        /// Whether the broker had a session for it.
-        session_present: bool,
+        /// Who connected and how, for the logs (boxed: once per connection).
+        info: Box<ConnectInfo>,
     },
     /// A connection ended; reported once.
     Closed {
@@ -138,6 +130,22 @@ pub enum BrokerEvent {
         /// Who asked, what, and why it was refused (boxed: rare).
         denied: Box<Denied>,
     },
+}
+
+/// What a [`BrokerEvent::Connected`] says about the client beside its identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectInfo {
+    /// The user name the client authenticated as, if any.
+    pub username: Option<ByteStr>,
+    /// The protocol version of its CONNECT.
+    pub protocol: ProtocolVersion,
+    /// The keep-alive in force, in seconds (the server's for MQTT 5 when it imposed one).
+    pub keep_alive: u16,
+    /// The CONNECT's clean start (clean session) flag.
+    pub clean_start: bool,
+    /// Whether the broker had a session for it.
+    pub session_present: bool,
 }
 
 /// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO

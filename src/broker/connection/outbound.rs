@@ -173,9 +173,10 @@ impl ServerConnection {
 
     fn send_delivery(&mut self, now: Instant, d: Delivery) {
         let qos0 = d.is_qos0();
-        let (qos, bytes) = (d.qos, u32::try_from(d.payload_len()).unwrap_or(u32::MAX));
         let credit = |c: &mut Self, reason: Option<DropReason>| {
             if let Some(reason) = reason {
+                let bytes = u32::try_from(d.payload_len()).unwrap_or(u32::MAX);
+                let qos = d.qos;
                 c.to_router
                     .push_back(ToRouter::Dropped { reason, qos, bytes });
             }
