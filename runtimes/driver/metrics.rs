@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -108,7 +108,11 @@ fn int(n: usize) -> i64 {
 
 /// The Prometheus text for `stats`, the open connections of each listener and what the
 /// runtime measured.
-pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &RuntimeMetrics) -> String {
+pub fn encode(
+    stats: &BrokerStats,
+    listeners: &[(SocketAddr, usize)],
+    rt: &RuntimeMetrics,
+) -> String {
     let s = stats;
     let r = Registry::new();
     let g = |name: &str, help: &str, v: usize| {
@@ -121,7 +125,11 @@ pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &Runti
         m.inc_by(v);
         r.register(Box::new(m)).expect("registered once");
     };
-    g("tinymqtt_connections", "Connections open now, handshakes included.", s.connections);
+    g(
+        "tinymqtt_connections",
+        "Connections open now, handshakes included.",
+        s.connections,
+    );
     g(
         "tinymqtt_connections_maximum",
         "The most connections open at once.",
@@ -132,7 +140,11 @@ pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &Runti
         "Transports accepted.",
         s.connections_total,
     );
-    c("tinymqtt_connects_total", "CONNECT packets that got a verdict.", s.connects);
+    c(
+        "tinymqtt_connects_total",
+        "CONNECT packets that got a verdict.",
+        s.connects,
+    );
     let refused = counter(
         &r,
         "tinymqtt_connections_refused_total",
@@ -141,7 +153,9 @@ pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &Runti
     );
     for (code, n) in s.refused.iter() {
         let hex = format!("0x{:02x}", code.as_u8());
-        refused.with_label_values(&[hex.as_str(), code.description()]).inc_by(n);
+        refused
+            .with_label_values(&[hex.as_str(), code.description()])
+            .inc_by(n);
     }
     c(
         "tinymqtt_auth_failures_total",
@@ -149,17 +163,33 @@ pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &Runti
         s.refused.auth_failures(),
     );
     let sessions = gauge(&r, "tinymqtt_sessions", "Sessions, by state.", &["state"]);
-    sessions.with_label_values(&["online"]).set(int(s.sessions_online));
-    sessions.with_label_values(&["offline"]).set(int(s.sessions_offline()));
+    sessions
+        .with_label_values(&["online"])
+        .set(int(s.sessions_online));
+    sessions
+        .with_label_values(&["offline"])
+        .set(int(s.sessions_offline()));
     c(
         "tinymqtt_sessions_expired_total",
         "Sessions ended by their expiry.",
         s.sessions_expired,
     );
     g("tinymqtt_subscriptions", "Subscriptions.", s.subscriptions);
-    g("tinymqtt_shared_groups", "Shared subscription groups.", s.shared_groups);
-    g("tinymqtt_retained_messages", "Retained messages.", s.retained);
-    g("tinymqtt_retained_bytes", "Bytes of retained messages.", s.retained_bytes);
+    g(
+        "tinymqtt_shared_groups",
+        "Shared subscription groups.",
+        s.shared_groups,
+    );
+    g(
+        "tinymqtt_retained_messages",
+        "Retained messages.",
+        s.retained,
+    );
+    g(
+        "tinymqtt_retained_bytes",
+        "Bytes of retained messages.",
+        s.retained_bytes,
+    );
     let by_qos = [
         (
             "tinymqtt_messages_received_total",
@@ -184,12 +214,24 @@ pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &Runti
     ];
     for (name, help, counts) in by_qos {
         let m = counter(&r, name, help, &["qos"]);
-        for (qos, label) in [(QoS::AtMostOnce, "0"), (QoS::AtLeastOnce, "1"), (QoS::ExactlyOnce, "2")] {
+        for (qos, label) in [
+            (QoS::AtMostOnce, "0"),
+            (QoS::AtLeastOnce, "1"),
+            (QoS::ExactlyOnce, "2"),
+        ] {
             m.with_label_values(&[label]).inc_by(counts.get(qos));
         }
     }
-    c("tinymqtt_received_bytes_total", "Bytes read from transports.", s.bytes_received);
-    c("tinymqtt_sent_bytes_total", "Bytes written to transports.", s.bytes_sent);
+    c(
+        "tinymqtt_received_bytes_total",
+        "Bytes read from transports.",
+        s.bytes_received,
+    );
+    c(
+        "tinymqtt_sent_bytes_total",
+        "Bytes written to transports.",
+        s.bytes_sent,
+    );
     let dropped = counter(
         &r,
         "tinymqtt_messages_dropped_total",
@@ -197,16 +239,30 @@ pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &Runti
         &["reason"],
     );
     for reason in DropReason::ALL {
-        dropped.with_label_values(&[reason.as_str()]).inc_by(s.dropped_by.get(reason));
+        dropped
+            .with_label_values(&[reason.as_str()])
+            .inc_by(s.dropped_by.get(reason));
     }
     g(
         "tinymqtt_messages_inflight",
         "QoS 1/2 messages sent and not acknowledged yet.",
         s.inflight,
     );
-    g("tinymqtt_messages_queued", "Messages waiting in session queues.", s.queued);
-    g("tinymqtt_queued_bytes", "Bytes of the messages waiting in session queues.", s.queued_bytes);
-    g("tinymqtt_memory_used_bytes", "Bytes of the memory budget in use.", s.memory_used);
+    g(
+        "tinymqtt_messages_queued",
+        "Messages waiting in session queues.",
+        s.queued,
+    );
+    g(
+        "tinymqtt_queued_bytes",
+        "Bytes of the messages waiting in session queues.",
+        s.queued_bytes,
+    );
+    g(
+        "tinymqtt_memory_used_bytes",
+        "Bytes of the memory budget in use.",
+        s.memory_used,
+    );
     c(
         "tinymqtt_refused_over_limits_total",
         "PUBLISHes, subscriptions and connections refused at the memory or session limits.",
@@ -219,11 +275,16 @@ pub fn encode(stats: &BrokerStats, listeners: &[(SocketAddr, usize)], rt: &Runti
         &["listener"],
     );
     for (addr, n) in listeners {
-        per_listener.with_label_values(&[addr.to_string().as_str()]).set(int(*n));
+        per_listener
+            .with_label_values(&[addr.to_string().as_str()])
+            .set(int(*n));
     }
-    r.register(Box::new(rt.commits.clone())).expect("registered once");
-    r.register(Box::new(rt.fsync.clone())).expect("registered once");
-    r.register(Box::new(rt.mail_batch.clone())).expect("registered once");
+    r.register(Box::new(rt.commits.clone()))
+        .expect("registered once");
+    r.register(Box::new(rt.fsync.clone()))
+        .expect("registered once");
+    r.register(Box::new(rt.mail_batch.clone()))
+        .expect("registered once");
     let mut out = Vec::new();
     // Encoding into memory cannot fail for these families.
     let _ = TextEncoder::new().encode(&r.gather(), &mut out);
@@ -265,7 +326,13 @@ impl MetricsServer {
                     if scrapers.fetch_add(1, Ordering::AcqRel) >= MAX_SCRAPERS {
                         scrapers.fetch_sub(1, Ordering::AcqRel);
                         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                        respond(&stream, 503, "Service Unavailable", "too many scrapes\n", true);
+                        respond(
+                            &stream,
+                            503,
+                            "Service Unavailable",
+                            "too many scrapes\n",
+                            true,
+                        );
                         continue;
                     }
                     let (stats, listeners, rt) = (stats.clone(), listeners.clone(), rt.clone());
@@ -307,7 +374,12 @@ enum Asked {
 }
 
 /// Reads and answers one request, then closes.
-fn serve(mut stream: TcpStream, stats: &StatsSource, listeners: &ListenerStats, rt: &RuntimeMetrics) {
+fn serve(
+    mut stream: TcpStream,
+    stats: &StatsSource,
+    listeners: &ListenerStats,
+    rt: &RuntimeMetrics,
+) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let asked = read_head(&mut stream);
     match asked {
@@ -316,7 +388,13 @@ fn serve(mut stream: TcpStream, stats: &StatsSource, listeners: &ListenerStats, 
                 let text = encode(&s, &listeners.connections(), rt);
                 respond(&stream, 200, "OK", &text, body);
             }
-            None => respond(&stream, 503, "Service Unavailable", "broker stopped\n", body),
+            None => respond(
+                &stream,
+                503,
+                "Service Unavailable",
+                "broker stopped\n",
+                body,
+            ),
         },
         Asked::Refused(code, reason) => answer(&stream, code, reason, "", true),
     }
@@ -325,11 +403,11 @@ fn serve(mut stream: TcpStream, stats: &StatsSource, listeners: &ListenerStats, 
 /// Reads a request head within [`REQUEST_TIMEOUT`] and [`MAX_HEAD`] bytes and says what it
 /// asks for.
 fn read_head(stream: &mut TcpStream) -> Asked {
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let deadline = super::now() + REQUEST_TIMEOUT;
     let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(super::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return Asked::Refused(408, "Request Timeout");
         }
@@ -338,7 +416,10 @@ fn read_head(stream: &mut TcpStream) -> Asked {
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
             {
                 return Asked::Refused(408, "Request Timeout")
             }
@@ -382,12 +463,12 @@ fn parse(head: &[u8]) -> Option<Asked> {
 /// answer is not lost to a reset (a close with unread input resets the connection).
 fn answer(stream: &TcpStream, code: u16, reason: &str, body: &str, with_body: bool) {
     respond(stream, code, reason, body, with_body);
-    let deadline = Instant::now() + LINGER;
+    let deadline = super::now() + LINGER;
     let mut drained = 0;
     let mut buf = [0u8; 8192];
     let mut s = stream;
     while drained < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(super::now());
         if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
             break;
         }
@@ -423,12 +504,27 @@ mod tests {
 
     #[test]
     fn heads_are_parsed_and_anything_but_get_metrics_is_refused() {
-        assert_eq!(parse(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Some(Asked::Metrics(true)));
-        assert_eq!(parse(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"), Some(Asked::Metrics(false)));
+        assert_eq!(
+            parse(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some(Asked::Metrics(true))
+        );
+        assert_eq!(
+            parse(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Some(Asked::Metrics(false))
+        );
         assert_eq!(parse(b"GET /metrics HTTP/1.1\r\nHost"), None, "incomplete");
-        assert_eq!(parse(b"POST /metrics HTTP/1.1\r\n\r\n"), Some(Asked::Refused(405, "Method Not Allowed")));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Some(Asked::Refused(404, "Not Found")));
-        assert_eq!(parse(b"\x16\x03\x01junk\r\n\r\n"), Some(Asked::Refused(400, "Bad Request")));
+        assert_eq!(
+            parse(b"POST /metrics HTTP/1.1\r\n\r\n"),
+            Some(Asked::Refused(405, "Method Not Allowed"))
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\n\r\n"),
+            Some(Asked::Refused(404, "Not Found"))
+        );
+        assert_eq!(
+            parse(b"\x16\x03\x01junk\r\n\r\n"),
+            Some(Asked::Refused(400, "Bad Request"))
+        );
     }
 
     #[test]
@@ -441,11 +537,26 @@ mod tests {
         stats.refused.count(ReasonCode::BadUserNameOrPassword);
         let addr: SocketAddr = "127.0.0.1:1883".parse().unwrap();
         let text = encode(&stats, &[(addr, 2)], &RuntimeMetrics::default());
-        assert!(text.contains("# TYPE tinymqtt_connections gauge\ntinymqtt_connections 3\n"), "{text}");
-        assert!(text.contains("tinymqtt_messages_received_total{qos=\"1\"} 2\n"), "{text}");
-        assert!(text.contains("tinymqtt_messages_dropped_total{reason=\"too_large\"} 0\n"), "{text}");
-        assert!(text.contains("tinymqtt_listener_connections{listener=\"127.0.0.1:1883\"} 2\n"), "{text}");
-        assert!(text.contains("# TYPE tinymqtt_store_commit_seconds histogram"), "{text}");
+        assert!(
+            text.contains("# TYPE tinymqtt_connections gauge\ntinymqtt_connections 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tinymqtt_messages_received_total{qos=\"1\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tinymqtt_messages_dropped_total{reason=\"too_large\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tinymqtt_listener_connections{listener=\"127.0.0.1:1883\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE tinymqtt_store_commit_seconds histogram"),
+            "{text}"
+        );
         let refused = "tinymqtt_connections_refused_total{code=\"0x86\",reason=\"bad user name or password\"} 1\n";
         assert!(text.contains(refused), "{text}");
         assert!(text.contains("tinymqtt_auth_failures_total 1\n"), "{text}");

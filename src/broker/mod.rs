@@ -90,7 +90,7 @@ pub use config::{BrokerConfig, Redirect};
 pub use connection::ServerConnection;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
 pub use retained::RetainedStore;
-pub use router::{Restored, Router};
+pub use router::{ListenerSource, Restored, Router};
 pub use stats::{BrokerStats, ByQoS, DropCounts, DropReason, RefusedCounts};
 pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTree};
 

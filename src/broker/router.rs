@@ -52,6 +52,10 @@ use crate::types::{ByteStr, QoS, ReasonCode};
 use routing::Retained;
 use sessions::Session;
 
+/// Where `$SYS` reads each listener's open connections: (name, count) per listener
+/// ([`Router::set_listener_source`]).
+pub type ListenerSource = Box<dyn Fn() -> Vec<(String, usize)> + Send>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Will(SessionId, u64),
@@ -102,7 +106,7 @@ pub struct Router {
     /// The load averages `$SYS` publishes, updated each round.
     load: sys::Load,
     /// Per-listener counts for `$SYS`, read from the runtime at each round.
-    listener_source: Option<Box<dyn Fn() -> Vec<(String, usize)> + Send>>,
+    listener_source: Option<ListenerSource>,
     /// The change log for a store, once [`Router::restore`] turned it on.
     store: Option<persist_log::StoreLog>,
     /// The connection whose `Closed` came last, and its session: deliveries it returns
@@ -289,7 +293,7 @@ impl Router {
     /// Sets where `$SYS` reads each listener's open connections at every round (name, count):
     /// each becomes `$SYS/broker/listener/{name}/clients/connected`. The runtimes give their
     /// listeners' gauges; the router only calls it.
-    pub fn set_listener_source(&mut self, source: Box<dyn Fn() -> Vec<(String, usize)> + Send>) {
+    pub fn set_listener_source(&mut self, source: ListenerSource) {
         self.listener_source = Some(source);
     }
 

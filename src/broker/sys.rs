@@ -223,9 +223,11 @@ mod tests {
     #[test]
     fn load_averages_smooth_the_rate_per_minute_over_their_window() {
         let mut load = Load::default();
-        let mut stats = BrokerStats::default();
         // 60 PUBLISHes in the first minute: a rate of 60 per minute.
-        stats.messages_received = 60;
+        let mut stats = BrokerStats {
+            messages_received: 60,
+            ..BrokerStats::default()
+        };
         load.update(&stats, Duration::from_secs(60));
         let at = |l: &Load, w| format!("{:.2}", l.get(3, w));
         // 60 * (1 - e^-1), 60 * (1 - e^-1/5), 60 * (1 - e^-1/15).
