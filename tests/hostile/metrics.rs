@@ -25,7 +25,10 @@ fn status(mut s: TcpStream) -> String {
     let mut out = Vec::new();
     match s.read_to_end(&mut out) {
         Ok(_) => {}
-        Err(e) => panic!("no clean close: {e} after {:?}", String::from_utf8_lossy(&out)),
+        Err(e) => panic!(
+            "no clean close: {e} after {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     }
     let text = String::from_utf8_lossy(&out);
     text.lines().next().unwrap_or("").to_owned()
