@@ -41,6 +41,8 @@ struct FileConfig {
     fsync: Option<Spanned<String>>,
     autosave_interval: Option<Spanned<i64>>,
     sys_interval: Option<Spanned<u64>>,
+    /// Where Prometheus scrapes `/metrics` (`HOST:PORT`); off without it.
+    metrics_listener: Option<Spanned<String>>,
     /// Reason strings in refusals (MQTT 5); `false` sends none.
     reason_strings: Option<bool>,
     /// PUBACK / PUBREC 0x10 when a publish matched no subscription (MQTT 5).
@@ -151,6 +153,8 @@ pub(crate) struct Settings {
     pub(crate) warnings: Vec<String>,
     /// The password and ACL files, for `reload` (SIGHUP).
     pub(crate) access: Option<Arc<AccessFiles>>,
+    /// Where Prometheus scrapes `/metrics` (`metrics_listener`).
+    pub(crate) metrics_listener: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -167,6 +171,7 @@ impl Settings {
             summary: Vec::new(),
             warnings: Vec::new(),
             access: None,
+            metrics_listener: None,
         }
     }
 
@@ -316,6 +321,16 @@ impl Settings {
         }
         if let Some(b) = l.max_outbound_bytes {
             s.options.max_outbound_bytes = b;
+        }
+        if let Some(v) = &file.metrics_listener {
+            let addr = v.get_ref().parse().map_err(|e| {
+                bad(
+                    v,
+                    &format!("metrics_listener {:?}: {e} (HOST:PORT)", v.get_ref()),
+                )
+            })?;
+            s.summary.push(format!("metrics on http://{addr}/metrics"));
+            s.metrics_listener = Some(addr);
         }
         if let Some(list) = &file.listeners {
             let addrs = list
