@@ -138,6 +138,9 @@ pub enum BrokerEvent {
 pub struct ConnectInfo {
     /// The user name the client authenticated as, if any.
     pub username: Option<ByteStr>,
+    /// The listener it came in on, as the runtime named it
+    /// ([`ServerConnection::set_listener`]; the runtimes give the bound address).
+    pub listener: Option<ByteStr>,
     /// The protocol version of its CONNECT.
     pub protocol: ProtocolVersion,
     /// The keep-alive in force, in seconds (the server's for MQTT 5 when it imposed one).
@@ -222,6 +225,13 @@ impl Broker {
     /// [`Router::set_client_id_source`].
     pub fn set_client_id_source(&mut self, source: Box<dyn FnMut() -> u128 + Send>) {
         self.router.set_client_id_source(source);
+    }
+
+    /// Names the listener `conn` came in on; see [`ServerConnection::set_listener`].
+    pub fn set_listener(&mut self, conn: ConnId, listener: ByteStr) {
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.conn.set_listener(listener);
+        }
     }
 
     /// Tells who the transport of `conn` says the peer is; see

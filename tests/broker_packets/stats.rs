@@ -168,3 +168,35 @@ fn sys_publishes_mosquittos_topics_with_load_averages_from_the_counters() {
     let p = got.iter().find(|p| p.topic == t).expect("the load again");
     assert_eq!(&p.payload[..], b"46.78");
 }
+
+#[test]
+fn the_connected_event_says_who_connected_where_and_how() {
+    let mut r = raw_with(|_| {});
+    let conn = r.accept();
+    r.broker.set_listener(conn, s("127.0.0.1:1883"));
+    let mut c = Connect::new(V5, s("dev"));
+    c.clean_start = false;
+    c.keep_alive = 30;
+    c.username = Some(s("alice"));
+    r.send_packet(conn, V5, c);
+    r.expect_connack(conn, V5);
+    let info = r
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            tinymqtt::broker::BrokerEvent::Connected {
+                conn: c,
+                client_id,
+                info,
+                ..
+            } if *c == conn && client_id.as_str() == "dev" => Some(info.clone()),
+            _ => None,
+        })
+        .expect("a Connected event");
+    assert_eq!(info.listener.as_deref(), Some("127.0.0.1:1883"));
+    assert_eq!(info.username.as_deref(), Some("alice"));
+    assert_eq!(info.protocol, V5);
+    assert_eq!(info.keep_alive, 30);
+    assert!(!info.clean_start);
+    assert!(!info.session_present);
+}
