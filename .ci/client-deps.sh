@@ -4,7 +4,7 @@
 # ceiling below without a deliberate edit here (cargo tree -e normal, crates incl. tinymqtt;
 # http, with itoa, parses the endpoint URLs of every client).
 set -euo pipefail
-broker_only="redb pbkdf2 sha2 base64 subtle getrandom hmac digest"
+broker_only="redb pbkdf2 sha2 base64 subtle getrandom hmac digest prometheus httparse"
 declare -A ceiling=([tokio]=23 [smol]=42 [async-std]=42 [blocking]=18)
 bad=0
 for rt in tokio smol async-std blocking; do
