@@ -43,6 +43,7 @@ lint:
 	$(CARGO) fmt --manifest-path benches/load/Cargo.toml --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(CARGO) clippy --manifest-path benches/load/Cargo.toml --all-targets -- -D warnings
+	python3 .ci/cycles.py
 
 ## doc: the docs build without warnings, and as docs.rs builds them (feature badges)
 doc:

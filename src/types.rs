@@ -249,11 +249,34 @@ impl ReasonCode {
     /// This code if DISCONNECT may carry it, else Protocol Error: a fault found while decoding
     /// can map to a code only CONNACK knows (0x84, 0x85...), and DISCONNECT needs one it allows.
     pub fn for_disconnect(self) -> ReasonCode {
-        if crate::codec::valid_disconnect(self) {
+        if self.allowed_in_disconnect() {
             self
         } else {
             ReasonCode::ProtocolError
         }
+    }
+
+    /// Whether a DISCONNECT may carry this code (MQTT 5, 3.14.2.1): not one that only SUBACK,
+    /// UNSUBACK, AUTH, CONNACK or the publish acknowledgements use.
+    pub(crate) fn allowed_in_disconnect(self) -> bool {
+        use ReasonCode::*;
+        !matches!(
+            self,
+            GrantedQoS1
+                | GrantedQoS2
+                | NoMatchingSubscribers
+                | NoSubscriptionExisted
+                | ContinueAuthentication
+                | ReAuthenticate
+                | UnsupportedProtocolVersion
+                | ClientIdentifierNotValid
+                | BadUserNameOrPassword
+                | ServerUnavailable
+                | Banned
+                | BadAuthenticationMethod
+                | PacketIdentifierInUse
+                | PacketIdentifierNotFound
+        )
     }
 
     /// The SUBACK code granting `qos`.

@@ -65,7 +65,7 @@ impl Split {
             self.wire.entry(id).or_default().extend_from_slice(&b);
         }
         let mut batch = Vec::new();
-        while let Some(m) = c.poll_router() {
+        while let Some(m) = c.poll_mail() {
             assert_eq!(m.conn(), id, "mail is tagged with its connection");
             batch.push(m);
         }
@@ -112,7 +112,7 @@ impl Split {
                 for m in mail {
                     moved = true;
                     if let Some(c) = self.conns.get_mut(&id) {
-                        c.handle_router(self.now, m);
+                        c.handle_mail(self.now, m);
                     }
                 }
                 let batch = self.drain_conn(id);
@@ -323,16 +323,16 @@ fn a_delivery_that_reaches_a_closed_connection_goes_back_to_its_session() {
     // The transport closes with the deliveries still in the connection's inbox.
     let mut c = s.conns.remove(&sub).expect("open");
     c.handle_transport_closed(s.now);
-    let closed: Vec<RouterMail> = std::iter::from_fn(|| c.poll_router()).collect();
+    let closed: Vec<RouterMail> = std::iter::from_fn(|| c.poll_mail()).collect();
     s.route(closed);
     for m in s.inboxes.remove(&sub).unwrap_or_default() {
-        c.handle_router(s.now, m);
+        c.handle_mail(s.now, m);
     }
     assert!(
         c.poll_transmit().is_none(),
         "nothing is sent after the close"
     );
-    let returned: Vec<RouterMail> = std::iter::from_fn(|| c.poll_router()).collect();
+    let returned: Vec<RouterMail> = std::iter::from_fn(|| c.poll_mail()).collect();
     assert_eq!(returned.len(), 2);
     s.route(returned);
     let (_, got) = s.resume("sub", false);
@@ -410,11 +410,11 @@ fn a_connection_not_accepted_yet_stops_wanting_input_past_one_connect() {
     // 600 PINGREQs pipelined behind it: 1200 bytes wait for the session.
     c.handle_input(now, &[0xC0, 0x00].repeat(600));
     assert!(!c.wants_input(), "more than max_connect_size waits");
-    while let Some(m) = c.poll_router() {
+    while let Some(m) = c.poll_mail() {
         router.handle_mail(now, m);
     }
     while let Some(m) = router.poll_mail() {
-        c.handle_router(now, m);
+        c.handle_mail(now, m);
     }
     assert!(c.wants_input(), "accepted: reading again");
     let mut out = BytesMut::new();

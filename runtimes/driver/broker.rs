@@ -1,226 +1,16 @@
-//! The broker driver: `RouterCore` (the sans-IO [`Router`] and a mailbox per connection), the
-//! connection side's drain (`ConnCore`), and the async loops (in `server`).
+//! The broker driver's router side: `RouterCore`, the sans-IO [`Router`] and a mailbox per
+//! connection.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-
-use super::writer::{Done, Fsync, Stopped, StoreWriter};
-use super::{reply_channel, Error, Reply};
-use crate::broker::{
-    BrokerEvent, BrokerStats, ConnId, ConnectionMail, Router, RouterMail, ServerConnection,
-};
+use crate::broker::{ConnId, ConnectionMail, Router, ServerConnection};
 use crate::hash::IdMap;
-
-/// Called for every broker event (connects, closes), by the connection's own task; it must
-/// not block.
-pub type EventHook = Arc<dyn Fn(&BrokerEvent) + Send + Sync>;
-
-/// Called when a connection's transport fails (a TLS handshake refused, a WebSocket upgrade
-/// without the `mqtt` subprotocol, plain MQTT on a TLS port, ...), before it is closed; it
-/// must not block.
-pub type TransportHook = Arc<dyn Fn(&super::transport::TransportError) + Send + Sync>;
-
-/// Runtime settings of a broker, beside the core's [`BrokerConfig`](crate::broker::BrokerConfig).
-///
-/// Build it with `BrokerOptions::default()` and the `with_*` setters (or set its public
-/// fields): it is `#[non_exhaustive]`, so a field added later breaks no one.
-///
-/// ```compile_fail
-/// use tinymqtt::runtimes::BrokerOptions;
-///
-/// let options = BrokerOptions { max_outbound_batches: 8, ..BrokerOptions::default() };
-/// ```
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct BrokerOptions {
-    /// Mail batches the router may queue for one connection before it is closed as too slow.
-    pub max_outbound_batches: usize,
-    /// Bytes of mail (messages with their topics and payloads) the router may queue for one
-    /// connection before it is closed as too slow.
-    pub max_outbound_bytes: usize,
-    /// How long a graceful shutdown waits for connections to flush before it returns.
-    pub shutdown_grace: Duration,
-    /// Told of every broker event, for logs and metrics.
-    pub on_event: Option<EventHook>,
-    /// The directory of the broker's store (its file is `tinymqtt.redb`; needs the
-    /// `persistence` feature, without which `bind` refuses a directory):
-    /// retained messages and persistent sessions with their subscriptions survive a restart.
-    /// `None` keeps everything in memory.
-    pub persistence: Option<PathBuf>,
-    /// When the store's writes reach the disk (with [`BrokerOptions::persistence`]): it must
-    /// match the broker's [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)
-    /// ([`Fsync::durable_acks`]), or binding fails; the defaults match.
-    pub fsync: Fsync,
-    /// Threads that run the credentials checks of an authenticator that
-    /// [defers](crate::broker::Authenticator::defers) them (password hashing, blocking
-    /// lookups), away from the threads that serve connections and route; started at the
-    /// first check.
-    pub check_threads: usize,
-    /// Credentials checks waiting or running at once; a CONNECT beyond them is refused at
-    /// once with 0x89 server busy (3.1.x: return code 3, server unavailable).
-    pub max_pending_checks: usize,
-    /// Runs each deferred credentials check as a future on the connection's own task
-    /// instead of on the threads (an async database or HTTP client), under the same cap;
-    /// the connect timeout bounds it (the blocking runtime polls it on a thread of its own, so
-    /// it must not need another runtime's reactor there).
-    pub check_credentials: Option<super::checks::CheckCredentials>,
-    /// Told why a connection's transport failed, for logs.
-    pub on_transport_error: Option<TransportHook>,
-}
-
-impl std::fmt::Debug for BrokerOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerOptions")
-            .field("max_outbound_batches", &self.max_outbound_batches)
-            .field("max_outbound_bytes", &self.max_outbound_bytes)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .field("on_event", &self.on_event.is_some())
-            .field("persistence", &self.persistence)
-            .field("fsync", &self.fsync)
-            .field("check_threads", &self.check_threads)
-            .field("max_pending_checks", &self.max_pending_checks)
-            .field("check_credentials", &self.check_credentials.is_some())
-            .field("on_transport_error", &self.on_transport_error.is_some())
-            .finish()
-    }
-}
-
-impl Default for BrokerOptions {
-    /// 1024 batches, 8 MiB, 5 s, no hook, in memory (fsync always, once persistence is on),
-    /// 2 check threads and 64 pending checks.
-    fn default() -> BrokerOptions {
-        BrokerOptions {
-            max_outbound_batches: 1024,
-            max_outbound_bytes: 8 << 20,
-            shutdown_grace: Duration::from_secs(5),
-            on_event: None,
-            persistence: None,
-            fsync: Fsync::Always,
-            check_threads: 2,
-            max_pending_checks: 64,
-            check_credentials: None,
-            on_transport_error: None,
-        }
-    }
-}
-
-/// Controls a running broker: its statistics and its graceful shutdown; clones control the
-/// same broker.
-#[derive(Debug, Clone)]
-pub struct BrokerHandle {
-    pub(crate) tx: async_channel::Sender<Control>,
-}
-
-/// What a [`BrokerHandle`] asks the router; closing the channel is the shutdown.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// Answer with the counters.
-    Stats(Reply<BrokerStats>),
-}
-
-impl BrokerHandle {
-    /// A handle and the router's end of it.
-    pub(crate) fn new() -> (BrokerHandle, async_channel::Receiver<Control>) {
-        let (tx, rx) = async_channel::bounded(16);
-        (BrokerHandle { tx }, rx)
-    }
-
-    /// Starts the graceful shutdown: DISCONNECT 0x8B to MQTT 5 clients, no wills, then the
-    /// broker's `run` returns.
-    pub fn shutdown(&self) {
-        self.tx.close();
-    }
-
-    /// Whether the shutdown was triggered.
-    pub fn is_shut_down(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    /// The broker's counters (connections, sessions, subscriptions, retained, messages).
-    pub async fn stats(&self) -> Result<BrokerStats, Error> {
-        let (tx, rx) = reply_channel();
-        self.tx
-            .send(Control::Stats(tx))
-            .await
-            .map_err(|_| Error::Stopped)?;
-        rx.recv().await.unwrap_or(Err(Error::Stopped))
-    }
-
-    /// The broker's counters, blocking the thread.
-    pub fn stats_blocking(&self) -> Result<BrokerStats, Error> {
-        let (tx, rx) = reply_channel();
-        self.tx
-            .send_blocking(Control::Stats(tx))
-            .map_err(|_| Error::Stopped)?;
-        rx.recv_blocking().unwrap_or(Err(Error::Stopped))
-    }
-}
-
-/// The router's end of one connection's mail channel.
-pub(crate) trait MailQueue {
-    /// Queues a batch; gives it back when the channel is full or the connection is gone.
-    fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>>;
-    /// Makes the connection close now, as if its transport failed (it may be stuck writing
-    /// to a peer that does not read).
-    fn abort(&self);
-    /// Tells the connection the server is shutting down (DISCONNECT 0x8B, no will).
-    fn shutdown(&self);
-}
-
-/// What waits in a connection's mail channel: batches and the bytes they hold.
-#[derive(Debug, Default)]
-pub(crate) struct Queued {
-    batches: AtomicUsize,
-    bytes: AtomicUsize,
-}
-
-/// A connection's mail channel with what is queued in it (the connection subtracts what it
-/// took).
-pub(crate) struct Mailbox<Q> {
-    queue: Q,
-    queued: Arc<Queued>,
-    /// The size of the last batch sent, the room the next one starts with.
-    last: usize,
-}
-
-impl<Q> Mailbox<Q> {
-    /// The router's end of a connection's mail channel, and what is queued in it.
-    pub(crate) fn new(queue: Q, queued: Arc<Queued>) -> Mailbox<Q> {
-        Mailbox {
-            queue,
-            queued,
-            last: 0,
-        }
-    }
-}
-
-/// The bytes a batch holds, for the byte cap.
-fn batch_bytes(batch: &[ConnectionMail]) -> usize {
-    batch.iter().map(ConnectionMail::size).sum()
-}
-
-/// Marks `batch` as taken from a mail channel (called by a connection).
-pub(crate) fn taken(queued: &Queued, batch: &[ConnectionMail]) {
-    queued.batches.fetch_sub(1, Ordering::Relaxed);
-    queued
-        .bytes
-        .fetch_sub(batch_bytes(batch), Ordering::Relaxed);
-}
-
-/// What a connection's read and mail produced, for the router: all its mail in one batch.
-pub(crate) struct Report {
-    pub(crate) conn: ConnId,
-    pub(crate) mail: Vec<RouterMail>,
-    /// Bytes read and written since the last report.
-    pub(crate) received: u64,
-    pub(crate) sent: u64,
-    /// The connection has ended; this is its last report.
-    pub(crate) last: bool,
-}
+use crate::runtimes::driver::connection::Report;
+use crate::runtimes::driver::mailbox::{batch_bytes, MailQueue, Mailbox};
+use crate::runtimes::driver::options::BrokerOptions;
+use crate::runtimes::driver::writer::{Done, Stopped, StoreWriter};
 
 /// A map keyed by connection.
 type ConnMap<V> = IdMap<ConnId, V>;
@@ -503,88 +293,6 @@ impl<Q: MailQueue> RouterCore<Q> {
     }
 }
 
-/// Room for this many mails is made for a connection's report on its first mail.
-const MAIL_ROOM: usize = 16;
-
-/// The connection task's drain after an input: what to write, the report for the router,
-/// and whether to close the transport. The `on_event` hook hears every event.
-pub(crate) struct Drained {
-    pub(crate) transmit: Vec<Bytes>,
-    pub(crate) mail: Vec<RouterMail>,
-    pub(crate) close: bool,
-}
-
-/// Drains `conn` in order: transmit, router mail, events.
-pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventHook>) -> Drained {
-    let mut transmit = Vec::new();
-    while let Some(b) = conn.poll_transmit() {
-        transmit.push(b);
-    }
-    let mut mail = Vec::new();
-    while let Some(m) = conn.poll_router() {
-        if mail.is_empty() {
-            // A read's worth of publishes or acknowledgements without regrowing (each
-            // regrowth moves every mail so far).
-            mail.reserve(MAIL_ROOM);
-        }
-        mail.push(m);
-    }
-    let mut close = false;
-    while let Some(e) = conn.poll_event() {
-        if let Some(h) = hook {
-            h(&e);
-        }
-        close |= matches!(e, BrokerEvent::CloseTransport(_));
-    }
-    Drained {
-        transmit,
-        mail,
-        close: close || conn.is_closed(),
-    }
-}
-
-/// Traffic not reported yet; reported with the next mail, or alone once a second.
-#[derive(Debug)]
-pub(crate) struct Traffic {
-    pub(crate) received: u64,
-    pub(crate) sent: u64,
-    last: Instant,
-}
-
-impl Traffic {
-    /// Nothing counted yet, as of `now`.
-    pub(crate) fn new(now: Instant) -> Traffic {
-        Traffic {
-            received: 0,
-            sent: 0,
-            last: now,
-        }
-    }
-
-    /// The report for `conn` if there is mail, the connection ended, or a second passed with
-    /// traffic unreported.
-    pub(crate) fn report(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        mail: Vec<RouterMail>,
-        last: bool,
-    ) -> Option<Report> {
-        let stale = (self.received | self.sent) != 0 && now >= self.last + Duration::from_secs(1);
-        if mail.is_empty() && !last && !stale {
-            return None;
-        }
-        self.last = now;
-        Some(Report {
-            conn,
-            mail,
-            received: std::mem::take(&mut self.received),
-            sent: std::mem::take(&mut self.sent),
-            last,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -595,6 +303,7 @@ mod tests {
     use super::*;
     use crate::broker::{Broker, BrokerConfig};
     use crate::codec::{encode, Connect, Packet, Publish, Subscribe, Subscription};
+    use crate::runtimes::driver::connection::drain_connection;
     use crate::{ByteStr, PacketId, ProtocolVersion, QoS, TopicFilter, TopicName};
 
     /// Every batch pushed, with its connection, in push order.
@@ -649,7 +358,7 @@ mod tests {
             order.push(id);
             let c = conns.iter_mut().find(|c| c.id() == id).unwrap();
             for m in batch {
-                c.handle_router(now, m);
+                c.handle_mail(now, m);
             }
         }
         order

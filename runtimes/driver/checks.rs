@@ -15,38 +15,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 #[cfg(any(feature = "tokio", feature = "smol", feature = "async-std"))]
 use super::oneshot;
-use super::BrokerOptions;
 use crate::broker::CredentialCheck;
+use crate::runtimes::driver::options::{BrokerOptions, CheckCredentials, Verdict};
 use crate::ReasonCode;
-
-/// A check's verdict: `Ok` lets the client in, `Err` is the CONNACK reason code.
-pub type Verdict = Result<(), ReasonCode>;
-
-/// An async credentials check, run on the connection's task (see
-/// [`BrokerOptions::check_credentials`]).
-///
-/// The authenticator says [`defers`](crate::broker::Authenticator::defers), and each check
-/// becomes a future (here a stand-in for a database or HTTP lookup):
-///
-/// ```
-/// use std::sync::Arc;
-/// use tinymqtt::runtimes::{BrokerOptions, CheckCredentials};
-/// use tinymqtt::ReasonCode;
-///
-/// let lookup: CheckCredentials = Arc::new(|check| {
-///     Box::pin(async move {
-///         // e.g. `db.fetch_hash(&user).await`, then compare.
-///         match check.username.as_ref().map(|u| u.as_str()) {
-///             Some("alice") if check.password.as_deref() == Some(b"s3cret") => Ok(()),
-///             _ => Err(ReasonCode::BadUserNameOrPassword),
-///         }
-///     })
-/// });
-/// let options = BrokerOptions::default().with_check_credentials(Some(lookup));
-/// # let _ = options;
-/// ```
-pub type CheckCredentials =
-    Arc<dyn Fn(CredentialCheck) -> Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync>;
 
 /// A check handed to the pool, where its verdict goes, and its place under the cap (held
 /// until the check has run, even if its connection stopped waiting: a connection that times
@@ -297,7 +268,7 @@ mod tests {
         let check = conn.poll_credentials().expect("a deferred check");
         assert!(conn.poll_credentials().is_none(), "handed out once");
         assert!(
-            conn.poll_router().is_none(),
+            conn.poll_mail().is_none(),
             "nothing for the router before the verdict"
         );
         (conn, check)
@@ -358,7 +329,7 @@ mod tests {
         let (mut ok, k) = check(auth.clone(), "ok");
         ok.handle_credentials(now, k.run());
         assert!(
-            ok.poll_router().is_some(),
+            ok.poll_mail().is_some(),
             "the session is asked of the router"
         );
         let (mut bad, k) = check(auth, "bad");
@@ -366,6 +337,6 @@ mod tests {
         assert!(bad.is_closed());
         // A late second verdict does nothing.
         bad.handle_credentials(now, Ok(()));
-        assert!(bad.poll_router().is_none() || bad.is_closed());
+        assert!(bad.poll_mail().is_none() || bad.is_closed());
     }
 }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::broker::{BrokerOptions, EventHook, TransportHook};
-use super::checks::CheckCredentials;
-use super::writer::Fsync;
+use super::options::CheckCredentials;
+use super::options::Fsync;
+use crate::runtimes::driver::options::{BrokerOptions, EventHook, TransportHook};
 
 /// Chainable setters, so that a field added later is not a breaking change for code
 /// that builds a [`BrokerOptions`] from its default (`BrokerOptions::default().with_persistence(Some(dir))`).

@@ -17,46 +17,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[cfg(feature = "persistence")]
 use redb::Durability;
 
-use super::broker::BrokerOptions;
 use super::now;
 #[cfg(feature = "persistence")]
 use super::store::RedbStore;
 use super::STORE_BATCHES;
 use crate::broker::Broker;
+use crate::runtimes::driver::options::{BrokerOptions, Fsync};
 use crate::store::{StoreOp, Ticket};
-
-/// When the broker's store reaches the disk, and so when acknowledgements go out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Fsync {
-    /// Every commit is synced to disk before it is done, and each PUBACK, PUBREC, PUBREL and
-    /// PUBCOMP waits for the commit of what it promises: nothing acknowledged is lost, even to
-    /// a power failure (needs [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)).
-    #[default]
-    Always,
-    /// Acknowledgements go out at once; commits are not synced, and what they wrote is synced
-    /// at least this often (when anything was written since the last sync) and at a graceful
-    /// shutdown. A crash of the broker's process or of the machine loses what was written
-    /// since the last sync: up to this interval (plus one commit) of acknowledged messages and
-    /// session changes (needs `durable_acks = false`).
-    Interval(Duration),
-}
-
-impl Fsync {
-    /// The interval `fsync = "interval"` syncs at when the config names none.
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-
-    /// The [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) this
-    /// policy needs: `true` for [`Fsync::Always`].
-    pub fn durable_acks(self) -> bool {
-        matches!(self, Fsync::Always)
-    }
-}
 
 /// What the writer hands back after a commit: the tickets of the batches it covered, in order.
 #[derive(Debug)]

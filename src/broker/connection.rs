@@ -77,7 +77,7 @@ pub(crate) enum ConnEvent {
 /// [`Router::accept`](super::Router::accept) makes one per transport. Feed it the transport's
 /// bytes, timeouts and the router's [`ConnectionMail`]; after every input drain
 /// [`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
-/// [`poll_event`](Self::poll_event), and hand what [`poll_router`](Self::poll_router) yields to
+/// [`poll_event`](Self::poll_event), and hand what [`poll_mail`](Self::poll_mail) yields to
 /// the router.
 pub struct ServerConnection {
     id: ConnId,
@@ -333,7 +333,7 @@ impl ServerConnection {
     }
 
     /// Mail for the router; yields after inputs (a CONNECT, a PUBLISH, a close, ...).
-    pub fn poll_router(&mut self) -> Option<RouterMail> {
+    pub fn poll_mail(&mut self) -> Option<RouterMail> {
         let Some(mail) = self.to_router.pop_front() else {
             // Drained: an idle connection keeps no room for mail (its CONNECT alone grew the
             // queue to four slots of ~270 bytes).
@@ -482,7 +482,7 @@ impl ServerConnection {
     }
 
     /// Mail from the router (mail for another connection is ignored).
-    pub fn handle_router(&mut self, now: Instant, mail: ConnectionMail) {
+    pub fn handle_mail(&mut self, now: Instant, mail: ConnectionMail) {
         debug_assert_eq!(mail.conn, self.id, "mail for another connection");
         if mail.conn == self.id {
             self.handle_to_connection(now, mail.mail);

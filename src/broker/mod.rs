@@ -8,7 +8,7 @@
 //! [`Broker::poll_transmit`], then [`Broker::poll_timeout`], then [`Broker::poll_event`].
 //!
 //! A multi-task runtime splits it instead: each connection task owns the [`ServerConnection`]
-//! that [`Router::accept`] made, and carries what its `poll_router` yields to the task that owns
+//! that [`Router::accept`] made, and carries what its `poll_mail` yields to the task that owns
 //! the [`Router`], which carries what [`Router::poll_mail`] yields back. Mail that cannot reach
 //! its connection goes to [`Router::handle_undelivered`] (and that connection is closed).
 //!
@@ -391,14 +391,14 @@ impl Broker {
                 while let Some(check) = c.poll_credentials() {
                     c.handle_credentials(now, check.run());
                 }
-                while let Some(mail) = c.poll_router() {
+                while let Some(mail) = c.poll_mail() {
                     self.router.handle_mail(now, mail);
                 }
             }
             while let Some(mail) = self.router.poll_mail() {
                 let id = mail.conn();
                 if let Some(s) = self.conns.get_mut(&id) {
-                    s.conn.handle_router(now, mail);
+                    s.conn.handle_mail(now, mail);
                     self.touch(id);
                 }
             }

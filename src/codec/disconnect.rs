@@ -35,25 +35,9 @@ pub struct Auth {
     pub properties: AuthProperties,
 }
 
-pub(crate) fn valid_disconnect(rc: ReasonCode) -> bool {
-    use ReasonCode::*;
-    !matches!(
-        rc,
-        GrantedQoS1
-            | GrantedQoS2
-            | NoMatchingSubscribers
-            | NoSubscriptionExisted
-            | ContinueAuthentication
-            | ReAuthenticate
-            | UnsupportedProtocolVersion
-            | ClientIdentifierNotValid
-            | BadUserNameOrPassword
-            | ServerUnavailable
-            | Banned
-            | BadAuthenticationMethod
-            | PacketIdentifierInUse
-            | PacketIdentifierNotFound
-    )
+/// Whether DISCONNECT may carry `rc` (the table lives with the reason codes).
+fn valid_disconnect(rc: ReasonCode) -> bool {
+    rc.allowed_in_disconnect()
 }
 
 pub(crate) fn valid_auth(rc: ReasonCode) -> bool {

@@ -1,6 +1,6 @@
 //! Codec errors: what was wrong, where, and the reason code to answer with.
 
-use super::properties::PropertyId;
+use super::property_id::PropertyId;
 use super::PacketType;
 use crate::topic::TopicError;
 use crate::types::{ProtocolVersion, ReasonCode, StringError};

@@ -1,20 +1,19 @@
 //! The router's side of persistence: restoring from a store's snapshot and logging every
 //! change to what is persisted (see [`crate::broker::persist`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::sessions::Session;
-use super::{Router, Timer};
+use super::Router;
 use crate::broker::mail::{ConnId, Delivery, OutFlow, ToConnection};
 use crate::broker::persist::{
     CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord,
     StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
-use crate::broker::tree::{SessionId, SubscriptionEntry};
+use crate::broker::tree::SessionId;
 use crate::broker::DropReason;
-use crate::codec::{Publish, Will};
+use crate::codec::Publish;
 use crate::types::{ByteStr, PacketId};
 
 /// The changes not yet drained, and the wall clock the runtime gave at restore.
@@ -393,57 +392,6 @@ impl Router {
     /// in one transaction). Never yields without a store.
     pub fn poll_store(&mut self) -> Option<StoreOp> {
         self.store.as_mut()?.ops.pop_front()
-    }
-
-    fn restore_session(&mut self, now: Instant, wall: u64, age: u64, r: SessionRecord) {
-        let sid = SessionId(self.next_session);
-        self.next_session += 1;
-        let mut subscriptions = BTreeMap::new();
-        for s in r.subscriptions {
-            let sub = SubscriptionEntry {
-                options: s.options,
-                identifier: s.identifier,
-            };
-            self.tree.insert(&s.filter, sid, sub);
-            subscriptions.insert(s.filter, sub);
-        }
-        self.by_client.insert(r.client_id.clone(), sid);
-        self.sessions.insert(
-            sid,
-            Box::new(Session {
-                expiry: r.expiry,
-                subscriptions,
-                persisted: true,
-                disconnected_at: Some(r.disconnected_at.unwrap_or(wall)),
-                claimed: r.owner != SessionOwner::Unknown,
-                owner: match r.owner {
-                    SessionOwner::User(u) => Some(Box::new(u)),
-                    _ => None,
-                },
-                ..Session::new(r.client_id, r.protocol, &self.budget)
-            }),
-        );
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            let subs: usize = s
-                .subscriptions
-                .keys()
-                .map(super::subscriptions::subscription_weight)
-                .sum();
-            s.charge.set(s.charge.bytes() + subs);
-        }
-        if r.expiry != u32::MAX {
-            let left = u64::from(r.expiry) - age;
-            self.set_timer(now + Duration::from_secs(left), Timer::Expire(sid, 0));
-        }
-        if let Some(w) = r.will {
-            // The restart ended its connection if it was still online: the delay counts from
-            // then, or from when the connection ended.
-            let left = u64::from(w.delay).saturating_sub(age);
-            if let Some(s) = self.sessions.get_mut(&sid) {
-                s.will = Some(Box::new(Will::from(w)));
-            }
-            self.set_timer(now + Duration::from_secs(left), Timer::Will(sid, 0));
-        }
     }
 
     /// Logs `op` if a store is on.

@@ -9,7 +9,7 @@ use super::queue::SessionQueue;
 use super::{persist_log, Router, Timer};
 use crate::broker::budget::{self, Budget, Charge};
 use crate::broker::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection};
-use crate::broker::persist::StoreOp;
+use crate::broker::persist::{SessionOwner, SessionRecord, StoreOp};
 use crate::broker::tree::{SessionId, SubscriptionEntry};
 use crate::broker::DropReason;
 use crate::codec::{Publish, Will};
@@ -342,6 +342,59 @@ impl Router {
         p.properties.correlation_data = wp.correlation_data;
         p.properties.user_properties = wp.user_properties;
         self.route(now, Arc::new(p), None);
+    }
+
+    /// A session restored from the store: its subscriptions back in the tree, its expiry and
+    /// will timers counted from when its connection ended (`age` seconds before `now`).
+    pub(super) fn restore_session(&mut self, now: Instant, wall: u64, age: u64, r: SessionRecord) {
+        let sid = SessionId(self.next_session);
+        self.next_session += 1;
+        let mut subscriptions = BTreeMap::new();
+        for s in r.subscriptions {
+            let sub = SubscriptionEntry {
+                options: s.options,
+                identifier: s.identifier,
+            };
+            self.tree.insert(&s.filter, sid, sub);
+            subscriptions.insert(s.filter, sub);
+        }
+        self.by_client.insert(r.client_id.clone(), sid);
+        self.sessions.insert(
+            sid,
+            Box::new(Session {
+                expiry: r.expiry,
+                subscriptions,
+                persisted: true,
+                disconnected_at: Some(r.disconnected_at.unwrap_or(wall)),
+                claimed: r.owner != SessionOwner::Unknown,
+                owner: match r.owner {
+                    SessionOwner::User(u) => Some(Box::new(u)),
+                    _ => None,
+                },
+                ..Session::new(r.client_id, r.protocol, &self.budget)
+            }),
+        );
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            let subs: usize = s
+                .subscriptions
+                .keys()
+                .map(super::subscriptions::subscription_weight)
+                .sum();
+            s.charge.set(s.charge.bytes() + subs);
+        }
+        if r.expiry != u32::MAX {
+            let left = u64::from(r.expiry) - age;
+            self.set_timer(now + Duration::from_secs(left), Timer::Expire(sid, 0));
+        }
+        if let Some(w) = r.will {
+            // The restart ended its connection if it was still online: the delay counts from
+            // then, or from when the connection ended.
+            let left = u64::from(w.delay).saturating_sub(age);
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.will = Some(Box::new(Will::from(w)));
+            }
+            self.set_timer(now + Duration::from_secs(left), Timer::Will(sid, 0));
+        }
     }
 }
 

@@ -1,0 +1,102 @@
+//! A connection's side of the broker driver: its drain after an input and its reports to the
+//! router.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::broker::{BrokerEvent, ConnId, RouterMail, ServerConnection};
+use crate::runtimes::driver::options::EventHook;
+
+/// What a connection's read and mail produced, for the router: all its mail in one batch.
+pub(crate) struct Report {
+    pub(crate) conn: ConnId,
+    pub(crate) mail: Vec<RouterMail>,
+    /// Bytes read and written since the last report.
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    /// The connection has ended; this is its last report.
+    pub(crate) last: bool,
+}
+
+/// Room for this many mails is made for a connection's report on its first mail.
+const MAIL_ROOM: usize = 16;
+
+/// The connection task's drain after an input: what to write, the report for the router,
+/// and whether to close the transport. The `on_event` hook hears every event.
+pub(crate) struct Drained {
+    pub(crate) transmit: Vec<Bytes>,
+    pub(crate) mail: Vec<RouterMail>,
+    pub(crate) close: bool,
+}
+
+/// Drains `conn` in order: transmit, router mail, events.
+pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventHook>) -> Drained {
+    let mut transmit = Vec::new();
+    while let Some(b) = conn.poll_transmit() {
+        transmit.push(b);
+    }
+    let mut mail = Vec::new();
+    while let Some(m) = conn.poll_mail() {
+        if mail.is_empty() {
+            // A read's worth of publishes or acknowledgements without regrowing (each
+            // regrowth moves every mail so far).
+            mail.reserve(MAIL_ROOM);
+        }
+        mail.push(m);
+    }
+    let mut close = false;
+    while let Some(e) = conn.poll_event() {
+        if let Some(h) = hook {
+            h(&e);
+        }
+        close |= matches!(e, BrokerEvent::CloseTransport(_));
+    }
+    Drained {
+        transmit,
+        mail,
+        close: close || conn.is_closed(),
+    }
+}
+
+/// Traffic not reported yet; reported with the next mail, or alone once a second.
+#[derive(Debug)]
+pub(crate) struct Traffic {
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    last: Instant,
+}
+
+impl Traffic {
+    /// Nothing counted yet, as of `now`.
+    pub(crate) fn new(now: Instant) -> Traffic {
+        Traffic {
+            received: 0,
+            sent: 0,
+            last: now,
+        }
+    }
+
+    /// The report for `conn` if there is mail, the connection ended, or a second passed with
+    /// traffic unreported.
+    pub(crate) fn report(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        mail: Vec<RouterMail>,
+        last: bool,
+    ) -> Option<Report> {
+        let stale = (self.received | self.sent) != 0 && now >= self.last + Duration::from_secs(1);
+        if mail.is_empty() && !last && !stale {
+            return None;
+        }
+        self.last = now;
+        Some(Report {
+            conn,
+            mail,
+            received: std::mem::take(&mut self.received),
+            sent: std::mem::take(&mut self.sent),
+            last,
+        })
+    }
+}
