@@ -17,15 +17,18 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    proto, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
+use super::handle::BrokerHandle;
+use super::options::BrokerOptions;
 use super::transport::ListenerStats;
+use super::writer::{StoreWriter, WriterStats};
 use crate::broker::{BrokerStats, DropReason};
 use crate::QoS;
 
@@ -42,51 +45,73 @@ const LINGER: Duration = Duration::from_secs(2);
 /// How much of it at most.
 const LINGER_BYTES: usize = 2 << 20;
 
+/// Mail batch sizes are counted in buckets of at most 1, 2, 4, ..., 256 mails, and more.
+pub(crate) const BATCH_BUCKETS: usize = 10;
+
+/// The sizes of the mail batches the router sent to connections: counted by the router in
+/// plain integers (one increment per batch), copied out when a scrape asks for the snapshot.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchSizes {
+    /// Batches per bucket (see [`BATCH_BUCKETS`]; not cumulative).
+    pub(crate) buckets: [u64; BATCH_BUCKETS],
+    /// Mails in every batch.
+    pub(crate) mails: u64,
+}
+
+impl BatchSizes {
+    /// Counts a batch of `n` mails.
+    #[inline]
+    pub(crate) fn count(&mut self, n: usize) {
+        let bucket = (usize::BITS - n.saturating_sub(1).leading_zeros()) as usize;
+        self.buckets[bucket.min(BATCH_BUCKETS - 1)] += 1;
+        self.mails += n as u64;
+    }
+}
+
 /// What the runtime measures itself, beside the core's counters (clones share the values).
-#[derive(Debug, Clone)]
-pub struct RuntimeMetrics {
-    /// Store commits (group commits of the writer thread).
-    pub(crate) commits: IntCounter,
-    /// How long each commit took to reach the disk, sync included.
-    pub(crate) fsync: Histogram,
-    /// Mails per batch the router sent to a connection.
-    pub(crate) mail_batch: Histogram,
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuntimeMetrics {
+    /// The store writer's counts and commit times, with persistence.
+    pub(crate) store: Option<Arc<WriterStats>>,
+    /// The router's batch sizes, as of the last snapshot it answered.
+    pub(crate) batches: Arc<Mutex<BatchSizes>>,
 }
 
-impl Default for RuntimeMetrics {
-    fn default() -> RuntimeMetrics {
-        let commit_opts = Opts::new("tinymqtt_store_commits_total", "Store commits.");
-        let fsync_opts = HistogramOpts::new(
-            "tinymqtt_store_commit_seconds",
-            "Time for a store commit to reach the disk, sync included.",
-        )
-        .buckets(vec![
-            0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-        ]);
-        let batch_opts = HistogramOpts::new(
-            "tinymqtt_router_mail_batch_size",
-            "Mails per batch the router sent to a connection.",
-        )
-        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
-        RuntimeMetrics {
-            commits: IntCounter::with_opts(commit_opts).expect("a valid name"),
-            fsync: Histogram::with_opts(fsync_opts).expect("valid buckets"),
-            mail_batch: Histogram::with_opts(batch_opts).expect("valid buckets"),
-        }
-    }
+/// The buckets of the store's commit times, in seconds.
+pub(crate) fn commit_histogram() -> Histogram {
+    let opts = HistogramOpts::new(
+        "tinymqtt_store_commit_seconds",
+        "Time for a store commit to reach the disk, sync included.",
+    )
+    .buckets(vec![
+        0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ]);
+    Histogram::with_opts(opts).expect("valid buckets")
 }
 
-impl RuntimeMetrics {
-    /// Counts a store commit that took `took`.
-    pub(crate) fn commit(&self, took: Duration) {
-        self.commits.inc();
-        self.fsync.observe(took.as_secs_f64());
+/// The batch sizes as a Prometheus histogram family.
+fn batch_family(b: &BatchSizes) -> proto::MetricFamily {
+    let mut buckets = Vec::new();
+    let mut cumulative = 0;
+    for (i, n) in b.buckets.iter().enumerate().take(BATCH_BUCKETS - 1) {
+        cumulative += n;
+        let mut bucket = proto::Bucket::default();
+        bucket.set_upper_bound(f64::from(1u32 << i));
+        bucket.set_cumulative_count(cumulative);
+        buckets.push(bucket);
     }
-
-    /// Records a mail batch of `n` mails sent to a connection.
-    pub(crate) fn mail_batch(&self, n: usize) {
-        self.mail_batch.observe(n as f64);
-    }
+    let mut h = proto::Histogram::default();
+    h.set_bucket(buckets);
+    h.set_sample_count(b.buckets.iter().sum());
+    h.set_sample_sum(b.mails as f64);
+    let mut m = proto::Metric::default();
+    m.set_histogram(h);
+    let mut f = proto::MetricFamily::default();
+    f.set_name("tinymqtt_router_mail_batch_size".into());
+    f.set_help("Mails per batch the router sent to a connection.".into());
+    f.set_field_type(proto::MetricType::HISTOGRAM);
+    f.set_metric(vec![m]);
+    f
 }
 
 /// A metric family of the snapshot: registered, then filled.
@@ -108,7 +133,7 @@ fn int(n: usize) -> i64 {
 
 /// The Prometheus text for `stats`, the open connections of each listener and what the
 /// runtime measured.
-pub fn encode(
+pub(crate) fn encode(
     stats: &BrokerStats,
     listeners: &[(SocketAddr, usize)],
     rt: &RuntimeMetrics,
@@ -279,20 +304,49 @@ pub fn encode(
             .with_label_values(&[addr.to_string().as_str()])
             .set(int(*n));
     }
-    r.register(Box::new(rt.commits.clone()))
-        .expect("registered once");
-    r.register(Box::new(rt.fsync.clone()))
-        .expect("registered once");
-    r.register(Box::new(rt.mail_batch.clone()))
-        .expect("registered once");
+    if let Some(store) = &rt.store {
+        c(
+            "tinymqtt_store_commits_total",
+            "Store commits (each writes one or more router batches).",
+            store.commits.load(Ordering::Relaxed),
+        );
+        r.register(Box::new(store.commit_seconds.clone()))
+            .expect("registered once");
+    }
+    let mut families = r.gather();
+    let batches = *rt.batches.lock().unwrap_or_else(|e| e.into_inner());
+    families.push(batch_family(&batches));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut out = Vec::new();
     // Encoding into memory cannot fail for these families.
-    let _ = TextEncoder::new().encode(&r.gather(), &mut out);
+    let _ = TextEncoder::new().encode(&families, &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
 
 /// Where a scrape reads the broker's snapshot (`None` once the broker stopped).
 pub(crate) type StatsSource = Arc<dyn Fn() -> Option<BrokerStats> + Send + Sync>;
+
+/// The endpoint of a broker being bound, if its options name one, and what its runtime will
+/// measure for it (the store's commits; the router's batch sizes once it runs).
+pub(crate) fn start(
+    options: &BrokerOptions,
+    handle: &BrokerHandle,
+    listeners: &ListenerStats,
+    store: Option<&StoreWriter>,
+) -> io::Result<(Option<MetricsServer>, RuntimeMetrics)> {
+    let rt = RuntimeMetrics {
+        store: store.map(|s| s.stats.clone()),
+        batches: Arc::default(),
+    };
+    let Some(addr) = options.metrics_listener else {
+        return Ok((None, rt));
+    };
+    let handle = handle.clone();
+    let stats: StatsSource = Arc::new(move || handle.stats_blocking().ok());
+    let server = MetricsServer::start(addr, stats, listeners.clone(), rt.clone())
+        .map_err(|e| io::Error::new(e.kind(), format!("metrics_listener {addr}: {e}")))?;
+    Ok((Some(server), rt))
+}
 
 /// The running endpoint; dropping it stops the accept thread (scrapes under way finish).
 #[derive(Debug)]

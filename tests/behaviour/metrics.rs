@@ -20,7 +20,10 @@ fn http(addr: SocketAddr, request: &[u8]) -> String {
 fn scrape(addr: SocketAddr) -> (String, String) {
     let answer = http(addr, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
 }
 
 /// The samples of a scrape: `name{labels}` to value.
@@ -101,7 +104,10 @@ fn a_scrape_after_a_scripted_run_has_exact_counts_and_passes_promtool() {
     assert_eq!(get("tinymqtt_messages_sent_total{qos=\"0\"}"), 3.0);
     assert_eq!(get("tinymqtt_messages_sent_total{qos=\"1\"}"), 2.0);
     assert_eq!(get("tinymqtt_messages_sent_total{qos=\"2\"}"), 1.0);
-    assert_eq!(get("tinymqtt_payload_received_bytes_total{qos=\"1\"}"), 14.0);
+    assert_eq!(
+        get("tinymqtt_payload_received_bytes_total{qos=\"1\"}"),
+        14.0
+    );
     assert_eq!(get("tinymqtt_connections_accepted_total"), 3.0);
     assert_eq!(get("tinymqtt_connects_total"), 3.0);
     assert_eq!(
@@ -112,9 +118,15 @@ fn a_scrape_after_a_scripted_run_has_exact_counts_and_passes_promtool() {
     assert_eq!(get("tinymqtt_sessions{state=\"online\"}"), 2.0);
     assert_eq!(get("tinymqtt_sessions{state=\"offline\"}"), 0.0);
     assert_eq!(get("tinymqtt_subscriptions"), 1.0);
-    assert_eq!(get("tinymqtt_messages_dropped_total{reason=\"queue_full\"}"), 0.0);
     assert_eq!(
-        get(&format!("tinymqtt_listener_connections{{listener=\"{}\"}}", b.addr)),
+        get("tinymqtt_messages_dropped_total{reason=\"queue_full\"}"),
+        0.0
+    );
+    assert_eq!(
+        get(&format!(
+            "tinymqtt_listener_connections{{listener=\"{}\"}}",
+            b.addr
+        )),
         2.0
     );
     // Prometheus's own linter reads it as valid.
@@ -155,7 +167,10 @@ fn anything_but_get_metrics_is_refused_and_the_connection_closed() {
         status(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
         "HTTP/1.1 405 Method Not Allowed"
     );
-    assert_eq!(status(b"\x16\x03\x01\x00\x05hello\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+    assert_eq!(
+        status(b"\x16\x03\x01\x00\x05hello\r\n\r\n"),
+        "HTTP/1.1 400 Bad Request"
+    );
     let head = http(m, b"HEAD /metrics HTTP/1.1\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");

@@ -21,6 +21,7 @@ use crate::rt;
 mod access;
 mod client_api;
 mod interop;
+mod metrics;
 mod ordering;
 mod persistence;
 

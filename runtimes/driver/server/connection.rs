@@ -56,7 +56,8 @@ pub(super) fn accept<R: Runtime>(
     inbox: &async_channel::Sender<Inbox<R>>,
     done: &async_channel::Sender<()>,
 ) {
-    let conn = core.accept(now);
+    let mut conn = core.accept(now);
+    conn.set_listener(held.listener());
     let post = Arc::new(Post::default());
     let queued = Arc::new(Queued::default());
     let queue = Queue { post: post.clone() };

@@ -92,7 +92,13 @@ pub struct ListenerStats {
 impl ListenerStats {
     /// The counts of `addrs`, all zero.
     pub(crate) fn new(addrs: &[SocketAddr]) -> ListenerStats {
-        let listeners = addrs.iter().map(|a| (*a, Gauge::default())).collect();
+        let listeners = addrs
+            .iter()
+            .map(|a| {
+                let name = crate::ByteStr::try_from(a.to_string()).unwrap_or_default();
+                (*a, Gauge(Arc::default(), name))
+            })
+            .collect();
         ListenerStats { listeners }
     }
 
@@ -108,15 +114,15 @@ impl ListenerStats {
     }
 }
 
-/// The open connections of one listener.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>);
+/// The open connections of one listener, and its name (its bound address).
+#[derive(Debug, Clone)]
+pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>, crate::ByteStr);
 
 impl Gauge {
     /// Counts one more open connection until the returned guard is dropped.
     pub(crate) fn hold(&self) -> Held {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Held(self.0.clone())
+        Held(self.0.clone(), self.1.clone())
     }
 
     fn get(&self) -> usize {
@@ -126,7 +132,14 @@ impl Gauge {
 
 /// One open connection of a listener, counted until dropped.
 #[derive(Debug)]
-pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>);
+pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>, crate::ByteStr);
+
+impl Held {
+    /// The listener's name (its bound address), for the connect log line.
+    pub(crate) fn listener(&self) -> crate::ByteStr {
+        self.1.clone()
+    }
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
