@@ -55,6 +55,9 @@ fn metrics_endpoint_junk_huge_and_slow_requests() {
         });
         assert_eq!(status(s), "HTTP/1.1 431 Request Header Fields Too Large");
         writer.join().unwrap();
+        // The refused requests' threads read what their clients still send until they close
+        // (so the answer is not lost to a reset), holding a scrape slot meanwhile.
+        std::thread::sleep(Duration::from_millis(500));
         // Slow scrapers: half a request line each, then silence. Four are served at once;
         // the fifth is told so at once.
         let started = Instant::now();
