@@ -223,3 +223,32 @@ fn mosquitto_sub_reads_mosquittos_sys_topics() {
     p.disconnect();
     b.shutdown();
 }
+
+#[test]
+fn a_broker_with_a_store_reports_its_commits_and_their_times() {
+    let runtime = module_path!().split("::").next().unwrap_or("rt");
+    let dir = std::env::temp_dir().join(format!(
+        "tinymqtt-{runtime}-metrics-store-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addr = SocketAddr::from(([127, 0, 0, 1], crate::peers::free_port()));
+    let options = broker_options_in(&dir).with_metrics_listener(Some(addr));
+    let b = rt::broker_with(BrokerConfig::default().with_sys_interval(None), options);
+    let p = rt::connect(b.addr, config(ProtocolVersion::V5, "pub")).unwrap();
+    // A retained QoS 1 message is acknowledged once its commit is synced.
+    p.publish(msg("kept", "x", QoS::AtLeastOnce, true)).unwrap();
+    let body = scrape_until(addr, |s| {
+        s.get("tinymqtt_store_commits_total")
+            .is_some_and(|n| *n >= 1.0)
+    });
+    let s = samples(&body);
+    let commits = s["tinymqtt_store_commits_total"];
+    assert_eq!(s["tinymqtt_store_commit_seconds_count"], commits, "{body}");
+    assert!(s["tinymqtt_store_commit_seconds_sum"] > 0.0, "{body}");
+    assert_eq!(s["tinymqtt_retained_messages"], 1.0);
+    assert!(s["tinymqtt_router_mail_batch_size_count"] >= 1.0, "{body}");
+    p.disconnect();
+    b.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
