@@ -1,6 +1,6 @@
 //! The Prometheus endpoint: `GET /metrics` on [`BrokerOptions::metrics_listener`], in the
 //! Prometheus text format (0.0.4), from the core's [`BrokerStats`] snapshot and the runtime's
-//! own measures ([`RuntimeMetrics`]).
+//! own measures (store commits and their times, the router's mail batch sizes).
 //!
 //! It runs on threads of its own whatever the runtime (one accept thread, one short-lived
 //! thread per scrape): a scrape never runs on a task that serves MQTT, and what it asks the
