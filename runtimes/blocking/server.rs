@@ -13,7 +13,7 @@ use crate::broker::{Broker as Core, BrokerConfig};
 use crate::runtimes::blocking::connection::{connection, Parts};
 use crate::runtimes::blocking::{next, Inbox};
 use crate::runtimes::driver::broker::RouterCore;
-use crate::runtimes::driver::connection::{drain_connection, Traffic};
+use crate::runtimes::driver::connection::{drain_connection, with_listener, Traffic};
 use crate::runtimes::driver::handle::Control;
 use crate::runtimes::driver::metrics::{self, MetricsServer, RuntimeMetrics};
 use crate::runtimes::driver::transport::{self};
@@ -202,15 +202,14 @@ impl Server {
             };
             match input {
                 Ok(Inbox::Accept(s, link, held)) => {
-                    let mut conn = core.accept(now());
-                    conn.set_listener(held.listener());
+                    let conn = core.accept(now());
                     let id = conn.id();
                     let started = match (s.try_clone(), s.try_clone()) {
                         (Ok(reader), Ok(abort)) => {
                             let parts = Parts {
                                 conn,
                                 router: tx.clone(),
-                                hook: self.options.on_event.clone(),
+                                hook: with_listener(self.options.on_event.clone(), held.listener()),
                                 checks: core.checks.clone(),
                                 done: done_tx.clone(),
                                 link,

@@ -608,11 +608,34 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("# TYPE tinymqtt_store_commit_seconds histogram"),
+            text.contains("# TYPE tinymqtt_router_mail_batch_size histogram"),
             "{text}"
+        );
+        assert!(
+            !text.contains("tinymqtt_store_"),
+            "no store, no store metrics: {text}"
         );
         let refused = "tinymqtt_connections_refused_total{code=\"0x86\",reason=\"bad user name or password\"} 1\n";
         assert!(text.contains(refused), "{text}");
         assert!(text.contains("tinymqtt_auth_failures_total 1\n"), "{text}");
+    }
+
+    #[test]
+    fn batch_sizes_fall_in_power_of_two_buckets() {
+        let mut b = BatchSizes::default();
+        for n in [1, 2, 3, 4, 5, 256, 257, 10_000] {
+            b.count(n);
+        }
+        assert_eq!(b.buckets, [1, 1, 2, 1, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(b.mails, 1 + 2 + 3 + 4 + 5 + 256 + 257 + 10_000);
+        let f = batch_family(&b);
+        let h = f.get_metric()[0].get_histogram();
+        let cumulative: Vec<u64> = h
+            .get_bucket()
+            .iter()
+            .map(|b| b.cumulative_count())
+            .collect();
+        assert_eq!(cumulative, [1, 2, 4, 5, 5, 5, 5, 5, 6]);
+        assert_eq!(h.get_sample_count(), 8);
     }
 }

@@ -129,8 +129,6 @@ pub struct ServerConnection {
     clean_start: bool,
     /// The CONNACK code that refused the CONNECT, for the router's count.
     refused: Option<ReasonCode>,
-    /// The listener the transport came in on, as the runtime names it (for the logs).
-    listener: Option<ByteStr>,
     /// The CONNECT waiting for a deferred credentials check, and the check until it is
     /// handed out (boxed: only while connecting).
     checking: Option<Box<connect::Checking>>,
@@ -213,7 +211,6 @@ impl ServerConnection {
             assigned_id: false,
             clean_start: false,
             refused: None,
-            listener: None,
             checking: None,
             auth: None,
             problem_info: true,
@@ -240,13 +237,6 @@ impl ServerConnection {
             // Until CONNECT, `username` holds it (see `on_connect`).
             self.username = Some(identity);
         }
-    }
-
-    /// Names the listener the transport came in on (a runtime gives its bound address): it
-    /// goes into [`BrokerEvent::Connected`]'s [`ConnectInfo`](super::ConnectInfo), for the
-    /// logs. The core does nothing else with it.
-    pub fn set_listener(&mut self, listener: ByteStr) {
-        self.listener = Some(listener);
     }
 
     /// Reports an access check's refusal of `action`.
@@ -370,7 +360,7 @@ impl ServerConnection {
             client_id: self.client_id.clone(),
             info: Box::new(super::ConnectInfo {
                 username: self.username.clone(),
-                listener: self.listener.clone(),
+                listener: None,
                 protocol: self.protocol,
                 keep_alive: (self.keep_alive.as_millis() / 1500) as u16,
                 clean_start: self.clean_start,

@@ -138,8 +138,8 @@ pub enum BrokerEvent {
 pub struct ConnectInfo {
     /// The user name the client authenticated as, if any.
     pub username: Option<ByteStr>,
-    /// The listener it came in on, as the runtime named it
-    /// ([`ServerConnection::set_listener`]; the runtimes give the bound address).
+    /// The listener it came in on: the runtimes fill in its bound address before they hand
+    /// the event to their hook (the core knows no listeners: `None` from it).
     pub listener: Option<ByteStr>,
     /// The protocol version of its CONNECT.
     pub protocol: ProtocolVersion,
@@ -225,13 +225,6 @@ impl Broker {
     /// [`Router::set_client_id_source`].
     pub fn set_client_id_source(&mut self, source: Box<dyn FnMut() -> u128 + Send>) {
         self.router.set_client_id_source(source);
-    }
-
-    /// Names the listener `conn` came in on; see [`ServerConnection::set_listener`].
-    pub fn set_listener(&mut self, conn: ConnId, listener: ByteStr) {
-        if let Some(s) = self.conns.get_mut(&conn) {
-            s.conn.set_listener(listener);
-        }
     }
 
     /// Tells who the transport of `conn` says the peer is; see
