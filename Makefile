@@ -45,10 +45,12 @@ lint:
 	$(CARGO) clippy --manifest-path benches/load/Cargo.toml --all-targets -- -D warnings
 	python3 .ci/cycles.py
 
-## doc: the docs build without warnings, and as docs.rs builds them (feature badges)
+## doc: the docs build without warnings, and as docs.rs builds them (feature badges); doc
+## comments stay within 100 columns
 doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --no-deps --all-features
 	bash .ci/docsrs.sh
+	bash .ci/doc-width.sh
 
 ## core: the sans-IO core builds alone and depends on bytes and thiserror only; a runtime
 ## feature alone (a client) pulls in none of the broker's crates; no dependency needs a newer

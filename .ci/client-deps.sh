@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A runtime feature alone gives a client: it must not pull in the broker's crates (the hashing
-# crates of the access files, the redb store), and its dependency list may not grow past the
-# ceiling below without a deliberate edit here (cargo tree -e normal, crates incl. tinymqtt;
+# crates of the access files, the redb store, the settings file's TOML parser), and its
+# dependency list may not grow past the ceiling below without a deliberate edit here
+# (cargo tree -e normal, crates incl. tinymqtt;
 # http, with itoa, parses the endpoint URLs of every client).
 set -euo pipefail
-broker_only="redb pbkdf2 sha2 base64 subtle getrandom hmac digest prometheus httparse"
+broker_only="redb pbkdf2 sha2 base64 subtle getrandom hmac digest toml toml_parser serde serde_spanned prometheus httparse"
 declare -A ceiling=([tokio]=23 [smol]=42 [async-std]=42 [blocking]=18)
 bad=0
 for rt in tokio smol async-std blocking; do

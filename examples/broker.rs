@@ -9,50 +9,18 @@
 //! the password and ACL files it names) and exits; `broker passwd FILE USER [--password P]`
 //! adds or changes a user in a Mosquitto password file (the password is read from stdin
 //! without `--password`). The TOML config file uses mosquitto.conf's names (every key
-//! optional; relative paths are relative to the config file):
+//! optional; relative paths are relative to the config file); the keys and their checks are
+//! the library's `tinymqtt::runtimes::settings::Settings`:
 //!
 //! ```toml
-//! listeners = ["127.0.0.1:1883", "127.0.0.1:1884"]   # replaces --host/--port
-//! allow_anonymous = false        # the default with a password_file (true without)
-//! use_username_as_clientid = false # the user name is the client id (no user name: refused)
-//! allow_takeover_by_other_user = false # another user may take a session over (Mosquitto)
+//! listeners = ["127.0.0.1:1883"]   # replaces --host/--port
 //! password_file = "passwd"         # mosquitto_passwd's format
 //! acl_file = "acl"                 # Mosquitto's acl_file format
-//! max_connections = -1             # -1: no limit
-//! max_queued_messages = 1000       # per session; 0: no limit
-//! max_queued_bytes = 67108864      # per session; 0: no limit
-//! max_inflight_messages = 20       # towards 3.1.x clients; 0: no limit
-//! message_size_limit = 1048576     # the largest packet; 0: MQTT's maximum
-//! max_packet_size = 1048576        # the same; with both, the smaller wins
-//! max_keepalive = 65535
-//! max_topic_alias = 10
-//! sys_interval = 10                # seconds; 0 turns $SYS off
-//! persistence_location = "data"    # where state is kept across restarts
-//!                                  # (or persistence = "data"; persistence = false: off)
-//! fsync = "always"                 # "always": acknowledge only what is synced to disk;
-//!                                  # "interval": acknowledge at once, sync periodically
-//! autosave_interval = 1            # seconds between syncs with fsync = "interval"
-//!
-//! [[listener]]                     # one table per listener, beside `listeners`
-//! bind = "0.0.0.0:8883"
-//! protocol = "mqtt"                # or "websockets"
-//! certfile = "server.pem"          # TLS when certfile + keyfile are given
-//! keyfile = "server.key"
-//! cafile = "ca.pem"                # client certificates are checked against it
-//! require_certificate = false
-//! use_identity_as_username = false # the certificate's CN becomes the user name
-//!
-//! [limits]                         # what mosquitto.conf has no name for
-//! receive_maximum = 100
-//! max_client_id_len = 65535
-//! max_subscriptions_per_client = 10000
-//! connect_timeout_secs = 10
-//! max_outbound_bytes = 8388608     # a connection queued more is closed as too slow
+//! persistence_location = "data"    # overridden by --persistence
+//! fsync = "always"                 # overridden by --fsync
 //! ```
 
 mod cli;
-#[path = "broker_config/mod.rs"]
-mod config;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -61,8 +29,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use tinymqtt::broker::{BrokerEvent, DeniedAction};
-use tinymqtt::runtimes::access::{set_password, write_private, AccessFiles, PasswordFile};
+use tinymqtt::runtimes::access::{set_password_in_file, AccessFiles};
 use tinymqtt::runtimes::driver::transport::{ListenerConfig, ListenerStats, Reloader};
+use tinymqtt::runtimes::settings::Settings;
 use tinymqtt::runtimes::BrokerHandle;
 
 /// Run an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -166,24 +135,23 @@ fn main() -> ExitCode {
 
 fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = match &args.config {
-        Some(path) => config::Settings::load(path)?,
-        None => config::Settings::defaults(),
+        Some(path) => Settings::load(path)?,
+        None => Settings::default(),
     };
-    for line in &settings.summary {
+    for line in settings.summary() {
         tracing::info!("{line}");
     }
-    for line in &settings.warnings {
+    for line in settings.warnings() {
         tracing::warn!("{line}");
     }
     if let Some(f) = args.fsync {
         settings.set_fsync(matches!(f, FsyncArg::Interval));
     }
+    if let Some(dir) = &args.persistence {
+        settings.options.persistence = Some(dir.clone());
+    }
     let broker = settings.broker();
-    let mut options = std::mem::take(&mut settings.options);
-    options.persistence = args
-        .persistence
-        .clone()
-        .or_else(|| settings.persistence_location.take());
+    let mut options = settings.options.clone();
     if let Some(dir) = &options.persistence {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("persistence folder {}: {e}", dir.display()))?;
@@ -193,7 +161,9 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
             options.fsync
         );
     }
-    options.metrics_listener = args.metrics_listener.or(settings.metrics_listener);
+    if args.metrics_listener.is_some() {
+        options.metrics_listener = args.metrics_listener;
+    }
     if let Some(addr) = options.metrics_listener {
         tracing::info!("metrics on http://{addr}/metrics");
     }
@@ -220,7 +190,7 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
     // On Unix one thread takes SIGINT, SIGTERM and SIGHUP (ctrlc would take SIGHUP as a stop).
     #[cfg(unix)]
     {
-        let files = settings.access.clone();
+        let files = settings.access().cloned();
         let reloader = running.reloader.clone();
         on_signals(shutdown, move || reload(files.as_deref(), &reloader))?;
     }
@@ -228,7 +198,7 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
     ctrlc::set_handler(shutdown)?;
     let (handle, reloader) = (running.handle.clone(), running.reloader.clone());
     let listeners = running.listeners.clone();
-    let files = settings.access.clone();
+    let files = settings.access().cloned();
     std::thread::spawn(move || console(&handle, files.as_deref(), &reloader, &listeners, &log));
     running
         .thread
@@ -240,18 +210,19 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
 
 /// `--check-config`: loads everything the file names, says what is wrong or what was loaded.
 fn check_config(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let settings = config::Settings::load(path)?;
+    let settings = Settings::load(path)?;
     println!("{}: ok", path.display());
-    for line in &settings.summary {
+    for line in settings.summary() {
         println!("  {line}");
     }
-    for line in &settings.warnings {
+    for line in settings.warnings() {
         println!("  warning: {line}");
     }
     Ok(())
 }
 
-/// `passwd FILE USER`: sets the user's password in the file, creating it if missing.
+/// `passwd FILE USER`: sets the user's password in the file, creating it if missing (the
+/// password from `--password` or the first line of stdin).
 fn passwd(
     file: &Path,
     user: &str,
@@ -265,18 +236,7 @@ fn passwd(
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    if password.is_empty() {
-        return Err("empty password".into());
-    }
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", file.display()).into()),
-    };
-    // A file that does not parse is not rewritten: its other lines would be carried along.
-    PasswordFile::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let out = set_password(&text, user, &password)?;
-    write_private(file, &out).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    set_password_in_file(file, user, &password)?;
     Ok(())
 }
 

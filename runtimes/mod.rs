@@ -7,6 +7,8 @@
 #[cfg(feature = "broker")]
 pub mod access;
 pub mod driver;
+#[cfg(feature = "broker")]
+pub mod settings;
 
 pub use driver::{
     Ack, AuthHandler, BlockingEvents, BlockingPending, ConnectOptions, Error, Events, Pending,
@@ -25,3 +27,12 @@ pub mod blocking;
 pub mod smol;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+
+/// A fresh, empty folder for one unit test's files, named after the test and this process.
+#[cfg(all(test, feature = "broker"))]
+pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinymqtt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
+    dir
+}

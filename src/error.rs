@@ -21,18 +21,9 @@ pub enum ConnectionError {
     /// The peer sent bytes that are not a valid packet.
     #[error("invalid packet from peer: {0}")]
     Decode(#[from] DecodeError),
-    /// The peer broke a named rule of the protocol or a limit this side set (the broker
-    /// reports every such fault this way).
+    /// The peer broke a named rule of the protocol or a limit this side set.
     #[error("{kind}: {0}", kind = .0.kind())]
     Violation(ProtocolViolation),
-    /// The peer sent a valid packet at the wrong time or with the wrong content (the client's
-    /// report; the broker's is [`ConnectionError::Violation`]).
-    #[error("protocol violation by peer: {0}")]
-    Protocol(&'static str),
-    /// The peer broke a limit this side announced (receive maximum, topic alias maximum...;
-    /// the client's report, the broker's is [`ConnectionError::Violation`]).
-    #[error("peer exceeded a limit: {0}")]
-    LimitExceeded(&'static str),
     /// No CONNACK arrived in time.
     #[error("no connack within the connect timeout")]
     ConnAckTimeout,
@@ -63,8 +54,9 @@ pub enum ProtocolViolation {
     /// A second CONNECT on the same connection ([MQTT-3.1.0-2]).
     #[error("second connect")]
     SecondConnect,
-    /// A packet was handled while the CONNECT was still being decided; pipelined packets wait
-    /// in the buffer until then (section 3.1.4), so this is a safeguard.
+    /// From a client: a packet was handled while the CONNECT was still being decided;
+    /// pipelined packets wait in the buffer until then (section 3.1.4), so this is a
+    /// safeguard. From a server: a packet other than AUTH before CONNACK ([MQTT-3.2.0-1]).
     #[error("packet before connack")]
     PacketBeforeConnAck,
     /// A packet other than AUTH or DISCONNECT during enhanced authentication
@@ -85,12 +77,45 @@ pub enum ProtocolViolation {
     /// an exchange, Re-authenticate during one or before CONNACK ([MQTT-4.12.0-3]).
     #[error("auth out of sequence")]
     AuthOutOfSequence,
+    /// A packet only clients send (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) came from a
+    /// server (section 2.1.2).
+    #[error("server sent a packet only clients send")]
+    ClientOnlyPacket,
+    /// A second CONNACK on the same connection ([MQTT-3.2.0-2]).
+    #[error("second connack")]
+    SecondConnAck,
+    /// Session Present 1 in the CONNACK answering a clean start: the client has no session
+    /// to resume ([MQTT-3.2.2-4]).
+    #[error("session present after a clean start")]
+    SessionPresentAfterCleanStart,
+    /// DISCONNECT from a server before an accepting CONNACK ([MQTT-3.14.0-1]), or under
+    /// MQTT 3.1.x, where only clients send it (section 3.14).
+    #[error("disconnect not allowed here")]
+    UnexpectedDisconnect,
     /// PUBACK for a packet identifier with no QoS 1 PUBLISH in flight (section 4.3.2).
     #[error("puback for no qos 1 publish in flight")]
     UnexpectedPubAck,
     /// PUBCOMP for a packet identifier with no PUBREL in flight (section 4.3.3).
     #[error("pubcomp for no pubrel in flight")]
     UnexpectedPubComp,
+    /// PUBREC for a packet identifier with no QoS 2 PUBLISH in flight under MQTT 3.1.x
+    /// (section 4.3.3; MQTT 5 answers it with PUBREL 0x92 instead).
+    #[error("pubrec for no qos 2 publish in flight")]
+    UnexpectedPubRec,
+    /// SUBACK for a packet identifier with no SUBSCRIBE in flight ([MQTT-3.8.4-2]).
+    #[error("suback for no subscribe in flight")]
+    UnexpectedSubAck,
+    /// A SUBACK without exactly one reason code per topic filter of its SUBSCRIBE
+    /// ([MQTT-3.8.4-6], [MQTT-3.9.3-1]).
+    #[error("suback reason codes do not match the filters")]
+    SubAckCountMismatch,
+    /// UNSUBACK for a packet identifier with no UNSUBSCRIBE in flight ([MQTT-3.10.4-4]).
+    #[error("unsuback for no unsubscribe in flight")]
+    UnexpectedUnsubAck,
+    /// An MQTT 5 UNSUBACK without exactly one reason code per topic filter of its
+    /// UNSUBSCRIBE ([MQTT-3.11.3-1]).
+    #[error("unsuback reason codes do not match the filters")]
+    UnsubAckCountMismatch,
     /// DISCONNECT sets a session expiry interval when the CONNECT's was zero
     /// ([MQTT-3.14.2-2]).
     #[error("session expiry set on disconnect after zero")]
@@ -103,7 +128,8 @@ pub enum ProtocolViolation {
     /// (section 3.3.2.3.4).
     #[error("unknown topic alias")]
     UnknownTopicAlias,
-    /// A topic alias above the Topic Alias Maximum this side announced ([MQTT-3.2.2-17]).
+    /// A topic alias above the Topic Alias Maximum this side announced (from a client
+    /// [MQTT-3.2.2-17], from a server [MQTT-3.1.2-26]).
     #[error("topic alias above the maximum")]
     TopicAliasAboveMaximum,
     /// PUBLISH at a QoS above the Maximum QoS this side announced ([MQTT-3.2.2-11]).
@@ -113,7 +139,7 @@ pub enum ProtocolViolation {
     #[error("retain not supported")]
     RetainNotAvailable,
     /// More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum this side announced
-    /// ([MQTT-3.3.4-9]).
+    /// (from a client [MQTT-3.3.4-7], from a server [MQTT-3.3.4-9]).
     #[error("receive maximum exceeded")]
     ReceiveMaximumExceeded,
     /// A topic longer or deeper than this broker accepts, from a client that cannot be told
@@ -130,6 +156,10 @@ pub enum ProtocolViolation {
     /// ([MQTT-3.1.2-25]).
     #[error("connack above the client's maximum packet size")]
     ConnAckTooLarge,
+    /// The server's Maximum Packet Size is too small for even the few bytes of this client's
+    /// acknowledgements and PINGREQ, so the connection cannot work (section 3.2.2.3.6).
+    #[error("server maximum packet size too small")]
+    ServerMaximumPacketSizeTooSmall,
 }
 
 impl ProtocolViolation {
@@ -144,6 +174,7 @@ impl ProtocolViolation {
             TopicAboveLimits => ReasonCode::TopicNameInvalid,
             TooManyFilters | TooManyConnections => ReasonCode::QuotaExceeded,
             ConnAckTooLarge => ReasonCode::PacketTooLarge,
+            ServerMaximumPacketSizeTooSmall => ReasonCode::ImplementationSpecificError,
             FirstPacketNotConnect
             | SecondConnect
             | PacketBeforeConnAck
@@ -156,7 +187,16 @@ impl ProtocolViolation {
             | UnexpectedPubComp
             | SessionExpiryAfterZero
             | SubscriptionIdentifierFromClient
-            | UnknownTopicAlias => ReasonCode::ProtocolError,
+            | UnknownTopicAlias
+            | ClientOnlyPacket
+            | SecondConnAck
+            | SessionPresentAfterCleanStart
+            | UnexpectedDisconnect
+            | UnexpectedPubRec
+            | UnexpectedSubAck
+            | SubAckCountMismatch
+            | UnexpectedUnsubAck
+            | UnsubAckCountMismatch => ReasonCode::ProtocolError,
         }
     }
 
@@ -231,9 +271,9 @@ pub enum ClientError {
     /// The server does not support retained messages.
     #[error("the server does not support retained messages")]
     RetainNotSupported,
-    /// The server does not support this kind of subscription (wildcard, shared, identifier).
+    /// The server said in its CONNACK that it does not support this kind of subscription.
     #[error("the server does not support {0}")]
-    FeatureNotSupported(&'static str),
+    FeatureNotSupported(ServerFeature),
     /// The packet cannot be encoded (for example, a field the protocol version cannot carry).
     #[error(transparent)]
     Encode(EncodeError),
@@ -242,10 +282,47 @@ pub enum ClientError {
     UnknownAckToken,
     /// The client identifier cannot be used with this protocol version and session setting.
     #[error("invalid client id: {0}")]
-    InvalidClientId(&'static str),
+    InvalidClientId(ClientIdRule),
     /// The command needs MQTT 5.
     #[error("{0} needs mqtt 5")]
-    NeedsV5(&'static str),
+    NeedsV5(V5Command),
+}
+
+/// A kind of subscription an MQTT 5 server may say it does not support; subscribing with it
+/// anyway is a Protocol Error on the server's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerFeature {
+    /// Wildcard Subscription Available 0 (section 3.2.2.3.12).
+    #[error("wildcard subscriptions")]
+    WildcardSubscriptions,
+    /// Subscription Identifiers Available 0 (section 3.2.2.3.13).
+    #[error("subscription identifiers")]
+    SubscriptionIdentifiers,
+    /// Shared Subscription Available 0 (section 3.2.2.3.14).
+    #[error("shared subscriptions")]
+    SharedSubscriptions,
+}
+
+/// The rule a client identifier breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientIdRule {
+    /// MQTT 3.1 takes 1 to 23 bytes (MQTT 3.1, section 3.1, Client Identifier).
+    #[error("mqtt 3.1 needs 1 to 23 bytes")]
+    V31Length,
+    /// An empty client identifier needs a clean session ([MQTT-3.1.3-7], 3.1.1).
+    #[error("an empty client id needs a clean session")]
+    EmptyNeedsCleanSession,
+}
+
+/// A command that MQTT 3.1.x cannot carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum V5Command {
+    /// AUTH, enhanced authentication (section 3.15).
+    #[error("auth")]
+    Auth,
 }
 
 impl From<EncodeError> for ClientError {
@@ -299,6 +376,10 @@ mod tests {
             (
                 ProtocolViolation::ConnAckTooLarge,
                 ReasonCode::PacketTooLarge,
+            ),
+            (
+                ProtocolViolation::ServerMaximumPacketSizeTooSmall,
+                ReasonCode::ImplementationSpecificError,
             ),
         ] {
             assert_eq!(v.reason_code(), code, "{v:?}");

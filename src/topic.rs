@@ -23,7 +23,8 @@ pub enum TopicError {
     /// `+` is not alone in its level, as in `+a` ([MQTT-4.7.1-3]).
     #[error("'+' must be a whole level of a filter")]
     MisplacedSingleLevelWildcard,
-    /// `$share/` without a share name, or a share name with `+`, `#` ([MQTT-4.8.2-1], [MQTT-4.8.2-2]).
+    /// `$share/` without a share name, or a share name with `+`, `#` ([MQTT-4.8.2-1],
+    /// [MQTT-4.8.2-2]).
     #[error("invalid share name in a shared subscription")]
     InvalidShareName,
     /// `$share/{group}` without a `/` and a filter after it.
@@ -295,7 +296,8 @@ macro_rules! topic_type {
 }
 
 topic_type!(
-    /// A topic name to publish to: at least one character, no `+` or `#` ([MQTT-4.7.3-1], [MQTT-3.3.2-2]).
+    /// A topic name to publish to: at least one character, no `+` or `#` ([MQTT-4.7.3-1],
+    /// [MQTT-3.3.2-2]).
     ///
     /// The one exception is [`TopicName::empty`], which an MQTT 5 PUBLISH carries when it uses
     /// a topic alias instead of a name.
@@ -305,7 +307,8 @@ topic_type!(
 
 topic_type!(
     /// A topic filter to subscribe with: `+` and `#` only as whole levels, `#` only last
-    /// ([MQTT-4.7.1-1], [MQTT-4.7.1-2]); `$share/{group}/{filter}` checked as a shared subscription.
+    /// ([MQTT-4.7.1-1], [MQTT-4.7.1-2]); `$share/{group}/{filter}` checked as a shared
+    /// subscription.
     TopicFilter,
     validate_topic_filter
 );

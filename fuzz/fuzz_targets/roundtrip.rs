@@ -151,7 +151,7 @@ impl Recipe<'_, '_> {
                     content_type: r.opt(Self::byte_str)?,
                     response_topic: r.opt(Self::topic)?,
                     correlation_data: r.opt(Self::bytes)?,
-                    user_properties: r.users()?,
+                    user_properties: r.users()?.into(),
                 })
             })?,
         })
@@ -242,7 +242,7 @@ impl Recipe<'_, '_> {
                 topic_alias: r.opt(Self::nz16)?,
                 response_topic: r.opt(Self::topic)?,
                 correlation_data: r.opt(Self::bytes)?,
-                user_properties: r.users()?,
+                user_properties: r.users()?.into(),
                 subscription_identifiers,
                 content_type: r.opt(Self::byte_str)?,
             })

@@ -9,6 +9,7 @@ mod acl;
 mod files;
 mod passwd;
 mod save;
+mod update;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ pub use acl::AclFile;
 pub use files::AccessFiles;
 pub use passwd::{password_entry, set_password, PasswordFile};
 pub use save::write_private;
+pub use update::set_password_in_file;
 
 /// A password or ACL file that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +42,15 @@ pub enum FileError {
         /// What is wrong with it.
         reason: String,
     },
-    /// An entry could not be made (a user name with `:`, no random salt).
+    /// The file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An entry could not be made (a user name with `:`, an empty password, no random salt).
     #[error("{0}")]
     Entry(String),
 }

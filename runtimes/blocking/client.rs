@@ -27,6 +27,10 @@ use crate::runtimes::driver::{
 use crate::TopicFilter;
 
 /// What the client's session thread waits for.
+///
+/// Kept unboxed on purpose: `Command` carries each PUBLISH, and boxing it would cost an
+/// allocation per message to shrink the rare inputs.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Bytes(u64, Bytes),
     /// [`Client::ack`] left tokens in [`Side::acks`].

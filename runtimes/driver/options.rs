@@ -143,8 +143,10 @@ pub type CheckCredentials =
 #[non_exhaustive]
 pub enum Fsync {
     /// Every commit is synced to disk before it is done, and each PUBACK, PUBREC, PUBREL and
-    /// PUBCOMP waits for the commit of what it promises: nothing acknowledged is lost, even to
-    /// a power failure (needs [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)).
+    /// PUBCOMP waits for the commit of what it promises: nothing acknowledged is lost, even to a
+    /// power failure (needs [`BrokerConfig::durable_acks`]).
+    ///
+    /// [`BrokerConfig::durable_acks`]: crate::broker::BrokerConfig::durable_acks
     #[default]
     Always,
     /// Acknowledgements go out at once; commits are not synced, and what they wrote is synced

@@ -7,8 +7,8 @@ use super::options::CheckCredentials;
 use super::options::Fsync;
 use crate::runtimes::driver::options::{BrokerOptions, EventHook, TransportHook};
 
-/// Chainable setters, so that a field added later is not a breaking change for code
-/// that builds a [`BrokerOptions`] from its default (`BrokerOptions::default().with_persistence(Some(dir))`).
+/// Chainable setters, so that a field added later is not a breaking change for code that builds a
+/// [`BrokerOptions`] from its default (`BrokerOptions::default().with_persistence(Some(dir))`).
 /// ```
 /// use std::time::Duration;
 /// use tinymqtt::runtimes::BrokerOptions;

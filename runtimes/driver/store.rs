@@ -2,10 +2,10 @@
 //! store writer (in `writer`) one transaction per group of the router's [`StoreOp`] batches,
 //! and read back whole at start.
 //!
-//! Each table maps a record's key to its bytes in the core's format
-//! ([`RetainedRecord::encode`], [`SessionRecord::encode`], [`QueuedRecord::encode`]). Every failure, at open, read or
-//! write, is an `io::Error` that names the file: a store that cannot be read refuses the
-//! start instead of running with part of its state.
+//! Each table maps a record's key to its bytes in the core's format ([`RetainedRecord::encode`],
+//! [`SessionRecord::encode`], [`QueuedRecord::encode`]). Every failure, at open, read or write, is
+//! an `io::Error` that names the file: a store that cannot be read refuses the start instead of
+//! running with part of its state.
 
 use std::io;
 use std::path::{Path, PathBuf};

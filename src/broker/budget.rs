@@ -11,33 +11,25 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::broker::mail::Delivery;
-use crate::codec::{Publish, UserProperty};
+use crate::codec::Publish;
 
-/// What a message weighs in memory: topic, payload and properties at their real size (each
-/// user property also costs its two string handles), plus the message's own struct.
+/// What a message weighs in memory: topic, payload and properties at their real size, plus
+/// the message's own struct.
 pub(crate) fn message_weight(p: &Publish) -> usize {
     size_of::<Publish>() + content_weight(p)
 }
 
-/// What a message's content weighs: topic, payload and properties at their real size (the
-/// user properties' list as allocated, two string handles each). What `max_queued_bytes`
-/// counts.
+/// What a message's content weighs: topic, payload and properties at their real size (user
+/// properties are kept in their wire form). What `max_queued_bytes` counts.
 pub(crate) fn content_weight(p: &Publish) -> usize {
     let props = &p.properties;
-    // The list as allocated (its capacity), and the strings' bytes.
-    let users = props.user_properties.capacity() * size_of::<UserProperty>()
-        + props
-            .user_properties
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
     p.topic.len()
         + p.payload.len()
         + props.response_topic.as_ref().map_or(0, |t| t.len())
         + props.correlation_data.as_ref().map_or(0, |c| c.len())
         + props.content_type.as_ref().map_or(0, |c| c.len())
         + props.subscription_identifiers.len() * size_of::<u32>()
-        + users
+        + props.user_properties.encoded_len()
 }
 
 /// What a queued delivery's message weighs (its content, counted in every queue that holds
@@ -164,11 +156,12 @@ mod tests {
     }
 
     #[test]
-    fn user_properties_weigh_their_bytes_and_handles() {
+    fn user_properties_weigh_what_they_weigh_on_the_wire() {
         let t = TopicName::new("t").unwrap();
         let plain = message_weight(&Publish::new(t.clone(), Bytes::from_static(b"abc")));
         let mut p = Publish::new(t, Bytes::from_static(b"abc"));
-        p.properties.user_properties = vec![(ByteStr::new(), ByteStr::new()); 10];
-        assert_eq!(message_weight(&p), plain + 10 * size_of::<UserProperty>());
+        p.properties.user_properties = vec![(ByteStr::new(), ByteStr::new()); 10].into();
+        // Five bytes each: the identifier and two empty strings' lengths.
+        assert_eq!(message_weight(&p), plain + 10 * 5);
     }
 }

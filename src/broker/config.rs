@@ -72,10 +72,15 @@ pub struct BrokerConfig {
     /// 0x97; 3.1.x: return code 3), while existing sessions keep being served.
     pub memory_limit: usize,
     /// Retained messages kept at once; a retained PUBLISH for a new topic beyond it is
-    /// delivered but not retained (counted as refused).
+    /// refused like one over [`BrokerConfig::max_retained_bytes`] (a message for a topic
+    /// already retained replaces it, and an empty one clears it, as ever).
     pub max_retained_messages: usize,
     /// Bytes retained messages may take in all (whole messages); a retained PUBLISH that
-    /// does not fit is refused like one over the memory budget.
+    /// does not fit is refused like one over the memory budget: neither retained nor routed
+    /// ([MQTT-3.3.1-5] asks to store what is routed), MQTT 5 QoS 1/2 answered with PUBACK /
+    /// PUBREC 0x97 Quota exceeded, otherwise dropped; counted in
+    /// [`BrokerStats::refused_over_limits`](crate::broker::BrokerStats::refused_over_limits).
+    /// A will or `$SYS` message without room is published but not retained (counted too).
     pub max_retained_bytes: usize,
     /// Sessions kept at once, online or not; a CONNECT that would create one more is
     /// refused with CONNACK 0x97 (3.1.x: return code 3).
@@ -120,6 +125,16 @@ pub struct BrokerConfig {
     /// queue fills up to twice its limits before it drops, so a subscriber that stops reading
     /// slows its publishers for this long at most.
     pub max_publisher_wait: Duration,
+    /// How long an inbound QoS 2 packet identifier waits for the client's PUBREL after the
+    /// broker's PUBREC (EMQX's `await_rel_timeout`); then it is forgotten and counted
+    /// ([`BrokerStats::await_rel_expired`](crate::broker::BrokerStats::await_rel_expired)),
+    /// giving back the receive-maximum slot it held. The message was routed at PUBLISH, so
+    /// nothing is lost: a late PUBREL still gets a successful PUBCOMP, and a late resend of
+    /// the same PUBLISH (same topic, payload, QoS and retain flag) is answered without being
+    /// routed again.
+    /// Identifiers handed over from an earlier connection of the session wait afresh from
+    /// the new CONNACK.
+    pub await_rel_timeout: Duration,
     /// With a store ([`Router::restore`](crate::broker::Router::restore)), send each PUBACK,
     /// PUBREC, PUBREL and PUBCOMP only once what it promises is durable (the store handed
     /// its [`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable) ticket back): `fsync =
@@ -183,6 +198,7 @@ impl Default for BrokerConfig {
             response_information: None,
             redirect: None,
             max_publisher_wait: Duration::from_secs(1),
+            await_rel_timeout: Duration::from_secs(300),
             durable_acks: true,
             no_matching_subscribers: true,
             reason_strings: true,

@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::config::{BrokerConfig, Redirect};
 use crate::types::{ByteStr, QoS};
 
-/// Chainable setters, so that a field added later is not a breaking change for code
-/// that builds a [`BrokerConfig`] from its default (`BrokerConfig::default().with_sys_interval(None)`).
+/// Chainable setters, so that a field added later is not a breaking change for code that builds a
+/// [`BrokerConfig`] from its default (`BrokerConfig::default().with_sys_interval(None)`).
 /// ```
 /// use tinymqtt::broker::BrokerConfig;
 ///
@@ -166,6 +166,12 @@ impl BrokerConfig {
     /// Sets [`BrokerConfig::max_publisher_wait`].
     pub fn with_max_publisher_wait(mut self, max_publisher_wait: Duration) -> BrokerConfig {
         self.max_publisher_wait = max_publisher_wait;
+        self
+    }
+
+    /// Sets [`BrokerConfig::await_rel_timeout`].
+    pub fn with_await_rel_timeout(mut self, await_rel_timeout: Duration) -> BrokerConfig {
+        self.await_rel_timeout = await_rel_timeout;
         self
     }
 

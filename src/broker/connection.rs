@@ -5,6 +5,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE in `subscribe`, deliveries and outbound flows in `outbound` and
 //! `flows`, the end of a connection in `close`, reason strings in `problem_info`.
 
+mod awaiting_rel;
 mod close;
 mod connect;
 mod flows;
@@ -28,9 +29,10 @@ use super::replay;
 use super::BrokerEvent;
 use crate::codec::{AckProperties, Decoder, EncodeError, Encoder, Packet, SubAck, UnsubAck};
 use crate::error::{CloseReason, ConnectionError, ProtocolViolation};
-use crate::hash::{IdMap, IdSet};
+use crate::hash::IdMap;
 use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, ReasonCode, TopicName};
+use awaiting_rel::AwaitingRel;
 use close::Close;
 use inbound::HeldAcks;
 use problem_info::without_problem_info;
@@ -53,10 +55,12 @@ enum State {
 enum Timer {
     Connect,
     KeepAlive,
+    /// The earliest inbound QoS 2 identifier waiting for PUBREL is forgotten.
+    AwaitRel,
 }
 
 impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[Timer::Connect, Timer::KeepAlive];
+    const ALL: &'static [Timer] = &[Timer::Connect, Timer::KeepAlive, Timer::AwaitRel];
     fn index(self) -> usize {
         self as usize
     }
@@ -95,7 +99,7 @@ pub struct ServerConnection {
     encoder: Encoder,
     inbuf: BytesMut,
     out: BytesMut,
-    timers: TimerTable<Timer, 2>,
+    timers: TimerTable<Timer, 3>,
     /// A timer was armed or disarmed since [`ServerConnection::take_deadline_change`] last
     /// asked: set wherever `timers` changes.
     deadline_moved: bool,
@@ -103,7 +107,9 @@ pub struct ServerConnection {
     keep_alive: Duration,
     /// The keep-alive imposed on an MQTT 5 client, announced in CONNACK.
     server_keep_alive: Option<u16>,
-    incoming_qos2: IdSet<PacketId>,
+    /// Inbound QoS 2 identifiers answered with PUBREC, waiting for PUBREL until their
+    /// deadline.
+    incoming_qos2: AwaitingRel,
     /// The session's inbound QoS 2 identifiers of earlier connections, with their messages'
     /// digests: a PUBLISH repeating one with no flow open under it is a replay (see `replay`).
     replayable: Option<Box<replay::Completed>>,
@@ -197,7 +203,7 @@ impl ServerConnection {
             deadline_moved: true,
             keep_alive: Duration::ZERO,
             server_keep_alive: None,
-            incoming_qos2: IdSet::default(),
+            incoming_qos2: AwaitingRel::default(),
             replayable: None,
             aliases: None,
             outbound: flows::OutFlows::default(),
@@ -292,7 +298,8 @@ impl ServerConnection {
         std::mem::take(&mut self.deadline_moved)
     }
 
-    /// The next deadline: the connect timeout, then the keep-alive (1.5 times the client's).
+    /// The next deadline: the connect timeout, then the keep-alive (1.5 times the client's)
+    /// and the earliest inbound QoS 2 identifier's wait for PUBREL.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_timeout()
     }
@@ -444,6 +451,7 @@ impl ServerConnection {
                         .will(false),
                     );
                 }
+                (Timer::AwaitRel, State::Connected) => self.expire_awaiting_rel(now),
                 (Timer::KeepAlive, State::Connected) => {
                     // [MQTT-3.1.2-24]: nothing for 1.5x the keep-alive; the will goes out.
                     self.close(Close::fault(
@@ -494,6 +502,7 @@ impl ServerConnection {
             ToConnection::SendHeld(n) => self.send_held(n),
             ToConnection::Deliver(d) => self.deliver(now, d),
             ToConnection::NoSubscribers(id) => self.held.no_subscribers(id),
+            ToConnection::RetainRefused(id) => self.retain_refused(id),
             ToConnection::SubAck { packet_id, codes } => {
                 let mut ack = SubAck {
                     packet_id,
@@ -551,7 +560,7 @@ impl ServerConnection {
             }
             (State::Connecting, _) => self.violation(ProtocolViolation::PacketBeforeConnAck),
             (_, Packet::Connect(_)) => self.violation(ProtocolViolation::SecondConnect), // [MQTT-3.1.0-2]
-            (_, Packet::Publish(p)) => self.on_publish(p),
+            (_, Packet::Publish(p)) => self.on_publish(now, p),
             (_, Packet::PubAck(a)) => self.on_puback(now, a),
             (_, Packet::PubRec(a)) => self.on_pubrec(now, a),
             (_, Packet::PubRel(a)) => self.on_pubrel(a),

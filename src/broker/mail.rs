@@ -225,13 +225,17 @@ pub(crate) enum ToRouter {
     Delivered { seq: u64 },
     /// A PUBREC for a stored outbound QoS 2 message: the store keeps the released flow
     /// instead of the message. With durable acks the connection holds its PUBREL for the
-    /// ticket this logs.
+    /// ticket this logs (without, it holds nothing and no ticket comes).
     Received { seq: u64, packet_id: PacketId },
     /// A PUBCOMP for a stored released flow.
     Completed { packet_id: PacketId },
-    /// A PUBREL for an inbound QoS 2 message. With durable acks the connection holds its
-    /// PUBCOMP for the ticket this logs.
+    /// A PUBREL for an inbound QoS 2 message of a stored session. With durable acks the
+    /// connection holds its PUBCOMP for the ticket this logs (without, no ticket comes).
     Released { packet_id: PacketId },
+    /// An inbound QoS 2 identifier waited for its PUBREL longer than
+    /// [`BrokerConfig::await_rel_timeout`](super::BrokerConfig::await_rel_timeout) and was
+    /// forgotten: counted, and the store forgets it too. No acknowledgement is held for it.
+    AwaitRelExpired { packet_id: PacketId },
     /// A delivery that reached the connection after it closed, never sent: it goes back to
     /// the session (right after the connection's `Closed`).
     Returned(Delivery),
@@ -279,14 +283,18 @@ pub(crate) enum ToConnection {
         /// The store holds the session (its inbound QoS 2 flows are reported).
         stored: bool,
     },
-    /// The oldest held acknowledgements (this many) may go: what it promises is done (routed, durable with
-    /// a store, and the subscribers' queues had room).
+    /// The oldest held acknowledgements (this many) may go: what it promises is done (routed,
+    /// durable with a store, and the subscribers' queues had room).
     SendHeld(u32),
     /// A message to send (the router keeps within the connection's window).
     Deliver(Delivery),
     /// The client's QoS 1/2 PUBLISH with this packet identifier matched no subscription: its
     /// held PUBACK / PUBREC says 0x10 No matching subscribers (MQTT 5).
     NoSubscribers(PacketId),
+    /// The client's retained QoS 1/2 PUBLISH with this packet identifier found no room in the
+    /// retained store, and was neither retained nor routed: its held PUBACK / PUBREC says 0x97
+    /// Quota exceeded (MQTT 5), and no PUBREL is awaited for it.
+    RetainRefused(PacketId),
     SubAck {
         packet_id: PacketId,
         codes: Vec<ReasonCode>,
@@ -304,6 +312,24 @@ pub(crate) enum ToConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_copy_of_a_message_shares_its_user_properties() {
+        // What each non-plain delivery and each stored copy is built from: a clone whose user
+        // properties are the message's own bytes, not a copy of them.
+        let mut p = Publish::new(crate::types::TopicName::from_static("t"), &b"x"[..]);
+        let pair = (ByteStr::from_static("k"), ByteStr::from_static("v"));
+        p.properties.user_properties = vec![pair; 1000].into();
+        p.qos = QoS::AtLeastOnce;
+        let d = Delivery::of(p);
+        let copy = d.publish();
+        let (mine, theirs) = (
+            d.message.properties.user_properties.as_wire(),
+            copy.properties.user_properties.as_wire(),
+        );
+        assert_eq!(mine.len(), 7000);
+        assert_eq!(mine.as_ptr(), theirs.as_ptr(), "deep-cloned");
+    }
 
     #[test]
     fn mail_stays_a_few_words() {

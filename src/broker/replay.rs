@@ -16,7 +16,9 @@
 //! it almost surely is: answered with PUBREC and not routed. Any other PUBLISH with that
 //! identifier is a new message (and replaces the entry). Within the connection that released
 //! an identifier it is not checked: a client reuses an identifier only after PUBCOMP, and
-//! there it got it.
+//! there it got it. An identifier forgotten because its PUBREL did not come in time
+//! (`await_rel_timeout`) is the exception: the client never got its PUBCOMP, so the connection
+//! remembers it at once, and a late resend of that PUBLISH is answered, not routed again.
 //!
 //! The price: a client that gets its PUBCOMP, reconnects, and as its first use of that same
 //! identifier publishes a message identical in topic, payload, QoS and retain flag has it

@@ -17,11 +17,13 @@
 //! `routing` routes, queues, releases and holds publishers back; `subscriptions` subscribes
 //! and unsubscribes, and `replay` replays retained messages to new subscriptions; `owner`
 //! says whose a session is; `queue` is a session's queue and `inflight` what its connection
-//! holds; `persist_log` turns the router's changes into the store's log and restores from a
-//! snapshot. The memory budget, which connections check too, is `broker/budget.rs`.
+//! holds; `parked` the deliveries waiting for the store's word; `persist_log` turns the
+//! router's changes into the store's log and restores from a snapshot. The memory budget,
+//! which connections check too, is `broker/budget.rs`.
 
 mod inflight;
 mod owner;
+mod parked;
 mod persist_log;
 mod queue;
 mod replay;
@@ -40,7 +42,7 @@ use crate::broker::budget::Budget;
 use crate::broker::config::BrokerConfig;
 use crate::broker::connection::ServerConnection;
 use crate::broker::mail::{
-    ConnId, ConnectRequest, ConnectionMail, Delivery, RouterMail, ToConnection, ToRouter,
+    ConnId, ConnectRequest, ConnectionMail, RouterMail, ToConnection, ToRouter,
 };
 use crate::broker::persist::StoreOp;
 use crate::broker::retained::RetainedStore;
@@ -107,16 +109,16 @@ pub struct Router {
     load: sys::Load,
     /// Per-listener counts for `$SYS`, read from the runtime at each round.
     listener_source: Option<ListenerSource>,
+    /// Inbound QoS 2 identifiers forgotten for want of a PUBREL (for statistics).
+    await_rel_expired: u64,
     /// The change log for a store, once [`Router::restore`] turned it on.
     store: Option<persist_log::StoreLog>,
     /// The connection whose `Closed` came last, and its session: deliveries it returns
     /// (mail right behind its `Closed`) go back to that session.
     last_closed: Option<(ConnId, SessionId)>,
     /// QoS 2 deliveries of stored messages held back until their record is durable (with
-    /// durable acks), oldest first, each with a ticket in the log: a receiver that delivers
-    /// a QoS 2 message on PUBLISH must never see one the store may forget, or it could get
-    /// it again under another packet identifier after a crash.
-    parked: VecDeque<(ConnId, SessionId, Delivery)>,
+    /// durable acks), and those behind them (see `parked`).
+    parked: parked::Parked,
     /// The plain matches of the message being routed (kept to reuse its allocation).
     matches: Vec<(SessionId, SubscriptionEntry)>,
     /// While a client's QoS 1/2 PUBLISH is routed: its acknowledgement may wait for a full
@@ -183,9 +185,10 @@ impl Router {
             counts: Counters::default(),
             load: sys::Load::default(),
             listener_source: None,
+            await_rel_expired: 0,
             store: None,
             last_closed: None,
-            parked: VecDeque::new(),
+            parked: parked::Parked::default(),
             routing: None,
             matches: Vec::new(),
             id_source: None,
@@ -372,6 +375,7 @@ impl Router {
             queued_bytes,
             memory_used: self.budget.used(),
             refused_over_limits: self.budget.refused(),
+            await_rel_expired: self.await_rel_expired,
         }
     }
 
@@ -487,6 +491,16 @@ impl Router {
                 self.counts
                     .received_bytes
                     .add(p.qos, p.payload.len() as u64);
+                if p.retain && !p.payload.is_empty() && !self.retained_fits(&p) {
+                    // Neither retained nor routed ([MQTT-3.3.1-5]: a retained message is
+                    // stored): its error acknowledgement says the message was not taken.
+                    self.budget.count_refused();
+                    if let Some(id) = p.packet_id {
+                        self.send_to((conn, ToConnection::RetainRefused(id)));
+                        self.ticket(conn);
+                    }
+                    return;
+                }
                 let from = self.online.get(&conn).copied();
                 let (qos, packet_id) = (p.qos, p.packet_id);
                 if qos == QoS::AtMostOnce {
@@ -534,14 +548,25 @@ impl Router {
                     persist_log::unqueue(&mut self.store, &s.client_id, Some(seq));
                 }
                 self.log_flow(conn, packet_id, StoreOp::PutReleased);
-                self.ticket(conn);
+                // The connection holds its PUBREL only with durable acks: a ticket otherwise
+                // would let another held acknowledgement go before its time.
+                if self.holds_acks() {
+                    self.ticket(conn);
+                }
             }
             ToRouter::Completed { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteReleased);
             }
             ToRouter::Released { packet_id } => {
                 self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
-                self.ticket(conn);
+                // Likewise its PUBCOMP.
+                if self.holds_acks() {
+                    self.ticket(conn);
+                }
+            }
+            ToRouter::AwaitRelExpired { packet_id } => {
+                self.await_rel_expired += 1;
+                self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
             }
             ToRouter::Hold => self.ticket(conn),
             ToRouter::Dropped { reason, qos, bytes } => {

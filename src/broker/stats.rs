@@ -250,6 +250,10 @@ pub struct BrokerStats {
     /// PUBLISHes, retained messages, subscriptions and connections refused at the memory
     /// budget or the retained and session limits.
     pub refused_over_limits: u64,
+    /// Inbound QoS 2 packet identifiers forgotten because their PUBREL did not come within
+    /// [`BrokerConfig::await_rel_timeout`](super::BrokerConfig::await_rel_timeout) (their
+    /// messages had been routed already).
+    pub await_rel_expired: u64,
 }
 
 impl BrokerStats {

@@ -11,7 +11,7 @@ use crate::codec::{
     Auth, Disconnect, DisconnectProperties, Packet, Publish, Subscribe, SubscribeProperties,
     Subscription, Unsubscribe, UnsubscribeProperties,
 };
-use crate::error::{ClientError, CloseReason, Initiator};
+use crate::error::{ClientError, CloseReason, Initiator, ServerFeature, V5Command};
 use crate::topic::TopicError;
 use crate::types::{InvalidTopic, PacketId, QoS, TopicFilter, TopicName};
 
@@ -107,15 +107,21 @@ impl ClientSession {
     ) -> Result<PacketId, ClientError> {
         self.require_connected()?;
         if properties.subscription_identifier.is_some() && !self.server.subscription_ids {
-            return Err(ClientError::FeatureNotSupported("subscription identifiers"));
+            return Err(ClientError::FeatureNotSupported(
+                ServerFeature::SubscriptionIdentifiers,
+            ));
         }
         for s in &filters {
             let f = s.filter.as_str();
             if s.filter.shared().is_some() && !self.server.shared {
-                return Err(ClientError::FeatureNotSupported("shared subscriptions"));
+                return Err(ClientError::FeatureNotSupported(
+                    ServerFeature::SharedSubscriptions,
+                ));
             }
             if (f.contains('+') || f.contains('#')) && !self.server.wildcards {
-                return Err(ClientError::FeatureNotSupported("wildcard subscriptions"));
+                return Err(ClientError::FeatureNotSupported(
+                    ServerFeature::WildcardSubscriptions,
+                ));
             }
         }
         let packet_id = self
@@ -189,7 +195,7 @@ impl ClientSession {
     /// Sends AUTH: the next step of MQTT 5 enhanced authentication, or a re-authentication.
     pub fn auth(&mut self, now: Instant, auth: Auth) -> Result<(), ClientError> {
         if !self.config.protocol.is_v5() {
-            return Err(ClientError::NeedsV5("auth"));
+            return Err(ClientError::NeedsV5(V5Command::Auth));
         }
         if !self.is_open() {
             return Err(ClientError::NotConnected);

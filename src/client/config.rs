@@ -52,7 +52,8 @@ pub struct ClientConfig {
     pub reconnect: Option<Backoff>,
     /// Re-subscribe the current subscriptions when a reconnect finds no session.
     pub resubscribe: bool,
-    /// Received QoS 1/2 messages are acknowledged only by [`ClientSession::ack`](super::ClientSession::ack).
+    /// Received QoS 1/2 messages are acknowledged only by
+    /// [`ClientSession::ack`](super::ClientSession::ack).
     pub manual_acks: bool,
     /// Assign outgoing topic aliases automatically, within the server's topic alias maximum.
     pub topic_aliases: bool,

@@ -10,15 +10,16 @@ use crate::codec::{
 use crate::error::CloseReason;
 use crate::types::{ByteStr, PacketId, ReasonCode};
 
-/// Something the application should know; drained with [`ClientSession::poll_event`](super::ClientSession::poll_event).
+/// Something the application should know; drained with
+/// [`ClientSession::poll_event`](super::ClientSession::poll_event).
 ///
 /// The runtime clients (`tinymqtt::runtimes::<runtime>::Client`) report these through their
-/// `Events`, having done the sans-IO part themselves: they write what the session transmits,
-/// close and reopen transports and reconnect as [`ClientConfig::reconnect`](super::ClientConfig::reconnect)
-/// says, so they never report [`Event::ReconnectDue`]. The acknowledgements of their own calls
-/// ([`Event::Published`], and the SUBACK/UNSUBACK of `subscribe`/`unsubscribe`) complete
-/// those calls instead of arriving here. The instructions on each variant are for the
-/// sans-IO [`ClientSession`](super::ClientSession).
+/// `Events`, having done the sans-IO part themselves: they write what the session transmits, close
+/// and reopen transports and reconnect as
+/// [`ClientConfig::reconnect`](super::ClientConfig::reconnect) says, so they never report
+/// [`Event::ReconnectDue`]. The acknowledgements of their own calls ([`Event::Published`], and the
+/// SUBACK/UNSUBACK of `subscribe`/`unsubscribe`) complete those calls instead of arriving here. The
+/// instructions on each variant are for the sans-IO [`ClientSession`](super::ClientSession).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -68,8 +69,8 @@ pub enum Event {
         /// UNSUBACK properties.
         properties: AckProperties,
     },
-    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `ClientSession::auth` (the
-    /// runtime clients have `auth` too, or answer through a `ConnectOptions::with_auth`
+    /// The server sent AUTH (MQTT 5 enhanced authentication); answer with `ClientSession::auth`
+    /// (the runtime clients have `auth` too, or answer through a `ConnectOptions::with_auth`
     /// handler).
     Auth(Auth),
     /// The connection ended. Sans-IO: send what `poll_transmit` still yields, then close the

@@ -6,12 +6,13 @@ use std::time::Instant;
 use crate::codec::{
     ConnAck, Disconnect, Packet, PubAck, Publish, SubAck, Subscribe, Subscription, UnsubAck,
 };
-use crate::error::{CloseReason, ConnectionError, Initiator};
+use crate::error::{CloseReason, ConnectionError, Initiator, ProtocolViolation};
 use crate::types::{PacketId, ProtocolVersion, QoS, ReasonCode};
 
 use super::event::{AckToken, AckWatch, Event, Lost, Message};
 use super::outgoing::Flow;
 use super::{ClientSession, ClientState, PendingAck, ServerLimits, Timer};
+use ProtocolViolation::*;
 
 impl ClientSession {
     pub(super) fn handle_packet(&mut self, now: Instant, packet: Packet) {
@@ -30,19 +31,16 @@ impl ClientSession {
             (ClientState::Connected, Packet::Disconnect(d)) if self.config.protocol.is_v5() => {
                 self.on_disconnect(now, d)
             }
-            (_, Packet::Disconnect(_)) => self.protocol_error(now, "disconnect not allowed here"),
-            (ClientState::Connecting, _) => self.protocol_error(now, "packet before connack"),
-            (_, Packet::ConnAck(_)) => self.protocol_error(now, "second connack"),
-            (_, _) => self.protocol_error(now, "server sent a packet only clients send"),
+            (_, Packet::Disconnect(_)) => self.violation(now, UnexpectedDisconnect),
+            (ClientState::Connecting, _) => self.violation(now, PacketBeforeConnAck),
+            (_, Packet::ConnAck(_)) => self.violation(now, SecondConnAck),
+            (_, _) => self.violation(now, ClientOnlyPacket),
         }
     }
 
-    fn protocol_error(&mut self, now: Instant, what: &'static str) {
-        self.fail(
-            now,
-            ConnectionError::Protocol(what),
-            ReasonCode::ProtocolError,
-        );
+    /// Closes the connection for a rule the server broke, with that rule's reason code.
+    pub(super) fn violation(&mut self, now: Instant, rule: ProtocolViolation) {
+        self.fail(now, ConnectionError::Violation(rule), rule.reason_code());
     }
 
     fn on_connack(&mut self, now: Instant, mut c: ConnAck) {
@@ -63,7 +61,7 @@ impl ClientSession {
         if c.session_present && self.sent_clean_start {
             // [MQTT-3.2.2-2]: a clean start never resumes a session.
             self.state = ClientState::Connected;
-            self.protocol_error(now, "session present after a clean start");
+            self.violation(now, SessionPresentAfterCleanStart);
             return;
         }
         self.state = ClientState::Connected;
@@ -201,18 +199,13 @@ impl ClientSession {
         if let Some(alias) = p.properties.topic_alias {
             let max = self.config.properties.topic_alias_maximum.unwrap_or(0);
             if alias.get() > max {
-                // [MQTT-3.3.2-9]: above the maximum this client announced.
-                self.fail(
-                    now,
-                    ConnectionError::LimitExceeded("topic alias above the maximum"),
-                    ReasonCode::TopicAliasInvalid,
-                );
-                return;
+                // [MQTT-3.1.2-26]: above the maximum this client announced.
+                return self.violation(now, TopicAliasAboveMaximum);
             }
             if p.topic.is_empty() {
                 match self.aliases_in.get(&alias.get()) {
                     Some(t) => p.topic = t.clone(),
-                    None => return self.protocol_error(now, "unknown topic alias"),
+                    None => return self.violation(now, UnknownTopicAlias),
                 }
             } else {
                 self.aliases_in.insert(alias.get(), p.topic.clone());
@@ -238,13 +231,8 @@ impl ClientSession {
                 .receive_maximum
                 .map_or(u16::MAX, NonZeroU16::get);
             if self.pending_acks.len() + self.incoming_qos2.len() >= usize::from(max) {
-                // [MQTT-3.3.4-8] from the server's side; 0x93 from ours.
-                self.fail(
-                    now,
-                    ConnectionError::LimitExceeded("receive maximum exceeded"),
-                    ReasonCode::ReceiveMaximumExceeded,
-                );
-                return;
+                // [MQTT-3.3.4-9]: more than the Receive Maximum this client announced.
+                return self.violation(now, ReceiveMaximumExceeded);
             }
         }
         let qos = p.qos;
@@ -320,7 +308,7 @@ impl ClientSession {
         let id = a.packet_id;
         match self.flows.get(id) {
             Some(Flow::Publish(p)) if p.qos == QoS::AtLeastOnce => self.published(now, id, a),
-            _ => self.protocol_error(now, "puback for no qos 1 publish in flight"),
+            _ => self.violation(now, UnexpectedPubAck),
         }
     }
 
@@ -344,7 +332,7 @@ impl ClientSession {
                 rel.reason_code = ReasonCode::PacketIdentifierNotFound;
                 self.send_control(now, &Packet::PubRel(rel));
             }
-            _ => self.protocol_error(now, "pubrec for no qos 2 publish in flight"),
+            _ => self.violation(now, UnexpectedPubRec),
         }
     }
 
@@ -361,7 +349,7 @@ impl ClientSession {
         let id = a.packet_id;
         match self.flows.get(id) {
             Some(Flow::PubRel) => self.published(now, id, a),
-            _ => self.protocol_error(now, "pubcomp for no pubrel in flight"),
+            _ => self.violation(now, UnexpectedPubComp),
         }
     }
 
@@ -369,10 +357,10 @@ impl ClientSession {
         let id = a.packet_id;
         let count = match self.flows.get(id) {
             Some(Flow::Subscribe(subs, _)) => subs.len(),
-            _ => return self.protocol_error(now, "suback for no subscribe in flight"),
+            _ => return self.violation(now, UnexpectedSubAck),
         };
         if a.reason_codes.len() != count {
-            return self.protocol_error(now, "suback reason codes do not match the filters");
+            return self.violation(now, SubAckCountMismatch);
         }
         if let Some(Flow::Subscribe(subs, props)) = self.flows.remove(id) {
             for (sub, rc) in subs.into_iter().zip(&a.reason_codes) {
@@ -400,10 +388,8 @@ impl ClientSession {
         let v5 = self.config.protocol.is_v5();
         match self.flows.get(id) {
             Some(Flow::Unsubscribe(filters)) if !v5 || filters.len() == a.reason_codes.len() => {}
-            Some(Flow::Unsubscribe(_)) => {
-                return self.protocol_error(now, "unsuback reason codes do not match the filters")
-            }
-            _ => return self.protocol_error(now, "unsuback for no unsubscribe in flight"),
+            Some(Flow::Unsubscribe(_)) => return self.violation(now, UnsubAckCountMismatch),
+            _ => return self.violation(now, UnexpectedUnsubAck),
         }
         if let Some(Flow::Unsubscribe(filters)) = self.flows.remove(id) {
             for (i, filter) in filters.iter().enumerate() {

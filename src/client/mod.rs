@@ -1,10 +1,10 @@
 //! The client session: a complete MQTT client as a sans-IO state machine.
 //!
 //! A [`ClientSession`] never touches a socket or a clock. The runtime opens a transport, calls
-//! [`ClientSession::connect`], feeds received bytes to [`ClientSession::handle_input`] and expired deadlines to
-//! [`ClientSession::handle_timeout`], and after every input or command drains
-//! [`ClientSession::poll_transmit`] (bytes to write), then [`ClientSession::poll_timeout`] (the next deadline),
-//! then [`ClientSession::poll_event`] (what the application should know).
+//! [`ClientSession::connect`], feeds received bytes to [`ClientSession::handle_input`] and expired
+//! deadlines to [`ClientSession::handle_timeout`], and after every input or command drains
+//! [`ClientSession::poll_transmit`] (bytes to write), then [`ClientSession::poll_timeout`] (the
+//! next deadline), then [`ClientSession::poll_event`] (what the application should know).
 //!
 //! ```
 //! use std::time::Instant;
@@ -54,7 +54,9 @@ use crate::codec::{
     Connect, Decoder, Disconnect, DisconnectProperties, Encoder, Packet, PubAck, Subscription,
     SubscriptionOptions, MAX_PACKET_SIZE,
 };
-use crate::error::{ClientError, CloseReason, ConnectionError, Initiator};
+use crate::error::{
+    ClientError, ClientIdRule, CloseReason, ConnectionError, Initiator, ProtocolViolation,
+};
 use crate::hash::IdSet;
 use crate::timer::{TimerKind, TimerTable};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
@@ -313,12 +315,12 @@ impl ClientSession {
         match self.config.protocol {
             // MQTT 3.1: "between 1 and 23 UTF-8 encoded bytes".
             ProtocolVersion::V3_1 if !(1..=23).contains(&id_len) => {
-                return Err(ClientError::InvalidClientId("mqtt 3.1 needs 1 to 23 bytes"));
+                return Err(ClientError::InvalidClientId(ClientIdRule::V31Length));
             }
             // [MQTT-3.1.3-7]: an empty identifier only with a clean session.
             ProtocolVersion::V3_1_1 if id_len == 0 && !clean_start => {
                 return Err(ClientError::InvalidClientId(
-                    "an empty client id needs a clean session",
+                    ClientIdRule::EmptyNeedsCleanSession,
                 ));
             }
             _ => {}
@@ -496,11 +498,7 @@ impl ClientSession {
                 true
             }
             Err(_) => {
-                self.fail(
-                    now,
-                    ConnectionError::LimitExceeded("server maximum packet size too small"),
-                    ReasonCode::ImplementationSpecificError,
-                );
+                self.violation(now, ProtocolViolation::ServerMaximumPacketSizeTooSmall);
                 false
             }
         }

@@ -14,7 +14,8 @@ const T: PacketType = PacketType::ConnAck;
 pub struct ConnAck {
     /// Whether the server resumed a stored session (always false in MQTT 3.1).
     pub session_present: bool,
-    /// The outcome; MQTT 3.1.x return codes 0-5 map onto [`ReasonCode`] (see [`ConnAck::return_code`]).
+    /// The outcome; MQTT 3.1.x return codes 0-5 map onto [`ReasonCode`] (see
+    /// [`ConnAck::return_code`]).
     pub reason_code: ReasonCode,
     /// MQTT 5 properties.
     pub properties: ConnAckProperties,

@@ -137,7 +137,8 @@ pub enum DecodeError {
         /// The byte found.
         code: u8,
     },
-    /// A client's first packet was not CONNECT ([MQTT-3.1.0-1]; [`ServerDecoder`](super::ServerDecoder)).
+    /// A client's first packet was not CONNECT ([MQTT-3.1.0-1];
+    /// [`ServerDecoder`](super::ServerDecoder)).
     #[error("expected CONNECT first, got {0}")]
     ExpectedConnect(PacketType),
 }

@@ -5,7 +5,8 @@
 //! carry. Payloads and strings come out as slices of the received buffer, without copies.
 //!
 //! This file holds the model ([`Packet`]); `decoder.rs` and `encoder.rs` the two directions,
-//! one file per packet family its fields and wire form, `properties.rs` the MQTT 5 properties.
+//! one file per packet family its fields and wire form, `properties.rs` the MQTT 5 properties
+//! (`user_properties.rs` a message's user properties, kept in wire form).
 
 mod build;
 mod connack;
@@ -24,6 +25,7 @@ mod server;
 mod suback;
 mod subscribe;
 mod unsubscribe;
+mod user_properties;
 
 pub(crate) use connack::valid_v5 as valid_connack;
 pub use connack::ConnAck;
@@ -36,8 +38,7 @@ pub use packet_type::PacketType;
 pub use primitives::MAX_VAR_INT;
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PayloadFormat, PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperty,
-    WillProperties,
+    PayloadFormat, PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
 };
 pub use property_id::PropertyId;
 pub use puback::{PubAck, PubComp, PubRec, PubRel};
@@ -46,6 +47,7 @@ pub use server::ServerDecoder;
 pub use suback::{SubAck, UnsubAck};
 pub use subscribe::{RetainHandling, Subscribe, Subscription, SubscriptionOptions};
 pub use unsubscribe::Unsubscribe;
+pub use user_properties::{UserProperties, UserPropertiesIter, UserProperty};
 
 use primitives::Sink;
 

@@ -166,6 +166,19 @@ impl<'a> Reader<'a> {
         Ok(ByteStr::from_checked(self.take(len)?))
     }
 
+    /// Checks and skips an MQTT string, taking no share of the buffer (for a caller that
+    /// keeps the bytes around it whole).
+    pub(crate) fn skip_string(&mut self, field: &'static str) -> Result<(), DecodeError> {
+        let len = usize::from(self.u16()?);
+        if self.remaining() < len {
+            return Err(self.truncated());
+        }
+        let raw = &self.buf[self.pos..self.pos + len];
+        check_mqtt_bytes(raw).map_err(|error| DecodeError::InvalidString { field, error })?;
+        self.pos += len;
+        Ok(())
+    }
+
     /// A topic name's MQTT string, checked in one pass, and whether it holds a wildcard.
     pub(crate) fn topic_name(&mut self) -> Result<(ByteStr, bool), DecodeError> {
         let field = "topic name";
@@ -218,6 +231,11 @@ impl<'a> Reader<'a> {
     /// How far this reader has read, from the start of the packet.
     pub(crate) fn position(&self) -> usize {
         self.pos
+    }
+
+    /// The whole packet's bytes (positions index them).
+    pub(crate) fn frame(&self) -> &'a Bytes {
+        self.buf
     }
 
     /// A reader over the next `len` bytes; this one skips past them.

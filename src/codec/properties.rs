@@ -11,6 +11,8 @@ use super::property_id::PropertyId;
 use super::PacketType;
 use crate::types::{ByteStr, QoS, TopicName};
 
+use super::user_properties::{UserProperties, UserProperty, WireCollector};
+
 /// The payload format indicator of a PUBLISH or will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PayloadFormat {
@@ -21,9 +23,6 @@ pub enum PayloadFormat {
     Utf8,
 }
 
-/// A user property: a name and a value, both UTF-8 strings. Order and repeats are kept.
-pub type UserProperty = (ByteStr, ByteStr);
-
 /// One decoded property value.
 enum Value {
     Byte(u8),
@@ -33,13 +32,17 @@ enum Value {
     Str(ByteStr),
     Bin(Bytes),
     Pair(ByteStr, ByteStr),
+    /// Checked, and left where it lies (see `Prop::span`).
+    Wire,
 }
 
-/// A property being read into a struct: its identifier and value.
+/// A property being read into a struct: its identifier and value, and where it lies in the
+/// packet (its identifier included).
 struct Prop {
     id: PropertyId,
     value: Value,
     packet: PacketType,
+    span: (usize, usize),
 }
 
 impl Prop {
@@ -134,11 +137,22 @@ impl Prop {
 /// Reads a property length and the properties after it, handing each to `apply`.
 fn read_properties(
     r: &mut Reader<'_>,
+    apply: impl FnMut(Prop) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    read_properties_with(r, false, apply)
+}
+
+/// [`read_properties`], with user properties only checked (their value is `Value::Wire`:
+/// the caller keeps their span of the packet) when `users_as_wire`.
+fn read_properties_with(
+    r: &mut Reader<'_>,
+    users_as_wire: bool,
     mut apply: impl FnMut(Prop) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     let len = r.var_int("property length")?;
     let mut p = r.sub(len as usize)?;
     while !p.is_empty() {
+        let start = p.position();
         let raw = p.var_int("property identifier")?;
         let id = PropertyId::from_u32(raw).ok_or(DecodeError::UnknownProperty(raw))?;
         use PropertyId::*;
@@ -167,6 +181,11 @@ fn read_properties(
             | ServerReference
             | ReasonString => Value::Str(p.string(id.name())?),
             CorrelationData | AuthenticationData => Value::Bin(p.binary()?),
+            UserProperty if users_as_wire => {
+                p.skip_string("user property name")?;
+                p.skip_string("user property value")?;
+                Value::Wire
+            }
             UserProperty => {
                 let k = p.string("user property name")?;
                 Value::Pair(k, p.string("user property value")?)
@@ -176,6 +195,7 @@ fn read_properties(
             id,
             value,
             packet: r.packet,
+            span: (start, p.position()),
         })?;
     }
     Ok(())
@@ -228,6 +248,10 @@ fn w_user<S: Sink>(s: &mut S, props: &[UserProperty]) {
         s.put_str(k);
         s.put_str(v);
     }
+}
+
+fn w_user_wire<S: Sink>(s: &mut S, props: &UserProperties) {
+    s.put_slice(props.as_wire());
 }
 
 fn w_sub_id<S: Sink>(s: &mut S, id: NonZeroU32) {
@@ -440,14 +464,16 @@ pub struct WillProperties {
     pub response_topic: Option<TopicName>,
     /// Correlation data for a response.
     pub correlation_data: Option<Bytes>,
-    /// User properties.
-    pub user_properties: Vec<UserProperty>,
+    /// User properties, kept as received (they become the will message's).
+    pub user_properties: UserProperties,
 }
 
 impl WillProperties {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut p = Self::default();
-        read_properties(r, |prop| match prop.id {
+        let frame = r.frame();
+        let mut users = WireCollector::default();
+        read_properties_with(r, true, |prop| match prop.id {
             PropertyId::WillDelayInterval => prop.once(&mut p.will_delay_interval, prop.u32()),
             PropertyId::PayloadFormatIndicator => {
                 prop.once(&mut p.payload_format_indicator, prop.payload_format()?)
@@ -458,9 +484,13 @@ impl WillProperties {
             PropertyId::ContentType => once_str(&mut p.content_type, prop),
             PropertyId::ResponseTopic => once_topic(&mut p.response_topic, prop),
             PropertyId::CorrelationData => once_bin(&mut p.correlation_data, prop),
-            PropertyId::UserProperty => push_user(&mut p.user_properties, prop),
+            PropertyId::UserProperty => {
+                users.add(frame, prop.span.0, prop.span.1);
+                Ok(())
+            }
             _ => Err(prop.not_allowed()),
         })?;
+        p.user_properties = users.finish(frame);
         Ok(p)
     }
 
@@ -502,7 +532,7 @@ impl Properties for WillProperties {
             self.response_topic.as_ref().map(TopicName::as_byte_str),
         );
         w_bin(s, CorrelationData, self.correlation_data.as_ref());
-        w_user(s, &self.user_properties);
+        w_user_wire(s, &self.user_properties);
     }
 }
 
@@ -658,8 +688,8 @@ pub struct PublishProperties {
     pub response_topic: Option<TopicName>,
     /// Correlation data for a response.
     pub correlation_data: Option<Bytes>,
-    /// User properties.
-    pub user_properties: Vec<UserProperty>,
+    /// User properties, kept as received and shared by every copy of the message.
+    pub user_properties: UserProperties,
     /// Identifiers of the subscriptions that matched (server to client only).
     pub subscription_identifiers: Vec<NonZeroU32>,
     /// Content type of the payload.
@@ -669,7 +699,9 @@ pub struct PublishProperties {
 impl PublishProperties {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut p = Self::default();
-        read_properties(r, |prop| match prop.id {
+        let frame = r.frame();
+        let mut users = WireCollector::default();
+        read_properties_with(r, true, |prop| match prop.id {
             PropertyId::PayloadFormatIndicator => {
                 prop.once(&mut p.payload_format_indicator, prop.payload_format()?)
             }
@@ -679,7 +711,10 @@ impl PublishProperties {
             PropertyId::TopicAlias => prop.once(&mut p.topic_alias, prop.nonzero_u16()?),
             PropertyId::ResponseTopic => once_topic(&mut p.response_topic, prop),
             PropertyId::CorrelationData => once_bin(&mut p.correlation_data, prop),
-            PropertyId::UserProperty => push_user(&mut p.user_properties, prop),
+            PropertyId::UserProperty => {
+                users.add(frame, prop.span.0, prop.span.1);
+                Ok(())
+            }
             PropertyId::SubscriptionIdentifier => {
                 p.subscription_identifiers.push(prop.nonzero_u32()?);
                 Ok(())
@@ -687,6 +722,7 @@ impl PublishProperties {
             PropertyId::ContentType => once_str(&mut p.content_type, prop),
             _ => Err(prop.not_allowed()),
         })?;
+        p.user_properties = users.finish(frame);
         Ok(p)
     }
 
@@ -735,7 +771,7 @@ impl Properties for PublishProperties {
             w_sub_id(s, *id);
         }
         w_str(s, ContentType, self.content_type.as_ref());
-        w_user(s, &self.user_properties);
+        w_user_wire(s, &self.user_properties);
     }
 }
 

@@ -26,10 +26,11 @@ pub(crate) const BUDGET: u64 = 32 << 20;
 /// not count.
 pub(crate) const SLACK: u64 = 64 << 20;
 
-/// The longest PINGREQ round trip the probe may see while an attack runs. Generous: the
-/// broker is a debug build sharing two cores with the attack and the test runner (the
-/// worst measured is under 300 ms; release builds answer in a few).
-pub(crate) const PROBE_BOUND: Duration = Duration::from_secs(1);
+/// The longest PINGREQ round trip the probe may see while an attack runs. The broker is a
+/// debug build sharing two cores with the attack and the test runner: the worst measured
+/// over three runs of the suite on a loaded machine is under 80 ms (release builds answer in
+/// a few ms). One attack on a deliberately unsafe setting has its own bound.
+pub(crate) const PROBE_BOUND: Duration = Duration::from_millis(250);
 
 /// How much bigger and longer the attacks are: 1 in `make test`, more in `make soak`
 /// (`HOSTILE_SCALE`).

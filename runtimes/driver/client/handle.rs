@@ -139,6 +139,8 @@ impl<R: Runtime> Client<R> {
     /// The message is encoded for the socket at once when the in-flight window has room,
     /// or else queued behind it (the driver sends it as acknowledgements free the window);
     /// waits while [`CLIENT_COMMANDS`] commands are queued.
+    ///
+    /// [`CLIENT_COMMANDS`]: crate::runtimes::driver::CLIENT_COMMANDS
     pub async fn publish(&self, publish: Publish) -> Result<Pending, Error> {
         let (tx, rx) = reply_channel();
         self.send(Command::Publish(publish, tx)).await?;

@@ -146,8 +146,10 @@ impl Link {
     }
 
     /// With `use_identity_as_username`: the client certificate's name, once, as soon as the
-    /// handshake is over and before the CONNECT's bytes go to the connection (the runtime
-    /// hands it to [`ServerConnection::set_peer_identity`](crate::broker::ServerConnection::set_peer_identity)).
+    /// handshake is over and before the CONNECT's bytes go to the connection (the runtime hands it
+    /// to [`ServerConnection::set_peer_identity`]).
+    ///
+    /// [`ServerConnection::set_peer_identity`]: crate::broker::ServerConnection::set_peer_identity
     pub(crate) fn take_identity(&mut self) -> Option<ByteStr> {
         self.peer.take()
     }

@@ -174,7 +174,7 @@ impl ServerConnection {
             let refused = self.refused;
             self.to_router.push_back(ToRouter::Gone { refused });
         } else {
-            let mut incoming: Vec<PacketId> = self.incoming_qos2.drain().collect();
+            let mut incoming: Vec<PacketId> = self.incoming_qos2.take_all();
             incoming.sort();
             let handover = Handover {
                 outbound: self.outbound.take_all(),

@@ -402,7 +402,10 @@ impl ServerConnection {
             }
         }
         let sent = self.send(&ack.into());
-        self.incoming_qos2 = handover.incoming_qos2.iter().copied().collect();
+        // Identifiers of an earlier connection wait for their PUBREL afresh, from now.
+        for &id in handover.incoming_qos2.iter() {
+            self.await_rel(now, id, None);
+        }
         self.replayable = handover.completed;
         if !sent {
             // Even the accepting CONNACK is above the client's maximum packet size: the

@@ -4,19 +4,20 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::close::Close;
-use super::{ServerConnection, State};
+use super::{ServerConnection, State, Timer};
 use crate::broker::budget::{content_weight, message_weight};
 use crate::broker::mail::ToRouter;
 use crate::broker::replay;
 use crate::broker::DeniedAction;
 use crate::codec::{Packet, PubAck, Publish};
 use crate::error::ProtocolViolation;
-use crate::types::{PacketId, QoS, ReasonCode};
+use crate::types::{ByteStr, PacketId, QoS, ReasonCode};
 
 impl ServerConnection {
-    pub(super) fn on_publish(&mut self, mut p: Publish) {
+    pub(super) fn on_publish(&mut self, now: Instant, mut p: Publish) {
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6]: only servers send subscription identifiers.
             return self.violation(ProtocolViolation::SubscriptionIdentifierFromClient);
@@ -104,14 +105,14 @@ impl ServerConnection {
                 self.reply(ack, Some(mail));
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                if self.incoming_qos2.contains(&id) {
+                if self.incoming_qos2.contains(id) {
                     // [MQTT-4.3.3-10]: a duplicate; answer again, don't forward twice.
                     return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
                 let digest = replay::digest(&p);
                 if self.replayable.as_mut().and_then(|r| r.take(id)) == Some(digest) {
                     // The released message again, after PUBREL: answered, not routed.
-                    self.incoming_qos2.insert(id);
+                    self.await_rel(now, id, Some(digest));
                     return self.reply(Packet::PubRec(PubAck::new(id)), Some(ToRouter::Hold));
                 }
                 if self.incoming_qos2.len() >= usize::from(self.config.receive_maximum)
@@ -121,7 +122,7 @@ impl ServerConnection {
                 }
                 let rec = Packet::PubRec(self.ack(id, code));
                 let mail = if allowed {
-                    self.incoming_qos2.insert(id);
+                    self.await_rel(now, id, Some(digest));
                     ToRouter::Publish(Arc::new(p), Some(digest))
                 } else {
                     ToRouter::Denied {
@@ -143,6 +144,49 @@ impl ServerConnection {
                 self.to_router.push_back(mail);
             }
         }
+    }
+
+    /// `id` waits for its PUBREL, for [`BrokerConfig::await_rel_timeout`] at most.
+    ///
+    /// [`BrokerConfig::await_rel_timeout`]: crate::broker::BrokerConfig::await_rel_timeout
+    pub(super) fn await_rel(&mut self, now: Instant, id: PacketId, digest: Option<u64>) {
+        let deadline = now.checked_add(self.config.await_rel_timeout);
+        self.incoming_qos2.insert(id, deadline, digest);
+        self.arm_await_rel();
+    }
+
+    /// Arms the PUBREL timer for the earliest identifier waiting, if any.
+    pub(super) fn arm_await_rel(&mut self) {
+        match self.incoming_qos2.next_deadline() {
+            Some(at) if self.timers.get(Timer::AwaitRel) != Some(at) => {
+                self.timers.set(Timer::AwaitRel, at);
+                self.deadline_moved = true;
+            }
+            Some(_) => {}
+            None => {
+                if self.timers.get(Timer::AwaitRel).is_some() {
+                    self.timers.stop(Timer::AwaitRel);
+                    self.deadline_moved = true;
+                }
+            }
+        }
+    }
+
+    /// Forgets the inbound QoS 2 identifiers whose PUBREL did not come in time: their
+    /// messages were routed at PUBLISH, so only the identifiers go, and with them the
+    /// receive-maximum slots they held. Each is remembered as released (with its message's
+    /// digest, see `replay`), so a late PUBREL still gets a successful PUBCOMP and a late
+    /// resend of the PUBLISH is answered without being routed again.
+    pub(super) fn expire_awaiting_rel(&mut self, now: Instant) {
+        for (id, digest) in self.incoming_qos2.take_expired(now) {
+            if let Some(digest) = digest {
+                let replayable = self.replayable.get_or_insert_with(Default::default);
+                replayable.push(id, digest);
+            }
+            self.to_router
+                .push_back(ToRouter::AwaitRelExpired { packet_id: id });
+        }
+        self.arm_await_rel();
     }
 
     /// Inbound QoS 1/2 messages the client has not had acknowledged yet: QoS 2 ones until
@@ -195,6 +239,20 @@ impl ServerConnection {
         };
         self.held.push(held);
         self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
+    }
+
+    /// The router found no room to retain the PUBLISH with `id` and did not route it: its
+    /// held PUBACK / PUBREC says 0x97 (MQTT 5; 3.1.x has no code), and its identifier waits
+    /// for no PUBREL (an error PUBREC ends the flow; a 3.1.x PUBREL gets its PUBCOMP anyway).
+    pub(super) fn retain_refused(&mut self, id: PacketId) {
+        if self.incoming_qos2.remove(id) {
+            self.arm_await_rel();
+        }
+        if self.protocol.is_v5() {
+            let code = ReasonCode::QuotaExceeded;
+            let reason = self.reason("retained messages are at their limit");
+            self.held.refuse(id, code, reason);
+        }
     }
 
     /// A PUBACK or PUBREC with `code`, and a reason string when it is an error.
@@ -263,6 +321,18 @@ impl HeldAcks {
     pub(super) fn clear(&mut self) {
         self.queue.clear();
         self.pubacks = 0;
+    }
+
+    /// The held PUBACK / PUBREC of `id` refuses its message with `code` and `reason`.
+    fn refuse(&mut self, id: PacketId, code: ReasonCode, reason: Option<ByteStr>) {
+        let held = self
+            .queue
+            .iter_mut()
+            .find(|h| matches!(h.kind, AckKind::Ack | AckKind::Rec) && h.ack.packet_id == id);
+        if let Some(h) = held {
+            h.ack.reason_code = code;
+            h.ack.properties.reason_string = reason;
+        }
     }
 
     /// The held PUBACK / PUBREC of `id`, if still a success, says no subscriber matched.

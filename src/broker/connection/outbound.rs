@@ -306,7 +306,8 @@ impl ServerConnection {
     pub(super) fn on_pubrel(&mut self, a: PubAck) {
         let id = a.packet_id;
         let mut comp = PubAck::new(id);
-        let known = self.incoming_qos2.remove(&id);
+        let known = self.incoming_qos2.remove(id);
+        self.arm_await_rel();
         // A PUBREL again for one released on an earlier connection: known, and done.
         let done = !known && self.replayable.as_mut().is_some_and(|r| r.remove(id));
         if !known && !done && self.protocol.is_v5() {

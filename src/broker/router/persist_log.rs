@@ -55,9 +55,9 @@ pub struct Restored {
 }
 
 impl Router {
-    /// A ticket the store logged ([`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable)) is
-    /// durable, with everything logged before it: its connection may send the
-    /// acknowledgement it holds. Hand tickets back in the order they were drained.
+    /// A ticket the store logged ([`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable))
+    /// is durable, with everything logged before it: its connection may send the acknowledgement it
+    /// holds. Hand tickets back in the order they were drained.
     pub fn handle_durable(&mut self, now: Instant, ticket: Ticket) {
         if !ticket.delivery {
             if self.conns.contains(&ticket.conn) {
@@ -65,13 +65,10 @@ impl Router {
             }
             return;
         }
-        let Some((conn, sid, d)) = self.parked.pop_front() else {
+        let Some((conn, sid, d)) = self.parked.unpark() else {
             return;
         };
         debug_assert_eq!(conn, ticket.conn, "tickets come back in order");
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            s.parked = s.parked.saturating_sub(1);
-        }
         if self.online.get(&conn) == Some(&sid) {
             self.send_to((conn, ToConnection::Deliver(d)));
         } else {

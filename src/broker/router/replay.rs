@@ -8,7 +8,9 @@
 //! session's queue a piece at a time, only while the queue has room; between pieces the
 //! router serves everyone else (the next piece is a timer a moment later, or the subscriber's
 //! credit when its queue was full). While a replay is under way, new messages for the session
-//! wait behind it (at most `max_queued_messages`), so the subscriber sees them in order.
+//! wait behind it (at most `max_queued_messages`), so the subscriber sees them in order. When
+//! the subscriber's connection closes, a session that lives on queues what is left (within
+//! its queue's limits) for the client's return.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::num::NonZeroU32;
@@ -185,6 +187,33 @@ impl Router {
             self.set_timer(at, Timer::Replay(sid));
         }
         // Otherwise the queue is full: the subscriber's credit brings the next piece.
+    }
+
+    /// The connection of `sid` closed with a replay under way. A session that lives on keeps
+    /// what is left of it: it joins the session's queue, retained messages first and then
+    /// what came behind them, within the queue's limits (beyond them dropped and counted), so
+    /// the client gets it when it resumes, as messages matched while it was online (whatever
+    /// their QoS: `queue_qos0_offline` is about messages routed while it is offline), and a
+    /// stored session stores them with the rest of its queue. A session that ends drops it.
+    pub(super) fn replay_to_queue(&mut self, sid: SessionId) {
+        let Some(mut replay) = self.replays.remove(&sid) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&sid).filter(|s| s.expiry != 0) else {
+            return;
+        };
+        let (max_msgs, max_bytes) = (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        );
+        while let Some(d) = replay.pop() {
+            let size = delivery_weight(&d);
+            if s.waiting_len() >= max_msgs || s.queue.bytes() + size > max_bytes {
+                s.dropped += 1;
+            } else {
+                s.queue.push(d);
+            }
+        }
     }
 
     /// The timer for `sid`'s next piece fired.

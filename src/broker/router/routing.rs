@@ -63,31 +63,44 @@ pub(super) fn expiry(p: &Publish, at: Instant) -> Option<Instant> {
 }
 
 impl Router {
+    /// What a retained `message` weighs: its content (against the retained limit) and with
+    /// its entry in the store, the topic's levels kept again (against the memory budget).
+    fn retained_weights(message: &Publish) -> (usize, usize) {
+        let content = budget::content_weight(message);
+        let weight = budget::message_weight(message) + 2 * message.topic.len() + 64;
+        (content, weight)
+    }
+
+    /// Whether the retained store has room for `message` (it may replace its topic's
+    /// message): within `max_retained_messages`, `max_retained_bytes` and the memory budget.
+    pub(super) fn retained_fits(&self, message: &Publish) -> bool {
+        let (content, weight) = Self::retained_weights(message);
+        let (old_content, old_weight) = self
+            .retained
+            .get(&message.topic)
+            .map_or((0, 0), |r| Self::retained_weights(&r.message));
+        let new_topic = old_weight == 0;
+        !(new_topic && self.retained.len() >= self.config.max_retained_messages)
+            && self
+                .retained_budget
+                .has_room(content.saturating_sub(old_content))
+            && self.budget.has_room(weight.saturating_sub(old_weight))
+    }
+
     /// A retained entry for `message`, if the retained limits and the memory budget have
-    /// room for it (beyond them it is routed but not retained, and counted as refused).
+    /// room for it. A client's PUBLISH without room is refused before it is routed
+    /// (`retained_fits`); a will or a `$SYS` message without room is routed but not
+    /// retained, and counted as refused.
     pub(super) fn retained_entry(
         &mut self,
         message: &Arc<Publish>,
         at: Instant,
     ) -> Option<Retained> {
-        // Its content against the retained limit; with its entry in the store (the topic's
-        // levels kept again) against the memory budget.
-        let content = budget::content_weight(message);
-        let weight = budget::message_weight(message) + 2 * message.topic.len() + 64;
-        let (old_content, old_weight) = self.retained.get(&message.topic).map_or((0, 0), |r| {
-            let w = budget::message_weight(&r.message) + 2 * r.message.topic.len() + 64;
-            (budget::content_weight(&r.message), w)
-        });
-        let new_topic = old_weight == 0;
-        if (new_topic && self.retained.len() >= self.config.max_retained_messages)
-            || !self
-                .retained_budget
-                .has_room(content.saturating_sub(old_content))
-            || !self.budget.has_room(weight.saturating_sub(old_weight))
-        {
+        if !self.retained_fits(message) {
             self.budget.count_refused();
             return None;
         }
+        let (content, weight) = Self::retained_weights(message);
         Some(Retained {
             message: message.clone(),
             at,
@@ -315,13 +328,12 @@ impl Router {
             counts.sent_bytes.add(d.qos, d.payload_len() as u64);
             let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
             match store {
-                Some(log) if durable_acks && (stored_qos2 || s.parked > 0) => {
+                Some(log) if durable_acks && (stored_qos2 || parked.holds(sid)) => {
                     log.push(StoreOp::Durable(crate::broker::persist::Ticket {
                         conn,
                         delivery: true,
                     }));
-                    s.parked += 1;
-                    parked.push_back((conn, sid, d));
+                    parked.park(conn, sid, d);
                 }
                 _ => outbox.push_back((conn, ToConnection::Deliver(d))),
             }

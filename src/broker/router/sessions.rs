@@ -51,9 +51,6 @@ pub(super) struct Session {
     /// session's queue is below `max_queued_messages` again (one entry per held
     /// acknowledgement).
     pub(super) waiting: Vec<ConnId>,
-    /// Deliveries to its connection held back in the router's `parked` (those behind a
-    /// stored QoS 2 one wait too, so the connection gets them in order).
-    pub(super) parked: usize,
     /// Its own weight and its subscriptions', in the broker's memory budget.
     pub(super) charge: Charge,
 }
@@ -89,7 +86,6 @@ impl Session {
             disconnected_at: None,
             last_packet_id: 0,
             waiting: Vec::new(),
-            parked: 0,
         }
     }
 }
@@ -213,7 +209,6 @@ impl Router {
         let Some(sid) = self.online.remove(&conn) else {
             return;
         };
-        self.replays.remove(&sid);
         self.last_closed = Some((conn, sid));
         // An offline session's queue holds publishers back no more: it drops at its limits.
         self.wake_publishers(sid);
@@ -236,6 +231,8 @@ impl Router {
             }
             s.disconnected_at = self.store.as_ref().map(|log| log.wall(now));
         }
+        // A replay under way: what is left waits in the queue if the session lives on.
+        self.replay_to_queue(sid);
         self.persist_session(sid);
         self.persist_queued(now, sid);
         self.schedule_end(now, sid);
