@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
-    proto, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    proto, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::handle::BrokerHandle;
@@ -75,18 +74,6 @@ pub(crate) struct RuntimeMetrics {
     pub(crate) store: Option<Arc<WriterStats>>,
     /// The router's batch sizes, as of the last snapshot it answered.
     pub(crate) batches: Arc<Mutex<BatchSizes>>,
-}
-
-/// The buckets of the store's commit times, in seconds.
-pub(crate) fn commit_histogram() -> Histogram {
-    let opts = HistogramOpts::new(
-        "tinymqtt_store_commit_seconds",
-        "Time for a store commit to reach the disk, sync included.",
-    )
-    .buckets(vec![
-        0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-    ]);
-    Histogram::with_opts(opts).expect("valid buckets")
 }
 
 /// The batch sizes as a Prometheus histogram family.

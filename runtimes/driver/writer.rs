@@ -60,9 +60,21 @@ impl Default for WriterStats {
             batches: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
-            commit_seconds: super::metrics::commit_histogram(),
+            commit_seconds: commit_histogram(),
         }
     }
+}
+
+/// The buckets of the store's commit times, in seconds.
+fn commit_histogram() -> prometheus::Histogram {
+    let opts = prometheus::HistogramOpts::new(
+        "tinymqtt_store_commit_seconds",
+        "Time for a store commit to reach the disk, sync included.",
+    )
+    .buckets(vec![
+        0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ]);
+    prometheus::Histogram::with_opts(opts).expect("valid buckets")
 }
 
 /// The router's end of the writer thread.
