@@ -280,6 +280,11 @@ pub(crate) fn encode(
         "PUBLISHes, subscriptions and connections refused at the memory or session limits.",
         s.refused_over_limits,
     );
+    c(
+        "tinymqtt_await_rel_expired_total",
+        "Inbound QoS 2 packet identifiers forgotten because their PUBREL did not come in time.",
+        s.await_rel_expired,
+    );
     let per_listener = gauge(
         &r,
         "tinymqtt_listener_connections",
