@@ -36,7 +36,7 @@ use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tinymqtt::broker::{Broker as Core, BrokerConfig};
+use tinymqtt::broker::{BrokerConfig, Router as Core};
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::Publish;
 use tinymqtt::runtimes::tokio::{Client, Server};

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tinymqtt::broker::{Broker as Core, BrokerConfig};
+use tinymqtt::broker::{BrokerConfig, Router as Core};
 use tinymqtt::client::{ClientConfig, Event};
 use tinymqtt::codec::{Publish, Subscription};
 use tinymqtt::runtimes::tokio::{Client, Events, Server};

@@ -150,7 +150,7 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
     if let Some(dir) = &args.persistence {
         settings.options.persistence = Some(dir.clone());
     }
-    let broker = settings.broker();
+    let router = settings.router();
     let mut options = settings.options.clone();
     if let Some(dir) = &options.persistence {
         std::fs::create_dir_all(dir)
@@ -178,7 +178,7 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
         Some(list) => list,
         None => vec![ListenerConfig::plain(cli::resolve(&args.host, args.port)?)],
     };
-    let running = cli::start_broker(args.runtime, broker, options, &listeners)?;
+    let running = cli::start_broker(args.runtime, router, options, &listeners)?;
     for a in &running.addrs {
         tracing::info!(runtime = ?args.runtime, "listening on {a}");
     }

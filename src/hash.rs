@@ -1,5 +1,5 @@
 //! A fast hasher for maps keyed by small identifiers ([`ConnId`](crate::broker::ConnId),
-//! [`SessionId`](crate::broker::SessionId), [`PacketId`](crate::PacketId)).
+//! [`SessionId`](crate::broker::tree::SessionId), [`PacketId`](crate::PacketId)).
 //!
 //! The standard library's SipHash resists keys chosen to collide, at ~20 instructions per
 //! integer; these identifiers are assigned by this crate (connections, sessions, outbound packet

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tinymqtt::broker::{Broker, BrokerConfig};
+use tinymqtt::broker::{BrokerConfig, Router};
 use tinymqtt::client::{ClientConfig, Event};
 use tinymqtt::codec::{encode, Connect, Packet, Publish, Subscription};
 use tinymqtt::runtimes::access::{AclFile, PasswordFile};
@@ -91,7 +91,7 @@ fn broker(name: &str, allow_anonymous: bool) -> Running {
         .with_allow_anonymous(allow_anonymous)
         .with_sys_interval(None);
     let acl = AclFile::parse(ACL).unwrap();
-    let core = Broker::with_auth(config, Arc::new(passwords), Arc::new(acl));
+    let core = Router::with_auth(config, Arc::new(passwords), Arc::new(acl));
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = blocking::Server::bind_with(core, BrokerOptions::default(), &[addr]).unwrap();
     let addr = server.local_addrs()[0];

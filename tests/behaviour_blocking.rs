@@ -6,8 +6,8 @@ mod rt {
     use std::thread::JoinHandle;
     use std::time::Duration;
 
-    use tinymqtt::broker::Broker as Core;
     use tinymqtt::broker::BrokerConfig;
+    use tinymqtt::broker::Router as Core;
     use tinymqtt::client::{ClientConfig, Event};
     use tinymqtt::codec::{Publish, Subscription};
     use tinymqtt::runtimes::blocking::{Client as Handle, Events, Server};

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tinymqtt::broker::{Broker as Core, BrokerConfig};
+use tinymqtt::broker::{BrokerConfig, Router as Core};
 use tinymqtt::client::{ClientConfig, Event};
 use tinymqtt::codec::{Publish, Subscription};
 use tinymqtt::runtimes::driver::transport::{

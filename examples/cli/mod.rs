@@ -10,7 +10,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::thread::JoinHandle;
 
-use tinymqtt::broker::Broker;
+use tinymqtt::broker::Router;
 use tinymqtt::client::ClientConfig;
 use tinymqtt::codec::{Publish, Subscription};
 use tinymqtt::runtimes::driver::transport::{Endpoint, ListenerConfig, ListenerStats, Reloader};
@@ -206,7 +206,7 @@ pub(crate) struct RunningBroker {
 /// Binds `addrs` and serves on `runtime` until the handle shuts the broker down.
 pub(crate) fn start_broker(
     runtime: Runtime,
-    broker: Broker,
+    router: Router,
     options: BrokerOptions,
     listeners: &[ListenerConfig],
 ) -> io::Result<RunningBroker> {
@@ -214,7 +214,7 @@ pub(crate) fn start_broker(
     let (handle, bound, (reloader, stats), thread) = match runtime {
         Runtime::Tokio => {
             let rt = ::tokio::runtime::Runtime::new()?;
-            let s = rt.block_on(tokio::Server::bind_listeners(broker, options, listeners))?;
+            let s = rt.block_on(tokio::Server::bind_listeners(router, options, listeners))?;
             let (h, a, r) = (
                 s.handle(),
                 s.local_addrs().to_vec(),
@@ -223,7 +223,7 @@ pub(crate) fn start_broker(
             (h, a, r, spawn.spawn(move || rt.block_on(s.run()))?)
         }
         Runtime::Smol => {
-            let s = ::smol::block_on(smol::Server::bind_listeners(broker, options, listeners))?;
+            let s = ::smol::block_on(smol::Server::bind_listeners(router, options, listeners))?;
             let (h, a, r) = (
                 s.handle(),
                 s.local_addrs().to_vec(),
@@ -232,7 +232,7 @@ pub(crate) fn start_broker(
             (h, a, r, spawn.spawn(move || ::smol::block_on(s.run()))?)
         }
         Runtime::AsyncStd => {
-            let bind = async_std::Server::bind_listeners(broker, options, listeners);
+            let bind = async_std::Server::bind_listeners(router, options, listeners);
             let s = ::async_std::task::block_on(bind)?;
             let (h, a, r) = (
                 s.handle(),
@@ -247,7 +247,7 @@ pub(crate) fn start_broker(
             )
         }
         Runtime::Blocking => {
-            let s = blocking::Server::bind_listeners(broker, options, listeners)?;
+            let s = blocking::Server::bind_listeners(router, options, listeners)?;
             let (h, a, r) = (
                 s.handle(),
                 s.local_addrs().to_vec(),

@@ -144,7 +144,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (pw, acl) = (dir.join("passwd"), dir.join("acl"));
-        std::fs::write(&pw, super::super::password_entry("alice", "one").unwrap()).unwrap();
+        std::fs::write(
+            &pw,
+            crate::runtimes::access::password_entry("alice", "one").unwrap(),
+        )
+        .unwrap();
         std::fs::write(&acl, "user alice\ntopic readwrite a/#\n").unwrap();
         let f = AccessFiles::load(Some(&pw), Some(&acl)).unwrap();
         let (c, alice) = (s("c"), s("alice"));
@@ -157,7 +161,11 @@ mod tests {
         assert!(f.can_publish(&c, Some(&alice), &topic("a/x")));
         assert!(!f.can_publish(&c, Some(&alice), &topic("b/x")));
 
-        std::fs::write(&pw, super::super::password_entry("alice", "two").unwrap()).unwrap();
+        std::fs::write(
+            &pw,
+            crate::runtimes::access::password_entry("alice", "two").unwrap(),
+        )
+        .unwrap();
         std::fs::write(&acl, "user alice\ntopic readwrite b/#\n").unwrap();
         f.reload().unwrap();
         assert_eq!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::broker::{Broker as Core, BrokerConfig};
+use crate::broker::{BrokerConfig, Router};
 use crate::runtimes::blocking::connection::{connection, Parts};
 use crate::runtimes::blocking::{next, Inbox};
 use crate::runtimes::driver::broker::RouterCore;
@@ -25,7 +25,7 @@ use crate::runtimes::driver::{BrokerHandle, BrokerOptions};
 /// An MQTT broker on threads: bound listeners, run until its [`BrokerHandle`] is triggered.
 #[derive(Debug)]
 pub struct Server {
-    broker: Core,
+    router: Router,
     options: BrokerOptions,
     listeners: Vec<(TcpListener, Option<SharedAcceptor>)>,
     reloader: Reloader,
@@ -43,29 +43,29 @@ pub struct Server {
 impl Server {
     /// Binds `addrs` for a broker with `config` that lets everyone in.
     pub fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Server> {
-        Server::bind_with(Core::new(config), BrokerOptions::default(), addrs)
+        Server::bind_with(Router::new(config), BrokerOptions::default(), addrs)
     }
 
-    /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
-    /// runs in the router thread, its connections each in their own thread.
+    /// Binds `addrs` for `router` (built with its authenticator and authorizer:
+    /// [`Router::with_auth`], no connections yet), which runs in the router thread, its
+    /// connections each in their own thread.
     ///
     /// With [`BrokerOptions::persistence`], the broker is first restored from its store and
     /// the store's writer thread starts; a store that cannot be opened or read fails here with
-    /// an error naming its file, and so does a [`BrokerOptions::fsync`] that does not match
-    /// the broker's `durable_acks`.
+    /// an error naming its file; the router's `durable_acks` follows [`BrokerOptions::fsync`].
     pub fn bind_with(
-        broker: Core,
+        router: Router,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Server> {
         let listeners = addrs.iter().map(|a| ListenerConfig::plain(*a));
-        Server::bind_listeners(broker, options, &listeners.collect::<Vec<_>>())
+        Server::bind_listeners(router, options, &listeners.collect::<Vec<_>>())
     }
 
     /// [`Server::bind_with`] for listeners that may speak TLS and WebSocket; a certificate or
     /// key that cannot be used fails here, naming its file and the reason.
     pub fn bind_listeners(
-        mut broker: Core,
+        mut router: Router,
         options: BrokerOptions,
         configs: &[ListenerConfig],
     ) -> io::Result<Server> {
@@ -76,7 +76,7 @@ impl Server {
             // A full inbox wakes the router anyway; it collects on every turn.
             let _ = wake.try_send(Inbox::Stored);
         });
-        let store = writer::start(&options, &mut broker, wake)?;
+        let store = writer::start(&options, &mut router, wake)?;
         let listeners = configs
             .iter()
             .map(|c| TcpListener::bind(c.bind))
@@ -90,7 +90,7 @@ impl Server {
         let stats = ListenerStats::new(&addrs);
         let metrics = metrics::start(&options, &handle, &stats, store.as_ref())?;
         Ok(Server {
-            broker,
+            router,
             options,
             listeners,
             reloader,
@@ -179,7 +179,7 @@ impl Server {
         });
         let (done_tx, done_rx) = sync_channel::<()>(1);
         let mut core = RouterCore::new(
-            self.broker.into_router(now()),
+            self.router,
             &self.options,
             self.store,
             // Threads: the OS decides who runs first; the mail order is the natural guess.

@@ -46,9 +46,10 @@ pub struct BrokerOptions {
     /// retained messages and persistent sessions with their subscriptions survive a restart.
     /// `None` keeps everything in memory.
     pub persistence: Option<PathBuf>,
-    /// When the store's writes reach the disk (with [`BrokerOptions::persistence`]): it must
-    /// match the broker's [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks)
-    /// ([`Fsync::durable_acks`]), or binding fails; the defaults match.
+    /// When the store's writes reach the disk (with [`BrokerOptions::persistence`]), and so
+    /// when acknowledgements go out: the broker's
+    /// [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) is derived
+    /// from it ([`Fsync::durable_acks`]) when the store opens.
     pub fsync: Fsync,
     /// Threads that run the credentials checks of an authenticator that
     /// [defers](crate::broker::Authenticator::defers) them (password hashing, blocking
@@ -143,17 +144,15 @@ pub type CheckCredentials =
 #[non_exhaustive]
 pub enum Fsync {
     /// Every commit is synced to disk before it is done, and each PUBACK, PUBREC, PUBREL and
-    /// PUBCOMP waits for the commit of what it promises: nothing acknowledged is lost, even to a
-    /// power failure (needs [`BrokerConfig::durable_acks`]).
-    ///
-    /// [`BrokerConfig::durable_acks`]: crate::broker::BrokerConfig::durable_acks
+    /// PUBCOMP waits for the commit of what it promises: nothing acknowledged is lost, even to
+    /// a power failure (the broker's `durable_acks` is turned on).
     #[default]
     Always,
     /// Acknowledgements go out at once; commits are not synced, and what they wrote is synced
     /// at least this often (when anything was written since the last sync) and at a graceful
     /// shutdown. A crash of the broker's process or of the machine loses what was written
     /// since the last sync: up to this interval (plus one commit) of acknowledged messages and
-    /// session changes (needs `durable_acks = false`).
+    /// session changes (the broker's `durable_acks` is turned off).
     Interval(Duration),
 }
 
@@ -162,7 +161,7 @@ impl Fsync {
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
     /// The [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) this
-    /// policy needs: `true` for [`Fsync::Always`].
+    /// policy gives the broker: `true` for [`Fsync::Always`].
     pub fn durable_acks(self) -> bool {
         matches!(self, Fsync::Always)
     }

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use super::now;
-use crate::broker::Broker;
+use crate::broker::Router;
 use crate::store::{
     CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError,
     StoreOp, StoreSnapshot,
@@ -62,13 +62,13 @@ fn wall() -> u64 {
 
 /// Opens the store in `dir` (if the options name one), restores `broker` from it and returns
 /// it; an unreadable store fails naming its file.
-pub(crate) fn start(dir: Option<&Path>, broker: &mut Broker) -> io::Result<Option<RedbStore>> {
+pub(crate) fn start(dir: Option<&Path>, router: &mut Router) -> io::Result<Option<RedbStore>> {
     let Some(dir) = dir else {
         return Ok(None);
     };
     let store = RedbStore::open(dir)?;
     let snapshot = guarded(&store.path, || store.load())?;
-    broker.restore(now(), wall(), snapshot);
+    router.restore(now(), wall(), snapshot);
     Ok(Some(store))
 }
 

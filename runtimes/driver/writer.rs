@@ -26,7 +26,7 @@ use super::now;
 #[cfg(feature = "persistence")]
 use super::store::RedbStore;
 use super::STORE_BATCHES;
-use crate::broker::Broker;
+use crate::broker::Router;
 use crate::runtimes::driver::options::{BrokerOptions, Fsync};
 use crate::store::{StoreOp, Ticket};
 
@@ -264,28 +264,21 @@ fn write_loop(
     }
 }
 
-/// Opens the store the options name (checking that the config's acknowledgements match the
-/// fsync policy), restores `broker` from it and starts its writer; `None` without persistence.
+/// Opens the store the options name, restores `router` from it, makes its acknowledgements
+/// follow the fsync policy ([`Fsync::durable_acks`]) and starts its writer; `None` without
+/// persistence.
 #[cfg(feature = "persistence")]
 pub(crate) fn start(
     options: &BrokerOptions,
-    broker: &mut Broker,
+    router: &mut Router,
     wake: Wake,
 ) -> io::Result<Option<StoreWriter>> {
     let Some(dir) = options.persistence.as_deref() else {
         return Ok(None);
     };
-    let wanted = options.fsync.durable_acks();
-    if broker.config().durable_acks != wanted {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "fsync {:?} needs BrokerConfig::durable_acks = {wanted} (Fsync::durable_acks)",
-                options.fsync
-            ),
-        ));
-    }
-    let Some(store) = super::store::start(Some(dir), broker)? else {
+    // The one setting is the policy: the broker's acknowledgements are derived from it.
+    router.set_durable_acks(options.fsync.durable_acks());
+    let Some(store) = super::store::start(Some(dir), router)? else {
         return Ok(None);
     };
     StoreWriter::spawn(store, options.fsync, wake).map(Some)
@@ -295,7 +288,7 @@ pub(crate) fn start(
 #[cfg(not(feature = "persistence"))]
 pub(crate) fn start(
     options: &BrokerOptions,
-    _broker: &mut Broker,
+    _router: &mut Router,
     _wake: Wake,
 ) -> io::Result<Option<StoreWriter>> {
     match options.persistence {

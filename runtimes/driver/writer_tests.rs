@@ -71,8 +71,8 @@ fn topics_on_disk(d: &Path, name: &str) -> Vec<String> {
     let copy = dir(&format!("{name}-copy"));
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::copy(
-        d.join(super::super::STORE_FILE),
-        copy.join(super::super::STORE_FILE),
+        d.join(crate::runtimes::driver::STORE_FILE),
+        copy.join(crate::runtimes::driver::STORE_FILE),
     )
     .unwrap();
     let t = topics(&RedbStore::open(&copy).unwrap());
@@ -257,4 +257,26 @@ fn the_writer_takes_at_most_store_batches_in_flight_and_each_hand_back_frees_wha
     assert!(woken.load(Ordering::Relaxed) >= 1);
     assert_eq!(topics(&RedbStore::open(&d).unwrap()), ["f"]);
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn the_fsync_policy_sets_the_brokers_durable_acks_when_the_store_opens() {
+    // Each policy against a config that says the opposite: the policy wins, nothing fails.
+    for (configured, fsync) in [
+        (true, Fsync::Interval(Duration::from_secs(1))),
+        (false, Fsync::Always),
+    ] {
+        let d = dir(&format!("derived-{configured}"));
+        let mut router = Router::new(BrokerConfig::default().with_durable_acks(configured));
+        let options = BrokerOptions::default()
+            .with_persistence(Some(d.clone()))
+            .with_fsync(fsync);
+        let writer = start(&options, &mut router, Box::new(|| {}))
+            .expect("the store opens")
+            .expect("a writer, with persistence");
+        assert_eq!(router.config().durable_acks, !configured, "{fsync:?}");
+        assert_eq!(router.config().durable_acks, fsync.durable_acks());
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -89,7 +89,7 @@ use std::time::Duration;
 
 pub use error::{Invalid, SettingsError};
 
-use crate::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig};
+use crate::broker::{AllowAll, Authenticator, Authorizer, Broker, BrokerConfig, Router};
 use crate::runtimes::access::{AccessFiles, AclFile, PasswordFile};
 use crate::runtimes::driver::transport::{ListenerConfig, Protocol};
 use crate::runtimes::{BrokerOptions, Fsync};
@@ -260,6 +260,12 @@ impl Settings {
     /// authorizer.
     pub fn broker(&self) -> Broker {
         Broker::with_auth(self.config.clone(), self.authenticator(), self.authorizer())
+    }
+
+    /// The router these settings describe, with their authenticator and authorizer: what a
+    /// runtime's `Server::bind_listeners` runs.
+    pub fn router(&self) -> Router {
+        Router::with_auth(self.config.clone(), self.authenticator(), self.authorizer())
     }
 
     /// Sets the store's fsync policy (the file's `fsync`): `interval` syncs every

@@ -559,6 +559,8 @@ fn load_reads_the_files_relative_to_the_settings_and_locates_errors() {
     assert!(s.warnings().is_empty());
     // The broker they make checks credentials.
     let _ = s.broker();
+    // The router a runtime's server runs has the settings' configuration.
+    assert_eq!(s.router().config(), &s.config);
 
     // An ACL without a password file is allowed, with a warning.
     let path = write(&dir, "acl_only.toml", "acl_file = \"acl\"\n");

@@ -139,7 +139,10 @@ pub struct BrokerConfig {
     /// PUBREC, PUBREL and PUBCOMP only once what it promises is durable (the store handed
     /// its [`StoreOp::Durable`](crate::broker::persist::StoreOp::Durable) ticket back): `fsync =
     /// always`. `false` acknowledges at once and leaves durability to the store's own pace
-    /// (`fsync = interval`). No effect without a store.
+    /// (`fsync = interval`). No effect without a store. The runtimes' brokers derive it from
+    /// their store's fsync policy (see [`Router::set_durable_acks`]).
+    ///
+    /// [`Router::set_durable_acks`]: crate::broker::Router::set_durable_acks
     pub durable_acks: bool,
     /// Answers an MQTT 5 publisher's QoS 1/2 PUBLISH that matched no subscription with
     /// PUBACK / PUBREC 0x10 No matching subscribers (a success code; Mosquitto and EMQX send

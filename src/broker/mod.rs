@@ -70,11 +70,21 @@ mod deadlines;
 mod mail;
 pub mod persist;
 mod replay;
+// The subscription tree and the retained store are the router's own; the internal feature
+// `_internals` makes them public (hidden from the docs) for the benches and property tests.
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub mod retained;
+#[cfg(not(feature = "_internals"))]
+mod retained;
 mod router;
 mod stats;
 mod sys;
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub mod tree;
+#[cfg(not(feature = "_internals"))]
+mod tree;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -89,9 +99,13 @@ pub use auth::{
 pub use config::{BrokerConfig, Redirect};
 pub use connection::ServerConnection;
 pub use mail::{ConnId, ConnectionMail, RouterMail};
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub use retained::RetainedStore;
 pub use router::{ListenerSource, Restored, Router};
 pub use stats::{BrokerStats, ByQoS, DropCounts, DropReason, RefusedCounts};
+#[cfg(feature = "_internals")]
+#[doc(hidden)]
 pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTree};
 
 use crate::error::CloseReason;

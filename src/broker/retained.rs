@@ -3,6 +3,10 @@
 //! Stored level by level like the subscription tree, so a filter visits only the branches it
 //! can match; `+` and `#` at the first level skip `$` topics ([MQTT-4.7.2-1]).
 
+// Public with the internal feature `_internals` (for the benches and property tests); without
+// it, what only they use is unused here, and what is `pub` is the router's alone.
+#![cfg_attr(not(feature = "_internals"), allow(dead_code, unreachable_pub))]
+
 use std::collections::HashMap;
 
 use crate::topic::split_shared;

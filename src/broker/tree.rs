@@ -4,6 +4,10 @@
 //! `#` subscribers on the way, splits the topic lazily without allocating, and applies the rule
 //! that wildcards at the first level do not match `$` topics ([MQTT-4.7.2-1]).
 
+// Public with the internal feature `_internals` (for the benches and property tests); without
+// it, what only they use is unused here, and what is `pub` is the router's alone.
+#![cfg_attr(not(feature = "_internals"), allow(dead_code, unreachable_pub))]
+
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tinymqtt::broker::{AllowAll, Authenticator, Broker as Core, BrokerConfig};
+use tinymqtt::broker::{AllowAll, Authenticator, BrokerConfig, Router as Core};
 use tinymqtt::runtimes::access::{AclFile, PasswordFile};
 use tinymqtt::runtimes::{BrokerOptions, Error};
 use tinymqtt::{ByteStr, ProtocolVersion, QoS, ReasonCode};

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_lite::future;
-use tinymqtt::broker::Broker as Core;
+use tinymqtt::broker::Router as Core;
 use tinymqtt::broker::BrokerConfig;
 use tinymqtt::client::{ClientConfig, Event};
 use tinymqtt::codec::{Publish, Subscription};

@@ -305,7 +305,7 @@ fn answer(challenge: &tinymqtt::codec::Auth) -> Option<tinymqtt::codec::Auth> {
 /// answered by the handler in `ConnectOptions`, and a re-authentication started with `auth`.
 #[test]
 fn enhanced_authentication_completes_through_a_runtime_client() {
-    let core = tinymqtt::broker::Broker::with_auth(
+    let core = tinymqtt::broker::Router::with_auth(
         BrokerConfig::default().with_sys_interval(None),
         Arc::new(ChallengeAuth),
         Arc::new(tinymqtt::broker::AllowAll),

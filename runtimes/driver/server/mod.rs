@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 
-use crate::broker::{Broker, BrokerConfig};
+use crate::broker::{BrokerConfig, Router};
 use crate::runtimes::driver::broker::RouterCore;
 use crate::runtimes::driver::connection::Report;
 use crate::runtimes::driver::handle::{BrokerHandle, Control};
@@ -27,7 +27,7 @@ use crate::runtimes::driver::{answer, now, wait, wait_fair, Alarm, Listener, Run
 
 /// An MQTT broker on an async runtime: listeners bound, routing once [`Server::run`] runs.
 pub struct Server<R: Runtime> {
-    broker: Broker,
+    router: Router,
     options: BrokerOptions,
     listeners: Vec<(R::Listener, Option<SharedAcceptor>)>,
     reloader: Reloader,
@@ -56,29 +56,29 @@ impl<R: Runtime> std::fmt::Debug for Server<R> {
 impl<R: Runtime> Server<R> {
     /// Binds `addrs` for a broker with `config` that lets everyone in.
     pub async fn bind(config: BrokerConfig, addrs: &[SocketAddr]) -> io::Result<Self> {
-        Self::bind_with(Broker::new(config), BrokerOptions::default(), addrs).await
+        Self::bind_with(Router::new(config), BrokerOptions::default(), addrs).await
     }
 
-    /// Binds `addrs` for `broker` (built with its authenticator and authorizer); its router
-    /// runs in the router task, its connections each in their own task.
+    /// Binds `addrs` for `router` (built with its authenticator and authorizer:
+    /// [`Router::with_auth`], no connections yet), which runs in the router task, its
+    /// connections each in their own task.
     ///
     /// With [`BrokerOptions::persistence`], the broker is first restored from its store and
     /// the store's writer thread starts; a store that cannot be opened or read fails here with
-    /// an error naming its file, and so does a [`BrokerOptions::fsync`] that does not match
-    /// the broker's `durable_acks`.
+    /// an error naming its file; the router's `durable_acks` follows [`BrokerOptions::fsync`].
     pub async fn bind_with(
-        broker: Broker,
+        router: Router,
         options: BrokerOptions,
         addrs: &[SocketAddr],
     ) -> io::Result<Self> {
         let listeners = addrs.iter().map(|a| ListenerConfig::plain(*a));
-        Self::bind_listeners(broker, options, &listeners.collect::<Vec<_>>()).await
+        Self::bind_listeners(router, options, &listeners.collect::<Vec<_>>()).await
     }
 
     /// [`Server::bind_with`] for listeners that may speak TLS and WebSocket; a certificate or
     /// key that cannot be used fails here, naming its file and the reason.
     pub async fn bind_listeners(
-        mut broker: Broker,
+        mut router: Router,
         options: BrokerOptions,
         configs: &[ListenerConfig],
     ) -> io::Result<Self> {
@@ -89,7 +89,7 @@ impl<R: Runtime> Server<R> {
             // A full inbox wakes the router anyway; it collects on every turn.
             let _ = wake.try_send(Inbox::Stored);
         });
-        let store = writer::start(&options, &mut broker, wake)?;
+        let store = writer::start(&options, &mut router, wake)?;
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         for (c, acceptor) in configs.iter().zip(acceptors) {
@@ -101,7 +101,7 @@ impl<R: Runtime> Server<R> {
         let stats = ListenerStats::new(&bound);
         let metrics = metrics::start(&options, &handle, &stats, store.as_ref())?;
         Ok(Server {
-            broker,
+            router,
             options,
             listeners,
             reloader,
@@ -168,7 +168,7 @@ pub(super) enum Inbox<R: Runtime> {
 /// Runs the broker until the handle's channel closes.
 async fn run<R: Runtime>(server: Server<R>) {
     let Server {
-        broker,
+        router,
         options,
         listeners,
         handle,
@@ -196,12 +196,7 @@ async fn run<R: Runtime>(server: Server<R>) {
             stop.clone(),
         ));
     }
-    let mut core = RouterCore::new(
-        broker.into_router(now()),
-        &options,
-        store,
-        R::RUNS_LAST_WOKEN_FIRST,
-    );
+    let mut core = RouterCore::new(router, &options, store, R::RUNS_LAST_WOKEN_FIRST);
     core.observe(&runtime_metrics, &stats);
     let mut turn = false;
     let sleep = pin!(None);

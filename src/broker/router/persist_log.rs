@@ -391,6 +391,17 @@ impl Router {
         self.store.as_mut()?.ops.pop_front()
     }
 
+    /// Sets [`BrokerConfig::durable_acks`] from now on: whoever runs the store derives it from
+    /// the store's sync policy (acknowledgements wait for durability only where each commit
+    /// is synced). Set it before the first connection.
+    ///
+    /// [`BrokerConfig::durable_acks`]: crate::broker::BrokerConfig::durable_acks
+    pub fn set_durable_acks(&mut self, durable_acks: bool) {
+        if self.config.durable_acks != durable_acks {
+            Arc::make_mut(&mut self.config).durable_acks = durable_acks;
+        }
+    }
+
     /// Logs `op` if a store is on.
     pub(super) fn log(&mut self, op: StoreOp) {
         if let Some(log) = &mut self.store {
