@@ -30,6 +30,11 @@ tools:
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq nodejs npm >/dev/null; }
 	@[ -d tests/interop/node_modules/mqtt ] || npm ci --prefix tests/interop --no-audit --no-fund --silent
+	@# promtool (Debian's prometheus package) checks the broker's /metrics in the behaviour tests;
+	@# the package would start a Prometheus server on port 9090: the tests need none.
+	@command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@-systemctl disable --now prometheus >/dev/null 2>&1 || true
 	@(mosquitto -h 2>/dev/null || true) | head -1; python3 -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
 
 lint:

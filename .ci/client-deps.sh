@@ -5,7 +5,7 @@
 # (cargo tree -e normal, crates incl. tinymqtt;
 # http, with itoa, parses the endpoint URLs of every client).
 set -euo pipefail
-broker_only="redb pbkdf2 sha2 base64 subtle getrandom hmac digest toml toml_parser serde serde_spanned"
+broker_only="redb pbkdf2 sha2 base64 subtle getrandom hmac digest toml toml_parser serde serde_spanned prometheus httparse"
 declare -A ceiling=([tokio]=23 [smol]=42 [async-std]=42 [blocking]=18)
 bad=0
 for rt in tokio smol async-std blocking; do

@@ -1,8 +1,10 @@
 //! An MQTT broker: `broker --host 127.0.0.1 --port 1883 [--config FILE] [--runtime tokio]`.
 //!
-//! Reads `help`, `status` (with the connections of each listener), `clients`, `sessions`
-//! (the offline ones), `subscriptions ID`, `kick ID` (DISCONNECT 0x98 to an MQTT 5 client),
-//! `remove ID` (an offline session), `reload` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM (DISCONNECT 0x8B to MQTT 5 clients, no wills);
+//! Reads `help`, `status` (a table of the counters, with the connections of each listener),
+//! `log LEVEL` (the log filter, changed while it runs), `clients`, `sessions` (the offline
+//! ones), `subscriptions ID`, `kick ID` (DISCONNECT 0x98 to an MQTT 5 client), `remove ID` (an
+//! offline session), `reload` and `stop` on stdin; stops cleanly on Ctrl+C or SIGTERM
+//! (DISCONNECT 0x8B to MQTT 5 clients, no wills);
 //! `reload` and SIGHUP read the password and ACL files and the TLS certificates again
 //! (connected clients keep their sessions and meet the new rules at their next publish or
 //! subscription; new connections get the new certificates). `broker --check-config FILE` checks a config file (and
@@ -25,6 +27,7 @@ mod cli;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Parser;
 use tinymqtt::broker::{BrokerEvent, DeniedAction};
@@ -53,9 +56,17 @@ struct Args {
     /// A TOML config file.
     #[arg(short = 'c', long)]
     config: Option<PathBuf>,
-    /// The log filter (stderr): error, warn, info, debug, trace.
+    /// The log filter (stderr): error, warn, info, debug, trace; `log LEVEL` on stdin
+    /// changes it while the broker runs.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// How log lines look: text, or one JSON object per line (for log shippers).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: cli::LogFormat,
+    /// Serve Prometheus metrics on `http://ADDR/metrics` (overrides the config file's
+    /// `metrics_listener`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listener: Option<std::net::SocketAddr>,
     /// The runtime.
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: cli::Runtime,
@@ -102,7 +113,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logs(&args.log_level);
+    let log = cli::init_logs_as(&args.log_level, args.log_format);
     let result = match (&args.command, &args.check_config) {
         (
             Some(Command::Passwd {
@@ -113,7 +124,7 @@ fn main() -> ExitCode {
             _,
         ) => passwd(file, user, password.as_deref()),
         (None, Some(path)) => check_config(path),
-        (None, None) => run(&args),
+        (None, None) => run(&args, log),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,7 +135,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = match &args.config {
         Some(path) => Settings::load(path)?,
         None => Settings::default(),
@@ -152,7 +163,16 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             options.fsync
         );
     }
-    options.on_event = Some(std::sync::Arc::new(log_event));
+    if args.metrics_listener.is_some() {
+        options.metrics_listener = args.metrics_listener;
+    }
+    if let Some(addr) = options.metrics_listener {
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
+    let connected = std::sync::Mutex::new(std::collections::HashMap::new());
+    options.on_event = Some(std::sync::Arc::new(move |e: &BrokerEvent| {
+        log_event(e, &connected)
+    }));
     options.on_transport_error = Some(std::sync::Arc::new(|e| {
         tracing::warn!("transport refused: {e}");
     }));
@@ -181,7 +201,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (handle, reloader) = (running.handle.clone(), running.reloader.clone());
     let listeners = running.listeners.clone();
     let files = settings.access().cloned();
-    std::thread::spawn(move || console(&handle, files.as_deref(), &reloader, &listeners));
+    std::thread::spawn(move || console(&handle, files.as_deref(), &reloader, &listeners, &log));
     running
         .thread
         .join()
@@ -258,9 +278,13 @@ fn on_signals(
     Ok(())
 }
 
-/// Logs what the broker reports: connections, closes, and every refusal at `info` with the
-/// client id, the user name and why (never a password).
-fn log_event(event: &BrokerEvent) {
+/// When each connection connected, for the duration on its close line.
+type Connected = std::sync::Mutex<std::collections::HashMap<tinymqtt::broker::ConnId, Instant>>;
+
+/// Logs what the broker reports: one line per connect (client id, user, listener, protocol,
+/// keep-alive, clean start), per close (reason code, initiator, error, duration) and per
+/// refusal (reason code, client id, user; never a password).
+fn log_event(event: &BrokerEvent, connected: &Connected) {
     match event {
         BrokerEvent::Denied { conn, denied } => {
             let user = denied.username.as_ref().map_or("", |u| u.as_str());
@@ -268,10 +292,15 @@ fn log_event(event: &BrokerEvent) {
             let reason = denied.reason;
             match &denied.action {
                 DeniedAction::Connect(code) => tracing::info!(
-                    ?conn, client_id, user, code = %code, reason, "connection refused"
+                    conn = conn.0,
+                    client_id,
+                    user,
+                    code = format_args!("0x{:02x}", code.as_u8()),
+                    reason,
+                    "connection refused"
                 ),
                 DeniedAction::Publish(topic) => tracing::info!(
-                    ?conn,
+                    conn = conn.0,
                     client_id,
                     user,
                     topic = topic.as_str(),
@@ -279,23 +308,78 @@ fn log_event(event: &BrokerEvent) {
                     "publish denied"
                 ),
                 DeniedAction::Subscribe(filter) => tracing::info!(
-                    ?conn,
+                    conn = conn.0,
                     client_id,
                     user,
                     filter = filter.as_str(),
                     reason,
                     "subscribe denied"
                 ),
-                other => tracing::info!(?conn, client_id, user, ?other, reason, "denied"),
+                other => tracing::info!(conn = conn.0, client_id, user, ?other, reason, "denied"),
             }
         }
-        BrokerEvent::Connected { conn, client_id } => {
-            tracing::info!(?conn, client_id = %client_id, "client connected");
+        BrokerEvent::Connected {
+            conn,
+            client_id,
+            info,
+            ..
+        } => {
+            lock(connected).insert(*conn, clock());
+            tracing::info!(
+                conn = conn.0,
+                client_id = client_id.as_str(),
+                user = info.username.as_ref().map_or("", |u| u.as_str()),
+                listener = info.listener.as_ref().map_or("", |l| l.as_str()),
+                protocol = protocol_name(info.protocol),
+                keep_alive = info.keep_alive,
+                clean_start = info.clean_start,
+                session_present = info.session_present,
+                "client connected"
+            );
         }
         BrokerEvent::Closed { conn, reason } => {
-            tracing::info!(?conn, code = ?reason.reason_code, initiator = ?reason.initiator, error = ?reason.error, "connection closed");
+            let since = lock(connected).remove(conn);
+            let duration =
+                since.map_or(0.0, |t| clock().saturating_duration_since(t).as_secs_f64());
+            let error = reason
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::info!(
+                conn = conn.0,
+                code = format_args!("0x{:02x}", reason.reason_code.as_u8()),
+                reason = reason.reason_code.description(),
+                initiator = ?reason.initiator,
+                error,
+                duration_secs = duration,
+                connected = since.is_some(),
+                "connection closed"
+            );
         }
         other => tracing::debug!(?other, "broker event"),
+    }
+}
+
+/// The map of connect times, whatever a panicking holder left.
+fn lock(
+    c: &Connected,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<tinymqtt::broker::ConnId, Instant>> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Now, for connection durations in the logs.
+#[allow(clippy::disallowed_methods)]
+fn clock() -> Instant {
+    Instant::now()
+}
+
+/// The protocol version as Mosquitto's tools name it.
+fn protocol_name(v: tinymqtt::ProtocolVersion) -> &'static str {
+    match v {
+        tinymqtt::ProtocolVersion::V3_1 => "3.1",
+        tinymqtt::ProtocolVersion::V3_1_1 => "3.1.1",
+        _ => "5",
     }
 }
 
@@ -308,9 +392,9 @@ fn reload_certificates(reloader: &Reloader) {
     }
 }
 
-/// What the console takes.
+/// The console's commands.
 const COMMANDS: &str =
-    "commands: help, status, clients, sessions, subscriptions ID, kick ID, remove ID, reload, stop";
+    "help, status, log LEVEL, clients, sessions, subscriptions ID, kick ID, remove ID, reload, stop";
 
 /// Reads the [`COMMANDS`] from stdin; the end of stdin only ends the console.
 fn console(
@@ -318,46 +402,37 @@ fn console(
     files: Option<&AccessFiles>,
     reloader: &Reloader,
     listeners: &ListenerStats,
+    log: &cli::LogLevel,
 ) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { return };
         match line.trim() {
             "" => {}
-            "help" => println!("{COMMANDS}"),
+            "help" => println!("commands: {COMMANDS}"),
             "clients" => clients(handle),
             "sessions" => offline_sessions(handle),
             "reload" => reload(files, reloader),
-            "status" => {
-                match handle.stats_blocking() {
-                    Ok(s) => println!(
-                        "clients {} sessions {} subscriptions {} retained {} messages received {} sent {} dropped {} denied {} bytes received {} sent {}",
-                        s.connections,
-                        s.sessions,
-                        s.subscriptions,
-                        s.retained,
-                        s.messages_received,
-                        s.messages_sent,
-                        s.dropped,
-                        s.publishes_denied,
-                        s.bytes_received,
-                        s.bytes_sent
-                    ),
-                    Err(e) => println!("status unavailable: {e}"),
-                }
-                for (addr, n) in listeners.connections() {
-                    println!("listener {addr}: {n} connections");
-                }
-            }
+            "status" => match handle.stats_blocking() {
+                Ok(s) => print!("{}", status_table(&s, &listeners.connections())),
+                Err(e) => println!("status unavailable: {e}"),
+            },
             "stop" => {
                 tracing::info!("stop: shutting down");
                 handle.shutdown();
                 return;
             }
             other => match other.split_once(' ') {
+                Some(("log", level)) => {
+                    let level = level.trim();
+                    match log.set(level) {
+                        Ok(()) => println!("log level: {level}"),
+                        Err(e) => println!("log level {level:?} refused: {e}"),
+                    }
+                }
                 Some(("subscriptions", id)) => subscriptions(handle, id.trim()),
                 Some(("kick", id)) => kick(handle, id.trim()),
                 Some(("remove", id)) => remove(handle, id.trim()),
-                _ => println!("unknown command {other:?}; {COMMANDS}"),
+                _ => println!("unknown command {other:?}; commands: {COMMANDS}"),
             },
         }
     }
@@ -444,4 +519,101 @@ fn remove(handle: &BrokerHandle, id: &str) {
         Ok(()) => println!("removed session {id}"),
         Err(e) => println!("remove {id}: {e}"),
     }
+}
+
+/// The snapshot as a table: one row per figure, by QoS where it has them, then each
+/// listener's connections.
+fn status_table(
+    s: &tinymqtt::broker::BrokerStats,
+    listeners: &[(std::net::SocketAddr, usize)],
+) -> String {
+    use std::fmt::Write;
+    use tinymqtt::broker::DropReason;
+    use tinymqtt::QoS;
+    let q = |c: tinymqtt::broker::ByQoS| {
+        let by = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].map(|q| c.get(q));
+        format!(
+            "{:>10} {:>10} {:>10} {:>10}",
+            c.total(),
+            by[0],
+            by[1],
+            by[2]
+        )
+    };
+    let mut t = String::new();
+    let mut row = |name: &str, value: String| {
+        let _ = writeln!(t, "  {name:<24} {value}");
+    };
+    row(
+        "",
+        format!(
+            "{:>10} {:>10} {:>10} {:>10}",
+            "total", "qos 0", "qos 1", "qos 2"
+        ),
+    );
+    row("messages received", q(s.publish_received));
+    row("messages sent", q(s.publish_sent));
+    row("payload bytes received", q(s.publish_received_bytes));
+    row("payload bytes sent", q(s.publish_sent_bytes));
+    row(
+        "connections",
+        format!(
+            "{:>10} (maximum {}, accepted {})",
+            s.connections, s.connections_maximum, s.connections_total
+        ),
+    );
+    row(
+        "connects refused",
+        format!(
+            "{:>10} (auth failures {})",
+            s.refused.total(),
+            s.refused.auth_failures()
+        ),
+    );
+    for (code, n) in s.refused.iter() {
+        row(
+            &format!("  0x{:02x} {}", code.as_u8(), code.description()),
+            format!("{n:>10}"),
+        );
+    }
+    row(
+        "sessions",
+        format!(
+            "{:>10} (online {}, offline {}, expired {})",
+            s.sessions,
+            s.sessions_online,
+            s.sessions_offline(),
+            s.sessions_expired
+        ),
+    );
+    row(
+        "subscriptions",
+        format!(
+            "{:>10} (shared groups {})",
+            s.subscriptions, s.shared_groups
+        ),
+    );
+    row(
+        "retained",
+        format!("{:>10} ({} bytes)", s.retained, s.retained_bytes),
+    );
+    row("in flight", format!("{:>10}", s.inflight));
+    row(
+        "queued",
+        format!("{:>10} ({} bytes)", s.queued, s.queued_bytes),
+    );
+    row("dropped", format!("{:>10}", s.dropped_by.total()));
+    for r in DropReason::ALL {
+        row(
+            &format!("  {}", r.as_str()),
+            format!("{:>10}", s.dropped_by.get(r)),
+        );
+    }
+    row("bytes received", format!("{:>10}", s.bytes_received));
+    row("bytes sent", format!("{:>10}", s.bytes_sent));
+    row("memory used", format!("{:>10}", s.memory_used));
+    for (addr, n) in listeners {
+        let _ = writeln!(t, "listener {addr}: {n} connections");
+    }
+    t
 }

@@ -69,6 +69,7 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
          acl_file = \"acl\"\nmax_connections = -1\nmax_queued_messages = 10\n\
          max_queued_bytes = 0\nmax_inflight_messages = 5\nmessage_size_limit = 4096\n\
          max_keepalive = 60\nsys_interval = 0\npersistence_location = \"data\"\n\
+         metrics_listener = \"127.0.0.1:9464\"\n\
          persistence = true\nfsync = \"interval\"\nautosave_interval = 5\n\
          reason_strings = false\nno_matching_subscribers = false\n\
          memory_limit = 268435456\npersistent_client_expiration = \"14d\"\n\
@@ -77,6 +78,10 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
     );
     let out = run_ok(&example("broker"), &["--check-config", &good]);
     assert!(out.contains("good.toml: ok"), "{out}");
+    assert!(
+        out.contains("metrics on http://127.0.0.1:9464/metrics"),
+        "{out}"
+    );
     assert!(out.contains("1 users"), "{out}");
     assert!(out.contains("fsync interval, a sync every 5 s"), "{out}");
     // The folder given as `persistence = DIR`, and the default policy.

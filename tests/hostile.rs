@@ -24,6 +24,8 @@ mod peers;
 
 #[path = "hostile/harness.rs"]
 mod harness;
+#[path = "hostile/metrics.rs"]
+mod metrics;
 
 use std::time::{Duration, Instant};
 

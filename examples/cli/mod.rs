@@ -57,15 +57,57 @@ impl From<Protocol> for ProtocolVersion {
     }
 }
 
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+/// Changes the log filter of a running program (the broker's `log LEVEL`).
+pub(crate) struct LogLevel(
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+);
+
+impl LogLevel {
+    /// Uses `level` (a `tracing` filter such as `debug` or `tinymqtt=trace`) from now on.
+    pub(crate) fn set(&self, level: &str) -> Result<(), String> {
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        self.0.reload(filter).map_err(|e| e.to_string())
+    }
+}
+
 /// Logs to stderr at `level` (a `tracing` filter such as `info` or `tinymqtt=debug`).
-pub(crate) fn init_logs(level: &str) {
+pub(crate) fn init_logs(level: &str) -> LogLevel {
+    init_logs_as(level, LogFormat::Text)
+}
+
+/// [`init_logs`] in `format`; the returned handle changes the level later.
+pub(crate) fn init_logs_as(level: &str, format: LogFormat) -> LogLevel {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let text = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_env_filter(filter)
-        .init();
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
+    match format {
+        LogFormat::Text => registry.with(text).init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(io::stderr),
+            )
+            .init(),
+    }
+    LogLevel(handle)
 }
 
 /// The first address `host:port` resolves to.

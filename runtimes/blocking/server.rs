@@ -13,8 +13,9 @@ use crate::broker::{BrokerConfig, Router};
 use crate::runtimes::blocking::connection::{connection, Parts};
 use crate::runtimes::blocking::{next, Inbox};
 use crate::runtimes::driver::broker::RouterCore;
-use crate::runtimes::driver::connection::{drain_connection, Traffic};
+use crate::runtimes::driver::connection::{drain_connection, with_listener, Traffic};
 use crate::runtimes::driver::handle::Control;
+use crate::runtimes::driver::metrics::{self, MetricsServer, RuntimeMetrics};
 use crate::runtimes::driver::transport::{self};
 use crate::runtimes::driver::transport::{ListenerConfig, ListenerStats, Reloader, SharedAcceptor};
 use crate::runtimes::driver::writer::{self, StoreWriter};
@@ -34,6 +35,9 @@ pub struct Server {
     signal: async_channel::Receiver<Control>,
     store: Option<StoreWriter>,
     inbox: (SyncSender<Inbox>, Receiver<Inbox>),
+    /// The Prometheus endpoint ([`BrokerOptions::metrics_listener`]), served until `run`
+    /// returns, and what the runtime measures for it.
+    metrics: (Option<MetricsServer>, RuntimeMetrics),
 }
 
 impl Server {
@@ -83,23 +87,32 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()?;
         let listeners = listeners.into_iter().zip(acceptors).collect();
         let (handle, signal) = BrokerHandle::new();
+        let stats = ListenerStats::new(&addrs);
+        let metrics = metrics::start(&options, &handle, &stats, store.as_ref())?;
         Ok(Server {
             router,
             options,
             listeners,
             reloader,
-            stats: ListenerStats::new(&addrs),
+            stats,
             addrs,
             handle,
             signal,
             store,
             inbox,
+            metrics,
         })
     }
 
     /// The bound addresses (with the ports the system chose for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Where `/metrics` is served ([`BrokerOptions::metrics_listener`], with the port the
+    /// system chose for port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.0.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Re-reads the TLS listeners' certificate files while the broker runs.
@@ -177,6 +190,8 @@ impl Server {
             // Threads: the OS decides who runs first; the mail order is the natural guess.
             false,
         );
+        let (_metrics, runtime_metrics) = self.metrics;
+        core.observe(&runtime_metrics, &self.stats);
         // An input taken while gathering reports, handled on the next turn.
         let mut carried = None;
         loop {
@@ -200,7 +215,7 @@ impl Server {
                             let parts = Parts {
                                 conn,
                                 router: tx.clone(),
-                                hook: self.options.on_event.clone(),
+                                hook: with_listener(self.options.on_event.clone(), held.listener()),
                                 checks: core.checks.clone(),
                                 done: done_tx.clone(),
                                 link,
@@ -242,7 +257,7 @@ impl Server {
                     core.flush(now());
                 }
                 Ok(Inbox::Stats(reply)) => {
-                    reply.send(Ok(core.router.stats()));
+                    reply.send(Ok(core.stats()));
                 }
                 Ok(Inbox::Admin(request, reply)) => core.admin(now(), request, reply),
                 Ok(Inbox::Link(conn, call, reply)) => core.link(now(), conn, call, reply),

@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::broker::{ConnId, ConnectionMail, Router, ServerConnection};
+use crate::broker::{BrokerStats, ConnId, ConnectionMail, Router, ServerConnection};
 use crate::hash::IdMap;
 use crate::runtimes::driver::connection::Report;
 use crate::runtimes::driver::mailbox::{batch_bytes, MailQueue, Mailbox};
+use crate::runtimes::driver::metrics::{BatchSizes, RuntimeMetrics};
 use crate::runtimes::driver::options::BrokerOptions;
+use crate::runtimes::driver::transport::ListenerStats;
 use crate::runtimes::driver::writer::{Done, Stopped, StoreWriter};
 
 /// A map keyed by connection.
@@ -48,6 +50,10 @@ pub(crate) struct RouterCore<Q> {
     links: HashMap<ConnId, super::link::Hosted>,
     /// The most events a link's channel holds (`max_outbound_batches`).
     link_events: usize,
+    /// The sizes of the batches sent (plain counts), copied to `batch_sizes_out` when a
+    /// snapshot is asked for ([`RouterCore::stats`]).
+    batch_sizes: BatchSizes,
+    batch_sizes_out: Arc<Mutex<BatchSizes>>,
 }
 
 /// 128 bits from the system's random source (a fixed pattern mixed with the clock if it
@@ -89,10 +95,33 @@ impl<Q: MailQueue> RouterCore<Q> {
             admin: Default::default(),
             links: HashMap::new(),
             link_events: options.max_outbound_batches,
+            batch_sizes: BatchSizes::default(),
+            batch_sizes_out: Arc::default(),
         };
         // What the restore itself changed (records that expired while the broker was down).
         core.persist(super::now());
         core
+    }
+
+    /// The router's snapshot; the batch sizes counted so far become readable by the metrics
+    /// endpoint ([`RouterCore::runtime_metrics`]) with it.
+    pub(crate) fn stats(&mut self) -> BrokerStats {
+        *self
+            .batch_sizes_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = self.batch_sizes;
+        self.router.stats()
+    }
+
+    /// Hands the metrics endpoint the batch sizes counted from now on, and tells `$SYS`
+    /// each listener's open connections.
+    pub(crate) fn observe(&mut self, metrics: &RuntimeMetrics, listeners: &ListenerStats) {
+        self.batch_sizes_out = metrics.batches.clone();
+        let listeners = listeners.clone();
+        self.router.set_listener_source(Box::new(move || {
+            let open = listeners.connections().into_iter();
+            open.map(|(a, n)| (a.to_string(), n)).collect()
+        }));
     }
 
     /// Whether the broker must stop: its store can no longer be written.
@@ -346,6 +375,7 @@ impl<Q: MailQueue> RouterCore<Q> {
             let back = match self.mailboxes.get_mut(&conn) {
                 Some(mb) => {
                     mb.last = batch.len();
+                    self.batch_sizes.count(batch.len());
                     let len = batch_bytes(&batch);
                     let q = &mb.queued;
                     let full = q.batches.load(Ordering::Relaxed) >= self.max_batches

@@ -1,12 +1,14 @@
 //! A connection's side of the broker driver: its drain after an input and its reports to the
 //! router.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::broker::{BrokerEvent, ConnId, RouterMail, ServerConnection};
 use crate::runtimes::driver::options::EventHook;
+use crate::ByteStr;
 
 /// What a connection's read and mail produced, for the router: all its mail in one batch.
 pub(crate) struct Report {
@@ -28,6 +30,22 @@ pub(crate) struct Drained {
     pub(crate) transmit: Vec<Bytes>,
     pub(crate) mail: Vec<RouterMail>,
     pub(crate) close: bool,
+}
+
+/// The event hook of one connection: `hook`, told the listener it came in on in its
+/// [`BrokerEvent::Connected`] (made once per connection, only when there is a hook).
+pub(crate) fn with_listener(hook: Option<EventHook>, listener: ByteStr) -> Option<EventHook> {
+    let hook = hook?;
+    Some(Arc::new(move |e: &BrokerEvent| match e {
+        BrokerEvent::Connected { .. } => {
+            let mut e = e.clone();
+            if let BrokerEvent::Connected { info, .. } = &mut e {
+                info.listener = Some(listener.clone());
+            }
+            hook(&e);
+        }
+        _ => hook(e),
+    }))
 }
 
 /// Drains `conn` in order: transmit, router mail, events.

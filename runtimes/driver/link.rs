@@ -33,7 +33,7 @@ impl Hosted {
         config.keep_alive = 0;
         let mut client = ClientSession::new(config);
         client.connect(now)?;
-        router.set_listener(conn.id(), IN_PROCESS.into());
+        router.set_listener(conn.id(), crate::ByteStr::from_static(IN_PROCESS));
         let (events, rx) = async_channel::bounded(cap.max(1));
         Ok((
             Hosted {

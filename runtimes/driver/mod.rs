@@ -65,6 +65,8 @@ pub(crate) mod connection;
 pub(crate) mod handle;
 #[cfg(feature = "broker")]
 pub(crate) mod mailbox;
+#[cfg(feature = "broker")]
+pub mod metrics;
 mod oneshot;
 #[cfg(feature = "broker")]
 pub(crate) mod options;

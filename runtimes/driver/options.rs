@@ -66,6 +66,10 @@ pub struct BrokerOptions {
     pub check_credentials: Option<CheckCredentials>,
     /// Told why a connection's transport failed, for logs.
     pub on_transport_error: Option<TransportHook>,
+    /// Where to serve Prometheus's `GET /metrics` (see
+    /// [`metrics`](crate::runtimes::driver::metrics)); `None` (the default) serves nothing.
+    /// Binding it fails `bind` like a listener would.
+    pub metrics_listener: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for BrokerOptions {
@@ -81,13 +85,14 @@ impl std::fmt::Debug for BrokerOptions {
             .field("max_pending_checks", &self.max_pending_checks)
             .field("check_credentials", &self.check_credentials.is_some())
             .field("on_transport_error", &self.on_transport_error.is_some())
+            .field("metrics_listener", &self.metrics_listener)
             .finish()
     }
 }
 
 impl Default for BrokerOptions {
     /// 1024 batches, 8 MiB, 5 s, no hook, in memory (fsync always, once persistence is on),
-    /// 2 check threads and 64 pending checks.
+    /// 2 check threads and 64 pending checks, no metrics endpoint.
     fn default() -> BrokerOptions {
         BrokerOptions {
             max_outbound_batches: 1024,
@@ -100,6 +105,7 @@ impl Default for BrokerOptions {
             max_pending_checks: 64,
             check_credentials: None,
             on_transport_error: None,
+            metrics_listener: None,
         }
     }
 }

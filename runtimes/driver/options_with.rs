@@ -82,4 +82,13 @@ impl BrokerOptions {
         self.on_transport_error = on_transport_error;
         self
     }
+
+    /// Sets [`BrokerOptions::metrics_listener`].
+    pub fn with_metrics_listener(
+        mut self,
+        metrics_listener: Option<std::net::SocketAddr>,
+    ) -> BrokerOptions {
+        self.metrics_listener = metrics_listener;
+        self
+    }
 }

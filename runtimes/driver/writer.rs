@@ -41,8 +41,8 @@ pub(crate) struct Done {
 /// Tells the router task that a [`Done`] waits (it must not block).
 pub(crate) type Wake = Box<dyn Fn() + Send>;
 
-/// What the writer did, for tests and measurements.
-#[derive(Debug, Default)]
+/// What the writer did, for tests, measurements and the metrics endpoint.
+#[derive(Debug)]
 pub(crate) struct WriterStats {
     /// Batches taken from the router.
     pub(crate) batches: AtomicU64,
@@ -50,6 +50,31 @@ pub(crate) struct WriterStats {
     pub(crate) commits: AtomicU64,
     /// Syncs of earlier unsynced commits ([`Fsync::Interval`]).
     pub(crate) syncs: AtomicU64,
+    /// How long each commit took, its sync included.
+    pub(crate) commit_seconds: prometheus::Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> WriterStats {
+        WriterStats {
+            batches: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            commit_seconds: commit_histogram(),
+        }
+    }
+}
+
+/// The buckets of the store's commit times, in seconds.
+fn commit_histogram() -> prometheus::Histogram {
+    let opts = prometheus::HistogramOpts::new(
+        "tinymqtt_store_commit_seconds",
+        "Time for a store commit to reach the disk, sync included.",
+    )
+    .buckets(vec![
+        0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ]);
+    prometheus::Histogram::with_opts(opts).expect("valid buckets")
 }
 
 /// The router's end of the writer thread.
@@ -212,8 +237,11 @@ fn write_loop(
             .flatten()
             .any(|op| !matches!(op, StoreOp::Durable(_)));
         if writes {
+            let started = now();
             store.commit(group.iter().flatten(), durability)?;
             stats.commits.fetch_add(1, Ordering::Relaxed);
+            let took = now().saturating_duration_since(started);
+            stats.commit_seconds.observe(took.as_secs_f64());
             if interval.is_some() {
                 unsynced.get_or_insert_with(now);
             }

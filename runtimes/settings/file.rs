@@ -39,6 +39,8 @@ struct FileSettings {
     fsync: Option<Spanned<String>>,
     autosave_interval: Option<Spanned<i64>>,
     sys_interval: Option<Spanned<u64>>,
+    /// Where Prometheus scrapes `/metrics` (`IP:PORT`); off without it.
+    metrics_listener: Option<Spanned<String>>,
     reason_strings: Option<bool>,
     no_matching_subscribers: Option<bool>,
     memory_limit: Option<usize>,
@@ -258,6 +260,13 @@ pub(super) fn parse(text: &str) -> Checked<Settings> {
     }
     if let Some(b) = l.max_outbound_bytes {
         s.options.max_outbound_bytes = b;
+    }
+    if let Some(v) = &file.metrics_listener {
+        let addr = v.get_ref().parse().map_err(|_| {
+            let text = v.get_ref().clone();
+            bad("metrics_listener", v, Invalid::Address { text })
+        })?;
+        s.options.metrics_listener = Some(addr);
     }
     if let Some(list) = &file.listeners {
         let mut plain = Vec::with_capacity(list.len());

@@ -28,6 +28,7 @@
 //! max_keepalive = 65535
 //! max_topic_alias = 10
 //! sys_interval = 10                # seconds; 0 turns $SYS off
+//! metrics_listener = "127.0.0.1:9090" # Prometheus GET /metrics here (off without it)
 //! memory_limit = 0                 # bytes the broker may hold; 0: no limit
 //! persistent_client_expiration = "14d" # seconds, or a count with h, d, w, m (30 d) or y
 //! reason_strings = true            # reason strings in MQTT 5 refusals
@@ -297,6 +298,9 @@ impl Settings {
             "refused"
         };
         lines.push(format!("anonymous clients {anonymous}"));
+        if let Some(addr) = &self.options.metrics_listener {
+            lines.push(format!("metrics on http://{addr}/metrics"));
+        }
         if let Some(dir) = &self.options.persistence {
             lines.push(match self.options.fsync {
                 Fsync::Interval(d) => format!(

@@ -367,6 +367,14 @@ fn every_invalid_value_names_its_key_its_reason_and_its_place() {
             "\"11y\"",
         ),
         (
+            "metrics_listener = \"localhost\"".into(),
+            "metrics_listener",
+            Address {
+                text: "localhost".into(),
+            },
+            "\"localhost\"",
+        ),
+        (
             "listeners = [\"nowhere\"]".into(),
             "listeners",
             Address {

@@ -44,7 +44,6 @@
 //! ```
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::Publish;
@@ -144,7 +143,7 @@ pub struct ClientInfo {
     pub username: Option<ByteStr>,
     /// The listener it came through, as the runtime named it (see
     /// [`Router::set_listener`](super::Router::set_listener)).
-    pub listener: Option<Arc<str>>,
+    pub listener: Option<ByteStr>,
     /// The protocol version it speaks.
     pub protocol: ProtocolVersion,
     /// When its CONNECT reached the router.

@@ -69,7 +69,8 @@ impl TimerKind for Timer {
 /// What the connection reports to the broker facade.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConnEvent {
-    Connected(ByteStr),
+    /// Accepted; `bool`: the session was present.
+    Connected(bool),
     Closed(CloseReason),
     CloseTransport,
     Denied(Box<super::Denied>),
@@ -130,6 +131,10 @@ pub struct ServerConnection {
     session_expiry: u32,
     session_expiry_update: Option<u32>,
     assigned_id: bool,
+    /// The CONNECT's clean start (clean session) flag.
+    clean_start: bool,
+    /// The CONNACK code that refused the CONNECT, for the router's count.
+    refused: Option<ReasonCode>,
     /// The CONNECT waiting for a deferred credentials check, and the check until it is
     /// handed out (boxed: only while connecting).
     checking: Option<Box<connect::Checking>>,
@@ -210,6 +215,8 @@ impl ServerConnection {
             session_expiry: 0,
             session_expiry_update: None,
             assigned_id: false,
+            clean_start: false,
+            refused: None,
             checking: None,
             auth: None,
             problem_info: true,
@@ -345,11 +352,28 @@ impl ServerConnection {
             return None;
         };
         Some(match event {
-            ConnEvent::Connected(client_id) => BrokerEvent::Connected { conn, client_id },
+            ConnEvent::Connected(session_present) => self.connected_event(session_present),
             ConnEvent::Closed(reason) => BrokerEvent::Closed { conn, reason },
             ConnEvent::CloseTransport => BrokerEvent::CloseTransport(conn),
             ConnEvent::Denied(denied) => BrokerEvent::Denied { conn, denied },
         })
+    }
+
+    /// The event of an accepted CONNECT (out of line: once per connection).
+    #[cold]
+    fn connected_event(&self, session_present: bool) -> BrokerEvent {
+        BrokerEvent::Connected {
+            conn: self.id,
+            client_id: self.client_id.clone(),
+            info: Box::new(super::ConnectInfo {
+                username: self.username.clone(),
+                listener: None,
+                protocol: self.protocol,
+                keep_alive: (self.keep_alive.as_millis() / 1500) as u16,
+                clean_start: self.clean_start,
+                session_present,
+            }),
+        }
     }
 
     /// Encodes a packet the broker built itself.

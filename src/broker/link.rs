@@ -35,8 +35,8 @@
 //! assert_eq!(got.as_deref(), Some(&b"hi"[..]));
 //! ```
 
+use crate::ByteStr;
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -107,7 +107,8 @@ impl Broker {
             }
             return Ok(conn);
         }
-        self.router.set_listener(conn, Arc::from(IN_PROCESS));
+        self.router
+            .set_listener(conn, ByteStr::from_static(IN_PROCESS));
         self.links.clients.insert(conn, client);
         self.shuttle(now);
         Ok(conn)

@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::broker::DropReason;
 use crate::codec::{Publish, Subscription, Will};
 use crate::types::{ByteStr, PacketId, ProtocolVersion, QoS, ReasonCode, TopicFilter};
 
@@ -243,9 +244,18 @@ pub(crate) enum ToRouter {
     Hold,
     /// A PUBLISH was refused (the authorizer, or `$SYS`): counted. `held`: its refusing
     /// PUBACK / PUBREC is held like any other acknowledgement (as [`ToRouter::Hold`]).
-    Denied { held: bool },
-    /// The connection ended before it had a session.
-    Gone,
+    /// `memory`: refused for the memory or retained budget (0x97), not by the authorizer.
+    Denied { held: bool, memory: bool },
+    /// A delivery the connection did not send (too large for the client, expired, or one the
+    /// client may not read): counted, and taken back from the messages sent.
+    Dropped {
+        reason: DropReason,
+        qos: QoS,
+        bytes: u32,
+    },
+    /// The connection ended before it had a session; `refused`: the CONNACK code that
+    /// refused its CONNECT (counted by the router).
+    Gone { refused: Option<ReasonCode> },
     /// The connection is over.
     Closed {
         /// Publish the will (abnormal end, keep-alive timeout, takeover, DISCONNECT 0x04).

@@ -80,6 +80,7 @@ pub mod retained;
 #[cfg(not(feature = "_internals"))]
 mod retained;
 mod router;
+mod stats;
 mod sys;
 #[cfg(feature = "_internals")]
 #[doc(hidden)]
@@ -107,14 +108,15 @@ pub use mail::{ConnId, ConnectionMail, RouterMail};
 #[cfg(feature = "_internals")]
 #[doc(hidden)]
 pub use retained::RetainedStore;
-pub use router::{Restored, Router};
+pub use router::{ListenerSource, Restored, Router};
+pub use stats::{BrokerStats, ByQoS, DropCounts, DropReason, RefusedCounts};
 #[cfg(feature = "_internals")]
 #[doc(hidden)]
 pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTree};
 
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};
-use crate::types::ByteStr;
+use crate::types::{ByteStr, ProtocolVersion};
 use deadlines::{Deadlines, Slot};
 use persist::{StoreOp, StoreSnapshot};
 
@@ -123,11 +125,14 @@ use persist::{StoreOp, StoreSnapshot};
 #[non_exhaustive]
 pub enum BrokerEvent {
     /// A client's CONNECT was accepted.
+    #[non_exhaustive]
     Connected {
         /// The connection.
         conn: ConnId,
         /// The client identifier (assigned by the broker if the client sent none).
         client_id: ByteStr,
+        /// Who connected and how, for the logs (boxed: once per connection).
+        info: Box<ConnectInfo>,
     },
     /// A connection ended; reported once.
     Closed {
@@ -147,40 +152,23 @@ pub enum BrokerEvent {
     },
 }
 
-/// Counters, as `$SYS` publishes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct BrokerStats {
-    /// Connections open now.
-    pub connections: usize,
-    /// Sessions stored (online and offline).
-    pub sessions: usize,
-    /// Subscriptions in the tree.
-    pub subscriptions: usize,
-    /// Retained messages.
-    pub retained: usize,
-    /// PUBLISH packets received from clients.
-    pub messages_received: u64,
-    /// Messages handed to connections to send.
-    pub messages_sent: u64,
-    /// Bytes received from transports.
-    pub bytes_received: u64,
-    /// Bytes given to transports to write.
-    pub bytes_sent: u64,
-    /// Messages dropped because a session's queue was full.
-    pub dropped: u64,
-    /// PUBLISH packets refused: by the authorizer, or for `$SYS` (MQTT 5 clients got 0x87;
-    /// 3.1.x ones, which have no code for it, only this count and a
-    /// [`BrokerEvent::Denied`]).
-    pub publishes_denied: u64,
-    /// Bytes of the memory budget in use: queued and retained messages, sessions and
-    /// subscriptions ([`BrokerConfig::memory_limit`]).
-    pub memory_used: usize,
-    /// PUBLISHes, retained messages, subscriptions and connections refused at the memory
-    /// budget or the retained and session limits.
-    pub refused_over_limits: u64,
-    /// Inbound QoS 2 packet identifiers forgotten because their PUBREL did not come within
-    /// [`BrokerConfig::await_rel_timeout`] (their messages had been routed already).
-    pub await_rel_expired: u64,
+/// What a [`BrokerEvent::Connected`] says about the client beside its identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectInfo {
+    /// The user name the client authenticated as, if any.
+    pub username: Option<ByteStr>,
+    /// The listener it came in on: the runtimes fill in its bound address before they hand
+    /// the event to their hook (the core knows no listeners: `None` from it).
+    pub listener: Option<ByteStr>,
+    /// The protocol version of its CONNECT.
+    pub protocol: ProtocolVersion,
+    /// The keep-alive in force, in seconds (the server's for MQTT 5 when it imposed one).
+    pub keep_alive: u16,
+    /// The CONNECT's clean start (clean session) flag.
+    pub clean_start: bool,
+    /// Whether the broker had a session for it.
+    pub session_present: bool,
 }
 
 /// A single-thread MQTT broker: one [`Router`] and every [`ServerConnection`], as one sans-IO
@@ -394,7 +382,7 @@ impl Broker {
     }
 
     /// Names the listener `conn` came through (see [`Router::set_listener`]).
-    pub fn set_listener(&mut self, conn: ConnId, listener: Arc<str>) {
+    pub fn set_listener(&mut self, conn: ConnId, listener: ByteStr) {
         self.router.set_listener(conn, listener);
     }
 

@@ -48,12 +48,17 @@ use crate::broker::mail::{
 };
 use crate::broker::persist::StoreOp;
 use crate::broker::retained::RetainedStore;
+use crate::broker::stats::Counters;
 use crate::broker::tree::{SessionId, SubscriptionEntry, SubscriptionTree};
-use crate::broker::{sys, BrokerStats};
+use crate::broker::{sys, BrokerStats, DropReason};
 use crate::hash::IdMap;
 use crate::types::{ByteStr, QoS, ReasonCode};
 use routing::Retained;
 use sessions::Session;
+
+/// Where `$SYS` reads each listener's open connections: (name, count) per listener
+/// ([`Router::set_listener_source`]).
+pub type ListenerSource = Box<dyn Fn() -> Vec<(String, usize)> + Send>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -100,12 +105,12 @@ pub struct Router {
     /// same connection (a read's worth of PUBLISHes) go as one `SendHeld`. Mailed before any
     /// other mail for that connection, and when the outbox is drained.
     held_due: Option<(ConnId, u32)>,
-    /// PUBLISH packets received from clients (for statistics).
-    received: u64,
-    /// Messages handed to connections to send (for statistics).
-    sent: u64,
-    /// PUBLISH packets refused by the authorizer or for `$SYS` (for statistics).
-    denied: u64,
+    /// What is counted as it happens (for statistics).
+    counts: Counters,
+    /// The load averages `$SYS` publishes, updated each round.
+    load: sys::Load,
+    /// Per-listener counts for `$SYS`, read from the runtime at each round.
+    listener_source: Option<ListenerSource>,
     /// Inbound QoS 2 identifiers forgotten for want of a PUBREL (for statistics).
     await_rel_expired: u64,
     /// The change log for a store, once [`Router::restore`] turned it on.
@@ -182,9 +187,9 @@ impl Router {
             next_session: 0,
             outbox: VecDeque::new(),
             held_due: None,
-            received: 0,
-            sent: 0,
-            denied: 0,
+            counts: Counters::default(),
+            load: sys::Load::default(),
+            listener_source: None,
             await_rel_expired: 0,
             store: None,
             last_closed: None,
@@ -229,6 +234,8 @@ impl Router {
             .max_connections
             .is_some_and(|max| self.conns.len() > max);
         self.conns.insert(id);
+        self.counts.accepted += 1;
+        self.counts.max_connections = self.counts.max_connections.max(self.conns.len());
         let mut conn = ServerConnection::new(
             id,
             now,
@@ -278,11 +285,24 @@ impl Router {
         if self.next_sys.is_some_and(|at| at <= now) {
             let uptime = self.started.map_or(Duration::ZERO, |s| now - s);
             let stats = self.stats();
-            for p in sys::messages(&stats, uptime) {
+            self.load.update(&stats, uptime);
+            let listeners = self
+                .listener_source
+                .as_ref()
+                .map(|f| f())
+                .unwrap_or_default();
+            for p in sys::messages(&stats, uptime, &self.load, &listeners) {
                 self.route(now, Arc::new(p), None);
             }
             self.next_sys = self.config.sys_interval.map(|i| now + i);
         }
+    }
+
+    /// Sets where `$SYS` reads each listener's open connections at every round (name, count):
+    /// each becomes `$SYS/broker/listener/{name}/clients/connected`. The runtimes give their
+    /// listeners' gauges; the router only calls it.
+    pub fn set_listener_source(&mut self, source: ListenerSource) {
+        self.listener_source = Some(source);
     }
 
     /// Counts bytes the connections read from and wrote to their transports (for statistics).
@@ -321,17 +341,43 @@ impl Router {
 
     /// Counters.
     pub fn stats(&self) -> BrokerStats {
+        let c = &self.counts;
+        let (mut inflight, mut queued, mut queued_bytes) = (0, 0, 0);
+        for s in self.sessions.values() {
+            inflight += s.inflight.held();
+            queued += s.queue.len();
+            queued_bytes += s.queue.bytes();
+        }
+        let mut dropped_by = c.dropped;
+        dropped_by.add(DropReason::NotAuthorized, c.denied);
+        dropped_by.add(DropReason::MemoryLimit, self.budget.refused());
         BrokerStats {
             connections: self.conns.len(),
+            connections_maximum: c.max_connections,
+            connections_total: c.accepted,
+            connects: c.connects,
+            refused: c.refused,
             sessions: self.sessions.len(),
+            sessions_online: self.online.len(),
+            sessions_expired: c.expired,
             subscriptions: self.tree.len(),
+            shared_groups: self.tree.shared_groups(),
             retained: self.retained.len(),
-            messages_received: self.received,
-            messages_sent: self.sent,
+            retained_bytes: self.retained_budget.used(),
+            messages_received: c.received.total(),
+            messages_sent: c.sent.total(),
+            publish_received: c.received,
+            publish_received_bytes: c.received_bytes,
+            publish_sent: c.sent,
+            publish_sent_bytes: c.sent_bytes,
             bytes_received: self.bytes_received,
             bytes_sent: self.bytes_sent,
-            dropped: self.sessions.values().map(|s| s.dropped).sum(),
-            publishes_denied: self.denied,
+            dropped: c.dropped.get(DropReason::QueueFull),
+            dropped_by,
+            publishes_denied: c.denied,
+            inflight,
+            queued,
+            queued_bytes,
             memory_used: self.budget.used(),
             refused_over_limits: self.budget.refused(),
             await_rel_expired: self.await_rel_expired,
@@ -426,6 +472,7 @@ impl Router {
                         .get(&sid)
                         .is_some_and(|s| s.generation == gen && s.conn.is_none())
                     {
+                        self.counts.expired += 1;
                         self.end_session(now, sid);
                     }
                 }
@@ -436,16 +483,23 @@ impl Router {
     /// Mail from a connection.
     fn handle(&mut self, now: Instant, conn: ConnId, mail: ToRouter) {
         match mail {
-            ToRouter::Gone => {
+            ToRouter::Gone { refused } => {
                 self.conns.remove(&conn);
                 self.admin_gone(conn);
+                if let Some(code) = refused {
+                    self.counts.refused.count(code);
+                    self.counts.connects += 1;
+                }
             }
             ToRouter::Connect(req) => {
                 self.admin_connecting(now, conn);
                 self.connect(now, conn, *req);
             }
             ToRouter::Publish(p, digest) => {
-                self.received += 1;
+                self.counts.received.add(p.qos, 1);
+                self.counts
+                    .received_bytes
+                    .add(p.qos, p.payload.len() as u64);
                 if p.retain && !p.payload.is_empty() && !self.retained_fits(&p) {
                     // Neither retained nor routed ([MQTT-3.3.1-5]: a retained message is
                     // stored): its error acknowledgement says the message was not taken.
@@ -524,8 +578,16 @@ impl Router {
                 self.log_flow(conn, packet_id, StoreOp::DeleteIncoming);
             }
             ToRouter::Hold => self.ticket(conn),
-            ToRouter::Denied { held } => {
-                self.denied += 1;
+            ToRouter::Dropped { reason, qos, bytes } => {
+                self.counts.dropped.count(reason);
+                // Counted when released, never sent.
+                self.counts.sent.sub(qos, 1);
+                self.counts.sent_bytes.sub(qos, u64::from(bytes));
+            }
+            ToRouter::Denied { held, memory } => {
+                if !memory {
+                    self.counts.denied += 1;
+                }
                 if held {
                     self.ticket(conn);
                 }

@@ -208,6 +208,8 @@ pub enum Match<'a> {
 pub struct SubscriptionTree {
     root: Node,
     len: usize,
+    /// `$share` groups with a member (one per group name and filter).
+    groups: usize,
 }
 
 /// Splits a filter into its group (for `$share/...`) and its levels.
@@ -232,6 +234,11 @@ impl SubscriptionTree {
     /// Whether no subscription is stored.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// `$share` groups with at least one member (one per group name and filter).
+    pub fn shared_groups(&self) -> usize {
+        self.groups
     }
 
     /// Adds or replaces `session`'s subscription to `filter`; returns the one replaced
@@ -263,7 +270,12 @@ impl SubscriptionTree {
             &mut node.exact
         };
         let subs = match group {
-            Some(g) => slot.shared.entry(g.into()).or_default(),
+            Some(g) => {
+                if !slot.shared.contains_key(g) {
+                    self.groups += 1;
+                }
+                slot.shared.entry(g.into()).or_default()
+            }
             None => &mut slot.plain,
         };
         let old = subs.insert(session, sub);
@@ -282,7 +294,7 @@ impl SubscriptionTree {
     ) -> Option<SubscriptionEntry> {
         let (group, levels) = parse(filter);
         let parts: Vec<&str> = levels.split('/').collect();
-        let removed = remove_at(&mut self.root, &parts, group, session);
+        let removed = remove_at(&mut self.root, &parts, group, session, &mut self.groups);
         if removed.is_some() {
             self.len -= 1;
         }
@@ -301,13 +313,15 @@ fn remove_at(
     parts: &[&str],
     group: Option<&str>,
     session: SessionId,
+    groups: &mut usize,
 ) -> Option<SubscriptionEntry> {
-    let from_slot = |slot: &mut Slot| match group {
+    let mut from_slot = |slot: &mut Slot| match group {
         Some(g) => {
             let subs = slot.shared.get_mut(g)?;
             let r = subs.remove(session);
             if subs.is_empty() {
                 slot.shared.remove(g);
+                *groups -= 1;
             }
             r
         }
@@ -320,13 +334,13 @@ fn remove_at(
             let removed;
             if *level == "+" {
                 let child = node.plus.as_deref_mut()?;
-                removed = remove_at(child, rest, group, session);
+                removed = remove_at(child, rest, group, session, groups);
                 if child.is_empty() {
                     node.plus = None;
                 }
             } else {
                 let child = node.children.get_mut(level.as_bytes())?;
-                removed = remove_at(child, rest, group, session);
+                removed = remove_at(child, rest, group, session, groups);
                 if child.is_empty() {
                     node.children.remove(level.as_bytes());
                 }

@@ -22,6 +22,7 @@ mod access;
 mod client_api;
 mod embed;
 mod interop;
+mod metrics;
 mod ordering;
 mod persistence;
 

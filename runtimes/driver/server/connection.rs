@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::broker::{ConnectionMail, RouterMail, ServerConnection};
 use crate::runtimes::driver::broker::RouterCore;
 use crate::runtimes::driver::checks::{Checks, Running};
-use crate::runtimes::driver::connection::{drain_connection, Drained, Traffic};
+use crate::runtimes::driver::connection::{drain_connection, with_listener, Drained, Traffic};
 use crate::runtimes::driver::mailbox::{taken, MailQueue, Mailbox, Queued};
 use crate::runtimes::driver::options::{BrokerOptions, EventHook, TransportHook};
 use crate::runtimes::driver::post::{Letters, Post};
@@ -58,6 +58,7 @@ pub(super) fn accept<R: Runtime>(
 ) {
     let conn = core.accept(now);
     core.router.set_listener(conn.id(), held.listener());
+    let hook = with_listener(options.on_event.clone(), held.listener());
     let post = Arc::new(Post::default());
     let queued = Arc::new(Queued::default());
     let queue = Queue { post: post.clone() };
@@ -72,7 +73,7 @@ pub(super) fn accept<R: Runtime>(
         mail: post,
         queued,
         inbox: inbox.clone(),
-        hook: options.on_event.clone(),
+        hook,
         checks: core.checks.clone(),
         _done: done.clone(),
     }));

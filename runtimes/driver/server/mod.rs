@@ -15,6 +15,7 @@ use crate::broker::{BrokerConfig, Router};
 use crate::runtimes::driver::broker::RouterCore;
 use crate::runtimes::driver::connection::Report;
 use crate::runtimes::driver::handle::{BrokerHandle, Control};
+use crate::runtimes::driver::metrics::{self, MetricsServer, RuntimeMetrics};
 use crate::runtimes::driver::options::{BrokerOptions, TransportHook};
 use crate::runtimes::driver::server::connection::accept;
 use crate::runtimes::driver::transport::{
@@ -39,6 +40,9 @@ pub struct Server<R: Runtime> {
         async_channel::Sender<Inbox<R>>,
         async_channel::Receiver<Inbox<R>>,
     ),
+    /// The Prometheus endpoint ([`BrokerOptions::metrics_listener`]), served until `run`
+    /// returns, and what the runtime measures for it.
+    metrics: (Option<MetricsServer>, RuntimeMetrics),
 }
 
 impl<R: Runtime> std::fmt::Debug for Server<R> {
@@ -94,23 +98,32 @@ impl<R: Runtime> Server<R> {
             bound.push(local);
         }
         let (handle, signal) = BrokerHandle::new();
+        let stats = ListenerStats::new(&bound);
+        let metrics = metrics::start(&options, &handle, &stats, store.as_ref())?;
         Ok(Server {
             router,
             options,
             listeners,
             reloader,
-            stats: ListenerStats::new(&bound),
+            stats,
             addrs: bound,
             handle,
             signal,
             store,
             inbox,
+            metrics,
         })
     }
 
     /// The bound addresses (with the ports the system chose for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Where `/metrics` is served ([`BrokerOptions::metrics_listener`], with the port the
+    /// system chose for port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.0.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Re-reads the TLS listeners' certificate files while the broker runs.
@@ -163,6 +176,7 @@ async fn run<R: Runtime>(server: Server<R>) {
         store,
         inbox: (inbox_tx, inbox_rx),
         stats,
+        metrics: (_metrics, runtime_metrics),
         ..
     } = server;
     // Held so that dropping every user handle does not read as a shutdown.
@@ -183,6 +197,7 @@ async fn run<R: Runtime>(server: Server<R>) {
         ));
     }
     let mut core = RouterCore::new(router, &options, store, R::RUNS_LAST_WOKEN_FIRST);
+    core.observe(&runtime_metrics, &stats);
     let mut turn = false;
     let sleep = pin!(None);
     let mut alarm = Alarm::new(sleep);
@@ -220,7 +235,7 @@ async fn run<R: Runtime>(server: Server<R>) {
             }
             // Collected at the top of the loop.
             Woke::First(Ok(Inbox::Stored)) => {}
-            Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.router.stats())),
+            Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.stats())),
             Woke::Second(Ok(Control::Admin(request, reply))) => core.admin(now(), request, reply),
             Woke::Second(Ok(Control::Link(conn, call, reply))) => {
                 core.link(now(), conn, call, reply)

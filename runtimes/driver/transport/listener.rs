@@ -92,8 +92,13 @@ pub struct ListenerStats {
 impl ListenerStats {
     /// The counts of `addrs`, all zero.
     pub(crate) fn new(addrs: &[SocketAddr]) -> ListenerStats {
-        let gauge = |a: &SocketAddr| Gauge(Arc::default(), Arc::from(a.to_string()));
-        let listeners = addrs.iter().map(|a| (*a, gauge(a))).collect();
+        let listeners = addrs
+            .iter()
+            .map(|a| {
+                let name = crate::ByteStr::try_from(a.to_string()).unwrap_or_default();
+                (*a, Gauge(Arc::default(), name))
+            })
+            .collect();
         ListenerStats { listeners }
     }
 
@@ -110,8 +115,8 @@ impl ListenerStats {
 }
 
 /// The open connections of one listener, and its name (its bound address).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>, Arc<str>);
+#[derive(Debug, Clone)]
+pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>, crate::ByteStr);
 
 impl Gauge {
     /// Counts one more open connection until the returned guard is dropped.
@@ -127,11 +132,11 @@ impl Gauge {
 
 /// One open connection of a listener, counted until dropped.
 #[derive(Debug)]
-pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>, Arc<str>);
+pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>, crate::ByteStr);
 
 impl Held {
-    /// The name of the listener (its bound address), for the broker's list of clients.
-    pub(crate) fn listener(&self) -> Arc<str> {
+    /// The listener's name (its bound address), for the connect log line.
+    pub(crate) fn listener(&self) -> crate::ByteStr {
         self.1.clone()
     }
 }

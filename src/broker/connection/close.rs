@@ -87,6 +87,7 @@ impl Close {
 impl ServerConnection {
     /// Closes a transport the broker has no room for, before anything is read from it.
     pub(crate) fn refuse_transport(&mut self) {
+        self.refused = Some(ProtocolViolation::TooManyConnections.reason_code());
         self.close(
             Close::violation(ProtocolViolation::TooManyConnections)
                 .without_disconnect()
@@ -108,6 +109,7 @@ impl ServerConnection {
             self.encoder = Encoder::new(ProtocolVersion::V3_1_1);
             let mut ack = ConnAck::accepted(false);
             ack.reason_code = ReasonCode::UnsupportedProtocolVersion;
+            self.refused = Some(ack.reason_code);
             self.send(&ack.into());
         }
         self.connack_if_authenticating(code);
@@ -169,7 +171,8 @@ impl ServerConnection {
         self.timers.stop_all();
         self.deadline_moved = true;
         if !was_session {
-            self.to_router.push_back(ToRouter::Gone);
+            let refused = self.refused;
+            self.to_router.push_back(ToRouter::Gone { refused });
         } else {
             let mut incoming: Vec<PacketId> = self.incoming_qos2.take_all();
             incoming.sort();

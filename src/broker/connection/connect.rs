@@ -70,6 +70,7 @@ impl ServerConnection {
             ack.properties.server_reference = server_reference;
         }
         self.state = State::New;
+        self.refused = Some(code);
         self.send(&ack.into());
         self.close(
             Close::fault(code, ConnectionError::Refused(code))
@@ -330,6 +331,7 @@ impl ServerConnection {
             self.config.persistent_session_expiry.unwrap_or(u32::MAX)
         };
         self.session_expiry = session_expiry;
+        self.clean_start = c.clean_start;
         let window = if v5 {
             c.properties
                 .receive_maximum
@@ -422,8 +424,7 @@ impl ServerConnection {
         self.timers.stop(Timer::Connect);
         self.deadline_moved = true;
         self.arm_keep_alive(now);
-        self.events
-            .push_back(ConnEvent::Connected(self.client_id.clone()));
+        self.events.push_back(ConnEvent::Connected(session_present));
         // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL in their order, within
         // the client's receive maximum ([MQTT-3.3.4-9]); the rest as acknowledgements free it.
         // Every flow before this one still open holds a window slot.

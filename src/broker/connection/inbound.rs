@@ -97,7 +97,10 @@ impl ServerConnection {
                 let mail = if allowed {
                     ToRouter::Publish(Arc::new(p), None)
                 } else {
-                    ToRouter::Denied { held: true }
+                    ToRouter::Denied {
+                        held: true,
+                        memory: over_budget,
+                    }
                 };
                 self.reply(ack, Some(mail));
             }
@@ -122,7 +125,10 @@ impl ServerConnection {
                     self.await_rel(now, id, Some(digest));
                     ToRouter::Publish(Arc::new(p), Some(digest))
                 } else {
-                    ToRouter::Denied { held: true }
+                    ToRouter::Denied {
+                        held: true,
+                        memory: over_budget,
+                    }
                 };
                 self.reply(rec, Some(mail));
             }
@@ -130,7 +136,10 @@ impl ServerConnection {
                 let mail = if allowed {
                     ToRouter::Publish(Arc::new(p), None)
                 } else {
-                    ToRouter::Denied { held: false }
+                    ToRouter::Denied {
+                        held: false,
+                        memory: over_budget,
+                    }
                 };
                 self.to_router.push_back(mail);
             }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::{ServerConnection, State};
 use crate::broker::mail::{Delivery, OutFlow, ToRouter};
+use crate::broker::DropReason;
 use crate::codec::{Packet, PubAck, Publish};
 use crate::error::ProtocolViolation;
 use crate::types::{PacketId, QoS, ReasonCode, TopicName};
@@ -172,7 +173,13 @@ impl ServerConnection {
 
     fn send_delivery(&mut self, now: Instant, d: Delivery) {
         let qos0 = d.is_qos0();
-        let credit = |c: &mut Self| {
+        let credit = |c: &mut Self, reason: Option<DropReason>| {
+            if let Some(reason) = reason {
+                let bytes = u32::try_from(d.payload_len()).unwrap_or(u32::MAX);
+                let qos = d.qos;
+                c.to_router
+                    .push_back(ToRouter::Dropped { reason, qos, bytes });
+            }
             if !qos0 {
                 c.delivered(&d);
                 c.credit();
@@ -182,13 +189,13 @@ impl ServerConnection {
             .authorizer
             .can_receive(&self.client_id, self.username.as_ref(), &d.message.topic)
         {
-            return credit(self);
+            return credit(self, Some(DropReason::NotAuthorized));
         }
         let mut expiry = None;
         if let Some(at) = d.expires_at {
             // [MQTT-3.3.2-6]: forward the remaining lifetime; drop what has expired.
             let Some(left) = at.checked_duration_since(now).filter(|l| !l.is_zero()) else {
-                return credit(self);
+                return credit(self, Some(DropReason::Expired));
             };
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             expiry = Some(secs.min(u64::from(u32::MAX)) as u32);
@@ -200,13 +207,13 @@ impl ServerConnection {
             // of this connection still uses it.
             let picked = d.packet_id.filter(|id| !self.outbound.contains(*id));
             let Some(id) = picked.or_else(|| self.next_packet_id()) else {
-                return credit(self);
+                return credit(self, Some(DropReason::QueueFull));
             };
             Some(id)
         };
         if !self.encode_delivery(&d, id, false, expiry, true) {
             // Larger than the client's maximum packet size: discarded ([MQTT-3.1.2-25]).
-            return credit(self);
+            return credit(self, Some(DropReason::TooLarge));
         }
         if let Some(id) = id {
             self.track(id, OutFlow::Publish(d));

@@ -36,7 +36,7 @@ pub(super) struct Admin {
 
 #[derive(Debug, Default)]
 struct ConnInfo {
-    listener: Option<Arc<str>>,
+    listener: Option<ByteStr>,
     since: Option<Instant>,
 }
 
@@ -76,7 +76,7 @@ impl Router {
 
     /// Names the listener `conn` came through, for [`AdminReply::Clients`] (call it right
     /// after [`Router::accept`]).
-    pub fn set_listener(&mut self, conn: ConnId, listener: Arc<str>) {
+    pub fn set_listener(&mut self, conn: ConnId, listener: ByteStr) {
         if self.conns.contains(&conn) {
             self.admin.conns.entry(conn).or_default().listener = Some(listener);
         }
@@ -108,7 +108,7 @@ impl Router {
             return Err(AdminError::EmptyTopic);
         }
         if is_sys_topic(&p) {
-            self.denied += 1;
+            self.counts.denied += 1;
             return Err(AdminError::SysTopic);
         }
         if p.qos > self.config.maximum_qos {

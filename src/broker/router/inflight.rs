@@ -31,6 +31,11 @@ impl InFlight {
         self.held = 0;
     }
 
+    /// Deliveries held now (released and not finished).
+    pub(super) fn held(&self) -> usize {
+        self.held
+    }
+
     /// Whether one more QoS 1/2 delivery may be released.
     #[inline]
     pub(super) fn has_room(&self) -> bool {

@@ -12,6 +12,7 @@ use crate::broker::persist::{
     StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
 use crate::broker::tree::SessionId;
+use crate::broker::DropReason;
 use crate::codec::Publish;
 use crate::types::{ByteStr, PacketId};
 
@@ -284,6 +285,7 @@ impl Router {
             if s.queue.len() >= max_msgs || s.queue.bytes() + size > max_bytes {
                 // The limits shrank since it was stored: the newest messages are dropped.
                 s.dropped += 1;
+                self.counts.dropped.count(DropReason::QueueFull);
                 unqueue(&mut self.store, &q.client_id, Some(q.seq));
                 continue;
             }

@@ -22,6 +22,7 @@ use super::{Router, Timer};
 use crate::broker::budget::{delivery_weight, Charge, DELIVERY_OVERHEAD};
 use crate::broker::mail::Delivery;
 use crate::broker::tree::SessionId;
+use crate::broker::DropReason;
 use crate::codec::Publish;
 use crate::types::{QoS, TopicFilter};
 
@@ -123,6 +124,7 @@ impl Router {
         }
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.dropped += dropped;
+            self.counts.dropped.add(DropReason::QueueFull, dropped);
         }
         if !replay.is_empty() {
             self.replays.insert(sid, replay);
@@ -145,6 +147,7 @@ impl Router {
             replay.recharge();
         } else if let Some(s) = self.sessions.get_mut(&sid) {
             s.dropped += 1;
+            self.counts.dropped.count(DropReason::QueueFull);
         }
         None
     }

@@ -11,6 +11,7 @@ use crate::broker::budget::{self, Charge};
 use crate::broker::mail::{ConnectionMail, Delivery, ToConnection};
 use crate::broker::persist::StoreOp;
 use crate::broker::tree::{Match, SessionId, SubscriptionEntry};
+use crate::broker::DropReason;
 use crate::codec::Publish;
 use crate::types::QoS;
 
@@ -255,9 +256,11 @@ impl Router {
                 Some(old) => {
                     persist_log::unqueue(&mut self.store, &s.client_id, old.stored);
                     s.dropped += 1;
+                    self.counts.dropped.count(DropReason::QueueFull);
                 }
                 None => {
                     s.dropped += 1;
+                    self.counts.dropped.count(DropReason::QueueFull);
                     return;
                 }
             }
@@ -281,7 +284,7 @@ impl Router {
             store,
             config,
             parked,
-            sent,
+            counts,
             ..
         } = self;
         let Some(s) = sessions.get_mut(&sid) else {
@@ -315,12 +318,14 @@ impl Router {
                 persist_log::unqueue(store, &s.client_id, d.stored.take());
             }
             if expired {
+                counts.dropped.count(DropReason::Expired);
                 continue; // [MQTT-3.3.2-5]: expired, not delivered
             }
             if !qos0 {
                 s.inflight.released();
             }
-            *sent += 1;
+            counts.sent.add(d.qos, 1);
+            counts.sent_bytes.add(d.qos, d.payload_len() as u64);
             let stored_qos2 = d.stored.is_some() && d.qos == QoS::ExactlyOnce;
             match store {
                 Some(log) if durable_acks && (stored_qos2 || parked.holds(sid)) => {
@@ -368,15 +373,20 @@ impl Router {
             s.stalled = true;
             s.queue.reset_returned();
         }
-        if matches!(mail.mail, ToConnection::Deliver(_)) {
-            self.sent = self.sent.saturating_sub(1); // counted when released, never sent
+        if let ToConnection::Deliver(d) = &mail.mail {
+            // Counted when released, never sent.
+            self.counts.sent.sub(d.qos, 1);
+            self.counts.sent_bytes.sub(d.qos, d.payload_len() as u64);
         }
         match mail.mail {
             ToConnection::Deliver(d) if !d.is_qos0() => {
                 s.inflight.finished(1);
                 s.queue.put_back(d);
             }
-            ToConnection::Deliver(_) => s.dropped += 1,
+            ToConnection::Deliver(_) => {
+                s.dropped += 1;
+                self.counts.dropped.count(DropReason::QueueFull);
+            }
             ToConnection::Accepted { handover, .. } => s.handover = handover,
             _ => {}
         }

@@ -11,6 +11,7 @@ use crate::broker::budget::{self, Budget, Charge};
 use crate::broker::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection};
 use crate::broker::persist::{SessionOwner, SessionRecord, StoreOp};
 use crate::broker::tree::{SessionId, SubscriptionEntry};
+use crate::broker::DropReason;
 use crate::codec::{Publish, Will};
 use crate::types::{ByteStr, ProtocolVersion, ReasonCode, TopicFilter};
 
@@ -136,6 +137,7 @@ impl Router {
     }
 
     pub(super) fn complete_connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
+        self.counts.connects += 1;
         let existing = self.by_client.get(&req.client_id).copied();
         if let (Some(sid), true) = (existing, req.clean_start) {
             // [MQTT-3.1.2-4]: clean start discards the stored session (its will goes out now).
@@ -255,10 +257,13 @@ impl Router {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        self.sent = self.sent.saturating_sub(1); // counted when released, never sent
+        // Counted when released, never sent.
+        self.counts.sent.sub(d.qos, 1);
+        self.counts.sent_bytes.sub(d.qos, d.payload_len() as u64);
         if s.conn.is_none() && d.is_qos0() && !self.config.queue_qos0_offline {
             // As if it had been routed to the offline session: not queued.
             s.dropped += 1;
+            self.counts.dropped.count(DropReason::QueueFull);
             persist_log::unqueue(&mut self.store, &s.client_id, d.stored);
             return;
         }

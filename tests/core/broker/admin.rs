@@ -3,7 +3,7 @@
 //! subscriptions and offline sessions, disconnecting a client (MQTT 5: DISCONNECT 0x98) and
 //! removing an offline session. No sockets: the same mail a runtime's handle sends.
 
-use std::sync::Arc;
+use tinymqtt::ByteStr;
 
 use crate::sim::{config, msg, persistent, s, secs, topic, Sim};
 use bytes::Bytes;
@@ -229,7 +229,7 @@ fn clients_lists_who_is_connected_with_user_listener_protocol_and_since() {
     let a = sim.add_client(c);
     let conn = sim.open(a);
     sim.broker
-        .set_listener(conn, Arc::from("mqtts://0.0.0.0:8883"));
+        .set_listener(conn, ByteStr::from_static("mqtts://0.0.0.0:8883"));
     let at = sim.now();
     sim.wait_connack(a).expect("alice is connected");
     sim.run_for(secs(3));

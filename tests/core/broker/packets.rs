@@ -16,6 +16,7 @@ mod budget;
 mod errors;
 mod flow;
 mod limits;
+mod stats;
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;

@@ -221,7 +221,9 @@ impl Sim {
     /// The client identifier the broker reported for `conn`'s accepted CONNECT.
     pub(crate) fn broker_client_id(&mut self, conn: ConnId) -> ByteStr {
         self.expect_broker_event("connected", |e| match e {
-            BrokerEvent::Connected { conn: c, client_id } if *c == conn => Some(client_id.clone()),
+            BrokerEvent::Connected {
+                conn: c, client_id, ..
+            } if *c == conn => Some(client_id.clone()),
             _ => None,
         })
         .1

@@ -182,7 +182,7 @@ fn use_username_as_clientid_replaces_the_id_and_refuses_clients_without_one() {
     let mut r = broker(|c| c.use_username_as_clientid = true);
     let (alice, _) = r.connect_with(as_user(V5, "whatever", Some("alice")));
     let named = r.events().iter().any(|e| {
-        matches!(e, BrokerEvent::Connected { conn, client_id } if *conn == alice && client_id.as_str() == "alice")
+        matches!(e, BrokerEvent::Connected { conn, client_id, .. } if *conn == alice && client_id.as_str() == "alice")
     });
     assert!(named, "{:?}", r.events());
     // Another id, same user: the same session, taken over.
