@@ -26,7 +26,7 @@ pub type UserProperty = (ByteStr, ByteStr);
 /// let mut props = UserProperties::new();
 /// props.push(ByteStr::from_static("unit"), ByteStr::from_static("cm"));
 /// props.push(ByteStr::from_static("unit"), ByteStr::from_static("mm"));
-/// let values: Vec<&str> = props.iter().map(|(_, v)| v.as_str()).collect();
+/// let values: Vec<String> = props.iter().map(|(_, v)| v.to_string()).collect();
 /// assert_eq!(values, ["cm", "mm"]);
 /// assert_eq!(props.encoded_len(), 2 * (1 + 2 + 4 + 2 + 2));
 /// ```
