@@ -64,6 +64,7 @@
 pub mod admin;
 pub mod auth;
 mod budget;
+pub mod cluster;
 pub mod config;
 mod config_with;
 mod connection;
