@@ -28,6 +28,7 @@ mod owner;
 mod parked;
 mod persist_log;
 mod queue;
+mod remote;
 mod replay;
 mod routing;
 mod sessions;
@@ -141,6 +142,8 @@ pub struct Router {
     session_timers: IdMap<SessionId, Vec<(Instant, u64)>>,
     /// The application's requests (see `admin`).
     admin: admin::Admin,
+    /// The cluster's side, with `BrokerConfig::cluster` on (see `remote`).
+    remote: Option<Box<remote::Remote>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -167,6 +170,7 @@ impl Router {
             replays: IdMap::default(),
             session_timers: IdMap::default(),
             admin: admin::Admin::default(),
+            remote: config.cluster.then(Box::default),
             config,
             authenticator,
             authorizer,
@@ -292,7 +296,8 @@ impl Router {
                 .map(|f| f())
                 .unwrap_or_default();
             for p in sys::messages(&stats, uptime, &self.load, &listeners) {
-                self.route(now, Arc::new(p), None);
+                // Each node's own: never handed to a cluster.
+                self.route_here_only(now, Arc::new(p));
             }
             self.next_sys = self.config.sys_interval.map(|i| now + i);
         }
