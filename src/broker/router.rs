@@ -19,7 +19,8 @@
 //! says whose a session is; `queue` is a session's queue and `inflight` what its connection
 //! holds; `parked` the deliveries waiting for the store's word; `persist_log` turns the
 //! router's changes into the store's log and restores from a snapshot; `admin` answers the
-//! application's requests (publish, list, kick, remove). The memory budget, which
+//! application's requests (publish, list, kick, remove); `remote` is the cluster's side (what
+//! goes to the other nodes, what comes from them). The memory budget, which
 //! connections check too, is `broker/budget.rs`.
 
 mod admin;
