@@ -6,10 +6,12 @@ use std::collections::BTreeSet;
 
 use crate::sim::raw::Raw;
 use crate::sim::{msg, sub};
-use crate::support::{filter, pid, secs};
+use crate::support::{filter, pid, s, secs, topic};
 use tinymqtt::broker::cluster::RemoteOutput;
 use tinymqtt::broker::{BrokerConfig, ConnId};
-use tinymqtt::codec::{Packet, PubAck, Publish, Subscribe, SubscribeProperties, Unsubscribe};
+use tinymqtt::codec::{
+    Connect, Packet, PubAck, Publish, Subscribe, SubscribeProperties, Unsubscribe, Will,
+};
 use tinymqtt::topic::{matches, split_shared};
 use tinymqtt::{ProtocolVersion, QoS, TopicFilter};
 
@@ -214,6 +216,22 @@ fn interest_is_announced_on_the_first_subscription_and_withdrawn_on_the_last() {
     b.drain();
     assert!(b.interest.is_empty(), "{:?}", b.interest);
     assert!(b.raw.broker.remote_interest().is_empty());
+}
+
+#[test]
+fn a_will_goes_through_the_cluster_like_any_message() {
+    let (mut a, mut b) = (Node::new(), Node::new());
+    let watcher = b.raw.connect(V5, "watcher");
+    subscribe(&mut b.raw, watcher, "status/+", QoS::AtLeastOnce);
+    settle(&mut a, &mut b);
+    let mut c = Connect::new(V5, s("device"));
+    c.will = Some(Will::new(topic("status/device"), "gone"));
+    let (device, _) = a.raw.connect_with(c);
+    a.raw.close(device); // no DISCONNECT: the will goes out
+    settle(&mut a, &mut b);
+    assert_eq!(received(&mut b.raw, watcher), ["gone"]);
+    assert_eq!(a.published.len(), 1, "{:?}", a.published);
+    assert!(b.published.is_empty(), "B echoed {:?}", b.published);
 }
 
 #[test]
