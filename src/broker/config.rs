@@ -153,6 +153,13 @@ pub struct BrokerConfig {
     /// asked for no problem information ([MQTT-3.1.2-29]) or where it would make the packet
     /// larger than the client accepts.
     pub reason_strings: bool,
+    /// Makes this broker a node of a cluster: every message published here (by a client, a
+    /// will or the application) is also handed to the other nodes, and the filters of this
+    /// node's sessions are handed out as interest, both through
+    /// [`Router::poll_remote`](crate::broker::Router::poll_remote); the other nodes' messages
+    /// come in through [`Router::handle_remote`](crate::broker::Router::handle_remote). Off
+    /// by default: a single broker does none of this work.
+    pub cluster: bool,
 }
 
 /// Server redirection: where clients are sent instead of being served.
@@ -205,6 +212,7 @@ impl Default for BrokerConfig {
             durable_acks: true,
             no_matching_subscribers: true,
             reason_strings: true,
+            cluster: false,
         }
     }
 }

@@ -249,4 +249,10 @@ impl BrokerConfig {
         self.reason_strings = reason_strings;
         self
     }
+
+    /// Sets [`BrokerConfig::cluster`].
+    pub fn with_cluster(mut self, cluster: bool) -> BrokerConfig {
+        self.cluster = cluster;
+        self
+    }
 }

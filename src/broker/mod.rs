@@ -64,6 +64,7 @@
 pub mod admin;
 pub mod auth;
 mod budget;
+pub mod cluster;
 pub mod config;
 mod config_with;
 mod connection;
@@ -114,9 +115,11 @@ pub use stats::{BrokerStats, ByQoS, DropCounts, DropReason, RefusedCounts};
 #[doc(hidden)]
 pub use tree::{Match, SessionId, Subscribers, SubscriptionEntry, SubscriptionTree};
 
+use crate::codec::Publish;
 use crate::error::CloseReason;
 use crate::hash::{IdMap, IdSet};
-use crate::types::{ByteStr, ProtocolVersion};
+use crate::types::{ByteStr, ProtocolVersion, TopicFilter};
+use cluster::RemoteOutput;
 use deadlines::{Deadlines, Slot};
 use persist::{StoreOp, StoreSnapshot};
 
@@ -379,6 +382,26 @@ impl Broker {
     /// [`Broker::poll_event`]).
     pub fn poll_admin(&mut self) -> Option<(AdminTag, Result<AdminReply, AdminError>)> {
         self.router.poll_admin()
+    }
+
+    /// A message another node of the cluster routed: routed here, never handed back; see
+    /// [`Router::handle_remote`].
+    pub fn handle_remote(&mut self, now: Instant, message: Publish) {
+        self.router.handle_remote(now, message);
+        self.pump(now);
+    }
+
+    /// What goes to the other nodes of the cluster (with [`BrokerConfig::cluster`] on); yields
+    /// after inputs, timeouts and commands (drain it after [`Broker::poll_event`]); see
+    /// [`Router::poll_remote`].
+    pub fn poll_remote(&mut self) -> Option<RemoteOutput> {
+        self.router.poll_remote()
+    }
+
+    /// The filters this node's sessions hold, as the cluster last heard of them; see
+    /// [`Router::remote_interest`].
+    pub fn remote_interest(&self) -> Vec<TopicFilter> {
+        self.router.remote_interest()
     }
 
     /// Names the listener `conn` came through (see [`Router::set_listener`]).

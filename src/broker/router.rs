@@ -19,7 +19,8 @@
 //! says whose a session is; `queue` is a session's queue and `inflight` what its connection
 //! holds; `parked` the deliveries waiting for the store's word; `persist_log` turns the
 //! router's changes into the store's log and restores from a snapshot; `admin` answers the
-//! application's requests (publish, list, kick, remove). The memory budget, which
+//! application's requests (publish, list, kick, remove); `remote` is the cluster's side (what
+//! goes to the other nodes, what comes from them). The memory budget, which
 //! connections check too, is `broker/budget.rs`.
 
 mod admin;
@@ -28,6 +29,7 @@ mod owner;
 mod parked;
 mod persist_log;
 mod queue;
+mod remote;
 mod replay;
 mod routing;
 mod sessions;
@@ -141,6 +143,8 @@ pub struct Router {
     session_timers: IdMap<SessionId, Vec<(Instant, u64)>>,
     /// The application's requests (see `admin`).
     admin: admin::Admin,
+    /// The cluster's side, with `BrokerConfig::cluster` on (see `remote`).
+    remote: Option<Box<remote::Remote>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -167,6 +171,7 @@ impl Router {
             replays: IdMap::default(),
             session_timers: IdMap::default(),
             admin: admin::Admin::default(),
+            remote: config.cluster.then(Box::default),
             config,
             authenticator,
             authorizer,
@@ -292,7 +297,8 @@ impl Router {
                 .map(|f| f())
                 .unwrap_or_default();
             for p in sys::messages(&stats, uptime, &self.load, &listeners) {
-                self.route(now, Arc::new(p), None);
+                // Each node's own: never handed to a cluster.
+                self.route_here_only(now, Arc::new(p));
             }
             self.next_sys = self.config.sys_interval.map(|i| now + i);
         }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Router, Session};
+use super::{remote, Router, Session};
 use crate::broker::mail::{ConnectRequest, OutFlow};
 use crate::broker::tree::SessionId;
 use crate::codec::Publish;
@@ -48,7 +48,7 @@ impl Router {
             .collect();
         for f in denied {
             s.subscriptions.remove(&f);
-            self.tree.remove(&f, sid);
+            remote::unsubscribe(&mut self.tree, self.remote.as_deref_mut(), &f, sid);
         }
         let readable = |m: &Publish| auth.can_receive(&id, user.as_ref(), &m.topic);
         let mut gone: Vec<Option<u64>> = s

@@ -139,6 +139,9 @@ impl Router {
             m.properties.topic_alias = None;
             m.properties.subscription_identifiers = Vec::new();
         }
+        if let Some(remote) = self.remote.as_deref_mut() {
+            remote.forward(&message);
+        }
         if retain {
             if message.payload.is_empty() {
                 // [MQTT-3.3.1-6]: an empty retained message clears the topic.

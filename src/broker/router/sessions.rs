@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::inflight::InFlight;
 use super::queue::SessionQueue;
-use super::{persist_log, Router, Timer};
+use super::{persist_log, remote, Router, Timer};
 use crate::broker::budget::{self, Budget, Charge};
 use crate::broker::mail::{ConnId, ConnectRequest, Delivery, Handover, ToConnection};
 use crate::broker::persist::{SessionOwner, SessionRecord, StoreOp};
@@ -312,7 +312,7 @@ impl Router {
             return;
         };
         for filter in s.subscriptions.keys() {
-            self.tree.remove(filter, sid);
+            remote::unsubscribe(&mut self.tree, self.remote.as_deref_mut(), filter, sid);
         }
         if self.by_client.get(&s.client_id) == Some(&sid) {
             self.by_client.remove(&s.client_id);
@@ -352,7 +352,13 @@ impl Router {
                 options: s.options,
                 identifier: s.identifier,
             };
-            self.tree.insert(&s.filter, sid, sub);
+            remote::subscribe(
+                &mut self.tree,
+                self.remote.as_deref_mut(),
+                &s.filter,
+                sid,
+                sub,
+            );
             subscriptions.insert(s.filter, sub);
         }
         self.by_client.insert(r.client_id.clone(), sid);

@@ -5,7 +5,7 @@
 use std::num::NonZeroU32;
 use std::time::Instant;
 
-use super::Router;
+use super::{remote, Router};
 use crate::broker::mail::{ConnId, ToConnection};
 use crate::broker::tree::SubscriptionEntry;
 use crate::codec::RetainHandling;
@@ -65,7 +65,13 @@ impl Router {
                 s.charge.set(weight);
             }
             s.subscriptions.insert(req.filter.clone(), sub);
-            self.tree.insert(&req.filter, sid, sub);
+            remote::subscribe(
+                &mut self.tree,
+                self.remote.as_deref_mut(),
+                &req.filter,
+                sid,
+                sub,
+            );
             codes.push(ReasonCode::granted(options.qos));
             // [MQTT-3.3.1-9]/[MQTT-3.3.1-10]/[MQTT-3.3.1-11]: retained messages per retain
             // handling; none for shared subscriptions.
@@ -104,7 +110,7 @@ impl Router {
                     existed = true;
                 }
             }
-            self.tree.remove(&f, sid);
+            remote::unsubscribe(&mut self.tree, self.remote.as_deref_mut(), &f, sid);
             codes.push(if existed {
                 ReasonCode::Success
             } else {

@@ -5,6 +5,8 @@
 
 mod admin;
 mod backpressure;
+mod cluster_seam;
+mod cluster_subject;
 mod crash_points;
 mod durable;
 mod e2e;
