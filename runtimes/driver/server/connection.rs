@@ -12,7 +12,9 @@ use std::time::Instant;
 use crate::broker::{ConnectionMail, RouterMail, ServerConnection};
 use crate::runtimes::driver::broker::RouterCore;
 use crate::runtimes::driver::checks::{Checks, Running};
-use crate::runtimes::driver::connection::{drain_connection, with_listener, Drained, Traffic};
+use crate::runtimes::driver::connection::{
+    drain_connection, with_listener, Drained, Report, Traffic,
+};
 use crate::runtimes::driver::mailbox::{taken, MailQueue, Mailbox, Queued};
 use crate::runtimes::driver::options::{BrokerOptions, EventHook, TransportHook};
 use crate::runtimes::driver::post::{Letters, Post};
@@ -132,10 +134,11 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
     // Not an `async fn`: that would keep `c` twice in the future, as the argument and as
     // the local it is moved into (rust-lang/rust#62958): 800 more bytes per connection.
     async move {
-        let id = c.conn.id();
         let mut traffic = Traffic::new(now());
         let sleep = pin!(None);
         let mut alarm = Alarm::new(sleep);
+        // What is live across two awaits is kept in every state of this future, the idle one
+        // too: values matched on are dropped before the awaits their arms lead to (`End`).
         loop {
             let Drained {
                 transmit,
@@ -143,28 +146,23 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 close,
             } = drain_connection(&mut c.conn, c.hook.as_ref());
             let deadline = write_deadline(c.conn.poll_timeout());
-            for b in &transmit {
-                if send(&mut c, b, deadline).await.is_err() {
-                    // A write error, or killed as too slow: the transport failed.
-                    return Box::pin(abort(c, traffic, mail)).await;
-                }
-                traffic.sent += b.len() as u64;
-            }
-            if c.link.as_ref().is_some_and(|l| l.has_wire())
-                && send(&mut c, &[], deadline).await.is_err()
+            if write_out(&mut c, &mut traffic, transmit, deadline)
+                .await
+                .is_err()
             {
+                // A write error, or killed as too slow: the transport failed.
                 return Box::pin(abort(c, traffic, mail)).await;
             }
-            // Not held while the task waits.
-            drop(transmit);
             if close {
                 mail.extend(take_back(&mut c));
             }
-            if let Some(r) = traffic.report(now(), id, mail, close) {
-                if c.inbox.send(Inbox::Report(r)).await.is_err() {
-                    // The router has stopped: the server is shutting down.
-                    return Box::pin(shut_down(c)).await;
-                }
+            let stopped = match traffic.report(now(), c.conn.id(), mail, close) {
+                Some(r) => report(&c.inbox, r).await.is_err(),
+                None => false,
+            };
+            if stopped {
+                // The router has stopped: the server is shutting down.
+                return Box::pin(shut_down(c)).await;
             }
             if close {
                 if let Some(link) = &mut c.link {
@@ -174,35 +172,87 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 c.writer.close().await;
                 return;
             }
-            if let Some(check) = c.conn.poll_credentials() {
-                match check_credentials::<R>(&mut c.conn, &c.checks, &c.mail, check).await {
-                    None => {}
-                    Some(Letters::Killed) => return Box::pin(abort(c, traffic, Vec::new())).await,
-                    Some(Letters::Closed) => return Box::pin(shut_down(c)).await,
+            // Boxed, the check and its wait: once per connection at most, and inline they
+            // would stay in every idle connection's task.
+            let check = c.conn.poll_credentials().map(Box::new);
+            let end = if let Some(check) = check {
+                let checking = check_credentials::<R>(&mut c.conn, &c.checks, &c.mail, *check);
+                match Box::pin(checking).await {
+                    None => None,
+                    Some(Letters::Killed) => Some(End::Abort),
+                    Some(Letters::Closed) => Some(End::ShutDown),
                     // No mail comes before the router has the CONNECT; were it to, the
                     // abandoned check leaves the connect timeout to end the connection.
-                    Some(Letters::Mail(batches)) => hand_over(&mut c.conn, &c.queued, batches),
-                }
-                continue;
-            }
-            alarm.arm(c.conn.poll_timeout(), R::sleep_until);
-            match next(&mut c, &mut alarm, &mut traffic).await {
-                Wake::Input => {}
-                Wake::Ended => c.conn.handle_transport_closed(now()),
-                Wake::Failed(e) => {
-                    if let Some(h) = &c.transport_hook {
-                        h(&e);
+                    Some(Letters::Mail(batches)) => {
+                        hand_over(&mut c.conn, &c.queued, batches);
+                        None
                     }
+                }
+            } else {
+                alarm.arm(c.conn.poll_timeout(), R::sleep_until);
+                match next(&mut c, &mut alarm, &mut traffic).await {
+                    Wake::Input => None,
+                    Wake::Ended => {
+                        c.conn.handle_transport_closed(now());
+                        None
+                    }
+                    Wake::Failed(e) => {
+                        if let Some(h) = &c.transport_hook {
+                            h(&e);
+                        }
+                        Some(End::Alert)
+                    }
+                    Wake::Closed => Some(End::ShutDown),
+                    Wake::Killed => Some(End::Abort),
+                    Wake::Deadline => {
+                        c.conn.handle_timeout(now());
+                        None
+                    }
+                }
+            };
+            match end {
+                None => {}
+                Some(End::Alert) => {
                     // The alert or HTTP answer that tells the peer why.
                     let _ = send(&mut c, &[], write_deadline(None)).await;
                     c.conn.handle_transport_closed(now());
                 }
-                Wake::Closed => return Box::pin(shut_down(c)).await,
-                Wake::Killed => return Box::pin(abort(c, traffic, Vec::new())).await,
-                Wake::Deadline => c.conn.handle_timeout(now()),
+                Some(End::ShutDown) => return Box::pin(shut_down(c)).await,
+                Some(End::Abort) => return Box::pin(abort(c, traffic, Vec::new())).await,
             }
         }
     }
+}
+
+/// What a wake leaves the connection task to do once the value that woke it is dropped.
+#[derive(Clone, Copy)]
+enum End {
+    /// The transport refused the peer's bytes: the alert that says why goes out, and the
+    /// connection ends as if the transport closed.
+    Alert,
+    /// The server is shutting down.
+    ShutDown,
+    /// Killed as too slow.
+    Abort,
+}
+
+/// Writes what one wake transmits, then what the link has left to send (counted in
+/// `traffic`); `Err`: a write error, or killed as too slow. `transmit` is dropped here: not
+/// held while the task waits.
+async fn write_out<R: Runtime>(
+    c: &mut Conn<R>,
+    traffic: &mut Traffic,
+    transmit: Vec<bytes::Bytes>,
+    deadline: Instant,
+) -> Result<(), ()> {
+    for b in &transmit {
+        send(c, b, deadline).await?;
+        traffic.sent += b.len() as u64;
+    }
+    if c.link.as_ref().is_some_and(|l| l.has_wire()) {
+        send(c, &[], deadline).await?;
+    }
+    Ok(())
 }
 
 /// Runs a deferred credentials check away from this task (on the pool, or the async hook's
@@ -270,10 +320,13 @@ async fn write<R: Runtime>(
     deadline: Instant,
 ) -> Result<(), ()> {
     let mut write = pin!(writer.write_all(buf));
-    let mut expired = pin!(R::sleep_until(deadline));
+    // Made (boxed) only for a write that waits: most complete at once, and inline its timer
+    // would stay in every idle connection's task.
+    let mut expired = None;
     poll_fn(|cx| match write.as_mut().poll(cx) {
         Poll::Ready(r) => Poll::Ready(r.map_err(drop)),
         Poll::Pending => {
+            let expired = expired.get_or_insert_with(|| Box::pin(R::sleep_until(deadline)));
             if expired.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(()));
             }
@@ -281,6 +334,17 @@ async fn write<R: Runtime>(
         }
     })
     .await
+}
+
+/// Sends a report to the router task, waiting while its inbox is full; `Err`: the router
+/// has stopped. The wait is boxed: it is rare, and inline the report and the channel's
+/// waiter would stay in every idle connection's task.
+async fn report<R: Runtime>(inbox: &async_channel::Sender<Inbox<R>>, r: Report) -> Result<(), ()> {
+    match inbox.try_send(Inbox::Report(r)) {
+        Ok(()) => Ok(()),
+        Err(async_channel::TrySendError::Closed(_)) => Err(()),
+        Err(async_channel::TrySendError::Full(r)) => Box::pin(inbox.send(r)).await.map_err(drop),
+    }
 }
 
 thread_local! {
