@@ -239,20 +239,23 @@ enum End {
 /// Writes what one wake transmits, then what the link has left to send (counted in
 /// `traffic`); `Err`: a write error, or killed as too slow. `transmit` is dropped here: not
 /// held while the task waits.
-async fn write_out<R: Runtime>(
-    c: &mut Conn<R>,
-    traffic: &mut Traffic,
+#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
+fn write_out<'a, R: Runtime>(
+    c: &'a mut Conn<R>,
+    traffic: &'a mut Traffic,
     transmit: Vec<bytes::Bytes>,
     deadline: Instant,
-) -> Result<(), ()> {
-    for b in &transmit {
-        send(c, b, deadline).await?;
-        traffic.sent += b.len() as u64;
+) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+    async move {
+        for b in &transmit {
+            send(c, b, deadline).await?;
+            traffic.sent += b.len() as u64;
+        }
+        if c.link.as_ref().is_some_and(|l| l.has_wire()) {
+            send(c, &[], deadline).await?;
+        }
+        Ok(())
     }
-    if c.link.as_ref().is_some_and(|l| l.has_wire()) {
-        send(c, &[], deadline).await?;
-    }
-    Ok(())
 }
 
 /// Runs a deferred credentials check away from this task (on the pool, or the async hook's
@@ -296,44 +299,54 @@ fn write_deadline(next: Option<Instant>) -> Instant {
 
 /// Writes the connection's `buf` through its link (if any), with what the link has to send,
 /// within `deadline` (see [`write`]).
-async fn send<R: Runtime>(c: &mut Conn<R>, buf: &[u8], deadline: Instant) -> Result<(), ()> {
-    let Some(link) = &mut c.link else {
-        return write::<R>(&mut c.writer, &c.mail, buf, deadline).await;
-    };
-    if !buf.is_empty() {
-        link.send(buf).map_err(drop)?;
+#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
+fn send<'a, R: Runtime>(
+    c: &'a mut Conn<R>,
+    buf: &'a [u8],
+    deadline: Instant,
+) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+    async move {
+        let Some(link) = &mut c.link else {
+            return write::<R>(&mut c.writer, &c.mail, buf, deadline).await;
+        };
+        if !buf.is_empty() {
+            link.send(buf).map_err(drop)?;
+        }
+        let wire = link.take_wire();
+        if wire.is_empty() {
+            return Ok(());
+        }
+        write::<R>(&mut c.writer, &c.mail, &wire, deadline).await
     }
-    let wire = link.take_wire();
-    if wire.is_empty() {
-        return Ok(());
-    }
-    write::<R>(&mut c.writer, &c.mail, &wire, deadline).await
 }
 
 /// Writes `buf`, unless the connection is killed first, mail that closes it arrives (a
 /// takeover), or `deadline` passes: it may be stuck writing to a peer that does not read,
 /// and that must not keep its session, its takeover or the router waiting.
-async fn write<R: Runtime>(
-    writer: &mut R::Writer,
-    post: &Post,
-    buf: &[u8],
+#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
+fn write<'a, R: Runtime>(
+    writer: &'a mut R::Writer,
+    post: &'a Post,
+    buf: &'a [u8],
     deadline: Instant,
-) -> Result<(), ()> {
-    let mut write = pin!(writer.write_all(buf));
-    // Made (boxed) only for a write that waits: most complete at once, and inline its timer
-    // would stay in every idle connection's task.
-    let mut expired = None;
-    poll_fn(|cx| match write.as_mut().poll(cx) {
-        Poll::Ready(r) => Poll::Ready(r.map_err(drop)),
-        Poll::Pending => {
-            let expired = expired.get_or_insert_with(|| Box::pin(R::sleep_until(deadline)));
-            if expired.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(()));
+) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+    async move {
+        let mut write = pin!(writer.write_all(buf));
+        // Made (boxed) only for a write that waits: most complete at once, and inline its timer
+        // would stay in every idle connection's task.
+        let mut expired = None;
+        poll_fn(|cx| match write.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map_err(drop)),
+            Poll::Pending => {
+                let expired = expired.get_or_insert_with(|| Box::pin(R::sleep_until(deadline)));
+                if expired.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(()));
+                }
+                post.poll_killed(cx).map(Err)
             }
-            post.poll_killed(cx).map(Err)
-        }
-    })
-    .await
+        })
+        .await
+    }
 }
 
 /// Sends a report to the router task, waiting while its inbox is full; `Err`: the router
