@@ -13,7 +13,7 @@ use crate::broker::{ConnectionMail, RouterMail, ServerConnection};
 use crate::runtimes::driver::broker::RouterCore;
 use crate::runtimes::driver::checks::{Checks, Running};
 use crate::runtimes::driver::connection::{
-    drain_connection, with_listener, Drained, Report, Traffic,
+    drain_connection_with, listener_event, Drained, Report, Traffic,
 };
 use crate::runtimes::driver::mailbox::{taken, MailQueue, Mailbox, Queued};
 use crate::runtimes::driver::options::{BrokerOptions, EventHook, TransportHook};
@@ -60,7 +60,6 @@ pub(super) fn accept<R: Runtime>(
 ) {
     let conn = core.accept(now);
     core.router.set_listener(conn.id(), held.listener());
-    let hook = with_listener(options.on_event.clone(), held.listener());
     let post = Arc::new(Post::default());
     let queued = Arc::new(Queued::default());
     let queue = Queue { post: post.clone() };
@@ -69,13 +68,13 @@ pub(super) fn accept<R: Runtime>(
         reader,
         writer,
         link,
-        _held: held,
+        held,
         transport_hook: options.on_transport_error.clone(),
         conn,
         mail: post,
         queued,
         inbox: inbox.clone(),
-        hook,
+        hook: options.on_event.clone(),
         checks: core.checks.clone(),
         _done: done.clone(),
     }));
@@ -92,7 +91,7 @@ struct Conn<R: Runtime> {
     /// connection's task stays small).
     link: Option<Box<Link>>,
     /// Counted among its listener's open connections while the task runs.
-    _held: Held,
+    held: Held,
     /// Told why a transport failed.
     transport_hook: Option<TransportHook>,
     conn: ServerConnection,
@@ -100,6 +99,7 @@ struct Conn<R: Runtime> {
     mail: Arc<Post>,
     queued: Arc<Queued>,
     inbox: async_channel::Sender<Inbox<R>>,
+    /// Told of the connection's events, with its listener in `Connected` (see [`drain`]).
     hook: Option<EventHook>,
     /// Where deferred credentials checks run.
     checks: Arc<Checks>,
@@ -144,7 +144,7 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 transmit,
                 mut mail,
                 close,
-            } = drain_connection(&mut c.conn, c.hook.as_ref());
+            } = drain(&mut c);
             let deadline = write_deadline(c.conn.poll_timeout());
             if write_out(&mut c, &mut traffic, transmit, deadline)
                 .await
@@ -234,6 +234,17 @@ enum End {
     ShutDown,
     /// Killed as too slow.
     Abort,
+}
+
+/// Drains the connection (see [`drain_connection_with`]), its events told to the hook with
+/// the listener: no hook of its own per connection.
+fn drain<R: Runtime>(c: &mut Conn<R>) -> Drained {
+    let (hook, held) = (&c.hook, &c.held);
+    drain_connection_with(&mut c.conn, |e| {
+        if let Some(h) = hook {
+            listener_event(h, || held.listener(), e);
+        }
+    })
 }
 
 /// Writes what one wake transmits, then what the link has left to send (counted in
@@ -527,7 +538,7 @@ fn take_back<R: Runtime>(c: &mut Conn<R>) -> Vec<RouterMail> {
 /// abnormally (its will goes out) and the socket is dropped unflushed.
 async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<RouterMail>) {
     c.conn.handle_transport_closed(now());
-    let d = drain_connection(&mut c.conn, c.hook.as_ref());
+    let d = drain(&mut c);
     mail.extend(d.mail);
     mail.extend(take_back(&mut c));
     if let Some(r) = traffic.report(now(), c.conn.id(), mail, true) {
@@ -539,7 +550,7 @@ async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<R
 /// (the router routes nothing more), then the socket is flushed and closed.
 async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
-    let d = drain_connection(&mut c.conn, c.hook.as_ref());
+    let d = drain(&mut c);
     let deadline = write_deadline(None);
     for b in &d.transmit {
         if send(&mut c, b, deadline).await.is_err() {
