@@ -36,20 +36,44 @@ pub(crate) struct Drained {
 /// [`BrokerEvent::Connected`] (made once per connection, only when there is a hook).
 pub(crate) fn with_listener(hook: Option<EventHook>, listener: ByteStr) -> Option<EventHook> {
     let hook = hook?;
-    Some(Arc::new(move |e: &BrokerEvent| match e {
+    Some(Arc::new(move |e: &BrokerEvent| {
+        listener_event(&hook, || listener.clone(), e)
+    }))
+}
+
+/// Tells `hook` of `e`, with the listener the connection came in on in a
+/// [`BrokerEvent::Connected`] (asked for only then).
+pub(crate) fn listener_event(
+    hook: &EventHook,
+    listener: impl FnOnce() -> ByteStr,
+    e: &BrokerEvent,
+) {
+    match e {
         BrokerEvent::Connected { .. } => {
             let mut e = e.clone();
             if let BrokerEvent::Connected { info, .. } = &mut e {
-                info.listener = Some(listener.clone());
+                info.listener = Some(listener());
             }
             hook(&e);
         }
         _ => hook(e),
-    }))
+    }
 }
 
 /// Drains `conn` in order: transmit, router mail, events.
 pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventHook>) -> Drained {
+    drain_connection_with(conn, |e| {
+        if let Some(h) = hook {
+            h(e);
+        }
+    })
+}
+
+/// [`drain_connection`], each event told to `hook`.
+pub(crate) fn drain_connection_with(
+    conn: &mut ServerConnection,
+    mut hook: impl FnMut(&BrokerEvent),
+) -> Drained {
     let mut transmit = Vec::new();
     while let Some(b) = conn.poll_transmit() {
         transmit.push(b);
@@ -65,9 +89,7 @@ pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventH
     }
     let mut close = false;
     while let Some(e) = conn.poll_event() {
-        if let Some(h) = hook {
-            h(&e);
-        }
+        hook(&e);
         close |= matches!(e, BrokerEvent::CloseTransport(_));
     }
     Drained {

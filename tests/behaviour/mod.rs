@@ -278,6 +278,13 @@ fn a_second_connection_with_the_same_id_takes_over() {
         .filter(|e| matches!(e, BrokerEvent::Connected { client_id, .. } if client_id.as_str() == "same"))
         .count();
     assert_eq!(connected, 2, "{events:?}");
+    // Each connect names the listener it came in on.
+    let addr = b.addr.to_string();
+    let named = events
+        .iter()
+        .filter(|e| matches!(e, BrokerEvent::Connected { info, .. } if info.listener.as_ref().map(|l| l.as_str()) == Some(addr.as_str())))
+        .count();
+    assert_eq!(named, 2, "{events:?}");
     assert!(
         events.iter().any(|e| matches!(e, BrokerEvent::Closed { reason, .. } if reason.reason_code == ReasonCode::SessionTakenOver)),
         "{events:?}"

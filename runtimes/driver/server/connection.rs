@@ -12,7 +12,9 @@ use std::time::Instant;
 use crate::broker::{ConnectionMail, RouterMail, ServerConnection};
 use crate::runtimes::driver::broker::RouterCore;
 use crate::runtimes::driver::checks::{Checks, Running};
-use crate::runtimes::driver::connection::{drain_connection, with_listener, Drained, Traffic};
+use crate::runtimes::driver::connection::{
+    drain_connection_with, listener_event, Drained, Report, Traffic,
+};
 use crate::runtimes::driver::mailbox::{taken, MailQueue, Mailbox, Queued};
 use crate::runtimes::driver::options::{BrokerOptions, EventHook, TransportHook};
 use crate::runtimes::driver::post::{Letters, Post};
@@ -58,7 +60,6 @@ pub(super) fn accept<R: Runtime>(
 ) {
     let conn = core.accept(now);
     core.router.set_listener(conn.id(), held.listener());
-    let hook = with_listener(options.on_event.clone(), held.listener());
     let post = Arc::new(Post::default());
     let queued = Arc::new(Queued::default());
     let queue = Queue { post: post.clone() };
@@ -67,13 +68,13 @@ pub(super) fn accept<R: Runtime>(
         reader,
         writer,
         link,
-        _held: held,
+        held,
         transport_hook: options.on_transport_error.clone(),
         conn,
         mail: post,
         queued,
         inbox: inbox.clone(),
-        hook,
+        hook: options.on_event.clone(),
         checks: core.checks.clone(),
         _done: done.clone(),
     }));
@@ -90,7 +91,7 @@ struct Conn<R: Runtime> {
     /// connection's task stays small).
     link: Option<Box<Link>>,
     /// Counted among its listener's open connections while the task runs.
-    _held: Held,
+    held: Held,
     /// Told why a transport failed.
     transport_hook: Option<TransportHook>,
     conn: ServerConnection,
@@ -98,6 +99,7 @@ struct Conn<R: Runtime> {
     mail: Arc<Post>,
     queued: Arc<Queued>,
     inbox: async_channel::Sender<Inbox<R>>,
+    /// Told of the connection's events, with its listener in `Connected` (see [`drain`]).
     hook: Option<EventHook>,
     /// Where deferred credentials checks run.
     checks: Arc<Checks>,
@@ -132,39 +134,35 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
     // Not an `async fn`: that would keep `c` twice in the future, as the argument and as
     // the local it is moved into (rust-lang/rust#62958): 800 more bytes per connection.
     async move {
-        let id = c.conn.id();
         let mut traffic = Traffic::new(now());
         let sleep = pin!(None);
         let mut alarm = Alarm::new(sleep);
+        // What is live across two awaits is kept in every state of this future, the idle one
+        // too: values matched on are dropped before the awaits their arms lead to (`End`).
         loop {
             let Drained {
                 transmit,
                 mut mail,
                 close,
-            } = drain_connection(&mut c.conn, c.hook.as_ref());
+            } = drain(&mut c);
             let deadline = write_deadline(c.conn.poll_timeout());
-            for b in &transmit {
-                if send(&mut c, b, deadline).await.is_err() {
-                    // A write error, or killed as too slow: the transport failed.
-                    return Box::pin(abort(c, traffic, mail)).await;
-                }
-                traffic.sent += b.len() as u64;
-            }
-            if c.link.as_ref().is_some_and(|l| l.has_wire())
-                && send(&mut c, &[], deadline).await.is_err()
+            if write_out(&mut c, &mut traffic, transmit, deadline)
+                .await
+                .is_err()
             {
+                // A write error, or killed as too slow: the transport failed.
                 return Box::pin(abort(c, traffic, mail)).await;
             }
-            // Not held while the task waits.
-            drop(transmit);
             if close {
                 mail.extend(take_back(&mut c));
             }
-            if let Some(r) = traffic.report(now(), id, mail, close) {
-                if c.inbox.send(Inbox::Report(r)).await.is_err() {
-                    // The router has stopped: the server is shutting down.
-                    return Box::pin(shut_down(c)).await;
-                }
+            let stopped = match traffic.report(now(), c.conn.id(), mail, close) {
+                Some(r) => report(&c.inbox, r).await.is_err(),
+                None => false,
+            };
+            if stopped {
+                // The router has stopped: the server is shutting down.
+                return Box::pin(shut_down(c)).await;
             }
             if close {
                 if let Some(link) = &mut c.link {
@@ -174,34 +172,100 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 c.writer.close().await;
                 return;
             }
-            if let Some(check) = c.conn.poll_credentials() {
-                match check_credentials::<R>(&mut c.conn, &c.checks, &c.mail, check).await {
-                    None => {}
-                    Some(Letters::Killed) => return Box::pin(abort(c, traffic, Vec::new())).await,
-                    Some(Letters::Closed) => return Box::pin(shut_down(c)).await,
+            // Boxed, the check and its wait: once per connection at most, and inline they
+            // would stay in every idle connection's task.
+            let check = c.conn.poll_credentials().map(Box::new);
+            let end = if let Some(check) = check {
+                let checking = check_credentials::<R>(&mut c.conn, &c.checks, &c.mail, *check);
+                match Box::pin(checking).await {
+                    None => None,
+                    Some(Letters::Killed) => Some(End::Abort),
+                    Some(Letters::Closed) => Some(End::ShutDown),
                     // No mail comes before the router has the CONNECT; were it to, the
                     // abandoned check leaves the connect timeout to end the connection.
-                    Some(Letters::Mail(batches)) => hand_over(&mut c.conn, &c.queued, batches),
-                }
-                continue;
-            }
-            alarm.arm(c.conn.poll_timeout(), R::sleep_until);
-            match next(&mut c, &mut alarm, &mut traffic).await {
-                Wake::Input => {}
-                Wake::Ended => c.conn.handle_transport_closed(now()),
-                Wake::Failed(e) => {
-                    if let Some(h) = &c.transport_hook {
-                        h(&e);
+                    Some(Letters::Mail(batches)) => {
+                        hand_over(&mut c.conn, &c.queued, batches);
+                        None
                     }
+                }
+            } else {
+                alarm.arm(c.conn.poll_timeout(), R::sleep_until);
+                match next(&mut c, &mut alarm, &mut traffic).await {
+                    Wake::Input => None,
+                    Wake::Ended => {
+                        c.conn.handle_transport_closed(now());
+                        None
+                    }
+                    Wake::Failed(e) => {
+                        if let Some(h) = &c.transport_hook {
+                            h(&e);
+                        }
+                        Some(End::Alert)
+                    }
+                    Wake::Closed => Some(End::ShutDown),
+                    Wake::Killed => Some(End::Abort),
+                    Wake::Deadline => {
+                        c.conn.handle_timeout(now());
+                        None
+                    }
+                }
+            };
+            match end {
+                None => {}
+                Some(End::Alert) => {
                     // The alert or HTTP answer that tells the peer why.
                     let _ = send(&mut c, &[], write_deadline(None)).await;
                     c.conn.handle_transport_closed(now());
                 }
-                Wake::Closed => return Box::pin(shut_down(c)).await,
-                Wake::Killed => return Box::pin(abort(c, traffic, Vec::new())).await,
-                Wake::Deadline => c.conn.handle_timeout(now()),
+                Some(End::ShutDown) => return Box::pin(shut_down(c)).await,
+                Some(End::Abort) => return Box::pin(abort(c, traffic, Vec::new())).await,
             }
         }
+    }
+}
+
+/// What a wake leaves the connection task to do once the value that woke it is dropped.
+#[derive(Clone, Copy)]
+enum End {
+    /// The transport refused the peer's bytes: the alert that says why goes out, and the
+    /// connection ends as if the transport closed.
+    Alert,
+    /// The server is shutting down.
+    ShutDown,
+    /// Killed as too slow.
+    Abort,
+}
+
+/// Drains the connection (see [`drain_connection_with`]), its events told to the hook with
+/// the listener: no hook of its own per connection.
+fn drain<R: Runtime>(c: &mut Conn<R>) -> Drained {
+    let (hook, held) = (&c.hook, &c.held);
+    drain_connection_with(&mut c.conn, |e| {
+        if let Some(h) = hook {
+            listener_event(h, || held.listener(), e);
+        }
+    })
+}
+
+/// Writes what one wake transmits, then what the link has left to send (counted in
+/// `traffic`); `Err`: a write error, or killed as too slow. `transmit` is dropped here: not
+/// held while the task waits.
+#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
+fn write_out<'a, R: Runtime>(
+    c: &'a mut Conn<R>,
+    traffic: &'a mut Traffic,
+    transmit: Vec<bytes::Bytes>,
+    deadline: Instant,
+) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+    async move {
+        for b in &transmit {
+            send(c, b, deadline).await?;
+            traffic.sent += b.len() as u64;
+        }
+        if c.link.as_ref().is_some_and(|l| l.has_wire()) {
+            send(c, &[], deadline).await?;
+        }
+        Ok(())
     }
 }
 
@@ -246,41 +310,65 @@ fn write_deadline(next: Option<Instant>) -> Instant {
 
 /// Writes the connection's `buf` through its link (if any), with what the link has to send,
 /// within `deadline` (see [`write`]).
-async fn send<R: Runtime>(c: &mut Conn<R>, buf: &[u8], deadline: Instant) -> Result<(), ()> {
-    let Some(link) = &mut c.link else {
-        return write::<R>(&mut c.writer, &c.mail, buf, deadline).await;
-    };
-    if !buf.is_empty() {
-        link.send(buf).map_err(drop)?;
+#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
+fn send<'a, R: Runtime>(
+    c: &'a mut Conn<R>,
+    buf: &'a [u8],
+    deadline: Instant,
+) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+    async move {
+        let Some(link) = &mut c.link else {
+            return write::<R>(&mut c.writer, &c.mail, buf, deadline).await;
+        };
+        if !buf.is_empty() {
+            link.send(buf).map_err(drop)?;
+        }
+        let wire = link.take_wire();
+        if wire.is_empty() {
+            return Ok(());
+        }
+        write::<R>(&mut c.writer, &c.mail, &wire, deadline).await
     }
-    let wire = link.take_wire();
-    if wire.is_empty() {
-        return Ok(());
-    }
-    write::<R>(&mut c.writer, &c.mail, &wire, deadline).await
 }
 
 /// Writes `buf`, unless the connection is killed first, mail that closes it arrives (a
 /// takeover), or `deadline` passes: it may be stuck writing to a peer that does not read,
 /// and that must not keep its session, its takeover or the router waiting.
-async fn write<R: Runtime>(
-    writer: &mut R::Writer,
-    post: &Post,
-    buf: &[u8],
+#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
+fn write<'a, R: Runtime>(
+    writer: &'a mut R::Writer,
+    post: &'a Post,
+    buf: &'a [u8],
     deadline: Instant,
-) -> Result<(), ()> {
-    let mut write = pin!(writer.write_all(buf));
-    let mut expired = pin!(R::sleep_until(deadline));
-    poll_fn(|cx| match write.as_mut().poll(cx) {
-        Poll::Ready(r) => Poll::Ready(r.map_err(drop)),
-        Poll::Pending => {
-            if expired.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(()));
+) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+    async move {
+        let mut write = pin!(writer.write_all(buf));
+        // Made (boxed) only for a write that waits: most complete at once, and inline its timer
+        // would stay in every idle connection's task.
+        let mut expired = None;
+        poll_fn(|cx| match write.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map_err(drop)),
+            Poll::Pending => {
+                let expired = expired.get_or_insert_with(|| Box::pin(R::sleep_until(deadline)));
+                if expired.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(()));
+                }
+                post.poll_killed(cx).map(Err)
             }
-            post.poll_killed(cx).map(Err)
-        }
-    })
-    .await
+        })
+        .await
+    }
+}
+
+/// Sends a report to the router task, waiting while its inbox is full; `Err`: the router
+/// has stopped. The wait is boxed: it is rare, and inline the report and the channel's
+/// waiter would stay in every idle connection's task.
+async fn report<R: Runtime>(inbox: &async_channel::Sender<Inbox<R>>, r: Report) -> Result<(), ()> {
+    match inbox.try_send(Inbox::Report(r)) {
+        Ok(()) => Ok(()),
+        Err(async_channel::TrySendError::Closed(_)) => Err(()),
+        Err(async_channel::TrySendError::Full(r)) => Box::pin(inbox.send(r)).await.map_err(drop),
+    }
 }
 
 thread_local! {
@@ -450,7 +538,7 @@ fn take_back<R: Runtime>(c: &mut Conn<R>) -> Vec<RouterMail> {
 /// abnormally (its will goes out) and the socket is dropped unflushed.
 async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<RouterMail>) {
     c.conn.handle_transport_closed(now());
-    let d = drain_connection(&mut c.conn, c.hook.as_ref());
+    let d = drain(&mut c);
     mail.extend(d.mail);
     mail.extend(take_back(&mut c));
     if let Some(r) = traffic.report(now(), c.conn.id(), mail, true) {
@@ -462,7 +550,7 @@ async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<R
 /// (the router routes nothing more), then the socket is flushed and closed.
 async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
-    let d = drain_connection(&mut c.conn, c.hook.as_ref());
+    let d = drain(&mut c);
     let deadline = write_deadline(None);
     for b in &d.transmit {
         if send(&mut c, b, deadline).await.is_err() {
