@@ -141,6 +141,20 @@ def main(path):
                     line += f" {b}: {t} / {k}  "
             if shown:
                 print(line)
+    print("\nper broker core (median over rounds of rate / broker cores; steadier than the rate when"
+          " other work shares the machine)")
+    for bench in benches:
+        for s in settings:
+            rows = [r for r in runs if r["bench"] == bench and settings_of(r) == s and r.get("ok")
+                    and r.get("broker_cpu") and r.get("rate")
+                    and r.get("scenario") not in ("latency", "connections")]
+            line = f"{bench:<15} {s:<10}"
+            for b in brokers:
+                vals = [r["rate"] / r["broker_cpu"] for r in rows if r.get("label") == b]
+                if vals:
+                    line += f" {b}: {fmt(statistics.median(vals))}  "
+            if rows:
+                print(line)
     peaks = [r for r in runs if r.get("broker_peak_rss")]
     if peaks:
         print("\nbroker peak memory (VmHWM of a broker started for the run, median over rounds, MiB)")
