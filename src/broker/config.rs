@@ -96,7 +96,9 @@ pub struct BrokerConfig {
     /// keeps them forever (Mosquitto's `persistent_client_expiration`).
     pub persistent_session_expiry: Option<u32>,
     /// In-flight window towards 3.1.x clients, which announce none (Mosquitto's
-    /// `max_inflight_messages`).
+    /// `max_inflight_messages`): QoS 1/2 messages sent and not yet acknowledged. 100 by
+    /// default where Mosquitto has 20, chosen by measurement (BENCHMARKS.md, "The in-flight
+    /// window"): a subscriber gets at most this many messages per round trip.
     pub max_inflight_v3: u16,
     /// How often `$SYS/broker/...` statistics are published; `None` turns them off
     /// (Mosquitto's `sys_interval`).
@@ -162,6 +164,14 @@ pub struct Redirect {
     pub permanent: bool,
 }
 
+/// The default `BrokerConfig::max_inflight_v3`, chosen by measurement
+/// (`make bench-window`, BENCHMARKS.md): a 3.1.x subscriber gets at most this many QoS 1/2
+/// messages per round trip. Mosquitto's 20 halves the throughput per broker core on loopback and
+/// caps a subscriber 50 ms away at 400 messages a second; 100 carries 2,000 there, and past 100
+/// loopback gains nothing while each slot still holds a message beyond the queue limits.
+/// MQTT 5 clients announce their own window (Receive Maximum).
+const DEFAULT_MAX_INFLIGHT_V3: u16 = 100;
+
 impl Default for BrokerConfig {
     fn default() -> BrokerConfig {
         BrokerConfig {
@@ -189,7 +199,7 @@ impl Default for BrokerConfig {
             max_subscribe_filters: 1_000,
             queue_qos0_offline: false,
             persistent_session_expiry: None,
-            max_inflight_v3: 20,
+            max_inflight_v3: DEFAULT_MAX_INFLIGHT_V3,
             sys_interval: Some(Duration::from_secs(10)),
             max_connections: None,
             max_topic_len: 65_535,
