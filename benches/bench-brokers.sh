@@ -18,6 +18,7 @@
 # Settings ($SETTINGS, one table column each):
 #   equal      every broker with $INFLIGHT QoS 1/2 messages in flight towards a subscriber, no
 #              persistence, queues that do not drop what a lagging subscriber is owed, Nagle off
+#              (where it can be set: rumqttd leaves it on)
 #   defaults   every broker as it comes: its built-in settings (rumqttd: the configuration file
 #              it ships, which it needs to start), changed only where the run needs it:
 #              loopback listeners on the ports below, anonymous clients let in (rmqtt refuses
