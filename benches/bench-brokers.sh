@@ -87,13 +87,14 @@ if [[ $INSTALL == 1 ]]; then
     $CARGO install --root "$TOOLS" rumqttd --version 0.20.0
   fi
   if [[ " $BROKERS " == *" rmqtt "* ]] && ! command -v rmqttd >/dev/null 2>&1; then
-    # rmqttd builds its plugins' C dependencies (librdkafka, protobuf) with cmake and autotools.
+    # rmqttd builds its plug-ins' C dependencies (librdkafka, protobuf) with cmake and autotools,
+    # and its gRPC code with protoc.
     if ! command -v cmake >/dev/null 2>&1 || ! command -v autoreconf >/dev/null 2>&1 \
-        || ! command -v libtoolize >/dev/null 2>&1; then
-      log "installing cmake, autoconf, automake, libtool, libssl-dev, pkg-config (to build rmqttd)"
+        || ! command -v libtoolize >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1; then
+      log "installing cmake, autotools, protoc, libssl-dev, pkg-config (to build rmqttd)"
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake autoconf automake libtool \
-        libssl-dev pkg-config g++ >/dev/null
+        protobuf-compiler libssl-dev pkg-config g++ >/dev/null
     fi
     # Its lock file builds as published (0.24 needs Rust 1.94).
     log "installing rmqttd (cargo install rmqttd; many minutes: ~700 crates and two C libraries)"
