@@ -334,8 +334,10 @@ start_broker() {
     rmqtt)
       # Run from its settings directory: rmqttd also reads ./rmqtt.toml, and nothing else
       # of ours is there.
+      local log
+      log=$(cd "$work" && pwd)/rmqtt.log
       (cd "$dir" && exec $NICE taskset -c "$BROKER_CPU" rmqttd -f "$PWD/rmqtt.toml" \
-        </dev/null >>"$work/rmqtt.log" 2>&1) &
+        </dev/null >>"$log" 2>&1) &
       ;;
   esac
   BROKER_PID=$!
