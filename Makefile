@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-tls crash broker publisher subscriber
+.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-tls crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -120,25 +120,37 @@ crash:
 	$(CARGO) build --examples --all-features
 	PAHO_CRASH_KILLS=$(PAHO_CRASH_KILLS) $(CARGO) test --all-features --test crash -- --nocapture
 
-## bench-brokers: tinymqtt's broker side by side with Mosquitto and rumqttd on loopback,
-## each pinned to core 0 and the load tool to core 1; installs mosquitto and rumqttd when missing.
-## ROUNDS rounds (A B C A B C) of DURATION seconds per scenario; SCENARIOS and BROKERS pick a subset.
+## bench-brokers: tinymqtt's broker side by side with Mosquitto, rumqttd and rmqtt on loopback,
+## each pinned to core 0 and the load tool to core 1, each with equal settings and with its own
+## defaults; installs mosquitto, rumqttd and rmqttd when missing.
+## ROUNDS rounds (A B C D A B C D) of DURATION seconds per scenario; SCENARIOS, BROKERS and
+## SETTINGS ("equal defaults", or window-N) pick a subset.
 ## The JSON lines go to target/bench-brokers/results.jsonl, the table to stdout.
 ROUNDS ?= 3
 DURATION ?= 5
 SCENARIOS ?=
 BROKERS ?=
+SETTINGS ?=
 bench-brokers:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(SCENARIOS)" BROKERS="$(BROKERS)" \
-	  CARGO=$(CARGO) bash benches/bench-brokers.sh
+	  SETTINGS="$(SETTINGS)" CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## bench-runtimes: our broker on each runtime (tokio, smol, async-std, blocking) on fan-in 4->1
 ## QoS 0, alternating, with the ratios to tokio; same knobs as above
 RUNTIME_SCENARIOS ?= fanin-q0
 bench-runtimes:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(RUNTIME_SCENARIOS)" \
-	  BROKERS="tinymqtt tinymqtt-smol tinymqtt-async-std tinymqtt-blocking" \
+	  BROKERS="tinymqtt tinymqtt-smol tinymqtt-async-std tinymqtt-blocking" SETTINGS=equal \
 	  CARGO=$(CARGO) bash benches/bench-brokers.sh
+
+## bench-window: our broker's in-flight window towards a 3.1.1 subscriber (window-N settings),
+## fan-in 4->1 QoS 1 and 2 on loopback and with the subscriber DELAY_MS (25) ms away each way, and
+## latency at 1,000 msg/s over that far link; same knobs as bench-brokers
+WINDOW_SETTINGS ?= window-20 window-50 window-100 window-200
+WINDOW_SCENARIOS ?= fanin-q1 fanin-q2 fanin-q1-far fanin-q2-far latency-q1-far
+bench-window:
+	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(WINDOW_SCENARIOS)" BROKERS=tinymqtt \
+	  SETTINGS="$(WINDOW_SETTINGS)" CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## soak: the hostile-client suite (tests/hostile.rs) ten times bigger and longer, outside CI;
 ## prints per attack the broker's peak RSS and the probe's worst PINGREQ round trip
@@ -153,7 +165,7 @@ soak:
 TLS_SCENARIOS ?= fanin-q0 fanin-q0-tls fanin-q1 fanin-q1-tls conns-2k conns-tls
 bench-tls:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(TLS_SCENARIOS)" BROKERS="tinymqtt mosquitto" \
-	  CARGO=$(CARGO) bash benches/bench-brokers.sh
+	  SETTINGS=equal CARGO=$(CARGO) bash benches/bench-brokers.sh
 ## public-api: regenerate public-api.txt, the crate's public API with every feature (cargo
 ## public-api on stable's rustdoc via RUSTC_BOOTSTRAP), so API changes show in review diffs
 public-api:

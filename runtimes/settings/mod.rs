@@ -22,7 +22,7 @@
 //! max_connections = -1             # -1: no limit
 //! max_queued_messages = 1000       # per session; 0: no limit
 //! max_queued_bytes = 67108864      # per session; 0: no limit
-//! max_inflight_messages = 20       # towards 3.1.x clients; 0: no limit
+//! max_inflight_messages = 100      # towards 3.1.x clients; 0: no limit
 //! message_size_limit = 1048576     # the largest packet; 0: MQTT's maximum
 //! max_packet_size = 1048576        # the same; with both, the smaller wins
 //! max_keepalive = 65535

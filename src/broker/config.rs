@@ -96,7 +96,9 @@ pub struct BrokerConfig {
     /// keeps them forever (Mosquitto's `persistent_client_expiration`).
     pub persistent_session_expiry: Option<u32>,
     /// In-flight window towards 3.1.x clients, which announce none (Mosquitto's
-    /// `max_inflight_messages`).
+    /// `max_inflight_messages`): QoS 1/2 messages sent and not yet acknowledged. 100 by
+    /// default where Mosquitto has 20, chosen by measurement (BENCHMARKS.md, "The in-flight
+    /// window"): a subscriber gets at most this many messages per round trip.
     pub max_inflight_v3: u16,
     /// How often `$SYS/broker/...` statistics are published; `None` turns them off
     /// (Mosquitto's `sys_interval`).
@@ -172,6 +174,16 @@ pub struct Redirect {
     pub permanent: bool,
 }
 
+/// The default `BrokerConfig::max_inflight_v3`, chosen by measurement
+/// (`make bench-window`, BENCHMARKS.md): a 3.1.x subscriber gets at most this many QoS 1/2
+/// messages per round trip. With Mosquitto's 20 a subscriber 25 ms away (50 ms round trip)
+/// gets about 300 QoS 1 messages a second, and a 1,000 msg/s stream to it overflows its queue;
+/// 100 carries 1,500 there and keeps that stream at 26 ms, and on loopback delivers 1.6 times
+/// the messages per broker core. Past 100 loopback gains nothing while each slot keeps one more
+/// message alive per lagging session. MQTT 5 clients announce their own window (Receive
+/// Maximum).
+const DEFAULT_MAX_INFLIGHT_V3: u16 = 100;
+
 impl Default for BrokerConfig {
     fn default() -> BrokerConfig {
         BrokerConfig {
@@ -199,7 +211,7 @@ impl Default for BrokerConfig {
             max_subscribe_filters: 1_000,
             queue_qos0_offline: false,
             persistent_session_expiry: None,
-            max_inflight_v3: 20,
+            max_inflight_v3: DEFAULT_MAX_INFLIGHT_V3,
             sys_interval: Some(Duration::from_secs(10)),
             max_connections: None,
             max_topic_len: 65_535,

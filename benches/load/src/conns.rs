@@ -57,8 +57,18 @@ pub fn vm_rss(pid: u32) -> Option<u64> {
     parse_vm_rss(&status)
 }
 
+/// Reads VmHWM (bytes, the peak resident memory) from /proc/PID/status.
+pub fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kb(&status, "VmHWM:")
+}
+
 fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    parse_status_kb(status, "VmRSS:")
+}
+
+fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -163,6 +173,20 @@ mod tests {
         assert_eq!(parse_vm_rss(status), Some(1234 * 1024));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
         assert_eq!(vm_rss(std::process::id()).map(|b| b > 0), Some(true));
+    }
+
+    #[test]
+    fn vm_hwm_is_the_peak_in_bytes() {
+        let status = "VmPeak:	  9000 kB
+VmHWM:	    2000 kB
+VmRSS:	    1234 kB
+";
+        assert_eq!(parse_status_kb(status, "VmHWM:"), Some(2000 * 1024));
+        let me = std::process::id();
+        assert!(
+            vm_hwm(me).unwrap() >= vm_rss(me).unwrap() / 2,
+            "the peak is at least now"
+        );
     }
 
     #[test]

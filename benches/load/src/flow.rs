@@ -31,6 +31,8 @@ pub enum Shape {
 pub struct FlowConfig {
     /// The broker.
     pub addr: SocketAddr,
+    /// Where subscribers connect: the broker, or a relay to it with a delay (`--delay-ms`).
+    pub subscriber_addr: SocketAddr,
     /// The protocol level.
     pub protocol: Protocol,
     /// The QoS of publishes and subscriptions.
@@ -88,6 +90,9 @@ pub struct FlowResult {
     pub tool_cpu: Option<f64>,
     /// Cores the broker used during the interval.
     pub broker_cpu: Option<f64>,
+    /// The broker's peak resident memory (VmHWM) in bytes at the end of the run: a broker
+    /// started for the run shows what the run made it hold at most.
+    pub broker_peak_rss: Option<u64>,
 }
 
 #[derive(Default)]
@@ -156,7 +161,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     for i in 0..cfg.subscribers {
         let id = format!("load-{tag}-s{i}");
         let mut c = conn::open(
-            cfg.addr,
+            cfg.subscriber_addr,
             None,
             &id,
             cfg.protocol,
@@ -271,6 +276,7 @@ pub async fn run(cfg: FlowConfig) -> Result<FlowResult, String> {
     if let Some(p) = progress {
         p.abort();
     }
+    result.broker_peak_rss = cfg.broker_pid.and_then(crate::conns::vm_hwm);
     Ok(result)
 }
 
@@ -679,6 +685,7 @@ mod tests {
     fn a_count_is_split_among_publishers_exactly() {
         let cfg = FlowConfig {
             addr: "127.0.0.1:1".parse().unwrap(),
+            subscriber_addr: "127.0.0.1:1".parse().unwrap(),
             protocol: Protocol::V4,
             qos: 1,
             payload: 64,

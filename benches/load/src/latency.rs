@@ -20,6 +20,9 @@ use crate::packet::{self, Protocol, PublishTemplate};
 pub struct LatencyConfig {
     /// The broker.
     pub addr: SocketAddr,
+    /// Where the subscriber connects: the broker, or a relay to it with a delay
+    /// (`--delay-ms`).
+    pub subscriber_addr: SocketAddr,
     /// The protocol level.
     pub protocol: Protocol,
     /// The QoS of the publishes and the subscription.
@@ -63,8 +66,12 @@ pub struct LatencyResult {
     pub broker_cpu: Option<f64>,
 }
 
-fn open(cfg: &LatencyConfig, client_id: &str) -> io::Result<(TcpStream, Vec<u8>, packet::Connack)> {
-    let mut stream = TcpStream::connect_timeout(&cfg.addr, Duration::from_secs(5))?;
+fn open(
+    cfg: &LatencyConfig,
+    addr: SocketAddr,
+    client_id: &str,
+) -> io::Result<(TcpStream, Vec<u8>, packet::Connack)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_nodelay(true)?;
     stream.write_all(&packet::connect(client_id, cfg.protocol, cfg.keep_alive))?;
     let mut buf = Vec::new();
@@ -110,8 +117,8 @@ struct Shared {
 /// Runs the latency scenario.
 pub fn run(cfg: LatencyConfig) -> Result<LatencyResult, String> {
     let tag = std::process::id();
-    let (mut sub, sub_buf, _) =
-        open(&cfg, &format!("load-{tag}-lat-s")).map_err(|e| format!("subscriber: {e}"))?;
+    let (mut sub, sub_buf, _) = open(&cfg, cfg.subscriber_addr, &format!("load-{tag}-lat-s"))
+        .map_err(|e| format!("subscriber: {e}"))?;
     // The pid keeps an earlier run's backlog on the same broker out of this run.
     let topic = format!("load/{tag}/lat");
     sub.write_all(&packet::subscribe(1, &topic, cfg.qos, cfg.protocol))
@@ -121,8 +128,8 @@ pub fn run(cfg: LatencyConfig) -> Result<LatencyResult, String> {
     if first != packet::SUBACK {
         return Err(format!("subscriber: expected suback, got 0x{first:02x}"));
     }
-    let (publ, _, connack) =
-        open(&cfg, &format!("load-{tag}-lat-p")).map_err(|e| format!("publisher: {e}"))?;
+    let (publ, _, connack) = open(&cfg, cfg.addr, &format!("load-{tag}-lat-p"))
+        .map_err(|e| format!("publisher: {e}"))?;
     let cap = match cfg.protocol {
         Protocol::V5 => u64::from(connack.receive_maximum.max(1)),
         Protocol::V4 => 60_000,

@@ -14,6 +14,7 @@ mod conns;
 mod flow;
 mod latency;
 mod packet;
+mod relay;
 mod report;
 mod sink;
 
@@ -129,6 +130,11 @@ struct Args {
     /// connections).
     #[arg(long, conflicts_with = "tls")]
     ws: bool,
+    /// Hold each subscriber's traffic this many milliseconds in each direction (a forwarding
+    /// relay in the tool: a far link with a round trip of twice this, bandwidth unlimited);
+    /// publishers stay on loopback. Fan-in, fan-out, many and latency.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +176,17 @@ fn main() -> ExitCode {
     if (args.tls || args.ws) && matches!(scenario, Scenario::Latency | Scenario::Sink) {
         return fail("--tls, --ws: the latency and sink scenarios are plain TCP only");
     }
+    if args.delay_ms > 0 && matches!(scenario, Scenario::Connections | Scenario::Sink) {
+        return fail("--delay-ms: fan-in, fan-out, many and latency only");
+    }
+    let subscriber_addr = if args.delay_ms > 0 {
+        match relay::start(addr, Duration::from_millis(args.delay_ms)) {
+            Ok(a) => a,
+            Err(e) => return fail(format!("--delay-ms: the relay: {e}")),
+        }
+    } else {
+        addr
+    };
     match scenario {
         Scenario::Sink => {
             // The sink serves until it is killed.
@@ -187,6 +204,7 @@ fn main() -> ExitCode {
             };
             let cfg = flow::FlowConfig {
                 addr,
+                subscriber_addr,
                 protocol: protocol(&args),
                 qos: args.qos,
                 payload: args.payload,
@@ -217,6 +235,7 @@ fn main() -> ExitCode {
         Scenario::Latency => {
             let cfg = latency::LatencyConfig {
                 addr,
+                subscriber_addr,
                 protocol: protocol(&args),
                 qos: args.qos,
                 payload: args.payload,
@@ -309,7 +328,8 @@ fn common(json: &mut Json, args: &Args, scenario: &str) {
         .field("qos", Value::U(u64::from(args.qos)))
         .field("payload", Value::U(args.payload as u64))
         .field("tls", Value::B(args.tls))
-        .field("ws", Value::B(args.ws));
+        .field("ws", Value::B(args.ws))
+        .field("delay_ms", Value::U(args.delay_ms));
 }
 
 fn per_sec(n: u64, secs: f64) -> f64 {
@@ -359,6 +379,9 @@ fn flow_report(
         if args.protocol == 5 { "5.0" } else { "3.1.1" },
         r.secs
     );
+    if args.delay_ms > 0 {
+        s += &format!("  subscribers {} ms away each way\n", args.delay_ms);
+    }
     s += &format!(
         "  published {}/s  acknowledged {}/s  delivered {}/s\n",
         si(per_sec(r.sent, r.secs) as u64),
@@ -374,6 +397,9 @@ fn flow_report(
         cores(r.tool_cpu),
         cores(r.broker_cpu)
     );
+    if let Some(b) = r.broker_peak_rss {
+        s += &format!("  broker peak RSS {:.1} MiB\n", b as f64 / 1048576.0);
+    }
     for e in &r.errors {
         s += &format!("  error: {e}\n");
     }
@@ -401,6 +427,10 @@ fn flow_report(
         .field(
             "broker_cpu",
             r.broker_cpu.map_or(Value::F(f64::NAN), Value::F),
+        )
+        .field(
+            "broker_peak_rss",
+            r.broker_peak_rss.map_or(Value::F(f64::NAN), Value::U),
         )
         .field("errors", Value::U(r.errors.len() as u64))
         .field(

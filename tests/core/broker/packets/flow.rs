@@ -310,3 +310,36 @@ fn mqtt_4_8_2_4_and_5_v5_a_shared_members_messages_stay_with_its_session() {
         assert!(to_m2.is_empty(), "m2 got {to_m2:?}");
     }
 }
+
+/// The default in-flight window towards a 3.1.1 client, which announces none
+/// (`BrokerConfig::max_inflight_v3`): 100 QoS 1 messages go out unacknowledged and no more;
+/// each PUBACK lets the next one go.
+#[test]
+fn the_default_window_towards_a_v311_client_is_100() {
+    let mut r = raw();
+    let s = r.connect(V311, "sub");
+    r.send_packet(s, V311, subscribe(1, vec![sub("w", QoS::AtLeastOnce)]));
+    assert!(matches!(r.expect_packet(s, V311), Packet::SubAck(_)));
+    let p = r.connect(V5, "pub");
+    // Three batches of 50, each acknowledged before the next (the publisher's own window).
+    let mut sent = Vec::new();
+    for batch in 0..3u16 {
+        for id in 1..=50 {
+            r.send_packet(p, V5, publish("w", "m", QoS::AtLeastOnce, id));
+        }
+        r.advance(std::time::Duration::from_millis(1));
+        let acks = r.packets(p, V5);
+        assert_eq!(acks.len(), 50, "batch {batch} acknowledged: {acks:?}");
+        sent.extend(r.packets(s, V311));
+    }
+    sent.extend(r.packets(s, V311));
+    assert_eq!(sent.len(), 100, "the window holds 100 unacknowledged");
+    let Packet::Publish(m) = &sent[0] else {
+        panic!("expected PUBLISH, got {:?}", sent[0]);
+    };
+    r.send_packet(s, V311, Packet::PubAck(PubAck::new(m.packet_id.unwrap())));
+    r.advance(std::time::Duration::from_millis(1));
+    let next = r.packets(s, V311);
+    assert_eq!(next.len(), 1, "one more once one is acknowledged: {next:?}");
+    assert!(matches!(&next[0], Packet::Publish(_)));
+}
