@@ -1,7 +1,6 @@
 //! A connection's side of the broker driver: its drain after an input and its reports to the
 //! router.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,9 +33,10 @@ pub(crate) struct Drained {
 
 /// The event hook of one connection: `hook`, told the listener it came in on in its
 /// [`BrokerEvent::Connected`] (made once per connection, only when there is a hook).
+#[cfg(feature = "blocking")]
 pub(crate) fn with_listener(hook: Option<EventHook>, listener: ByteStr) -> Option<EventHook> {
     let hook = hook?;
-    Some(Arc::new(move |e: &BrokerEvent| {
+    Some(std::sync::Arc::new(move |e: &BrokerEvent| {
         listener_event(&hook, || listener.clone(), e)
     }))
 }
@@ -61,6 +61,7 @@ pub(crate) fn listener_event(
 }
 
 /// Drains `conn` in order: transmit, router mail, events.
+#[cfg(any(feature = "blocking", test))]
 pub(crate) fn drain_connection(conn: &mut ServerConnection, hook: Option<&EventHook>) -> Drained {
     drain_connection_with(conn, |e| {
         if let Some(h) = hook {
