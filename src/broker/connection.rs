@@ -582,6 +582,13 @@ impl ServerConnection {
     }
 }
 
+/// Whether a topic is one of the broker's own (`$SYS` or below it), on its bytes.
+fn is_sys(topic: &[u8]) -> bool {
+    topic
+        .strip_prefix(b"$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
 /// The topic aliases of a connection.
 #[derive(Debug, Default)]
 struct Aliases {
@@ -593,6 +600,16 @@ struct Aliases {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sys_topics_are_told_on_their_bytes() {
+        for t in ["$SYS", "$SYS/", "$SYS/broker/uptime"] {
+            assert!(super::is_sys(t.as_bytes()), "{t}");
+        }
+        for t in ["", "$SY", "$SYSTEM", "$SYSx/a", "a/$SYS", "$sys/a", "SYS/a"] {
+            assert!(!super::is_sys(t.as_bytes()), "{t}");
+        }
+    }
+
     #[test]
     fn a_connection_stays_small() {
         // One per client, idle or not, inside its runtime task: rare parts (enhanced
