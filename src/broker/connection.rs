@@ -37,6 +37,10 @@ use close::Close;
 use inbound::HeldAcks;
 use problem_info::without_problem_info;
 
+/// The mails the router queue of a connection makes room for at once (a read's worth of
+/// PUBLISHes or acknowledgements).
+const MAIL_ROOM: usize = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Waiting for CONNECT.
@@ -327,6 +331,16 @@ impl ServerConnection {
             Err(code) => self.refuse(code),
         }
         self.process_input(now);
+    }
+
+    /// Queues mail for the router. The queue keeps no room once drained (see
+    /// [`ServerConnection::poll_mail`]), so the first mail after that makes room for a read's
+    /// worth at once instead of regrowing it slot by slot (each regrowth an allocation).
+    fn mail(&mut self, mail: ToRouter) {
+        if self.to_router.capacity() == 0 {
+            self.to_router.reserve(MAIL_ROOM);
+        }
+        self.to_router.push_back(mail);
     }
 
     /// Mail for the router; yields after inputs (a CONNECT, a PUBLISH, a close, ...).

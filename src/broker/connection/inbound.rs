@@ -141,7 +141,7 @@ impl ServerConnection {
                         memory: over_budget,
                     }
                 };
-                self.to_router.push_back(mail);
+                self.mail(mail);
             }
         }
     }
@@ -238,7 +238,7 @@ impl ServerConnection {
             }
         };
         self.held.push(held);
-        self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
+        self.mail(mail.unwrap_or(ToRouter::Hold));
     }
 
     /// The router found no room to retain the PUBLISH with `id` and did not route it: its
