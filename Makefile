@@ -136,7 +136,7 @@ bench-brokers:
 	  SETTINGS="$(SETTINGS)" CARGO=$(CARGO) bash benches/bench-brokers.sh
 
 ## bench-instructions: the example broker's instructions per message under callgrind (which other
-## work on the machine does not move), with the load tool's SCENARIO, COUNT and 4 x COUNT messages
+## work on the machine does not move), with the load tool's INSTR_SCENARIO, COUNT and 4 x COUNT messages
 INSTR_SCENARIO ?= fan-in --publishers 4 --subscribers 1 --qos 1
 COUNT ?= 20000
 bench-instructions:
