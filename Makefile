@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-tls crash broker publisher subscriber
+.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-instructions bench-tls crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -134,6 +134,13 @@ SETTINGS ?=
 bench-brokers:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(SCENARIOS)" BROKERS="$(BROKERS)" \
 	  SETTINGS="$(SETTINGS)" CARGO=$(CARGO) bash benches/bench-brokers.sh
+
+## bench-instructions: the example broker's instructions per message under callgrind (which other
+## work on the machine does not move), with the load tool's INSTR_SCENARIO, COUNT and 4 x COUNT messages
+INSTR_SCENARIO ?= fan-in --publishers 4 --subscribers 1 --qos 1
+COUNT ?= 20000
+bench-instructions:
+	SCENARIO="$(INSTR_SCENARIO)" COUNT=$(COUNT) CARGO=$(CARGO) bash benches/instructions.sh
 
 ## bench-runtimes: our broker on each runtime (tokio, smol, async-std, blocking) on fan-in 4->1
 ## QoS 0, alternating, with the ratios to tokio; same knobs as above

@@ -37,6 +37,10 @@ use close::Close;
 use inbound::HeldAcks;
 use problem_info::without_problem_info;
 
+/// The mails the router queue of a connection makes room for at once (a read's worth of
+/// PUBLISHes or acknowledgements).
+const MAIL_ROOM: usize = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Waiting for CONNECT.
@@ -329,6 +333,16 @@ impl ServerConnection {
         self.process_input(now);
     }
 
+    /// Queues mail for the router. The queue keeps no room once drained (see
+    /// [`ServerConnection::poll_mail`]), so the first mail after that makes room for a read's
+    /// worth at once instead of regrowing it slot by slot (each regrowth an allocation).
+    fn mail(&mut self, mail: ToRouter) {
+        if self.to_router.capacity() == 0 {
+            self.to_router.reserve(MAIL_ROOM);
+        }
+        self.to_router.push_back(mail);
+    }
+
     /// Mail for the router; yields after inputs (a CONNECT, a PUBLISH, a close, ...).
     pub fn poll_mail(&mut self) -> Option<RouterMail> {
         let Some(mail) = self.to_router.pop_front() else {
@@ -582,6 +596,13 @@ impl ServerConnection {
     }
 }
 
+/// Whether a topic is one of the broker's own (`$SYS` or below it), on its bytes.
+fn is_sys(topic: &[u8]) -> bool {
+    topic
+        .strip_prefix(b"$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
 /// The topic aliases of a connection.
 #[derive(Debug, Default)]
 struct Aliases {
@@ -593,6 +614,16 @@ struct Aliases {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sys_topics_are_told_on_their_bytes() {
+        for t in ["$SYS", "$SYS/", "$SYS/broker/uptime"] {
+            assert!(super::is_sys(t.as_bytes()), "{t}");
+        }
+        for t in ["", "$SY", "$SYSTEM", "$SYSx/a", "a/$SYS", "$sys/a", "SYS/a"] {
+            assert!(!super::is_sys(t.as_bytes()), "{t}");
+        }
+    }
+
     #[test]
     fn a_connection_stays_small() {
         // One per client, idle or not, inside its runtime task: rare parts (enhanced

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::close::Close;
-use super::{ConnEvent, ServerConnection, State, Timer};
+use super::{is_sys, ConnEvent, ServerConnection, State, Timer};
 use crate::broker::auth::{AuthExchange, AuthStep, CredentialCheck};
 use crate::broker::mail::{ConnectRequest, Handover, OutFlow, ToRouter};
 use crate::codec::{
@@ -288,7 +288,7 @@ impl ServerConnection {
     pub(super) fn finish_connect(&mut self, c: Connect) {
         let v5 = c.protocol.is_v5();
         if let Some(w) = &c.will {
-            let sys = w.topic.as_str() == "$SYS" || w.topic.as_str().starts_with("$SYS/");
+            let sys = is_sys(w.topic.as_bytes());
             if sys
                 || !self
                     .authorizer
@@ -296,7 +296,7 @@ impl ServerConnection {
             {
                 return self.refuse(ReasonCode::NotAuthorized);
             }
-            if !self.topic_within_limits(w.topic.as_str()) {
+            if !self.topic_within_limits(w.topic.as_bytes()) {
                 return self.refuse(ReasonCode::TopicNameInvalid);
             }
             if w.qos > self.config.maximum_qos {
@@ -442,9 +442,12 @@ impl ServerConnection {
     }
 
     /// Whether a topic name or filter is within the configured length and depth.
-    pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
+    ///
+    /// On the bytes (a level separator is one ASCII byte): every inbound PUBLISH asks, and
+    /// the `&str` of a topic costs a UTF-8 check.
+    pub(super) fn topic_within_limits(&self, topic: &[u8]) -> bool {
         topic.len() <= self.config.max_topic_len
-            && topic.split('/').count() <= self.config.max_topic_levels
+            && topic.iter().filter(|&&b| b == b'/').count() < self.config.max_topic_levels
     }
 }
 

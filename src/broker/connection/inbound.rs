@@ -41,7 +41,7 @@ impl ServerConnection {
                 a.inbound.insert(alias.get(), p.topic.clone());
             }
         }
-        if !self.topic_within_limits(p.topic.as_str()) {
+        if !self.topic_within_limits(p.topic.as_bytes()) {
             return self.topic_over_limits(p);
         }
         if p.qos > self.config.maximum_qos {
@@ -53,7 +53,7 @@ impl ServerConnection {
             return self.close(Close::violation(ProtocolViolation::RetainNotAvailable));
         }
         // `$SYS` belongs to the broker, whatever the authorizer says (as in Mosquitto).
-        let sys = p.topic.as_str() == "$SYS" || p.topic.as_str().starts_with("$SYS/");
+        let sys = super::is_sys(p.topic.as_bytes());
         let allowed = !sys
             && self
                 .authorizer
@@ -141,7 +141,7 @@ impl ServerConnection {
                         memory: over_budget,
                     }
                 };
-                self.to_router.push_back(mail);
+                self.mail(mail);
             }
         }
     }
@@ -238,7 +238,7 @@ impl ServerConnection {
             }
         };
         self.held.push(held);
-        self.to_router.push_back(mail.unwrap_or(ToRouter::Hold));
+        self.mail(mail.unwrap_or(ToRouter::Hold));
     }
 
     /// The router found no room to retain the PUBLISH with `id` and did not route it: its

@@ -100,7 +100,7 @@ impl ServerConnection {
     pub(super) fn credit(&mut self) {
         match self.to_router.back_mut() {
             Some(ToRouter::Credit(n)) => *n += 1,
-            _ => self.to_router.push_back(ToRouter::Credit(1)),
+            _ => self.mail(ToRouter::Credit(1)),
         }
     }
 

@@ -26,7 +26,7 @@ impl ServerConnection {
             .into_iter()
             .map(|sub| {
                 let filter = sub.filter.shared().map_or(sub.filter.as_str(), |(_, f)| f);
-                if !self.topic_within_limits(filter) {
+                if !self.topic_within_limits(filter.as_bytes()) {
                     return (sub, Some(too_long));
                 }
                 let ok = self.authorizer.can_subscribe(
