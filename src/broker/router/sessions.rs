@@ -92,7 +92,8 @@ impl Session {
 
 impl Router {
     pub(super) fn connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
-        if let Some(&sid) = self.by_client.get(&req.client_id) {
+        let existing = self.by_client.get(&req.client_id).copied();
+        if let Some(sid) = existing {
             if !self.may_own(sid, &req) {
                 // Another user's session: neither taken over, resumed nor discarded.
                 self.send_to((conn, ToConnection::Refused(ReasonCode::NotAuthorized)));
@@ -121,10 +122,7 @@ impl Router {
             self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
             return;
         }
-        let new_session = req.clean_start || !self.by_client.contains_key(&req.client_id);
-        let sessions_full = new_session
-            && !self.by_client.contains_key(&req.client_id)
-            && self.sessions.len() >= self.config.max_sessions;
+        let sessions_full = existing.is_none() && self.sessions.len() >= self.config.max_sessions;
         let weight = budget::CONNECTION_RESERVE + 2 * req.client_id.len();
         if !self.budget.has_room(weight) || sessions_full {
             // At the memory budget or the session limit: no new connection; those served
