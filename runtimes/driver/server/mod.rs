@@ -218,7 +218,13 @@ async fn run<R: Runtime>(server: Server<R>) {
             continue;
         }
         alarm.arm(core.deadline(), R::sleep_until);
-        let woke = wait_fair(inbox_rx.recv(), Some(control.as_mut()), &mut alarm, &mut turn).await;
+        let woke = wait_fair(
+            inbox_rx.recv(),
+            Some(control.as_mut()),
+            &mut alarm,
+            &mut turn,
+        )
+        .await;
         if matches!(woke, Woke::Second(_)) {
             control.set(signal.recv());
         }
