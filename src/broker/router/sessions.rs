@@ -131,12 +131,24 @@ impl Router {
             self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
             return;
         }
-        self.complete_connect(now, conn, req);
+        self.complete_connect_to(now, conn, req, existing);
     }
 
     pub(super) fn complete_connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
-        self.counts.connects += 1;
         let existing = self.by_client.get(&req.client_id).copied();
+        self.complete_connect_to(now, conn, req, existing);
+    }
+
+    /// [`Router::complete_connect`] with the session the client identifier names now (looked
+    /// up once per connect: the key is hashed with SipHash).
+    fn complete_connect_to(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: ConnectRequest,
+        existing: Option<SessionId>,
+    ) {
+        self.counts.connects += 1;
         if let (Some(sid), true) = (existing, req.clean_start) {
             // [MQTT-3.1.2-4]: clean start discards the stored session (its will goes out now).
             self.end_session(now, sid);
@@ -312,8 +324,12 @@ impl Router {
         for filter in s.subscriptions.keys() {
             remote::unsubscribe(&mut self.tree, self.remote.as_deref_mut(), filter, sid);
         }
-        if self.by_client.get(&s.client_id) == Some(&sid) {
-            self.by_client.remove(&s.client_id);
+        // One lookup: the identifier names another session only when a new one replaced this
+        // one under it (then it is put back).
+        if let Some(named) = self.by_client.remove(&s.client_id) {
+            if named != sid {
+                self.by_client.insert(s.client_id.clone(), named);
+            }
         }
         if s.persisted {
             // The store removes the session's queue with it.
