@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session
 
-.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-instructions bench-tls crash broker publisher subscriber
+.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-instructions bench-tls bench-connect-profile crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -173,6 +173,13 @@ TLS_SCENARIOS ?= fanin-q0 fanin-q0-tls fanin-q1 fanin-q1-tls conns-2k conns-tls
 bench-tls:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(TLS_SCENARIOS)" BROKERS="tinymqtt mosquitto" \
 	  SETTINGS=equal CARGO=$(CARGO) bash benches/bench-brokers.sh
+## bench-connect-profile: the instructions our broker spends per connection on the connect
+## path (accept, CONNECT, CONNACK, close), counted by callgrind (installs valgrind when missing);
+## e.g. make bench-connect-profile CONNS=5000 LOG_LEVEL=warn
+CONNS ?= 2000
+LOG_LEVEL ?= info
+bench-connect-profile:
+	CONNS=$(CONNS) LOG_LEVEL=$(LOG_LEVEL) CARGO=$(CARGO) bash benches/connect-profile.sh
 ## public-api: regenerate public-api.txt, the crate's public API with every feature (cargo
 ## public-api on stable's rustdoc via RUSTC_BOOTSTRAP), so API changes show in review diffs
 public-api:

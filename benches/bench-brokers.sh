@@ -27,8 +27,8 @@
 #
 # Scenarios: fanin-q0 fanin-q1 fanin-q2 (4 -> 1, 64 B, publishers' window 20), fanout-q0
 # fanout-q1 (1 -> 16), latency-q0 latency-q1 (10k msg/s), conns-10k (10,000 idle connections),
-# conns-2k (2,000); with the subscriber on a far link (the load tool's relay holds its traffic
-# $DELAY_MS ms each way): fanin-q1-far fanin-q2-far, latency-q1-far (1,000 msg/s); over TLS
+# conns-2k (2,000), conns-5k (5,000, 64 handshakes at a time: the connect rate); with the
+# subscriber on a far link (the load tool's relay holds its traffic $DELAY_MS ms each way): fanin-q1-far fanin-q2-far, latency-q1-far (1,000 msg/s); over TLS
 # (tinymqtt and mosquitto only, certificates made here by openssl): fanin-q0-tls fanin-q1-tls,
 # conns-tls (2,000 connections: TLS handshakes per second); over WebSocket (tinymqtt only:
 # Debian's mosquitto cannot open a WebSocket listener): fanin-q1-ws.
@@ -48,8 +48,17 @@ CARGO=${CARGO:-cargo}
 # PRIO=-10 runs brokers and the load tool at a higher priority than other work on the machine
 # (e.g. compilers), which otherwise shares their cores; empty: normal priority.
 PRIO=${PRIO:-}
-# Extra arguments for our broker, e.g. TINYMQTT_ARGS="--log-level info".
+# Extra arguments for our broker, e.g. TINYMQTT_ARGS="--runtime smol".
 TINYMQTT_ARGS=${TINYMQTT_ARGS:-}
+# Logging, the same in every broker and both settings columns, so that no broker pays for
+# lines another does not write (a line per connect is most of a connect's cost otherwise):
+#   warn   errors and warnings only: Mosquitto `log_type error` and `warning`, ours
+#          `--log-level warn`, rmqtt `log.level = "$LOGS"`, rumqttd `-q`; no line per connection
+#   info   a line per connect and per close too: Mosquitto adds `notice` and `information`
+#          (its connect and disconnect lines), ours `--log-level info` (its default), rmqtt
+#          `info`; rumqttd stays `-q`
+# Each broker writes to a file (not a terminal), as a service does.
+LOGS=${LOGS:-warn}
 # QoS 1/2 messages each broker keeps in flight towards one (3.1.1) subscriber with equal
 # settings. rumqttd's is fixed at 100 (MAX_INFLIGHT in its router); Mosquitto, rmqtt and
 # tinymqtt are set to the same, so all run the same window (Mosquitto's default is 20, rmqtt's
@@ -72,6 +81,10 @@ mkdir -p "$work"
 log() { printf '%s\n' "bench-brokers: $*" >&2; }
 
 # --- what is needed -------------------------------------------------------------------------
+case $LOGS in
+  warn | info) ;;
+  *) log "LOGS is warn or info, not $LOGS"; exit 1 ;;
+esac
 if [[ $INSTALL == 1 ]]; then
   if ! command -v mosquitto >/dev/null 2>&1 || ! command -v taskset >/dev/null 2>&1 \
       || ! command -v python3 >/dev/null 2>&1; then
@@ -143,6 +156,9 @@ log_dest stderr
 log_type error
 log_type warning
 EOF
+  if [[ $LOGS == info ]]; then
+    printf 'log_type notice\nlog_type information\n'
+  fi
 }
 
 tinymqtt_listeners() {
@@ -163,14 +179,14 @@ EOF
 }
 
 # rmqtt: a loopback listener that lets anonymous clients in, its cluster gRPC endpoint on
-# loopback, warnings only, the admin HTTP API (a default plug-in, on 0.0.0.0) off.
+# loopback, logging at $LOGS, the admin HTTP API (a default plug-in, on 0.0.0.0) off.
 rmqtt_base() {
   local dir=$1
   [[ $dir == /* ]] || dir=$PWD/$dir
   cat <<EOF
 rpc.server_addr = "127.0.0.1:$((PORT + 8))"
 log.to = "console"
-log.level = "warn"
+log.level = "$LOGS"
 plugins.dir = "$dir/rmqtt-plugins"
 plugins.disabled_default_startups = ["rmqtt-http-api"]
 listener.tcp.external.addr = "127.0.0.1:$((PORT + 7))"
@@ -321,7 +337,7 @@ start_broker() {
       local runtime=tokio
       [[ $name == tinymqtt-* ]] && runtime=${name#tinymqtt-}
       # shellcheck disable=SC2086
-      $NICE taskset -c "$BROKER_CPU" "$TINYMQTT" --host 127.0.0.1 --port "$port" --log-level warn \
+      $NICE taskset -c "$BROKER_CPU" "$TINYMQTT" --host 127.0.0.1 --port "$port" --log-level "$LOGS" \
         --runtime "$runtime" --config "$dir/tinymqtt.toml" $TINYMQTT_ARGS </dev/null >>"$work/$name.log" 2>&1 &
       ;;
     mosquitto)
@@ -380,6 +396,7 @@ scenario_args() {
     latency-q1) echo "latency --qos 1 --rate 10000" ;;
     conns-10k) echo "connections --connections 10000" ;;
     conns-2k) echo "connections --connections 2000" ;;
+    conns-5k) echo "connections --connections 5000 --concurrency 64" ;;
     fanin-q1-far) echo "fan-in --publishers 4 --subscribers 1 --qos 1 --delay-ms $DELAY_MS" ;;
     fanin-q2-far) echo "fan-in --publishers 4 --subscribers 1 --qos 2 --delay-ms $DELAY_MS" ;;
     latency-q1-far) echo "latency --qos 1 --rate 1000 --delay-ms $DELAY_MS" ;;

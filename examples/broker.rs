@@ -113,7 +113,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let log = cli::init_logs_as(&args.log_level, args.log_format);
+    let logs = cli::init_logs_as(&args.log_level, args.log_format);
     let result = match (&args.command, &args.check_config) {
         (
             Some(Command::Passwd {
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             _,
         ) => passwd(file, user, password.as_deref()),
         (None, Some(path)) => check_config(path),
-        (None, None) => run(&args, log),
+        (None, None) => run(&args, logs.level.clone()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -284,7 +284,14 @@ type Connected = std::sync::Mutex<std::collections::HashMap<tinymqtt::broker::Co
 /// Logs what the broker reports: one line per connect (client id, user, listener, protocol,
 /// keep-alive, clean start), per close (reason code, initiator, error, duration) and per
 /// refusal (reason code, client id, user; never a password).
+///
+/// Nothing is done below the info level (no map entry, no clock read, no formatting): a
+/// connection that connected while it was off closes without its duration if the level is
+/// raised meanwhile.
 fn log_event(event: &BrokerEvent, connected: &Connected) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     match event {
         BrokerEvent::Denied { conn, denied } => {
             let user = denied.username.as_ref().map_or("", |u| u.as_str());

@@ -78,7 +78,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logs(&args.log_level);
+    let _logs = cli::init_logs(&args.log_level);
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

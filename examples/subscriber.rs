@@ -66,7 +66,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logs(&args.log_level);
+    let _logs = cli::init_logs(&args.log_level);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

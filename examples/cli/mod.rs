@@ -68,6 +68,7 @@ pub(crate) enum LogFormat {
 }
 
 /// Changes the log filter of a running program (the broker's `log LEVEL`).
+#[derive(Clone)]
 pub(crate) struct LogLevel(
     tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
 );
@@ -80,34 +81,69 @@ impl LogLevel {
     }
 }
 
+/// A program's logging: the handle that changes its level, and the thread that writes its
+/// lines, which writes what it still holds when this is dropped (keep it until the end).
+#[must_use = "dropping it stops the thread that writes the log lines"]
+pub(crate) struct Logs {
+    pub(crate) level: LogLevel,
+    _writer: tracing_appender::non_blocking::WorkerGuard,
+}
+
 /// Logs to stderr at `level` (a `tracing` filter such as `info` or `tinymqtt=debug`).
-pub(crate) fn init_logs(level: &str) -> LogLevel {
+pub(crate) fn init_logs(level: &str) -> Logs {
     init_logs_as(level, LogFormat::Text)
 }
 
 /// [`init_logs`] in `format`; the returned handle changes the level later.
-pub(crate) fn init_logs_as(level: &str, format: LogFormat) -> LogLevel {
+///
+/// Lines are formatted where they happen and written by a thread of their own, in batches
+/// through a buffer (one write for what came in meanwhile, not one per line): a broker that
+/// logs every connect spends its time on connections, not on writes to stderr. None is
+/// dropped: a writer that falls 128k lines behind makes the loggers wait. Colours only on a
+/// terminal; elsewhere the fields are written without the styling machinery (the same text).
+pub(crate) fn init_logs_as(level: &str, format: LogFormat) -> Logs {
+    use tracing_subscriber::field::MakeExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
-    let text = tracing_subscriber::fmt::layer()
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
+    let terminal = io::IsTerminal::is_terminal(&io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(io::BufWriter::new(io::stderr()));
+    let text = tracing_subscriber::fmt::layer().with_writer(writer.clone());
     match format {
-        LogFormat::Text => registry.with(text).init(),
+        LogFormat::Text if terminal => registry.with(text.with_ansi(true)).init(),
+        LogFormat::Text => {
+            // What the default field formatter writes without colours, minus its styles.
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                if field.name() == "message" {
+                    write!(w, "{value:?}")
+                } else {
+                    write!(w, "{field}={value:?}")
+                }
+            })
+            .delimited(" ");
+            registry
+                .with(text.with_ansi(false).fmt_fields(fields))
+                .init()
+        }
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(io::stderr),
+                    .with_writer(writer),
             )
             .init(),
     }
-    LogLevel(handle)
+    Logs {
+        level: LogLevel(handle),
+        _writer: guard,
+    }
 }
 
 /// The first address `host:port` resolves to.

@@ -56,17 +56,51 @@ pub(crate) struct RouterCore<Q> {
     batch_sizes_out: Arc<Mutex<BatchSizes>>,
 }
 
-/// 128 bits from the system's random source (a fixed pattern mixed with the clock if it
-/// fails, which it does not on any supported system).
-fn random_u128() -> u128 {
-    let mut b = [0; 16];
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::UNIX_EPOCH
-            .elapsed()
-            .unwrap_or_default();
-        b = (t.as_nanos() ^ 0x5bd1_e995_8f3c_2a17_d3b5_01c9_6e7a_4f21).to_le_bytes();
+/// How many assigned client identifiers' worth of random bits are drawn at once.
+const RANDOM_POOL: usize = 32;
+
+/// Random bits for assigned client identifiers, drawn from the system's random source
+/// [`RANDOM_POOL`] identifiers at a time: the router asks for them at every accept, and one
+/// system call per connection was a visible part of the connect path.
+struct RandomPool {
+    bits: [u8; 16 * RANDOM_POOL],
+    /// The next unused 16 bytes of `bits`, in units of 16.
+    next: usize,
+}
+
+impl RandomPool {
+    fn new() -> RandomPool {
+        RandomPool {
+            bits: [0; 16 * RANDOM_POOL],
+            next: RANDOM_POOL,
+        }
     }
-    u128::from_le_bytes(b)
+
+    /// 128 bits from the system's random source (a fixed pattern mixed with the clock if it
+    /// fails, which it does not on any supported system).
+    fn next(&mut self) -> u128 {
+        if self.next == RANDOM_POOL {
+            if getrandom::fill(&mut self.bits).is_err() {
+                let t = std::time::SystemTime::UNIX_EPOCH
+                    .elapsed()
+                    .unwrap_or_default();
+                let b = (t.as_nanos() ^ 0x5bd1_e995_8f3c_2a17_d3b5_01c9_6e7a_4f21).to_le_bytes();
+                for chunk in self.bits.chunks_exact_mut(16) {
+                    chunk.copy_from_slice(&b);
+                }
+                // Not pooled: the next call tries the system again.
+                return u128::from_le_bytes(b);
+            }
+            self.next = 0;
+        }
+        let at = 16 * self.next;
+        self.next += 1;
+        let mut b = [0; 16];
+        b.copy_from_slice(&self.bits[at..at + 16]);
+        // Used once: what is handed out does not stay in the pool.
+        self.bits[at..at + 16].fill(0);
+        u128::from_le_bytes(b)
+    }
 }
 
 impl<Q: MailQueue> RouterCore<Q> {
@@ -80,7 +114,8 @@ impl<Q: MailQueue> RouterCore<Q> {
     ) -> RouterCore<Q> {
         let mut router = router;
         // Assigned client identifiers nobody can guess.
-        router.set_client_id_source(Box::new(random_u128));
+        let mut random = RandomPool::new();
+        router.set_client_id_source(Box::new(move || random.next()));
         let mut core = RouterCore {
             router,
             checks: super::checks::Checks::new(options),
@@ -527,6 +562,15 @@ mod tests {
         assert_eq!(sent_kinds(&mut conns[0]), [3], "the delivery");
         assert_eq!(sent_kinds(&mut conns[1]), [4], "the PUBACK");
         (order, conns[0].id(), conns[1].id())
+    }
+
+    #[test]
+    fn assigned_ids_draw_fresh_random_bits_across_refills_of_the_pool() {
+        let mut pool = RandomPool::new();
+        let drawn: Vec<u128> = (0..3 * RANDOM_POOL).map(|_| pool.next()).collect();
+        let distinct: std::collections::HashSet<&u128> = drawn.iter().collect();
+        assert_eq!(distinct.len(), drawn.len(), "no value is handed out twice");
+        assert!(drawn.iter().all(|&b| b != 0));
     }
 
     #[test]

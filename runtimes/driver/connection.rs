@@ -80,13 +80,22 @@ pub(crate) fn drain_connection_with(
         transmit.push(b);
     }
     let mut mail = Vec::new();
-    while let Some(m) = conn.poll_mail() {
-        if mail.is_empty() {
-            // A read's worth of publishes or acknowledgements without regrowing (each
-            // regrowth moves every mail so far).
-            mail.reserve(MAIL_ROOM);
+    if let Some(first) = conn.poll_mail() {
+        match conn.poll_mail() {
+            // One mail (a CONNECT, a close, a lone publish): room for it alone, not a large
+            // block the allocator has to carve out.
+            None => mail = vec![first],
+            Some(second) => {
+                // A read's worth of publishes or acknowledgements without regrowing (each
+                // regrowth moves every mail so far).
+                mail.reserve(MAIL_ROOM);
+                mail.push(first);
+                mail.push(second);
+                while let Some(m) = conn.poll_mail() {
+                    mail.push(m);
+                }
+            }
         }
-        mail.push(m);
     }
     let mut close = false;
     while let Some(e) = conn.poll_event() {

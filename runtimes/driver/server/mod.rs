@@ -201,6 +201,10 @@ async fn run<R: Runtime>(server: Server<R>) {
     let mut turn = false;
     let sleep = pin!(None);
     let mut alarm = Alarm::new(sleep);
+    // The wait for the handle's requests is kept across turns (made again only once one has
+    // come): a new one per turn would register (and drop) a listener on its channel each
+    // time the router waits, several times per connection.
+    let mut control = pin!(signal.recv());
     loop {
         core.collect(now());
         if core.failed() {
@@ -214,8 +218,17 @@ async fn run<R: Runtime>(server: Server<R>) {
             continue;
         }
         alarm.arm(core.deadline(), R::sleep_until);
-        let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
-        match wait_fair(inbox, control, &mut alarm, &mut turn).await {
+        let woke = wait_fair(
+            inbox_rx.recv(),
+            Some(control.as_mut()),
+            &mut alarm,
+            &mut turn,
+        )
+        .await;
+        if matches!(woke, Woke::Second(_)) {
+            control.set(signal.recv());
+        }
+        match woke {
             Woke::First(Ok(Inbox::Accept(reader, writer, link, held))) => accept::<R>(
                 &mut core,
                 now(),
@@ -267,8 +280,11 @@ async fn accept_loop<R: Runtime>(
     inbox: async_channel::Sender<Inbox<R>>,
     stop: async_channel::Receiver<()>,
 ) {
+    // One wait for the stop across every accept: a new one per accept would register (and
+    // drop) a listener on the stop channel each time the accept queue runs dry.
+    let mut stopped = pin!(stop.recv());
     loop {
-        match wait::<R, _, _>(listener.accept(), Some(stop.recv()), None).await {
+        match wait::<R, _, _>(listener.accept(), Some(stopped.as_mut()), None).await {
             Woke::First(Ok((r, w))) => {
                 let link = match transport::accepted(acceptor.as_ref()) {
                     Ok(link) => link,

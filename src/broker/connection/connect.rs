@@ -95,8 +95,10 @@ impl ServerConnection {
         // client that sends none, and the transport's peer identity (no room spent on them).
         let assigned = std::mem::take(&mut self.client_id);
         let peer_identity = self.username.take();
-        // What the client claims, for a refusal's report until the identity is settled.
-        self.client_id = ByteStr::from_checked(Bytes::copy_from_slice(c.client_id.as_bytes()));
+        // What the client claims, for a refusal's report until the identity is settled (a
+        // slice of the CONNECT: a refusal ends the connection, and every other way replaces it
+        // with a copy of its own below).
+        self.client_id = c.client_id.clone();
         self.username = c
             .username
             .as_ref()

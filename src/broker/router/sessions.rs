@@ -92,7 +92,8 @@ impl Session {
 
 impl Router {
     pub(super) fn connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
-        if let Some(&sid) = self.by_client.get(&req.client_id) {
+        let existing = self.by_client.get(&req.client_id).copied();
+        if let Some(sid) = existing {
             if !self.may_own(sid, &req) {
                 // Another user's session: neither taken over, resumed nor discarded.
                 self.send_to((conn, ToConnection::Refused(ReasonCode::NotAuthorized)));
@@ -121,10 +122,7 @@ impl Router {
             self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
             return;
         }
-        let new_session = req.clean_start || !self.by_client.contains_key(&req.client_id);
-        let sessions_full = new_session
-            && !self.by_client.contains_key(&req.client_id)
-            && self.sessions.len() >= self.config.max_sessions;
+        let sessions_full = existing.is_none() && self.sessions.len() >= self.config.max_sessions;
         let weight = budget::CONNECTION_RESERVE + 2 * req.client_id.len();
         if !self.budget.has_room(weight) || sessions_full {
             // At the memory budget or the session limit: no new connection; those served
@@ -133,12 +131,24 @@ impl Router {
             self.send_to((conn, ToConnection::Refused(ReasonCode::QuotaExceeded)));
             return;
         }
-        self.complete_connect(now, conn, req);
+        self.complete_connect_to(now, conn, req, existing);
     }
 
     pub(super) fn complete_connect(&mut self, now: Instant, conn: ConnId, req: ConnectRequest) {
-        self.counts.connects += 1;
         let existing = self.by_client.get(&req.client_id).copied();
+        self.complete_connect_to(now, conn, req, existing);
+    }
+
+    /// [`Router::complete_connect`] with the session the client identifier names now (looked
+    /// up once per connect: the key is hashed with SipHash).
+    fn complete_connect_to(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: ConnectRequest,
+        existing: Option<SessionId>,
+    ) {
+        self.counts.connects += 1;
         if let (Some(sid), true) = (existing, req.clean_start) {
             // [MQTT-3.1.2-4]: clean start discards the stored session (its will goes out now).
             self.end_session(now, sid);
@@ -314,8 +324,12 @@ impl Router {
         for filter in s.subscriptions.keys() {
             remote::unsubscribe(&mut self.tree, self.remote.as_deref_mut(), filter, sid);
         }
-        if self.by_client.get(&s.client_id) == Some(&sid) {
-            self.by_client.remove(&s.client_id);
+        // One lookup: the identifier names another session only when a new one replaced this
+        // one under it (then it is put back).
+        if let Some(named) = self.by_client.remove(&s.client_id) {
+            if named != sid {
+                self.by_client.insert(s.client_id.clone(), named);
+            }
         }
         if s.persisted {
             // The store removes the session's queue with it.
