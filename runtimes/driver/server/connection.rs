@@ -4,10 +4,12 @@
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::broker::{ConnectionMail, RouterMail, ServerConnection};
 use crate::runtimes::driver::broker::RouterCore;
@@ -48,15 +50,47 @@ impl Drop for Queue {
     }
 }
 
+/// What every connection task of a server shares: one allocation, and one pointer in each
+/// task instead of five fields.
+pub(super) struct Shared<R: Runtime> {
+    inbox: async_channel::Sender<Inbox<R>>,
+    /// Told of the connections' events, with their listener in `Connected` (see [`drain`]).
+    hook: Option<EventHook>,
+    /// Told why a transport failed.
+    transport_hook: Option<TransportHook>,
+    /// Where deferred credentials checks run.
+    checks: Arc<Checks>,
+    /// Dropped when the server and every connection have let go of this: each connection has
+    /// flushed.
+    _done: async_channel::Sender<()>,
+}
+
+impl<R: Runtime> Shared<R> {
+    /// What the connections of a server with `options` share; `done` closes once the last
+    /// of them and the server have dropped theirs.
+    pub(super) fn new(
+        options: &BrokerOptions,
+        inbox: async_channel::Sender<Inbox<R>>,
+        checks: Arc<Checks>,
+        done: async_channel::Sender<()>,
+    ) -> Arc<Self> {
+        Arc::new(Shared {
+            inbox,
+            hook: options.on_event.clone(),
+            transport_hook: options.on_transport_error.clone(),
+            checks,
+            _done: done,
+        })
+    }
+}
+
 /// A transport connected: its connection is registered with the router and runs in a task
 /// of its own.
 pub(super) fn accept<R: Runtime>(
     core: &mut RouterCore<Queue>,
     now: Instant,
     (reader, writer, link, held): (R::Reader, R::Writer, Option<Box<Link>>, Held),
-    options: &BrokerOptions,
-    inbox: &async_channel::Sender<Inbox<R>>,
-    done: &async_channel::Sender<()>,
+    shared: &Arc<Shared<R>>,
 ) {
     let conn = core.accept(now);
     core.router.set_listener(conn.id(), held.listener());
@@ -69,14 +103,10 @@ pub(super) fn accept<R: Runtime>(
         writer,
         link,
         held,
-        transport_hook: options.on_transport_error.clone(),
         conn,
         mail: post,
         queued,
-        inbox: inbox.clone(),
-        hook: options.on_event.clone(),
-        checks: core.checks.clone(),
-        _done: done.clone(),
+        shared: shared.clone(),
     }));
 }
 
@@ -92,19 +122,13 @@ struct Conn<R: Runtime> {
     link: Option<Box<Link>>,
     /// Counted among its listener's open connections while the task runs.
     held: Held,
-    /// Told why a transport failed.
-    transport_hook: Option<TransportHook>,
     conn: ServerConnection,
     /// Router mail, the kill when the connection is too slow, and the close at shutdown.
     mail: Arc<Post>,
     queued: Arc<Queued>,
-    inbox: async_channel::Sender<Inbox<R>>,
-    /// Told of the connection's events, with its listener in `Connected` (see [`drain`]).
-    hook: Option<EventHook>,
-    /// Where deferred credentials checks run.
-    checks: Arc<Checks>,
-    /// Dropped when the connection has flushed.
-    _done: async_channel::Sender<()>,
+    /// The router's inbox, the hooks, the credentials checks; dropped when the connection
+    /// has flushed.
+    shared: Arc<Shared<R>>,
 }
 
 /// What woke a connection task.
@@ -146,7 +170,9 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 close,
             } = drain(&mut c);
             let deadline = write_deadline(c.conn.poll_timeout());
-            if write_out(&mut c, &mut traffic, transmit, deadline)
+            // What goes out is made in the call: moved into the write, not kept beside it.
+            let out = outgoing(&mut c.link, transmit);
+            if write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline)
                 .await
                 .is_err()
             {
@@ -156,19 +182,19 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             if close {
                 mail.extend(take_back(&mut c));
             }
-            let stopped = match traffic.report(now(), c.conn.id(), mail, close) {
-                Some(r) => report(&c.inbox, r).await.is_err(),
-                None => false,
+            let report = traffic.report(now(), c.conn.id(), mail, close);
+            let stopped = match report.map(|r| report_now(&c.shared.inbox, r)) {
+                None | Some(Sent::Done) => false,
+                Some(Sent::Stopped) => true,
+                Some(Sent::Full(wait)) => wait.await.is_err(),
             };
             if stopped {
                 // The router has stopped: the server is shutting down.
                 return Box::pin(shut_down(c)).await;
             }
             if close {
-                if let Some(link) = &mut c.link {
-                    link.close();
-                    let _ = send(&mut c, &[], deadline).await;
-                }
+                // Boxed: once per connection, and inline it would stay in every idle task.
+                let _ = Box::pin(close_link(&mut c, deadline)).await;
                 c.writer.close().await;
                 return;
             }
@@ -176,7 +202,8 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             // would stay in every idle connection's task.
             let check = c.conn.poll_credentials().map(Box::new);
             let end = if let Some(check) = check {
-                let checking = check_credentials::<R>(&mut c.conn, &c.checks, &c.mail, *check);
+                let checking =
+                    check_credentials::<R>(&mut c.conn, &c.shared.checks, &c.mail, *check);
                 match Box::pin(checking).await {
                     None => None,
                     Some(Letters::Killed) => Some(End::Abort),
@@ -197,7 +224,7 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                         None
                     }
                     Wake::Failed(e) => {
-                        if let Some(h) = &c.transport_hook {
+                        if let Some(h) = &c.shared.transport_hook {
                             h(&e);
                         }
                         Some(End::Alert)
@@ -214,7 +241,10 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 None => {}
                 Some(End::Alert) => {
                     // The alert or HTTP answer that tells the peer why.
-                    let _ = send(&mut c, &[], write_deadline(None)).await;
+                    let deadline = write_deadline(None);
+                    let out = outgoing(&mut c.link, Vec::new());
+                    let _ =
+                        write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline).await;
                     c.conn.handle_transport_closed(now());
                 }
                 Some(End::ShutDown) => return Box::pin(shut_down(c)).await,
@@ -239,34 +269,12 @@ enum End {
 /// Drains the connection (see [`drain_connection_with`]), its events told to the hook with
 /// the listener: no hook of its own per connection.
 fn drain<R: Runtime>(c: &mut Conn<R>) -> Drained {
-    let (hook, held) = (&c.hook, &c.held);
+    let (hook, held) = (&c.shared.hook, &c.held);
     drain_connection_with(&mut c.conn, |e| {
         if let Some(h) = hook {
             listener_event(h, || held.listener(), e);
         }
     })
-}
-
-/// Writes what one wake transmits, then what the link has left to send (counted in
-/// `traffic`); `Err`: a write error, or killed as too slow. `transmit` is dropped here: not
-/// held while the task waits.
-#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
-fn write_out<'a, R: Runtime>(
-    c: &'a mut Conn<R>,
-    traffic: &'a mut Traffic,
-    transmit: Vec<bytes::Bytes>,
-    deadline: Instant,
-) -> impl Future<Output = Result<(), ()>> + Send + 'a {
-    async move {
-        for b in &transmit {
-            send(c, b, deadline).await?;
-            traffic.sent += b.len() as u64;
-        }
-        if c.link.as_ref().is_some_and(|l| l.has_wire()) {
-            send(c, &[], deadline).await?;
-        }
-        Ok(())
-    }
 }
 
 /// Runs a deferred credentials check away from this task (on the pool, or the async hook's
@@ -308,66 +316,121 @@ fn write_deadline(next: Option<Instant>) -> Instant {
     next.map_or(least, |at| at.max(least))
 }
 
-/// Writes the connection's `buf` through its link (if any), with what the link has to send,
-/// within `deadline` (see [`write`]).
-#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
-fn send<'a, R: Runtime>(
-    c: &'a mut Conn<R>,
-    buf: &'a [u8],
-    deadline: Instant,
-) -> impl Future<Output = Result<(), ()>> + Send + 'a {
-    async move {
-        let Some(link) = &mut c.link else {
-            return write::<R>(&mut c.writer, &c.mail, buf, deadline).await;
-        };
-        if !buf.is_empty() {
-            link.send(buf).map_err(drop)?;
+/// What one wake writes: the connection's packets as they are, or the bytes its link (TLS,
+/// WebSocket) made of them with the packets' length.
+enum Out {
+    Plain(Vec<Bytes>),
+    Wire(Vec<u8>, u64),
+}
+
+impl Out {
+    /// The `i`th piece to write.
+    fn piece(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            Out::Plain(v) => v.get(i).map(|b| &b[..]),
+            Out::Wire(w, _) => (i == 0).then_some(&w[..]),
         }
-        let wire = link.take_wire();
-        if wire.is_empty() {
-            return Ok(());
+    }
+
+    /// The connection's bytes the `i`th piece carries, for the traffic counts.
+    fn carried(&self, i: usize) -> u64 {
+        match self {
+            Out::Plain(v) => v.get(i).map_or(0, |b| b.len() as u64),
+            Out::Wire(_, n) => *n,
         }
-        write::<R>(&mut c.writer, &c.mail, &wire, deadline).await
     }
 }
 
-/// Writes `buf`, unless the connection is killed first, mail that closes it arrives (a
-/// takeover), or `deadline` passes: it may be stuck writing to a peer that does not read,
-/// and that must not keep its session, its takeover or the router waiting.
-#[allow(clippy::manual_async_fn)] // not an async fn: its arguments would be kept twice
-fn write<'a, R: Runtime>(
+/// What a wake writes: `transmit` as it is, or through the connection's link with what the
+/// link has to send besides (a handshake's bytes, an alert); `None`: the link failed.
+fn outgoing(link: &mut Option<Box<Link>>, transmit: Vec<Bytes>) -> Option<Out> {
+    let Some(link) = link else {
+        return Some(Out::Plain(transmit));
+    };
+    let mut carried = 0;
+    for b in &transmit {
+        link.send(b).ok()?;
+        carried += b.len() as u64;
+    }
+    Some(Out::Wire(link.take_wire(), carried))
+}
+
+/// Ends the connection's link cleanly, if it has one (TLS close_notify, WebSocket close
+/// frame), within `deadline`.
+async fn close_link<R: Runtime>(c: &mut Conn<R>, deadline: Instant) -> Result<(), ()> {
+    let Some(link) = &mut c.link else {
+        return Ok(());
+    };
+    link.close();
+    let out = Some(Out::Wire(link.take_wire(), 0));
+    let mut traffic = Traffic::new(deadline);
+    write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline).await
+}
+
+/// Writes `out` (counted in `traffic` as each piece goes), unless the connection is killed
+/// first, mail that closes it arrives (a takeover), or `deadline` passes: it may be stuck
+/// writing to a peer that does not read, and that must not keep its session, its takeover
+/// or the router waiting. `Err`: a write error, killed, the deadline, or no `out` (the link
+/// failed).
+///
+/// A position is all it keeps while the socket is full (no write future): what lives across
+/// this wait is laid out in every state of the connection's task, the idle one too.
+fn write_out<'a, R: Runtime>(
+    out: Option<Out>,
     writer: &'a mut R::Writer,
     post: &'a Post,
-    buf: &'a [u8],
+    traffic: &'a mut Traffic,
     deadline: Instant,
 ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
-    async move {
-        let mut write = pin!(writer.write_all(buf));
-        // Made (boxed) only for a write that waits: most complete at once, and inline its timer
-        // would stay in every idle connection's task.
-        let mut expired = None;
-        poll_fn(|cx| match write.as_mut().poll(cx) {
-            Poll::Ready(r) => Poll::Ready(r.map_err(drop)),
+    let (mut at, mut done) = (0, 0);
+    // Made (boxed) only for a write that waits: most complete at once.
+    let mut expired: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    poll_fn(move |cx| loop {
+        let Some(out) = &out else {
+            return Poll::Ready(Err(()));
+        };
+        let Some(piece) = out.piece(at) else {
+            return Poll::Ready(Ok(()));
+        };
+        if done == piece.len() {
+            traffic.sent += out.carried(at);
+            (at, done) = (at + 1, 0);
+            continue;
+        }
+        match writer.poll_write(cx, &piece[done..]) {
+            Poll::Ready(Ok(n @ 1..)) => done += n,
+            // Nothing taken (`WriteZero`), or an error: the transport failed.
+            Poll::Ready(_) => return Poll::Ready(Err(())),
             Poll::Pending => {
                 let expired = expired.get_or_insert_with(|| Box::pin(R::sleep_until(deadline)));
                 if expired.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Err(()));
                 }
-                post.poll_killed(cx).map(Err)
+                return post.poll_killed(cx).map(Err);
             }
-        })
-        .await
-    }
+        }
+    })
 }
 
-/// Sends a report to the router task, waiting while its inbox is full; `Err`: the router
-/// has stopped. The wait is boxed: it is rare, and inline the report and the channel's
-/// waiter would stay in every idle connection's task.
-async fn report<R: Runtime>(inbox: &async_channel::Sender<Inbox<R>>, r: Report) -> Result<(), ()> {
+/// How a report went to the router task.
+enum Sent<'a> {
+    Done,
+    /// The router has stopped.
+    Stopped,
+    /// Its inbox is full: the wait for room, `Err` if the router stops meanwhile. Boxed: it
+    /// is rare, and inline the report and the channel's waiter would stay in every idle
+    /// connection's task.
+    Full(Pin<Box<dyn Future<Output = Result<(), ()>> + Send + 'a>>),
+}
+
+/// Sends a report to the router task, or gives the wait for room in its inbox.
+fn report_now<R: Runtime>(inbox: &async_channel::Sender<Inbox<R>>, r: Report) -> Sent<'_> {
     match inbox.try_send(Inbox::Report(r)) {
-        Ok(()) => Ok(()),
-        Err(async_channel::TrySendError::Closed(_)) => Err(()),
-        Err(async_channel::TrySendError::Full(r)) => Box::pin(inbox.send(r)).await.map_err(drop),
+        Ok(()) => Sent::Done,
+        Err(async_channel::TrySendError::Closed(_)) => Sent::Stopped,
+        Err(async_channel::TrySendError::Full(r)) => {
+            Sent::Full(Box::pin(async move { inbox.send(r).await.map_err(drop) }))
+        }
     }
 }
 
@@ -542,7 +605,7 @@ async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<R
     mail.extend(d.mail);
     mail.extend(take_back(&mut c));
     if let Some(r) = traffic.report(now(), c.conn.id(), mail, true) {
-        let _ = c.inbox.send(Inbox::Report(r)).await;
+        let _ = c.shared.inbox.send(Inbox::Report(r)).await;
     }
 }
 
@@ -552,14 +615,14 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
     let d = drain(&mut c);
     let deadline = write_deadline(None);
-    for b in &d.transmit {
-        if send(&mut c, b, deadline).await.is_err() {
-            return;
-        }
-    }
-    if let Some(link) = &mut c.link {
-        link.close();
-        let _ = send(&mut c, &[], deadline).await;
+    let out = outgoing(&mut c.link, d.transmit);
+    let mut traffic = Traffic::new(deadline);
+    if write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline)
+        .await
+        .is_err()
+        || close_link(&mut c, deadline).await.is_err()
+    {
+        return;
     }
     c.writer.close().await;
 }
