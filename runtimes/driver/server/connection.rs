@@ -171,8 +171,10 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             } = drain(&mut c);
             let deadline = write_deadline(c.conn.poll_timeout());
             // What goes out is made in the call: moved into the write, not kept beside it.
-            let out = outgoing(&mut c.link, transmit);
-            if write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline)
+            let out = outgoing(&mut c.link, transmit, &mut traffic);
+            // A link's traffic is counted as it takes the packets; a socket's as it takes them.
+            let counted = c.link.is_none().then_some(&mut traffic);
+            if write_out::<R>(out, &mut c.writer, &c.mail, counted, deadline)
                 .await
                 .is_err()
             {
@@ -194,6 +196,7 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             }
             if close {
                 // Boxed: once per connection, and inline it would stay in every idle task.
+                let deadline = write_deadline(None);
                 let _ = Box::pin(close_link(&mut c, deadline)).await;
                 c.writer.close().await;
                 return;
@@ -242,9 +245,8 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 Some(End::Alert) => {
                     // The alert or HTTP answer that tells the peer why.
                     let deadline = write_deadline(None);
-                    let out = outgoing(&mut c.link, Vec::new());
-                    let _ =
-                        write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline).await;
+                    let out = outgoing(&mut c.link, Vec::new(), &mut traffic);
+                    let _ = write_out::<R>(out, &mut c.writer, &c.mail, None, deadline).await;
                     c.conn.handle_transport_closed(now());
                 }
                 Some(End::ShutDown) => return Box::pin(shut_down(c)).await,
@@ -316,43 +318,27 @@ fn write_deadline(next: Option<Instant>) -> Instant {
     next.map_or(least, |at| at.max(least))
 }
 
-/// What one wake writes: the connection's packets as they are, or the bytes its link (TLS,
-/// WebSocket) made of them with the packets' length.
-enum Out {
-    Plain(Vec<Bytes>),
-    Wire(Vec<u8>, u64),
-}
-
-impl Out {
-    /// The `i`th piece to write.
-    fn piece(&self, i: usize) -> Option<&[u8]> {
-        match self {
-            Out::Plain(v) => v.get(i).map(|b| &b[..]),
-            Out::Wire(w, _) => (i == 0).then_some(&w[..]),
-        }
-    }
-
-    /// The connection's bytes the `i`th piece carries, for the traffic counts.
-    fn carried(&self, i: usize) -> u64 {
-        match self {
-            Out::Plain(v) => v.get(i).map_or(0, |b| b.len() as u64),
-            Out::Wire(_, n) => *n,
-        }
-    }
-}
-
-/// What a wake writes: `transmit` as it is, or through the connection's link with what the
-/// link has to send besides (a handshake's bytes, an alert); `None`: the link failed.
-fn outgoing(link: &mut Option<Box<Link>>, transmit: Vec<Bytes>) -> Option<Out> {
+/// What a wake writes: `transmit` as it is, or what the connection's link made of it with
+/// what the link has to send besides (a handshake's bytes, an alert), counted in `traffic` as
+/// the packets' bytes; `None`: the link failed.
+fn outgoing(
+    link: &mut Option<Box<Link>>,
+    transmit: Vec<Bytes>,
+    traffic: &mut Traffic,
+) -> Option<Vec<Bytes>> {
     let Some(link) = link else {
-        return Some(Out::Plain(transmit));
+        return Some(transmit);
     };
-    let mut carried = 0;
     for b in &transmit {
         link.send(b).ok()?;
-        carried += b.len() as u64;
+        traffic.sent += b.len() as u64;
     }
-    Some(Out::Wire(link.take_wire(), carried))
+    let wire = link.take_wire();
+    Some(if wire.is_empty() {
+        Vec::new()
+    } else {
+        vec![Bytes::from(wire)]
+    })
 }
 
 /// Ends the connection's link cleanly, if it has one (TLS close_notify, WebSocket close
@@ -362,12 +348,11 @@ async fn close_link<R: Runtime>(c: &mut Conn<R>, deadline: Instant) -> Result<()
         return Ok(());
     };
     link.close();
-    let out = Some(Out::Wire(link.take_wire(), 0));
-    let mut traffic = Traffic::new(deadline);
-    write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline).await
+    let out = Some(vec![Bytes::from(link.take_wire())]);
+    write_out::<R>(out, &mut c.writer, &c.mail, None, deadline).await
 }
 
-/// Writes `out` (counted in `traffic` as each piece goes), unless the connection is killed
+/// Writes `out` (counted in `traffic`, if given, as each piece goes), unless the connection is killed
 /// first, mail that closes it arrives (a takeover), or `deadline` passes: it may be stuck
 /// writing to a peer that does not read, and that must not keep its session, its takeover
 /// or the router waiting. `Err`: a write error, killed, the deadline, or no `out` (the link
@@ -376,10 +361,10 @@ async fn close_link<R: Runtime>(c: &mut Conn<R>, deadline: Instant) -> Result<()
 /// A position is all it keeps while the socket is full (no write future): what lives across
 /// this wait is laid out in every state of the connection's task, the idle one too.
 fn write_out<'a, R: Runtime>(
-    out: Option<Out>,
+    out: Option<Vec<Bytes>>,
     writer: &'a mut R::Writer,
     post: &'a Post,
-    traffic: &'a mut Traffic,
+    mut traffic: Option<&'a mut Traffic>,
     deadline: Instant,
 ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
     let (mut at, mut done) = (0, 0);
@@ -389,11 +374,13 @@ fn write_out<'a, R: Runtime>(
         let Some(out) = &out else {
             return Poll::Ready(Err(()));
         };
-        let Some(piece) = out.piece(at) else {
+        let Some(piece) = out.get(at) else {
             return Poll::Ready(Ok(()));
         };
         if done == piece.len() {
-            traffic.sent += out.carried(at);
+            if let Some(t) = &mut traffic {
+                t.sent += piece.len() as u64;
+            }
             (at, done) = (at + 1, 0);
             continue;
         }
@@ -496,12 +483,14 @@ enum Input {
 /// Waits until the connection has something to do and hands it what is there: a passed
 /// deadline wins, then the kill; otherwise the mail in the post and the bytes the socket has
 /// both go into the connection in the same wake, so that they are answered by one write.
-async fn next<R: Runtime, F: Future<Output = ()>>(
-    c: &mut Conn<R>,
-    alarm: &mut Alarm<'_, F>,
-    traffic: &mut Traffic,
-) -> Wake {
-    poll_fn(|cx| {
+///
+/// Not an `async fn`: its arguments would be kept beside the wait, in the idle state.
+fn next<'a, 'b: 'a, R: Runtime, F: Future<Output = ()>>(
+    c: &'a mut Conn<R>,
+    alarm: &'a mut Alarm<'b, F>,
+    traffic: &'a mut Traffic,
+) -> impl Future<Output = Wake> + use<'a, 'b, R, F> {
+    poll_fn(move |cx| {
         if alarm.poll_fired(cx) {
             return Poll::Ready(Wake::Deadline);
         }
@@ -570,7 +559,6 @@ async fn next<R: Runtime, F: Future<Output = ()>>(
             Poll::Pending
         }
     })
-    .await
 }
 
 /// Gives the connection the batches taken from its post.
@@ -615,9 +603,9 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
     let d = drain(&mut c);
     let deadline = write_deadline(None);
-    let out = outgoing(&mut c.link, d.transmit);
     let mut traffic = Traffic::new(deadline);
-    if write_out::<R>(out, &mut c.writer, &c.mail, &mut traffic, deadline)
+    let out = outgoing(&mut c.link, d.transmit, &mut traffic);
+    if write_out::<R>(out, &mut c.writer, &c.mail, None, deadline)
         .await
         .is_err()
         || close_link(&mut c, deadline).await.is_err()
@@ -625,4 +613,22 @@ async fn shut_down<R: Runtime>(mut c: Conn<R>) {
         return;
     }
     c.writer.close().await;
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    /// The size of what `f` returns.
+    fn output_size<A, F>(_: fn(A) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        // One per connection, idle or not: tokio lays its task out in multiples of 128 bytes
+        // (header and trailer 80, scheduler and id 16, then this future), so past 920 bytes
+        // every connection costs 128 more. What only a busy or ending connection needs is
+        // boxed or kept out of the states that wait.
+        let size = output_size(super::connection::<crate::runtimes::tokio::Tokio>);
+        assert!(size <= 920, "the connection task's future is {size} bytes");
+    }
 }
