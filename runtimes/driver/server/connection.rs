@@ -95,9 +95,8 @@ pub(super) fn accept<R: Runtime>(
     let conn = core.accept(now);
     core.router.set_listener(conn.id(), held.listener());
     let post = Arc::new(Post::default());
-    let queued = Arc::new(Queued::default());
     let queue = Queue { post: post.clone() };
-    core.register(conn.id(), Mailbox::new(queue, queued.clone()));
+    core.register(conn.id(), Mailbox::new(queue, post.queued.clone()));
     R::spawn(connection::<R>(Conn {
         reader,
         writer,
@@ -105,7 +104,6 @@ pub(super) fn accept<R: Runtime>(
         held,
         conn,
         mail: post,
-        queued,
         shared: shared.clone(),
     }));
 }
@@ -125,7 +123,6 @@ struct Conn<R: Runtime> {
     conn: ServerConnection,
     /// Router mail, the kill when the connection is too slow, and the close at shutdown.
     mail: Arc<Post>,
-    queued: Arc<Queued>,
     /// The router's inbox, the hooks, the credentials checks; dropped when the connection
     /// has flushed.
     shared: Arc<Shared<R>>,
@@ -169,12 +166,11 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 mut mail,
                 close,
             } = drain(&mut c);
-            let deadline = write_deadline(c.conn.poll_timeout());
             // What goes out is made in the call: moved into the write, not kept beside it.
             let out = outgoing(&mut c.link, transmit, &mut traffic);
             // A link's traffic is counted as it takes the packets; a socket's as it takes them.
             let counted = c.link.is_none().then_some(&mut traffic);
-            if write_out::<R>(out, &mut c.writer, &c.mail, counted, deadline)
+            if write_out(out, &mut c, counted, Wait::Connection)
                 .await
                 .is_err()
             {
@@ -196,8 +192,7 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
             }
             if close {
                 // Boxed: once per connection, and inline it would stay in every idle task.
-                let deadline = write_deadline(None);
-                let _ = Box::pin(close_link(&mut c, deadline)).await;
+                let _ = Box::pin(close_link(&mut c)).await;
                 c.writer.close().await;
                 return;
             }
@@ -214,7 +209,7 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                     // No mail comes before the router has the CONNECT; were it to, the
                     // abandoned check leaves the connect timeout to end the connection.
                     Some(Letters::Mail(batches)) => {
-                        hand_over(&mut c.conn, &c.queued, batches);
+                        hand_over(&mut c.conn, &c.mail.queued, batches);
                         None
                     }
                 }
@@ -244,9 +239,8 @@ fn connection<R: Runtime>(mut c: Conn<R>) -> impl Future<Output = ()> + Send {
                 None => {}
                 Some(End::Alert) => {
                     // The alert or HTTP answer that tells the peer why.
-                    let deadline = write_deadline(None);
                     let out = outgoing(&mut c.link, Vec::new(), &mut traffic);
-                    let _ = write_out::<R>(out, &mut c.writer, &c.mail, None, deadline).await;
+                    let _ = write_out(out, &mut c, None, Wait::Closing).await;
                     c.conn.handle_transport_closed(now());
                 }
                 Some(End::ShutDown) => return Box::pin(shut_down(c)).await,
@@ -342,58 +336,76 @@ fn outgoing(
 }
 
 /// Ends the connection's link cleanly, if it has one (TLS close_notify, WebSocket close
-/// frame), within `deadline`.
-async fn close_link<R: Runtime>(c: &mut Conn<R>, deadline: Instant) -> Result<(), ()> {
+/// frame).
+async fn close_link<R: Runtime>(c: &mut Conn<R>) -> Result<(), ()> {
     let Some(link) = &mut c.link else {
         return Ok(());
     };
     link.close();
     let out = Some(vec![Bytes::from(link.take_wire())]);
-    write_out::<R>(out, &mut c.writer, &c.mail, None, deadline).await
+    write_out(out, c, None, Wait::Closing).await
 }
 
-/// Writes `out` (counted in `traffic`, if given, as each piece goes), unless the connection is killed
-/// first, mail that closes it arrives (a takeover), or `deadline` passes: it may be stuck
-/// writing to a peer that does not read, and that must not keep its session, its takeover
-/// or the router waiting. `Err`: a write error, killed, the deadline, or no `out` (the link
-/// failed).
+/// How long a write may wait for a peer that does not read (see [`write_deadline`]).
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Until the connection's next deadline, and at least [`MIN_WRITE_WAIT`].
+    Connection,
+    /// [`MIN_WRITE_WAIT`]: the connection is ending.
+    Closing,
+}
+
+/// Writes `out` (counted in `traffic`, if given, as each piece goes), unless the connection
+/// is killed first, mail that closes it arrives (a takeover), or the time `wait` gives passes:
+/// it may be stuck writing to a peer that does not read, and that must not keep its session,
+/// its takeover or the router waiting. `Err`: a write error, killed, the time passed, or no
+/// `out` (the link failed).
 ///
-/// A position is all it keeps while the socket is full (no write future): what lives across
-/// this wait is laid out in every state of the connection's task, the idle one too.
+/// A position is all it keeps while the socket is full (no write future, and the deadline is
+/// only worked out then): what lives across this wait is laid out in every state of the
+/// connection's task, the idle one too.
 fn write_out<'a, R: Runtime>(
     out: Option<Vec<Bytes>>,
-    writer: &'a mut R::Writer,
-    post: &'a Post,
+    c: &'a mut Conn<R>,
     mut traffic: Option<&'a mut Traffic>,
-    deadline: Instant,
+    wait: Wait,
 ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
-    let (mut at, mut done) = (0, 0);
+    // The piece being written and the bytes of it written (a piece is one packet, or a
+    // link's bytes for one wake: far below 4 GiB).
+    let (mut at, mut done) = (0u32, 0u32);
     // Made (boxed) only for a write that waits: most complete at once.
     let mut expired: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     poll_fn(move |cx| loop {
         let Some(out) = &out else {
             return Poll::Ready(Err(()));
         };
-        let Some(piece) = out.get(at) else {
+        let Some(piece) = out.get(at as usize) else {
             return Poll::Ready(Ok(()));
         };
-        if done == piece.len() {
+        let rest = &piece[done as usize..];
+        if rest.is_empty() {
             if let Some(t) = &mut traffic {
                 t.sent += piece.len() as u64;
             }
             (at, done) = (at + 1, 0);
             continue;
         }
-        match writer.poll_write(cx, &piece[done..]) {
-            Poll::Ready(Ok(n @ 1..)) => done += n,
+        match c.writer.poll_write(cx, rest) {
+            Poll::Ready(Ok(n @ 1..)) => done += u32::try_from(n).unwrap_or(u32::MAX),
             // Nothing taken (`WriteZero`), or an error: the transport failed.
             Poll::Ready(_) => return Poll::Ready(Err(())),
             Poll::Pending => {
-                let expired = expired.get_or_insert_with(|| Box::pin(R::sleep_until(deadline)));
+                let expired = expired.get_or_insert_with(|| {
+                    let next = match wait {
+                        Wait::Connection => c.conn.poll_timeout(),
+                        Wait::Closing => None,
+                    };
+                    Box::pin(R::sleep_until(write_deadline(next)))
+                });
                 if expired.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Err(()));
                 }
-                return post.poll_killed(cx).map(Err);
+                return c.mail.poll_killed(cx).map(Err);
             }
         }
     })
@@ -544,7 +556,7 @@ fn next<'a, 'b: 'a, R: Runtime, F: Future<Output = ()>>(
         }
         // Mail taken is always handed over (a delivery goes back to the session from there).
         if let Some(batches) = mail {
-            hand_over(&mut c.conn, &c.queued, batches);
+            hand_over(&mut c.conn, &c.mail.queued, batches);
             woke = true;
         }
         if let Some(e) = failed {
@@ -581,7 +593,7 @@ fn hand_over(
 /// hands its deliveries back; that mail follows the connection's `Closed`.
 fn take_back<R: Runtime>(c: &mut Conn<R>) -> Vec<RouterMail> {
     c.mail.close();
-    hand_over(&mut c.conn, &c.queued, c.mail.take_all());
+    hand_over(&mut c.conn, &c.mail.queued, c.mail.take_all());
     std::iter::from_fn(|| c.conn.poll_mail()).collect()
 }
 
@@ -602,13 +614,10 @@ async fn abort<R: Runtime>(mut c: Conn<R>, mut traffic: Traffic, mut mail: Vec<R
 async fn shut_down<R: Runtime>(mut c: Conn<R>) {
     c.conn.shutdown(now());
     let d = drain(&mut c);
-    let deadline = write_deadline(None);
-    let mut traffic = Traffic::new(deadline);
+    let mut traffic = Traffic::new(now());
     let out = outgoing(&mut c.link, d.transmit, &mut traffic);
-    if write_out::<R>(out, &mut c.writer, &c.mail, None, deadline)
-        .await
-        .is_err()
-        || close_link(&mut c, deadline).await.is_err()
+    if write_out(out, &mut c, None, Wait::Closing).await.is_err()
+        || close_link(&mut c).await.is_err()
     {
         return;
     }

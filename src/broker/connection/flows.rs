@@ -8,56 +8,12 @@ use crate::types::PacketId;
 
 /// Outbound flows in the order they started, found by packet identifier in O(1).
 ///
-/// Made on the first flow (boxed: a connection that never sends QoS 1/2, or not yet, keeps
-/// one pointer in its task, not the ring and the map).
-#[derive(Debug, Default)]
-pub(crate) struct OutFlows(Option<Box<Ring>>);
-
-impl OutFlows {
-    /// Open flows.
-    pub(crate) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |r| r.ids.len())
-    }
-
-    /// Whether `id` is in use by an open flow.
-    pub(crate) fn contains(&self, id: PacketId) -> bool {
-        self.0.as_ref().is_some_and(|r| r.ids.contains_key(&id))
-    }
-
-    /// The open flow of `id`.
-    pub(crate) fn get(&self, id: PacketId) -> Option<&OutFlow> {
-        self.0.as_ref()?.get(id)
-    }
-
-    /// The open flow of `id`, to change its state.
-    pub(crate) fn get_mut(&mut self, id: PacketId) -> Option<&mut OutFlow> {
-        self.0.as_mut()?.get_mut(id)
-    }
-
-    /// Starts a flow with `id` (not in use) after every other.
-    pub(crate) fn push(&mut self, id: PacketId, flow: OutFlow) {
-        self.0.get_or_insert_with(Box::default).push(id, flow);
-    }
-
-    /// Ends the flow of `id`.
-    pub(crate) fn remove(&mut self, id: PacketId) -> Option<OutFlow> {
-        self.0.as_mut()?.remove(id)
-    }
-
-    /// Every open flow in start order, leaving none.
-    pub(crate) fn take_all(&mut self) -> Vec<(PacketId, OutFlow)> {
-        self.0.as_mut().map_or_else(Vec::new, |r| r.take_all())
-    }
-}
-
-/// The flows themselves.
-///
 /// Flows usually end in the order they started, so they live in a ring: a new one goes at the
 /// back, an ended one leaves a hole that is dropped once it reaches the front. A client that
 /// leaves an old flow open while later ones end cannot grow the ring without bound: once holes
 /// outnumber the open flows it is compacted (amortized O(1) per flow).
 #[derive(Debug, Default)]
-struct Ring {
+pub(crate) struct OutFlows {
     /// Flows in start order; `None` where one ended.
     ring: VecDeque<Option<(PacketId, OutFlow)>>,
     /// The sequence number of `ring[0]`.
@@ -66,8 +22,14 @@ struct Ring {
     ids: IdMap<PacketId, u64>,
 }
 
-impl Ring {
-    fn contains(&self, id: PacketId) -> bool {
+impl OutFlows {
+    /// Open flows.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether `id` is in use by an open flow.
+    pub(crate) fn contains(&self, id: PacketId) -> bool {
         self.ids.contains_key(&id)
     }
 
@@ -77,19 +39,19 @@ impl Ring {
     }
 
     /// The open flow of `id`.
-    fn get(&self, id: PacketId) -> Option<&OutFlow> {
+    pub(crate) fn get(&self, id: PacketId) -> Option<&OutFlow> {
         let i = self.slot(id)?;
         self.ring.get(i)?.as_ref().map(|(_, f)| f)
     }
 
     /// The open flow of `id`, to change its state.
-    fn get_mut(&mut self, id: PacketId) -> Option<&mut OutFlow> {
+    pub(crate) fn get_mut(&mut self, id: PacketId) -> Option<&mut OutFlow> {
         let i = self.slot(id)?;
         self.ring.get_mut(i)?.as_mut().map(|(_, f)| f)
     }
 
     /// Starts a flow with `id` (not in use) after every other.
-    fn push(&mut self, id: PacketId, flow: OutFlow) {
+    pub(crate) fn push(&mut self, id: PacketId, flow: OutFlow) {
         debug_assert!(!self.contains(id), "packet id {id:?} in use");
         let seq = self.base + self.ring.len() as u64;
         self.ring.push_back(Some((id, flow)));
@@ -97,7 +59,7 @@ impl Ring {
     }
 
     /// Ends the flow of `id`.
-    fn remove(&mut self, id: PacketId) -> Option<OutFlow> {
+    pub(crate) fn remove(&mut self, id: PacketId) -> Option<OutFlow> {
         let i = self.slot(id)?;
         self.ids.remove(&id);
         let (_, flow) = self.ring.get_mut(i)?.take()?;
@@ -120,7 +82,7 @@ impl Ring {
     }
 
     /// Every open flow in start order, leaving none.
-    fn take_all(&mut self) -> Vec<(PacketId, OutFlow)> {
+    pub(crate) fn take_all(&mut self) -> Vec<(PacketId, OutFlow)> {
         self.ids = IdMap::default();
         self.base += self.ring.len() as u64;
         std::mem::take(&mut self.ring)
@@ -156,7 +118,7 @@ mod tests {
         f.push(id(1), released(1));
         let order: Vec<u16> = f.take_all().iter().map(|(i, _)| i.get()).collect();
         assert_eq!(order, vec![2, 4, 5, 6, 1]);
-        assert_eq!(f.len(), 0);
+        assert_eq!(f.ids.len(), 0);
         assert!(f.get(id(2)).is_none());
     }
 
@@ -169,14 +131,13 @@ mod tests {
             let n = 2 + (round % 1000) as u16;
             f.push(id(n), released(n));
             assert_eq!(f.remove(id(n)), Some(released(n)));
-            let r = f.0.as_ref().unwrap();
             assert!(
-                r.ring.len() <= 2 * r.ids.len() + 33,
+                f.ring.len() <= 2 * f.ids.len() + 33,
                 "ring {}",
-                r.ring.len()
+                f.ring.len()
             );
         }
-        assert_eq!(f.len(), 1);
+        assert_eq!(f.ids.len(), 1);
         assert_eq!(f.get(id(1)), Some(&released(1)));
         f.push(id(9), released(9));
         let order: Vec<u16> = f.take_all().iter().map(|(i, _)| i.get()).collect();
