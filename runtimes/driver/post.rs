@@ -1,7 +1,7 @@
 //! A broker connection's post: the router's mail batches for one connection task, and the kill.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use crate::broker::ConnectionMail;
@@ -17,9 +17,9 @@ use crate::runtimes::driver::mailbox::Queued;
 #[derive(Default)]
 pub(super) struct Post {
     state: Mutex<State>,
-    /// What waits in it, counted by the router as it pushes (the router's mailbox holds
-    /// the same) and by the connection as it takes.
-    pub(super) queued: Arc<Queued>,
+    /// What waits in it, counted by the router as it pushes and by the connection as it
+    /// takes.
+    pub(super) queued: Queued,
 }
 
 #[derive(Default)]

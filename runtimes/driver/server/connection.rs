@@ -42,6 +42,10 @@ impl MailQueue for Queue {
     /// Nothing more: the router drops the queue next, which closes the post, and the
     /// connection shuts down once it has taken what was in it.
     fn shutdown(&self) {}
+
+    fn queued(&self) -> &Queued {
+        &self.post.queued
+    }
 }
 
 impl Drop for Queue {
@@ -96,7 +100,7 @@ pub(super) fn accept<R: Runtime>(
     core.router.set_listener(conn.id(), held.listener());
     let post = Arc::new(Post::default());
     let queue = Queue { post: post.clone() };
-    core.register(conn.id(), Mailbox::new(queue, post.queued.clone()));
+    core.register(conn.id(), Mailbox::new(queue));
     R::spawn(connection::<R>(Conn {
         reader,
         writer,
