@@ -80,9 +80,9 @@ impl driver::Reader for TcpReader {
     }
 }
 
-impl TcpWriter {
+impl driver::Writer for TcpWriter {
     /// Writes what it can of `buf`, or waits until the socket takes some.
-    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             match self.io.get_ref().write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -92,12 +92,10 @@ impl TcpWriter {
             }
         }
     }
-}
 
-impl driver::Writer for TcpWriter {
     async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            match poll_fn(|cx| self.poll_write(cx, buf)).await? {
+            match poll_fn(|cx| driver::Writer::poll_write(self, cx, buf)).await? {
                 0 => return Err(io::ErrorKind::WriteZero.into()),
                 n => buf = &buf[n..],
             }

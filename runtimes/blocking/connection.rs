@@ -47,6 +47,8 @@ pub(super) struct Queue {
     /// goes back to the router as undelivered). Held while pushing, so no batch lands in
     /// the channel after the thread's last look at it.
     closed: Arc<Mutex<bool>>,
+    /// What waits in the channel, shared with the connection's thread.
+    queued: Arc<Queued>,
 }
 
 impl MailQueue for Queue {
@@ -74,6 +76,9 @@ impl MailQueue for Queue {
         if self.tx.send(ConnInput::Shutdown).is_err() {
             self.abort();
         }
+    }
+    fn queued(&self) -> &Queued {
+        &self.queued
     }
 }
 
@@ -268,15 +273,13 @@ pub(super) fn connection(streams: [TcpStream; 3], p: Parts) -> Result<Mailbox<Qu
         return Err(Box::new(p));
     }
     let _ = give.send(p);
-    Ok(Mailbox::new(
-        Queue {
-            tx,
-            stream: abort,
-            closing,
-            closed,
-        },
+    Ok(Mailbox::new(Queue {
+        tx,
+        stream: abort,
+        closing,
+        closed,
         queued,
-    ))
+    }))
 }
 
 /// A connection's thread: the same drain as the async connection task.

@@ -36,6 +36,12 @@ pub trait Reader: Send + 'static {
 
 /// The write half of a TCP connection.
 pub trait Writer: Send + 'static {
+    /// Writes what the socket takes of `buf` now (`Ok(0)` only for an empty `buf`), or
+    /// arranges for the task to wake when it takes more: `AsyncWrite::poll_write`.
+    ///
+    /// The broker's connection tasks write through this: the wait for a peer that reads
+    /// slowly then keeps only a position in the task, not a write future.
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
     /// Writes all of `buf`.
     fn write_all<'a>(
         &'a mut self,

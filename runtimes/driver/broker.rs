@@ -412,7 +412,7 @@ impl<Q: MailQueue> RouterCore<Q> {
                     mb.last = batch.len();
                     self.batch_sizes.count(batch.len());
                     let len = batch_bytes(&batch);
-                    let q = &mb.queued;
+                    let q = mb.queue.queued();
                     let full = q.batches.load(Ordering::Relaxed) >= self.max_batches
                         || q.bytes.load(Ordering::Relaxed) + len > self.max_bytes;
                     let refused = if full {
@@ -458,6 +458,7 @@ mod tests {
     use crate::broker::{Broker, BrokerConfig};
     use crate::codec::{encode, Connect, Packet, Publish, Subscribe, Subscription};
     use crate::runtimes::driver::connection::drain_connection;
+    use crate::runtimes::driver::mailbox::Queued;
     use crate::{ByteStr, PacketId, ProtocolVersion, QoS, TopicFilter, TopicName};
 
     /// Every batch pushed, with its connection, in push order.
@@ -466,9 +467,14 @@ mod tests {
     struct Recorder {
         conn: ConnId,
         log: Log,
+        queued: Queued,
     }
 
     impl MailQueue for Recorder {
+        fn queued(&self) -> &Queued {
+            &self.queued
+        }
+
         fn try_push(&self, batch: Vec<ConnectionMail>) -> Result<(), Vec<ConnectionMail>> {
             self.log.borrow_mut().push((self.conn, batch));
             Ok(())
@@ -537,8 +543,9 @@ mod tests {
             let queue = Recorder {
                 conn: c.id(),
                 log: log.clone(),
+                queued: Queued::default(),
             };
-            core.register(c.id(), Mailbox::new(queue, Arc::default()));
+            core.register(c.id(), Mailbox::new(queue));
         }
         for (i, id) in ["sub", "pub"].into_iter().enumerate() {
             let connect = Packet::Connect(Box::new(Connect::new(V, ByteStr::from_static(id))));

@@ -1,7 +1,6 @@
 //! The router's end of a connection's mail channel, and what is queued in it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use crate::broker::ConnectionMail;
 
@@ -14,6 +13,9 @@ pub(crate) trait MailQueue {
     fn abort(&self);
     /// Tells the connection the server is shutting down (DISCONNECT 0x8B, no will).
     fn shutdown(&self);
+    /// What is queued in the channel (kept with the channel: one allocation fewer per
+    /// connection).
+    fn queued(&self) -> &Queued;
 }
 
 /// What waits in a connection's mail channel: batches and the bytes they hold.
@@ -23,23 +25,18 @@ pub(crate) struct Queued {
     pub(super) bytes: AtomicUsize,
 }
 
-/// A connection's mail channel with what is queued in it (the connection subtracts what it
+/// A connection's mail channel (with what is queued in it: the connection subtracts what it
 /// took).
 pub(crate) struct Mailbox<Q> {
     pub(super) queue: Q,
-    pub(super) queued: Arc<Queued>,
     /// The size of the last batch sent, the room the next one starts with.
     pub(super) last: usize,
 }
 
 impl<Q> Mailbox<Q> {
-    /// The router's end of a connection's mail channel, and what is queued in it.
-    pub(crate) fn new(queue: Q, queued: Arc<Queued>) -> Mailbox<Q> {
-        Mailbox {
-            queue,
-            queued,
-            last: 0,
-        }
+    /// The router's end of a connection's mail channel.
+    pub(crate) fn new(queue: Q) -> Mailbox<Q> {
+        Mailbox { queue, last: 0 }
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use crate::broker::ConnectionMail;
+use crate::runtimes::driver::mailbox::Queued;
 
 /// What the router sends one connection: its mail batches and the kill (too slow), in one
 /// small shared box with the waker of the connection's task (its only reader).
@@ -16,6 +17,9 @@ use crate::broker::ConnectionMail;
 #[derive(Default)]
 pub(super) struct Post {
     state: Mutex<State>,
+    /// What waits in it, counted by the router as it pushes and by the connection as it
+    /// takes.
+    pub(super) queued: Queued,
 }
 
 #[derive(Default)]

@@ -103,6 +103,8 @@ pub struct ServerConnection {
     encoder: Encoder,
     inbuf: BytesMut,
     out: BytesMut,
+    /// The buffers go with the next transmit (see [`ServerConnection::poll_transmit`]).
+    let_go: bool,
     timers: TimerTable<Timer, 3>,
     /// A timer was armed or disarmed since [`ServerConnection::take_deadline_change`] last
     /// asked: set wherever `timers` changes.
@@ -203,6 +205,7 @@ impl ServerConnection {
             username: None,
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
+            let_go: false,
             timers,
             deadline_moved: true,
             keep_alive: Duration::ZERO,
@@ -296,9 +299,19 @@ impl ServerConnection {
     }
 
     /// Bytes to write to the transport; yields after inputs and router mail.
+    ///
+    /// After a CONNACK or a PINGRESP, often followed by nothing for a long time, both buffers
+    /// go (the frame takes the output buffer along, an empty input buffer is dropped): kept,
+    /// they would hold ~150 bytes in every idle connection. A busy connection keeps its
+    /// buffers, which it reuses from one packet to the next.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         if self.out.is_empty() {
             None
+        } else if std::mem::take(&mut self.let_go) {
+            if self.inbuf.is_empty() {
+                self.inbuf = BytesMut::new();
+            }
+            Some(std::mem::take(&mut self.out).freeze())
         } else {
             Some(self.out.split().freeze())
         }
@@ -596,6 +609,7 @@ impl ServerConnection {
             (_, Packet::Unsubscribe(u)) => self.on_unsubscribe(u),
             (_, Packet::PingReq) => {
                 self.send(&Packet::PingResp);
+                self.let_go = true;
             }
             (_, Packet::Disconnect(d)) => self.on_disconnect(d),
             (_, Packet::Auth(a)) => self.on_auth(a),
@@ -622,6 +636,64 @@ struct Aliases {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use bytes::BytesMut;
+
+    use crate::broker::{BrokerConfig, Router, ServerConnection};
+    use crate::codec::{Connect, Encoder, Packet};
+    use crate::{ByteStr, ProtocolVersion};
+
+    /// The tests' clock (it does not move: no deadline is involved).
+    #[allow(clippy::disallowed_methods)]
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    /// Feeds `packet` to `conn`, takes its mail to `router` and the router's back, and
+    /// returns what the connection transmits.
+    fn exchange(router: &mut Router, conn: &mut ServerConnection, packet: Packet) -> Vec<u8> {
+        let now = now();
+        let mut bytes = BytesMut::new();
+        Encoder::new(ProtocolVersion::V3_1_1)
+            .encode(&packet, &mut bytes)
+            .unwrap();
+        conn.handle_input(now, &bytes);
+        let mut out = Vec::new();
+        loop {
+            while let Some(b) = conn.poll_transmit() {
+                out.extend_from_slice(&b);
+            }
+            let mut moved = false;
+            while let Some(m) = conn.poll_mail() {
+                router.handle_mail(now, m);
+                moved = true;
+            }
+            while let Some(m) = router.poll_mail() {
+                conn.handle_mail(now, m);
+                moved = true;
+            }
+            if !moved {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_no_buffer() {
+        // What the CONNECT, the CONNACK, a PINGREQ and its PINGRESP left in the buffers would
+        // stay with every idle connection.
+        let mut router = Router::new(BrokerConfig::default());
+        let mut conn = router.accept(now());
+        let connect = Connect::new(ProtocolVersion::V3_1_1, ByteStr::from_static("idle"));
+        let connack = exchange(&mut router, &mut conn, Packet::Connect(Box::new(connect)));
+        assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
+        assert_eq!((conn.inbuf.capacity(), conn.out.capacity()), (0, 0));
+        let pingresp = exchange(&mut router, &mut conn, Packet::PingReq);
+        assert_eq!(pingresp, [0xd0, 0]);
+        assert_eq!((conn.inbuf.capacity(), conn.out.capacity()), (0, 0));
+    }
+
     #[test]
     fn sys_topics_are_told_on_their_bytes() {
         for t in ["$SYS", "$SYS/", "$SYS/broker/uptime"] {
@@ -636,7 +708,7 @@ mod tests {
     fn a_connection_stays_small() {
         // One per client, idle or not, inside its runtime task: rare parts (enhanced
         // authentication, topic aliases) are boxed.
-        let size = size_of::<super::ServerConnection>();
+        let size = size_of::<ServerConnection>();
         assert!(size <= 592, "ServerConnection is {size} bytes");
     }
 }

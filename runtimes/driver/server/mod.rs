@@ -17,7 +17,7 @@ use crate::runtimes::driver::connection::Report;
 use crate::runtimes::driver::handle::{BrokerHandle, Control};
 use crate::runtimes::driver::metrics::{self, MetricsServer, RuntimeMetrics};
 use crate::runtimes::driver::options::{BrokerOptions, TransportHook};
-use crate::runtimes::driver::server::connection::accept;
+use crate::runtimes::driver::server::connection::{accept, Shared};
 use crate::runtimes::driver::transport::{
     self, Gauge, Held, Link, ListenerConfig, ListenerStats, Reloader, SharedAcceptor,
 };
@@ -198,6 +198,7 @@ async fn run<R: Runtime>(server: Server<R>) {
     }
     let mut core = RouterCore::new(router, &options, store, R::RUNS_LAST_WOKEN_FIRST);
     core.observe(&runtime_metrics, &stats);
+    let shared = Shared::new(&options, inbox_tx.clone(), core.checks.clone(), done_tx);
     let mut turn = false;
     let sleep = pin!(None);
     let mut alarm = Alarm::new(sleep);
@@ -229,14 +230,9 @@ async fn run<R: Runtime>(server: Server<R>) {
             control.set(signal.recv());
         }
         match woke {
-            Woke::First(Ok(Inbox::Accept(reader, writer, link, held))) => accept::<R>(
-                &mut core,
-                now(),
-                (reader, writer, link, held),
-                &options,
-                &inbox_tx,
-                &done_tx,
-            ),
+            Woke::First(Ok(Inbox::Accept(reader, writer, link, held))) => {
+                accept::<R>(&mut core, now(), (reader, writer, link, held), &shared)
+            }
             // One report per drain: routing every report waiting before one drain made the
             // batches bigger but not fewer (each connection's own reads make its reports),
             // and a subscriber's batch colder by the time its task writes it (fan-out QoS 0:
@@ -263,7 +259,7 @@ async fn run<R: Runtime>(server: Server<R>) {
     core.close_store();
     drop(stop_tx);
     drop(inbox_rx);
-    drop(done_tx);
+    drop(shared);
     let grace = now() + options.shutdown_grace;
     let _ = wait::<R, _, ()>(
         done_rx.recv(),

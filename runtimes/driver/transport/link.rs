@@ -121,7 +121,9 @@ impl Link {
         std::mem::take(&mut self.wire)
     }
 
-    /// Whether bytes wait for the socket.
+    /// Whether bytes wait for the socket (the blocking broker asks; the async one takes
+    /// them all once per wake).
+    #[cfg(feature = "blocking")]
     pub(crate) fn has_wire(&self) -> bool {
         !self.wire.is_empty()
     }

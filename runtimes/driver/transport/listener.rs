@@ -2,6 +2,7 @@
 //! its count of open connections.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 #[cfg(feature = "tls")]
@@ -96,7 +97,7 @@ impl ListenerStats {
             .iter()
             .map(|a| {
                 let name = crate::ByteStr::try_from(a.to_string()).unwrap_or_default();
-                (*a, Gauge(Arc::default(), name))
+                (*a, Gauge(Arc::new((AtomicUsize::new(0), name))))
             })
             .collect();
         ListenerStats { listeners }
@@ -114,36 +115,38 @@ impl ListenerStats {
     }
 }
 
-/// The open connections of one listener, and its name (its bound address).
+/// The open connections of one listener, and its name (its bound address), in one shared
+/// allocation.
 #[derive(Debug, Clone)]
-pub(crate) struct Gauge(Arc<std::sync::atomic::AtomicUsize>, crate::ByteStr);
+pub(crate) struct Gauge(Arc<(AtomicUsize, crate::ByteStr)>);
 
 impl Gauge {
     /// Counts one more open connection until the returned guard is dropped.
     pub(crate) fn hold(&self) -> Held {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Held(self.0.clone(), self.1.clone())
+        self.0 .0.fetch_add(1, Ordering::Relaxed);
+        Held(self.0.clone())
     }
 
     fn get(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0 .0.load(Ordering::Relaxed)
     }
 }
 
-/// One open connection of a listener, counted until dropped.
+/// One open connection of a listener, counted until dropped (one pointer: every
+/// connection's task holds one).
 #[derive(Debug)]
-pub(crate) struct Held(Arc<std::sync::atomic::AtomicUsize>, crate::ByteStr);
+pub(crate) struct Held(Arc<(AtomicUsize, crate::ByteStr)>);
 
 impl Held {
     /// The listener's name (its bound address), for the connect log line.
     pub(crate) fn listener(&self) -> crate::ByteStr {
-        self.1.clone()
+        self.0 .1.clone()
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

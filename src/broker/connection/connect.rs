@@ -404,6 +404,7 @@ impl ServerConnection {
             }
         }
         let sent = self.send(&ack.into());
+        self.let_go = true;
         // Identifiers of an earlier connection wait for their PUBREL afresh, from now.
         for &id in handover.incoming_qos2.iter() {
             self.await_rel(now, id, None);
