@@ -7,8 +7,8 @@
 //! (a full channel makes the reader wait, and NATS's per-subscription buffer, then its
 //! slow-consumer policy, takes over).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use async_nats::{HeaderMap, ServerAddr, Subscriber};
 use futures_util::StreamExt;
@@ -18,7 +18,7 @@ use super::envelope::{self, ORIGIN};
 use super::port::{FromLink, ToLink};
 use super::{ClusterConfig, Counters};
 use crate::broker::cluster::{filter_to_subjects, RemoteOutput};
-use crate::topic::split_shared;
+use crate::topic::{matches, split_shared};
 use crate::types::TopicFilter;
 
 /// What every subscription reader needs.
@@ -29,6 +29,22 @@ struct Inbound {
     max_packet_size: u32,
     to_router: async_channel::Sender<FromLink>,
     counters: Arc<Counters>,
+    /// The plain filters subscribed: NATS delivers a message once per subscription it
+    /// matches, so a message matching several is routed by the reader of the least of them
+    /// only.
+    plain: Arc<RwLock<BTreeSet<TopicFilter>>>,
+}
+
+impl Inbound {
+    /// Whether `topic`'s message, delivered to the subscription of the plain `filter`, is
+    /// this subscription's to route (no other subscribed filter before it matches).
+    fn routes(&self, filter: &TopicFilter, topic: &str) -> bool {
+        let plain = self.plain.read().unwrap_or_else(|e| e.into_inner());
+        plain
+            .iter()
+            .find(|f| matches(f.as_str(), topic))
+            .is_none_or(|first| first == filter)
+    }
 }
 
 /// Runs the link until the router task drops its end of the channel.
@@ -64,6 +80,7 @@ pub(super) async fn run(
         max_packet_size,
         to_router,
         counters: counters.clone(),
+        plain: Arc::default(),
     };
     let mut link = Link {
         client,
@@ -125,6 +142,14 @@ impl Link {
             return;
         }
         let queue = split_shared(filter.as_str()).map(|_| queue_name(&filter));
+        if queue.is_none() {
+            let mut plain = self
+                .inbound
+                .plain
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            plain.insert(filter.clone());
+        }
         let mut tasks = Vec::new();
         for subject in filter_to_subjects(&filter).iter() {
             let subject = format!("{}.{subject}", self.inbound.prefix);
@@ -134,7 +159,11 @@ impl Link {
             };
             // Fails only once the client is closed (the broker is stopping).
             if let Ok(sub) = sub {
-                tasks.push(tokio::spawn(read(sub, self.inbound.clone())));
+                let reader = Reader {
+                    filter: filter.clone(),
+                    shared: queue.is_some(),
+                };
+                tasks.push(tokio::spawn(read(sub, reader, self.inbound.clone())));
             }
         }
         self.subscriptions.insert(filter, tasks);
@@ -142,6 +171,13 @@ impl Link {
 
     /// Drops the subscriptions of `filter` (the NATS client unsubscribes them).
     fn unsubscribe(&mut self, filter: &TopicFilter) {
+        let mut plain = self
+            .inbound
+            .plain
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        plain.remove(filter);
+        drop(plain);
         for t in self.subscriptions.remove(filter).unwrap_or_default() {
             t.abort();
         }
@@ -163,15 +199,28 @@ fn queue_name(filter: &TopicFilter) -> String {
     out
 }
 
+/// What a subscription's reader reads for.
+struct Reader {
+    /// The filter it was subscribed for.
+    filter: TopicFilter,
+    /// A shared subscription's queue subscription.
+    shared: bool,
+}
+
 /// Reads one NATS subscription into the router task until it is dropped.
-async fn read(mut sub: Subscriber, inbound: Inbound) {
+///
+/// A plain subscription drops this node's own messages (routed here already); a queue
+/// subscription takes them, because this node routes none of its messages to its shared
+/// subscriptions itself: NATS picks one node of the queue group, this one included.
+async fn read(mut sub: Subscriber, reader: Reader, inbound: Inbound) {
+    let shared = reader.shared.then_some(reader.filter.clone());
     while let Some(m) = sub.next().await {
         let own = m
             .headers
             .as_ref()
             .and_then(|h| h.get(ORIGIN))
             .is_some_and(|o| o.as_str() == &*inbound.node_id);
-        if own {
+        if own && shared.is_none() {
             continue;
         }
         match envelope::decode(
@@ -180,9 +229,14 @@ async fn read(mut sub: Subscriber, inbound: Inbound) {
             &m.payload,
             inbound.max_packet_size,
         ) {
+            Ok(p) if shared.is_none() && !inbound.routes(&reader.filter, p.topic.as_str()) => {}
             Ok(p) => {
                 Counters::bump(&inbound.counters.received);
-                if inbound.to_router.send(FromLink::Message(p)).await.is_err() {
+                let m = match &shared {
+                    Some(f) => FromLink::Shared(f.clone(), p),
+                    None => FromLink::Message(p),
+                };
+                if inbound.to_router.send(m).await.is_err() {
                     return;
                 }
             }

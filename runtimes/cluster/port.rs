@@ -29,8 +29,11 @@ pub(crate) enum ToLink {
 /// What the link hands the router task.
 #[derive(Debug)]
 pub(crate) enum FromLink {
-    /// A message another node published, checked.
+    /// A message another node published, checked, for this node's plain subscriptions.
     Message(Publish),
+    /// A message the cluster chose this node for among the members of the shared
+    /// subscription `filter` (a NATS queue group; this node's own messages included).
+    Shared(TopicFilter, Publish),
 }
 
 /// The router task's end of the link.
@@ -88,6 +91,7 @@ impl Port {
     pub(crate) fn input(&mut self, now: Instant, router: &mut Router, m: FromLink) {
         match m {
             FromLink::Message(p) => router.handle_remote(now, p),
+            FromLink::Shared(f, p) => router.handle_remote_shared(now, &f, p),
         }
         self.hand(router);
     }

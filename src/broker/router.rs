@@ -528,9 +528,12 @@ impl Router {
                 let v5 = from
                     .and_then(|sid| self.sessions.get(&sid))
                     .is_some_and(|s| s.protocol.is_v5());
-                if let (false, true, true, Some(id)) =
-                    (matched, v5, self.config.no_matching_subscribers, packet_id)
-                {
+                if let (false, true, true, Some(id)) = (
+                    matched,
+                    v5,
+                    self.config.no_matching_subscribers && self.remote.is_none(),
+                    packet_id,
+                ) {
                     // Before the acknowledgement may go: PUBACK / PUBREC 0x10.
                     self.send_to((conn, ToConnection::NoSubscribers(id)));
                 }

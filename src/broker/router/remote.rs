@@ -25,15 +25,36 @@ pub(super) struct Remote {
     /// How many of this node's sessions hold each filter.
     interest: HashMap<TopicFilter, usize>,
     out: VecDeque<RemoteOutput>,
-    /// While a message that must not leave this node is routed (another node's, `$SYS`).
-    local_only: bool,
+    /// What the message being routed is.
+    pub(super) mode: Mode,
+}
+
+/// What a message routed with a cluster is, and so where it goes.
+///
+/// Shared subscriptions are the cluster's business: a message published here goes to the
+/// other nodes and comes back to one node per group (a NATS queue group, this one
+/// included), so routing here leaves the groups out, except for the one group a message
+/// came back for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Published here: to the cluster, and to this node's plain subscriptions.
+    #[default]
+    Out,
+    /// This node's own (`$SYS`): to every subscription here, shared ones included, never to
+    /// the cluster.
+    Here,
+    /// Another node's, for plain subscriptions: to this node's plain subscriptions.
+    Plain,
+    /// A message for the shared subscription `filter` (`$share/{group}/{filter}`): to one
+    /// member of that group here, and nowhere else (neither retained nor handed on).
+    Group(TopicFilter),
 }
 
 impl Remote {
     /// Hands a message routed here to the other nodes, unless it must stay here.
     #[inline]
     pub(super) fn forward(&mut self, message: &Arc<Publish>) {
-        if !self.local_only {
+        if self.mode == Mode::Out {
             self.out.push_back(RemoteOutput::Publish(message.clone()));
         }
     }
@@ -77,12 +98,27 @@ pub(super) fn unsubscribe(
 }
 
 impl Router {
-    /// A message another node of the cluster routed: routed here like one published on this
-    /// node by no session, retained here if it is retained, and never handed back to the
-    /// cluster. Without [`BrokerConfig::cluster`](crate::broker::BrokerConfig::cluster) it is
-    /// routed here all the same.
+    /// A message another node of the cluster routed: routed to this node's plain
+    /// subscriptions like one published here by no session, retained here if it is
+    /// retained, and never handed back to the cluster (its shared subscriptions get theirs
+    /// through [`Router::handle_remote_shared`]). Without
+    /// [`BrokerConfig::cluster`](crate::broker::BrokerConfig::cluster) it is routed here all
+    /// the same, shared subscriptions included.
     pub fn handle_remote(&mut self, now: Instant, message: Publish) {
-        self.route_here_only(now, Arc::new(message));
+        self.route_as(now, Arc::new(message), Mode::Plain);
+    }
+
+    /// A message of the cluster's for this node's shared subscription `filter`
+    /// (`$share/{group}/{filter}`, as [`RemoteOutput::Subscribe`] named it): the cluster
+    /// chose this node for it (a queue group), so it goes to one member of that group here,
+    /// and nowhere else: not to plain subscriptions (they have it through
+    /// [`Router::handle_remote`]), not to the retained store, not back to the cluster. A
+    /// filter this node has no members of drops it; so does a filter that is not shared.
+    pub fn handle_remote_shared(&mut self, now: Instant, filter: &TopicFilter, message: Publish) {
+        if crate::topic::split_shared(filter.as_str()).is_none() {
+            return;
+        }
+        self.route_as(now, Arc::new(message), Mode::Group(filter.clone()));
     }
 
     /// What goes to the other nodes of the cluster: messages published here, and this node's
@@ -108,12 +144,52 @@ impl Router {
 
     /// Routes a message here without handing it to the cluster.
     pub(super) fn route_here_only(&mut self, now: Instant, message: Arc<Publish>) {
+        self.route_as(now, message, Mode::Here);
+    }
+
+    /// Routes a message published by no session in `mode`.
+    fn route_as(&mut self, now: Instant, message: Arc<Publish>, mode: Mode) {
         if let Some(r) = self.remote.as_deref_mut() {
-            r.local_only = true;
+            r.mode = mode;
         }
         self.route(now, message, None);
         if let Some(r) = self.remote.as_deref_mut() {
-            r.local_only = false;
+            r.mode = Mode::Out;
         }
+    }
+
+    /// Whether the router leaves the shared subscription group `group` (matched by the
+    /// message being routed, its members `members`) to the cluster.
+    pub(super) fn leaves_group(
+        &self,
+        group: &str,
+        members: &[(SessionId, SubscriptionEntry)],
+    ) -> bool {
+        match self.remote.as_deref().map(|r| &r.mode) {
+            None | Some(Mode::Here) => false,
+            Some(Mode::Out | Mode::Plain) => true,
+            Some(Mode::Group(filter)) => {
+                // The group is the one the message came for if its name is and its members
+                // hold that very filter (two groups of one name on two filters both match
+                // only a topic both filters match, and then go to the same members here).
+                let named =
+                    crate::topic::split_shared(filter.as_str()).is_some_and(|(g, _)| g == group);
+                !(named
+                    && members.iter().any(|(sid, _)| {
+                        self.sessions
+                            .get(sid)
+                            .is_some_and(|s| s.subscriptions.contains_key(filter))
+                    }))
+            }
+        }
+    }
+
+    /// Whether the message being routed came for one shared subscription only (it is then
+    /// not retained here).
+    pub(super) fn routes_one_group(&self) -> bool {
+        matches!(
+            self.remote.as_deref().map(|r| &r.mode),
+            Some(Mode::Group(_))
+        )
     }
 }

@@ -1,0 +1,85 @@
+//! A cluster node for the tests: the example broker with a `[cluster]` config on a free
+//! loopback port, killed on drop; and the probes that tell a test when the cluster's
+//! subscriptions are in place.
+
+// Real processes run on real time: this harness may read the clock and sleep.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::nats::NatsServer;
+use crate::peers::{example, free_port, mosquitto_pub, scratch, wait_for_port, write, Peer};
+
+/// How long a test waits for the cluster's subscriptions to reach NATS.
+pub(crate) const SETTLE: Duration = Duration::from_secs(8);
+
+/// One tinymqtt node of a cluster.
+pub(crate) struct Node {
+    pub(crate) id: String,
+    pub(crate) port: u16,
+    pub(crate) peer: Peer,
+    pub(crate) dir: PathBuf,
+}
+
+impl Node {
+    /// Starts node `id` on `nats` with `extra` lines in its config file (top-level keys),
+    /// and waits until it listens.
+    pub(crate) fn start(nats: &NatsServer, test: &str, id: &str, extra: &str) -> Node {
+        let dir = scratch("cluster", &format!("{test}-{id}"));
+        Self::start_in(nats.url(), dir, id, extra, free_port())
+    }
+
+    /// Starts a node with its config (and store, if `extra` names one) in `dir`.
+    pub(crate) fn start_in(url: String, dir: PathBuf, id: &str, extra: &str, port: u16) -> Node {
+        let config = format!(
+            "listeners = [\"127.0.0.1:{port}\"]\nsys_interval = 0\n{extra}\n\
+             [cluster]\nnats = [\"{url}\"]\nnode_id = \"{id}\"\n"
+        );
+        let path = write(&dir, "broker.toml", &config);
+        let peer = Peer::spawn(&example("broker"), &["-c", &path, "--log-level", "warn"]);
+        wait_for_port(port);
+        Node {
+            id: id.to_owned(),
+            port,
+            peer,
+            dir,
+        }
+    }
+
+    /// Kills the node with SIGKILL (no goodbye, no will, nothing flushed).
+    pub(crate) fn kill(self) -> (PathBuf, u16) {
+        let Node {
+            peer, dir, port, ..
+        } = self;
+        peer.kill();
+        (dir, port)
+    }
+}
+
+/// Publishes `probe` messages on `topic` at QoS 0 through `node` until each subscriber of
+/// `subs` printed one (so that their nodes' NATS subscriptions are in place), within
+/// [`SETTLE`]; the probes' lines are skipped.
+pub(crate) fn settle(node: &Node, topic: &str, subs: &[&Peer]) {
+    let deadline = Instant::now() + SETTLE;
+    let mut seen = vec![false; subs.len()];
+    while seen.iter().any(|s| !s) {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster's subscriptions did not settle in {SETTLE:?} (seen: {seen:?})"
+        );
+        mosquitto_pub(node.port, &["-t", topic, "-m", "probe", "-q", "0"]);
+        for (i, sub) in subs.iter().enumerate() {
+            if !sub
+                .lines_within(Duration::from_millis(100), |l| l.ends_with(" probe"))
+                .is_empty()
+            {
+                seen[i] = true;
+            }
+        }
+    }
+    // Probes still on their way are skipped by whoever reads next.
+    for sub in subs {
+        let _ = sub.lines_within(Duration::from_millis(200), |l| l.ends_with(" probe"));
+    }
+}
