@@ -24,6 +24,7 @@
 //!
 //! [`Router::poll_remote`]: crate::broker::Router::poll_remote
 
+mod durable;
 mod envelope;
 mod link;
 mod port;

@@ -543,6 +543,9 @@ impl Router {
                         self.received_qos2(conn, packet_id, digest);
                     }
                 }
+                if self.hold_for_remote(conn, full) {
+                    return; // until the cluster holds it (`remote`)
+                }
                 match full.and_then(|sid| Some(sid).zip(self.sessions.get_mut(&sid))) {
                     // Backpressure: the publisher hears back once that queue has room, or
                     // after `max_publisher_wait`.

@@ -57,29 +57,29 @@ impl Node {
     }
 }
 
-/// Publishes `probe` messages on `topic` at QoS 0 through `node` until each subscriber of
-/// `subs` printed one (so that their nodes' NATS subscriptions are in place), within
-/// [`SETTLE`]; the probes' lines are skipped.
+/// Publishes probes on `topic` through `node`, at QoS 0 (core NATS) and QoS 1 (the
+/// JetStream stream), until each subscriber of `subs` printed one of each (so that their
+/// nodes' NATS subscriptions and durable consumers are in place), within [`SETTLE`]; the
+/// probes' lines are skipped.
 pub(crate) fn settle(node: &Node, topic: &str, subs: &[&Peer]) {
     let deadline = Instant::now() + SETTLE;
-    let mut seen = vec![false; subs.len()];
-    while seen.iter().any(|s| !s) {
+    let mut seen = vec![[false; 2]; subs.len()];
+    while seen.iter().flatten().any(|s| !s) {
         assert!(
             Instant::now() < deadline,
             "the cluster's subscriptions did not settle in {SETTLE:?} (seen: {seen:?})"
         );
-        mosquitto_pub(node.port, &["-t", topic, "-m", "probe", "-q", "0"]);
+        for qos in ["0", "1"] {
+            mosquitto_pub(node.port, &["-t", topic, "-m", &format!("probe{qos}"), "-q", qos]);
+        }
         for (i, sub) in subs.iter().enumerate() {
-            if !sub
-                .lines_within(Duration::from_millis(100), |l| l.ends_with(" probe"))
-                .is_empty()
-            {
-                seen[i] = true;
+            for l in sub.lines_within(Duration::from_millis(150), |l| l.contains(" probe")) {
+                seen[i][usize::from(l.ends_with(" probe1"))] = true;
             }
         }
     }
     // Probes still on their way are skipped by whoever reads next.
     for sub in subs {
-        let _ = sub.lines_within(Duration::from_millis(200), |l| l.ends_with(" probe"));
+        let _ = sub.lines_within(Duration::from_millis(300), |l| l.contains(" probe"));
     }
 }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Router;
-use crate::broker::cluster::RemoteOutput;
+use crate::broker::cluster::{RemoteOutput, RemoteTicket};
+use crate::broker::mail::ConnId;
 use crate::broker::tree::{SessionId, SubscriptionEntry, SubscriptionTree};
 use crate::codec::Publish;
 use crate::types::TopicFilter;
@@ -27,6 +28,14 @@ pub(super) struct Remote {
     out: VecDeque<RemoteOutput>,
     /// What the message being routed is.
     pub(super) mode: Mode,
+    /// The last ticket issued.
+    tickets: u64,
+    /// The ticket of the client's message being routed, once forwarded.
+    issued: Option<RemoteTicket>,
+    /// The publishers whose acknowledgement waits for the cluster, by ticket: the
+    /// connection, and the session whose full queue it waits for next (if any). One entry
+    /// per held acknowledgement, which the publishers' receive windows bound.
+    held: HashMap<RemoteTicket, (ConnId, Option<SessionId>)>,
 }
 
 /// What a message routed with a cluster is, and so where it goes.
@@ -53,8 +62,19 @@ pub(super) enum Mode {
 impl Remote {
     /// Hands a message routed here to the other nodes, unless it must stay here.
     #[inline]
-    pub(super) fn forward(&mut self, message: &Arc<Publish>) {
-        if self.mode == Mode::Out {
+    pub(super) fn forward(&mut self, message: &Arc<Publish>, held: bool) {
+        if self.mode != Mode::Out {
+            return;
+        }
+        if held {
+            self.tickets += 1;
+            let ticket = RemoteTicket(self.tickets);
+            self.issued = Some(ticket);
+            self.out.push_back(RemoteOutput::Held {
+                message: message.clone(),
+                ticket,
+            });
+        } else {
             self.out.push_back(RemoteOutput::Publish(message.clone()));
         }
     }
@@ -140,6 +160,57 @@ impl Router {
             .unwrap_or_default();
         filters.sort();
         filters
+    }
+
+    /// The cluster holds the message of `ticket` ([`RemoteOutput::Held`]): its publisher's
+    /// acknowledgement goes out once the node's own conditions hold too (the queue it
+    /// filled has room, the store has it with durable acks). A ticket not held (handed back
+    /// twice, or never issued) is ignored, as is one whose connection has gone.
+    pub fn handle_remote_ack(&mut self, now: Instant, ticket: RemoteTicket) {
+        let Some((conn, full)) = self
+            .remote
+            .as_deref_mut()
+            .and_then(|r| r.held.remove(&ticket))
+        else {
+            return;
+        };
+        let (max_msgs, max_bytes) = (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        );
+        let still_full = full.and_then(|sid| {
+            let s = self.sessions.get_mut(&sid)?;
+            let over = s.waiting_len() >= max_msgs || s.queue.bytes() >= max_bytes;
+            over.then_some((sid, s))
+        });
+        match still_full {
+            // As for a full queue without a cluster: until it has room, or for
+            // `max_publisher_wait` at most.
+            Some((sid, s)) => {
+                s.waiting.push(conn);
+                if s.waiting.len() == 1 {
+                    let at = now + self.config.max_publisher_wait;
+                    self.set_timer(at, super::Timer::Waited(sid));
+                }
+            }
+            None => self.ticket(conn),
+        }
+    }
+
+    /// Holds `conn`'s acknowledgement for the cluster if the message just routed was handed
+    /// to it as [`RemoteOutput::Held`]; `full` is the session whose full queue it waits for
+    /// next.
+    pub(super) fn hold_for_remote(&mut self, conn: ConnId, full: Option<SessionId>) -> bool {
+        let Some(r) = self.remote.as_deref_mut() else {
+            return false;
+        };
+        match r.issued.take() {
+            Some(ticket) => {
+                r.held.insert(ticket, (conn, full));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Routes a message here without handing it to the cluster.

@@ -139,8 +139,9 @@ impl Router {
             m.properties.topic_alias = None;
             m.properties.subscription_identifiers = Vec::new();
         }
+        let held = self.routing.is_some();
         if let Some(remote) = self.remote.as_deref_mut() {
-            remote.forward(&message);
+            remote.forward(&message, held);
         }
         if retain && !self.routes_one_group() {
             if message.payload.is_empty() {
