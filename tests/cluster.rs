@@ -11,6 +11,8 @@ mod nats;
 #[path = "support/interop.rs"]
 mod peers;
 
+#[path = "cluster/durability.rs"]
+mod durability;
 #[path = "cluster/node.rs"]
 mod node;
 #[path = "cluster/routing.rs"]

@@ -49,8 +49,10 @@ pub(crate) const MAX_BYTES: i64 = 1 << 30;
 /// How long JetStream remembers a message id, to store a retried publish once.
 pub(crate) const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long a delivered message waits for the node's acknowledgement before JetStream
-/// delivers it again.
-pub(crate) const ACK_WAIT: Duration = Duration::from_secs(30);
+/// delivers it again. Short, because a node killed with pull requests outstanding leaves
+/// them behind: JetStream delivers to them what is published until it notices, and those
+/// messages reach the restarted node after this wait.
+pub(crate) const ACK_WAIT: Duration = Duration::from_secs(5);
 /// How many messages the consumer delivers before the node acknowledges them.
 const MAX_ACK_PENDING: i64 = 1024;
 /// The pause before a JetStream request that failed (NATS unreachable) is tried again.

@@ -70,7 +70,10 @@ pub(crate) fn settle(node: &Node, topic: &str, subs: &[&Peer]) {
             "the cluster's subscriptions did not settle in {SETTLE:?} (seen: {seen:?})"
         );
         for qos in ["0", "1"] {
-            mosquitto_pub(node.port, &["-t", topic, "-m", &format!("probe{qos}"), "-q", qos]);
+            mosquitto_pub(
+                node.port,
+                &["-t", topic, "-m", &format!("probe{qos}"), "-q", qos],
+            );
         }
         for (i, sub) in subs.iter().enumerate() {
             for l in sub.lines_within(Duration::from_millis(150), |l| l.contains(" probe")) {
