@@ -15,6 +15,8 @@ mod peers;
 mod durability;
 #[path = "cluster/node.rs"]
 mod node;
+#[path = "cluster/outage.rs"]
+mod outage;
 #[path = "cluster/routing.rs"]
 mod routing;
 
