@@ -13,6 +13,8 @@ mod peers;
 
 #[path = "cluster/durability.rs"]
 mod durability;
+#[path = "cluster/hostile.rs"]
+mod hostile;
 #[path = "cluster/node.rs"]
 mod node;
 #[path = "cluster/outage.rs"]
