@@ -21,6 +21,10 @@ type ConnMap<V> = IdMap<ConnId, V>;
 /// The most mails a connection's batch starts with room for (see [`RouterCore::drain`]).
 const BATCH_ROOM: usize = 256;
 
+/// The most messages of the cluster link routed before one drain.
+#[cfg(feature = "cluster")]
+const CLUSTER_BATCH: usize = 256;
+
 /// The most connections [`RouterCore::drain`] keeps room for between drains.
 const DRAIN_ROOM: usize = 1024;
 
@@ -315,11 +319,22 @@ impl<Q: MailQueue> RouterCore<Q> {
         let Some(port) = &mut self.cluster else {
             return;
         };
-        let taken = port.input(now, &mut self.router, m);
+        // What else waits is routed with it, up to CLUSTER_BATCH: one drain, so a subscriber
+        // gets one batch of mail for them (one per message would fill its channel).
+        let mut taken = Vec::new();
+        taken.extend(port.input(now, &mut self.router, m));
+        for _ in 1..CLUSTER_BATCH {
+            let Ok(m) = port.from_link.try_recv() else {
+                break;
+            };
+            taken.extend(port.input(now, &mut self.router, m));
+        }
         self.drain(now);
-        if let (Some(id), Some(port)) = (taken, &mut self.cluster) {
+        if let Some(port) = &mut self.cluster {
             // Acknowledged to JetStream once the batch that drain sent is durable.
-            port.taken(id, self.store_batches.0);
+            for id in taken {
+                port.taken(id, self.store_batches.0);
+            }
             port.durable(self.store_batches.1);
         }
     }
