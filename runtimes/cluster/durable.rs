@@ -83,16 +83,22 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context, prefix: &str) -> stre
     }
 }
 
-/// Publishes one QoS 1/2 message to the stream until JetStream acknowledges it; returns
-/// its ticket.
+/// Waits for JetStream's acknowledgement of one QoS 1/2 message sent as `first` (the link
+/// sends each at once, in order, so that the stream keeps the order they were published
+/// in), publishing it again until JetStream acknowledges it; returns its ticket.
 pub(crate) async fn publish(
     js: jetstream::Context,
-    subject: String,
-    headers: HeaderMap,
-    body: bytes::Bytes,
+    first: Option<jetstream::context::PublishAckFuture>,
+    (subject, headers, body): (String, HeaderMap, bytes::Bytes),
     ticket: Option<RemoteTicket>,
 ) -> Option<RemoteTicket> {
+    if let Some(ack) = first {
+        if ack.await.is_ok() {
+            return ticket;
+        }
+    }
     loop {
+        tokio::time::sleep(RETRY).await;
         let sent = js
             .publish_with_headers(subject.clone(), headers.clone(), body.clone())
             .await;
@@ -101,7 +107,6 @@ pub(crate) async fn publish(
                 return ticket;
             }
         }
-        tokio::time::sleep(RETRY).await;
     }
 }
 

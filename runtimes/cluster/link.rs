@@ -125,11 +125,11 @@ pub(super) async fn run(
         };
         match item {
             ToLink::Out(RemoteOutput::Publish(p)) if p.qos != QoS::AtMostOnce => {
-                stored.push_back(link.publish_durable(&p, None));
+                stored.push_back(link.publish_durable(&p, None).await);
             }
             ToLink::Out(RemoteOutput::Publish(p)) => link.publish(&p).await,
             ToLink::Out(RemoteOutput::Held { message, ticket }) => {
-                stored.push_back(link.publish_durable(&message, Some(ticket)));
+                stored.push_back(link.publish_durable(&message, Some(ticket)).await);
             }
             ToLink::Out(RemoteOutput::Subscribe(f)) => link.subscribe(f).await,
             ToLink::Out(RemoteOutput::Unsubscribe(f)) => link.unsubscribe(&f),
@@ -170,8 +170,9 @@ struct Link {
 }
 
 impl Link {
-    /// Sends a QoS 1/2 message to the stream; completes once JetStream stored it.
-    fn publish_durable(
+    /// Sends a QoS 1/2 message to the stream now; the future completes once JetStream
+    /// stored it.
+    async fn publish_durable(
         &mut self,
         p: &crate::codec::Publish,
         ticket: Option<RemoteTicket>,
@@ -186,7 +187,14 @@ impl Link {
         };
         let headers = durable::headers(&self.inbound.node_id, self.run, kind, seq);
         let subject = envelope::subject(&self.inbound.prefix, p);
-        durable::publish(self.js.clone(), subject, headers, body, ticket)
+        // Sent here, in the order the router handed them out (the futures of the acks are
+        // polled in any order).
+        let first = self
+            .js
+            .publish_with_headers(subject.clone(), headers.clone(), body.clone())
+            .await
+            .ok();
+        durable::publish(self.js.clone(), first, (subject, headers, body), ticket)
     }
 
     /// Tells the durable consumer the subjects of this node's plain filters.
