@@ -21,6 +21,10 @@ type ConnMap<V> = IdMap<ConnId, V>;
 /// The most mails a connection's batch starts with room for (see [`RouterCore::drain`]).
 const BATCH_ROOM: usize = 256;
 
+/// The most messages of the cluster link routed before one drain.
+#[cfg(feature = "cluster")]
+const CLUSTER_BATCH: usize = 256;
+
 /// The most connections [`RouterCore::drain`] keeps room for between drains.
 const DRAIN_ROOM: usize = 1024;
 
@@ -44,6 +48,8 @@ pub(crate) struct RouterCore<Q> {
     store: Option<StoreWriter>,
     /// A write to the store failed: the broker stops.
     failed: bool,
+    /// Batches sent to the store writer, and batches it made durable.
+    store_batches: (u64, u64),
     /// The handle's requests waiting for the router's answer.
     admin: super::admin::AdminWaiters,
     /// Links: clients in this process, served here (see `link`).
@@ -54,6 +60,10 @@ pub(crate) struct RouterCore<Q> {
     /// snapshot is asked for ([`RouterCore::stats`]).
     batch_sizes: BatchSizes,
     batch_sizes_out: Arc<Mutex<BatchSizes>>,
+    /// The link to the other nodes of a cluster (see `runtimes/cluster/`): handed the
+    /// router's remote outputs after each input.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<crate::runtimes::cluster::Port>,
 }
 
 /// How many assigned client identifiers' worth of random bits are drawn at once.
@@ -127,11 +137,14 @@ impl<Q: MailQueue> RouterCore<Q> {
             max_bytes: options.max_outbound_bytes,
             store,
             failed: false,
+            store_batches: (0, 0),
             admin: Default::default(),
             links: HashMap::new(),
             link_events: options.max_outbound_batches,
             batch_sizes: BatchSizes::default(),
             batch_sizes_out: Arc::default(),
+            #[cfg(feature = "cluster")]
+            cluster: None,
         };
         // What the restore itself changed (records that expired while the broker was down).
         core.persist(super::now());
@@ -190,8 +203,10 @@ impl<Q: MailQueue> RouterCore<Q> {
                 return;
             }
         }
-        if let Some(Err(Stopped)) = self.store.as_mut().map(|s| s.send(ops)) {
-            self.failed = true;
+        match self.store.as_mut().map(|s| s.send(ops)) {
+            Some(Err(Stopped)) => self.failed = true,
+            Some(Ok(())) => self.store_batches.0 += 1,
+            None => {}
         }
     }
 
@@ -199,8 +214,13 @@ impl<Q: MailQueue> RouterCore<Q> {
     fn durable(&mut self, now: Instant, done: Result<Done, Stopped>) {
         match done {
             Ok(d) => {
+                self.store_batches.1 += d.batches as u64;
                 for t in d.tickets {
                     self.router.handle_durable(now, t);
+                }
+                #[cfg(feature = "cluster")]
+                if let Some(port) = &mut self.cluster {
+                    port.durable(self.store_batches.1);
                 }
             }
             Err(Stopped) => self.failed = true,
@@ -328,6 +348,43 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.drain(now);
     }
 
+    /// A message of the cluster link's, routed.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster_input(&mut self, now: Instant, m: crate::runtimes::cluster::FromLink) {
+        let Some(port) = &mut self.cluster else {
+            return;
+        };
+        // What else waits is routed with it, up to CLUSTER_BATCH: one drain, so a subscriber
+        // gets one batch of mail for them (one per message would fill its channel).
+        let mut taken = Vec::new();
+        taken.extend(port.input(now, &mut self.router, m));
+        for _ in 1..CLUSTER_BATCH {
+            let Ok(m) = port.from_link.try_recv() else {
+                break;
+            };
+            taken.extend(port.input(now, &mut self.router, m));
+        }
+        self.drain(now);
+        if let Some(port) = &mut self.cluster {
+            // Acknowledged to JetStream once the batch that drain sent is durable.
+            for id in taken {
+                port.taken(id, self.store_batches.0);
+            }
+            port.durable(self.store_batches.1);
+        }
+    }
+
+    /// Hands the router's remote outputs to the cluster link; without one (a router with
+    /// `BrokerConfig::cluster` on, bound without a link) they go nowhere.
+    fn hand_remote(&mut self) {
+        #[cfg(feature = "cluster")]
+        if let Some(port) = &mut self.cluster {
+            port.hand(&mut self.router);
+            return;
+        }
+        while self.router.poll_remote().is_some() {}
+    }
+
     /// A deadline passed.
     pub(crate) fn timeout(&mut self, now: Instant) {
         let due: Vec<ConnId> = self
@@ -362,7 +419,14 @@ impl<Q: MailQueue> RouterCore<Q> {
     /// The earliest deadline.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let links = self.links.values().filter_map(|l| l.deadline());
-        self.router.poll_timeout().into_iter().chain(links).min()
+        let at = self.router.poll_timeout().into_iter().chain(links).min();
+        #[cfg(feature = "cluster")]
+        if self.cluster.as_ref().is_some_and(|p| p.backlog()) {
+            // What waits for the cluster link is offered again soon, input or not.
+            let soon = super::now() + std::time::Duration::from_millis(10);
+            return Some(at.map_or(soon, |at| at.min(soon)));
+        }
+        at
     }
 
     /// Mails what the router produced, one batch per connection. A connection whose channel
@@ -397,6 +461,8 @@ impl<Q: MailQueue> RouterCore<Q> {
                 })
                 .push(m);
         }
+        // What goes to the other nodes, as the mail's batches go out.
+        self.hand_remote();
         let mut order = std::mem::take(&mut self.order);
         if self.last_woken_first {
             // So that the connection with the drain's first mail (usually a delivery) runs

@@ -131,6 +131,24 @@ pub enum Invalid {
     /// `autosave_interval` without `fsync = "interval"`.
     #[error("needs fsync = \"interval\"")]
     NeedsFsyncInterval,
+    /// A `[cluster]` table in a build without the `cluster` feature.
+    #[error("needs the cargo feature `cluster`")]
+    NeedsCluster,
+    /// A NATS server URL that does not parse.
+    #[error("{text:?} is not a NATS URL: {reason}")]
+    NatsUrl {
+        /// The URL as written.
+        text: String,
+        /// The NATS client's reason.
+        reason: String,
+    },
+    /// An empty `cluster.node_id`, or one that is not one NATS token (`.`, `*`, `>`, `/`,
+    /// `\`, white space or control characters).
+    #[error("must be one NATS token: non-empty, no '.', '*', '>', '/', '\\' or white space")]
+    NodeId,
+    /// A `cluster.prefix` that is not one NATS token.
+    #[error("must be one NATS token: no '.', '*', '>', '/', '\\' or white space")]
+    ClusterPrefix,
 }
 
 impl SettingsError {

@@ -12,7 +12,7 @@
 mod seam;
 pub mod subject;
 
-pub use seam::RemoteOutput;
+pub use seam::{RemoteOutput, RemoteTicket};
 
 pub use subject::{
     filter_to_subjects, subject_to_topic, topic_to_subject, SubjectError, SubjectFilters,
