@@ -236,6 +236,15 @@ impl Router {
         self.persist_session(sid);
         self.persist_queued(now, sid);
         self.schedule_end(now, sid);
+        if self.exports.has(sid) {
+            // On its way to another node: a CONNECT here that waited for it is refused.
+            self.exports.closed(sid, now);
+            if let Some((waiting, _)) = self.takeovers.remove(&sid) {
+                let mail = ToConnection::Disconnect(ReasonCode::SessionTakenOver);
+                self.send_to((waiting, mail));
+            }
+            return;
+        }
         if let Some((new_conn, req)) = self.takeovers.remove(&sid) {
             self.complete_connect(now, new_conn, req);
         }

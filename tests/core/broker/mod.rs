@@ -6,6 +6,7 @@
 mod admin;
 mod backpressure;
 mod cluster_seam;
+mod cluster_sessions;
 mod cluster_subject;
 mod crash_points;
 mod durable;
