@@ -7,6 +7,7 @@
 #   standard library items stabilised after it.
 # Language features newer than the MSRV are not caught: that needs the old toolchain.
 # Cargo.lock keeps `time` (under x509-parser, with `tls`) at 0.3.45: later ones need Rust 1.88.
+# It keeps idna_adapter (under async-nats's url, with `cluster`) at 1.2.0: later ones need Rust 1.86+.
 set -euo pipefail
 cargo metadata --format-version 1 --all-features --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" \
   | python3 -c '

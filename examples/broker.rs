@@ -20,6 +20,10 @@
 //! acl_file = "acl"                 # Mosquitto's acl_file format
 //! persistence_location = "data"    # overridden by --persistence
 //! fsync = "always"                 # overridden by --fsync
+//!
+//! [cluster]                        # a node of a cluster over NATS (built with `cluster`)
+//! nats = ["nats://127.0.0.1:4222"] # overridden by --cluster-nats
+//! node_id = "a"                    # overridden by --cluster-node
 //! ```
 
 mod cli;
@@ -79,6 +83,16 @@ struct Args {
     /// `fsync`).
     #[arg(long, value_enum, value_name = "POLICY")]
     fsync: Option<FsyncArg>,
+    /// Make this broker a node of a cluster over the NATS server at this URL (repeat for
+    /// more; overrides the config file's `[cluster] nats`; needs `--cluster-node`, or a
+    /// `[cluster]` table, and the tokio runtime).
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_name = "URL")]
+    cluster_nats: Vec<String>,
+    /// This node's id in the cluster (overrides the config file's `[cluster] node_id`).
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_name = "ID")]
+    cluster_node: Option<String>,
     /// Check this config file (and the password and ACL files it names), then exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
@@ -152,6 +166,8 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
     if let Some(dir) = &args.persistence {
         settings.options.persistence = Some(dir.clone());
     }
+    #[cfg(feature = "cluster")]
+    cluster_flags(args, &mut settings)?;
     let router = settings.router();
     let mut options = settings.options.clone();
     if let Some(dir) = &options.persistence {
@@ -207,6 +223,36 @@ fn run(args: &Args, log: cli::LogLevel) -> Result<(), Box<dyn std::error::Error>
         .join()
         .map_err(|_| "the broker thread panicked")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `--cluster-nats` and `--cluster-node`, over the config file's `[cluster]`.
+#[cfg(feature = "cluster")]
+fn cluster_flags(args: &Args, settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> {
+    use tinymqtt::runtimes::cluster::ClusterConfig;
+    if args.cluster_nats.is_empty() && args.cluster_node.is_none() {
+        return Ok(());
+    }
+    let mut c = match settings.options.cluster.take() {
+        Some(c) => c,
+        None => {
+            let node = args
+                .cluster_node
+                .clone()
+                .ok_or("--cluster-nats needs --cluster-node (or a [cluster] node_id)")?;
+            ClusterConfig::new(Vec::new(), node)
+        }
+    };
+    if !args.cluster_nats.is_empty() {
+        c.nats = args.cluster_nats.clone();
+    }
+    if let Some(node) = &args.cluster_node {
+        c.node_id = node.clone();
+    }
+    c.check()?;
+    tracing::info!("cluster node {:?} on NATS {}", c.node_id, c.nats.join(", "));
+    settings.config.cluster = true;
+    settings.options.cluster = Some(c);
     Ok(())
 }
 

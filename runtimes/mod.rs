@@ -6,6 +6,8 @@
 
 #[cfg(feature = "broker")]
 pub mod access;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod driver;
 #[cfg(feature = "broker")]
 pub mod settings;

@@ -69,6 +69,13 @@ impl Server {
         options: BrokerOptions,
         configs: &[ListenerConfig],
     ) -> io::Result<Server> {
+        #[cfg(feature = "cluster")]
+        if options.cluster.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the cluster needs the tokio runtime",
+            ));
+        }
         let (acceptors, reloader) = transport::acceptors(configs)?;
         let inbox = sync_channel::<Inbox>(driver::ROUTER_INBOX);
         let wake = inbox.0.clone();

@@ -54,6 +54,10 @@ pub(crate) struct RouterCore<Q> {
     /// snapshot is asked for ([`RouterCore::stats`]).
     batch_sizes: BatchSizes,
     batch_sizes_out: Arc<Mutex<BatchSizes>>,
+    /// The link to the other nodes of a cluster (see `runtimes/cluster/`): handed the
+    /// router's remote outputs after each input.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<crate::runtimes::cluster::Port>,
 }
 
 /// 128 bits from the system's random source (a fixed pattern mixed with the clock if it
@@ -97,6 +101,8 @@ impl<Q: MailQueue> RouterCore<Q> {
             link_events: options.max_outbound_batches,
             batch_sizes: BatchSizes::default(),
             batch_sizes_out: Arc::default(),
+            #[cfg(feature = "cluster")]
+            cluster: None,
         };
         // What the restore itself changed (records that expired while the broker was down).
         core.persist(super::now());
@@ -293,6 +299,26 @@ impl<Q: MailQueue> RouterCore<Q> {
         self.drain(now);
     }
 
+    /// A message of the cluster link's, routed.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster_input(&mut self, now: Instant, m: crate::runtimes::cluster::FromLink) {
+        if let Some(port) = &mut self.cluster {
+            port.input(now, &mut self.router, m);
+        }
+        self.drain(now);
+    }
+
+    /// Hands the router's remote outputs to the cluster link; without one (a router with
+    /// `BrokerConfig::cluster` on, bound without a link) they go nowhere.
+    fn hand_remote(&mut self) {
+        #[cfg(feature = "cluster")]
+        if let Some(port) = &mut self.cluster {
+            port.hand(&mut self.router);
+            return;
+        }
+        while self.router.poll_remote().is_some() {}
+    }
+
     /// A deadline passed.
     pub(crate) fn timeout(&mut self, now: Instant) {
         let due: Vec<ConnId> = self
@@ -362,6 +388,8 @@ impl<Q: MailQueue> RouterCore<Q> {
                 })
                 .push(m);
         }
+        // What goes to the other nodes, as the mail's batches go out.
+        self.hand_remote();
         let mut order = std::mem::take(&mut self.order);
         if self.last_woken_first {
             // So that the connection with the drain's first mail (usually a delivery) runs

@@ -70,12 +70,18 @@ pub struct BrokerOptions {
     /// [`metrics`](crate::runtimes::driver::metrics)); `None` (the default) serves nothing.
     /// Binding it fails `bind` like a listener would.
     pub metrics_listener: Option<std::net::SocketAddr>,
+    /// This broker's place in a cluster over NATS (the `cluster` feature; the broker must be
+    /// bound inside a tokio runtime, and its router built with
+    /// [`BrokerConfig::cluster`](crate::broker::BrokerConfig::cluster) on, which `bind`
+    /// turns on); `None` (the default): a broker on its own.
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::runtimes::cluster::ClusterConfig>,
 }
 
 impl std::fmt::Debug for BrokerOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerOptions")
-            .field("max_outbound_batches", &self.max_outbound_batches)
+        let mut f = f.debug_struct("BrokerOptions");
+        f.field("max_outbound_batches", &self.max_outbound_batches)
             .field("max_outbound_bytes", &self.max_outbound_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("on_event", &self.on_event.is_some())
@@ -85,8 +91,10 @@ impl std::fmt::Debug for BrokerOptions {
             .field("max_pending_checks", &self.max_pending_checks)
             .field("check_credentials", &self.check_credentials.is_some())
             .field("on_transport_error", &self.on_transport_error.is_some())
-            .field("metrics_listener", &self.metrics_listener)
-            .finish()
+            .field("metrics_listener", &self.metrics_listener);
+        #[cfg(feature = "cluster")]
+        f.field("cluster", &self.cluster);
+        f.finish()
     }
 }
 
@@ -106,6 +114,8 @@ impl Default for BrokerOptions {
             check_credentials: None,
             on_transport_error: None,
             metrics_listener: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }

@@ -91,4 +91,14 @@ impl BrokerOptions {
         self.metrics_listener = metrics_listener;
         self
     }
+
+    /// Sets [`BrokerOptions::cluster`].
+    #[cfg(feature = "cluster")]
+    pub fn with_cluster(
+        mut self,
+        cluster: Option<crate::runtimes::cluster::ClusterConfig>,
+    ) -> BrokerOptions {
+        self.cluster = cluster;
+        self
+    }
 }

@@ -131,6 +131,23 @@ pub enum Invalid {
     /// `autosave_interval` without `fsync = "interval"`.
     #[error("needs fsync = \"interval\"")]
     NeedsFsyncInterval,
+    /// A `[cluster]` table in a build without the `cluster` feature.
+    #[error("needs the cargo feature `cluster`")]
+    NeedsCluster,
+    /// A NATS server URL that does not parse.
+    #[error("{text:?} is not a NATS URL: {reason}")]
+    NatsUrl {
+        /// The URL as written.
+        text: String,
+        /// The NATS client's reason.
+        reason: String,
+    },
+    /// An empty `cluster.node_id`, or one with white space or control characters.
+    #[error("must be non-empty, without white space or control characters")]
+    NodeId,
+    /// A `cluster.prefix` that is not one NATS subject token.
+    #[error("must be one NATS subject token (no '.', '*', '>' or white space)")]
+    ClusterPrefix,
 }
 
 impl SettingsError {

@@ -47,6 +47,18 @@ struct FileSettings {
     persistent_client_expiration: Option<Spanned<toml::Value>>,
     #[serde(default)]
     limits: Limits,
+    /// `[cluster]`: this broker as a node of a cluster over NATS.
+    cluster: Option<ClusterTable>,
+}
+
+/// The `[cluster]` table (the `cluster` feature).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterTable {
+    nats: Spanned<Vec<String>>,
+    node_id: Spanned<String>,
+    prefix: Option<Spanned<String>>,
+    max_pending: Option<Spanned<usize>>,
 }
 
 /// A `[[listener]]` table, with mosquitto.conf's names.
@@ -322,7 +334,50 @@ pub(super) fn parse(text: &str) -> Checked<Settings> {
         s.autosave_interval = Duration::from_secs(secs);
     }
     s.set_fsync(interval);
+    if let Some(t) = &file.cluster {
+        cluster(&mut s, t)?;
+    }
     Ok(s)
+}
+
+/// The `[cluster]` table: the node's NATS servers and name, checked.
+#[cfg(feature = "cluster")]
+fn cluster(s: &mut Settings, t: &ClusterTable) -> Checked<()> {
+    use crate::runtimes::cluster::{ClusterConfig, ClusterConfigError};
+    let mut c = ClusterConfig::new(t.nats.get_ref().clone(), t.node_id.get_ref().clone());
+    if let Some(p) = &t.prefix {
+        c.prefix = p.get_ref().clone();
+    }
+    if let Some(n) = &t.max_pending {
+        c.max_pending = *n.get_ref();
+    }
+    c.check().map_err(|e| match e {
+        ClusterConfigError::NoServer => bad("cluster.nats", &t.nats, Invalid::Empty),
+        ClusterConfigError::Url { url, reason } => bad(
+            "cluster.nats",
+            &t.nats,
+            Invalid::NatsUrl { text: url, reason },
+        ),
+        ClusterConfigError::NodeId => bad("cluster.node_id", &t.node_id, Invalid::NodeId),
+        ClusterConfigError::Prefix => match &t.prefix {
+            Some(p) => bad("cluster.prefix", p, Invalid::ClusterPrefix),
+            None => bad("cluster.node_id", &t.node_id, Invalid::ClusterPrefix),
+        },
+        ClusterConfigError::MaxPending => match &t.max_pending {
+            Some(n) => bad("cluster.max_pending", n, Invalid::Zero),
+            None => bad("cluster.node_id", &t.node_id, Invalid::Zero),
+        },
+    })?;
+    s.config.cluster = true;
+    s.options.cluster = Some(c);
+    Ok(())
+}
+
+/// The `[cluster]` table in a build without the `cluster` feature: refused.
+#[cfg(not(feature = "cluster"))]
+fn cluster(_: &mut Settings, t: &ClusterTable) -> Checked<()> {
+    let _ = (&t.node_id, &t.prefix, &t.max_pending);
+    Err(bad("cluster.nats", &t.nats, Invalid::NeedsCluster))
 }
 
 /// A `[[listener]]` table, checked as far as the text goes (its files are read by

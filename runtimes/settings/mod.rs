@@ -60,6 +60,12 @@
 //! max_sessions = 0
 //! max_subscribe_filters = 0
 //! max_connect_size = 0             # the largest CONNECT before it is accepted; 0: MQTT's
+//!
+//! [cluster]                        # a node of a cluster over NATS (the `cluster` feature)
+//! nats = ["nats://127.0.0.1:4222"] # one or more NATS servers (JetStream on)
+//! node_id = "a"                    # unique per node
+//! prefix = "tinymqtt"              # the cluster's first subject token
+//! max_pending = 10000              # messages waiting for NATS; past it QoS 0 is dropped
 //! ```
 //!
 //! ```
@@ -310,6 +316,15 @@ impl Settings {
                 ),
                 _ => format!("persistence in {}: fsync always", dir.display()),
             });
+        }
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &self.options.cluster {
+            lines.push(format!(
+                "cluster node {:?} on NATS {} (prefix {})",
+                c.node_id,
+                c.nats.join(", "),
+                c.prefix
+            ));
         }
         lines
     }

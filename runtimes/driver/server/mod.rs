@@ -43,6 +43,9 @@ pub struct Server<R: Runtime> {
     /// The Prometheus endpoint ([`BrokerOptions::metrics_listener`]), served until `run`
     /// returns, and what the runtime measures for it.
     metrics: (Option<MetricsServer>, RuntimeMetrics),
+    /// The link to the other nodes of a cluster, started at bind.
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::runtimes::cluster::Port>,
 }
 
 impl<R: Runtime> std::fmt::Debug for Server<R> {
@@ -100,6 +103,8 @@ impl<R: Runtime> Server<R> {
         let (handle, signal) = BrokerHandle::new();
         let stats = ListenerStats::new(&bound);
         let metrics = metrics::start(&options, &handle, &stats, store.as_ref())?;
+        #[cfg(feature = "cluster")]
+        let cluster = crate::runtimes::cluster::start(&options, &router)?;
         Ok(Server {
             router,
             options,
@@ -112,6 +117,8 @@ impl<R: Runtime> Server<R> {
             store,
             inbox,
             metrics,
+            #[cfg(feature = "cluster")]
+            cluster,
         })
     }
 
@@ -124,6 +131,16 @@ impl<R: Runtime> Server<R> {
     /// system chose for port 0).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.0.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// Reads the cluster link's counters while the broker runs (with
+    /// [`BrokerOptions::cluster`]).
+    #[cfg(feature = "cluster")]
+    pub fn cluster_monitor(&self) -> Option<crate::runtimes::cluster::ClusterMonitor> {
+        let port = self.cluster.as_ref()?;
+        Some(crate::runtimes::cluster::ClusterMonitor(
+            port.counters.clone(),
+        ))
     }
 
     /// Re-reads the TLS listeners' certificate files while the broker runs.
@@ -177,6 +194,8 @@ async fn run<R: Runtime>(server: Server<R>) {
         inbox: (inbox_tx, inbox_rx),
         stats,
         metrics: (_metrics, runtime_metrics),
+        #[cfg(feature = "cluster")]
+        cluster,
         ..
     } = server;
     // Held so that dropping every user handle does not read as a shutdown.
@@ -198,6 +217,14 @@ async fn run<R: Runtime>(server: Server<R>) {
     }
     let mut core = RouterCore::new(router, &options, store, R::RUNS_LAST_WOKEN_FIRST);
     core.observe(&runtime_metrics, &stats);
+    #[cfg(feature = "cluster")]
+    let from_cluster = cluster.as_ref().map(|p| p.from_link.clone());
+    #[cfg(not(feature = "cluster"))]
+    let from_cluster: Option<async_channel::Receiver<Never>> = None;
+    #[cfg(feature = "cluster")]
+    {
+        core.cluster = cluster;
+    }
     let mut turn = false;
     let sleep = pin!(None);
     let mut alarm = Alarm::new(sleep);
@@ -214,7 +241,7 @@ async fn run<R: Runtime>(server: Server<R>) {
             continue;
         }
         alarm.arm(core.deadline(), R::sleep_until);
-        let (inbox, control) = (inbox_rx.recv(), Some(signal.recv()));
+        let (inbox, control) = (inbox_rx.recv(), Some(side(&signal, from_cluster.as_ref())));
         match wait_fair(inbox, control, &mut alarm, &mut turn).await {
             Woke::First(Ok(Inbox::Accept(reader, writer, link, held))) => accept::<R>(
                 &mut core,
@@ -235,12 +262,20 @@ async fn run<R: Runtime>(server: Server<R>) {
             }
             // Collected at the top of the loop.
             Woke::First(Ok(Inbox::Stored)) => {}
-            Woke::Second(Ok(Control::Stats(reply))) => answer(reply, Ok(core.stats())),
-            Woke::Second(Ok(Control::Admin(request, reply))) => core.admin(now(), request, reply),
-            Woke::Second(Ok(Control::Link(conn, call, reply))) => {
+            Woke::Second(Side::Control(Ok(Control::Stats(reply)))) => {
+                answer(reply, Ok(core.stats()))
+            }
+            Woke::Second(Side::Control(Ok(Control::Admin(request, reply)))) => {
+                core.admin(now(), request, reply)
+            }
+            Woke::Second(Side::Control(Ok(Control::Link(conn, call, reply)))) => {
                 core.link(now(), conn, call, reply)
             }
-            Woke::First(Err(_)) | Woke::Second(Err(_)) => break,
+            #[cfg(feature = "cluster")]
+            Woke::Second(Side::Cluster(m)) => core.cluster_input(now(), m),
+            #[cfg(not(feature = "cluster"))]
+            Woke::Second(Side::Cluster(never)) => match never {},
+            Woke::First(Err(_)) | Woke::Second(Side::Control(Err(_))) => break,
             Woke::Deadline => core.timeout(now()),
         }
     }
@@ -258,6 +293,48 @@ async fn run<R: Runtime>(server: Server<R>) {
         Some(grace),
     )
     .await;
+}
+
+/// What a build without the cluster receives from it: nothing.
+#[cfg(not(feature = "cluster"))]
+enum Never {}
+
+/// What the cluster link hands the router task.
+#[cfg(feature = "cluster")]
+type FromCluster = crate::runtimes::cluster::FromLink;
+#[cfg(not(feature = "cluster"))]
+type FromCluster = Never;
+
+/// The router task's second source: the broker handle's requests, or the cluster link's
+/// messages.
+enum Side {
+    Control(Result<Control, async_channel::RecvError>),
+    Cluster(FromCluster),
+}
+
+/// Waits for a request of the handle, or a message of the cluster link (when there is one);
+/// cancel-safe, like the channel receives it is made of.
+async fn side(
+    signal: &async_channel::Receiver<Control>,
+    cluster: Option<&async_channel::Receiver<FromCluster>>,
+) -> Side {
+    use std::future::Future;
+    let mut control = pin!(signal.recv());
+    let mut cluster = pin!(cluster.map(|c| c.recv()));
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(c) = control.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Side::Control(c));
+        }
+        let polled = cluster.as_mut().as_pin_mut().map(|recv| recv.poll(cx));
+        match polled {
+            Some(std::task::Poll::Ready(Ok(m))) => return std::task::Poll::Ready(Side::Cluster(m)),
+            // A closed link (it never closes before the router task) is nothing to route.
+            Some(std::task::Poll::Ready(Err(_))) => cluster.set(None),
+            _ => {}
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn accept_loop<R: Runtime>(

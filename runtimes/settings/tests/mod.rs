@@ -277,3 +277,5 @@ fn persistence_names_the_store_folder_and_fsync_its_policy() {
 }
 
 mod errors;
+
+mod cluster;
