@@ -24,9 +24,12 @@
 //!
 //! [`Router::poll_remote`]: crate::broker::Router::poll_remote
 
+mod claims;
 mod envelope;
+mod keys;
 mod link;
 mod port;
+mod state;
 
 pub(crate) use port::{FromLink, Port};
 

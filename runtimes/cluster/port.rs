@@ -31,6 +31,8 @@ pub(crate) enum ToLink {
 pub(crate) enum FromLink {
     /// A message another node published, checked.
     Message(Publish),
+    /// From the cluster's shared state: sessions and retained messages (see `state.rs`).
+    State(super::state::StateEvent),
 }
 
 /// The router task's end of the link.
@@ -42,6 +44,8 @@ pub(crate) struct Port {
     /// The link's messages for the router.
     pub(crate) from_link: async_channel::Receiver<FromLink>,
     pub(crate) counters: Arc<Counters>,
+    /// Sessions claimed, exported and imported, and retained messages (see `claims.rs`).
+    pub(crate) claims: super::claims::Claims,
 }
 
 impl Port {
@@ -59,6 +63,14 @@ impl Port {
         let (to_link, rx) = async_channel::bounded(cap);
         let (tx, from_link) = async_channel::bounded(cap);
         let max_packet_size = router.config().max_packet_size;
+        let state = super::state::start(
+            &handle,
+            &config,
+            max_packet_size,
+            tx.clone(),
+            counters.clone(),
+        );
+        let claims = super::claims::Claims::new(state, counters.clone());
         handle.spawn(super::link::run(
             config,
             max_packet_size,
@@ -71,6 +83,7 @@ impl Port {
             overflow: VecDeque::new(),
             from_link,
             counters,
+            claims,
         };
         port.push(ToLink::Interest(router.remote_interest()));
         Ok(port)
@@ -80,6 +93,9 @@ impl Port {
     /// the mail).
     pub(crate) fn hand(&mut self, router: &mut Router) {
         while let Some(o) = router.poll_remote() {
+            if let RemoteOutput::Publish(p) = &o {
+                self.claims.published(p);
+            }
             self.push(ToLink::Out(o));
         }
     }
@@ -88,6 +104,7 @@ impl Port {
     pub(crate) fn input(&mut self, now: Instant, router: &mut Router, m: FromLink) {
         match m {
             FromLink::Message(p) => router.handle_remote(now, p),
+            FromLink::State(e) => self.claims.input(now, router, e),
         }
         self.hand(router);
     }

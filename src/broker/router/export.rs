@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{remote, Router, Timer};
 use crate::broker::cluster::SessionImage;
-use crate::broker::mail::{Delivery, OutFlow, ToConnection};
+use crate::broker::mail::{Delivery, OutFlow, RouterMail, ToConnection};
 use crate::broker::persist::{
     CompletedRecord, PacketIdRecord, QueuedRecord, SessionOwner, SessionRecord, StoreOp,
     StoredSubscription, StoredWill,
@@ -261,6 +261,18 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// Refuses a CONNECT (`mail`, see [`RouterMail::connect_request`]) without looking at
+    /// its session: CONNACK with `code` (0x88 Server unavailable, 0x89 Server busy, ...), then
+    /// the connection closes. For a cluster that could not claim the session for this node.
+    /// Any other mail is handled as [`Router::handle_mail`] would.
+    pub fn refuse_connect(&mut self, now: Instant, mail: RouterMail, code: ReasonCode) {
+        if mail.connect_request().is_some() {
+            self.send_to((mail.conn, ToConnection::Refused(code)));
+        } else {
+            self.handle_mail(now, mail);
+        }
     }
 
     /// Sets (or, with an empty payload, clears) the retained message of `message`'s topic as

@@ -1,0 +1,454 @@
+//! The cluster's shared state in JetStream key-value buckets: retained messages, and who owns
+//! each session. This task runs beside the link task, on a NATS connection of its own, and
+//! talks to the router task through the link's channel ([`FromLink::State`]) and its own
+//! ([`ToState`]).
+//!
+//! - **Retained messages** (`{prefix}_retained`): each retained message published on this node
+//!   is put under its topic's key ([`keys::retained_key`]) as a [`RetainedRecord`] (the MQTT 5
+//!   PUBLISH and when it was stored); a clear deletes the key. Every node watches the bucket
+//!   from its start (the last value of each key first, so a node started later gets them all)
+//!   into its local retained store, without routing
+//!   ([`Router::handle_remote_retained`](crate::broker::Router::handle_remote_retained)).
+//! - **Sessions** (`{prefix}_sessions`): a session's key ([`keys::session_key`]) holds its
+//!   owner node and expiry. A CONNECT waits in the router task while this node claims the
+//!   session: a compare-and-set of the owner on the entry's revision (a few attempts); if
+//!   another node owned it, this node asks it, on its request subject
+//!   `{prefix}.node.{node}.export`, for the session's image, and the router imports it before
+//!   the CONNECT goes on. The old node takes the session away from its connection (0x8E).
+//!
+//! Everything read from NATS is checked: a value or request that does not decode is counted
+//! as malformed and ignored, never trusted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, Operation, Store};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::keys;
+use super::port::FromLink;
+use super::{ClusterConfig, Counters};
+use crate::broker::cluster::SessionImage;
+use crate::broker::persist::RetainedRecord;
+use crate::broker::ConnId;
+use crate::codec::Publish;
+use crate::types::{ByteStr, ReasonCode};
+
+/// How long a claim may take in all (the CONNECT waits that long at most, then is refused
+/// with 0x88 Server unavailable).
+pub(crate) const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a node waits for another node's session image (a node that does not answer in
+/// time is taken for gone: the session starts afresh here).
+pub(crate) const EXPORT_WAIT: Duration = Duration::from_secs(3);
+
+/// Compare-and-set attempts of one claim before it gives up (0x89 Server busy): each failed
+/// attempt means another node claimed the session in between.
+const CLAIM_ATTEMPTS: usize = 5;
+
+/// The longest owner value read (a node id and an expiry).
+const MAX_OWNER_VALUE: usize = 512;
+
+/// What the router task hands this task.
+#[derive(Debug)]
+pub(crate) enum ToState {
+    /// A retained message published on this node (an empty payload clears its topic).
+    Retained(Arc<Publish>),
+    /// Claim the session of `client_id` for this node; a CONNECT waits on `conn`.
+    Claim {
+        conn: ConnId,
+        client_id: ByteStr,
+        expiry: u32,
+    },
+}
+
+/// What this task hands the router task (inside [`FromLink::State`]).
+#[derive(Debug)]
+pub(crate) enum StateEvent {
+    /// The cluster's retained message of a topic changed (an empty payload clears it).
+    Retained(Publish),
+    /// The claim of the CONNECT waiting on `conn` ended.
+    Claimed { conn: ConnId, outcome: Claimed },
+    /// Another node claimed a session of this node: export it and answer with its image
+    /// (empty: none here).
+    Export {
+        client_id: ByteStr,
+        reply: oneshot::Sender<Bytes>,
+    },
+}
+
+/// How a claim ended.
+#[derive(Debug)]
+pub(crate) enum Claimed {
+    /// This node owns the session; nothing to bring from elsewhere.
+    Here,
+    /// This node owns the session; here is what the previous owner held.
+    Moved(Box<SessionImage>),
+    /// The claim failed: the CONNECT is refused with this code.
+    Refused(ReasonCode),
+}
+
+/// The router task's handle on this task.
+#[derive(Debug, Clone)]
+pub(crate) struct StateHandle {
+    pub(crate) to_state: async_channel::Sender<ToState>,
+}
+
+/// What the task's pieces share.
+struct Ctx {
+    client: async_nats::Client,
+    retained: Store,
+    sessions: Store,
+    prefix: Arc<str>,
+    node_id: Arc<str>,
+    max_packet_size: u32,
+    to_router: async_channel::Sender<FromLink>,
+    counters: Arc<Counters>,
+}
+
+/// Starts the task on the current tokio runtime; `cap` bounds its channel.
+pub(crate) fn start(
+    handle: &tokio::runtime::Handle,
+    config: &ClusterConfig,
+    max_packet_size: u32,
+    to_router: async_channel::Sender<FromLink>,
+    counters: Arc<Counters>,
+) -> StateHandle {
+    let (to_state, rx) = async_channel::bounded(config.max_pending.max(1));
+    handle.spawn(run(
+        config.clone(),
+        max_packet_size,
+        rx,
+        to_router,
+        counters,
+    ));
+    StateHandle { to_state }
+}
+
+/// The name of the cluster's bucket `what`.
+fn bucket(prefix: &str, what: &str) -> String {
+    format!("{}_{what}", keys::token(prefix, '_'))
+}
+
+/// The subject node `node` answers export requests on.
+fn export_subject(prefix: &str, node: &str) -> String {
+    format!("{prefix}.node.{}.export", keys::token(node, '='))
+}
+
+/// Opens (or creates) the bucket `name`, keeping one value per key.
+async fn open(js: &async_nats::jetstream::Context, name: String) -> Option<Store> {
+    for _ in 0..10 {
+        if let Ok(kv) = js.get_key_value(&name).await {
+            return Some(kv);
+        }
+        let config = kv::Config {
+            bucket: name.clone(),
+            history: 1,
+            ..kv::Config::default()
+        };
+        if let Ok(kv) = js.create_key_value(config).await {
+            return Some(kv);
+        }
+        // Another node may be creating it, or JetStream is not up yet.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// Runs until the router task drops its end of the channel.
+async fn run(
+    config: ClusterConfig,
+    max_packet_size: u32,
+    from_router: async_channel::Receiver<ToState>,
+    to_router: async_channel::Sender<FromLink>,
+    counters: Arc<Counters>,
+) {
+    let addrs: Vec<async_nats::ServerAddr> =
+        config.nats.iter().filter_map(|u| u.parse().ok()).collect();
+    let options = async_nats::ConnectOptions::new()
+        .name(format!("tinymqtt {} state", config.node_id))
+        .retry_on_initial_connect();
+    let Ok(client) = options.connect(addrs).await else {
+        return refuse_all(from_router, to_router).await;
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let (Some(retained), Some(sessions)) = (
+        open(&js, bucket(&config.prefix, "retained")).await,
+        open(&js, bucket(&config.prefix, "sessions")).await,
+    ) else {
+        return refuse_all(from_router, to_router).await;
+    };
+    let ctx = Arc::new(Ctx {
+        client,
+        retained,
+        sessions,
+        prefix: config.prefix.as_str().into(),
+        node_id: config.node_id.as_str().into(),
+        max_packet_size,
+        to_router,
+        counters,
+    });
+    let watcher = tokio::spawn(watch_retained(ctx.clone()));
+    let exports = tokio::spawn(answer_exports(ctx.clone()));
+    while let Ok(item) = from_router.recv().await {
+        match item {
+            // In order: the bucket keeps the last one published here.
+            ToState::Retained(p) => put_retained(&ctx, &p).await,
+            ToState::Claim {
+                conn,
+                client_id,
+                expiry,
+            } => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let outcome =
+                        tokio::time::timeout(CLAIM_TIMEOUT, claim(&ctx, &client_id, expiry))
+                            .await
+                            .unwrap_or(Claimed::Refused(ReasonCode::ServerUnavailable));
+                    let event = StateEvent::Claimed { conn, outcome };
+                    let _ = ctx.to_router.send(FromLink::State(event)).await;
+                });
+            }
+        }
+    }
+    watcher.abort();
+    exports.abort();
+}
+
+/// Without NATS (the options or the buckets failed): every claim is refused, so that no
+/// session is owned twice; retained messages stay local.
+async fn refuse_all(
+    from_router: async_channel::Receiver<ToState>,
+    to_router: async_channel::Sender<FromLink>,
+) {
+    while let Ok(item) = from_router.recv().await {
+        if let ToState::Claim { conn, .. } = item {
+            let outcome = Claimed::Refused(ReasonCode::ServerUnavailable);
+            let event = StateEvent::Claimed { conn, outcome };
+            if to_router.send(FromLink::State(event)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (records carry wall-clock times).
+#[allow(clippy::disallowed_methods)]
+fn wall() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Puts (or clears) the retained message `p` of this node's in the bucket.
+async fn put_retained(ctx: &Ctx, p: &Publish) {
+    let key = keys::retained_key(&p.topic);
+    let hashed = key.starts_with("h.");
+    if p.payload.is_empty() && !hashed {
+        let _ = ctx.retained.delete(&key).await;
+        return;
+    }
+    // A hashed key names no topic: its clear is a record with an empty payload.
+    let mut publish = p.clone();
+    publish.retain = true;
+    publish.packet_id = None;
+    let record = RetainedRecord {
+        publish,
+        stored_at: wall(),
+    };
+    if let Ok(bytes) = record.encode() {
+        let _ = ctx.retained.put(&key, bytes.into()).await;
+    }
+}
+
+/// The retained message a bucket entry holds (an empty payload: cleared), checked.
+fn read_retained(ctx: &Ctx, entry: &kv::Entry) -> Option<Publish> {
+    match entry.operation {
+        Operation::Delete | Operation::Purge => {
+            let topic = keys::retained_topic(&entry.key)?;
+            let mut p = Publish::new(topic, Bytes::new());
+            p.retain = true;
+            Some(p)
+        }
+        Operation::Put => {
+            if entry.value.len() > ctx.max_packet_size as usize + 64 {
+                return None;
+            }
+            let r = RetainedRecord::decode(&entry.value).ok()?;
+            if keys::retained_key(&r.publish.topic) != entry.key {
+                return None;
+            }
+            let mut p = r.publish;
+            if let Some(interval) = p.properties.message_expiry_interval {
+                // What is left of its lifetime (an expired one clears the topic here).
+                let age = wall().saturating_sub(r.stored_at);
+                match u32::try_from(age)
+                    .ok()
+                    .and_then(|a| interval.checked_sub(a))
+                {
+                    Some(left) if left > 0 => p.properties.message_expiry_interval = Some(left),
+                    _ => p.payload = Bytes::new(),
+                }
+            }
+            Some(p)
+        }
+    }
+}
+
+/// Watches the retained bucket into the router, from the last value of each key on; starts
+/// again (from the last values) whenever the watch ends.
+async fn watch_retained(ctx: Arc<Ctx>) {
+    loop {
+        if let Ok(mut watch) = ctx.retained.watch_with_history(">").await {
+            while let Some(entry) = watch.next().await {
+                let Ok(entry) = entry else {
+                    break;
+                };
+                match read_retained(&ctx, &entry) {
+                    Some(p) => {
+                        let event = FromLink::State(StateEvent::Retained(p));
+                        if ctx.to_router.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => Counters::bump(&ctx.counters.malformed),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The owner value of a session entry: this node and the session's expiry.
+fn owner_value(node_id: &str, expiry: u32) -> Bytes {
+    Bytes::from(format!("{node_id}\n{expiry}"))
+}
+
+/// The owner node an entry names; `None` if it names none that makes sense.
+fn read_owner(value: &[u8]) -> Option<&str> {
+    if value.len() > MAX_OWNER_VALUE {
+        return None;
+    }
+    let text = std::str::from_utf8(value).ok()?;
+    let (node, expiry) = text.split_once('\n')?;
+    expiry.parse::<u32>().ok()?;
+    let plain = !node.is_empty() && !node.chars().any(|c| c.is_whitespace() || c.is_control());
+    plain.then_some(node)
+}
+
+/// Makes this node the owner of `client_id`'s session, bringing what its previous owner held.
+async fn claim(ctx: &Ctx, client_id: &ByteStr, expiry: u32) -> Claimed {
+    let key = keys::session_key(client_id.as_str());
+    let value = owner_value(&ctx.node_id, expiry);
+    let unavailable = Claimed::Refused(ReasonCode::ServerUnavailable);
+    for _ in 0..CLAIM_ATTEMPTS {
+        let entry = match ctx.sessions.entry(key.clone()).await {
+            Ok(e) => e,
+            Err(_) => return unavailable,
+        };
+        let previous = match entry {
+            Some(e) if e.operation == Operation::Put => {
+                let owner = read_owner(&e.value).map(str::to_owned);
+                if owner.as_deref() == Some(&*ctx.node_id) {
+                    // Ours already: a takeover here, if any, is the router's.
+                    return Claimed::Here;
+                }
+                match ctx.sessions.update(&key, value.clone(), e.revision).await {
+                    Ok(_) => owner,
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                    Err(_) => return unavailable,
+                }
+            }
+            _ => match ctx.sessions.create(&key, value.clone()).await {
+                Ok(_) => None,
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                Err(_) => return unavailable,
+            },
+        };
+        return match previous {
+            None => Claimed::Here,
+            Some(node) => fetch(ctx, &node, client_id).await,
+        };
+    }
+    Claimed::Refused(ReasonCode::ServerBusy)
+}
+
+/// Asks `node` for the image of `client_id`'s session (it gives the session up).
+async fn fetch(ctx: &Ctx, node: &str, client_id: &ByteStr) -> Claimed {
+    let subject = export_subject(&ctx.prefix, node);
+    let payload = Bytes::copy_from_slice(client_id.as_bytes());
+    let answer = tokio::time::timeout(EXPORT_WAIT, ctx.client.request(subject, payload)).await;
+    let Ok(Ok(message)) = answer else {
+        // No answer: the node is gone, and the session with it.
+        return Claimed::Here;
+    };
+    if message.payload.is_empty() {
+        return Claimed::Here;
+    }
+    match SessionImage::decode(&message.payload) {
+        Ok(image) if image.client_id() == client_id => Claimed::Moved(Box::new(image)),
+        _ => {
+            Counters::bump(&ctx.counters.malformed);
+            Claimed::Here
+        }
+    }
+}
+
+/// Answers other nodes' export requests: the router gives the session up and its image goes
+/// back (empty if there is none here).
+async fn answer_exports(ctx: Arc<Ctx>) {
+    let subject = export_subject(&ctx.prefix, &ctx.node_id);
+    let Ok(mut requests) = ctx.client.subscribe(subject).await else {
+        return;
+    };
+    while let Some(m) = requests.next().await {
+        let Some(reply) = m.reply.clone() else {
+            continue;
+        };
+        let Ok(client_id) = ByteStr::from_utf8(m.payload.clone()) else {
+            Counters::bump(&ctx.counters.malformed);
+            continue;
+        };
+        let (tx, rx) = oneshot::channel();
+        let event = StateEvent::Export {
+            client_id,
+            reply: tx,
+        };
+        if ctx.to_router.send(FromLink::State(event)).await.is_err() {
+            return;
+        }
+        let client = ctx.client.clone();
+        tokio::spawn(async move {
+            if let Ok(Ok(image)) = tokio::time::timeout(EXPORT_WAIT, rx).await {
+                let _ = client.publish(reply, image).await;
+                let _ = client.flush().await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_values_read_back_and_garbage_names_no_owner() {
+        assert_eq!(read_owner(&owner_value("b", 60)), Some("b"));
+        assert_eq!(read_owner(&owner_value("node-7", u32::MAX)), Some("node-7"));
+        for bad in [
+            &b""[..],
+            b"b",
+            b"b\nx",
+            b"\n5",
+            b"a b\n5",
+            b"\xff\n5",
+            &[b'a'; 600],
+        ] {
+            assert_eq!(read_owner(bad), None, "{bad:?}");
+        }
+        assert_eq!(bucket("tinymqtt", "sessions"), "tinymqtt_sessions");
+        assert_eq!(export_subject("p", "a.b"), "p.node.a=2Eb.export");
+    }
+}
