@@ -259,11 +259,33 @@ fn a_persistent_session_moves_from_b_to_c_with_the_messages_queued_for_it() {
         ["j1", "j2", "j3"],
         "the messages reached B"
     );
+    // Published on B itself: half a megabyte each, so that the session's image is larger
+    // than the NATS server's largest message (1 MB) and travels in pieces.
+    let big: Vec<String> = ["x", "y", "z"].map(|c| c.repeat(500_000)).into();
+    let (mut publisher, _) = Raw::connect(b.port, ProtocolVersion::V5, "big-publisher");
+    for (i, payload) in big.iter().enumerate() {
+        let mut p = tinymqtt::codec::Publish::new(
+            tinymqtt::TopicName::new("jobs/big").unwrap(),
+            payload.clone(),
+        );
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = PacketId::new(i as u16 + 1);
+        publisher.send(Packet::Publish(p));
+        assert!(matches!(publisher.recv(SETTLE), Ok(Packet::PubAck(_))));
+    }
+    assert!(
+        seen.messages(3) == big,
+        "the large messages reached the probe"
+    );
 
     // [MQTT-3.2.2-2]: reconnected to C, the session is present with its queue, in order.
     let (mut mover, ack) = Raw::connect(c.port, v, "mover");
     assert!(ack.session_present, "session present on C");
     assert_eq!(mover.messages(3), ["j1", "j2", "j3"]);
+    assert!(
+        mover.messages(3) == big,
+        "the large messages arrived whole, in order"
+    );
     // Its subscription lives on C now: a new message reaches it there.
     mosquitto_pub(a.port, &["-t", "jobs/y", "-m", "j4"]);
     assert_eq!(mover.messages(1), ["j4"]);

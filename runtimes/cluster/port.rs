@@ -66,7 +66,7 @@ impl Port {
         let state = super::state::start(
             &handle,
             &config,
-            max_packet_size,
+            router.config(),
             tx.clone(),
             counters.clone(),
         );

@@ -51,6 +51,13 @@ const CLAIM_ATTEMPTS: usize = 5;
 /// The longest owner value read (a node id and an expiry).
 const MAX_OWNER_VALUE: usize = 512;
 
+/// The header numbering the pieces of a session image (`{index}/{count}`): an image larger
+/// than the NATS server's largest message travels in pieces, in order.
+const PIECE: &str = "Tinymqtt-Piece";
+
+/// What a piece of an image leaves of the server's largest message for headers and protocol.
+const PIECE_ROOM: usize = 4096;
+
 /// What the router task hands this task.
 #[derive(Debug)]
 pub(crate) enum ToState {
@@ -104,6 +111,9 @@ struct Ctx {
     prefix: Arc<str>,
     node_id: Arc<str>,
     max_packet_size: u32,
+    /// The largest image this node takes (twice its queue's byte limit, and room for the
+    /// rest): an image claiming more is refused as hostile.
+    max_image: usize,
     to_router: async_channel::Sender<FromLink>,
     counters: Arc<Counters>,
 }
@@ -112,18 +122,19 @@ struct Ctx {
 pub(crate) fn start(
     handle: &tokio::runtime::Handle,
     config: &ClusterConfig,
-    max_packet_size: u32,
+    broker: &crate::broker::BrokerConfig,
     to_router: async_channel::Sender<FromLink>,
     counters: Arc<Counters>,
 ) -> StateHandle {
     let (to_state, rx) = async_channel::bounded(config.max_pending.max(1));
-    handle.spawn(run(
-        config.clone(),
-        max_packet_size,
-        rx,
-        to_router,
-        counters,
-    ));
+    let limits = (
+        broker.max_packet_size,
+        broker
+            .max_queued_bytes
+            .saturating_mul(2)
+            .saturating_add(16 << 20),
+    );
+    handle.spawn(run(config.clone(), limits, rx, to_router, counters));
     StateHandle { to_state }
 }
 
@@ -160,7 +171,7 @@ async fn open(js: &async_nats::jetstream::Context, name: String) -> Option<Store
 /// Runs until the router task drops its end of the channel.
 async fn run(
     config: ClusterConfig,
-    max_packet_size: u32,
+    (max_packet_size, max_image): (u32, usize),
     from_router: async_channel::Receiver<ToState>,
     to_router: async_channel::Sender<FromLink>,
     counters: Arc<Counters>,
@@ -187,6 +198,7 @@ async fn run(
         prefix: config.prefix.as_str().into(),
         node_id: config.node_id.as_str().into(),
         max_packet_size,
+        max_image,
         to_router,
         counters,
     });
@@ -379,21 +391,91 @@ async fn claim(ctx: &Ctx, client_id: &ByteStr, expiry: u32) -> Claimed {
 async fn fetch(ctx: &Ctx, node: &str, client_id: &ByteStr) -> Claimed {
     let subject = export_subject(&ctx.prefix, node);
     let payload = Bytes::copy_from_slice(client_id.as_bytes());
-    let answer = tokio::time::timeout(EXPORT_WAIT, ctx.client.request(subject, payload)).await;
-    let Ok(Ok(message)) = answer else {
+    let image = tokio::time::timeout(EXPORT_WAIT, receive(ctx, subject, payload)).await;
+    let bytes = match image {
+        Ok(Ok(bytes)) => bytes,
         // No answer: the node is gone, and the session with it.
-        return Claimed::Here;
+        Ok(Err(Gone::NoAnswer)) | Err(_) => return Claimed::Here,
+        Ok(Err(Gone::Malformed)) => {
+            Counters::bump(&ctx.counters.malformed);
+            return Claimed::Here;
+        }
     };
-    if message.payload.is_empty() {
+    if bytes.is_empty() {
         return Claimed::Here;
     }
-    match SessionImage::decode(&message.payload) {
+    match SessionImage::decode(&bytes) {
         Ok(image) if image.client_id() == client_id => Claimed::Moved(Box::new(image)),
         _ => {
             Counters::bump(&ctx.counters.malformed);
             Claimed::Here
         }
     }
+}
+
+/// Why an export request brought no image.
+enum Gone {
+    NoAnswer,
+    Malformed,
+}
+
+/// Sends an export request and gathers the image's pieces, checked: numbered in order, of
+/// one count, within the image size limit.
+async fn receive(ctx: &Ctx, subject: String, payload: Bytes) -> Result<Vec<u8>, Gone> {
+    let inbox = ctx.client.new_inbox();
+    let mut answers = ctx
+        .client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|_| Gone::NoAnswer)?;
+    ctx.client
+        .publish_with_reply(subject, inbox, payload)
+        .await
+        .map_err(|_| Gone::NoAnswer)?;
+    let _ = ctx.client.flush().await;
+    let mut image = Vec::new();
+    let mut next = 0;
+    while let Some(m) = answers.next().await {
+        if m.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Err(Gone::NoAnswer);
+        }
+        let piece = m.headers.as_ref().and_then(|h| h.get(PIECE));
+        let (index, count) = piece
+            .and_then(|p| p.as_str().split_once('/'))
+            .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
+            .ok_or(Gone::Malformed)?;
+        if index != next || index >= count || image.len() + m.payload.len() > ctx.max_image {
+            return Err(Gone::Malformed);
+        }
+        image.extend_from_slice(&m.payload);
+        next += 1;
+        if next == count {
+            return Ok(image);
+        }
+    }
+    Err(Gone::NoAnswer)
+}
+
+/// Sends `image` to `reply` in pieces that fit the server's largest message.
+async fn send_pieces(client: &async_nats::Client, reply: async_nats::Subject, image: Bytes) {
+    let max = usize::try_from(client.server_info().max_payload).unwrap_or(usize::MAX);
+    let size = max.saturating_sub(PIECE_ROOM).max(PIECE_ROOM);
+    let count = image.len().div_ceil(size).max(1);
+    for index in 0..count {
+        let from = (index * size).min(image.len());
+        let to = (from + size).min(image.len());
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(PIECE, format!("{index}/{count}").as_str());
+        let piece = image.slice(from..to);
+        if client
+            .publish_with_headers(reply.clone(), headers, piece)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = client.flush().await;
 }
 
 /// Answers other nodes' export requests: the router gives the session up and its image goes
@@ -422,8 +504,7 @@ async fn answer_exports(ctx: Arc<Ctx>) {
         let client = ctx.client.clone();
         tokio::spawn(async move {
             if let Ok(Ok(image)) = tokio::time::timeout(EXPORT_WAIT, rx).await {
-                let _ = client.publish(reply, image).await;
-                let _ = client.flush().await;
+                send_pieces(&client, reply, image).await;
             }
         });
     }
