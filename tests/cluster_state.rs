@@ -373,3 +373,31 @@ fn two_connects_at_once_on_two_nodes_leave_one_owner_and_one_client_online() {
         );
     }
 }
+
+#[test]
+fn a_session_that_ends_leaves_no_owner_behind() {
+    let (nats, [_a, b, _c]) = cluster();
+    let v = ProtocolVersion::V5;
+    let stream = TcpStream::connect(("127.0.0.1", b.port)).unwrap();
+    let mut raw = Raw {
+        stream,
+        rx: BytesMut::new(),
+        v,
+    };
+    // Clean start, expiry 0: the session ends with the connection.
+    raw.send(Packet::Connect(Box::new(Connect::new(
+        v,
+        ByteStr::from_static("passing"),
+    ))));
+    assert!(matches!(raw.recv(SETTLE), Ok(Packet::ConnAck(_))));
+    assert_eq!(owner(&nats, "passing").as_deref(), Some("b"));
+    raw.send(Packet::Disconnect(Default::default()));
+    let deadline = Instant::now() + SETTLE;
+    while owner(&nats, "passing").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the owner entry outlived the session"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

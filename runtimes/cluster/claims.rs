@@ -153,8 +153,13 @@ impl Claims {
         }
     }
 
-    /// Answers the exports whose connections have closed (call it after each input).
+    /// Answers the exports whose connections have closed, and releases the sessions that
+    /// ended (call it after each input).
     pub(crate) fn drained(&mut self, router: &mut Router) {
+        while let Some(client_id) = router.poll_ended_session() {
+            // A full channel leaves the entry behind: the next claim of the id takes it over.
+            let _ = self.state.to_state.try_send(ToState::Release(client_id));
+        }
         while let Some((client_id, image)) = router.poll_export() {
             let bytes = image
                 .and_then(|i| i.encode().ok())

@@ -69,6 +69,8 @@ pub(crate) enum ToState {
         client_id: ByteStr,
         expiry: u32,
     },
+    /// The session of `client_id` ended here: its entry goes, if this node still owns it.
+    Release(ByteStr),
 }
 
 /// What this task hands the router task (inside [`FromLink::State`]).
@@ -208,6 +210,10 @@ async fn run(
         match item {
             // In order: the bucket keeps the last one published here.
             ToState::Retained(p) => put_retained(&ctx, &p).await,
+            ToState::Release(client_id) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move { release(&ctx, &client_id).await });
+            }
             ToState::Claim {
                 conn,
                 client_id,
@@ -363,11 +369,12 @@ async fn claim(ctx: &Ctx, client_id: &ByteStr, expiry: u32) -> Claimed {
         let previous = match entry {
             Some(e) if e.operation == Operation::Put => {
                 let owner = read_owner(&e.value).map(str::to_owned);
-                if owner.as_deref() == Some(&*ctx.node_id) {
-                    // Ours already: a takeover here, if any, is the router's.
-                    return Claimed::Here;
-                }
+                // Written even when this node owns it already: a release of the entry
+                // racing with this claim then fails on the revision instead.
+                let ours = owner.as_deref() == Some(&*ctx.node_id);
                 match ctx.sessions.update(&key, value.clone(), e.revision).await {
+                    // Ours already: a takeover here, if any, is the router's.
+                    Ok(_) if ours => None,
                     Ok(_) => owner,
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                     Err(_) => return unavailable,
@@ -385,6 +392,20 @@ async fn claim(ctx: &Ctx, client_id: &ByteStr, expiry: u32) -> Claimed {
         };
     }
     Claimed::Refused(ReasonCode::ServerBusy)
+}
+
+/// Removes the entry of `client_id`'s session if this node owns it (on the revision read:
+/// a claim in between keeps it).
+async fn release(ctx: &Ctx, client_id: &ByteStr) {
+    let key = keys::session_key(client_id.as_str());
+    if let Ok(Some(e)) = ctx.sessions.entry(key.clone()).await {
+        if e.operation == Operation::Put && read_owner(&e.value) == Some(&*ctx.node_id) {
+            let _ = ctx
+                .sessions
+                .delete_expect_revision(&key, Some(e.revision))
+                .await;
+        }
+    }
 }
 
 /// Asks `node` for the image of `client_id`'s session (it gives the session up).

@@ -25,6 +25,12 @@ impl Broker {
         self.router.poll_export()
     }
 
+    /// A session that ended here, for the cluster to forget its owner; see
+    /// [`Router::poll_ended_session`](crate::broker::Router::poll_ended_session).
+    pub fn poll_ended_session(&mut self) -> Option<ByteStr> {
+        self.router.poll_ended_session()
+    }
+
     /// Gives this node a session exported from another; see
     /// [`Router::import_session`](crate::broker::Router::import_session).
     pub fn import_session(&mut self, now: Instant, image: SessionImage) -> Result<(), ImportError> {

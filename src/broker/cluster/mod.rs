@@ -17,7 +17,7 @@ mod image;
 mod seam;
 pub mod subject;
 
-pub use crate::broker::router::{Export, ImportError};
+pub use crate::broker::router::{Export, ImportError, MAX_ENDED};
 pub use image::{ImageError, SessionImage, MAX_IMAGE_ENTRIES};
 pub use seam::RemoteOutput;
 

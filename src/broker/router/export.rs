@@ -8,7 +8,7 @@
 //! are at most one per session (a second request for the same session waits with the
 //! first), so the list is bounded by the session count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,14 +53,28 @@ pub enum ImportError {
     NoRoom,
 }
 
-/// The exports waiting for their session's connection to close.
+/// The most ended sessions kept for [`Router::poll_ended_session`]; beyond it the oldest is
+/// forgotten (the cluster then keeps a stale owner entry, which the next claim overwrites).
+pub const MAX_ENDED: usize = 10_000;
+
+/// The exports waiting for their session's connection to close, and the sessions that ended.
 #[derive(Debug, Default)]
 pub(super) struct Exports {
     /// By session: its client id, and the instant its connection closed (once it has).
     pending: BTreeMap<SessionId, (ByteStr, Option<Instant>)>,
+    /// Client ids whose session ended here, oldest first (with a cluster only).
+    ended: VecDeque<ByteStr>,
 }
 
 impl Exports {
+    /// The session of `client_id` ended here.
+    pub(super) fn ended(&mut self, client_id: ByteStr) {
+        if self.ended.len() >= MAX_ENDED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(client_id);
+    }
+
     /// Whether `sid` is on its way out.
     pub(super) fn has(&self, sid: SessionId) -> bool {
         self.pending.contains_key(&sid)
@@ -137,6 +151,21 @@ impl Router {
         let (client_id, _) = self.exports.pending.remove(&sid)?;
         let image = at.and_then(|at| self.take_image(at, sid)).map(Box::new);
         Some((client_id, image))
+    }
+
+    /// The client id of a session that ended on this node (it expired, a clean start
+    /// discarded it, it ended with its connection, the application removed it) and that this
+    /// node has not started again since: the cluster forgets that this node owns it. Yields
+    /// after inputs and timeouts, only with
+    /// [`BrokerConfig::cluster`](crate::broker::BrokerConfig::cluster) on; at most
+    /// [`MAX_ENDED`] wait (the oldest is forgotten first).
+    pub fn poll_ended_session(&mut self) -> Option<ByteStr> {
+        while let Some(id) = self.exports.ended.pop_front() {
+            if !self.by_client.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     /// Gives this node a session exported from another node, before the CONNECT of its client

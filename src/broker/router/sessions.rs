@@ -330,6 +330,9 @@ impl Router {
             // The store removes the session's queue with it.
             self.log(StoreOp::DeleteSession(s.client_id.clone()));
         }
+        if self.remote.is_some() {
+            self.exports.ended(s.client_id.clone());
+        }
         if let Some(w) = s.will {
             self.publish_will(now, w);
         }

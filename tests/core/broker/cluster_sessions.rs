@@ -395,3 +395,35 @@ fn with_stores_the_old_node_forgets_the_session_and_the_new_one_keeps_it_across_
     assert!(ack.session_present);
     assert_eq!(payloads(&received(&mut c, conn, V5)), ["m1", "m2"]);
 }
+
+#[test]
+fn a_session_that_ends_here_is_reported_once_for_the_cluster_to_forget() {
+    let mut b = node();
+    // Ends with its connection (expiry 0).
+    let brief = b.connect(V5, "brief");
+    b.close(brief);
+    assert_eq!(b.broker.poll_ended_session(), Some(s("brief")));
+    assert_eq!(b.broker.poll_ended_session(), None);
+    // A clean start discards the old session but starts a new one: nothing ended for good.
+    let (conn, _) = b.connect_with(persistent(V5, "kept"));
+    b.close(conn);
+    let mut fresh = persistent(V5, "kept");
+    fresh.clean_start = true;
+    b.connect_with(fresh);
+    assert_eq!(b.broker.poll_ended_session(), None);
+    // Expired.
+    let (conn, _) = b.connect_with(persistent(V5, "later"));
+    b.close(conn);
+    b.advance(secs(3601));
+    assert_eq!(b.broker.poll_ended_session(), Some(s("later")));
+    // Exported: owned elsewhere now, not ended.
+    let (conn, _) = b.connect_with(persistent(V5, "moved"));
+    b.close(conn);
+    export(&mut b, "moved");
+    assert_eq!(b.broker.poll_ended_session(), None);
+    // Without a cluster, nothing is kept for it.
+    let mut single = Raw::new(BrokerConfig::default());
+    let c = single.connect(V5, "brief");
+    single.close(c);
+    assert_eq!(single.broker.poll_ended_session(), None);
+}
