@@ -1,8 +1,22 @@
-//! A cluster's infrastructure: the NATS server with JetStream that cluster nodes meet on,
-//! started on a free loopback port for each test.
+//! Several tinymqtt nodes acting as one broker over NATS with JetStream: a `nats-server -js`
+//! on a free loopback port, and example brokers (`target/debug/examples/broker`, built with
+//! the `cluster` feature) each with a `[cluster]` config, reached by real clients
+//! (mosquitto_pub / mosquitto_sub, paho-mqtt).
+//!
+//! `cargo test --all-features` builds the example broker before it runs this; alone:
+//! `cargo build --examples --all-features && cargo test --all-features --test cluster`.
 
 #[path = "support/nats.rs"]
 mod nats;
+#[path = "support/interop.rs"]
+mod peers;
+
+#[path = "cluster/durability.rs"]
+mod durability;
+#[path = "cluster/node.rs"]
+mod node;
+#[path = "cluster/routing.rs"]
+mod routing;
 
 use nats::NatsServer;
 

@@ -26,10 +26,19 @@ pub(crate) enum Malformed {
     TopicMismatch,
 }
 
-/// The subject `message` travels under in the cluster `prefix`.
+/// The subject `message` travels under in the cluster `prefix`: `{prefix}.{subject}` at
+/// QoS 0 (core NATS), `{prefix}.d.{subject}` at QoS 1/2 (the cluster's JetStream stream;
+/// the mapping's root tokens are `t` and `s`, so `d` names no topic).
 pub(crate) fn subject(prefix: &str, message: &Publish) -> String {
-    format!("{prefix}.{}", topic_to_subject(&message.topic))
+    let topic = topic_to_subject(&message.topic);
+    match message.qos {
+        QoS::AtMostOnce => format!("{prefix}.{topic}"),
+        _ => format!("{prefix}.{DURABLE}.{topic}"),
+    }
 }
+
+/// The token between the prefix and the subject of QoS 1/2 messages.
+pub(crate) const DURABLE: &str = "d";
 
 /// The body of `message`: its PUBLISH encoded for MQTT 5 (a QoS 1/2 message carries packet
 /// identifier 1, which means nothing between nodes). `None` if it cannot be encoded (it was
@@ -52,11 +61,15 @@ pub(crate) fn decode(
     body: &[u8],
     max_packet_size: u32,
 ) -> Result<Publish, Malformed> {
-    let topic = subject
+    let rest = subject
         .strip_prefix(prefix)
         .and_then(|s| s.strip_prefix('.'))
-        .ok_or(Malformed::Subject)
-        .and_then(|s| subject_to_topic(s).map_err(|_| Malformed::Subject))?;
+        .ok_or(Malformed::Subject)?;
+    let (durable, rest) = match rest.strip_prefix(DURABLE).and_then(|s| s.strip_prefix('.')) {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let topic = subject_to_topic(rest).map_err(|_| Malformed::Subject)?;
     let mut buf = BytesMut::from(body);
     let decoder = Decoder::new(ProtocolVersion::V5).with_max_packet_size(max_packet_size);
     let mut p = match decoder.decode(&mut buf) {
@@ -65,6 +78,10 @@ pub(crate) fn decode(
     };
     if p.topic != topic || p.properties.topic_alias.is_some() {
         return Err(Malformed::TopicMismatch);
+    }
+    if durable == (p.qos == QoS::AtMostOnce) {
+        // QoS 0 under the stream's subjects, or QoS 1/2 outside them.
+        return Err(Malformed::Subject);
     }
     p.packet_id = None;
     p.dup = false;
@@ -91,7 +108,11 @@ mod tests {
         for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
             let m = message("a b/c.d/é", qos);
             let s = subject("tinymqtt", &m);
-            assert_eq!(s, "tinymqtt.t.a%20b.c%2Ed.é");
+            let expected = match qos {
+                QoS::AtMostOnce => "tinymqtt.t.a%20b.c%2Ed.é",
+                _ => "tinymqtt.d.t.a%20b.c%2Ed.é",
+            };
+            assert_eq!(s, expected);
             let body = encode_body(&m).unwrap();
             assert_eq!(decode("tinymqtt", &s, &body, 1 << 20), Ok(m));
         }
@@ -101,14 +122,16 @@ mod tests {
     fn hostile_subjects_and_bodies_are_refused() {
         let m = message("a/b", QoS::AtLeastOnce);
         let body = encode_body(&m).unwrap();
-        let cases: [(&str, &[u8], Malformed); 7] = [
-            ("other.t.a.b", &body, Malformed::Subject),
-            ("tinymqttx.t.a.b", &body, Malformed::Subject),
-            ("tinymqtt.t.a.*", &body, Malformed::Subject),
-            ("tinymqtt.t.a.c", &body, Malformed::TopicMismatch),
-            ("tinymqtt.t.a.b", b"", Malformed::Body),
-            ("tinymqtt.t.a.b", &body[..body.len() - 1], Malformed::Body),
-            ("tinymqtt.t.a.b", &[0xC0, 0x00], Malformed::Body),
+        let cases: [(&str, &[u8], Malformed); 9] = [
+            ("other.d.t.a.b", &body, Malformed::Subject),
+            ("tinymqttx.d.t.a.b", &body, Malformed::Subject),
+            ("tinymqtt.d.t.a.*", &body, Malformed::Subject),
+            ("tinymqtt.d.t.a.c", &body, Malformed::TopicMismatch),
+            ("tinymqtt.t.a.b", &body, Malformed::Subject),
+            ("tinymqtt.d.d.t.a.b", &body, Malformed::Subject),
+            ("tinymqtt.d.t.a.b", b"", Malformed::Body),
+            ("tinymqtt.d.t.a.b", &body[..body.len() - 1], Malformed::Body),
+            ("tinymqtt.d.t.a.b", &[0xC0, 0x00], Malformed::Body),
         ];
         for (subject, body, why) in cases {
             assert_eq!(
@@ -120,11 +143,17 @@ mod tests {
         let mut twice = body.to_vec();
         twice.extend_from_slice(&body);
         assert_eq!(
-            decode("tinymqtt", "tinymqtt.t.a.b", &twice, 1 << 20),
+            decode("tinymqtt", "tinymqtt.d.t.a.b", &twice, 1 << 20),
             Err(Malformed::Body)
         );
+        let q0 = encode_body(&message("a/b", QoS::AtMostOnce)).unwrap();
         assert_eq!(
-            decode("tinymqtt", "tinymqtt.t.a.b", &body, 4),
+            decode("tinymqtt", "tinymqtt.d.t.a.b", &q0, 1 << 20),
+            Err(Malformed::Subject),
+            "QoS 0 is never in the stream"
+        );
+        assert_eq!(
+            decode("tinymqtt", "tinymqtt.d.t.a.b", &body, 4),
             Err(Malformed::Body),
             "over the size limit"
         );

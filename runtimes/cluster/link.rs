@@ -7,36 +7,58 @@
 //! (a full channel makes the reader wait, and NATS's per-subscription buffer, then its
 //! slow-consumer policy, takes over).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use async_nats::{HeaderMap, ServerAddr, Subscriber};
+use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::durable;
 use super::envelope::{self, ORIGIN};
 use super::port::{FromLink, ToLink};
 use super::{ClusterConfig, Counters};
-use crate::broker::cluster::{filter_to_subjects, RemoteOutput};
-use crate::topic::split_shared;
-use crate::types::TopicFilter;
+use crate::broker::cluster::{filter_to_subjects, RemoteOutput, RemoteTicket};
+use crate::topic::{matches, split_shared};
+use crate::types::{QoS, TopicFilter};
 
 /// What every subscription reader needs.
 #[derive(Clone)]
-struct Inbound {
-    prefix: Arc<str>,
-    node_id: Arc<str>,
-    max_packet_size: u32,
-    to_router: async_channel::Sender<FromLink>,
-    counters: Arc<Counters>,
+pub(super) struct Inbound {
+    pub(super) prefix: Arc<str>,
+    pub(super) node_id: Arc<str>,
+    pub(super) max_packet_size: u32,
+    pub(super) to_router: async_channel::Sender<FromLink>,
+    pub(super) counters: Arc<Counters>,
+    /// The plain filters subscribed: NATS delivers a message once per subscription it
+    /// matches, so a message matching several is routed by the reader of the least of them
+    /// only.
+    plain: Arc<RwLock<BTreeSet<TopicFilter>>>,
+}
+
+impl Inbound {
+    /// Whether `topic`'s message, delivered to the subscription of the plain `filter`, is
+    /// this subscription's to route (no other subscribed filter before it matches).
+    fn routes(&self, filter: &TopicFilter, topic: &str) -> bool {
+        let plain = self.plain.read().unwrap_or_else(|e| e.into_inner());
+        plain
+            .iter()
+            .find(|f| matches(f.as_str(), topic))
+            .is_none_or(|first| first == filter)
+    }
 }
 
 /// Runs the link until the router task drops its end of the channel.
 pub(super) async fn run(
     config: ClusterConfig,
     max_packet_size: u32,
-    from_router: async_channel::Receiver<ToLink>,
-    to_router: async_channel::Sender<FromLink>,
+    (from_router, to_router): (
+        async_channel::Receiver<ToLink>,
+        async_channel::Sender<FromLink>,
+    ),
+    acks: async_channel::Receiver<durable::AckId>,
     counters: Arc<Counters>,
 ) {
     let addrs: Vec<ServerAddr> = config.nats.iter().filter_map(|u| u.parse().ok()).collect();
@@ -56,7 +78,7 @@ pub(super) async fn run(
     let client = match options.connect(addrs).await {
         Ok(c) => c,
         // Only a malformed option fails here (settings checked the URLs): the node runs alone.
-        Err(_) => return drain(from_router).await,
+        Err(_) => return drain(from_router, acks).await,
     };
     let inbound = Inbound {
         prefix: config.prefix.as_str().into(),
@@ -64,15 +86,51 @@ pub(super) async fn run(
         max_packet_size,
         to_router,
         counters: counters.clone(),
+        plain: Arc::default(),
     };
+    let js = async_nats::jetstream::new(client.clone());
+    let (filters, filters_rx) = watch::channel(Vec::new());
     let mut link = Link {
         client,
-        inbound,
+        js: js.clone(),
+        run: durable::run_id(),
+        untracked: 0,
+        inbound: inbound.clone(),
         subscriptions: HashMap::new(),
+        filters,
     };
-    while let Ok(item) = from_router.recv().await {
+    // The stream first (the consumer reads it, the publishes go to it), in the background:
+    // the router's messages queue in the channel meanwhile, QoS 1/2 publishers waiting.
+    let consumer = tokio::spawn(async move {
+        let stream = durable::ensure_stream(&js, &inbound.prefix.clone()).await;
+        durable::consume(stream, inbound, filters_rx, acks).await;
+    });
+    // JetStream's acknowledgements, in the order the messages were sent.
+    let mut stored = FuturesOrdered::new();
+    loop {
+        let item = tokio::select! {
+            item = from_router.recv() => match item {
+                Ok(item) => item,
+                Err(_) => break,
+            },
+            Some(ticket) = stored.next(), if !stored.is_empty() => {
+                Counters::bump(&link.inbound.counters.sent);
+                if let Some(t) = ticket {
+                    if link.inbound.to_router.send(FromLink::Stored(t)).await.is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
         match item {
+            ToLink::Out(RemoteOutput::Publish(p)) if p.qos != QoS::AtMostOnce => {
+                stored.push_back(link.publish_durable(&p, None));
+            }
             ToLink::Out(RemoteOutput::Publish(p)) => link.publish(&p).await,
+            ToLink::Out(RemoteOutput::Held { message, ticket }) => {
+                stored.push_back(link.publish_durable(&message, Some(ticket)));
+            }
             ToLink::Out(RemoteOutput::Subscribe(f)) => link.subscribe(f).await,
             ToLink::Out(RemoteOutput::Unsubscribe(f)) => link.unsubscribe(&f),
             ToLink::Interest(filters) => {
@@ -82,25 +140,76 @@ pub(super) async fn run(
             }
         }
     }
+    consumer.abort();
     for (_, tasks) in link.subscriptions.drain() {
         tasks.into_iter().for_each(|t| t.abort());
     }
 }
 
 /// Takes what the router hands out and drops it (the link could not start).
-async fn drain(from_router: async_channel::Receiver<ToLink>) {
+async fn drain(
+    from_router: async_channel::Receiver<ToLink>,
+    _acks: async_channel::Receiver<durable::AckId>,
+) {
     while from_router.recv().await.is_ok() {}
 }
 
 /// The link's state.
 struct Link {
     client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    /// This run's random number, in message ids.
+    run: u64,
+    /// The QoS 1/2 messages without a ticket sent so far (wills, the application's).
+    untracked: u64,
     inbound: Inbound,
     /// The readers of each filter's NATS subscriptions.
     subscriptions: HashMap<TopicFilter, Vec<JoinHandle<()>>>,
+    /// The durable consumer's filter subjects.
+    filters: watch::Sender<Vec<String>>,
 }
 
 impl Link {
+    /// Sends a QoS 1/2 message to the stream; completes once JetStream stored it.
+    fn publish_durable(
+        &mut self,
+        p: &crate::codec::Publish,
+        ticket: Option<RemoteTicket>,
+    ) -> impl std::future::Future<Output = Option<RemoteTicket>> + Send + 'static {
+        let body = envelope::encode_body(p).unwrap_or_default();
+        let (kind, seq) = match ticket {
+            Some(t) => ('t', t.get()),
+            None => {
+                self.untracked += 1;
+                ('u', self.untracked)
+            }
+        };
+        let headers = durable::headers(&self.inbound.node_id, self.run, kind, seq);
+        let subject = envelope::subject(&self.inbound.prefix, p);
+        durable::publish(self.js.clone(), subject, headers, body, ticket)
+    }
+
+    /// Tells the durable consumer the subjects of this node's plain filters.
+    fn refilter(&self) {
+        let plain = self.inbound.plain.read().unwrap_or_else(|e| e.into_inner());
+        let subjects: Vec<String> = plain
+            .iter()
+            .flat_map(|f| {
+                let s = filter_to_subjects(f);
+                s.iter()
+                    .map(|s| format!("{}.{}.{s}", self.inbound.prefix, envelope::DURABLE))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        drop(plain);
+        let subjects = durable::consumer_filters(&self.inbound.prefix, &subjects);
+        self.filters.send_if_modified(|old| {
+            let changed = *old != subjects;
+            *old = subjects;
+            changed
+        });
+    }
+
     /// Publishes a message of this node's on its topic's subject.
     async fn publish(&mut self, p: &crate::codec::Publish) {
         let Some(body) = envelope::encode_body(p) else {
@@ -125,16 +234,40 @@ impl Link {
             return;
         }
         let queue = split_shared(filter.as_str()).map(|_| queue_name(&filter));
+        if queue.is_none() {
+            let mut plain = self
+                .inbound
+                .plain
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            plain.insert(filter.clone());
+            drop(plain);
+            self.refilter();
+        }
         let mut tasks = Vec::new();
-        for subject in filter_to_subjects(&filter).iter() {
-            let subject = format!("{}.{subject}", self.inbound.prefix);
+        let prefix = &self.inbound.prefix;
+        let mapped = filter_to_subjects(&filter);
+        let mut subjects: Vec<String> = mapped.iter().map(|s| format!("{prefix}.{s}")).collect();
+        if queue.is_some() {
+            // A shared subscription takes its QoS 1/2 messages from the queue group too
+            // (core NATS sees what is published to the stream).
+            let durable = mapped
+                .iter()
+                .map(|s| format!("{prefix}.{}.{s}", envelope::DURABLE));
+            subjects.extend(durable);
+        }
+        for subject in subjects {
             let sub = match &queue {
                 Some(q) => self.client.queue_subscribe(subject, q.clone()).await,
                 None => self.client.subscribe(subject).await,
             };
             // Fails only once the client is closed (the broker is stopping).
             if let Ok(sub) = sub {
-                tasks.push(tokio::spawn(read(sub, self.inbound.clone())));
+                let reader = Reader {
+                    filter: filter.clone(),
+                    shared: queue.is_some(),
+                };
+                tasks.push(tokio::spawn(read(sub, reader, self.inbound.clone())));
             }
         }
         self.subscriptions.insert(filter, tasks);
@@ -142,6 +275,16 @@ impl Link {
 
     /// Drops the subscriptions of `filter` (the NATS client unsubscribes them).
     fn unsubscribe(&mut self, filter: &TopicFilter) {
+        let mut plain = self
+            .inbound
+            .plain
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let was_plain = plain.remove(filter);
+        drop(plain);
+        if was_plain {
+            self.refilter();
+        }
         for t in self.subscriptions.remove(filter).unwrap_or_default() {
             t.abort();
         }
@@ -163,15 +306,28 @@ fn queue_name(filter: &TopicFilter) -> String {
     out
 }
 
+/// What a subscription's reader reads for.
+struct Reader {
+    /// The filter it was subscribed for.
+    filter: TopicFilter,
+    /// A shared subscription's queue subscription.
+    shared: bool,
+}
+
 /// Reads one NATS subscription into the router task until it is dropped.
-async fn read(mut sub: Subscriber, inbound: Inbound) {
+///
+/// A plain subscription drops this node's own messages (routed here already); a queue
+/// subscription takes them, because this node routes none of its messages to its shared
+/// subscriptions itself: NATS picks one node of the queue group, this one included.
+async fn read(mut sub: Subscriber, reader: Reader, inbound: Inbound) {
+    let shared = reader.shared.then_some(reader.filter.clone());
     while let Some(m) = sub.next().await {
         let own = m
             .headers
             .as_ref()
             .and_then(|h| h.get(ORIGIN))
             .is_some_and(|o| o.as_str() == &*inbound.node_id);
-        if own {
+        if own && shared.is_none() {
             continue;
         }
         match envelope::decode(
@@ -180,9 +336,14 @@ async fn read(mut sub: Subscriber, inbound: Inbound) {
             &m.payload,
             inbound.max_packet_size,
         ) {
+            Ok(p) if shared.is_none() && !inbound.routes(&reader.filter, p.topic.as_str()) => {}
             Ok(p) => {
                 Counters::bump(&inbound.counters.received);
-                if inbound.to_router.send(FromLink::Message(p)).await.is_err() {
+                let m = match &shared {
+                    Some(f) => FromLink::Shared(f.clone(), p),
+                    None => FromLink::Message(p),
+                };
+                if inbound.to_router.send(m).await.is_err() {
                     return;
                 }
             }

@@ -25,6 +25,7 @@
 //! [`Router::poll_remote`]: crate::broker::Router::poll_remote
 
 mod claims;
+mod durable;
 mod envelope;
 mod keys;
 mod link;

@@ -11,8 +11,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::durable::AckId;
 use super::{ClusterConfig, Counters};
-use crate::broker::cluster::RemoteOutput;
+use crate::broker::cluster::{RemoteOutput, RemoteTicket};
 use crate::broker::Router;
 use crate::codec::Publish;
 use crate::types::{QoS, TopicFilter};
@@ -29,8 +30,16 @@ pub(crate) enum ToLink {
 /// What the link hands the router task.
 #[derive(Debug)]
 pub(crate) enum FromLink {
-    /// A message another node published, checked.
+    /// A message another node published, checked, for this node's plain subscriptions.
     Message(Publish),
+    /// A message the cluster chose this node for among the members of the shared
+    /// subscription `filter` (a NATS queue group; this node's own messages included).
+    Shared(TopicFilter, Publish),
+    /// A QoS 1/2 message another node published, from this node's durable consumer: the
+    /// link acknowledges it to JetStream once the router task gives its id back.
+    Durable(Publish, AckId),
+    /// JetStream stored a message of this node's: its publisher's acknowledgement may go.
+    Stored(RemoteTicket),
     /// From the cluster's shared state: sessions and retained messages (see `state.rs`).
     State(super::state::StateEvent),
 }
@@ -44,6 +53,11 @@ pub(crate) struct Port {
     /// The link's messages for the router.
     pub(crate) from_link: async_channel::Receiver<FromLink>,
     pub(crate) counters: Arc<Counters>,
+    /// Where the durable consumer hears which of its messages the router took.
+    acks: async_channel::Sender<AckId>,
+    /// Messages of the durable consumer the router took, each with the count of store
+    /// batches that must be durable before JetStream hears of it (see `RouterCore`).
+    taken: VecDeque<(u64, AckId)>,
     /// Sessions claimed, exported and imported, and retained messages (see `claims.rs`).
     pub(crate) claims: super::claims::Claims,
 }
@@ -62,6 +76,9 @@ impl Port {
         let cap = config.max_pending.max(1);
         let (to_link, rx) = async_channel::bounded(cap);
         let (tx, from_link) = async_channel::bounded(cap);
+        // Unbounded, yet bounded: one per message the consumer delivered and the router
+        // took, which the consumer's max_ack_pending bounds.
+        let (acks, acks_rx) = async_channel::unbounded();
         let max_packet_size = router.config().max_packet_size;
         let state = super::state::start(
             &handle,
@@ -74,8 +91,8 @@ impl Port {
         handle.spawn(super::link::run(
             config,
             max_packet_size,
-            rx,
-            tx,
+            (rx, tx),
+            acks_rx,
             counters.clone(),
         ));
         let mut port = Port {
@@ -83,6 +100,8 @@ impl Port {
             overflow: VecDeque::new(),
             from_link,
             counters,
+            acks,
+            taken: VecDeque::new(),
             claims,
         };
         port.push(ToLink::Interest(router.remote_interest()));
@@ -93,20 +112,64 @@ impl Port {
     /// the mail).
     pub(crate) fn hand(&mut self, router: &mut Router) {
         while let Some(o) = router.poll_remote() {
-            if let RemoteOutput::Publish(p) = &o {
+            if let RemoteOutput::Publish(p) | RemoteOutput::Held { message: p, .. } = &o {
                 self.claims.published(p);
             }
             self.push(ToLink::Out(o));
         }
     }
 
-    /// A message of the link's, routed.
-    pub(crate) fn input(&mut self, now: Instant, router: &mut Router, m: FromLink) {
-        match m {
-            FromLink::Message(p) => router.handle_remote(now, p),
-            FromLink::State(e) => self.claims.input(now, router, e),
-        }
+    /// A message of the link's, routed; for a message of the durable consumer, the id to
+    /// acknowledge once what routing it changed is durable ([`Port::taken`]).
+    pub(crate) fn input(
+        &mut self,
+        now: Instant,
+        router: &mut Router,
+        m: FromLink,
+    ) -> Option<AckId> {
+        let taken = match m {
+            FromLink::Message(p) => {
+                router.handle_remote(now, p);
+                None
+            }
+            FromLink::Shared(f, p) => {
+                router.handle_remote_shared(now, &f, p);
+                None
+            }
+            FromLink::Durable(p, id) => {
+                router.handle_remote(now, p);
+                Some(id)
+            }
+            FromLink::Stored(ticket) => {
+                router.handle_remote_ack(now, ticket);
+                None
+            }
+            FromLink::State(e) => {
+                self.claims.input(now, router, e);
+                None
+            }
+        };
         self.hand(router);
+        taken
+    }
+
+    /// The router took the durable consumer's message `id`; JetStream hears of it once the
+    /// store made `batches` batches durable (at once without a store).
+    pub(crate) fn taken(&mut self, id: AckId, batches: u64) {
+        self.taken.push_back((batches, id));
+    }
+
+    /// The store made `done` batches durable: the messages that waited for them are
+    /// acknowledged to JetStream.
+    pub(crate) fn durable(&mut self, done: u64) {
+        while let Some(&(batches, id)) = self.taken.front() {
+            if batches > done {
+                break;
+            }
+            self.taken.pop_front();
+            // Closed only once the link is gone, and with it the consumer.
+            let _ = self.acks.try_send(id);
+        }
     }
 
     fn push(&mut self, item: ToLink) {
@@ -126,6 +189,7 @@ impl Port {
         } else {
             item
         };
+        // Held messages and interest wait; only QoS 0 may be dropped.
         if let ToLink::Out(RemoteOutput::Publish(p)) = &item {
             if p.qos == QoS::AtMostOnce {
                 Counters::bump(&self.counters.dropped);

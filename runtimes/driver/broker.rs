@@ -44,6 +44,8 @@ pub(crate) struct RouterCore<Q> {
     store: Option<StoreWriter>,
     /// A write to the store failed: the broker stops.
     failed: bool,
+    /// Batches sent to the store writer, and batches it made durable.
+    store_batches: (u64, u64),
     /// The handle's requests waiting for the router's answer.
     admin: super::admin::AdminWaiters,
     /// Links: clients in this process, served here (see `link`).
@@ -96,6 +98,7 @@ impl<Q: MailQueue> RouterCore<Q> {
             max_bytes: options.max_outbound_bytes,
             store,
             failed: false,
+            store_batches: (0, 0),
             admin: Default::default(),
             links: HashMap::new(),
             link_events: options.max_outbound_batches,
@@ -161,8 +164,10 @@ impl<Q: MailQueue> RouterCore<Q> {
                 return;
             }
         }
-        if let Some(Err(Stopped)) = self.store.as_mut().map(|s| s.send(ops)) {
-            self.failed = true;
+        match self.store.as_mut().map(|s| s.send(ops)) {
+            Some(Err(Stopped)) => self.failed = true,
+            Some(Ok(())) => self.store_batches.0 += 1,
+            None => {}
         }
     }
 
@@ -170,8 +175,13 @@ impl<Q: MailQueue> RouterCore<Q> {
     fn durable(&mut self, now: Instant, done: Result<Done, Stopped>) {
         match done {
             Ok(d) => {
+                self.store_batches.1 += d.batches as u64;
                 for t in d.tickets {
                     self.router.handle_durable(now, t);
+                }
+                #[cfg(feature = "cluster")]
+                if let Some(port) = &mut self.cluster {
+                    port.durable(self.store_batches.1);
                 }
             }
             Err(Stopped) => self.failed = true,
@@ -310,10 +320,16 @@ impl<Q: MailQueue> RouterCore<Q> {
     /// A message of the cluster link's, routed.
     #[cfg(feature = "cluster")]
     pub(crate) fn cluster_input(&mut self, now: Instant, m: crate::runtimes::cluster::FromLink) {
-        if let Some(port) = &mut self.cluster {
-            port.input(now, &mut self.router, m);
-        }
+        let Some(port) = &mut self.cluster else {
+            return;
+        };
+        let taken = port.input(now, &mut self.router, m);
         self.drain(now);
+        if let (Some(id), Some(port)) = (taken, &mut self.cluster) {
+            // Acknowledged to JetStream once the batch that drain sent is durable.
+            port.taken(id, self.store_batches.0);
+            port.durable(self.store_batches.1);
+        }
     }
 
     /// Hands the router's remote outputs to the cluster link; without one (a router with

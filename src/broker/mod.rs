@@ -391,6 +391,19 @@ impl Broker {
         self.pump(now);
     }
 
+    /// A message of the cluster's for this node's shared subscription `filter`; see
+    /// [`Router::handle_remote_shared`].
+    pub fn handle_remote_shared(&mut self, now: Instant, filter: &TopicFilter, message: Publish) {
+        self.router.handle_remote_shared(now, filter, message);
+        self.pump(now);
+    }
+
+    /// The cluster holds the message of `ticket`; see [`Router::handle_remote_ack`].
+    pub fn handle_remote_ack(&mut self, now: Instant, ticket: cluster::RemoteTicket) {
+        self.router.handle_remote_ack(now, ticket);
+        self.pump(now);
+    }
+
     /// What goes to the other nodes of the cluster (with [`BrokerConfig::cluster`] on); yields
     /// after inputs, timeouts and commands (drain it after [`Broker::poll_event`]); see
     /// [`Router::poll_remote`].

@@ -534,9 +534,12 @@ impl Router {
                 let v5 = from
                     .and_then(|sid| self.sessions.get(&sid))
                     .is_some_and(|s| s.protocol.is_v5());
-                if let (false, true, true, Some(id)) =
-                    (matched, v5, self.config.no_matching_subscribers, packet_id)
-                {
+                if let (false, true, true, Some(id)) = (
+                    matched,
+                    v5,
+                    self.config.no_matching_subscribers && self.remote.is_none(),
+                    packet_id,
+                ) {
                     // Before the acknowledgement may go: PUBACK / PUBREC 0x10.
                     self.send_to((conn, ToConnection::NoSubscribers(id)));
                 }
@@ -545,6 +548,9 @@ impl Router {
                     if let Some(digest) = digest {
                         self.received_qos2(conn, packet_id, digest);
                     }
+                }
+                if self.hold_for_remote(conn, full) {
+                    return; // until the cluster holds it (`remote`)
                 }
                 match full.and_then(|sid| Some(sid).zip(self.sessions.get_mut(&sid))) {
                     // Backpressure: the publisher hears back once that queue has room, or

@@ -19,7 +19,7 @@ pub mod subject;
 
 pub use crate::broker::router::{Export, ImportError, MAX_ENDED};
 pub use image::{ImageError, SessionImage, MAX_IMAGE_ENTRIES};
-pub use seam::RemoteOutput;
+pub use seam::{RemoteOutput, RemoteTicket};
 
 pub use subject::{
     filter_to_subjects, subject_to_topic, topic_to_subject, SubjectError, SubjectFilters,

@@ -6,6 +6,19 @@ use std::sync::Arc;
 use crate::codec::Publish;
 use crate::types::TopicFilter;
 
+/// What holds a publisher's acknowledgement until the cluster holds its message
+/// ([`RemoteOutput::Held`]); unique among a router's tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteTicket(pub(crate) u64);
+
+impl RemoteTicket {
+    /// Its number: counts up from 1 in the order the router issues them (a binding may name
+    /// the message after it, with something unique to the router's run).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// What a router hands to the other nodes ([`Router::poll_remote`]), with
 /// [`BrokerConfig::cluster`] on.
 ///
@@ -21,6 +34,18 @@ pub enum RemoteOutput {
     ///
     /// [`Router::handle_remote`]: crate::broker::Router::handle_remote
     Publish(Arc<Publish>),
+    /// A client's QoS 1/2 message, published on this node and routed here, whose
+    /// publisher's PUBACK / PUBREC waits until the cluster holds it too: hand `ticket` back
+    /// with [`Router::handle_remote_ack`] once it does (the binding's durable store, such as
+    /// JetStream, acknowledged it). Otherwise like [`RemoteOutput::Publish`].
+    ///
+    /// [`Router::handle_remote_ack`]: crate::broker::Router::handle_remote_ack
+    Held {
+        /// The message, as routed.
+        message: Arc<Publish>,
+        /// What releases its publisher's acknowledgement.
+        ticket: RemoteTicket,
+    },
     /// The first of this node's sessions subscribed to `filter` (a shared subscription with
     /// its `$share/{group}/` prefix): this node now wants the messages it matches.
     Subscribe(TopicFilter),

@@ -139,10 +139,11 @@ impl Router {
             m.properties.topic_alias = None;
             m.properties.subscription_identifiers = Vec::new();
         }
+        let held = self.routing.is_some();
         if let Some(remote) = self.remote.as_deref_mut() {
-            remote.forward(&message);
+            remote.forward(&message, held);
         }
-        if retain {
+        if retain && !self.routes_one_group() {
             if message.payload.is_empty() {
                 // [MQTT-3.3.1-6]: an empty retained message clears the topic.
                 if self.retained.remove(&message.topic).is_some() {
@@ -159,16 +160,21 @@ impl Router {
         // The matches go into a buffer kept between routes (no allocation per message).
         let mut plain = std::mem::take(&mut self.matches);
         plain.clear();
-        let mut shared: Vec<(usize, Members)> = Vec::new();
+        let mut shared: Vec<(usize, (Option<String>, Members))> = Vec::new();
+        let named = self.remote.is_some();
+        // A message the cluster sent for one shared group goes to none of the plain ones.
+        let group_only = named && self.routes_one_group();
         self.tree
             .for_each_match(message.topic.as_bytes(), |m| match m {
                 Match::Plain(sid, sub) => {
-                    if !(sub.options.no_local && Some(sid) == from) {
+                    if !(group_only || sub.options.no_local && Some(sid) == from) {
                         plain.push((sid, *sub)); // no-local: [MQTT-3.8.3-3]
                     }
                 }
-                Match::Shared { members, .. } => {
-                    shared.push((members.next_turn(), members.as_slice().to_vec()));
+                Match::Shared { members, group } => {
+                    // The group's name only matters (and is copied) in a cluster.
+                    let m = (named.then(|| group.to_owned()), members.as_slice().to_vec());
+                    shared.push((members.next_turn(), m));
                 }
             });
         let matched = !plain.is_empty() || !shared.is_empty();
@@ -189,6 +195,12 @@ impl Router {
         plain.clear();
         self.matches = plain;
         for (turn, members) in shared {
+            if let (Some(group), true) = (&members.0, named) {
+                if self.leaves_group(group, &members.1) {
+                    continue;
+                }
+            }
+            let members = members.1;
             // Round-robin over the group's members that are online, else any member.
             // Members whose owner may not read the topic are passed over.
             let readers: Vec<&(SessionId, SubscriptionEntry)> = members

@@ -37,13 +37,20 @@ fn subscribe(r: &mut Raw, conn: ConnId, v: ProtocolVersion, f: &'static str, qos
     assert!(matches!(r.expect_packet(conn, v), Packet::SubAck(_)));
 }
 
-/// Publishes `payloads` at QoS 1 on `topic` from a client of `r` and checks each PUBACK.
+/// Publishes `payloads` at QoS 1 on `topic` from a client of `r` and checks each PUBACK
+/// (the cluster, played here, holds each message at once).
 fn publish_all(r: &mut Raw, t: &'static str, payloads: &[&'static str]) {
     let publisher = r.connect(V5, "publisher");
     for (i, p) in payloads.iter().enumerate() {
         let mut m = msg(t, *p, QoS::AtLeastOnce);
         m.packet_id = Some(pid(i as u16 + 1));
         r.send_packet(publisher, V5, Packet::Publish(m));
+        while let Some(o) = r.broker.poll_remote() {
+            if let RemoteOutput::Held { ticket, .. } = o {
+                let now = r.now();
+                r.broker.handle_remote_ack(now, ticket);
+            }
+        }
         assert!(matches!(r.expect_packet(publisher, V5), Packet::PubAck(_)));
     }
 }
