@@ -13,8 +13,12 @@ mod peers;
 
 #[path = "cluster/durability.rs"]
 mod durability;
+#[path = "cluster/hostile.rs"]
+mod hostile;
 #[path = "cluster/node.rs"]
 mod node;
+#[path = "cluster/outage.rs"]
+mod outage;
 #[path = "cluster/routing.rs"]
 mod routing;
 

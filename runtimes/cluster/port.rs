@@ -111,6 +111,7 @@ impl Port {
     /// Hands the link what the router has for the other nodes (call it after each input, with
     /// the mail).
     pub(crate) fn hand(&mut self, router: &mut Router) {
+        self.flush();
         while let Some(o) = router.poll_remote() {
             if let RemoteOutput::Publish(p) | RemoteOutput::Held { message: p, .. } = &o {
                 self.claims.published(p);
@@ -172,8 +173,8 @@ impl Port {
         }
     }
 
-    fn push(&mut self, item: ToLink) {
-        // What overflowed goes first, in order.
+    /// Moves what overflowed into the channel, in order, as far as it has room.
+    fn flush(&mut self) {
         while let Some(first) = self.overflow.pop_front() {
             if let Err(e) = self.to_link.try_send(first) {
                 self.overflow.push_front(e.into_inner());
@@ -181,6 +182,17 @@ impl Port {
             }
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether something waits for room in the link's channel (the router task then
+    /// comes back to it soon: see `Server`'s loop).
+    pub(crate) fn backlog(&self) -> bool {
+        !self.overflow.is_empty()
+    }
+
+    fn push(&mut self, item: ToLink) {
+        // What overflowed goes first, in order.
+        self.flush();
         let item = if self.overflow.is_empty() {
             match self.to_link.try_send(item) {
                 Ok(()) => return,

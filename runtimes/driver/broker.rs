@@ -378,7 +378,14 @@ impl<Q: MailQueue> RouterCore<Q> {
     /// The earliest deadline.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let links = self.links.values().filter_map(|l| l.deadline());
-        self.router.poll_timeout().into_iter().chain(links).min()
+        let at = self.router.poll_timeout().into_iter().chain(links).min();
+        #[cfg(feature = "cluster")]
+        if self.cluster.as_ref().is_some_and(|p| p.backlog()) {
+            // What waits for the cluster link is offered again soon, input or not.
+            let soon = super::now() + std::time::Duration::from_millis(10);
+            return Some(at.map_or(soon, |at| at.min(soon)));
+        }
+        at
     }
 
     /// Mails what the router produced, one batch per connection. A connection whose channel

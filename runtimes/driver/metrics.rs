@@ -74,6 +74,9 @@ pub(crate) struct RuntimeMetrics {
     pub(crate) store: Option<Arc<WriterStats>>,
     /// The router's batch sizes, as of the last snapshot it answered.
     pub(crate) batches: Arc<Mutex<BatchSizes>>,
+    /// The cluster link's counters, once it started (see `runtimes/cluster/`).
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Arc<std::sync::OnceLock<crate::runtimes::cluster::ClusterMonitor>>,
 }
 
 /// The batch sizes as a Prometheus histogram family.
@@ -305,6 +308,40 @@ pub(crate) fn encode(
         r.register(Box::new(store.commit_seconds.clone()))
             .expect("registered once");
     }
+    #[cfg(feature = "cluster")]
+    if let Some(m) = rt.cluster.get() {
+        let k = m.stats();
+        c(
+            "tinymqtt_cluster_messages_sent_total",
+            "Messages handed to NATS (QoS 1/2: stored by JetStream).",
+            k.sent,
+        );
+        c(
+            "tinymqtt_cluster_messages_received_total",
+            "Messages from the other nodes handed to the router.",
+            k.received,
+        );
+        c(
+            "tinymqtt_cluster_messages_dropped_total",
+            "QoS 0 messages dropped because the link's queue was full.",
+            k.dropped,
+        );
+        c(
+            "tinymqtt_cluster_messages_malformed_total",
+            "Messages from NATS dropped as malformed.",
+            k.malformed,
+        );
+        c(
+            "tinymqtt_cluster_connects_total",
+            "Times the link (re)connected to NATS.",
+            k.connects,
+        );
+        g(
+            "tinymqtt_cluster_queued",
+            "Messages and interest changes waiting for the link.",
+            k.queued as usize,
+        );
+    }
     let mut families = r.gather();
     let batches = *rt.batches.lock().unwrap_or_else(|e| e.into_inner());
     families.push(batch_family(&batches));
@@ -329,6 +366,8 @@ pub(crate) fn start(
     let rt = RuntimeMetrics {
         store: store.map(|s| s.stats.clone()),
         batches: Arc::default(),
+        #[cfg(feature = "cluster")]
+        cluster: Arc::default(),
     };
     let Some(addr) = options.metrics_listener else {
         return Ok((None, rt));

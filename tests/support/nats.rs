@@ -79,6 +79,33 @@ impl NatsServer {
         }
     }
 
+    /// Kills the server (SIGKILL) and starts it again on the same port and store, as an
+    /// operator's restart or a crash would; waits until it accepts connections.
+    pub(crate) fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server restarts");
+        let deadline = Instant::now() + NATS_WAIT;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not restart");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The port it listens on (127.0.0.1).
     pub(crate) fn port(&self) -> u16 {
         self.port

@@ -105,6 +105,11 @@ impl<R: Runtime> Server<R> {
         let metrics = metrics::start(&options, &handle, &stats, store.as_ref())?;
         #[cfg(feature = "cluster")]
         let cluster = crate::runtimes::cluster::start(&options, &router)?;
+        #[cfg(feature = "cluster")]
+        if let Some(port) = &cluster {
+            let monitor = crate::runtimes::cluster::ClusterMonitor(port.counters.clone());
+            let _ = metrics.1.cluster.set(monitor);
+        }
         Ok(Server {
             router,
             options,
