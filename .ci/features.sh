@@ -10,6 +10,7 @@ for rt in tokio smol async-std blocking; do
   combos+=("$rt" "$rt,broker")
 done
 combos+=("tokio,persistence" "blocking,persistence" "tokio,smol,async-std,blocking,persistence")
+combos+=("cluster" "cluster,persistence")
 combos+=("tls" "websocket" "tokio,tls" "smol,websocket" "blocking,broker,tls,websocket"
   "tokio,smol,async-std,blocking,persistence,tls,websocket")
 for list in "${combos[@]}"; do

@@ -3,6 +3,12 @@
 //! handed back, and the filters this node's sessions hold go out as interest, a filter when
 //! its first session subscribes and again when its last one leaves.
 //!
+//! A client's QoS 1/2 message goes out with a ticket ([`RemoteOutput::Held`]): its
+//! publisher's acknowledgement waits until the ticket comes back (`handle_remote_ack`), then
+//! for the node's own conditions. Shared subscription groups are left to the cluster: a
+//! node routes none of its own messages to them, and routes to one group the messages the
+//! cluster chose this node for (`handle_remote_shared`).
+//!
 //! What goes out waits in `out` until the caller drains it with `poll_remote`, after every
 //! input like the mail; its size is what one input produces (a message, or the filters one
 //! SUBSCRIBE, UNSUBSCRIBE or session end changes). The interest table holds one count per
