@@ -401,3 +401,102 @@ fn a_session_that_ends_leaves_no_owner_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs `f` with a NATS client of its own (the tests' blocking side drives it).
+fn with_nats<T>(nats: &NatsServer, f: impl AsyncFnOnce(async_nats::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = nats.url();
+    rt.block_on(async move {
+        let client = async_nats::connect(url).await.expect("a NATS client");
+        f(client).await
+    })
+}
+
+/// A fake node `z` that answers every export request with a piece of garbage, until the
+/// returned sender is dropped.
+fn garbage_node(nats: &NatsServer) -> std::sync::mpsc::Sender<()> {
+    use futures_util::StreamExt;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let url = nats.url();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = async_nats::connect(url).await.expect("a NATS client");
+            let mut requests = client.subscribe("tinymqtt.node.z.export").await.unwrap();
+            client.flush().await.unwrap();
+            ready.send(()).unwrap();
+            loop {
+                let next = tokio::time::timeout(Duration::from_millis(100), requests.next());
+                match next.await {
+                    Ok(Some(m)) => {
+                        if let Some(reply) = m.reply {
+                            let mut h = async_nats::HeaderMap::new();
+                            h.insert("Tinymqtt-Piece", "0/1");
+                            let garbage = vec![0xc1, 0, 0, 0];
+                            let _ = client.publish_with_headers(reply, h, garbage.into()).await;
+                            let _ = client.flush().await;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(_) => {}
+                }
+                if !matches!(
+                    stopped.try_recv(),
+                    Err(std::sync::mpsc::TryRecvError::Empty)
+                ) {
+                    return;
+                }
+            }
+        });
+    });
+    is_ready
+        .recv_timeout(SETTLE)
+        .expect("the fake node subscribed");
+    stop
+}
+
+#[test]
+fn garbage_in_the_buckets_and_on_the_request_subjects_is_ignored_and_nodes_go_on() {
+    let (nats, [a, b, c]) = cluster();
+    // A hostile NATS client fills the buckets with garbage: values that are no record, a
+    // record under another topic's key, an owner value that names nobody, sessions owned by
+    // a node "z" that answers export requests with garbage and by a node "y" that is gone.
+    with_nats(&nats, async |client| {
+        let js = async_nats::jetstream::new(client.clone());
+        let retained = js.get_key_value("tinymqtt_retained").await.unwrap();
+        retained.put("t.junk", "not a record".into()).await.unwrap();
+        retained.put("t.a=2", "x".into()).await.unwrap();
+        let sessions = js.get_key_value("tinymqtt_sessions").await.unwrap();
+        sessions.put("c.nobody", "\n\n\n".into()).await.unwrap();
+        sessions.put("c.victim", "z\n300".into()).await.unwrap();
+        sessions.put("c.ghost", "y\n300".into()).await.unwrap();
+        // Node b is asked for a session under a client id that is no MQTT string.
+        client
+            .publish("tinymqtt.node.b.export", vec![0xff, 0xfe].into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    });
+    let z = garbage_node(&nats);
+    for id in ["nobody", "victim", "ghost"] {
+        let (mut raw, ack) = Raw::connect(c.port, ProtocolVersion::V5, id);
+        assert_eq!(ack.reason_code, ReasonCode::Success, "{id}");
+        assert!(!ack.session_present, "{id}: nothing came over");
+        assert!(raw.alive());
+        assert_eq!(owner(&nats, id).as_deref(), Some("c"));
+    }
+    drop(z);
+    // Every node still serves, retained messages included.
+    mosquitto_pub(a.port, &["-t", "after/garbage", "-m", "fine", "-r"]);
+    for n in [&b, &c] {
+        let got = read_until(n.port, "after/#", |g| !g.is_empty());
+        assert_eq!(got, ["after/garbage fine"]);
+    }
+}
