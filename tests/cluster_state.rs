@@ -500,3 +500,22 @@ fn garbage_in_the_buckets_and_on_the_request_subjects_is_ignored_and_nodes_go_on
         assert_eq!(got, ["after/garbage fine"]);
     }
 }
+
+#[test]
+fn without_nats_a_new_connect_is_refused_with_0x88_and_connected_clients_stay() {
+    let nats = NatsServer::start();
+    let a = Node::start(&nats, "a");
+    let (mut before, ack) = Raw::connect(a.port, ProtocolVersion::V5, "before");
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    drop(nats);
+    // The claim cannot be made: refused rather than risk a second owner elsewhere.
+    let started = Instant::now();
+    let (_, ack) = Raw::connect(a.port, ProtocolVersion::V5, "after");
+    assert_eq!(ack.reason_code, ReasonCode::ServerUnavailable);
+    assert!(
+        started.elapsed() < SETTLE,
+        "the claim waited {:?}",
+        started.elapsed()
+    );
+    assert!(before.alive(), "a connected client was dropped");
+}
