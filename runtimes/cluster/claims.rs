@@ -22,7 +22,7 @@ use super::Counters;
 use crate::broker::cluster::Export;
 use crate::broker::{ConnId, Router, RouterMail};
 use crate::codec::Publish;
-use crate::types::{ByteStr, ReasonCode};
+use crate::types::{ByteStr, ReasonCode, TopicName};
 
 /// The most CONNECTs waiting for their claim at once.
 pub(crate) const MAX_CLAIMS: usize = 1024;
@@ -42,7 +42,14 @@ pub(crate) struct Claims {
     deferred: HashMap<ByteStr, Vec<Reply>>,
     /// Exports waiting for their session's connection to close.
     exporting: HashMap<ByteStr, Vec<Reply>>,
+    /// Retained messages for the bucket that found the state task's channel full: the last
+    /// one of each topic, sent when there is room (at most [`MAX_RETAINED_WAITING`] topics).
+    retained: HashMap<TopicName, Arc<Publish>>,
 }
+
+/// The most topics whose retained message waits for the state task's channel; past it a new
+/// topic's is dropped and counted (the bucket then misses it until that topic changes again).
+pub(crate) const MAX_RETAINED_WAITING: usize = 10_000;
 
 impl Claims {
     pub(crate) fn new(state: StateHandle, counters: Arc<Counters>) -> Claims {
@@ -52,6 +59,7 @@ impl Claims {
             held: HashMap::new(),
             deferred: HashMap::new(),
             exporting: HashMap::new(),
+            retained: HashMap::new(),
         }
     }
 
@@ -86,15 +94,44 @@ impl Claims {
     }
 
     /// A message published here is going to the other nodes: a retained one goes to the
-    /// cluster's retained store too (dropped and counted if the state task is that far
-    /// behind).
+    /// cluster's retained store too (behind those of its topic still waiting for room).
     pub(crate) fn published(&mut self, message: &Arc<Publish>) {
-        if message.retain && !message.topic.as_str().starts_with("$SYS") {
-            let put = ToState::Retained(message.clone());
-            if self.state.to_state.try_send(put).is_err() {
-                Counters::bump(&self.counters.dropped);
+        if !message.retain || message.topic.as_str().starts_with("$SYS") {
+            return;
+        }
+        self.flush_retained();
+        if self.retained.is_empty() {
+            match self
+                .state
+                .to_state
+                .try_send(ToState::Retained(message.clone()))
+            {
+                Ok(()) => return,
+                Err(e) if e.is_closed() => return,
+                Err(_) => {}
             }
         }
+        let full = self.retained.len() >= MAX_RETAINED_WAITING;
+        if full && !self.retained.contains_key(&message.topic) {
+            Counters::bump(&self.counters.dropped);
+            return;
+        }
+        // Only the last message of a topic matters to the bucket.
+        self.retained.insert(message.topic.clone(), message.clone());
+    }
+
+    /// Sends the retained messages that waited, while the channel has room.
+    fn flush_retained(&mut self) {
+        if self.retained.is_empty() {
+            return;
+        }
+        let to_state = &self.state.to_state;
+        self.retained.retain(|_, m| {
+            matches!(
+                to_state.try_send(ToState::Retained(m.clone())),
+                Err(async_channel::TrySendError::Full(_))
+            )
+        });
     }
 
     /// What the state task found.
@@ -156,6 +193,7 @@ impl Claims {
     /// Answers the exports whose connections have closed, and releases the sessions that
     /// ended (call it after each input).
     pub(crate) fn drained(&mut self, router: &mut Router) {
+        self.flush_retained();
         while let Some(client_id) = router.poll_ended_session() {
             // A full channel leaves the entry behind: the next claim of the id takes it over.
             let _ = self.state.to_state.try_send(ToState::Release(client_id));
@@ -172,5 +210,48 @@ impl Claims {
                 let _ = reply.send(first.take().unwrap_or_default());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retained(topic: &str, payload: &'static str) -> Arc<Publish> {
+        let mut p = Publish::new(TopicName::new(topic).unwrap(), payload);
+        p.retain = true;
+        Arc::new(p)
+    }
+
+    fn payload(item: ToState) -> String {
+        match item {
+            ToState::Retained(p) => String::from_utf8_lossy(&p.payload).into_owned(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retained_messages_wait_for_room_as_the_last_one_of_each_topic() {
+        let (to_state, rx) = async_channel::bounded(1);
+        let counters = Arc::new(Counters::default());
+        let mut claims = Claims::new(StateHandle { to_state }, counters.clone());
+        claims.published(&retained("a", "a1"));
+        claims.published(&retained("a", "a2"));
+        claims.published(&retained("a", "a3"));
+        claims.published(&retained("b", "b1"));
+        // Not retained, or `$SYS`: never for the bucket.
+        claims.published(&Arc::new(Publish::new(TopicName::new("c").unwrap(), "c")));
+        claims.published(&retained("$SYS/x", "s"));
+        assert_eq!(payload(rx.try_recv().unwrap()), "a1");
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            claims.flush_retained();
+            got.push(payload(rx.try_recv().unwrap()));
+        }
+        got.sort();
+        assert_eq!(got, ["a3", "b1"], "a2 was replaced while it waited");
+        claims.flush_retained();
+        assert!(rx.try_recv().is_err());
+        assert_eq!(counters.snapshot().dropped, 0);
     }
 }
