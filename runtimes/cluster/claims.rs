@@ -103,7 +103,7 @@ impl Claims {
         if self.retained.is_empty() {
             match self
                 .state
-                .to_state
+                .to_retained
                 .try_send(ToState::Retained(message.clone()))
             {
                 Ok(()) => return,
@@ -125,10 +125,10 @@ impl Claims {
         if self.retained.is_empty() {
             return;
         }
-        let to_state = &self.state.to_state;
+        let to_retained = &self.state.to_retained;
         self.retained.retain(|_, m| {
             matches!(
-                to_state.try_send(ToState::Retained(m.clone())),
+                to_retained.try_send(ToState::Retained(m.clone())),
                 Err(async_channel::TrySendError::Full(_))
             )
         });
@@ -232,9 +232,14 @@ mod tests {
 
     #[test]
     fn retained_messages_wait_for_room_as_the_last_one_of_each_topic() {
-        let (to_state, rx) = async_channel::bounded(1);
+        let (to_retained, rx) = async_channel::bounded(1);
+        let (to_state, _claims) = async_channel::bounded(1);
         let counters = Arc::new(Counters::default());
-        let mut claims = Claims::new(StateHandle { to_state }, counters.clone());
+        let state = StateHandle {
+            to_state,
+            to_retained,
+        };
+        let mut claims = Claims::new(state, counters.clone());
         claims.published(&retained("a", "a1"));
         claims.published(&retained("a", "a2"));
         claims.published(&retained("a", "a3"));

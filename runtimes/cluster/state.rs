@@ -99,10 +99,13 @@ pub(crate) enum Claimed {
     Refused(ReasonCode),
 }
 
-/// The router task's handle on this task.
+/// The router task's handle on this task: claims and releases go one way, retained messages
+/// another (a slow bucket write never holds a claim back).
 #[derive(Debug, Clone)]
 pub(crate) struct StateHandle {
     pub(crate) to_state: async_channel::Sender<ToState>,
+    /// Only [`ToState::Retained`].
+    pub(crate) to_retained: async_channel::Sender<ToState>,
 }
 
 /// What the task's pieces share.
@@ -129,6 +132,7 @@ pub(crate) fn start(
     counters: Arc<Counters>,
 ) -> StateHandle {
     let (to_state, rx) = async_channel::bounded(config.max_pending.max(1));
+    let (to_retained, retained_rx) = async_channel::bounded(config.max_pending.max(1));
     let limits = (
         broker.max_packet_size,
         broker
@@ -136,8 +140,17 @@ pub(crate) fn start(
             .saturating_mul(2)
             .saturating_add(16 << 20),
     );
-    handle.spawn(run(config.clone(), limits, rx, to_router, counters));
-    StateHandle { to_state }
+    handle.spawn(run(
+        config.clone(),
+        limits,
+        (rx, retained_rx),
+        to_router,
+        counters,
+    ));
+    StateHandle {
+        to_state,
+        to_retained,
+    }
 }
 
 /// The name of the cluster's bucket `what`.
@@ -151,30 +164,42 @@ fn export_subject(prefix: &str, node: &str) -> String {
 }
 
 /// Opens (or creates) the bucket `name`, keeping one value per key.
-async fn open(js: &async_nats::jetstream::Context, name: String) -> Option<Store> {
-    for _ in 0..10 {
-        if let Ok(kv) = js.get_key_value(&name).await {
-            return Some(kv);
-        }
-        let config = kv::Config {
-            bucket: name.clone(),
-            history: 1,
-            ..kv::Config::default()
-        };
-        if let Ok(kv) = js.create_key_value(config).await {
-            return Some(kv);
-        }
-        // Another node may be creating it, or JetStream is not up yet.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+async fn open(js: &async_nats::jetstream::Context, name: &str) -> Option<Store> {
+    if let Ok(kv) = js.get_key_value(name).await {
+        return Some(kv);
     }
-    None
+    let config = kv::Config {
+        bucket: name.to_owned(),
+        history: 1,
+        ..kv::Config::default()
+    };
+    // Another node may be creating it at the same time: then it opens.
+    match js.create_key_value(config).await {
+        Ok(kv) => Some(kv),
+        Err(_) => js.get_key_value(name).await.ok(),
+    }
+}
+
+/// Opens both buckets, trying again every second until NATS and JetStream answer.
+async fn open_both(client: &async_nats::Client, prefix: &str) -> (Store, Store) {
+    let js = async_nats::jetstream::new(client.clone());
+    let (retained, sessions) = (bucket(prefix, "retained"), bucket(prefix, "sessions"));
+    loop {
+        if let (Some(r), Some(s)) = (open(&js, &retained).await, open(&js, &sessions).await) {
+            return (r, s);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Runs until the router task drops its end of the channel.
 async fn run(
     config: ClusterConfig,
     (max_packet_size, max_image): (u32, usize),
-    from_router: async_channel::Receiver<ToState>,
+    (from_router, retained_rx): (
+        async_channel::Receiver<ToState>,
+        async_channel::Receiver<ToState>,
+    ),
     to_router: async_channel::Sender<FromLink>,
     counters: Arc<Counters>,
 ) {
@@ -183,16 +208,20 @@ async fn run(
     let options = async_nats::ConnectOptions::new()
         .name(format!("tinymqtt {} state", config.node_id))
         .retry_on_initial_connect();
+    // Until the buckets are open, every claim is refused (no session is owned twice).
+    let (stop, stopped) = oneshot::channel();
+    let refuser = tokio::spawn(refuse_until(
+        stopped,
+        from_router.clone(),
+        to_router.clone(),
+    ));
     let Ok(client) = options.connect(addrs).await else {
-        return refuse_all(from_router, to_router).await;
+        // Only a malformed option fails here (settings checked the URLs).
+        return;
     };
-    let js = async_nats::jetstream::new(client.clone());
-    let (Some(retained), Some(sessions)) = (
-        open(&js, bucket(&config.prefix, "retained")).await,
-        open(&js, bucket(&config.prefix, "sessions")).await,
-    ) else {
-        return refuse_all(from_router, to_router).await;
-    };
+    let (retained, sessions) = open_both(&client, &config.prefix).await;
+    let _ = stop.send(());
+    let _ = refuser.await;
     let ctx = Arc::new(Ctx {
         client,
         retained,
@@ -206,10 +235,12 @@ async fn run(
     });
     let watcher = tokio::spawn(watch_retained(ctx.clone()));
     let exports = tokio::spawn(answer_exports(ctx.clone()));
+    let writer = tokio::spawn(write_retained(ctx.clone(), retained_rx));
     while let Ok(item) = from_router.recv().await {
         match item {
-            // In order: the bucket keeps the last one published here.
-            ToState::Retained(p) => put_retained(&ctx, &p).await,
+            ToState::Retained(p) => {
+                put_retained(&ctx, &p).await;
+            }
             ToState::Release(client_id) => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move { release(&ctx, &client_id).await });
@@ -233,20 +264,50 @@ async fn run(
     }
     watcher.abort();
     exports.abort();
+    writer.abort();
 }
 
-/// Without NATS (the options or the buckets failed): every claim is refused, so that no
-/// session is owned twice; retained messages stay local.
-async fn refuse_all(
+/// Until `stop`: claims wait [`CLAIM_TIMEOUT`] for the buckets to open (a node starting beside
+/// its NATS server), then every claim is refused with 0x88, so that no session is owned twice
+/// while the buckets cannot be read (a release is left for later claims to overwrite). Each
+/// item taken is answered whole: the receive is the only point where it stops.
+async fn refuse_until(
+    mut stop: oneshot::Receiver<()>,
     from_router: async_channel::Receiver<ToState>,
     to_router: async_channel::Sender<FromLink>,
 ) {
-    while let Ok(item) = from_router.recv().await {
+    tokio::select! {
+        _ = &mut stop => return,
+        () = tokio::time::sleep(CLAIM_TIMEOUT) => {}
+    }
+    loop {
+        let item = tokio::select! {
+            _ = &mut stop => return,
+            item = from_router.recv() => item,
+        };
+        let Ok(item) = item else {
+            return;
+        };
         if let ToState::Claim { conn, .. } = item {
             let outcome = Claimed::Refused(ReasonCode::ServerUnavailable);
             let event = StateEvent::Claimed { conn, outcome };
             if to_router.send(FromLink::State(event)).await.is_err() {
                 return;
+            }
+        }
+    }
+}
+
+/// Writes the retained messages published here into the bucket, in order (the bucket keeps
+/// the last one of each topic), each tried a few times while NATS is away.
+async fn write_retained(ctx: Arc<Ctx>, from_router: async_channel::Receiver<ToState>) {
+    while let Ok(item) = from_router.recv().await {
+        if let ToState::Retained(p) = item {
+            for wait in [0, 1, 2, 4, 8] {
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+                if put_retained(&ctx, &p).await {
+                    break;
+                }
             }
         }
     }
@@ -260,13 +321,13 @@ fn wall() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Puts (or clears) the retained message `p` of this node's in the bucket.
-async fn put_retained(ctx: &Ctx, p: &Publish) {
+/// Puts (or clears) the retained message `p` of this node's in the bucket; whether the
+/// bucket took it (a message it can never take counts as taken).
+async fn put_retained(ctx: &Ctx, p: &Publish) -> bool {
     let key = keys::retained_key(&p.topic);
     let hashed = key.starts_with("h.");
     if p.payload.is_empty() && !hashed {
-        let _ = ctx.retained.delete(&key).await;
-        return;
+        return ctx.retained.delete(&key).await.is_ok();
     }
     // A hashed key names no topic: its clear is a record with an empty payload.
     let mut publish = p.clone();
@@ -276,9 +337,14 @@ async fn put_retained(ctx: &Ctx, p: &Publish) {
         publish,
         stored_at: wall(),
     };
-    if let Ok(bytes) = record.encode() {
-        let _ = ctx.retained.put(&key, bytes.into()).await;
+    let Ok(bytes) = record.encode() else {
+        return true;
+    };
+    if bytes.len() > ctx.client.server_info().max_payload {
+        // Larger than the server's largest message: it stays on this node.
+        return true;
     }
+    ctx.retained.put(&key, bytes.into()).await.is_ok()
 }
 
 /// The retained message a bucket entry holds (an empty payload: cleared), checked.
