@@ -71,13 +71,15 @@ pub enum ClusterConfigError {
         /// The NATS client's reason.
         reason: String,
     },
-    /// An empty node id, or one with white space or control characters (it travels in a
-    /// NATS header).
-    #[error("cluster: node_id must be non-empty, without spaces or control characters")]
+    /// An empty node id, or one with `.`, `*`, `>`, `/`, `\`, white space or control
+    /// characters (it names the node's JetStream consumer and travels in a NATS header).
+    #[error("cluster: node_id must be non-empty, without '.', '*', '>', '/', '\\' or spaces")]
     NodeId,
-    /// A prefix that is not one NATS subject token (empty, or with `.`, `*`, `>`, white
-    /// space or control characters).
-    #[error("cluster: prefix must be one NATS subject token (no '.', '*', '>' or spaces)")]
+    /// A prefix that is not one NATS subject token and stream name (empty, or with `.`,
+    /// `*`, `>`, `/`, `\`, white space or control characters).
+    #[error(
+        "cluster: prefix must be one NATS subject token (no '.', '*', '>', '/', '\\' or spaces)"
+    )]
     Prefix,
     /// `max_pending` is 0.
     #[error("cluster: max_pending must be at least 1")]
@@ -132,12 +134,17 @@ impl ClusterConfig {
                 });
             }
         }
-        let plain =
-            |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !plain(&self.node_id) {
+        // One NATS token, fit for a stream or consumer name too.
+        let token = |s: &str| {
+            !s.is_empty()
+                && !s.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+                })
+        };
+        if !token(&self.node_id) {
             return Err(ClusterConfigError::NodeId);
         }
-        if !plain(&self.prefix) || self.prefix.contains(['.', '*', '>']) {
+        if !token(&self.prefix) {
             return Err(ClusterConfigError::Prefix);
         }
         if self.max_pending == 0 {

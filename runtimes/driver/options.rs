@@ -70,10 +70,10 @@ pub struct BrokerOptions {
     /// [`metrics`](crate::runtimes::driver::metrics)); `None` (the default) serves nothing.
     /// Binding it fails `bind` like a listener would.
     pub metrics_listener: Option<std::net::SocketAddr>,
-    /// This broker's place in a cluster over NATS (the `cluster` feature; the broker must be
+    /// This broker's place in a cluster over NATS (the `cluster` feature): the broker must be
     /// bound inside a tokio runtime, and its router built with
-    /// [`BrokerConfig::cluster`](crate::broker::BrokerConfig::cluster) on, which `bind`
-    /// turns on); `None` (the default): a broker on its own.
+    /// [`BrokerConfig::cluster`](crate::broker::BrokerConfig::cluster) on (`bind` refuses
+    /// it otherwise); `None` (the default): a broker on its own.
     #[cfg(feature = "cluster")]
     pub cluster: Option<crate::runtimes::cluster::ClusterConfig>,
 }

@@ -142,11 +142,12 @@ pub enum Invalid {
         /// The NATS client's reason.
         reason: String,
     },
-    /// An empty `cluster.node_id`, or one with white space or control characters.
-    #[error("must be non-empty, without white space or control characters")]
+    /// An empty `cluster.node_id`, or one that is not one NATS token (`.`, `*`, `>`, `/`,
+    /// `\`, white space or control characters).
+    #[error("must be one NATS token: non-empty, no '.', '*', '>', '/', '\\' or white space")]
     NodeId,
-    /// A `cluster.prefix` that is not one NATS subject token.
-    #[error("must be one NATS subject token (no '.', '*', '>' or white space)")]
+    /// A `cluster.prefix` that is not one NATS token.
+    #[error("must be one NATS token: no '.', '*', '>', '/', '\\' or white space")]
     ClusterPrefix,
 }
 

@@ -135,6 +135,11 @@ struct Args {
     /// publishers stay on loopback. Fan-in, fan-out, many and latency.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Subscribers connect to this port of --host, publishers to --port: another node of a
+    /// cluster (publishers on one node, subscribers on another). Fan-in, fan-out, many and
+    /// latency.
+    #[arg(long)]
+    subscriber_port: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -179,13 +184,23 @@ fn main() -> ExitCode {
     if args.delay_ms > 0 && matches!(scenario, Scenario::Connections | Scenario::Sink) {
         return fail("--delay-ms: fan-in, fan-out, many and latency only");
     }
+    let subscriber_target = match args.subscriber_port {
+        None => addr,
+        Some(port) => match (args.host.as_str(), port).to_socket_addrs() {
+            Ok(mut addrs) => match addrs.next() {
+                Some(a) => a,
+                None => return fail(format!("{}:{port} resolves to nothing", args.host)),
+            },
+            Err(e) => return fail(format!("{}:{port}: {e}", args.host)),
+        },
+    };
     let subscriber_addr = if args.delay_ms > 0 {
-        match relay::start(addr, Duration::from_millis(args.delay_ms)) {
+        match relay::start(subscriber_target, Duration::from_millis(args.delay_ms)) {
             Ok(a) => a,
             Err(e) => return fail(format!("--delay-ms: the relay: {e}")),
         }
     } else {
-        addr
+        subscriber_target
     };
     match scenario {
         Scenario::Sink => {

@@ -65,6 +65,12 @@ fn every_invalid_cluster_value_names_its_key_and_its_place() {
             "\"a.b\"",
         ),
         (
+            "nats = [\"nats://127.0.0.1:4222\"]\nnode_id = \"a.b\"\n".to_owned(),
+            "cluster.node_id",
+            Invalid::NodeId,
+            "\"a.b\"",
+        ),
+        (
             format!("{ok}prefix = \">\"\n"),
             "cluster.prefix",
             Invalid::ClusterPrefix,
