@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 FUZZ_SECS ?= 60
-FUZZ_TARGETS ?= decode roundtrip client_session broker_session
+FUZZ_TARGETS ?= decode roundtrip client_session broker_session session_image
 
 .PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-instructions bench-tls bench-connect-profile crash broker publisher subscriber
 

@@ -24,10 +24,13 @@
 //!
 //! [`Router::poll_remote`]: crate::broker::Router::poll_remote
 
+mod claims;
 mod durable;
 mod envelope;
+mod keys;
 mod link;
 mod port;
+mod state;
 
 pub(crate) use port::{FromLink, Port};
 

@@ -40,6 +40,8 @@ pub(crate) enum FromLink {
     Durable(Publish, AckId),
     /// JetStream stored a message of this node's: its publisher's acknowledgement may go.
     Stored(RemoteTicket),
+    /// From the cluster's shared state: sessions and retained messages (see `state.rs`).
+    State(super::state::StateEvent),
 }
 
 /// The router task's end of the link.
@@ -56,6 +58,8 @@ pub(crate) struct Port {
     /// Messages of the durable consumer the router took, each with the count of store
     /// batches that must be durable before JetStream hears of it (see `RouterCore`).
     taken: VecDeque<(u64, AckId)>,
+    /// Sessions claimed, exported and imported, and retained messages (see `claims.rs`).
+    pub(crate) claims: super::claims::Claims,
 }
 
 impl Port {
@@ -76,6 +80,14 @@ impl Port {
         // took, which the consumer's max_ack_pending bounds.
         let (acks, acks_rx) = async_channel::unbounded();
         let max_packet_size = router.config().max_packet_size;
+        let state = super::state::start(
+            &handle,
+            &config,
+            router.config(),
+            tx.clone(),
+            counters.clone(),
+        );
+        let claims = super::claims::Claims::new(state, counters.clone());
         handle.spawn(super::link::run(
             config,
             max_packet_size,
@@ -90,6 +102,7 @@ impl Port {
             counters,
             acks,
             taken: VecDeque::new(),
+            claims,
         };
         port.push(ToLink::Interest(router.remote_interest()));
         Ok(port)
@@ -100,6 +113,9 @@ impl Port {
     pub(crate) fn hand(&mut self, router: &mut Router) {
         self.flush();
         while let Some(o) = router.poll_remote() {
+            if let RemoteOutput::Publish(p) | RemoteOutput::Held { message: p, .. } = &o {
+                self.claims.published(p);
+            }
             self.push(ToLink::Out(o));
         }
     }
@@ -127,6 +143,10 @@ impl Port {
             }
             FromLink::Stored(ticket) => {
                 router.handle_remote_ack(now, ticket);
+                None
+            }
+            FromLink::State(e) => {
+                self.claims.input(now, router, e);
                 None
             }
         };

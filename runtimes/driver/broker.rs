@@ -285,6 +285,14 @@ impl<Q: MailQueue> RouterCore<Q> {
     pub(crate) fn take_report(&mut self, now: Instant, report: Report) {
         self.router.record_traffic(report.received, report.sent);
         for m in report.mail {
+            // A CONNECT of a cluster node waits for its session's claim (`cluster/claims.rs`).
+            #[cfg(feature = "cluster")]
+            let Some(m) = (match &mut self.cluster {
+                Some(port) => port.claims.hold(now, &mut self.router, m),
+                None => Some(m),
+            }) else {
+                continue;
+            };
             self.router.handle_mail(now, m);
         }
         if report.last {
@@ -380,6 +388,7 @@ impl<Q: MailQueue> RouterCore<Q> {
         #[cfg(feature = "cluster")]
         if let Some(port) = &mut self.cluster {
             port.hand(&mut self.router);
+            port.claims.drained(&mut self.router);
             return;
         }
         while self.router.poll_remote().is_some() {}

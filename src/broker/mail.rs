@@ -154,6 +154,16 @@ impl RouterMail {
     pub fn conn(&self) -> ConnId {
         self.conn
     }
+
+    /// For a validated, authenticated CONNECT: the client id (assigned, if the client sent
+    /// none) and the session expiry it asks for (`u32::MAX`: never). A cluster claims the
+    /// session before the router sees the CONNECT.
+    pub fn connect_request(&self) -> Option<(&ByteStr, u32)> {
+        match &self.mail {
+            ToRouter::Connect(req) => Some((&req.client_id, req.session_expiry)),
+            _ => None,
+        }
+    }
 }
 
 /// Mail from the router to one connection, tagged with the connection it is for.

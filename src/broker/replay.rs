@@ -83,6 +83,11 @@ impl Completed {
         self.0.remove(at).map(|(_, digest)| digest)
     }
 
+    /// The identifiers and digests it remembers, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (PacketId, u64)> + '_ {
+        self.0.iter().copied()
+    }
+
     /// How many it remembers.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -20,10 +20,12 @@
 //! holds; `parked` the deliveries waiting for the store's word; `persist_log` turns the
 //! router's changes into the store's log and restores from a snapshot; `admin` answers the
 //! application's requests (publish, list, kick, remove); `remote` is the cluster's side (what
-//! goes to the other nodes, what comes from them). The memory budget, which
+//! goes to the other nodes, what comes from them), and `export` moves sessions between nodes
+//! and takes retained messages from the cluster. The memory budget, which
 //! connections check too, is `broker/budget.rs`.
 
 mod admin;
+mod export;
 mod inflight;
 mod owner;
 mod parked;
@@ -35,6 +37,7 @@ mod routing;
 mod sessions;
 mod subscriptions;
 
+pub use export::{Export, ImportError, MAX_ENDED};
 pub use persist_log::Restored;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -145,6 +148,8 @@ pub struct Router {
     admin: admin::Admin,
     /// The cluster's side, with `BrokerConfig::cluster` on (see `remote`).
     remote: Option<Box<remote::Remote>>,
+    /// Sessions on their way to another node of the cluster (see `export`).
+    exports: export::Exports,
 }
 
 impl std::fmt::Debug for Router {
@@ -172,6 +177,7 @@ impl Router {
             session_timers: IdMap::default(),
             admin: admin::Admin::default(),
             remote: config.cluster.then(Box::default),
+            exports: export::Exports::default(),
             config,
             authenticator,
             authorizer,

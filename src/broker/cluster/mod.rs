@@ -7,11 +7,18 @@
 //! same answer as MQTT's matching of the originals. [`RemoteOutput`] is what a router with
 //! [`BrokerConfig::cluster`](crate::broker::BrokerConfig::cluster) on hands to the other nodes
 //! ([`Router::poll_remote`](crate::broker::Router::poll_remote)); what they send back comes in
-//! through [`Router::handle_remote`](crate::broker::Router::handle_remote).
+//! through [`Router::handle_remote`](crate::broker::Router::handle_remote). A session moves
+//! between nodes as a [`SessionImage`]
+//! ([`Router::export_session`](crate::broker::Router::export_session),
+//! [`Router::import_session`](crate::broker::Router::import_session)).
 
+mod facade;
+mod image;
 mod seam;
 pub mod subject;
 
+pub use crate::broker::router::{Export, ImportError, MAX_ENDED};
+pub use image::{ImageError, SessionImage, MAX_IMAGE_ENTRIES};
 pub use seam::{RemoteOutput, RemoteTicket};
 
 pub use subject::{

@@ -246,6 +246,15 @@ impl Router {
         self.persist_session(sid);
         self.persist_queued(now, sid);
         self.schedule_end(now, sid);
+        if self.exports.has(sid) {
+            // On its way to another node: a CONNECT here that waited for it is refused.
+            self.exports.closed(sid, now);
+            if let Some((waiting, _)) = self.takeovers.remove(&sid) {
+                let mail = ToConnection::Disconnect(ReasonCode::SessionTakenOver);
+                self.send_to((waiting, mail));
+            }
+            return;
+        }
         if let Some((new_conn, req)) = self.takeovers.remove(&sid) {
             self.complete_connect(now, new_conn, req);
         }
@@ -334,6 +343,9 @@ impl Router {
         if s.persisted {
             // The store removes the session's queue with it.
             self.log(StoreOp::DeleteSession(s.client_id.clone()));
+        }
+        if self.remote.is_some() {
+            self.exports.ended(s.client_id.clone());
         }
         if let Some(w) = s.will {
             self.publish_will(now, w);

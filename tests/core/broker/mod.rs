@@ -7,6 +7,7 @@ mod admin;
 mod backpressure;
 mod cluster_acks;
 mod cluster_seam;
+mod cluster_sessions;
 mod cluster_shared;
 mod cluster_subject;
 mod crash_points;
