@@ -37,7 +37,6 @@ mod routing;
 mod sessions;
 mod subscriptions;
 
-pub use export::{Export, ImportError, MAX_ENDED};
 pub use persist_log::Restored;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

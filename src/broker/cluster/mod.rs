@@ -14,11 +14,12 @@
 
 mod facade;
 mod image;
+mod moves;
 mod seam;
 pub mod subject;
 
-pub use crate::broker::router::{Export, ImportError, MAX_ENDED};
 pub use image::{ImageError, SessionImage, MAX_IMAGE_ENTRIES};
+pub use moves::{Export, ImportError, MAX_ENDED};
 pub use seam::{RemoteOutput, RemoteTicket};
 
 pub use subject::{

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{remote, Router, Timer};
-use crate::broker::cluster::SessionImage;
+use crate::broker::cluster::{Export, ImportError, SessionImage, MAX_ENDED};
 use crate::broker::mail::{Delivery, OutFlow, RouterMail, ToConnection};
 use crate::broker::persist::{
     CompletedRecord, PacketIdRecord, QueuedRecord, SessionOwner, SessionRecord, StoreOp,
@@ -23,39 +23,6 @@ use crate::broker::tree::{SessionId, SubscriptionEntry};
 use crate::broker::DropReason;
 use crate::codec::Publish;
 use crate::types::{ByteStr, ReasonCode};
-
-/// What [`Router::export_session`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Export {
-    /// The session was offline: here is its image; it is gone from this node.
-    Ready(Box<SessionImage>),
-    /// The session's connection was told to close (0x8E Session taken over): the image
-    /// comes out of [`Router::poll_export`] once it has closed.
-    Pending,
-    /// No session of that client id here.
-    Absent,
-}
-
-/// Why [`Router::import_session`] refused an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ImportError {
-    /// A session of that client id is online here, or on its way out to another node.
-    #[error("the session is online on this node")]
-    Online,
-    /// The session expired before it arrived (or has an expiry of 0, which no offline
-    /// session has).
-    #[error("the session expired")]
-    Expired,
-    /// The session limit, the memory budget or the subscription limit has no room for it.
-    #[error("no room for the session")]
-    NoRoom,
-}
-
-/// The most ended sessions kept for [`Router::poll_ended_session`]; beyond it the oldest is
-/// forgotten (the cluster then keeps a stale owner entry, which the next claim overwrites).
-pub const MAX_ENDED: usize = 10_000;
 
 /// The exports waiting for their session's connection to close, and the sessions that ended.
 #[derive(Debug, Default)]
