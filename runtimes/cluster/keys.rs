@@ -6,9 +6,9 @@
 //! ([`topic_to_subject`](crate::broker::cluster::topic_to_subject)) with every other byte
 //! written `=XX` (upper-case hexadecimal; `=` itself too), so one topic has one key and the
 //! key gives the topic back; a session's key is `c.` and its client id written the same way
-//! (`.` escaped too; the empty client id, which the router never keeps, is `e`). A key that would be longer than [`MAX_KEY`] is `h.` and the SHA-256 of
-//! what it names instead (a retained message's value names its topic; such a key is not read
-//! back).
+//! (`.` escaped too; the empty client id, which the router never keeps, is `e`). A key that
+//! would be longer than [`MAX_KEY`] is `h.` and the SHA-256 of what it names instead (a
+//! retained message's value names its topic; such a key is not read back).
 
 use sha2::{Digest, Sha256};
 
