@@ -19,6 +19,8 @@ mod hostile;
 mod node;
 #[path = "cluster/outage.rs"]
 mod outage;
+#[path = "cluster/redelivery.rs"]
+mod redelivery;
 #[path = "cluster/routing.rs"]
 mod routing;
 
