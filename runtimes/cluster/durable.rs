@@ -210,10 +210,11 @@ pub(crate) async fn consume(
                             let _ = m.ack().await;
                             continue;
                         };
+                        let seq = m.info().ok().map(|i| i.stream_sequence);
                         let Some(id) = delivered.take(m).await else {
                             continue;
                         };
-                        if inbound.to_router.send(FromLink::Durable(p, id)).await.is_err() {
+                        if inbound.to_router.send(FromLink::Durable(p, id, seq)).await.is_err() {
                             return;
                         }
                     }

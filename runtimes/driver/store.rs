@@ -38,6 +38,10 @@ const RELEASED: TableDefinition<(&str, u16), ()> = TableDefinition::new("release
 /// the digest of the message each carried (kept past PUBREL).
 const COMPLETED: TableDefinition<(&str, u16), u64> = TableDefinition::new("completed");
 
+/// The cluster positions of the other nodes' messages routed here (see
+/// `Router::handle_remote_durable`), written with what routing each changed.
+const REMOTE_ROUTED: TableDefinition<u64, ()> = TableDefinition::new("remote_routed");
+
 /// An open store file.
 pub(crate) struct RedbStore {
     db: Database,
@@ -135,6 +139,11 @@ impl RedbStore {
                 digest: v.value(),
             });
         }
+        let table = tx.open_table(REMOTE_ROUTED).map_err(|e| fail(&e))?;
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (k, _) = row.map_err(|e| fail(&e))?;
+            snapshot.remote_routed.push(k.value());
+        }
         Ok(snapshot)
     }
 
@@ -177,6 +186,7 @@ impl RedbStore {
             let mut incoming = tx.open_table(INCOMING)?;
             let mut released = tx.open_table(RELEASED)?;
             let mut completed = tx.open_table(COMPLETED)?;
+            let mut remote_routed = tx.open_table(REMOTE_ROUTED)?;
             for op in ops {
                 match op {
                     StoreOp::PutRetained(r) => {
@@ -239,6 +249,12 @@ impl RedbStore {
                     }
                     StoreOp::DeleteCompleted(r) => {
                         completed.remove(key(r))?;
+                    }
+                    StoreOp::PutRemoteRouted(p) => {
+                        remote_routed.insert(*p, ())?;
+                    }
+                    StoreOp::DeleteRemoteRouted(p) => {
+                        remote_routed.remove(*p)?;
                     }
                     // Nothing to write: the caller hands it back once this commits.
                     StoreOp::Durable(_) => {}
@@ -351,6 +367,25 @@ mod tests {
             .apply(&[StoreOp::DeleteSession(ByteStr::from_static("c"))])
             .unwrap();
         assert!(again.load().unwrap().sessions.is_empty());
+        drop(again);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn routed_cluster_positions_survive_reopening() {
+        let d = dir("remote-routed");
+        let store = RedbStore::open(&d).unwrap();
+        store
+            .apply(&[
+                StoreOp::PutRemoteRouted(9),
+                StoreOp::PutRemoteRouted(3),
+                StoreOp::PutRemoteRouted(u64::MAX),
+                StoreOp::DeleteRemoteRouted(9),
+            ])
+            .unwrap();
+        drop(store);
+        let again = RedbStore::open(&d).unwrap();
+        assert_eq!(again.load().unwrap().remote_routed, [3, u64::MAX]);
         drop(again);
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -238,6 +238,12 @@ pub enum StoreOp {
     PutCompleted(CompletedRecord),
     /// Forget an inbound QoS 2 packet identifier's digest (the oldest of too many).
     DeleteCompleted(PacketIdRecord),
+    /// Store the cluster position (the node's stream sequence) of a message of another node
+    /// that was routed here ([`Router::handle_remote_durable`](crate::broker::Router::handle_remote_durable)),
+    /// in the batch of what routing it changed.
+    PutRemoteRouted(u64),
+    /// Forget a routed cluster position (the lowest of too many).
+    DeleteRemoteRouted(u64),
     /// Nothing to write: hand the ticket back once every op before it is durable.
     Durable(Ticket),
 }
@@ -258,6 +264,8 @@ pub struct StoreSnapshot {
     pub released: Vec<PacketIdRecord>,
     /// The last inbound QoS 2 packet identifiers with the digests of their messages.
     pub completed: Vec<CompletedRecord>,
+    /// The cluster positions of the other nodes' messages routed here, the last ones.
+    pub remote_routed: Vec<u64>,
 }
 
 impl StoreSnapshot {
@@ -308,6 +316,12 @@ impl StoreSnapshot {
             StoreOp::DeleteCompleted(r) => self
                 .completed
                 .retain(|o| (&o.client_id, o.packet_id) != (&r.client_id, r.packet_id)),
+            StoreOp::PutRemoteRouted(p) => {
+                if !self.remote_routed.contains(&p) {
+                    self.remote_routed.push(p);
+                }
+            }
+            StoreOp::DeleteRemoteRouted(p) => self.remote_routed.retain(|o| *o != p),
             StoreOp::Durable(_) => {}
         }
     }
