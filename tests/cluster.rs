@@ -11,6 +11,8 @@ mod nats;
 #[path = "support/interop.rs"]
 mod peers;
 
+#[path = "cluster/crash_once.rs"]
+mod crash_once;
 #[path = "cluster/durability.rs"]
 mod durability;
 #[path = "cluster/hostile.rs"]
