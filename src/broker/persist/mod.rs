@@ -19,7 +19,9 @@
 //! with (the router picks it when it stores the message, so a resend after a restart uses
 //! the same one); outbound QoS 2 flows that got their PUBREC and wait for PUBCOMP; inbound
 //! QoS 2 packet identifiers answered with PUBREC and waiting for PUBREL, and the last ones with
-//! a digest of their message (to answer a client's replay without routing it twice).
+//! a digest of their message (to answer a client's replay without routing it twice); in a
+//! cluster, the positions of the other nodes' durable messages routed here (to route a
+//! message the cluster delivers again after a crash once).
 //!
 //! Acknowledging only what is durable: with
 //! [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) (the default),
