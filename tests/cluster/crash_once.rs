@@ -117,8 +117,7 @@ fn collect(sub: &Peer, quiet: Duration, got: &mut BTreeMap<String, usize>) {
 }
 
 #[test]
-fn a_persistent_qos2_subscriber_gets_each_message_once_though_its_node_died_before_acknowledging(
-) {
+fn a_persistent_qos2_subscriber_gets_each_message_once_though_its_node_died_unacknowledged() {
     let nats = NatsServer::start();
     let proxy = Proxy::start(nats.port());
     let a = Node::start(&nats, "crash-once", "a", "");
@@ -158,7 +157,10 @@ fn a_persistent_qos2_subscriber_gets_each_message_once_though_its_node_died_befo
     let lost: Vec<usize> = (0..BEFORE + AFTER)
         .filter(|i| !got.contains_key(&format!("m{i}")))
         .collect();
-    assert!(lost.is_empty(), "acknowledged and lost: {lost:?} (got {got:?})");
+    assert!(
+        lost.is_empty(),
+        "acknowledged and lost: {lost:?} (got {got:?})"
+    );
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     drop(b);

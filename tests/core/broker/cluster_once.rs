@@ -79,9 +79,9 @@ fn received(r: &mut Raw, conn: ConnId) -> Vec<String> {
 
 fn remote(r: &mut Raw, payload: &'static str, position: u64) -> bool {
     let now = r.now();
-    let routed = r
-        .broker
-        .handle_remote_durable(now, msg("q/x", payload, QoS::ExactlyOnce), position);
+    let routed =
+        r.broker
+            .handle_remote_durable(now, msg("q/x", payload, QoS::ExactlyOnce), position);
     r.pump();
     routed
 }
@@ -109,8 +109,14 @@ fn a_position_routed_before_a_crash_is_not_routed_again_after_the_restart() {
     assert!(remote(&mut r, "m1", 41));
     let ops = drain(&mut r, &mut disk);
     assert!(ops.contains(&StoreOp::PutRemoteRouted(41)), "{ops:?}");
-    assert!(ops.iter().any(|o| matches!(o, StoreOp::Enqueue(_))), "{ops:?}");
-    assert_eq!((disk.queued.len(), disk.remote_routed.as_slice()), (1, &[41][..]));
+    assert!(
+        ops.iter().any(|o| matches!(o, StoreOp::Enqueue(_))),
+        "{ops:?}"
+    );
+    assert_eq!(
+        (disk.queued.len(), disk.remote_routed.as_slice()),
+        (1, &[41][..])
+    );
 
     // The node dies before the cluster heard of it: the log delivers position 41 again.
     let mut r = node();
@@ -165,7 +171,10 @@ fn routed_positions_are_capped_lowest_first_in_memory_and_in_the_store() {
     let ops: Vec<StoreOp> = std::iter::from_fn(|| r.broker.poll_store()).collect();
     assert_eq!(
         ops,
-        [StoreOp::DeleteRemoteRouted(0), StoreOp::DeleteRemoteRouted(1)]
+        [
+            StoreOp::DeleteRemoteRouted(0),
+            StoreOp::DeleteRemoteRouted(1)
+        ]
     );
     let now = r.now();
     let m = msg("nobody/x", "m", QoS::ExactlyOnce);
