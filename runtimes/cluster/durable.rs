@@ -43,6 +43,7 @@ use super::once::{Handed, Verdict};
 use super::port::FromLink;
 use super::Counters;
 use crate::broker::cluster::RemoteTicket;
+use crate::store::RemotePosition;
 
 /// How long the stream keeps a message (a node down longer misses what is older).
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -210,7 +211,7 @@ pub(crate) async fn consume(
                             let _ = m.ack().await;
                             continue;
                         };
-                        let seq = m.info().ok().map(|i| i.stream_sequence);
+                        let seq = position(&m);
                         let Some(id) = delivered.take(m).await else {
                             continue;
                         };
@@ -233,8 +234,8 @@ pub(crate) async fn consume(
 /// sequences handed over (each is routed once: see `once.rs`).
 #[derive(Default)]
 struct Delivered {
-    /// By id: the stream sequence (if JetStream gave one) and the newest delivery.
-    waiting: HashMap<AckId, (Option<u64>, jetstream::Message)>,
+    /// By id: the position (if JetStream gave one) and the newest delivery.
+    waiting: HashMap<AckId, (Option<RemotePosition>, jetstream::Message)>,
     handed: Handed,
     next_id: AckId,
 }
@@ -244,7 +245,7 @@ impl Delivered {
     /// sequence handed over already (acknowledged here, or by the pending acknowledgement,
     /// which now answers this delivery).
     async fn take(&mut self, m: jetstream::Message) -> Option<AckId> {
-        let seq = m.info().ok().map(|i| i.stream_sequence);
+        let seq = position(&m);
         match seq.map(|s| self.handed.check(s)) {
             Some(Verdict::Pending(id)) => {
                 if let Some(w) = self.waiting.get_mut(&id) {
@@ -282,6 +283,17 @@ impl Delivered {
             let _ = m.ack().await;
         }
     }
+}
+
+/// Where a delivered message sits in the stream: its sequence, stamped with the time the
+/// stream stored it (the same for every delivery of it; a stream made anew reuses
+/// sequences, not times).
+fn position(m: &jetstream::Message) -> Option<RemotePosition> {
+    let info = m.info().ok()?;
+    Some(RemotePosition {
+        sequence: info.stream_sequence,
+        stamp: info.published.unix_timestamp_nanos() as u64,
+    })
 }
 
 /// The message a consumer delivered, checked; `None` for this node's own and for one

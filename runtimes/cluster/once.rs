@@ -7,7 +7,10 @@
 //! again, a QoS 2 message would reach its subscribers a second time under a new packet
 //! id. So the consumer remembers each sequence it handed over: one whose acknowledgement
 //! still waits for the router is not routed again, its pending acknowledgement now answers
-//! the newest delivery; one already acknowledged is acknowledged again and skipped.
+//! the newest delivery; one already acknowledged is acknowledged again and skipped. A
+//! sequence is stamped with the time the stream stored the message: a stream made anew
+//! reuses sequences for other messages, which are routed. (This is the running node's
+//! memory; the router keeps the same in the store, for a restart: `handle_remote_durable`.)
 //!
 //! **Cap.** A sequence waiting for the router is remembered until the router gives it
 //! back (at most the consumer's `max_ack_pending` of them). Acknowledged sequences are
@@ -19,6 +22,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::durable::AckId;
+use crate::store::RemotePosition;
 
 /// How many acknowledged stream sequences the consumer remembers (about 1 MB at most).
 pub(crate) const ACKED_CAP: usize = 64 * 1024;
@@ -39,10 +43,10 @@ pub(crate) enum Verdict {
 /// The stream sequences handed to the router (see the module's documentation).
 #[derive(Debug)]
 pub(crate) struct Handed {
-    /// Sequences whose acknowledgement waits for the router, with their id.
-    pending: HashMap<u64, AckId>,
-    /// Sequences acknowledged, the lowest forgotten past `cap`.
-    acked: BTreeSet<u64>,
+    /// Positions whose acknowledgement waits for the router, with their id.
+    pending: HashMap<RemotePosition, AckId>,
+    /// Positions acknowledged, the lowest forgotten past `cap`.
+    acked: BTreeSet<RemotePosition>,
     cap: usize,
 }
 
@@ -62,8 +66,9 @@ impl Handed {
         }
     }
 
-    /// What to do with a delivery of stream sequence `seq`.
-    pub(crate) fn check(&self, seq: u64) -> Verdict {
+    /// What to do with a delivery at `seq` (stream sequence and publish time: a stream
+    /// made anew reuses sequences).
+    pub(crate) fn check(&self, seq: RemotePosition) -> Verdict {
         if let Some(&id) = self.pending.get(&seq) {
             Verdict::Pending(id)
         } else if self.acked.contains(&seq) {
@@ -74,13 +79,13 @@ impl Handed {
     }
 
     /// `seq` was handed to the router as `id`.
-    pub(crate) fn handed(&mut self, seq: u64, id: AckId) {
+    pub(crate) fn handed(&mut self, seq: RemotePosition, id: AckId) {
         self.acked.remove(&seq);
         self.pending.insert(seq, id);
     }
 
     /// The router gave `seq` back: it is acknowledged to JetStream.
-    pub(crate) fn acked(&mut self, seq: u64) {
+    pub(crate) fn acked(&mut self, seq: RemotePosition) {
         self.pending.remove(&seq);
         self.acked.insert(seq);
         while self.acked.len() > self.cap {
@@ -99,38 +104,52 @@ impl Handed {
 mod tests {
     use super::*;
 
+    /// Sequence `n`, as published at one time.
+    fn p(n: u64) -> RemotePosition {
+        RemotePosition {
+            sequence: n,
+            stamp: 1,
+        }
+    }
+
     #[test]
     fn a_redelivery_is_routed_once() {
         let mut h = Handed::default();
-        assert_eq!(h.check(7), Verdict::Route);
-        h.handed(7, 1);
+        assert_eq!(h.check(p(7)), Verdict::Route);
+        h.handed(p(7), 1);
         // Delivered again before the router gave it back: wait for that, route nothing.
-        assert_eq!(h.check(7), Verdict::Pending(1));
-        assert_eq!(h.check(8), Verdict::Route);
-        h.acked(7);
+        assert_eq!(h.check(p(7)), Verdict::Pending(1));
+        assert_eq!(h.check(p(8)), Verdict::Route);
+        h.acked(p(7));
         // Delivered again after the acknowledgement (lost on the way): acknowledge again.
-        assert_eq!(h.check(7), Verdict::Acked);
-        assert_eq!(h.check(7), Verdict::Acked);
+        assert_eq!(h.check(p(7)), Verdict::Acked);
+        assert_eq!(h.check(p(7)), Verdict::Acked);
+        // The same sequence in a stream made anew is another message.
+        let anew = RemotePosition {
+            sequence: 7,
+            stamp: 2,
+        };
+        assert_eq!(h.check(anew), Verdict::Route);
     }
 
     #[test]
     fn acknowledged_sequences_are_capped_lowest_first() {
         let mut h = Handed::with_cap(3);
         for seq in [5, 1, 9, 3] {
-            h.handed(seq, seq);
+            h.handed(p(seq), seq);
         }
         // Pending ones are never forgotten.
         for seq in [5, 1, 9, 3] {
-            assert_eq!(h.check(seq), Verdict::Pending(seq));
+            assert_eq!(h.check(p(seq)), Verdict::Pending(seq));
         }
         for seq in [5, 1, 9, 3] {
-            h.acked(seq);
+            h.acked(p(seq));
         }
         assert_eq!(h.len(), 3);
         // The lowest went first: sequence 1 would be routed again.
-        assert_eq!(h.check(1), Verdict::Route);
+        assert_eq!(h.check(p(1)), Verdict::Route);
         for seq in [3, 5, 9] {
-            assert_eq!(h.check(seq), Verdict::Acked, "{seq}");
+            assert_eq!(h.check(p(seq)), Verdict::Acked, "{seq}");
         }
     }
 
@@ -138,13 +157,13 @@ mod tests {
     fn the_cap_holds_under_many_sequences() {
         let mut h = Handed::with_cap(100);
         for seq in 0..10_000 {
-            assert_eq!(h.check(seq), Verdict::Route);
-            h.handed(seq, seq);
-            h.acked(seq);
+            assert_eq!(h.check(p(seq)), Verdict::Route);
+            h.handed(p(seq), seq);
+            h.acked(p(seq));
         }
         assert_eq!(h.len(), 100);
-        assert_eq!(h.check(9_999), Verdict::Acked);
-        assert_eq!(h.check(9_900), Verdict::Acked);
-        assert_eq!(h.check(9_899), Verdict::Route);
+        assert_eq!(h.check(p(9_999)), Verdict::Acked);
+        assert_eq!(h.check(p(9_900)), Verdict::Acked);
+        assert_eq!(h.check(p(9_899)), Verdict::Route);
     }
 }

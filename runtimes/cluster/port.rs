@@ -37,8 +37,8 @@ pub(crate) enum FromLink {
     Shared(TopicFilter, Publish),
     /// A QoS 1/2 message another node published, from this node's durable consumer: the
     /// link acknowledges it to JetStream once the router task gives its id back; with
-    /// its stream sequence, which the router routes once (kept in the store).
-    Durable(Publish, AckId, Option<u64>),
+    /// its stream position, which the router routes once (kept in the store).
+    Durable(Publish, AckId, Option<crate::store::RemotePosition>),
     /// JetStream stored a message of this node's: its publisher's acknowledgement may go.
     Stored(RemoteTicket),
     /// From the cluster's shared state: sessions and retained messages (see `state.rs`).

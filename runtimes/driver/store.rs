@@ -16,8 +16,8 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use super::now;
 use crate::broker::Router;
 use crate::store::{
-    CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError,
-    StoreOp, StoreSnapshot,
+    CompletedRecord, PacketIdRecord, QueuedRecord, RemotePosition, RetainedRecord, SessionRecord,
+    StoreError, StoreOp, StoreSnapshot,
 };
 use crate::types::{ByteStr, PacketId};
 
@@ -40,7 +40,8 @@ const COMPLETED: TableDefinition<(&str, u16), u64> = TableDefinition::new("compl
 
 /// The cluster positions of the other nodes' messages routed here (see
 /// `Router::handle_remote_durable`), written with what routing each changed.
-const REMOTE_ROUTED: TableDefinition<u64, ()> = TableDefinition::new("remote_routed");
+/// Keyed by sequence, with the stamp.
+const REMOTE_ROUTED: TableDefinition<u64, u64> = TableDefinition::new("remote_routed");
 
 /// An open store file.
 pub(crate) struct RedbStore {
@@ -141,8 +142,11 @@ impl RedbStore {
         }
         let table = tx.open_table(REMOTE_ROUTED).map_err(|e| fail(&e))?;
         for row in table.iter().map_err(|e| fail(&e))? {
-            let (k, _) = row.map_err(|e| fail(&e))?;
-            snapshot.remote_routed.push(k.value());
+            let (k, v) = row.map_err(|e| fail(&e))?;
+            snapshot.remote_routed.push(RemotePosition {
+                sequence: k.value(),
+                stamp: v.value(),
+            });
         }
         Ok(snapshot)
     }
@@ -251,10 +255,10 @@ impl RedbStore {
                         completed.remove(key(r))?;
                     }
                     StoreOp::PutRemoteRouted(p) => {
-                        remote_routed.insert(*p, ())?;
+                        remote_routed.insert(p.sequence, p.stamp)?;
                     }
                     StoreOp::DeleteRemoteRouted(p) => {
-                        remote_routed.remove(*p)?;
+                        remote_routed.remove(p.sequence)?;
                     }
                     // Nothing to write: the caller hands it back once this commits.
                     StoreOp::Durable(_) => {}
@@ -371,21 +375,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    fn at(sequence: u64, stamp: u64) -> RemotePosition {
+        RemotePosition { sequence, stamp }
+    }
+
     #[test]
     fn routed_cluster_positions_survive_reopening() {
         let d = dir("remote-routed");
         let store = RedbStore::open(&d).unwrap();
         store
             .apply(&[
-                StoreOp::PutRemoteRouted(9),
-                StoreOp::PutRemoteRouted(3),
-                StoreOp::PutRemoteRouted(u64::MAX),
-                StoreOp::DeleteRemoteRouted(9),
+                StoreOp::PutRemoteRouted(at(9, 1)),
+                StoreOp::PutRemoteRouted(at(3, 2)),
+                StoreOp::PutRemoteRouted(at(u64::MAX, 3)),
+                StoreOp::PutRemoteRouted(at(3, 4)),
+                StoreOp::DeleteRemoteRouted(at(9, 1)),
             ])
             .unwrap();
         drop(store);
         let again = RedbStore::open(&d).unwrap();
-        assert_eq!(again.load().unwrap().remote_routed, [3, u64::MAX]);
+        let got = again.load().unwrap().remote_routed;
+        assert_eq!(got, [at(3, 4), at(u64::MAX, 3)], "the later stamp wins");
         drop(again);
         let _ = std::fs::remove_dir_all(&d);
     }

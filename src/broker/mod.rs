@@ -393,7 +393,12 @@ impl Broker {
 
     /// A message of another node from the cluster's durable log at `position`, routed once
     /// per position (across restarts, with a store); see [`Router::handle_remote_durable`].
-    pub fn handle_remote_durable(&mut self, now: Instant, message: Publish, position: u64) -> bool {
+    pub fn handle_remote_durable(
+        &mut self,
+        now: Instant,
+        message: Publish,
+        position: persist::RemotePosition,
+    ) -> bool {
         let routed = self.router.handle_remote_durable(now, message, position);
         self.pump(now);
         routed

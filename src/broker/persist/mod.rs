@@ -240,12 +240,12 @@ pub enum StoreOp {
     PutCompleted(CompletedRecord),
     /// Forget an inbound QoS 2 packet identifier's digest (the oldest of too many).
     DeleteCompleted(PacketIdRecord),
-    /// Store the cluster position (the node's stream sequence) of a message of another node
-    /// that was routed here ([`Router::handle_remote_durable`](crate::broker::Router::handle_remote_durable)),
+    /// Store the cluster position of a message of another node that was routed here
+    /// ([`Router::handle_remote_durable`](crate::broker::Router::handle_remote_durable)),
     /// in the batch of what routing it changed.
-    PutRemoteRouted(u64),
-    /// Forget a routed cluster position (the lowest of too many).
-    DeleteRemoteRouted(u64),
+    PutRemoteRouted(RemotePosition),
+    /// Forget a routed cluster position (the lowest sequence of too many).
+    DeleteRemoteRouted(RemotePosition),
     /// Nothing to write: hand the ticket back once every op before it is durable.
     Durable(Ticket),
 }
@@ -267,7 +267,18 @@ pub struct StoreSnapshot {
     /// The last inbound QoS 2 packet identifiers with the digests of their messages.
     pub completed: Vec<CompletedRecord>,
     /// The cluster positions of the other nodes' messages routed here, the last ones.
-    pub remote_routed: Vec<u64>,
+    pub remote_routed: Vec<RemotePosition>,
+}
+
+/// Where a message of another node sits in the cluster's durable log: its sequence there,
+/// and a stamp that tells a delivery again of the same message from another message at a
+/// reused sequence (the log was made anew), such as the time the log stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RemotePosition {
+    /// The message's sequence number in the log.
+    pub sequence: u64,
+    /// The same for every delivery of the message (its store time in the log, say).
+    pub stamp: u64,
 }
 
 impl StoreSnapshot {
@@ -319,9 +330,8 @@ impl StoreSnapshot {
                 .completed
                 .retain(|o| (&o.client_id, o.packet_id) != (&r.client_id, r.packet_id)),
             StoreOp::PutRemoteRouted(p) => {
-                if !self.remote_routed.contains(&p) {
-                    self.remote_routed.push(p);
-                }
+                self.remote_routed.retain(|o| o.sequence != p.sequence);
+                self.remote_routed.push(p);
             }
             StoreOp::DeleteRemoteRouted(p) => self.remote_routed.retain(|o| *o != p),
             StoreOp::Durable(_) => {}

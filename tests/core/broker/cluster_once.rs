@@ -5,13 +5,18 @@
 use crate::sim::raw::Raw;
 use crate::sim::{msg, sub};
 use crate::support::{pid, s};
-use tinymqtt::broker::persist::{StoreOp, StoreSnapshot};
+use tinymqtt::broker::persist::{RemotePosition, StoreOp, StoreSnapshot};
 use tinymqtt::broker::{BrokerConfig, ConnId};
 use tinymqtt::codec::{Connect, Packet, PubRec, PubRel, Subscribe, SubscribeProperties};
 use tinymqtt::{ProtocolVersion, QoS, ReasonCode};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const WALL: u64 = 1_800_000_000;
+
+/// Sequence `sequence` of the cluster's log, stamped 1.
+fn at(sequence: u64) -> RemotePosition {
+    RemotePosition { sequence, stamp: 1 }
+}
 
 /// A node with a store (played by hand: acknowledgements do not wait for it).
 fn node() -> Raw {
@@ -81,7 +86,7 @@ fn remote(r: &mut Raw, payload: &'static str, position: u64) -> bool {
     let now = r.now();
     let routed =
         r.broker
-            .handle_remote_durable(now, msg("q/x", payload, QoS::ExactlyOnce), position);
+            .handle_remote_durable(now, msg("q/x", payload, QoS::ExactlyOnce), at(position));
     r.pump();
     routed
 }
@@ -93,7 +98,17 @@ fn a_durable_delivery_again_at_the_same_position_is_routed_once() {
     assert!(remote(&mut r, "m1", 7));
     assert!(!remote(&mut r, "m1", 7), "the same position routed twice");
     assert!(remote(&mut r, "m2", 8));
-    assert_eq!(received(&mut r, conn), ["m1", "m2"]);
+    // A log made anew reuses sequence 7 for another message (another stamp): routed.
+    let now = r.now();
+    let anew = RemotePosition {
+        sequence: 7,
+        stamp: 2,
+    };
+    assert!(r
+        .broker
+        .handle_remote_durable(now, msg("q/x", "m3", QoS::ExactlyOnce), anew));
+    r.pump();
+    assert_eq!(received(&mut r, conn), ["m1", "m2", "m3"]);
 }
 
 #[test]
@@ -108,14 +123,14 @@ fn a_position_routed_before_a_crash_is_not_routed_again_after_the_restart() {
     // Routed to the offline session: the queued message and the position go in one batch.
     assert!(remote(&mut r, "m1", 41));
     let ops = drain(&mut r, &mut disk);
-    assert!(ops.contains(&StoreOp::PutRemoteRouted(41)), "{ops:?}");
+    assert!(ops.contains(&StoreOp::PutRemoteRouted(at(41))), "{ops:?}");
     assert!(
         ops.iter().any(|o| matches!(o, StoreOp::Enqueue(_))),
         "{ops:?}"
     );
     assert_eq!(
         (disk.queued.len(), disk.remote_routed.as_slice()),
-        (1, &[41][..])
+        (1, &[at(41)][..])
     );
 
     // The node dies before the cluster heard of it: the log delivers position 41 again.
@@ -144,11 +159,11 @@ fn routed_positions_are_capped_lowest_first_in_memory_and_in_the_store() {
     for position in 0..=CAP {
         let now = r.now();
         let m = msg("nobody/x", "m", QoS::ExactlyOnce);
-        assert!(r.broker.handle_remote_durable(now, m, position));
+        assert!(r.broker.handle_remote_durable(now, m, at(position)));
         while let Some(op) = r.broker.poll_store() {
             match op {
-                StoreOp::PutRemoteRouted(p) => assert!(stored.insert(p)),
-                StoreOp::DeleteRemoteRouted(p) => assert!(stored.remove(&p)),
+                StoreOp::PutRemoteRouted(p) => assert!(stored.insert(p.sequence)),
+                StoreOp::DeleteRemoteRouted(p) => assert!(stored.remove(&p.sequence)),
                 _ => {}
             }
         }
@@ -158,11 +173,11 @@ fn routed_positions_are_capped_lowest_first_in_memory_and_in_the_store() {
     // The kept ones are not routed again.
     let now = r.now();
     let m = msg("nobody/x", "m", QoS::ExactlyOnce);
-    assert!(!r.broker.handle_remote_durable(now, m, CAP));
+    assert!(!r.broker.handle_remote_durable(now, m, at(CAP)));
 
     // A store holding more than the cap is cut to it, lowest first, on restore.
     let disk = StoreSnapshot {
-        remote_routed: (0..CAP + 2).rev().collect(),
+        remote_routed: (0..CAP + 2).rev().map(at).collect(),
         ..StoreSnapshot::default()
     };
     let mut r = node();
@@ -172,12 +187,12 @@ fn routed_positions_are_capped_lowest_first_in_memory_and_in_the_store() {
     assert_eq!(
         ops,
         [
-            StoreOp::DeleteRemoteRouted(0),
-            StoreOp::DeleteRemoteRouted(1)
+            StoreOp::DeleteRemoteRouted(at(0)),
+            StoreOp::DeleteRemoteRouted(at(1))
         ]
     );
     let now = r.now();
     let m = msg("nobody/x", "m", QoS::ExactlyOnce);
-    assert!(!r.broker.handle_remote_durable(now, m.clone(), 2));
-    assert!(r.broker.handle_remote_durable(now, m, 1));
+    assert!(!r.broker.handle_remote_durable(now, m.clone(), at(2)));
+    assert!(r.broker.handle_remote_durable(now, m, at(1)));
 }
