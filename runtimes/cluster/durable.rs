@@ -211,8 +211,7 @@ pub(crate) async fn consume(
                             let _ = m.ack().await;
                             continue;
                         };
-                        let seq = position(&m);
-                        let Some(id) = delivered.take(m).await else {
+                        let Some((id, seq)) = delivered.take(m).await else {
                             continue;
                         };
                         if inbound.to_router.send(FromLink::Durable(p, id, seq)).await.is_err() {
@@ -241,10 +240,10 @@ struct Delivered {
 }
 
 impl Delivered {
-    /// The id to hand message `m` to the router with; `None` for a delivery again of a
-    /// sequence handed over already (acknowledged here, or by the pending acknowledgement,
-    /// which now answers this delivery).
-    async fn take(&mut self, m: jetstream::Message) -> Option<AckId> {
+    /// The id and position to hand message `m` to the router with; `None` for a delivery
+    /// again of a sequence handed over already (acknowledged here, or by the pending
+    /// acknowledgement, which now answers this delivery).
+    async fn take(&mut self, m: jetstream::Message) -> Option<(AckId, Option<RemotePosition>)> {
         let seq = position(&m);
         match seq.map(|s| self.handed.check(s)) {
             Some(Verdict::Pending(id)) => {
@@ -267,7 +266,7 @@ impl Delivered {
                     self.handed.handed(s, id);
                 }
                 self.waiting.insert(id, (seq, m));
-                Some(id)
+                Some((id, seq))
             }
         }
     }
