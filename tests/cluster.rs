@@ -11,6 +11,8 @@ mod nats;
 #[path = "support/interop.rs"]
 mod peers;
 
+#[path = "cluster/crash_once.rs"]
+mod crash_once;
 #[path = "cluster/durability.rs"]
 mod durability;
 #[path = "cluster/hostile.rs"]
@@ -19,6 +21,8 @@ mod hostile;
 mod node;
 #[path = "cluster/outage.rs"]
 mod outage;
+#[path = "cluster/redelivery.rs"]
+mod redelivery;
 #[path = "cluster/routing.rs"]
 mod routing;
 

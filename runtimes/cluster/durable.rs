@@ -25,8 +25,9 @@
 //! published after its creation and resumes where it left off when the node restarts.
 //! A message is acknowledged to JetStream only once the router routed it and, with
 //! persistence, once the store holds what that changed; one not acknowledged within
-//! [`ACK_WAIT`] (the node died) is delivered again. A node's own messages are
-//! acknowledged and skipped (it routed them itself).
+//! [`ACK_WAIT`] (the node died, the acknowledgement was lost or late) is delivered
+//! again; a live node routes each stream sequence once (see `once.rs`). A node's own
+//! messages are acknowledged and skipped (it routed them itself).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,9 +39,11 @@ use tokio::sync::watch;
 
 use super::envelope::{self, ORIGIN};
 use super::link::Inbound;
+use super::once::{Handed, Verdict};
 use super::port::FromLink;
 use super::Counters;
 use crate::broker::cluster::RemoteTicket;
+use crate::store::RemotePosition;
 
 /// How long the stream keeps a message (a node down longer misses what is older).
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -160,15 +163,14 @@ pub(crate) async fn consume(
     mut filters: watch::Receiver<Vec<String>>,
     acks: async_channel::Receiver<AckId>,
 ) {
-    let mut delivered: HashMap<AckId, jetstream::Message> = HashMap::new();
-    let mut next_id: AckId = 0;
+    let mut delivered = Delivered::default();
     'config: loop {
         let subjects = filters.borrow_and_update().clone();
         if subjects.is_empty() {
             tokio::select! {
                 changed = filters.changed() => if changed.is_err() { return },
                 a = acks.recv() => match a {
-                    Ok(id) => ack(&mut delivered, id).await,
+                    Ok(id) => delivered.ack(id).await,
                     Err(_) => return,
                 },
             }
@@ -200,7 +202,7 @@ pub(crate) async fn consume(
                     continue 'config;
                 }
                 a = acks.recv() => match a {
-                    Ok(id) => ack(&mut delivered, id).await,
+                    Ok(id) => delivered.ack(id).await,
                     Err(_) => return,
                 },
                 m = messages.next() => match m {
@@ -209,9 +211,10 @@ pub(crate) async fn consume(
                             let _ = m.ack().await;
                             continue;
                         };
-                        next_id += 1;
-                        delivered.insert(next_id, m);
-                        if inbound.to_router.send(FromLink::Durable(p, next_id)).await.is_err() {
+                        let Some((id, seq)) = delivered.take(m).await else {
+                            continue;
+                        };
+                        if inbound.to_router.send(FromLink::Durable(p, id, seq)).await.is_err() {
                             return;
                         }
                     }
@@ -226,12 +229,70 @@ pub(crate) async fn consume(
     }
 }
 
-/// Acknowledges a delivered message to JetStream (the router took it).
-async fn ack(delivered: &mut HashMap<AckId, jetstream::Message>, id: AckId) {
-    if let Some(m) = delivered.remove(&id) {
-        // Lost with the connection: JetStream delivers it again after ACK_WAIT.
-        let _ = m.ack().await;
+/// The messages handed to the router whose acknowledgement waits for it, and the stream
+/// sequences handed over (each is routed once: see `once.rs`).
+#[derive(Default)]
+struct Delivered {
+    /// By id: the position (if JetStream gave one) and the newest delivery.
+    waiting: HashMap<AckId, (Option<RemotePosition>, jetstream::Message)>,
+    handed: Handed,
+    next_id: AckId,
+}
+
+impl Delivered {
+    /// The id and position to hand message `m` to the router with; `None` for a delivery
+    /// again of a sequence handed over already (acknowledged here, or by the pending
+    /// acknowledgement, which now answers this delivery).
+    async fn take(&mut self, m: jetstream::Message) -> Option<(AckId, Option<RemotePosition>)> {
+        let seq = position(&m);
+        match seq.map(|s| self.handed.check(s)) {
+            Some(Verdict::Pending(id)) => {
+                if let Some(w) = self.waiting.get_mut(&id) {
+                    // Any delivery's reply acknowledges the sequence; the newest is the
+                    // one JetStream waits on now.
+                    w.1 = m;
+                }
+                None
+            }
+            Some(Verdict::Acked) => {
+                // Lost with the connection: JetStream delivers it again after ACK_WAIT.
+                let _ = m.ack().await;
+                None
+            }
+            Some(Verdict::Route) | None => {
+                self.next_id += 1;
+                let id = self.next_id;
+                if let Some(s) = seq {
+                    self.handed.handed(s, id);
+                }
+                self.waiting.insert(id, (seq, m));
+                Some((id, seq))
+            }
+        }
     }
+
+    /// Acknowledges a delivered message to JetStream (the router took it).
+    async fn ack(&mut self, id: AckId) {
+        if let Some((seq, m)) = self.waiting.remove(&id) {
+            if let Some(s) = seq {
+                self.handed.acked(s);
+            }
+            // Lost with the connection: JetStream delivers it again after ACK_WAIT, and
+            // `take` acknowledges it then.
+            let _ = m.ack().await;
+        }
+    }
+}
+
+/// Where a delivered message sits in the stream: its sequence, stamped with the time the
+/// stream stored it (the same for every delivery of it; a stream made anew reuses
+/// sequences, not times).
+fn position(m: &jetstream::Message) -> Option<RemotePosition> {
+    let info = m.info().ok()?;
+    Some(RemotePosition {
+        sequence: info.stream_sequence,
+        stamp: info.published.unix_timestamp_nanos() as u64,
+    })
 }
 
 /// The message a consumer delivered, checked; `None` for this node's own and for one

@@ -30,6 +30,7 @@ mod durable;
 mod envelope;
 mod keys;
 mod link;
+mod once;
 mod port;
 mod state;
 

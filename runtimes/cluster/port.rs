@@ -36,8 +36,9 @@ pub(crate) enum FromLink {
     /// subscription `filter` (a NATS queue group; this node's own messages included).
     Shared(TopicFilter, Publish),
     /// A QoS 1/2 message another node published, from this node's durable consumer: the
-    /// link acknowledges it to JetStream once the router task gives its id back.
-    Durable(Publish, AckId),
+    /// link acknowledges it to JetStream once the router task gives its id back; with
+    /// its stream position, which the router routes once (kept in the store).
+    Durable(Publish, AckId, Option<crate::store::RemotePosition>),
     /// JetStream stored a message of this node's: its publisher's acknowledgement may go.
     Stored(RemoteTicket),
     /// From the cluster's shared state: sessions and retained messages (see `state.rs`).
@@ -137,8 +138,15 @@ impl Port {
                 router.handle_remote_shared(now, &f, p);
                 None
             }
-            FromLink::Durable(p, id) => {
-                router.handle_remote(now, p);
+            FromLink::Durable(p, id, seq) => {
+                // Routed once per sequence, across restarts too; acknowledged either way
+                // once the store holds what the first routing changed.
+                match seq {
+                    Some(seq) => {
+                        router.handle_remote_durable(now, p, seq);
+                    }
+                    None => router.handle_remote(now, p),
+                }
                 Some(id)
             }
             FromLink::Stored(ticket) => {

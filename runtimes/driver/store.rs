@@ -16,8 +16,8 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use super::now;
 use crate::broker::Router;
 use crate::store::{
-    CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreError,
-    StoreOp, StoreSnapshot,
+    CompletedRecord, PacketIdRecord, QueuedRecord, RemotePosition, RetainedRecord, SessionRecord,
+    StoreError, StoreOp, StoreSnapshot,
 };
 use crate::types::{ByteStr, PacketId};
 
@@ -37,6 +37,11 @@ const RELEASED: TableDefinition<(&str, u16), ()> = TableDefinition::new("release
 /// The last inbound QoS 2 packet ids of each session, keyed by client id and packet id, with
 /// the digest of the message each carried (kept past PUBREL).
 const COMPLETED: TableDefinition<(&str, u16), u64> = TableDefinition::new("completed");
+
+/// The cluster positions of the other nodes' messages routed here (see
+/// `Router::handle_remote_durable`), written with what routing each changed.
+/// Keyed by sequence, with the stamp.
+const REMOTE_ROUTED: TableDefinition<u64, u64> = TableDefinition::new("remote_routed");
 
 /// An open store file.
 pub(crate) struct RedbStore {
@@ -135,6 +140,14 @@ impl RedbStore {
                 digest: v.value(),
             });
         }
+        let table = tx.open_table(REMOTE_ROUTED).map_err(|e| fail(&e))?;
+        for row in table.iter().map_err(|e| fail(&e))? {
+            let (k, v) = row.map_err(|e| fail(&e))?;
+            snapshot.remote_routed.push(RemotePosition {
+                sequence: k.value(),
+                stamp: v.value(),
+            });
+        }
         Ok(snapshot)
     }
 
@@ -177,6 +190,7 @@ impl RedbStore {
             let mut incoming = tx.open_table(INCOMING)?;
             let mut released = tx.open_table(RELEASED)?;
             let mut completed = tx.open_table(COMPLETED)?;
+            let mut remote_routed = tx.open_table(REMOTE_ROUTED)?;
             for op in ops {
                 match op {
                     StoreOp::PutRetained(r) => {
@@ -239,6 +253,12 @@ impl RedbStore {
                     }
                     StoreOp::DeleteCompleted(r) => {
                         completed.remove(key(r))?;
+                    }
+                    StoreOp::PutRemoteRouted(p) => {
+                        remote_routed.insert(p.sequence, p.stamp)?;
+                    }
+                    StoreOp::DeleteRemoteRouted(p) => {
+                        remote_routed.remove(p.sequence)?;
                     }
                     // Nothing to write: the caller hands it back once this commits.
                     StoreOp::Durable(_) => {}
@@ -351,6 +371,31 @@ mod tests {
             .apply(&[StoreOp::DeleteSession(ByteStr::from_static("c"))])
             .unwrap();
         assert!(again.load().unwrap().sessions.is_empty());
+        drop(again);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn at(sequence: u64, stamp: u64) -> RemotePosition {
+        RemotePosition { sequence, stamp }
+    }
+
+    #[test]
+    fn routed_cluster_positions_survive_reopening() {
+        let d = dir("remote-routed");
+        let store = RedbStore::open(&d).unwrap();
+        store
+            .apply(&[
+                StoreOp::PutRemoteRouted(at(9, 1)),
+                StoreOp::PutRemoteRouted(at(3, 2)),
+                StoreOp::PutRemoteRouted(at(u64::MAX, 3)),
+                StoreOp::PutRemoteRouted(at(3, 4)),
+                StoreOp::DeleteRemoteRouted(at(9, 1)),
+            ])
+            .unwrap();
+        drop(store);
+        let again = RedbStore::open(&d).unwrap();
+        let got = again.load().unwrap().remote_routed;
+        assert_eq!(got, [at(3, 4), at(u64::MAX, 3)], "the later stamp wins");
         drop(again);
         let _ = std::fs::remove_dir_all(&d);
     }

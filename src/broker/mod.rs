@@ -391,6 +391,19 @@ impl Broker {
         self.pump(now);
     }
 
+    /// A message of another node from the cluster's durable log at `position`, routed once
+    /// per position (across restarts, with a store); see [`Router::handle_remote_durable`].
+    pub fn handle_remote_durable(
+        &mut self,
+        now: Instant,
+        message: Publish,
+        position: persist::RemotePosition,
+    ) -> bool {
+        let routed = self.router.handle_remote_durable(now, message, position);
+        self.pump(now);
+        routed
+    }
+
     /// A message of the cluster's for this node's shared subscription `filter`; see
     /// [`Router::handle_remote_shared`].
     pub fn handle_remote_shared(&mut self, now: Instant, filter: &TopicFilter, message: Publish) {

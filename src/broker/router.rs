@@ -32,6 +32,7 @@ mod parked;
 mod persist_log;
 mod queue;
 mod remote;
+mod remote_routed;
 mod replay;
 mod routing;
 mod sessions;

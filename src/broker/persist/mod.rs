@@ -19,7 +19,9 @@
 //! with (the router picks it when it stores the message, so a resend after a restart uses
 //! the same one); outbound QoS 2 flows that got their PUBREC and wait for PUBCOMP; inbound
 //! QoS 2 packet identifiers answered with PUBREC and waiting for PUBREL, and the last ones with
-//! a digest of their message (to answer a client's replay without routing it twice).
+//! a digest of their message (to answer a client's replay without routing it twice); in a
+//! cluster, the positions of the other nodes' durable messages routed here (to route a
+//! message the cluster delivers again after a crash once).
 //!
 //! Acknowledging only what is durable: with
 //! [`BrokerConfig::durable_acks`](crate::broker::BrokerConfig::durable_acks) (the default),
@@ -238,6 +240,12 @@ pub enum StoreOp {
     PutCompleted(CompletedRecord),
     /// Forget an inbound QoS 2 packet identifier's digest (the oldest of too many).
     DeleteCompleted(PacketIdRecord),
+    /// Store the cluster position of a message of another node that was routed here
+    /// ([`Router::handle_remote_durable`](crate::broker::Router::handle_remote_durable)),
+    /// in the batch of what routing it changed.
+    PutRemoteRouted(RemotePosition),
+    /// Forget a routed cluster position (the lowest sequence of too many).
+    DeleteRemoteRouted(RemotePosition),
     /// Nothing to write: hand the ticket back once every op before it is durable.
     Durable(Ticket),
 }
@@ -258,6 +266,19 @@ pub struct StoreSnapshot {
     pub released: Vec<PacketIdRecord>,
     /// The last inbound QoS 2 packet identifiers with the digests of their messages.
     pub completed: Vec<CompletedRecord>,
+    /// The cluster positions of the other nodes' messages routed here, the last ones.
+    pub remote_routed: Vec<RemotePosition>,
+}
+
+/// Where a message of another node sits in the cluster's durable log: its sequence there,
+/// and a stamp that tells a delivery again of the same message from another message at a
+/// reused sequence (the log was made anew), such as the time the log stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RemotePosition {
+    /// The message's sequence number in the log.
+    pub sequence: u64,
+    /// The same for every delivery of the message (its store time in the log, say).
+    pub stamp: u64,
 }
 
 impl StoreSnapshot {
@@ -308,6 +329,11 @@ impl StoreSnapshot {
             StoreOp::DeleteCompleted(r) => self
                 .completed
                 .retain(|o| (&o.client_id, o.packet_id) != (&r.client_id, r.packet_id)),
+            StoreOp::PutRemoteRouted(p) => {
+                self.remote_routed.retain(|o| o.sequence != p.sequence);
+                self.remote_routed.push(p);
+            }
+            StoreOp::DeleteRemoteRouted(p) => self.remote_routed.retain(|o| *o != p),
             StoreOp::Durable(_) => {}
         }
     }

@@ -143,6 +143,7 @@ impl Router {
         self.restore_queued(now, wall, snapshot.queued, &mut done);
         self.restore_flows(snapshot.incoming, snapshot.released);
         self.restore_completed(snapshot.completed);
+        self.restore_remote_routed(snapshot.remote_routed);
         done
     }
 

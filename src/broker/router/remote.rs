@@ -42,6 +42,10 @@ pub(super) struct Remote {
     /// connection, and the session whose full queue it waits for next (if any). One entry
     /// per held acknowledgement, which the publishers' receive windows bound.
     held: HashMap<RemoteTicket, (ConnId, Option<SessionId>)>,
+    /// The cluster positions of the durable deliveries routed here (sequence to stamp),
+    /// the last [`REMOTE_ROUTED_CAP`](super::remote_routed::REMOTE_ROUTED_CAP) (see
+    /// `remote_routed.rs`).
+    pub(super) routed: std::collections::BTreeMap<u64, u64>,
 }
 
 /// What a message routed with a cluster is, and so where it goes.

@@ -6,6 +6,7 @@
 mod admin;
 mod backpressure;
 mod cluster_acks;
+mod cluster_once;
 mod cluster_seam;
 mod cluster_sessions;
 mod cluster_shared;
