@@ -17,7 +17,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::state::{Claimed, StateEvent, StateHandle, ToState};
+use super::channel::{Claimed, StateEvent};
+use super::state::{StateHandle, ToState};
 use super::Counters;
 use crate::broker::cluster::Export;
 use crate::broker::{ConnId, Router, RouterMail};

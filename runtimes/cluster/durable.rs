@@ -37,10 +37,10 @@ use async_nats::HeaderMap;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::channel::{AckId, FromLink};
 use super::envelope::{self, ORIGIN};
-use super::link::Inbound;
+use super::inbound::Inbound;
 use super::once::{Handed, Verdict};
-use super::port::FromLink;
 use super::Counters;
 use crate::broker::cluster::RemoteTicket;
 use crate::store::RemotePosition;
@@ -150,10 +150,6 @@ fn collide(a: &str, b: &str) -> bool {
         }
     }
 }
-
-/// Acknowledgements the router task gives back: the id a delivered message was handed
-/// over with ([`FromLink::Durable`]).
-pub(crate) type AckId = u64;
 
 /// Reads the node's durable consumer into the router task, on the filter subjects
 /// `filters` holds (none: nothing is read), until the router task is gone.

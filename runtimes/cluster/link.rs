@@ -7,8 +7,8 @@
 //! (a full channel makes the reader wait, and NATS's per-subscription buffer, then its
 //! slow-consumer policy, takes over).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_nats::{HeaderMap, ServerAddr, Subscriber};
 use futures_util::stream::FuturesOrdered;
@@ -16,39 +16,14 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::channel::{AckId, FromLink, ToLink};
 use super::durable;
 use super::envelope::{self, ORIGIN};
-use super::port::{FromLink, ToLink};
+use super::inbound::Inbound;
 use super::{ClusterConfig, Counters};
 use crate::broker::cluster::{filter_to_subjects, RemoteOutput, RemoteTicket};
-use crate::topic::{matches, split_shared};
+use crate::topic::split_shared;
 use crate::types::{QoS, TopicFilter};
-
-/// What every subscription reader needs.
-#[derive(Clone)]
-pub(super) struct Inbound {
-    pub(super) prefix: Arc<str>,
-    pub(super) node_id: Arc<str>,
-    pub(super) max_packet_size: u32,
-    pub(super) to_router: async_channel::Sender<FromLink>,
-    pub(super) counters: Arc<Counters>,
-    /// The plain filters subscribed: NATS delivers a message once per subscription it
-    /// matches, so a message matching several is routed by the reader of the least of them
-    /// only.
-    plain: Arc<RwLock<BTreeSet<TopicFilter>>>,
-}
-
-impl Inbound {
-    /// Whether `topic`'s message, delivered to the subscription of the plain `filter`, is
-    /// this subscription's to route (no other subscribed filter before it matches).
-    fn routes(&self, filter: &TopicFilter, topic: &str) -> bool {
-        let plain = self.plain.read().unwrap_or_else(|e| e.into_inner());
-        plain
-            .iter()
-            .find(|f| matches(f.as_str(), topic))
-            .is_none_or(|first| first == filter)
-    }
-}
 
 /// Runs the link until the router task drops its end of the channel.
 pub(super) async fn run(
@@ -58,7 +33,7 @@ pub(super) async fn run(
         async_channel::Receiver<ToLink>,
         async_channel::Sender<FromLink>,
     ),
-    acks: async_channel::Receiver<durable::AckId>,
+    acks: async_channel::Receiver<AckId>,
     counters: Arc<Counters>,
 ) {
     let addrs: Vec<ServerAddr> = config.nats.iter().filter_map(|u| u.parse().ok()).collect();
@@ -149,7 +124,7 @@ pub(super) async fn run(
 /// Takes what the router hands out and drops it (the link could not start).
 async fn drain(
     from_router: async_channel::Receiver<ToLink>,
-    _acks: async_channel::Receiver<durable::AckId>,
+    _acks: async_channel::Receiver<AckId>,
 ) {
     while from_router.recv().await.is_ok() {}
 }

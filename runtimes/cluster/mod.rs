@@ -24,18 +24,21 @@
 //!
 //! [`Router::poll_remote`]: crate::broker::Router::poll_remote
 
+mod channel;
 mod claims;
 mod config;
 mod durable;
 mod envelope;
+mod inbound;
 mod keys;
 mod link;
 mod once;
 mod port;
 mod state;
 
+pub(crate) use channel::FromLink;
 pub use config::{ClusterConfig, ClusterConfigError};
-pub(crate) use port::{FromLink, Port};
+pub(crate) use port::Port;
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};

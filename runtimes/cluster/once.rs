@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::durable::AckId;
+use super::channel::AckId;
 use crate::store::RemotePosition;
 
 /// How many acknowledged stream sequences the consumer remembers (about 1 MB at most).

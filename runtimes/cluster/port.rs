@@ -11,39 +11,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::durable::AckId;
+use super::channel::{AckId, FromLink, ToLink};
 use super::{ClusterConfig, Counters};
-use crate::broker::cluster::{RemoteOutput, RemoteTicket};
+use crate::broker::cluster::RemoteOutput;
 use crate::broker::Router;
-use crate::codec::Publish;
-use crate::types::{QoS, TopicFilter};
-
-/// What the router task hands the link.
-#[derive(Debug)]
-pub(crate) enum ToLink {
-    /// One of the router's remote outputs.
-    Out(RemoteOutput),
-    /// Every filter this node's sessions hold (the link subscribes to each).
-    Interest(Vec<TopicFilter>),
-}
-
-/// What the link hands the router task.
-#[derive(Debug)]
-pub(crate) enum FromLink {
-    /// A message another node published, checked, for this node's plain subscriptions.
-    Message(Publish),
-    /// A message the cluster chose this node for among the members of the shared
-    /// subscription `filter` (a NATS queue group; this node's own messages included).
-    Shared(TopicFilter, Publish),
-    /// A QoS 1/2 message another node published, from this node's durable consumer: the
-    /// link acknowledges it to JetStream once the router task gives its id back; with
-    /// its stream position, which the router routes once (kept in the store).
-    Durable(Publish, AckId, Option<crate::store::RemotePosition>),
-    /// JetStream stored a message of this node's: its publisher's acknowledgement may go.
-    Stored(RemoteTicket),
-    /// From the cluster's shared state: sessions and retained messages (see `state.rs`).
-    State(super::state::StateEvent),
-}
+use crate::types::QoS;
 
 /// The router task's end of the link.
 #[derive(Debug)]

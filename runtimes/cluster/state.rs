@@ -27,8 +27,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
+use super::channel::{Claimed, FromLink, StateEvent};
 use super::keys;
-use super::port::FromLink;
 use super::{ClusterConfig, Counters};
 use crate::broker::cluster::SessionImage;
 use crate::broker::persist::RetainedRecord;
@@ -71,32 +71,6 @@ pub(crate) enum ToState {
     },
     /// The session of `client_id` ended here: its entry goes, if this node still owns it.
     Release(ByteStr),
-}
-
-/// What this task hands the router task (inside [`FromLink::State`]).
-#[derive(Debug)]
-pub(crate) enum StateEvent {
-    /// The cluster's retained message of a topic changed (an empty payload clears it).
-    Retained(Publish),
-    /// The claim of the CONNECT waiting on `conn` ended.
-    Claimed { conn: ConnId, outcome: Claimed },
-    /// Another node claimed a session of this node: export it and answer with its image
-    /// (empty: none here).
-    Export {
-        client_id: ByteStr,
-        reply: oneshot::Sender<Bytes>,
-    },
-}
-
-/// How a claim ended.
-#[derive(Debug)]
-pub(crate) enum Claimed {
-    /// This node owns the session; nothing to bring from elsewhere.
-    Here,
-    /// This node owns the session; here is what the previous owner held.
-    Moved(Box<SessionImage>),
-    /// The claim failed: the CONNECT is refused with this code.
-    Refused(ReasonCode),
 }
 
 /// The router task's handle on this task: claims and releases go one way, retained messages
