@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= decode roundtrip client_session broker_session session_image
 
-.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-instructions bench-tls bench-connect-profile crash broker publisher subscriber
+.PHONY: public-api soak test tools lint doc core check-features unit bench-smoke fuzz-build load-tool fuzz bench bench-persistence bench-client bench-brokers bench-runtimes bench-window bench-instructions bench-tls bench-connect-profile bench-cluster crash broker publisher subscriber
 
 ## test: everything CI checks (installs what it needs first)
 test: tools lint doc core check-features unit fuzz-build load-tool bench-smoke
@@ -158,6 +158,11 @@ WINDOW_SCENARIOS ?= fanin-q1 fanin-q2 fanin-q1-far fanin-q2-far latency-q1-far
 bench-window:
 	ROUNDS=$(ROUNDS) DURATION=$(DURATION) SCENARIOS="$(WINDOW_SCENARIOS)" BROKERS=tinymqtt \
 	  SETTINGS="$(WINDOW_SETTINGS)" CARGO=$(CARGO) bash benches/bench-brokers.sh
+
+## bench-cluster: fan-in with 1, 2 and 3 cluster nodes on one NATS server (tool i publishes on
+## node i, subscribes on node i+1), QoS 0 and 1 (e.g. make bench-cluster NODES="1 3" DURATION=3)
+bench-cluster:
+	NODES="$(or $(NODES),1 2 3)" DURATION=$(or $(DURATION),5) CARGO=$(CARGO) bash benches/cluster-scale.sh
 
 ## soak: the hostile-client suite (tests/hostile.rs) ten times bigger and longer, outside CI;
 ## prints per attack the broker's peak RSS and the probe's worst PINGREQ round trip
