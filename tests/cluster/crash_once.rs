@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::nats::NatsServer;
-use crate::node::{settle, Node};
+use crate::node::{collect, settle, Node};
 use crate::peers::{line_buffered, mosquitto_pub, Peer};
 
 /// Messages before the cut, and after it (routed and stored by B, never acknowledged).
@@ -104,16 +104,6 @@ fn subscriber(port: u16) -> Peer {
             "MSG %r %q %t %p",
         ],
     )
-}
-
-/// Adds the payloads of the `MSG` lines `sub` prints within `quiet` to `got`.
-fn collect(sub: &Peer, quiet: Duration, got: &mut BTreeMap<String, usize>) {
-    for line in sub.lines_within(quiet, |l| l.starts_with("MSG ")) {
-        let payload = line.rsplit(' ').next().unwrap_or_default().to_owned();
-        if payload.starts_with('m') {
-            *got.entry(payload).or_default() += 1;
-        }
-    }
 }
 
 #[test]

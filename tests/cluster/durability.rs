@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::nats::NatsServer;
-use crate::node::{settle, Node};
+use crate::node::{collect, settle, Node};
 use crate::peers::{line_buffered, mosquitto_pub, mosquitto_sub, Peer, WAIT};
 
 /// Messages A publishes, and how many before B is killed.
@@ -22,16 +22,6 @@ fn subscriber(b: &Node) -> Peer {
         b.port,
         &["-t", "dur/#", "-q", "1", "-c", "-i", "cluster-durable-sub"],
     )
-}
-
-/// Adds the payloads of the `MSG` lines `sub` prints within `quiet` to `got`.
-fn collect(sub: &Peer, quiet: Duration, got: &mut BTreeMap<String, usize>) {
-    for line in sub.lines_within(quiet, |l| l.starts_with("MSG ")) {
-        let payload = line.rsplit(' ').next().unwrap_or_default().to_owned();
-        if payload.starts_with("m") {
-            *got.entry(payload).or_default() += 1;
-        }
-    }
 }
 
 #[test]

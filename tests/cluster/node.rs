@@ -5,6 +5,7 @@
 // Real processes run on real time: this harness may read the clock and sleep.
 #![allow(dead_code, clippy::disallowed_methods)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -84,5 +85,16 @@ pub(crate) fn settle(node: &Node, topic: &str, subs: &[&Peer]) {
     // Probes still on their way are skipped by whoever reads next.
     for sub in subs {
         let _ = sub.lines_within(Duration::from_millis(300), |l| l.contains(" probe"));
+    }
+}
+
+/// Adds the payloads of the `MSG` lines `sub` prints within `quiet` to `got` (those of
+/// the messages the tests number, `m...`).
+pub(crate) fn collect(sub: &Peer, quiet: Duration, got: &mut BTreeMap<String, usize>) {
+    for line in sub.lines_within(quiet, |l| l.starts_with("MSG ")) {
+        let payload = line.rsplit(' ').next().unwrap_or_default().to_owned();
+        if payload.starts_with('m') {
+            *got.entry(payload).or_default() += 1;
+        }
     }
 }

@@ -16,8 +16,8 @@ use super::{remote, Router, Timer};
 use crate::broker::cluster::{Export, ImportError, SessionImage, MAX_ENDED};
 use crate::broker::mail::{Delivery, OutFlow, RouterMail, ToConnection};
 use crate::broker::persist::{
-    CompletedRecord, PacketIdRecord, QueuedRecord, SessionOwner, SessionRecord, StoreOp,
-    StoredSubscription, StoredWill,
+    CompletedRecord, PacketIdRecord, QueuedRecord, SessionRecord, StoreOp, StoredSubscription,
+    StoredWill,
 };
 use crate::broker::tree::{SessionId, SubscriptionEntry};
 use crate::broker::DropReason;
@@ -391,11 +391,7 @@ impl Router {
             disconnected_at: None,
             subscriptions,
             will: s.will.as_deref().map(StoredWill::from),
-            owner: match (s.claimed, s.owner.as_deref()) {
-                (false, _) => SessionOwner::Unknown,
-                (true, None) => SessionOwner::Anonymous,
-                (true, Some(u)) => SessionOwner::User(u.clone()),
-            },
+            owner: s.stored_owner(),
         };
         Some(SessionImage {
             session,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::Router;
 use crate::broker::mail::{ConnId, Delivery, OutFlow, ToConnection};
 use crate::broker::persist::{
-    CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionOwner, SessionRecord,
-    StoreOp, StoreSnapshot, StoredSubscription, StoredWill, Ticket,
+    CompletedRecord, PacketIdRecord, QueuedRecord, RetainedRecord, SessionRecord, StoreOp,
+    StoreSnapshot, StoredSubscription, StoredWill, Ticket,
 };
 use crate::broker::tree::SessionId;
 use crate::broker::DropReason;
@@ -467,11 +467,7 @@ impl Router {
             disconnected_at: s.disconnected_at,
             subscriptions,
             will: s.will.as_deref().map(StoredWill::from),
-            owner: match (s.claimed, s.owner.as_deref()) {
-                (false, _) => SessionOwner::Unknown,
-                (true, None) => SessionOwner::Anonymous,
-                (true, Some(u)) => SessionOwner::User(u.clone()),
-            },
+            owner: s.stored_owner(),
         }));
     }
 }

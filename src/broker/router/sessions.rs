@@ -56,6 +56,15 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// Who owns the session, as the store (and a session image) keeps it.
+    pub(super) fn stored_owner(&self) -> SessionOwner {
+        match (self.claimed, self.owner.as_deref()) {
+            (false, _) => SessionOwner::Unknown,
+            (true, None) => SessionOwner::Anonymous,
+            (true, Some(u)) => SessionOwner::User(u.clone()),
+        }
+    }
+
     /// Messages waiting to be sent: queued here, or released ahead of the window and waiting
     /// in the connection (see `prefetch`), which count against `max_queued_messages` alike.
     #[inline]
