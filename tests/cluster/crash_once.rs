@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::nats::NatsServer;
-use crate::node::{collect, settle, Node};
+use crate::node::{assert_each_once, collect, settle, Node};
 use crate::peers::{line_buffered, mosquitto_pub, Peer};
 
 /// Messages before the cut, and after it (routed and stored by B, never acknowledged).
@@ -144,14 +144,6 @@ fn a_persistent_qos2_subscriber_gets_each_message_once_though_its_node_died_unac
     while Instant::now() < deadline {
         collect(&sub, Duration::from_millis(300), &mut got);
     }
-    let lost: Vec<usize> = (0..BEFORE + AFTER)
-        .filter(|i| !got.contains_key(&format!("m{i}")))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged and lost: {lost:?} (got {got:?})"
-    );
-    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_each_once(&got, BEFORE + AFTER);
     drop(b);
 }

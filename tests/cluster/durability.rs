@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::nats::NatsServer;
-use crate::node::{collect, settle, Node};
+use crate::node::{assert_each_once, collect, settle, Node};
 use crate::peers::{line_buffered, mosquitto_pub, mosquitto_sub, Peer, WAIT};
 
 /// Messages A publishes, and how many before B is killed.
@@ -74,13 +74,5 @@ fn a_persistent_subscriber_gets_every_acknowledged_message_across_a_sigkill_of_i
         collect(&sub, Duration::from_millis(300), &mut got);
     }
     collect(&sub, Duration::from_millis(500), &mut got);
-    let lost: Vec<usize> = (0..N)
-        .filter(|i| !got.contains_key(&format!("m{i}")))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged and lost: {lost:?} (got {got:?})"
-    );
-    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_each_once(&got, N);
 }

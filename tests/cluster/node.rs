@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use crate::nats::NatsServer;
 use crate::peers::{example, free_port, mosquitto_pub, scratch, wait_for_port, write, Peer};
 
-/// How long a test waits for the cluster's subscriptions to reach NATS.
-pub(crate) const SETTLE: Duration = Duration::from_secs(8);
+/// How long a test waits for the cluster's subscriptions to reach NATS (a bound, not a
+/// pause, generous for a machine loaded by other suites).
+pub(crate) const SETTLE: Duration = Duration::from_secs(20);
 
 /// One tinymqtt node of a cluster.
 pub(crate) struct Node {
@@ -97,4 +98,17 @@ pub(crate) fn collect(sub: &Peer, quiet: Duration, got: &mut BTreeMap<String, us
             *got.entry(payload).or_default() += 1;
         }
     }
+}
+
+/// Asserts that each of the messages `m0` .. `m{count - 1}` arrived, and none twice.
+pub(crate) fn assert_each_once(got: &BTreeMap<String, usize>, count: usize) {
+    let lost: Vec<usize> = (0..count)
+        .filter(|i| !got.contains_key(&format!("m{i}")))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged and lost: {lost:?} (got {got:?})"
+    );
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
 }

@@ -273,8 +273,9 @@ fn an_image_is_refused_while_the_session_is_online_here_or_once_it_expired() {
     );
 }
 
-#[test]
-fn a_will_delayed_past_the_move_is_cancelled_by_the_reconnect_on_the_new_node() {
+/// Node B with "mover"'s session, whose connection closed abnormally 10 s ago with a will
+/// delayed 30 s, exported; node C with a watcher subscribed to `wills/#`.
+fn will_waiting_when_exported() -> (Raw, Raw, ConnId, SessionImage) {
     let (mut b, mut c) = (node(), node());
     let watcher = c.connect(V5, "watcher");
     subscribe(&mut c, watcher, V5, "wills/#", QoS::AtMostOnce);
@@ -286,6 +287,12 @@ fn a_will_delayed_past_the_move_is_cancelled_by_the_reconnect_on_the_new_node() 
     b.close(conn); // abnormal: the will waits 30 s
     b.advance(secs(10));
     let image = export(&mut b, "mover");
+    (b, c, watcher, image)
+}
+
+#[test]
+fn a_will_delayed_past_the_move_is_cancelled_by_the_reconnect_on_the_new_node() {
+    let (mut b, mut c, watcher, image) = will_waiting_when_exported();
     // The old node forgot it: no will there, ever.
     b.advance(secs(60));
     let now = c.now();
@@ -298,17 +305,7 @@ fn a_will_delayed_past_the_move_is_cancelled_by_the_reconnect_on_the_new_node() 
 
 #[test]
 fn an_imported_will_goes_out_when_its_client_never_comes() {
-    let (mut b, mut c) = (node(), node());
-    let watcher = c.connect(V5, "watcher");
-    subscribe(&mut c, watcher, V5, "wills/#", QoS::AtMostOnce);
-    let mut connect = persistent(V5, "mover");
-    let mut will = Will::new(topic("wills/mover"), &b"gone"[..]);
-    will.properties.will_delay_interval = Some(30);
-    connect.will = Some(will);
-    let (conn, _) = b.connect_with(connect);
-    b.close(conn);
-    b.advance(secs(10));
-    let image = export(&mut b, "mover");
+    let (_b, mut c, watcher, image) = will_waiting_when_exported();
     let now = c.now();
     c.broker.import_session(now, carried(&image)).unwrap();
     // 20 s were left of its delay.
